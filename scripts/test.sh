@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs saescope's whole test suite on a fresh Debian machine: installs the system packages the
+# tests need when they are missing (Mesa's software Vulkan driver for the headless UI tests),
+# then runs `cargo test`. Needs ../shared beside the project (or SAESCOPE_SHARED).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing test dependencies: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+shared="${SAESCOPE_SHARED:-../shared}"
+if [ ! -d "$shared/models" ]; then
+  echo "error: test data not found at $shared; put shared/ beside the project or set SAESCOPE_SHARED" >&2
+  exit 1
+fi
+
+cargo test --locked "$@"

@@ -1,0 +1,3 @@
+//! Analyses over models, activations and SAEs. Each is a library function with a CLI command.
+
+pub mod classify;

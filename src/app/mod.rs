@@ -1,0 +1,155 @@
+//! The desktop app (eframe + egui on wgpu). A thin layer over the library: it shows workspaces
+//! and starts library jobs; it computes nothing itself.
+
+use crate::store::Workspace;
+use crate::store::activations::ActivationStore;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// State remembered between runs.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Persisted {
+    pub recent_workspaces: Vec<PathBuf>,
+    pub dark_mode: bool,
+}
+
+/// A workspace as the start page summarises it.
+pub struct OpenWorkspace {
+    pub dir: PathBuf,
+    pub summary: Vec<(String, String)>,
+}
+
+pub struct SaescopeApp {
+    pub persisted: Persisted,
+    pub path_input: String,
+    pub open: Option<OpenWorkspace>,
+    pub error: Option<String>,
+}
+
+const STORAGE_KEY: &str = "saescope";
+const MAX_RECENT: usize = 10;
+
+impl SaescopeApp {
+    pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
+        let persisted: Persisted = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
+        cc.egui_ctx.set_theme(if persisted.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
+        SaescopeApp { persisted, path_input: String::new(), open: None, error: None }
+    }
+
+    /// Opens a workspace folder and summarises it; errors are shown, never panicked on.
+    pub fn open_workspace(&mut self, dir: PathBuf) {
+        match summarise(&dir) {
+            Ok(summary) => {
+                self.persisted.recent_workspaces.retain(|p| p != &dir);
+                self.persisted.recent_workspaces.insert(0, dir.clone());
+                self.persisted.recent_workspaces.truncate(MAX_RECENT);
+                self.open = Some(OpenWorkspace { dir, summary });
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn top_bar_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.heading("saescope");
+            ui.label(egui::RichText::new(format!("v{}", env!("CARGO_PKG_VERSION"))).weak());
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let label = if self.persisted.dark_mode { "☀ Light" } else { "🌙 Dark" };
+                if ui.button(label).on_hover_text("Switch between light and dark theme").clicked() {
+                    self.persisted.dark_mode = !self.persisted.dark_mode;
+                    ui.ctx().set_theme(if self.persisted.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
+                }
+            });
+        });
+    }
+
+    fn start_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Workspaces");
+        ui.label("A workspace holds one model layer's activations over an image folder, and everything computed from them.");
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            ui.label("Workspace folder:");
+            let edit = ui.add(egui::TextEdit::singleline(&mut self.path_input).hint_text("/path/to/workspace").desired_width(360.0));
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Open").on_hover_text("Open the workspace in this folder").clicked() || enter) && !self.path_input.trim().is_empty() {
+                self.open_workspace(PathBuf::from(self.path_input.trim()));
+            }
+        });
+        if let Some(err) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, err);
+        }
+        ui.add_space(8.0);
+        ui.label(egui::RichText::new("Recent").strong());
+        if self.persisted.recent_workspaces.is_empty() {
+            ui.label(egui::RichText::new("No workspaces yet. Create one with `saescope extract --workspace DIR …`.").weak());
+        }
+        let mut clicked = None;
+        for p in &self.persisted.recent_workspaces {
+            if ui.link(p.display().to_string()).on_hover_text("Open this workspace").clicked() {
+                clicked = Some(p.clone());
+            }
+        }
+        if let Some(p) = clicked {
+            self.open_workspace(p);
+        }
+        if let Some(ws) = &self.open {
+            ui.separator();
+            ui.heading(ws.dir.display().to_string());
+            egui::Grid::new("workspace_summary").num_columns(2).striped(true).show(ui, |ui| {
+                for (k, v) in &ws.summary {
+                    ui.label(k);
+                    ui.label(v);
+                    ui.end_row();
+                }
+            });
+        }
+    }
+}
+
+fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
+    let ws = Workspace::open(dir)?;
+    let c = &ws.config;
+    let mut rows = vec![
+        ("Model".to_string(), c.model.source.clone()),
+        ("Layer".to_string(), format!("{} of {}", c.layer, c.backbone.n_layers)),
+        ("Width".to_string(), c.backbone.d_model.to_string()),
+        ("Images".to_string(), c.images.display().to_string()),
+        ("Tokens".to_string(), format!("{:?}", c.tokens).to_lowercase()),
+    ];
+    match ActivationStore::open(&ws.activations_dir()) {
+        Ok(store) => {
+            let m = &store.manifest;
+            rows.push(("Activations".into(), format!("{} rows in {}/{} shards ({:?})", m.rows(), m.shards.len(), m.planned_shards(), m.dtype)));
+            rows.push(("Skipped images".into(), m.skipped().len().to_string()));
+        }
+        Err(_) => rows.push(("Activations".into(), "none yet".into())),
+    }
+    Ok(rows)
+}
+
+impl eframe::App for SaescopeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        egui::Panel::top("top_bar").show(ui, |ui| self.top_bar_ui(ui));
+        egui::CentralPanel::default().show(ui, |ui| self.start_ui(ui));
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.persisted);
+    }
+}
+
+/// Opens the main window. Fails with a message that says how to get a graphics adapter.
+pub fn run_native_app() -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default().with_title("saescope").with_inner_size([1200.0, 800.0]).with_min_inner_size([640.0, 400.0]),
+        ..Default::default()
+    };
+    eframe::run_native("saescope", options, Box::new(|cc| Ok(Box::new(SaescopeApp::new(cc)))))
+        .map_err(|e| anyhow::anyhow!(
+            "could not open the saescope window: {e}. Without a GPU, install Mesa's software renderer \
+             (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1) and make sure \
+             a display is available (DISPLAY or WAYLAND_DISPLAY; headless: xvfb-run saescope). The CLI works without a display."
+        ))
+}

@@ -1,0 +1,391 @@
+//! Vision backbones behind one trait. Every family (PyTorch `nn.TransformerEncoder` ViTs, CLIP,
+//! DINOv2, SigLIP) is assembled from the same parts into a [`VisionTransformer`], which can stop
+//! after any block and return the residual stream `[batch, tokens, d_model]` together with the
+//! token geometry that maps each patch token to a box on the original image.
+
+pub mod clip;
+pub mod dinov2;
+pub mod layers;
+pub mod preprocess;
+pub mod siglip;
+pub mod source;
+pub mod torch_vit;
+pub mod weights;
+
+use crate::error::{Error, Result};
+use candle_core::{D, Tensor};
+use layers::{Block, LayerNorm, Linear, PatchEmbed};
+use preprocess::Preprocessor;
+use serde::{Deserialize, Serialize};
+
+pub use source::{ModelSpec, load_backbone};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    TorchVit,
+    Clip,
+    Dinov2,
+    Siglip,
+}
+
+/// Which tokens of the sequence an analysis keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSelection {
+    All,
+    Patch,
+    Cls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    Cls,
+    Register(usize),
+    Patch { row: usize, col: usize },
+}
+
+/// Layout of the token sequence: `[CLS?] [registers…] [patches, row-major]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGeometry {
+    pub has_cls: bool,
+    pub registers: usize,
+    pub grid_h: usize,
+    pub grid_w: usize,
+    pub patch_size: usize,
+}
+
+impl TokenGeometry {
+    pub fn prefix_tokens(&self) -> usize {
+        self.has_cls as usize + self.registers
+    }
+
+    pub fn n_tokens(&self) -> usize {
+        self.prefix_tokens() + self.grid_h * self.grid_w
+    }
+
+    pub fn kind(&self, token: usize) -> TokenKind {
+        let p = self.prefix_tokens();
+        if self.has_cls && token == 0 {
+            TokenKind::Cls
+        } else if token < p {
+            TokenKind::Register(token - self.has_cls as usize)
+        } else {
+            let i = token - p;
+            TokenKind::Patch { row: i / self.grid_w, col: i % self.grid_w }
+        }
+    }
+
+    /// The model-input pixel box [x0, y0, x1, y1] a patch token covers (None for CLS/registers).
+    pub fn patch_box(&self, token: usize) -> Option<[f32; 4]> {
+        match self.kind(token) {
+            TokenKind::Patch { row, col } => {
+                let s = self.patch_size as f32;
+                Some([col as f32 * s, row as f32 * s, (col + 1) as f32 * s, (row + 1) as f32 * s])
+            }
+            _ => None,
+        }
+    }
+
+    /// Token indices kept by a selection, in sequence order.
+    pub fn select(&self, sel: TokenSelection) -> Result<Vec<usize>> {
+        Ok(match sel {
+            TokenSelection::All => (0..self.n_tokens()).collect(),
+            TokenSelection::Patch => (self.prefix_tokens()..self.n_tokens()).collect(),
+            TokenSelection::Cls => {
+                if !self.has_cls {
+                    return Err(Error::Invalid("this model has no CLS token: use --tokens patch or all".into()));
+                }
+                vec![0]
+            }
+        })
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    pub name: String,
+    pub family: Family,
+    pub n_layers: usize,
+    pub d_model: usize,
+    pub geometry: TokenGeometry,
+    /// Class names of the classifier head, in logit order (None without a head).
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A vision model that can be tapped at any layer. Layer `l` means the residual stream after
+/// block `l` (0-based), i.e. Hugging Face `hidden_states[l + 1]` and SAELens `blocks.l.hook_resid_post`.
+pub trait Backbone: Send + Sync {
+    fn info(&self) -> &BackboneInfo;
+    fn preprocessor(&self) -> &Preprocessor;
+    /// pixels [B, 3, H, W] → residual stream after block `layer` [B, T, D]; later blocks are not run.
+    fn forward_to(&self, pixels: &Tensor, layer: usize) -> Result<Tensor>;
+    /// The embeddings (index 0) and the output of every block, like HF's `hidden_states`.
+    fn hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>>;
+    /// Runs blocks after `layer` on a (possibly edited) residual stream and returns the head's outputs.
+    fn finish_from(&self, hidden: &Tensor, layer: usize) -> Result<HeadOutputs>;
+
+    fn outputs(&self, pixels: &Tensor) -> Result<HeadOutputs> {
+        let n = self.info().n_layers;
+        self.finish_from(&self.forward_to(pixels, n - 1)?, n - 1)
+    }
+}
+
+/// What a model computes after its last block.
+#[derive(Debug)]
+pub struct HeadOutputs {
+    /// The last hidden state after the final norm (HF `last_hidden_state`) [B, T, D].
+    pub last: Tensor,
+    /// Pooled representation (HF `pooler_output`) [B, D].
+    pub pooled: Tensor,
+    /// Classifier logits [B, classes], when the model has a classifier.
+    pub logits: Option<Tensor>,
+    /// Joint-space embedding (CLIP `image_embeds`), when the model has a projection.
+    pub embeds: Option<Tensor>,
+}
+
+/// How the position embeddings cover the token sequence.
+#[derive(Clone)]
+pub struct Embeddings {
+    pub patch: PatchEmbed,
+    /// [D] learned class token.
+    pub cls: Option<Tensor>,
+    /// [R, D] register tokens (DINOv2 with registers), inserted after CLS without position.
+    pub registers: Option<Tensor>,
+    /// [1 (if cls) + gh·gw, D] learned absolute positions.
+    pub pos: Tensor,
+    /// The patch grid the position table was trained for.
+    pub pos_grid: (usize, usize),
+    /// CLIP's `pre_layrnorm`.
+    pub pre_norm: Option<LayerNorm>,
+    /// Allow bicubic interpolation of the position table to other grids (DINOv2).
+    pub interpolate: bool,
+}
+
+impl Embeddings {
+    pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = pixels.dims4()?;
+        let grid = self.patch.grid(h, w);
+        let x = self.patch.forward(pixels)?; // [B, N, D]
+        let b = x.dim(0)?;
+        let d = x.dim(2)?;
+        let n_cls = self.cls.is_some() as usize;
+        let patch_pos = self.pos.narrow(0, n_cls, self.pos.dim(0)? - n_cls)?;
+        let patch_pos = if grid == self.pos_grid {
+            patch_pos
+        } else if self.interpolate {
+            interpolate_pos_bicubic(&patch_pos, self.pos_grid, grid)?
+        } else {
+            return Err(Error::Invalid(format!(
+                "input of {h}×{w} pixels gives a {}×{} patch grid but this model's position embeddings are for {}×{}; \
+                 use the model's preprocessing (it resizes to the right size)",
+                grid.0, grid.1, self.pos_grid.0, self.pos_grid.1
+            )));
+        };
+        let mut x = x.broadcast_add(&patch_pos)?;
+        if let Some(cls) = &self.cls {
+            let cls = (cls + self.pos.get(0)?)?.reshape((1, 1, d))?.broadcast_as((b, 1, d))?;
+            let mut parts = vec![cls];
+            if let Some(r) = &self.registers {
+                parts.push(r.unsqueeze(0)?.broadcast_as((b, r.dim(0)?, d))?);
+            }
+            parts.push(x);
+            x = Tensor::cat(&parts, 1)?;
+        }
+        match &self.pre_norm {
+            Some(n) => n.forward(&x),
+            None => Ok(x),
+        }
+    }
+}
+
+/// Resizes a [gh·gw, D] position table to another grid as Hugging Face's DINOv2 does:
+/// PyTorch bicubic (`align_corners=False`, A = -0.75) with `scale_factor = (new + 0.1) / old`,
+/// so source coordinates advance by old / (new + 0.1) per output position.
+fn interpolate_pos_bicubic(pos: &Tensor, from: (usize, usize), to: (usize, usize)) -> Result<Tensor> {
+    let d = pos.dim(1)?;
+    let src: Vec<f32> = pos.flatten_all()?.to_vec1()?;
+    let weights = |out: usize, inp: usize| -> Vec<[(usize, f32); 4]> {
+        let scale = inp as f64 / (out as f64 + 0.1);
+        (0..out)
+            .map(|o| {
+                let x = (o as f64 + 0.5) * scale - 0.5;
+                let x0 = x.floor();
+                let t = x - x0;
+                let a = -0.75;
+                let cubic1 = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
+                let cubic2 = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
+                let w = [cubic2(t + 1.0), cubic1(t), cubic1(1.0 - t), cubic2(2.0 - t)];
+                std::array::from_fn(|k| {
+                    let idx = (x0 as i64 - 1 + k as i64).clamp(0, inp as i64 - 1) as usize;
+                    (idx, w[k] as f32)
+                })
+            })
+            .collect()
+    };
+    let wy = weights(to.0, from.0);
+    let wx = weights(to.1, from.1);
+    let mut out = vec![0f32; to.0 * to.1 * d];
+    for (oy, ky) in wy.iter().enumerate() {
+        for (ox, kx) in wx.iter().enumerate() {
+            let dst = &mut out[(oy * to.1 + ox) * d..][..d];
+            for &(iy, fy) in ky {
+                for &(ix, fx) in kx {
+                    let f = fy * fx;
+                    let s = &src[(iy * from.1 + ix) * d..][..d];
+                    for (o, v) in dst.iter_mut().zip(s) {
+                        *o += f * v;
+                    }
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (to.0 * to.1, d), pos.device())?)
+}
+
+/// How the final representation is pooled and what heads follow it.
+#[derive(Clone)]
+pub enum Pool {
+    /// The CLS token.
+    Cls,
+    /// SigLIP's multi-head attention pooling.
+    Map(Box<siglip::MapHead>),
+}
+
+#[derive(Clone)]
+pub struct Classifier {
+    /// Norm applied to the pooled token before the linear layer (e.g. `mlp_head.0`).
+    pub norm: Option<LayerNorm>,
+    pub linear: Linear,
+}
+
+/// The one implementation of [`Backbone`] all families share.
+pub struct VisionTransformer {
+    pub info: BackboneInfo,
+    pub preprocessor: Preprocessor,
+    pub embeddings: Embeddings,
+    pub blocks: Vec<Block>,
+    pub final_norm: Option<LayerNorm>,
+    /// Norm applied to the pooled vector only (CLIP's `post_layernorm`).
+    pub pooled_norm: Option<LayerNorm>,
+    pub pool: Pool,
+    pub classifier: Option<Classifier>,
+    pub projection: Option<Linear>,
+}
+
+impl VisionTransformer {
+    fn check_layer(&self, layer: usize) -> Result<()> {
+        if layer >= self.blocks.len() {
+            return Err(Error::Invalid(format!(
+                "layer {layer} does not exist: {} has layers 0..={} (layer l = output of block l)",
+                self.info.name,
+                self.blocks.len() - 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Backbone for VisionTransformer {
+    fn info(&self) -> &BackboneInfo {
+        &self.info
+    }
+
+    fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    fn forward_to(&self, pixels: &Tensor, layer: usize) -> Result<Tensor> {
+        self.check_layer(layer)?;
+        let mut x = self.embeddings.forward(pixels)?;
+        for block in &self.blocks[..=layer] {
+            x = block.forward(&x, None)?;
+        }
+        Ok(x)
+    }
+
+    fn hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
+        let mut x = self.embeddings.forward(pixels)?;
+        let mut out = vec![x.clone()];
+        for block in &self.blocks {
+            x = block.forward(&x, None)?;
+            out.push(x.clone());
+        }
+        Ok(out)
+    }
+
+    fn finish_from(&self, hidden: &Tensor, layer: usize) -> Result<HeadOutputs> {
+        self.check_layer(layer)?;
+        let mut x = hidden.clone();
+        for block in &self.blocks[layer + 1..] {
+            x = block.forward(&x, None)?;
+        }
+        let last = match &self.final_norm {
+            Some(n) => n.forward(&x)?,
+            None => x,
+        };
+        let mut pooled = match &self.pool {
+            Pool::Cls => last.narrow(1, 0, 1)?.squeeze(1)?,
+            Pool::Map(head) => head.forward(&last)?,
+        };
+        if let Some(n) = &self.pooled_norm {
+            pooled = n.forward(&pooled)?;
+        }
+        let logits = match &self.classifier {
+            Some(c) => {
+                let z = match &c.norm {
+                    Some(n) => n.forward(&pooled)?,
+                    None => pooled.clone(),
+                };
+                Some(c.linear.forward(&z)?)
+            }
+            None => None,
+        };
+        let embeds = match &self.projection {
+            Some(p) => Some(p.forward(&pooled)?),
+            None => None,
+        };
+        Ok(HeadOutputs { last, pooled, logits, embeds })
+    }
+}
+
+/// Index of the largest value along the last dimension.
+pub fn argmax_last(t: &Tensor) -> Result<Vec<u32>> {
+    Ok(t.argmax(D::Minus1)?.to_vec1()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_maps_tokens_to_boxes() {
+        let g = TokenGeometry { has_cls: true, registers: 4, grid_h: 2, grid_w: 3, patch_size: 14 };
+        assert_eq!(g.n_tokens(), 11);
+        assert_eq!(g.kind(0), TokenKind::Cls);
+        assert_eq!(g.kind(3), TokenKind::Register(2));
+        assert_eq!(g.kind(5), TokenKind::Patch { row: 0, col: 0 });
+        assert_eq!(g.kind(10), TokenKind::Patch { row: 1, col: 2 });
+        assert_eq!(g.patch_box(10), Some([28.0, 14.0, 42.0, 28.0]));
+        assert_eq!(g.patch_box(2), None);
+        assert_eq!(g.select(TokenSelection::Patch).unwrap(), (5..11).collect::<Vec<_>>());
+        let no_cls = TokenGeometry { has_cls: false, ..g };
+        assert!(no_cls.select(TokenSelection::Cls).is_err());
+    }
+
+    #[test]
+    fn bicubic_position_interpolation_keeps_constants_and_ramps() {
+        let dev = candle_core::Device::Cpu;
+        let pos = Tensor::ones((16, 3), candle_core::DType::F32, &dev).unwrap();
+        let up = interpolate_pos_bicubic(&pos, (4, 4), (6, 5)).unwrap();
+        let v: Vec<f32> = up.flatten_all().unwrap().to_vec1().unwrap();
+        assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-5));
+        // A ramp along x stays a ramp: first column at 0.5·4/8.1 - 0.5 source coordinates.
+        let ramp = Tensor::arange(0f32, 16.0, &dev).unwrap().reshape((16, 1)).unwrap();
+        let ramp = (ramp.clone() - ((ramp / 4.0).unwrap().floor().unwrap() * 4.0).unwrap()).unwrap();
+        let up: Vec<f32> = interpolate_pos_bicubic(&ramp, (4, 4), (8, 8)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for row in up.chunks(8) {
+            assert!(row.windows(2).all(|w| w[1] >= w[0] - 1e-6), "not monotone: {row:?}");
+        }
+    }
+}

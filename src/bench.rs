@@ -1,0 +1,103 @@
+//! Benchmarks behind `saescope bench …`: measured on real data, printed as JSON, optionally beside
+//! a peer implementation run in the same process tree so the figures are comparable.
+
+use crate::backbone::Backbone;
+use crate::error::{Error, Result};
+use crate::store::Dataset;
+use crate::store::extract::decode_images;
+use candle_core::Device;
+use serde::Serialize;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtractBench {
+    pub model: String,
+    pub images: usize,
+    pub batch_size: usize,
+    pub layer: usize,
+    pub threads: usize,
+    /// Full forward pass (all blocks and the head) on preprocessed tensors: the peer's measure.
+    pub images_per_s: f64,
+    /// Forward pass stopped after `layer`, as `extract` runs it.
+    pub forward_to_layer_images_per_s: f64,
+    /// Decode + preprocess + forward to `layer`.
+    pub end_to_end_images_per_s: f64,
+    pub peer_images_per_s: Option<f64>,
+    /// images_per_s / peer_images_per_s.
+    pub speedup_vs_peer: Option<f64>,
+}
+
+pub fn bench_extract(backbone: &dyn Backbone, ds: &Dataset, layer: usize, batch_size: usize, limit: usize, peer: Option<&Path>) -> Result<ExtractBench> {
+    let device = Device::Cpu;
+    let ids: Vec<usize> = (0..ds.len().min(limit)).collect();
+    let n_layers = backbone.info().n_layers;
+    if layer >= n_layers {
+        return Err(Error::Invalid(format!("layer {layer} does not exist (0..={})", n_layers - 1)));
+    }
+
+    // End to end: decode, preprocess, forward to the layer.
+    let t0 = Instant::now();
+    let mut batches = Vec::new();
+    for chunk in ids.chunks(batch_size) {
+        let (images, _, _) = decode_images(ds, chunk);
+        let (pixels, _) = backbone.preprocessor().batch(&images, &device)?;
+        backbone.forward_to(&pixels, layer)?;
+        batches.push(pixels);
+    }
+    let end_to_end = ids.len() as f64 / t0.elapsed().as_secs_f64();
+
+    let time = |f: &dyn Fn(&candle_core::Tensor) -> Result<()>| -> Result<f64> {
+        f(&batches[0])?; // warm-up
+        let t = Instant::now();
+        for b in &batches {
+            f(b)?;
+        }
+        Ok(ids.len() as f64 / t.elapsed().as_secs_f64())
+    };
+    let full = time(&|b| {
+        backbone.outputs(b)?;
+        Ok(())
+    })?;
+    let to_layer = time(&|b| {
+        backbone.forward_to(b, layer)?;
+        Ok(())
+    })?;
+    let peer_rate = peer.map(|p| run_peer(p, &ds.root)).transpose()?;
+    Ok(ExtractBench {
+        model: backbone.info().name.clone(),
+        images: ids.len(),
+        batch_size,
+        layer,
+        threads: candle_core::utils::get_num_threads(),
+        images_per_s: full,
+        forward_to_layer_images_per_s: to_layer,
+        end_to_end_images_per_s: end_to_end,
+        peer_images_per_s: peer_rate,
+        speedup_vs_peer: peer_rate.map(|p| full / p),
+    })
+}
+
+/// Runs a Python peer script that prints `… N img/s` and returns N.
+fn run_peer(script: &Path, images: &Path) -> Result<f64> {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(images)
+        .output()
+        .map_err(|e| Error::Invalid(format!("cannot run the peer `python3 {}`: {e}", script.display())))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[1] == "img/s")
+        .and_then(|w| w[0].parse::<f64>().ok());
+    rate.ok_or_else(|| {
+        Error::Invalid(format!(
+            "the peer `{}` printed no `N img/s` figure (is PyTorch installed? `pip install torch pillow numpy`): {}{}",
+            script.display(),
+            text,
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ))
+    })
+}

@@ -1,0 +1,66 @@
+//! Typed errors for the library. Each message names the thing that is wrong and how to fix it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("tensor error: {0}")]
+    Tensor(#[from] candle_core::Error),
+
+    #[error("{path}: invalid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A weight file lacks a tensor the architecture needs.
+    #[error("{file}: missing tensor `{key}` ({hint})")]
+    MissingWeight { file: String, key: String, hint: String },
+
+    /// A tensor is there but has the wrong shape.
+    #[error("{file}: tensor `{key}` has shape {found:?} but {expected} was expected")]
+    WeightShape { file: String, key: String, found: Vec<usize>, expected: String },
+
+    /// The model source could not be resolved or is not a supported layout.
+    #[error("{0}")]
+    Model(String),
+
+    /// The user asked for something that does not fit (layer out of range, bad option, …).
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A workspace on disk is inconsistent with the request.
+    #[error("{0}")]
+    Workspace(String),
+
+    /// The user cancelled a job.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Attaches the path to an `std::io::Error`.
+pub trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

@@ -1,0 +1,16 @@
+//! saescope: look inside vision models with sparse autoencoders.
+//!
+//! The library holds everything; the desktop app (`app`) and the CLI (`src/main.rs`) are thin
+//! layers over it. See `docs/ARCHITECTURE.md` for the module map.
+
+pub mod analysis;
+pub mod app;
+pub mod backbone;
+pub mod bench;
+pub mod error;
+pub mod fsutil;
+pub mod job;
+pub mod shared;
+pub mod store;
+
+pub use error::{Error, Result};

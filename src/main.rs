@@ -1,0 +1,215 @@
+//! The `saescope` binary: no subcommand opens the desktop app; subcommands run the same library
+//! headless. With `--json`, the last line of stdout is one JSON object (an `error` key on failure).
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use saescope::backbone::{self, Backbone, ModelSpec, TokenSelection};
+use saescope::job::Job;
+use saescope::store::workspace::StoreDType;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Parser)]
+#[command(name = "saescope", version, about = "Look inside vision models with sparse autoencoders")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open the desktop app (the default).
+    Gui,
+    /// Describe a model: layers, width, token geometry, preprocessing.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Extract activations of one layer over an image folder into a workspace (resumable).
+    Extract {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Residual stream after this block (0-based).
+        #[arg(long)]
+        layer: usize,
+        /// Image folder (class = sub-folder).
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long, value_enum, default_value = "all")]
+        tokens: TokenSelection,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: StoreDType,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Images per shard (default: about 64 MiB per shard).
+        #[arg(long)]
+        shard_images: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy of a model's classifier head on a folder of class sub-folders.
+    Classify {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Backbone throughput: forward-only and end to end (decode + preprocess + forward).
+    Extract {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        images: PathBuf,
+        /// Layer for the forward-to-layer figure (default: the middle block).
+        #[arg(long)]
+        layer: Option<usize>,
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// At most this many images.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+        /// A Python peer script printing `N img/s` (e.g. ../shared/bench/peer_vit_cifar10.py), run in the same command.
+        #[arg(long)]
+        peer: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Hugging Face id (org/name), a folder with config.json + *.safetensors, or a PyTorch .pth ViT.
+    #[arg(long)]
+    model: String,
+    /// JSON config for a .pth ViT (heads, mean/std, class names); default: <checkpoint>.json beside it.
+    #[arg(long)]
+    model_config: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    fn spec(&self) -> Result<ModelSpec> {
+        Ok(ModelSpec::from_cli(&self.model, self.model_config.as_deref())?)
+    }
+
+    fn load(&self) -> Result<(ModelSpec, backbone::VisionTransformer)> {
+        let spec = self.spec()?;
+        let b = backbone::load_backbone(&spec, &candle_core::Device::Cpu).with_context(|| format!("loading model `{}`", self.model))?;
+        Ok((spec, b))
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let json = match &cli.command {
+        Some(Command::Info { json, .. } | Command::Extract { json, .. } | Command::Classify { json, .. }) => *json,
+        Some(Command::Bench { which: BenchCommand::Extract { json, .. } }) => *json,
+        _ => false,
+    };
+    if let Err(e) = run(cli) {
+        let msg = format!("{e:#}");
+        if json {
+            println!("{}", serde_json::json!({ "error": msg }));
+        }
+        eprintln!("error: {msg}");
+        std::process::exit(1);
+    }
+}
+
+fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        human();
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal) fed by a library [`Job`].
+fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg} · {per_sec} · ETA {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    let b = bar.clone();
+    let job = Job::new(Arc::new(AtomicBool::new(false)), move |p| {
+        b.set_length(p.total);
+        b.set_position(p.done);
+        b.set_message(p.message.clone());
+    });
+    (job, bar)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None | Some(Command::Gui) => saescope::app::run_native_app(),
+        Some(Command::Info { model, json }) => {
+            let (_, b) = model.load()?;
+            let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
+            emit(json, &value, || println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()))
+        }
+        Some(Command::Extract { model, layer, images, workspace, tokens, dtype, batch, shard_images, json }) => {
+            let (spec, b) = model.load()?;
+            let (job, bar) = progress_job("extract");
+            let opts = saescope::store::extract::ExtractOptions { layer, tokens, dtype, batch_size: batch, images_per_shard: shard_images };
+            let report = saescope::store::extract::extract(&workspace, &spec, &b, &images, &opts, &job)?;
+            bar.finish_and_clear();
+            emit(json, &report, || {
+                println!(
+                    "{} images → {} rows × {} in {} shards ({} reused) at {:.0} images/s; {} skipped",
+                    report.extracted_images,
+                    report.rows,
+                    report.d_model,
+                    report.shards,
+                    report.shards_reused,
+                    report.images_per_s,
+                    report.skipped.len()
+                );
+                for s in &report.skipped {
+                    println!("  skipped {}: {}", s.path, s.reason);
+                }
+            })
+        }
+        Some(Command::Classify { model, images, batch, json }) => {
+            let (_, b) = model.load()?;
+            let ds = saescope::store::Dataset::scan(&images)?;
+            let (job, bar) = progress_job("classify");
+            let report = saescope::analysis::classify::classify(&b, &ds, batch, &job)?;
+            bar.finish_and_clear();
+            emit(json, &report, || {
+                println!("accuracy {:.4} on {} images ({:.0} images/s)", report.accuracy, report.n, report.images_per_s);
+                for (c, a) in &report.per_class {
+                    println!("  {c:<16} {a:.4}");
+                }
+            })
+        }
+        Some(Command::Bench { which: BenchCommand::Extract { model, images, layer, batch, limit, peer, json } }) => {
+            let (_, b) = model.load()?;
+            let ds = saescope::store::Dataset::scan(&images)?;
+            let layer = layer.unwrap_or(b.info().n_layers / 2);
+            let report = saescope::bench::bench_extract(&b, &ds, layer, batch, limit, peer.as_deref().map(Path::new))?;
+            emit(json, &report, || println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()))
+        }
+    }
+}

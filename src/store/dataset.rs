@@ -1,0 +1,198 @@
+//! Image folders as datasets: a recursive scan in a deterministic order, class = top-level
+//! sub-folder, and decoding that skips (and reports) unreadable images instead of failing the run.
+
+use crate::error::{Error, IoContext, Result};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif"];
+/// Files larger than this are not images anyone means to analyse here.
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Decoded images larger than this (in pixels per side) are refused before allocation.
+pub const MAX_SIDE: u32 = 16_384;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    /// Path relative to the dataset root, with `/` separators.
+    pub path: String,
+    /// Index into `Dataset::classes`, when the image sits in a class sub-folder.
+    pub class: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub root: PathBuf,
+    /// Sorted top-level sub-folder names.
+    pub classes: Vec<String>,
+    /// Every candidate image, sorted by path.
+    pub images: Vec<ImageEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Dataset {
+    /// Lists image files under `root` (recursively, symlinks followed, hidden files ignored).
+    pub fn scan(root: &Path) -> Result<Dataset> {
+        if !root.is_dir() {
+            return Err(Error::Invalid(format!("{}: not a folder; pass a folder of images (class sub-folders optional)", root.display())));
+        }
+        let mut files = Vec::new();
+        walk(root, &mut files)?;
+        let mut rel: Vec<String> = files
+            .iter()
+            .filter_map(|p| p.strip_prefix(root).ok())
+            .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+            .collect();
+        rel.sort();
+        let mut classes: Vec<String> = rel.iter().filter_map(|p| p.split_once('/').map(|(c, _)| c.to_string())).collect();
+        classes.sort();
+        classes.dedup();
+        let images = rel
+            .into_iter()
+            .map(|path| {
+                let class = path.split_once('/').and_then(|(c, _)| classes.binary_search_by(|x| x.as_str().cmp(c)).ok()).map(|i| i as u32);
+                ImageEntry { path, class }
+            })
+            .collect::<Vec<_>>();
+        if images.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{}: no images found (looked for {} files, recursively)",
+                root.display(),
+                IMAGE_EXTENSIONS.join(", ")
+            )));
+        }
+        Ok(Dataset { root: root.to_path_buf(), classes, images })
+    }
+
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+
+    pub fn abs_path(&self, i: usize) -> PathBuf {
+        self.root.join(&self.images[i].path)
+    }
+
+    pub fn class_name(&self, i: usize) -> Option<&str> {
+        self.images[i].class.map(|c| self.classes[c as usize].as_str())
+    }
+
+    /// Decodes image `i` as RGB, or says why it cannot be used.
+    pub fn load(&self, i: usize) -> std::result::Result<RgbImage, String> {
+        load_rgb(&self.abs_path(i))
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes an image file to RGB8 (first frame of a GIF), refusing empty, huge or corrupt files.
+pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.len() == 0 {
+        return Err("empty file (0 bytes)".into());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(format!("file is {} MiB, over the {} MiB limit", meta.len() >> 20, MAX_FILE_BYTES >> 20));
+    }
+    let mut reader = image::ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(1 << 30);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!("image larger than {MAX_SIDE}×{MAX_SIDE} pixels"),
+        other => format!("corrupt or unsupported image: {other}"),
+    })?;
+    Ok(img.to_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_is_sorted_recursive_and_labels_by_top_folder() {
+        let d = tempfile::tempdir().unwrap();
+        for p in ["b/x/2.png", "b/1.jpg", "a/3.PNG", "top.bmp", "a/notes.txt", ".hidden/4.png"] {
+            let f = d.path().join(p);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(&f, b"x").unwrap();
+        }
+        let ds = Dataset::scan(d.path()).unwrap();
+        let paths: Vec<_> = ds.images.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["a/3.PNG", "b/1.jpg", "b/x/2.png", "top.bmp"]);
+        assert_eq!(ds.classes, ["a", "b"]);
+        assert_eq!(ds.class_name(2), Some("b"));
+        assert_eq!(ds.class_name(3), None);
+    }
+
+    #[test]
+    fn unreadable_images_give_reasons() {
+        let d = tempfile::tempdir().unwrap();
+        let empty = d.path().join("e.jpg");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(load_rgb(&empty).unwrap_err().contains("empty"));
+        let junk = d.path().join("j.jpg");
+        std::fs::write(&junk, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
+        assert!(load_rgb(&junk).unwrap_err().contains("corrupt"));
+        let ok = d.path().join("ok.png");
+        RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3])).save(&ok).unwrap();
+        assert_eq!(load_rgb(&ok).unwrap().dimensions(), (3, 2));
+    }
+
+    #[test]
+    fn absurdly_large_dimensions_are_refused_without_allocating() {
+        let d = tempfile::tempdir().unwrap();
+        // A valid PNG header claiming 100000×100000 pixels.
+        let p = d.path().join("huge.png");
+        let mut png = Vec::new();
+        png.extend_from_slice(b"\x89PNG\r\n\x1a\n");
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend_from_slice(&(ihdr.len() as u32).to_be_bytes());
+        let mut chunk = b"IHDR".to_vec();
+        chunk.extend_from_slice(&ihdr);
+        png.extend_from_slice(&chunk);
+        png.extend_from_slice(&crc32(&chunk).to_be_bytes());
+        std::fs::write(&p, png).unwrap();
+        let err = load_rgb(&p).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+}

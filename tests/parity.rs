@@ -1,0 +1,118 @@
+//! Every hidden state of the real CIFAR-10 ViT and of the tiny CLIP (vision + text), DINOv2 and
+//! SigLIP checkpoints in ../shared/models against the reference implementation's outputs.
+
+use candle_core::{Device, Tensor};
+use saescope::backbone::{self, Backbone, ModelSpec};
+use saescope::shared::shared_path;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+const TOL: f32 = 1e-4;
+
+fn reference(rel: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(shared_path(rel), &Device::Cpu).expect("reference outputs")
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}
+
+fn assert_close(name: &str, got: &Tensor, want: &Tensor) {
+    let d = max_abs_diff(got, want);
+    assert!(d <= TOL, "{name}: max |diff| = {d:e} > {TOL:e}");
+    eprintln!("{name}: max |diff| = {d:e}");
+}
+
+fn spec(source: PathBuf, config: Option<PathBuf>) -> ModelSpec {
+    ModelSpec::from_cli(source.to_str().unwrap(), config.as_deref()).unwrap()
+}
+
+fn vit_cifar10_spec() -> ModelSpec {
+    spec(shared_path("models/vit-cifar10/vit_cifar10.pth"), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json")))
+}
+
+#[test]
+fn vit_cifar10_matches_pytorch_at_every_layer() {
+    let r = reference("models/vit-cifar10/reference.safetensors");
+    let m = backbone::load_backbone(&vit_cifar10_spec(), &Device::Cpu).unwrap();
+    assert_eq!(m.info().n_layers, 6);
+    assert_eq!(m.info().d_model, 128);
+    assert_eq!(m.info().geometry.n_tokens(), 65);
+    let hidden = m.hidden_states(&r["pixels"]).unwrap();
+    for l in 0..6 {
+        assert_close(&format!("layer{l}"), &hidden[l + 1], &r[&format!("layer{l}")]);
+        // Stopping early gives the same tensor.
+        assert_close(&format!("forward_to({l})"), &m.forward_to(&r["pixels"], l).unwrap(), &r[&format!("layer{l}")]);
+    }
+    let out = m.outputs(&r["pixels"]).unwrap();
+    assert_close("logits", out.logits.as_ref().unwrap(), &r["logits"]);
+    // Splicing: finishing from a tapped layer reproduces the logits.
+    let spliced = m.finish_from(&r["layer2"], 2).unwrap();
+    assert_close("logits from layer2", spliced.logits.as_ref().unwrap(), &r["logits"]);
+}
+
+#[test]
+fn clip_vision_and_text_match_transformers() {
+    let r = reference("models/tiny-random/clip/reference.safetensors");
+    let s = spec(shared_path("models/tiny-random/clip"), None);
+    let m = backbone::load_backbone(&s, &Device::Cpu).unwrap();
+    let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
+    assert_eq!(hidden.len(), 4);
+    for (i, h) in hidden.iter().enumerate() {
+        assert_close(&format!("vision_hidden_{i}"), h, &r[&format!("vision_hidden_{i}")]);
+    }
+    let out = m.outputs(&r["pixel_values"]).unwrap();
+    assert_close("vision_pooled", &out.pooled, &r["vision_pooled"]);
+    assert_close("image_embeds", out.embeds.as_ref().unwrap(), &r["image_embeds"]);
+
+    let text = backbone::source::load_clip_text(&s, &Device::Cpu).unwrap();
+    let t = text.forward(&r["input_ids"]).unwrap();
+    for (i, h) in t.hidden.iter().enumerate() {
+        assert_close(&format!("text_hidden_{i}"), h, &r[&format!("text_hidden_{i}")]);
+    }
+    assert_close("text_last", &t.last, &r["text_last"]);
+    assert_close("text_embeds", t.embeds.as_ref().unwrap(), &r["text_embeds"]);
+}
+
+#[test]
+fn dinov2_matches_transformers() {
+    let r = reference("models/tiny-random/dinov2/reference.safetensors");
+    let m = backbone::load_backbone(&spec(shared_path("models/tiny-random/dinov2"), None), &Device::Cpu).unwrap();
+    let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
+    for (i, h) in hidden.iter().enumerate() {
+        assert_close(&format!("hidden_{i}"), h, &r[&format!("hidden_{i}")]);
+    }
+    let out = m.outputs(&r["pixel_values"]).unwrap();
+    assert_close("last", &out.last, &r["last"]);
+    assert_close("pooled", &out.pooled, &r["pooled"]);
+}
+
+#[test]
+fn siglip_matches_transformers() {
+    let r = reference("models/tiny-random/siglip/reference.safetensors");
+    let m = backbone::load_backbone(&spec(shared_path("models/tiny-random/siglip"), None), &Device::Cpu).unwrap();
+    assert!(!m.info().geometry.has_cls);
+    let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
+    for (i, h) in hidden.iter().enumerate() {
+        assert_close(&format!("hidden_{i}"), h, &r[&format!("hidden_{i}")]);
+    }
+    let out = m.outputs(&r["pixel_values"]).unwrap();
+    assert_close("last", &out.last, &r["last"]);
+    assert_close("pooled", &out.pooled, &r["pooled"]);
+}
+
+#[test]
+fn pth_without_heads_is_refused_with_the_fix() {
+    let s = ModelSpec { source: shared_path("models/vit-cifar10/vit_cifar10.pth").display().to_string(), torch_vit: None };
+    let err = backbone::load_backbone(&s, &Device::Cpu).err().unwrap().to_string();
+    assert!(err.contains("--model-config") && err.contains("heads"), "{err}");
+}
+
+#[test]
+fn asking_for_a_missing_layer_names_the_range() {
+    let m = backbone::load_backbone(&vit_cifar10_spec(), &Device::Cpu).unwrap();
+    let px = Tensor::zeros((1, 3, 32, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let err = m.forward_to(&px, 6).err().unwrap().to_string();
+    assert!(err.contains("0..=5"), "{err}");
+}
