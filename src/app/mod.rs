@@ -56,7 +56,7 @@ impl SaescopeApp {
             ui.heading("saescope");
             ui.label(egui::RichText::new(format!("v{}", env!("CARGO_PKG_VERSION"))).weak());
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let label = if self.persisted.dark_mode { "☀ Light" } else { "🌙 Dark" };
+                let label = if self.persisted.dark_mode { "Light theme" } else { "Dark theme" };
                 if ui.button(label).on_hover_text("Switch between light and dark theme").clicked() {
                     self.persisted.dark_mode = !self.persisted.dark_mode;
                     ui.ctx().set_theme(if self.persisted.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });

@@ -102,7 +102,7 @@ impl TokenGeometry {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackboneInfo {
     pub name: String,
     pub family: Family,

@@ -92,7 +92,8 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
             return Err(Error::Model(format!("width {d} is not divisible by heads = {}; fix `heads` in the model config", cfg.heads)));
         }
         let ffn = l.get("linear1.weight")?.dim(0)?;
-        let in_proj = Linear::load(&l, "self_attn.in_proj", d, 3 * d)?;
+        // nn.MultiheadAttention names its packed projection `in_proj_weight` / `in_proj_bias`.
+        let in_proj = Linear::new(l.get_shape("self_attn.in_proj_weight", &[3 * d, d])?, Some(l.get_shape("self_attn.in_proj_bias", &[3 * d])?))?;
         blocks.push(Block {
             norm1: LayerNorm::load(&l, "norm1", d, cfg.layer_norm_eps)?,
             attn: SelfAttention::from_packed(in_proj, Linear::load(&l, "self_attn.out_proj", d, d)?, cfg.heads),
