@@ -28,12 +28,22 @@ pub struct ExtractBench {
     pub speedup_vs_peer: Option<f64>,
 }
 
-pub fn bench_extract(backbone: &dyn Backbone, ds: &Dataset, layer: usize, batch_size: usize, limit: usize, peer: Option<&Path>) -> Result<ExtractBench> {
+pub fn bench_extract(
+    backbone: &dyn Backbone,
+    ds: &Dataset,
+    layer: usize,
+    batch_size: usize,
+    limit: usize,
+    peer: Option<&Path>,
+) -> Result<ExtractBench> {
     let device = Device::Cpu;
     let ids: Vec<usize> = (0..ds.len().min(limit)).collect();
     let n_layers = backbone.info().n_layers;
     if layer >= n_layers {
-        return Err(Error::Invalid(format!("layer {layer} does not exist (0..={})", n_layers - 1)));
+        return Err(Error::Invalid(format!(
+            "layer {layer} does not exist (0..={})",
+            n_layers - 1
+        )));
     }
 
     // End to end: decode, preprocess, forward to the layer.
@@ -84,7 +94,12 @@ fn run_peer(script: &Path, images: &Path) -> Result<f64> {
         .arg(script)
         .arg(images)
         .output()
-        .map_err(|e| Error::Invalid(format!("cannot run the peer `python3 {}`: {e}", script.display())))?;
+        .map_err(|e| {
+            Error::Invalid(format!(
+                "cannot run the peer `python3 {}`: {e}",
+                script.display()
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let rate = text
         .split_whitespace()

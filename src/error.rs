@@ -23,11 +23,20 @@ pub enum Error {
 
     /// A weight file lacks a tensor the architecture needs.
     #[error("{file}: missing tensor `{key}` ({hint})")]
-    MissingWeight { file: String, key: String, hint: String },
+    MissingWeight {
+        file: String,
+        key: String,
+        hint: String,
+    },
 
     /// A tensor is there but has the wrong shape.
     #[error("{file}: tensor `{key}` has shape {found:?} but {expected} was expected")]
-    WeightShape { file: String, key: String, found: Vec<usize>, expected: String },
+    WeightShape {
+        file: String,
+        key: String,
+        found: Vec<usize>,
+        expected: String,
+    },
 
     /// The model source could not be resolved or is not a supported layout.
     #[error("{0}")]
@@ -50,7 +59,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

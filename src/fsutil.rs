@@ -7,9 +7,15 @@ use std::io::Write;
 use std::path::Path;
 
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).at(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
@@ -25,14 +31,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json { path: path.into(), source: e })?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
+        path: path.into(),
+        source: e,
+    })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }
 
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).at(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Json { path: path.into(), source: e })
+    serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+        path: path.into(),
+        source: e,
+    })
 }
 
 #[cfg(test)]
@@ -47,7 +59,10 @@ mod tests {
         write_json_atomic(&p, &vec![4]).unwrap();
         let back: Vec<i32> = read_json(&p).unwrap();
         assert_eq!(back, vec![4]);
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "temporary files left behind: {names:?}");
     }
 }

@@ -25,13 +25,19 @@ pub struct Job {
 
 impl Default for Job {
     fn default() -> Self {
-        Job { cancel: Arc::new(AtomicBool::new(false)), sink: Arc::new(|_| {}) }
+        Job {
+            cancel: Arc::new(AtomicBool::new(false)),
+            sink: Arc::new(|_| {}),
+        }
     }
 }
 
 impl Job {
     pub fn new(cancel: Arc<AtomicBool>, sink: impl Fn(&Progress) + Send + Sync + 'static) -> Self {
-        Job { cancel, sink: Arc::new(sink) }
+        Job {
+            cancel,
+            sink: Arc::new(sink),
+        }
     }
 
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
@@ -40,7 +46,11 @@ impl Job {
 
     /// Returns `Err(Cancelled)` once cancellation was requested.
     pub fn check(&self) -> Result<()> {
-        if self.cancel.load(Ordering::Relaxed) { Err(Error::Cancelled) } else { Ok(()) }
+        if self.cancel.load(Ordering::Relaxed) {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     pub fn report(&self, p: Progress) {

@@ -12,7 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 #[derive(Parser)]
-#[command(name = "saescope", version, about = "Look inside vision models with sparse autoencoders")]
+#[command(
+    name = "saescope",
+    version,
+    about = "Look inside vision models with sparse autoencoders"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -107,12 +111,16 @@ struct ModelArgs {
 
 impl ModelArgs {
     fn spec(&self) -> Result<ModelSpec> {
-        Ok(ModelSpec::from_cli(&self.model, self.model_config.as_deref())?)
+        Ok(ModelSpec::from_cli(
+            &self.model,
+            self.model_config.as_deref(),
+        )?)
     }
 
     fn load(&self) -> Result<(ModelSpec, backbone::VisionTransformer)> {
         let spec = self.spec()?;
-        let b = backbone::load_backbone(&spec, &candle_core::Device::Cpu).with_context(|| format!("loading model `{}`", self.model))?;
+        let b = backbone::load_backbone(&spec, &candle_core::Device::Cpu)
+            .with_context(|| format!("loading model `{}`", self.model))?;
         Ok((spec, b))
     }
 }
@@ -120,8 +128,14 @@ impl ModelArgs {
 fn main() {
     let cli = Cli::parse();
     let json = match &cli.command {
-        Some(Command::Info { json, .. } | Command::Extract { json, .. } | Command::Classify { json, .. }) => *json,
-        Some(Command::Bench { which: BenchCommand::Extract { json, .. } }) => *json,
+        Some(
+            Command::Info { json, .. }
+            | Command::Extract { json, .. }
+            | Command::Classify { json, .. },
+        ) => *json,
+        Some(Command::Bench {
+            which: BenchCommand::Extract { json, .. },
+        }) => *json,
         _ => false,
     };
     if let Err(e) = run(cli) {
@@ -147,9 +161,11 @@ fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<()>
 fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} {msg} · {per_sec} · ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {pos}/{len} {msg} · {per_sec} · ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_prefix(label.to_string());
     let b = bar.clone();
@@ -167,13 +183,35 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Info { model, json }) => {
             let (_, b) = model.load()?;
             let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
-            emit(json, &value, || println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default()))
+            emit(json, &value, || {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&value).unwrap_or_default()
+                )
+            })
         }
-        Some(Command::Extract { model, layer, images, workspace, tokens, dtype, batch, shard_images, json }) => {
+        Some(Command::Extract {
+            model,
+            layer,
+            images,
+            workspace,
+            tokens,
+            dtype,
+            batch,
+            shard_images,
+            json,
+        }) => {
             let (spec, b) = model.load()?;
             let (job, bar) = progress_job("extract");
-            let opts = saescope::store::extract::ExtractOptions { layer, tokens, dtype, batch_size: batch, images_per_shard: shard_images };
-            let report = saescope::store::extract::extract(&workspace, &spec, &b, &images, &opts, &job)?;
+            let opts = saescope::store::extract::ExtractOptions {
+                layer,
+                tokens,
+                dtype,
+                batch_size: batch,
+                images_per_shard: shard_images,
+            };
+            let report =
+                saescope::store::extract::extract(&workspace, &spec, &b, &images, &opts, &job)?;
             bar.finish_and_clear();
             emit(json, &report, || {
                 println!(
@@ -191,25 +229,56 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })
         }
-        Some(Command::Classify { model, images, batch, json }) => {
+        Some(Command::Classify {
+            model,
+            images,
+            batch,
+            json,
+        }) => {
             let (_, b) = model.load()?;
             let ds = saescope::store::Dataset::scan(&images)?;
             let (job, bar) = progress_job("classify");
             let report = saescope::analysis::classify::classify(&b, &ds, batch, &job)?;
             bar.finish_and_clear();
             emit(json, &report, || {
-                println!("accuracy {:.4} on {} images ({:.0} images/s)", report.accuracy, report.n, report.images_per_s);
+                println!(
+                    "accuracy {:.4} on {} images ({:.0} images/s)",
+                    report.accuracy, report.n, report.images_per_s
+                );
                 for (c, a) in &report.per_class {
                     println!("  {c:<16} {a:.4}");
                 }
             })
         }
-        Some(Command::Bench { which: BenchCommand::Extract { model, images, layer, batch, limit, peer, json } }) => {
+        Some(Command::Bench {
+            which:
+                BenchCommand::Extract {
+                    model,
+                    images,
+                    layer,
+                    batch,
+                    limit,
+                    peer,
+                    json,
+                },
+        }) => {
             let (_, b) = model.load()?;
             let ds = saescope::store::Dataset::scan(&images)?;
             let layer = layer.unwrap_or(b.info().n_layers / 2);
-            let report = saescope::bench::bench_extract(&b, &ds, layer, batch, limit, peer.as_deref().map(Path::new))?;
-            emit(json, &report, || println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default()))
+            let report = saescope::bench::bench_extract(
+                &b,
+                &ds,
+                layer,
+                batch,
+                limit,
+                peer.as_deref().map(Path::new),
+            )?;
+            emit(json, &report, || {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )
+            })
         }
     }
 }

@@ -7,7 +7,9 @@ pub fn shared_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("SAESCOPE_SHARED") {
         return PathBuf::from(p);
     }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("shared")
 }
 
 pub fn shared_path(rel: &str) -> PathBuf {

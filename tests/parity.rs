@@ -15,7 +15,16 @@ fn reference(rel: &str) -> HashMap<String, Tensor> {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn assert_close(name: &str, got: &Tensor, want: &Tensor) {
@@ -29,7 +38,10 @@ fn spec(source: PathBuf, config: Option<PathBuf>) -> ModelSpec {
 }
 
 fn vit_cifar10_spec() -> ModelSpec {
-    spec(shared_path("models/vit-cifar10/vit_cifar10.pth"), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json")))
+    spec(
+        shared_path("models/vit-cifar10/vit_cifar10.pth"),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json")),
+    )
 }
 
 #[test]
@@ -41,15 +53,27 @@ fn vit_cifar10_matches_pytorch_at_every_layer() {
     assert_eq!(m.info().geometry.n_tokens(), 65);
     let hidden = m.hidden_states(&r["pixels"]).unwrap();
     for l in 0..6 {
-        assert_close(&format!("layer{l}"), &hidden[l + 1], &r[&format!("layer{l}")]);
+        assert_close(
+            &format!("layer{l}"),
+            &hidden[l + 1],
+            &r[&format!("layer{l}")],
+        );
         // Stopping early gives the same tensor.
-        assert_close(&format!("forward_to({l})"), &m.forward_to(&r["pixels"], l).unwrap(), &r[&format!("layer{l}")]);
+        assert_close(
+            &format!("forward_to({l})"),
+            &m.forward_to(&r["pixels"], l).unwrap(),
+            &r[&format!("layer{l}")],
+        );
     }
     let out = m.outputs(&r["pixels"]).unwrap();
     assert_close("logits", out.logits.as_ref().unwrap(), &r["logits"]);
     // Splicing: finishing from a tapped layer reproduces the logits.
     let spliced = m.finish_from(&r["layer2"], 2).unwrap();
-    assert_close("logits from layer2", spliced.logits.as_ref().unwrap(), &r["logits"]);
+    assert_close(
+        "logits from layer2",
+        spliced.logits.as_ref().unwrap(),
+        &r["logits"],
+    );
 }
 
 #[test]
@@ -60,16 +84,28 @@ fn clip_vision_and_text_match_transformers() {
     let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
     assert_eq!(hidden.len(), 4);
     for (i, h) in hidden.iter().enumerate() {
-        assert_close(&format!("vision_hidden_{i}"), h, &r[&format!("vision_hidden_{i}")]);
+        assert_close(
+            &format!("vision_hidden_{i}"),
+            h,
+            &r[&format!("vision_hidden_{i}")],
+        );
     }
     let out = m.outputs(&r["pixel_values"]).unwrap();
     assert_close("vision_pooled", &out.pooled, &r["vision_pooled"]);
-    assert_close("image_embeds", out.embeds.as_ref().unwrap(), &r["image_embeds"]);
+    assert_close(
+        "image_embeds",
+        out.embeds.as_ref().unwrap(),
+        &r["image_embeds"],
+    );
 
     let text = backbone::source::load_clip_text(&s, &Device::Cpu).unwrap();
     let t = text.forward(&r["input_ids"]).unwrap();
     for (i, h) in t.hidden.iter().enumerate() {
-        assert_close(&format!("text_hidden_{i}"), h, &r[&format!("text_hidden_{i}")]);
+        assert_close(
+            &format!("text_hidden_{i}"),
+            h,
+            &r[&format!("text_hidden_{i}")],
+        );
     }
     assert_close("text_last", &t.last, &r["text_last"]);
     assert_close("text_embeds", t.embeds.as_ref().unwrap(), &r["text_embeds"]);
@@ -78,7 +114,11 @@ fn clip_vision_and_text_match_transformers() {
 #[test]
 fn dinov2_matches_transformers() {
     let r = reference("models/tiny-random/dinov2/reference.safetensors");
-    let m = backbone::load_backbone(&spec(shared_path("models/tiny-random/dinov2"), None), &Device::Cpu).unwrap();
+    let m = backbone::load_backbone(
+        &spec(shared_path("models/tiny-random/dinov2"), None),
+        &Device::Cpu,
+    )
+    .unwrap();
     let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
     for (i, h) in hidden.iter().enumerate() {
         assert_close(&format!("hidden_{i}"), h, &r[&format!("hidden_{i}")]);
@@ -91,7 +131,11 @@ fn dinov2_matches_transformers() {
 #[test]
 fn siglip_matches_transformers() {
     let r = reference("models/tiny-random/siglip/reference.safetensors");
-    let m = backbone::load_backbone(&spec(shared_path("models/tiny-random/siglip"), None), &Device::Cpu).unwrap();
+    let m = backbone::load_backbone(
+        &spec(shared_path("models/tiny-random/siglip"), None),
+        &Device::Cpu,
+    )
+    .unwrap();
     assert!(!m.info().geometry.has_cls);
     let hidden = m.hidden_states(&r["pixel_values"]).unwrap();
     for (i, h) in hidden.iter().enumerate() {
@@ -104,9 +148,20 @@ fn siglip_matches_transformers() {
 
 #[test]
 fn pth_without_heads_is_refused_with_the_fix() {
-    let s = ModelSpec { source: shared_path("models/vit-cifar10/vit_cifar10.pth").display().to_string(), torch_vit: None };
-    let err = backbone::load_backbone(&s, &Device::Cpu).err().unwrap().to_string();
-    assert!(err.contains("--model-config") && err.contains("heads"), "{err}");
+    let s = ModelSpec {
+        source: shared_path("models/vit-cifar10/vit_cifar10.pth")
+            .display()
+            .to_string(),
+        torch_vit: None,
+    };
+    let err = backbone::load_backbone(&s, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("--model-config") && err.contains("heads"),
+        "{err}"
+    );
 }
 
 #[test]

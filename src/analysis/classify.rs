@@ -22,7 +22,11 @@ pub struct ClassifyReport {
 
 /// Maps each dataset class to the model's logit index: by name when the model has class names,
 /// else by sorted folder order (which must then match the number of logits).
-pub fn class_mapping(ds: &Dataset, class_names: Option<&[String]>, n_logits: usize) -> Result<Vec<usize>> {
+pub fn class_mapping(
+    ds: &Dataset,
+    class_names: Option<&[String]>,
+    n_logits: usize,
+) -> Result<Vec<usize>> {
     match class_names {
         Some(names) => ds
             .classes
@@ -42,14 +46,24 @@ pub fn class_mapping(ds: &Dataset, class_names: Option<&[String]>, n_logits: usi
     }
 }
 
-pub fn classify(backbone: &dyn Backbone, ds: &Dataset, batch_size: usize, job: &Job) -> Result<ClassifyReport> {
+pub fn classify(
+    backbone: &dyn Backbone,
+    ds: &Dataset,
+    batch_size: usize,
+    job: &Job,
+) -> Result<ClassifyReport> {
     let start = Instant::now();
     let device = Device::Cpu;
     let info = backbone.info();
     let n_layers = info.n_layers;
-    let labelled: Vec<usize> = (0..ds.len()).filter(|&i| ds.images[i].class.is_some()).collect();
+    let labelled: Vec<usize> = (0..ds.len())
+        .filter(|&i| ds.images[i].class.is_some())
+        .collect();
     if labelled.is_empty() {
-        return Err(Error::Invalid(format!("{}: no images in class sub-folders; classify needs <folder>/<class>/<image>", ds.root.display())));
+        return Err(Error::Invalid(format!(
+            "{}: no images in class sub-folders; classify needs <folder>/<class>/<image>",
+            ds.root.display()
+        )));
     }
     let mut mapping = None;
     let mut correct = vec![0usize; ds.classes.len()];
@@ -62,11 +76,21 @@ pub fn classify(backbone: &dyn Backbone, ds: &Dataset, batch_size: usize, job: &
         skipped.extend(bad);
         if !images.is_empty() {
             let (pixels, _) = backbone.preprocessor().batch(&images, &device)?;
-            let out = backbone.finish_from(&backbone.forward_to(&pixels, n_layers - 1)?, n_layers - 1)?;
-            let logits = out.logits.ok_or_else(|| Error::Invalid(format!("{} has no classifier head; classify needs one", info.name)))?;
+            let out =
+                backbone.finish_from(&backbone.forward_to(&pixels, n_layers - 1)?, n_layers - 1)?;
+            let logits = out.logits.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} has no classifier head; classify needs one",
+                    info.name
+                ))
+            })?;
             let map = match &mapping {
                 Some(m) => m,
-                None => mapping.insert(class_mapping(ds, info.class_names.as_deref(), logits.dim(1)?)?),
+                None => mapping.insert(class_mapping(
+                    ds,
+                    info.class_names.as_deref(),
+                    logits.dim(1)?,
+                )?),
             };
             for (pred, &i) in argmax_last(&logits)?.into_iter().zip(&ok) {
                 let c = ds.images[i].class.unwrap_or(0) as usize;
@@ -75,7 +99,12 @@ pub fn classify(backbone: &dyn Backbone, ds: &Dataset, batch_size: usize, job: &
             }
         }
         done += chunk.len() as u64;
-        job.report(Progress { done, total: labelled.len() as u64, unit: "images", message: String::new() });
+        job.report(Progress {
+            done,
+            total: labelled.len() as u64,
+            unit: "images",
+            message: String::new(),
+        });
     }
     let n: usize = count.iter().sum();
     let per_class = ds
@@ -88,7 +117,11 @@ pub fn classify(backbone: &dyn Backbone, ds: &Dataset, batch_size: usize, job: &
     let seconds = start.elapsed().as_secs_f64();
     Ok(ClassifyReport {
         n,
-        accuracy: if n > 0 { correct.iter().sum::<usize>() as f64 / n as f64 } else { 0.0 },
+        accuracy: if n > 0 {
+            correct.iter().sum::<usize>() as f64 / n as f64
+        } else {
+            0.0
+        },
         per_class,
         skipped,
         seconds,

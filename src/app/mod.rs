@@ -32,9 +32,21 @@ const MAX_RECENT: usize = 10;
 
 impl SaescopeApp {
     pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
-        let persisted: Persisted = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY)).unwrap_or_default();
-        cc.egui_ctx.set_theme(if persisted.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
-        SaescopeApp { persisted, path_input: String::new(), open: None, error: None }
+        let persisted: Persisted = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, STORAGE_KEY))
+            .unwrap_or_default();
+        cc.egui_ctx.set_theme(if persisted.dark_mode {
+            egui::Theme::Dark
+        } else {
+            egui::Theme::Light
+        });
+        SaescopeApp {
+            persisted,
+            path_input: String::new(),
+            open: None,
+            error: None,
+        }
     }
 
     /// Opens a workspace folder and summarises it; errors are shown, never panicked on.
@@ -56,10 +68,22 @@ impl SaescopeApp {
             ui.heading("saescope");
             ui.label(egui::RichText::new(format!("v{}", env!("CARGO_PKG_VERSION"))).weak());
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                let label = if self.persisted.dark_mode { "Light theme" } else { "Dark theme" };
-                if ui.button(label).on_hover_text("Switch between light and dark theme").clicked() {
+                let label = if self.persisted.dark_mode {
+                    "Light theme"
+                } else {
+                    "Dark theme"
+                };
+                if ui
+                    .button(label)
+                    .on_hover_text("Switch between light and dark theme")
+                    .clicked()
+                {
                     self.persisted.dark_mode = !self.persisted.dark_mode;
-                    ui.ctx().set_theme(if self.persisted.dark_mode { egui::Theme::Dark } else { egui::Theme::Light });
+                    ui.ctx().set_theme(if self.persisted.dark_mode {
+                        egui::Theme::Dark
+                    } else {
+                        egui::Theme::Light
+                    });
                 }
             });
         });
@@ -71,9 +95,19 @@ impl SaescopeApp {
         ui.add_space(8.0);
         ui.horizontal(|ui| {
             ui.label("Workspace folder:");
-            let edit = ui.add(egui::TextEdit::singleline(&mut self.path_input).hint_text("/path/to/workspace").desired_width(360.0));
+            let edit = ui.add(
+                egui::TextEdit::singleline(&mut self.path_input)
+                    .hint_text("/path/to/workspace")
+                    .desired_width(360.0),
+            );
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Open").on_hover_text("Open the workspace in this folder").clicked() || enter) && !self.path_input.trim().is_empty() {
+            if (ui
+                .button("Open")
+                .on_hover_text("Open the workspace in this folder")
+                .clicked()
+                || enter)
+                && !self.path_input.trim().is_empty()
+            {
                 self.open_workspace(PathBuf::from(self.path_input.trim()));
             }
         });
@@ -83,11 +117,20 @@ impl SaescopeApp {
         ui.add_space(8.0);
         ui.label(egui::RichText::new("Recent").strong());
         if self.persisted.recent_workspaces.is_empty() {
-            ui.label(egui::RichText::new("No workspaces yet. Create one with `saescope extract --workspace DIR …`.").weak());
+            ui.label(
+                egui::RichText::new(
+                    "No workspaces yet. Create one with `saescope extract --workspace DIR …`.",
+                )
+                .weak(),
+            );
         }
         let mut clicked = None;
         for p in &self.persisted.recent_workspaces {
-            if ui.link(p.display().to_string()).on_hover_text("Open this workspace").clicked() {
+            if ui
+                .link(p.display().to_string())
+                .on_hover_text("Open this workspace")
+                .clicked()
+            {
                 clicked = Some(p.clone());
             }
         }
@@ -97,13 +140,16 @@ impl SaescopeApp {
         if let Some(ws) = &self.open {
             ui.separator();
             ui.heading(ws.dir.display().to_string());
-            egui::Grid::new("workspace_summary").num_columns(2).striped(true).show(ui, |ui| {
-                for (k, v) in &ws.summary {
-                    ui.label(k);
-                    ui.label(v);
-                    ui.end_row();
-                }
-            });
+            egui::Grid::new("workspace_summary")
+                .num_columns(2)
+                .striped(true)
+                .show(ui, |ui| {
+                    for (k, v) in &ws.summary {
+                        ui.label(k);
+                        ui.label(v);
+                        ui.end_row();
+                    }
+                });
         }
     }
 }
@@ -113,15 +159,30 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
     let c = &ws.config;
     let mut rows = vec![
         ("Model".to_string(), c.model.source.clone()),
-        ("Layer".to_string(), format!("{} of {}", c.layer, c.backbone.n_layers)),
+        (
+            "Layer".to_string(),
+            format!("{} of {}", c.layer, c.backbone.n_layers),
+        ),
         ("Width".to_string(), c.backbone.d_model.to_string()),
         ("Images".to_string(), c.images.display().to_string()),
-        ("Tokens".to_string(), format!("{:?}", c.tokens).to_lowercase()),
+        (
+            "Tokens".to_string(),
+            format!("{:?}", c.tokens).to_lowercase(),
+        ),
     ];
     match ActivationStore::open(&ws.activations_dir()) {
         Ok(store) => {
             let m = &store.manifest;
-            rows.push(("Activations".into(), format!("{} rows in {}/{} shards ({:?})", m.rows(), m.shards.len(), m.planned_shards(), m.dtype)));
+            rows.push((
+                "Activations".into(),
+                format!(
+                    "{} rows in {}/{} shards ({:?})",
+                    m.rows(),
+                    m.shards.len(),
+                    m.planned_shards(),
+                    m.dtype
+                ),
+            ));
             rows.push(("Skipped images".into(), m.skipped().len().to_string()));
         }
         Err(_) => rows.push(("Activations".into(), "none yet".into())),
@@ -143,7 +204,10 @@ impl eframe::App for SaescopeApp {
 /// Opens the main window. Fails with a message that says how to get a graphics adapter.
 pub fn run_native_app() -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default().with_title("saescope").with_inner_size([1200.0, 800.0]).with_min_inner_size([640.0, 400.0]),
+        viewport: egui::ViewportBuilder::default()
+            .with_title("saescope")
+            .with_inner_size([1200.0, 800.0])
+            .with_min_inner_size([640.0, 400.0]),
         ..Default::default()
     };
     eframe::run_native("saescope", options, Box::new(|cc| Ok(Box::new(SaescopeApp::new(cc)))))

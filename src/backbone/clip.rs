@@ -74,9 +74,12 @@ fn d_eos() -> i64 {
 }
 
 /// The two towers' configs from a `config.json` of any CLIP layout.
-pub fn tower_configs(config: &serde_json::Value) -> Result<(Option<TowerConfig>, Option<TowerConfig>)> {
+pub fn tower_configs(
+    config: &serde_json::Value,
+) -> Result<(Option<TowerConfig>, Option<TowerConfig>)> {
     let parse = |v: &serde_json::Value| -> Result<TowerConfig> {
-        serde_json::from_value(v.clone()).map_err(|e| Error::Model(format!("config.json: bad CLIP tower config: {e}")))
+        serde_json::from_value(v.clone())
+            .map_err(|e| Error::Model(format!("config.json: bad CLIP tower config: {e}")))
     };
     match config.get("model_type").and_then(|v| v.as_str()) {
         Some("clip_vision_model") => Ok((Some(parse(config)?), None)),
@@ -96,9 +99,23 @@ fn load_blocks(w: &Weights, c: &TowerConfig) -> Result<Vec<Block>> {
             let l = w.sub(&format!("encoder.layers.{i}"));
             Ok(Block {
                 norm1: LayerNorm::load(&l, "layer_norm1", d, c.layer_norm_eps)?,
-                attn: SelfAttention::load_separate(&l, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"], d, c.num_attention_heads)?,
+                attn: SelfAttention::load_separate(
+                    &l,
+                    [
+                        "self_attn.q_proj",
+                        "self_attn.k_proj",
+                        "self_attn.v_proj",
+                        "self_attn.out_proj",
+                    ],
+                    d,
+                    c.num_attention_heads,
+                )?,
                 norm2: LayerNorm::load(&l, "layer_norm2", d, c.layer_norm_eps)?,
-                mlp: Mlp { fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?, fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?, act },
+                mlp: Mlp {
+                    fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?,
+                    fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?,
+                    act,
+                },
                 layer_scale: None,
                 norm_first: true,
             })
@@ -118,11 +135,22 @@ pub fn default_preprocessor(image_size: usize) -> Preprocessor {
 }
 
 /// Loads the vision tower. `w` holds the whole checkpoint (with or without `vision_model.`).
-pub fn load_vision(w: &Weights, c: &TowerConfig, preprocessor: Preprocessor, name: &str) -> Result<VisionTransformer> {
+pub fn load_vision(
+    w: &Weights,
+    c: &TowerConfig,
+    preprocessor: Preprocessor,
+    name: &str,
+) -> Result<VisionTransformer> {
     let d = c.hidden_size;
     let v = w.sub("vision_model");
     let grid = c.image_size / c.patch_size;
-    let patch = PatchEmbed::new(v.get_shape("embeddings.patch_embedding.weight", &[d, 3, c.patch_size, c.patch_size])?, None)?;
+    let patch = PatchEmbed::new(
+        v.get_shape(
+            "embeddings.patch_embedding.weight",
+            &[d, 3, c.patch_size, c.patch_size],
+        )?,
+        None,
+    )?;
     let projection = match w.get_opt("visual_projection.weight") {
         Some(p) => Some(Linear::new(p, None)?),
         None => None,
@@ -134,7 +162,13 @@ pub fn load_vision(w: &Weights, c: &TowerConfig, preprocessor: Preprocessor, nam
             family: Family::Clip,
             n_layers: blocks.len(),
             d_model: d,
-            geometry: TokenGeometry { has_cls: true, registers: 0, grid_h: grid, grid_w: grid, patch_size: c.patch_size },
+            geometry: TokenGeometry {
+                has_cls: true,
+                registers: 0,
+                grid_h: grid,
+                grid_w: grid,
+                patch_size: c.patch_size,
+            },
             class_names: None,
         },
         preprocessor,
@@ -142,7 +176,10 @@ pub fn load_vision(w: &Weights, c: &TowerConfig, preprocessor: Preprocessor, nam
             patch,
             cls: Some(v.get_shape("embeddings.class_embedding", &[d])?),
             registers: None,
-            pos: v.get_shape("embeddings.position_embedding.weight", &[grid * grid + 1, d])?,
+            pos: v.get_shape(
+                "embeddings.position_embedding.weight",
+                &[grid * grid + 1, d],
+            )?,
             pos_grid: (grid, grid),
             pre_norm: Some(LayerNorm::load(&v, "pre_layrnorm", d, c.layer_norm_eps)?),
             interpolate: false,
@@ -184,11 +221,18 @@ impl TextTransformer {
         let d = c.hidden_size;
         let t = w.sub("text_model");
         Ok(TextTransformer {
-            token_embedding: t.get_shape("embeddings.token_embedding.weight", &[c.vocab_size, d])?,
-            position_embedding: t.get_shape("embeddings.position_embedding.weight", &[c.max_position_embeddings, d])?,
+            token_embedding: t
+                .get_shape("embeddings.token_embedding.weight", &[c.vocab_size, d])?,
+            position_embedding: t.get_shape(
+                "embeddings.position_embedding.weight",
+                &[c.max_position_embeddings, d],
+            )?,
             blocks: load_blocks(&t, c)?,
             final_norm: LayerNorm::load(&t, "final_layer_norm", d, c.layer_norm_eps)?,
-            projection: w.get_opt("text_projection.weight").map(|p| Linear::new(p, None)).transpose()?,
+            projection: w
+                .get_opt("text_projection.weight")
+                .map(|p| Linear::new(p, None))
+                .transpose()?,
             eos_token_id: c.eos_token_id,
             d_model: d,
             max_len: c.max_position_embeddings,
@@ -204,10 +248,16 @@ impl TextTransformer {
         let ids = input_ids.to_dtype(DType::U32)?;
         let (b, t) = ids.dims2()?;
         if t > self.max_len {
-            return Err(Error::Invalid(format!("text of {t} tokens is longer than CLIP's {} positions", self.max_len)));
+            return Err(Error::Invalid(format!(
+                "text of {t} tokens is longer than CLIP's {} positions",
+                self.max_len
+            )));
         }
         let dev = ids.device();
-        let tok = self.token_embedding.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, self.d_model))?;
+        let tok = self
+            .token_embedding
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, self.d_model))?;
         let mut x = tok.broadcast_add(&self.position_embedding.narrow(0, 0, t)?)?;
         let mask = causal_mask(t, dev)?;
         let mut hidden = vec![x.clone()];
@@ -217,8 +267,17 @@ impl TextTransformer {
         }
         let last = self.final_norm.forward(&x)?;
         let pooled = self.pool(&last, &ids)?;
-        let embeds = self.projection.as_ref().map(|p| p.forward(&pooled)).transpose()?;
-        Ok(TextOutputs { hidden, last, pooled, embeds })
+        let embeds = self
+            .projection
+            .as_ref()
+            .map(|p| p.forward(&pooled))
+            .transpose()?;
+        Ok(TextOutputs {
+            hidden,
+            last,
+            pooled,
+            embeds,
+        })
     }
 
     /// transformers: with the legacy eos id 2 the pooled token is argmax(input_ids), otherwise the
@@ -228,9 +287,15 @@ impl TextTransformer {
         let mut picked = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let pos = if self.eos_token_id == 2 {
-                row.iter().enumerate().max_by_key(|(j, v)| (**v, std::cmp::Reverse(*j))).map(|(j, _)| j).unwrap_or(0)
+                row.iter()
+                    .enumerate()
+                    .max_by_key(|(j, v)| (**v, std::cmp::Reverse(*j)))
+                    .map(|(j, _)| j)
+                    .unwrap_or(0)
             } else {
-                row.iter().position(|&v| v as i64 == self.eos_token_id).unwrap_or(row.len() - 1)
+                row.iter()
+                    .position(|&v| v as i64 == self.eos_token_id)
+                    .unwrap_or(row.len() - 1)
             };
             picked.push(last.i((i, pos))?);
         }
@@ -240,7 +305,9 @@ impl TextTransformer {
 
 /// Additive causal mask [T, T]: 0 on and below the diagonal, -inf above.
 fn causal_mask(t: usize, dev: &Device) -> Result<Tensor> {
-    let m: Vec<f32> = (0..t).flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    let m: Vec<f32> = (0..t)
+        .flat_map(|i| (0..t).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
     Ok(Tensor::from_vec(m, (t, t), dev)?)
 }
 

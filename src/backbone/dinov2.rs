@@ -69,12 +69,23 @@ pub fn default_preprocessor() -> Preprocessor {
     }
 }
 
-pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> Result<VisionTransformer> {
+pub fn load(
+    w: &Weights,
+    c: &Config,
+    preprocessor: Preprocessor,
+    name: &str,
+) -> Result<VisionTransformer> {
     if c.use_swiglu_ffn {
-        return Err(Error::Model(format!("{name}: DINOv2 with SwiGLU FFN (giant) is not supported yet; use small/base/large")));
+        return Err(Error::Model(format!(
+            "{name}: DINOv2 with SwiGLU FFN (giant) is not supported yet; use small/base/large"
+        )));
     }
     // Dinov2ForImageClassification nests the backbone under `dinov2.`.
-    let w = if w.contains("embeddings.cls_token") { w.sub("") } else { w.sub("dinov2") };
+    let w = if w.contains("embeddings.cls_token") {
+        w.sub("")
+    } else {
+        w.sub("dinov2")
+    };
     let w = &w;
     let d = c.hidden_size;
     let p = c.patch_size;
@@ -85,19 +96,45 @@ pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> 
     let pos = pos.reshape((n_pos, d))?;
     let side = ((n_pos - 1) as f64).sqrt().round() as usize;
     if side * side + 1 != n_pos {
-        return Err(Error::Model(format!("{name}: position table of {n_pos} entries is not CLS + a square grid")));
+        return Err(Error::Model(format!(
+            "{name}: position table of {n_pos} entries is not CLS + a square grid"
+        )));
     }
-    let registers = w.get_opt("embeddings.register_tokens").map(|r| r.reshape((r.elem_count() / d, d))).transpose()?;
-    let n_reg = registers.as_ref().map(|r| r.dim(0)).transpose()?.unwrap_or(0);
+    let registers = w
+        .get_opt("embeddings.register_tokens")
+        .map(|r| r.reshape((r.elem_count() / d, d)))
+        .transpose()?;
+    let n_reg = registers
+        .as_ref()
+        .map(|r| r.dim(0))
+        .transpose()?
+        .unwrap_or(0);
     let blocks = (0..c.num_hidden_layers)
         .map(|i| {
             let l = w.sub(&format!("encoder.layer.{i}"));
             Ok(Block {
                 norm1: LayerNorm::load(&l, "norm1", d, c.layer_norm_eps)?,
-                attn: SelfAttention::load_separate(&l, ["attention.attention.query", "attention.attention.key", "attention.attention.value", "attention.output.dense"], d, c.num_attention_heads)?,
+                attn: SelfAttention::load_separate(
+                    &l,
+                    [
+                        "attention.attention.query",
+                        "attention.attention.key",
+                        "attention.attention.value",
+                        "attention.output.dense",
+                    ],
+                    d,
+                    c.num_attention_heads,
+                )?,
                 norm2: LayerNorm::load(&l, "norm2", d, c.layer_norm_eps)?,
-                mlp: Mlp { fc1: Linear::load(&l, "mlp.fc1", d, ffn)?, fc2: Linear::load(&l, "mlp.fc2", ffn, d)?, act },
-                layer_scale: Some((l.get_shape("layer_scale1.lambda1", &[d])?, l.get_shape("layer_scale2.lambda1", &[d])?)),
+                mlp: Mlp {
+                    fc1: Linear::load(&l, "mlp.fc1", d, ffn)?,
+                    fc2: Linear::load(&l, "mlp.fc2", ffn, d)?,
+                    act,
+                },
+                layer_scale: Some((
+                    l.get_shape("layer_scale1.lambda1", &[d])?,
+                    l.get_shape("layer_scale2.lambda1", &[d])?,
+                )),
                 norm_first: true,
             })
         })
@@ -111,13 +148,22 @@ pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> 
             family: Family::Dinov2,
             n_layers: blocks.len(),
             d_model: d,
-            geometry: TokenGeometry { has_cls: true, registers: n_reg, grid_h: grid.0, grid_w: grid.1, patch_size: p },
+            geometry: TokenGeometry {
+                has_cls: true,
+                registers: n_reg,
+                grid_h: grid.0,
+                grid_w: grid.1,
+                patch_size: p,
+            },
             class_names: None,
         },
         preprocessor,
         embeddings: Embeddings {
             patch: PatchEmbed::new(
-                w.get_shape("embeddings.patch_embeddings.projection.weight", &[d, 3, p, p])?,
+                w.get_shape(
+                    "embeddings.patch_embeddings.projection.weight",
+                    &[d, 3, p, p],
+                )?,
                 Some(w.get_shape("embeddings.patch_embeddings.projection.bias", &[d])?),
             )?,
             cls: Some(w.get("embeddings.cls_token")?.flatten_all()?),

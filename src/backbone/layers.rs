@@ -16,7 +16,10 @@ pub struct Linear {
 impl Linear {
     /// From PyTorch layout: `weight` [out, in], `bias` [out].
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        Ok(Linear { w_t: weight.t()?.contiguous()?, b: bias })
+        Ok(Linear {
+            w_t: weight.t()?.contiguous()?,
+            b: bias,
+        })
     }
 
     pub fn load(w: &Weights, name: &str, d_in: usize, d_out: usize) -> Result<Self> {
@@ -65,7 +68,12 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps)?)
+        Ok(candle_nn::ops::layer_norm(
+            &x.contiguous()?,
+            &self.weight,
+            &self.bias,
+            self.eps,
+        )?)
     }
 }
 
@@ -117,21 +125,38 @@ pub struct SelfAttention {
 
 impl SelfAttention {
     /// From separate q/k/v projections (HF layout).
-    pub fn from_separate(q: (Tensor, Tensor), k: (Tensor, Tensor), v: (Tensor, Tensor), out: Linear, heads: usize) -> Result<Self> {
+    pub fn from_separate(
+        q: (Tensor, Tensor),
+        k: (Tensor, Tensor),
+        v: (Tensor, Tensor),
+        out: Linear,
+        heads: usize,
+    ) -> Result<Self> {
         let weight = Tensor::cat(&[&q.0, &k.0, &v.0], 0)?;
         let bias = Tensor::cat(&[&q.1, &k.1, &v.1], 0)?;
-        Ok(SelfAttention { qkv: Linear::new(weight, Some(bias))?, out, heads })
+        Ok(SelfAttention {
+            qkv: Linear::new(weight, Some(bias))?,
+            out,
+            heads,
+        })
     }
 
     /// From PyTorch `nn.MultiheadAttention`'s packed `in_proj_weight` [3D, D].
     pub fn from_packed(in_proj: Linear, out: Linear, heads: usize) -> Self {
-        SelfAttention { qkv: in_proj, out, heads }
+        SelfAttention {
+            qkv: in_proj,
+            out,
+            heads,
+        }
     }
 
     /// Loads `{prefix}.{q,k,v}_name` projections with weight and bias.
     pub fn load_separate(w: &Weights, names: [&str; 4], dim: usize, heads: usize) -> Result<Self> {
         let get = |n: &str| -> Result<(Tensor, Tensor)> {
-            Ok((w.get_shape(&format!("{n}.weight"), &[dim, dim])?, w.get_shape(&format!("{n}.bias"), &[dim])?))
+            Ok((
+                w.get_shape(&format!("{n}.weight"), &[dim, dim])?,
+                w.get_shape(&format!("{n}.bias"), &[dim])?,
+            ))
         };
         let out = Linear::load(w, names[3], dim, dim)?;
         Self::from_separate(get(names[0])?, get(names[1])?, get(names[2])?, out, heads)
@@ -142,7 +167,12 @@ impl SelfAttention {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.heads;
         // [3, batch, heads, tokens, head_dim]
-        let qkv = self.qkv.forward(x)?.reshape((b, t, 3, self.heads, hd))?.permute((2, 0, 3, 1, 4))?.contiguous()?;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, t, 3, self.heads, hd))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
         let scale = 1.0 / (hd as f64).sqrt();
         let q = (qkv.get(0)? * scale)?;
         let k = qkv.get(1)?;
@@ -158,14 +188,29 @@ impl SelfAttention {
 }
 
 /// Attention where a few query tokens attend over the full sequence (SigLIP's pooling head).
-pub fn cross_attention(q_in: &Tensor, kv_in: &Tensor, in_proj_w: &Tensor, in_proj_b: &Tensor, out: &Linear, heads: usize) -> Result<Tensor> {
+pub fn cross_attention(
+    q_in: &Tensor,
+    kv_in: &Tensor,
+    in_proj_w: &Tensor,
+    in_proj_b: &Tensor,
+    out: &Linear,
+    heads: usize,
+) -> Result<Tensor> {
     let (b, tq, d) = q_in.dims3()?;
     let tk = kv_in.dim(1)?;
     let hd = d / heads;
     let lin = |x: &Tensor, i: usize| -> Result<Tensor> {
-        Linear::new(in_proj_w.narrow(0, i * d, d)?, Some(in_proj_b.narrow(0, i * d, d)?))?.forward(x)
+        Linear::new(
+            in_proj_w.narrow(0, i * d, d)?,
+            Some(in_proj_b.narrow(0, i * d, d)?),
+        )?
+        .forward(x)
     };
-    let split = |x: Tensor, t: usize| -> Result<Tensor> { Ok(x.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()?) };
+    let split = |x: Tensor, t: usize| -> Result<Tensor> {
+        Ok(x.reshape((b, t, heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
     let q = (split(lin(q_in, 0)?, tq)? * (1.0 / (hd as f64).sqrt()))?;
     let k = split(lin(kv_in, 1)?, tk)?;
     let v = split(lin(kv_in, 2)?, tk)?;
@@ -234,9 +279,15 @@ impl PatchEmbed {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (d, c, p, p2) = weight.dims4()?;
         if p != p2 {
-            return Err(crate::Error::Model(format!("patch embedding kernel {p}×{p2} is not square")));
+            return Err(crate::Error::Model(format!(
+                "patch embedding kernel {p}×{p2} is not square"
+            )));
         }
-        Ok(PatchEmbed { proj: Linear::new(weight.reshape((d, c * p * p))?, bias)?, patch: p, channels: c })
+        Ok(PatchEmbed {
+            proj: Linear::new(weight.reshape((d, c * p * p))?, bias)?,
+            patch: p,
+            channels: c,
+        })
     }
 
     pub fn grid(&self, h: usize, w: usize) -> (usize, usize) {
@@ -246,13 +297,19 @@ impl PatchEmbed {
     pub fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = pixels.dims4()?;
         if c != self.channels {
-            return Err(crate::Error::Invalid(format!("the model expects {} colour channels, got {c}", self.channels)));
+            return Err(crate::Error::Invalid(format!(
+                "the model expects {} colour channels, got {c}",
+                self.channels
+            )));
         }
         let p = self.patch;
         let (gh, gw) = self.grid(h, w);
         let x = pixels.narrow(2, 0, gh * p)?.narrow(3, 0, gw * p)?;
         // [B, C, gh, p, gw, p] → [B, gh, gw, C, p, p]
-        let x = x.reshape((b, c, gh, p, gw, p))?.permute((0, 2, 4, 1, 3, 5))?.contiguous()?;
+        let x = x
+            .reshape((b, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?;
         let x = x.reshape((b, gh * gw, c * p * p))?;
         self.proj.forward(&x)
     }

@@ -72,7 +72,10 @@ impl TokenGeometry {
             TokenKind::Register(token - self.has_cls as usize)
         } else {
             let i = token - p;
-            TokenKind::Patch { row: i / self.grid_w, col: i % self.grid_w }
+            TokenKind::Patch {
+                row: i / self.grid_w,
+                col: i % self.grid_w,
+            }
         }
     }
 
@@ -81,7 +84,12 @@ impl TokenGeometry {
         match self.kind(token) {
             TokenKind::Patch { row, col } => {
                 let s = self.patch_size as f32;
-                Some([col as f32 * s, row as f32 * s, (col + 1) as f32 * s, (row + 1) as f32 * s])
+                Some([
+                    col as f32 * s,
+                    row as f32 * s,
+                    (col + 1) as f32 * s,
+                    (row + 1) as f32 * s,
+                ])
             }
             _ => None,
         }
@@ -94,7 +102,9 @@ impl TokenGeometry {
             TokenSelection::Patch => (self.prefix_tokens()..self.n_tokens()).collect(),
             TokenSelection::Cls => {
                 if !self.has_cls {
-                    return Err(Error::Invalid("this model has no CLS token: use --tokens patch or all".into()));
+                    return Err(Error::Invalid(
+                        "this model has no CLS token: use --tokens patch or all".into(),
+                    ));
                 }
                 vec![0]
             }
@@ -184,7 +194,9 @@ impl Embeddings {
         };
         let mut x = x.broadcast_add(&patch_pos)?;
         if let Some(cls) = &self.cls {
-            let cls = (cls + self.pos.get(0)?)?.reshape((1, 1, d))?.broadcast_as((b, 1, d))?;
+            let cls = (cls + self.pos.get(0)?)?
+                .reshape((1, 1, d))?
+                .broadcast_as((b, 1, d))?;
             let mut parts = vec![cls];
             if let Some(r) = &self.registers {
                 parts.push(r.unsqueeze(0)?.broadcast_as((b, r.dim(0)?, d))?);
@@ -202,7 +214,11 @@ impl Embeddings {
 /// Resizes a [gh·gw, D] position table to another grid as Hugging Face's DINOv2 does:
 /// PyTorch bicubic (`align_corners=False`, A = -0.75) with `scale_factor = (new + 0.1) / old`,
 /// so source coordinates advance by old / (new + 0.1) per output position.
-fn interpolate_pos_bicubic(pos: &Tensor, from: (usize, usize), to: (usize, usize)) -> Result<Tensor> {
+fn interpolate_pos_bicubic(
+    pos: &Tensor,
+    from: (usize, usize),
+    to: (usize, usize),
+) -> Result<Tensor> {
     let d = pos.dim(1)?;
     let src: Vec<f32> = pos.flatten_all()?.to_vec1()?;
     let weights = |out: usize, inp: usize| -> Vec<[(usize, f32); 4]> {
@@ -345,7 +361,12 @@ impl Backbone for VisionTransformer {
             Some(p) => Some(p.forward(&pooled)?),
             None => None,
         };
-        Ok(HeadOutputs { last, pooled, logits, embeds })
+        Ok(HeadOutputs {
+            last,
+            pooled,
+            logits,
+            embeds,
+        })
     }
 }
 
@@ -360,7 +381,13 @@ mod tests {
 
     #[test]
     fn geometry_maps_tokens_to_boxes() {
-        let g = TokenGeometry { has_cls: true, registers: 4, grid_h: 2, grid_w: 3, patch_size: 14 };
+        let g = TokenGeometry {
+            has_cls: true,
+            registers: 4,
+            grid_h: 2,
+            grid_w: 3,
+            patch_size: 14,
+        };
         assert_eq!(g.n_tokens(), 11);
         assert_eq!(g.kind(0), TokenKind::Cls);
         assert_eq!(g.kind(3), TokenKind::Register(2));
@@ -368,8 +395,14 @@ mod tests {
         assert_eq!(g.kind(10), TokenKind::Patch { row: 1, col: 2 });
         assert_eq!(g.patch_box(10), Some([28.0, 14.0, 42.0, 28.0]));
         assert_eq!(g.patch_box(2), None);
-        assert_eq!(g.select(TokenSelection::Patch).unwrap(), (5..11).collect::<Vec<_>>());
-        let no_cls = TokenGeometry { has_cls: false, ..g };
+        assert_eq!(
+            g.select(TokenSelection::Patch).unwrap(),
+            (5..11).collect::<Vec<_>>()
+        );
+        let no_cls = TokenGeometry {
+            has_cls: false,
+            ..g
+        };
         assert!(no_cls.select(TokenSelection::Cls).is_err());
     }
 
@@ -381,11 +414,23 @@ mod tests {
         let v: Vec<f32> = up.flatten_all().unwrap().to_vec1().unwrap();
         assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-5));
         // A ramp along x stays a ramp: first column at 0.5·4/8.1 - 0.5 source coordinates.
-        let ramp = Tensor::arange(0f32, 16.0, &dev).unwrap().reshape((16, 1)).unwrap();
-        let ramp = (ramp.clone() - ((ramp / 4.0).unwrap().floor().unwrap() * 4.0).unwrap()).unwrap();
-        let up: Vec<f32> = interpolate_pos_bicubic(&ramp, (4, 4), (8, 8)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let ramp = Tensor::arange(0f32, 16.0, &dev)
+            .unwrap()
+            .reshape((16, 1))
+            .unwrap();
+        let ramp =
+            (ramp.clone() - ((ramp / 4.0).unwrap().floor().unwrap() * 4.0).unwrap()).unwrap();
+        let up: Vec<f32> = interpolate_pos_bicubic(&ramp, (4, 4), (8, 8))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for row in up.chunks(8) {
-            assert!(row.windows(2).all(|w| w[1] >= w[0] - 1e-6), "not monotone: {row:?}");
+            assert!(
+                row.windows(2).all(|w| w[1] >= w[0] - 1e-6),
+                "not monotone: {row:?}"
+            );
         }
     }
 }

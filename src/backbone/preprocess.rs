@@ -26,7 +26,11 @@ impl Resample {
             0 => Resample::Nearest,
             2 => Resample::Bilinear,
             3 => Resample::Bicubic,
-            other => return Err(Error::Model(format!("resample filter {other} is not supported (use 0 nearest, 2 bilinear or 3 bicubic)"))),
+            other => {
+                return Err(Error::Model(format!(
+                    "resample filter {other} is not supported (use 0 nearest, 2 bilinear or 3 bicubic)"
+                )));
+            }
         })
     }
 
@@ -70,7 +74,10 @@ pub enum Resize {
     /// Scale so the shorter side has this length (aspect ratio kept; longer side truncated as HF does).
     ShortestEdge(u32),
     /// Scale to exactly height × width.
-    Exact { height: u32, width: u32 },
+    Exact {
+        height: u32,
+        width: u32,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -134,7 +141,12 @@ impl Preprocessor {
         };
         let (crop_x, crop_y, out_w, out_h) = match self.crop {
             // HF center_crop: top = (h - crop_h) // 2, padding with zeros if the image is smaller.
-            Some((ch, cw)) => ((rw as i64 - cw as i64).div_euclid(2), (rh as i64 - ch as i64).div_euclid(2), cw, ch),
+            Some((ch, cw)) => (
+                (rw as i64 - cw as i64).div_euclid(2),
+                (rh as i64 - ch as i64).div_euclid(2),
+                cw,
+                ch,
+            ),
             None => (0, 0, rw, rh),
         };
         let plane = (out_w * out_h) as usize;
@@ -164,10 +176,18 @@ impl Preprocessor {
     }
 
     /// Preprocesses a batch of images of any sizes into one [B, 3, H, W] tensor.
-    pub fn batch(&self, images: &[RgbImage], device: &Device) -> Result<(Tensor, Vec<InputTransform>)> {
+    pub fn batch(
+        &self,
+        images: &[RgbImage],
+        device: &Device,
+    ) -> Result<(Tensor, Vec<InputTransform>)> {
         use rayon::prelude::*;
-        let parts: Vec<(Vec<f32>, InputTransform)> = images.par_iter().map(|im| self.apply(im)).collect();
-        let sizes: Vec<(u32, u32)> = images.iter().map(|im| self.output_size(im.width(), im.height())).collect();
+        let parts: Vec<(Vec<f32>, InputTransform)> =
+            images.par_iter().map(|im| self.apply(im)).collect();
+        let sizes: Vec<(u32, u32)> = images
+            .iter()
+            .map(|im| self.output_size(im.width(), im.height()))
+            .collect();
         let (w, h) = sizes.first().copied().unwrap_or((0, 0));
         if sizes.iter().any(|s| *s != (w, h)) {
             return Err(Error::Invalid(
@@ -214,14 +234,20 @@ fn coefficients(in_size: u32, out_size: u32, filter: Resample) -> Vec<(usize, Ve
             // C casts truncate toward zero.
             let xmin = ((center - support + 0.5).trunc() as i64).max(0) as usize;
             let xmax = ((center + support + 0.5).trunc() as i64).min(in_size as i64) as usize;
-            let raw: Vec<f64> = (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
+            let raw: Vec<f64> = (xmin..xmax)
+                .map(|x| filter.weight((x as f64 - center + 0.5) * ss))
+                .collect();
             let total: f64 = raw.iter().sum();
             let k = raw
                 .iter()
                 .map(|w| {
                     let w = if total != 0.0 { w / total } else { 0.0 };
                     let f = w * (1u64 << PRECISION_BITS) as f64;
-                    if f < 0.0 { (f - 0.5) as i32 } else { (f + 0.5) as i32 }
+                    if f < 0.0 {
+                        (f - 0.5) as i32
+                    } else {
+                        (f + 0.5) as i32
+                    }
                 })
                 .collect();
             (xmin, k)
@@ -280,18 +306,29 @@ pub fn resize_rgb8(img: &RgbImage, out_w: u32, out_h: u32, filter: Resample) -> 
 
 /// Reads the fields saescope uses from a Hugging Face `preprocessor_config.json`, starting from
 /// the family's defaults for anything the file leaves out.
-pub fn from_hf_processor_config(json: &serde_json::Value, defaults: Preprocessor) -> Result<Preprocessor> {
+pub fn from_hf_processor_config(
+    json: &serde_json::Value,
+    defaults: Preprocessor,
+) -> Result<Preprocessor> {
     let mut p = defaults;
     let flag = |k: &str| json.get(k).and_then(|v| v.as_bool());
     if let Some(size) = json.get("size") {
         let resize = if let Some(s) = size.get("shortest_edge").and_then(|v| v.as_u64()) {
             Resize::ShortestEdge(s as u32)
-        } else if let (Some(h), Some(w)) = (size.get("height").and_then(|v| v.as_u64()), size.get("width").and_then(|v| v.as_u64())) {
-            Resize::Exact { height: h as u32, width: w as u32 }
+        } else if let (Some(h), Some(w)) = (
+            size.get("height").and_then(|v| v.as_u64()),
+            size.get("width").and_then(|v| v.as_u64()),
+        ) {
+            Resize::Exact {
+                height: h as u32,
+                width: w as u32,
+            }
         } else if let Some(s) = size.as_u64() {
             Resize::ShortestEdge(s as u32)
         } else {
-            return Err(Error::Model(format!("preprocessor_config.json: unsupported `size` {size}")));
+            return Err(Error::Model(format!(
+                "preprocessor_config.json: unsupported `size` {size}"
+            )));
         };
         p.resize = resize;
     }
@@ -302,12 +339,17 @@ pub fn from_hf_processor_config(json: &serde_json::Value, defaults: Preprocessor
         p.resample = Resample::from_pil_code(code)?;
     }
     if let Some(c) = json.get("crop_size") {
-        let crop = if let (Some(h), Some(w)) = (c.get("height").and_then(|v| v.as_u64()), c.get("width").and_then(|v| v.as_u64())) {
+        let crop = if let (Some(h), Some(w)) = (
+            c.get("height").and_then(|v| v.as_u64()),
+            c.get("width").and_then(|v| v.as_u64()),
+        ) {
             (h as u32, w as u32)
         } else if let Some(s) = c.as_u64() {
             (s as u32, s as u32)
         } else {
-            return Err(Error::Model(format!("preprocessor_config.json: unsupported `crop_size` {c}")));
+            return Err(Error::Model(format!(
+                "preprocessor_config.json: unsupported `crop_size` {c}"
+            )));
         };
         p.crop = Some(crop);
     }
@@ -337,16 +379,40 @@ mod tests {
 
     /// 7×5 test image: R = 37x + 11y, G = 255 - 29x - 13y, B = (x·y·17) mod 256.
     fn test_image() -> RgbImage {
-        RgbImage::from_fn(7, 5, |x, y| image::Rgb([(37 * x + 11 * y) as u8, (255 - 29 * x - 13 * y) as u8, ((x * y * 17) % 256) as u8]))
+        RgbImage::from_fn(7, 5, |x, y| {
+            image::Rgb([
+                (37 * x + 11 * y) as u8,
+                (255 - 29 * x - 13 * y) as u8,
+                ((x * y * 17) % 256) as u8,
+            ])
+        })
     }
 
     fn flat(img: &RgbImage) -> Vec<u8> {
         img.as_raw().clone()
     }
 
-    const PIL_BICUBIC_3X2: [u8; 18] = [36, 223, 10, 120, 157, 46, 207, 91, 83, 62, 193, 42, 148, 127, 138, 196, 61, 149];
-    const PIL_BICUBIC_10X8: [u8; 240] = [0, 255, 0, 16, 242, 0, 45, 220, 0, 71, 199, 0, 97, 179, 0, 123, 159, 0, 149, 139, 0, 175, 118, 0, 204, 96, 0, 223, 80, 0, 3, 251, 0, 21, 237, 3, 50, 215, 7, 76, 194, 11, 102, 174, 16, 128, 154, 20, 154, 134, 24, 180, 113, 28, 209, 91, 32, 228, 75, 35, 10, 243, 0, 29, 227, 9, 58, 205, 22, 84, 184, 35, 110, 164, 48, 136, 144, 61, 162, 124, 73, 188, 103, 86, 217, 81, 100, 236, 65, 110, 16, 235, 0, 36, 219, 14, 65, 197, 36, 91, 176, 56, 117, 156, 76, 143, 136, 96, 169, 116, 116, 195, 95, 136, 224, 73, 167, 243, 57, 194, 23, 227, 0, 42, 211, 19, 71, 189, 50, 97, 168, 76, 123, 148, 103, 149, 128, 135, 175, 108, 168, 201, 87, 200, 234, 65, 189, 255, 49, 164, 30, 219, 0, 49, 203, 24, 78, 181, 63, 104, 160, 97, 130, 140, 132, 156, 120, 170, 182, 100, 210, 208, 79, 255, 241, 57, 164, 255, 41, 41, 38, 209, 0, 57, 193, 29, 86, 171, 78, 112, 150, 121, 138, 130, 176, 164, 110, 159, 190, 90, 94, 227, 69, 142, 173, 47, 135, 101, 31, 101, 43, 204, 0, 62, 188, 33, 91, 166, 87, 117, 145, 135, 143, 125, 204, 169, 105, 145, 195, 85, 0, 240, 64, 47, 121, 42, 117, 0, 26, 164];
-    const PIL_BILINEAR_4X3: [u8; 36] = [24, 234, 4, 82, 189, 15, 150, 135, 29, 208, 90, 40, 41, 214, 18, 99, 169, 71, 167, 115, 133, 225, 70, 156, 58, 194, 32, 116, 149, 126, 184, 95, 133, 166, 50, 128];
+    const PIL_BICUBIC_3X2: [u8; 18] = [
+        36, 223, 10, 120, 157, 46, 207, 91, 83, 62, 193, 42, 148, 127, 138, 196, 61, 149,
+    ];
+    const PIL_BICUBIC_10X8: [u8; 240] = [
+        0, 255, 0, 16, 242, 0, 45, 220, 0, 71, 199, 0, 97, 179, 0, 123, 159, 0, 149, 139, 0, 175,
+        118, 0, 204, 96, 0, 223, 80, 0, 3, 251, 0, 21, 237, 3, 50, 215, 7, 76, 194, 11, 102, 174,
+        16, 128, 154, 20, 154, 134, 24, 180, 113, 28, 209, 91, 32, 228, 75, 35, 10, 243, 0, 29,
+        227, 9, 58, 205, 22, 84, 184, 35, 110, 164, 48, 136, 144, 61, 162, 124, 73, 188, 103, 86,
+        217, 81, 100, 236, 65, 110, 16, 235, 0, 36, 219, 14, 65, 197, 36, 91, 176, 56, 117, 156,
+        76, 143, 136, 96, 169, 116, 116, 195, 95, 136, 224, 73, 167, 243, 57, 194, 23, 227, 0, 42,
+        211, 19, 71, 189, 50, 97, 168, 76, 123, 148, 103, 149, 128, 135, 175, 108, 168, 201, 87,
+        200, 234, 65, 189, 255, 49, 164, 30, 219, 0, 49, 203, 24, 78, 181, 63, 104, 160, 97, 130,
+        140, 132, 156, 120, 170, 182, 100, 210, 208, 79, 255, 241, 57, 164, 255, 41, 41, 38, 209,
+        0, 57, 193, 29, 86, 171, 78, 112, 150, 121, 138, 130, 176, 164, 110, 159, 190, 90, 94, 227,
+        69, 142, 173, 47, 135, 101, 31, 101, 43, 204, 0, 62, 188, 33, 91, 166, 87, 117, 145, 135,
+        143, 125, 204, 169, 105, 145, 195, 85, 0, 240, 64, 47, 121, 42, 117, 0, 26, 164,
+    ];
+    const PIL_BILINEAR_4X3: [u8; 36] = [
+        24, 234, 4, 82, 189, 15, 150, 135, 29, 208, 90, 40, 41, 214, 18, 99, 169, 71, 167, 115,
+        133, 225, 70, 156, 58, 194, 32, 116, 149, 126, 184, 95, 133, 166, 50, 128,
+    ];
 
     // Expected values computed with Pillow 13.0 (`Image.resize((w, h), resample)`) on the same image.
     #[test]
@@ -369,7 +435,13 @@ mod tests {
 
     #[test]
     fn shortest_edge_and_center_crop_follow_hf_rules() {
-        let p = Preprocessor { resize: Resize::ShortestEdge(4), resample: Resample::Bicubic, crop: Some((4, 4)), mean: [0.0; 3], std: [1.0; 3] };
+        let p = Preprocessor {
+            resize: Resize::ShortestEdge(4),
+            resample: Resample::Bicubic,
+            crop: Some((4, 4)),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
         // 7×5 → shortest edge 4 → 5×4 (5 = 4·7/5 truncated), crop 4×4 starting at x = (5-4)//2 = 0.
         assert_eq!(resized_size(p.resize, 7, 5), (5, 4));
         let (data, t) = p.apply(&test_image());
@@ -378,27 +450,54 @@ mod tests {
         let resized = resize_rgb8(&test_image(), 5, 4, Resample::Bicubic);
         assert_eq!(data[0], resized.get_pixel(0, 0).0[0] as f32 / 255.0);
         // A 10×10 crop of a 5×4 image pads with zeros around a centred copy.
-        let p2 = Preprocessor { resize: Resize::None, crop: Some((6, 9)), ..p };
+        let p2 = Preprocessor {
+            resize: Resize::None,
+            crop: Some((6, 9)),
+            ..p
+        };
         let (data, t) = p2.apply(&test_image());
         assert_eq!((t.crop_x, t.crop_y), (-1.0, -1.0));
         assert_eq!(data[0], 0.0);
-        assert_eq!(data[9 + 1], test_image().get_pixel(0, 0).0[0] as f32 / 255.0);
+        assert_eq!(
+            data[9 + 1],
+            test_image().get_pixel(0, 0).0[0] as f32 / 255.0
+        );
     }
 
     #[test]
     fn normalisation_uses_mean_and_std_per_channel() {
-        let p = Preprocessor { resize: Resize::None, resample: Resample::Bicubic, crop: None, mean: OPENAI_CLIP_MEAN, std: OPENAI_CLIP_STD };
+        let p = Preprocessor {
+            resize: Resize::None,
+            resample: Resample::Bicubic,
+            crop: None,
+            mean: OPENAI_CLIP_MEAN,
+            std: OPENAI_CLIP_STD,
+        };
         let img = RgbImage::from_pixel(1, 1, image::Rgb([255, 0, 128]));
         let (d, _) = p.apply(&img);
-        let want = [(1.0 - OPENAI_CLIP_MEAN[0]) / OPENAI_CLIP_STD[0], (0.0 - OPENAI_CLIP_MEAN[1]) / OPENAI_CLIP_STD[1], (128.0 / 255.0 - OPENAI_CLIP_MEAN[2]) / OPENAI_CLIP_STD[2]];
+        let want = [
+            (1.0 - OPENAI_CLIP_MEAN[0]) / OPENAI_CLIP_STD[0],
+            (0.0 - OPENAI_CLIP_MEAN[1]) / OPENAI_CLIP_STD[1],
+            (128.0 / 255.0 - OPENAI_CLIP_MEAN[2]) / OPENAI_CLIP_STD[2],
+        ];
         for c in 0..3 {
-            assert!((d[c] - want[c]).abs() < 1e-6, "channel {c}: {} vs {}", d[c], want[c]);
+            assert!(
+                (d[c] - want[c]).abs() < 1e-6,
+                "channel {c}: {} vs {}",
+                d[c],
+                want[c]
+            );
         }
     }
 
     #[test]
     fn transform_maps_boxes_back_to_the_original() {
-        let t = InputTransform { scale_x: 0.5, scale_y: 0.25, crop_x: 2.0, crop_y: 0.0 };
+        let t = InputTransform {
+            scale_x: 0.5,
+            scale_y: 0.25,
+            crop_x: 2.0,
+            crop_y: 0.0,
+        };
         assert_eq!(t.to_original([0.0, 0.0, 4.0, 4.0]), [4.0, 0.0, 12.0, 16.0]);
     }
 
@@ -409,14 +508,26 @@ mod tests {
             "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
             "resample": 3, "size": 224
         });
-        let d = Preprocessor { resize: Resize::None, resample: Resample::Bilinear, crop: None, mean: [0.0; 3], std: [1.0; 3] };
+        let d = Preprocessor {
+            resize: Resize::None,
+            resample: Resample::Bilinear,
+            crop: None,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        };
         let p = from_hf_processor_config(&clip, d.clone()).unwrap();
         assert_eq!(p.resize, Resize::ShortestEdge(224));
         assert_eq!(p.crop, Some((224, 224)));
         assert_eq!(p.resample, Resample::Bicubic);
         let siglip = serde_json::json!({"size": {"height": 224, "width": 224}, "resample": 2, "image_mean": [0.5,0.5,0.5], "image_std": [0.5,0.5,0.5]});
         let p = from_hf_processor_config(&siglip, d).unwrap();
-        assert_eq!(p.resize, Resize::Exact { height: 224, width: 224 });
+        assert_eq!(
+            p.resize,
+            Resize::Exact {
+                height: 224,
+                width: 224
+            }
+        );
         assert_eq!(p.mean, [0.5; 3]);
     }
 }

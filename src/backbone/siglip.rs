@@ -63,7 +63,16 @@ fn d_head() -> bool {
 /// `SiglipImageProcessor` defaults: resize to a square (bicubic), mean = std = 0.5, no crop.
 pub fn default_preprocessor(image_size: usize) -> Preprocessor {
     let s = image_size as u32;
-    Preprocessor { resize: Resize::Exact { height: s, width: s }, resample: Resample::Bicubic, crop: None, mean: [0.5; 3], std: [0.5; 3] }
+    Preprocessor {
+        resize: Resize::Exact {
+            height: s,
+            width: s,
+        },
+        resample: Resample::Bicubic,
+        crop: None,
+        mean: [0.5; 3],
+        std: [0.5; 3],
+    }
 }
 
 /// Multi-head attention pooling: a learned probe attends over all tokens, then a residual MLP.
@@ -82,15 +91,35 @@ impl MapHead {
     /// tokens [B, T, D] → pooled [B, D].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, _, d) = x.dims3()?;
-        let q = self.probe.reshape((1, 1, d))?.broadcast_as((b, 1, d))?.contiguous()?;
-        let h = layers::cross_attention(&q, x, &self.in_proj_w, &self.in_proj_b, &self.out, self.heads)?;
+        let q = self
+            .probe
+            .reshape((1, 1, d))?
+            .broadcast_as((b, 1, d))?
+            .contiguous()?;
+        let h = layers::cross_attention(
+            &q,
+            x,
+            &self.in_proj_w,
+            &self.in_proj_b,
+            &self.out,
+            self.heads,
+        )?;
         let h = (&h + self.mlp.forward(&self.norm.forward(&h)?)?)?;
         Ok(h.squeeze(1)?)
     }
 }
 
-pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> Result<VisionTransformer> {
-    let w = if w.contains("embeddings.patch_embedding.weight") { w.sub("") } else { w.sub("vision_model") };
+pub fn load(
+    w: &Weights,
+    c: &Config,
+    preprocessor: Preprocessor,
+    name: &str,
+) -> Result<VisionTransformer> {
+    let w = if w.contains("embeddings.patch_embedding.weight") {
+        w.sub("")
+    } else {
+        w.sub("vision_model")
+    };
     let w = &w;
     let d = c.hidden_size;
     let p = c.patch_size;
@@ -101,9 +130,23 @@ pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> 
             let l = w.sub(&format!("encoder.layers.{i}"));
             Ok(Block {
                 norm1: LayerNorm::load(&l, "layer_norm1", d, c.layer_norm_eps)?,
-                attn: SelfAttention::load_separate(&l, ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.out_proj"], d, c.num_attention_heads)?,
+                attn: SelfAttention::load_separate(
+                    &l,
+                    [
+                        "self_attn.q_proj",
+                        "self_attn.k_proj",
+                        "self_attn.v_proj",
+                        "self_attn.out_proj",
+                    ],
+                    d,
+                    c.num_attention_heads,
+                )?,
                 norm2: LayerNorm::load(&l, "layer_norm2", d, c.layer_norm_eps)?,
-                mlp: Mlp { fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?, fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?, act },
+                mlp: Mlp {
+                    fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?,
+                    fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?,
+                    act,
+                },
                 layer_scale: None,
                 norm_first: true,
             })
@@ -117,7 +160,11 @@ pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> 
             in_proj_b: h.get_shape("attention.in_proj_bias", &[3 * d])?,
             out: Linear::load(&h, "attention.out_proj", d, d)?,
             norm: LayerNorm::load(&h, "layernorm", d, c.layer_norm_eps)?,
-            mlp: Mlp { fc1: Linear::load(&h, "mlp.fc1", d, c.intermediate_size)?, fc2: Linear::load(&h, "mlp.fc2", c.intermediate_size, d)?, act },
+            mlp: Mlp {
+                fc1: Linear::load(&h, "mlp.fc1", d, c.intermediate_size)?,
+                fc2: Linear::load(&h, "mlp.fc2", c.intermediate_size, d)?,
+                act,
+            },
             heads: c.num_attention_heads,
         }))
     } else {
@@ -129,12 +176,21 @@ pub fn load(w: &Weights, c: &Config, preprocessor: Preprocessor, name: &str) -> 
             family: Family::Siglip,
             n_layers: blocks.len(),
             d_model: d,
-            geometry: TokenGeometry { has_cls: false, registers: 0, grid_h: grid, grid_w: grid, patch_size: p },
+            geometry: TokenGeometry {
+                has_cls: false,
+                registers: 0,
+                grid_h: grid,
+                grid_w: grid,
+                patch_size: p,
+            },
             class_names: None,
         },
         preprocessor,
         embeddings: Embeddings {
-            patch: PatchEmbed::new(w.get_shape("embeddings.patch_embedding.weight", &[d, 3, p, p])?, Some(w.get_shape("embeddings.patch_embedding.bias", &[d])?))?,
+            patch: PatchEmbed::new(
+                w.get_shape("embeddings.patch_embedding.weight", &[d, 3, p, p])?,
+                Some(w.get_shape("embeddings.patch_embedding.bias", &[d])?),
+            )?,
             cls: None,
             registers: None,
             pos: w.get_shape("embeddings.position_embedding.weight", &[grid * grid, d])?,

@@ -33,7 +33,10 @@ impl ModelSpec {
     /// Builds a spec from the CLI: `source` plus an optional JSON model config. A `.pth` without
     /// `--model-config` looks for `<name>.json` beside it.
     pub fn from_cli(source: &str, model_config: Option<&Path>) -> Result<Self> {
-        let mut spec = ModelSpec { source: source.to_string(), torch_vit: None };
+        let mut spec = ModelSpec {
+            source: source.to_string(),
+            torch_vit: None,
+        };
         let config_path = match model_config {
             Some(p) => Some(p.to_path_buf()),
             None => {
@@ -59,7 +62,10 @@ impl ModelSpec {
             if is_torch_file(p) || p.extension().is_some_and(|e| e == "safetensors") {
                 return Ok(Resolved::TorchFile(p.to_path_buf()));
             }
-            return Err(Error::Model(format!("{}: not a model file; pass a .pth/.pt checkpoint, a folder with config.json, or a Hugging Face id", p.display())));
+            return Err(Error::Model(format!(
+                "{}: not a model file; pass a .pth/.pt checkpoint, a folder with config.json, or a Hugging Face id",
+                p.display()
+            )));
         }
         if looks_like_hub_id(&self.source) {
             return fetch_from_hub(&self.source).map(Resolved::Folder);
@@ -74,7 +80,9 @@ impl ModelSpec {
     pub fn display_name(&self) -> String {
         let p = Path::new(&self.source);
         if p.exists() {
-            p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| self.source.clone())
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.source.clone())
         } else {
             self.source.clone()
         }
@@ -82,19 +90,27 @@ impl ModelSpec {
 }
 
 fn is_torch_file(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "ckpt")
+    p.extension()
+        .is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "ckpt")
 }
 
 fn looks_like_hub_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 2 && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.')) && !s.contains('\\')
+    parts.len() == 2
+        && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'))
+        && !s.contains('\\')
 }
 
-const HUB_FILES: [&str; 3] = ["config.json", "model.safetensors", "preprocessor_config.json"];
+const HUB_FILES: [&str; 3] = [
+    "config.json",
+    "model.safetensors",
+    "preprocessor_config.json",
+];
 
 /// Returns the snapshot folder of a hub model, from the local cache or by downloading.
 fn fetch_from_hub(id: &str) -> Result<PathBuf> {
-    let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let offline =
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     fetch_with_cache(id, &hf_hub::Cache::from_env(), offline)
 }
 
@@ -108,12 +124,19 @@ fn fetch_with_cache(id: &str, cache: &hf_hub::Cache, offline: bool) -> Result<Pa
          (a folder with config.json and model.safetensors)"
     );
     if offline {
-        return Err(Error::Model(format!("`{id}` is not in the Hugging Face cache ({}) and HF_HUB_OFFLINE=1 forbids downloading: {hint}", cache.path().display())));
+        return Err(Error::Model(format!(
+            "`{id}` is not in the Hugging Face cache ({}) and HF_HUB_OFFLINE=1 forbids downloading: {hint}",
+            cache.path().display()
+        )));
     }
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
         .build()
-        .map_err(|e| Error::Model(format!("cannot start the Hugging Face client ({e}): {hint}")))?;
+        .map_err(|e| {
+            Error::Model(format!(
+                "cannot start the Hugging Face client ({e}): {hint}"
+            ))
+        })?;
     let repo = api.model(id.to_string());
     let mut folder = None;
     for (i, f) in HUB_FILES.iter().enumerate() {
@@ -121,7 +144,11 @@ fn fetch_with_cache(id: &str, cache: &hf_hub::Cache, offline: bool) -> Result<Pa
             Ok(path) => folder = path.parent().map(Path::to_path_buf),
             // preprocessor_config.json is optional.
             Err(_) if i == 2 => {}
-            Err(e) => return Err(Error::Model(format!("could not download {f} of `{id}` from the Hugging Face Hub ({e}): {hint}"))),
+            Err(e) => {
+                return Err(Error::Model(format!(
+                    "could not download {f} of `{id}` from the Hugging Face Hub ({e}): {hint}"
+                )));
+            }
         }
     }
     folder.ok_or_else(|| Error::Model(format!("`{id}`: nothing downloaded")))
@@ -129,7 +156,11 @@ fn fetch_with_cache(id: &str, cache: &hf_hub::Cache, offline: bool) -> Result<Pa
 
 /// The families a Hugging Face `config.json` can name.
 fn hf_model_type(config: &serde_json::Value) -> String {
-    config.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string()
+    config
+        .get("model_type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn folder_weights(dir: &Path, device: &Device) -> Result<Weights> {
@@ -153,7 +184,10 @@ fn folder_weights(dir: &Path, device: &Device) -> Result<Weights> {
     Weights::load_safetensors(&shards, device)
 }
 
-fn processor_for(dir: &Path, defaults: preprocess::Preprocessor) -> Result<preprocess::Preprocessor> {
+fn processor_for(
+    dir: &Path,
+    defaults: preprocess::Preprocessor,
+) -> Result<preprocess::Preprocessor> {
     let p = dir.join("preprocessor_config.json");
     if !p.is_file() {
         return Ok(defaults);
@@ -188,18 +222,27 @@ pub fn load_backbone(spec: &ModelSpec, device: &Device) -> Result<VisionTransfor
             match hf_model_type(&config).as_str() {
                 "clip" | "clip_vision_model" => {
                     let (vision, _) = clip::tower_configs(&config)?;
-                    let vc = vision.ok_or_else(|| Error::Model(format!("{}: config.json has no vision_config", dir.display())))?;
+                    let vc = vision.ok_or_else(|| {
+                        Error::Model(format!(
+                            "{}: config.json has no vision_config",
+                            dir.display()
+                        ))
+                    })?;
                     let pre = processor_for(&dir, clip::default_preprocessor(vc.image_size))?;
                     clip::load_vision(&w, &vc, pre, &name)
                 }
                 "dinov2" | "dinov2_with_registers" => {
-                    let c: dinov2::Config = serde_json::from_value(config).map_err(|e| Error::Model(format!("{}: bad DINOv2 config: {e}", dir.display())))?;
+                    let c: dinov2::Config = serde_json::from_value(config).map_err(|e| {
+                        Error::Model(format!("{}: bad DINOv2 config: {e}", dir.display()))
+                    })?;
                     let pre = processor_for(&dir, dinov2::default_preprocessor())?;
                     dinov2::load(&w, &c, pre, &name)
                 }
                 "siglip" | "siglip_vision_model" => {
                     let vc = config.get("vision_config").cloned().unwrap_or(config);
-                    let c: siglip::Config = serde_json::from_value(vc).map_err(|e| Error::Model(format!("{}: bad SigLIP config: {e}", dir.display())))?;
+                    let c: siglip::Config = serde_json::from_value(vc).map_err(|e| {
+                        Error::Model(format!("{}: bad SigLIP config: {e}", dir.display()))
+                    })?;
                     let pre = processor_for(&dir, siglip::default_preprocessor(c.image_size))?;
                     siglip::load(&w, &c, pre, &name)
                 }
@@ -216,11 +259,19 @@ pub fn load_backbone(spec: &ModelSpec, device: &Device) -> Result<VisionTransfor
 /// Loads the CLIP text tower of a CLIP model folder or id.
 pub fn load_clip_text(spec: &ModelSpec, device: &Device) -> Result<clip::TextTransformer> {
     let Resolved::Folder(dir) = spec.resolve()? else {
-        return Err(Error::Model(format!("{}: the CLIP text tower is read from a Hugging Face CLIP folder or id", spec.source)));
+        return Err(Error::Model(format!(
+            "{}: the CLIP text tower is read from a Hugging Face CLIP folder or id",
+            spec.source
+        )));
     };
     let config: serde_json::Value = crate::fsutil::read_json(&dir.join("config.json"))?;
     let (_, text) = clip::tower_configs(&config)?;
-    let tc = text.ok_or_else(|| Error::Model(format!("{}: not a CLIP model with a text tower (no text_config)", dir.display())))?;
+    let tc = text.ok_or_else(|| {
+        Error::Model(format!(
+            "{}: not a CLIP model with a text tower (no text_config)",
+            dir.display()
+        ))
+    })?;
     clip::TextTransformer::load(&folder_weights(&dir, device)?, &tc)
 }
 
@@ -233,7 +284,12 @@ mod tests {
         assert!(looks_like_hub_id("openai/clip-vit-base-patch32"));
         assert!(!looks_like_hub_id("./model.pth"));
         assert!(!looks_like_hub_id("a/b/c"));
-        let err = ModelSpec { source: "no/such/file.pth".into(), torch_vit: None }.resolve().unwrap_err();
+        let err = ModelSpec {
+            source: "no/such/file.pth".into(),
+            torch_vit: None,
+        }
+        .resolve()
+        .unwrap_err();
         assert!(err.to_string().contains("not found"), "{err}");
     }
 
@@ -241,7 +297,12 @@ mod tests {
     fn offline_hub_miss_says_how_to_use_a_local_folder() {
         let empty = tempfile::tempdir().unwrap();
         let cache = hf_hub::Cache::new(empty.path().to_path_buf());
-        let err = fetch_with_cache("openai/clip-vit-base-patch32", &cache, true).unwrap_err().to_string();
-        assert!(err.contains("HF_HUB_OFFLINE") && err.contains("--model /path/to/folder"), "{err}");
+        let err = fetch_with_cache("openai/clip-vit-base-patch32", &cache, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("HF_HUB_OFFLINE") && err.contains("--model /path/to/folder"),
+            "{err}"
+        );
     }
 }

@@ -67,38 +67,71 @@ fn find_key<'a>(w: &'a Weights, what: &str, pred: impl Fn(&str) -> bool) -> Resu
 }
 
 pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTransformer> {
-    let patch_key = find_key(w, "patch-embedding (4-D conv weight)", |k| k.contains("patch") && k.ends_with("weight") && w.get_opt(k).is_some_and(|t| t.rank() == 4))?.clone();
+    let patch_key = find_key(w, "patch-embedding (4-D conv weight)", |k| {
+        k.contains("patch") && k.ends_with("weight") && w.get_opt(k).is_some_and(|t| t.rank() == 4)
+    })?
+    .clone();
     let patch_w = w.get(&patch_key)?;
     let (d, _, p, _) = patch_w.dims4()?;
     let patch_b = w.get_opt(&patch_key.replace("weight", "bias"));
-    let cls_key = find_key(w, "cls_token", |k| k.contains("cls_token") || k.ends_with("class_token"))?.clone();
+    let cls_key = find_key(w, "cls_token", |k| {
+        k.contains("cls_token") || k.ends_with("class_token")
+    })?
+    .clone();
     let cls = w.get(&cls_key)?.flatten_all()?;
-    let pos_key = find_key(w, "position embedding", |k| k.contains("pos_embed") || k.ends_with("pos_embedding"))?.clone();
+    let pos_key = find_key(w, "position embedding", |k| {
+        k.contains("pos_embed") || k.ends_with("pos_embedding")
+    })?
+    .clone();
     let pos = w.get(&pos_key)?;
     let pos = pos.reshape((pos.elem_count() / d, d))?;
     let n_patches = pos.dim(0)? - 1;
     let side = (n_patches as f64).sqrt().round() as usize;
     if side * side != n_patches {
-        return Err(Error::Model(format!("{pos_key} has {n_patches} patch positions, not a square grid")));
+        return Err(Error::Model(format!(
+            "{pos_key} has {n_patches} patch positions, not a square grid"
+        )));
     }
 
     // Layers: `<prefix>layers.<i>.self_attn.in_proj_weight`.
-    let attn_key = find_key(w, "encoder layer", |k| k.ends_with("layers.0.self_attn.in_proj_weight"))?.clone();
-    let layer_prefix = attn_key.trim_end_matches("0.self_attn.in_proj_weight").to_string();
+    let attn_key = find_key(w, "encoder layer", |k| {
+        k.ends_with("layers.0.self_attn.in_proj_weight")
+    })?
+    .clone();
+    let layer_prefix = attn_key
+        .trim_end_matches("0.self_attn.in_proj_weight")
+        .to_string();
     let mut blocks = Vec::new();
-    while w.contains(&format!("{layer_prefix}{}.self_attn.in_proj_weight", blocks.len())) {
+    while w.contains(&format!(
+        "{layer_prefix}{}.self_attn.in_proj_weight",
+        blocks.len()
+    )) {
         let l = w.sub(&format!("{layer_prefix}{}", blocks.len()));
         if d % cfg.heads != 0 {
-            return Err(Error::Model(format!("width {d} is not divisible by heads = {}; fix `heads` in the model config", cfg.heads)));
+            return Err(Error::Model(format!(
+                "width {d} is not divisible by heads = {}; fix `heads` in the model config",
+                cfg.heads
+            )));
         }
         let ffn = l.get("linear1.weight")?.dim(0)?;
         // nn.MultiheadAttention names its packed projection `in_proj_weight` / `in_proj_bias`.
-        let in_proj = Linear::new(l.get_shape("self_attn.in_proj_weight", &[3 * d, d])?, Some(l.get_shape("self_attn.in_proj_bias", &[3 * d])?))?;
+        let in_proj = Linear::new(
+            l.get_shape("self_attn.in_proj_weight", &[3 * d, d])?,
+            Some(l.get_shape("self_attn.in_proj_bias", &[3 * d])?),
+        )?;
         blocks.push(Block {
             norm1: LayerNorm::load(&l, "norm1", d, cfg.layer_norm_eps)?,
-            attn: SelfAttention::from_packed(in_proj, Linear::load(&l, "self_attn.out_proj", d, d)?, cfg.heads),
+            attn: SelfAttention::from_packed(
+                in_proj,
+                Linear::load(&l, "self_attn.out_proj", d, d)?,
+                cfg.heads,
+            ),
             norm2: LayerNorm::load(&l, "norm2", d, cfg.layer_norm_eps)?,
-            mlp: Mlp { fc1: Linear::load(&l, "linear1", d, ffn)?, fc2: Linear::load(&l, "linear2", ffn, d)?, act: cfg.activation },
+            mlp: Mlp {
+                fc1: Linear::load(&l, "linear1", d, ffn)?,
+                fc2: Linear::load(&l, "linear2", ffn, d)?,
+                act: cfg.activation,
+            },
             layer_scale: None,
             norm_first: cfg.norm_first,
         });
@@ -106,7 +139,12 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
     // nn.TransformerEncoder(norm=LayerNorm) puts a final norm at `<prefix>norm`.
     let encoder_prefix = layer_prefix.trim_end_matches("layers.");
     let final_norm = if w.contains(&format!("{encoder_prefix}norm.weight")) {
-        Some(LayerNorm::load(w, &format!("{encoder_prefix}norm"), d, cfg.layer_norm_eps)?)
+        Some(LayerNorm::load(
+            w,
+            &format!("{encoder_prefix}norm"),
+            d,
+            cfg.layer_norm_eps,
+        )?)
     } else {
         None
     };
@@ -114,10 +152,16 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
     // Classifier head: `mlp_head` = Sequential(LayerNorm, Linear), or a plain `head` Linear.
     let classifier = if w.contains("mlp_head.1.weight") {
         let n = w.get("mlp_head.1.weight")?.dim(0)?;
-        Some(Classifier { norm: Some(LayerNorm::load(w, "mlp_head.0", d, cfg.layer_norm_eps)?), linear: Linear::load(w, "mlp_head.1", d, n)? })
+        Some(Classifier {
+            norm: Some(LayerNorm::load(w, "mlp_head.0", d, cfg.layer_norm_eps)?),
+            linear: Linear::load(w, "mlp_head.1", d, n)?,
+        })
     } else if w.contains("head.weight") {
         let n = w.get("head.weight")?.dim(0)?;
-        Some(Classifier { norm: None, linear: Linear::load(w, "head", d, n)? })
+        Some(Classifier {
+            norm: None,
+            linear: Linear::load(w, "head", d, n)?,
+        })
     } else {
         None
     };
@@ -137,10 +181,25 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
             family: Family::TorchVit,
             n_layers: blocks.len(),
             d_model: d,
-            geometry: TokenGeometry { has_cls: true, registers: 0, grid_h: side, grid_w: side, patch_size: p },
+            geometry: TokenGeometry {
+                has_cls: true,
+                registers: 0,
+                grid_h: side,
+                grid_w: side,
+                patch_size: p,
+            },
             class_names: classifier.as_ref().and(cfg.class_names.clone()),
         },
-        preprocessor: Preprocessor { resize: Resize::Exact { height: size, width: size }, resample: cfg.resample, crop: None, mean: cfg.mean, std: cfg.std },
+        preprocessor: Preprocessor {
+            resize: Resize::Exact {
+                height: size,
+                width: size,
+            },
+            resample: cfg.resample,
+            crop: None,
+            mean: cfg.mean,
+            std: cfg.std,
+        },
         embeddings: Embeddings {
             patch: PatchEmbed::new(patch_w, patch_b)?,
             cls: Some(cls),

@@ -17,7 +17,11 @@ pub struct Weights {
 
 impl Weights {
     pub fn from_map(tensors: HashMap<String, Tensor>, origin: impl Into<String>) -> Self {
-        Weights { tensors: Arc::new(tensors), origin: origin.into(), prefix: String::new() }
+        Weights {
+            tensors: Arc::new(tensors),
+            origin: origin.into(),
+            prefix: String::new(),
+        }
     }
 
     /// Loads every tensor of a safetensors file (or several shards) as f32 on `device`.
@@ -28,7 +32,10 @@ impl Weights {
             let p = p.as_ref();
             origin = p.display().to_string();
             let map = candle_core::safetensors::load(p, &Device::Cpu).map_err(|e| {
-                Error::Model(format!("{}: not a readable safetensors file ({e}); re-download it or check the path", p.display()))
+                Error::Model(format!(
+                    "{}: not a readable safetensors file ({e}); re-download it or check the path",
+                    p.display()
+                ))
             })?;
             for (k, t) in map {
                 tensors.insert(k, to_f32(t, device)?);
@@ -59,14 +66,24 @@ impl Weights {
         Err(Error::Model(format!(
             "{origin}: no tensors found in this PyTorch file ({}). saescope reads zip-format state_dicts \
              (torch.save(model.state_dict(), path)); re-save the checkpoint that way",
-            last_err.map(|e| e.to_string()).unwrap_or_else(|| "empty state_dict".into())
+            last_err
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "empty state_dict".into())
         )))
     }
 
     /// A view whose lookups are relative to `prefix` (joined with a dot).
     pub fn sub(&self, prefix: &str) -> Weights {
-        let prefix = if prefix.is_empty() { self.prefix.clone() } else { format!("{}{prefix}.", self.prefix) };
-        Weights { tensors: self.tensors.clone(), origin: self.origin.clone(), prefix }
+        let prefix = if prefix.is_empty() {
+            self.prefix.clone()
+        } else {
+            format!("{}{prefix}.", self.prefix)
+        };
+        Weights {
+            tensors: self.tensors.clone(),
+            origin: self.origin.clone(),
+            prefix,
+        }
     }
 
     fn full(&self, name: &str) -> String {
@@ -113,6 +130,10 @@ impl Weights {
 }
 
 fn to_f32(t: Tensor, device: &Device) -> Result<Tensor> {
-    let t = if t.dtype() == DType::F32 || !t.dtype().is_float() { t } else { t.to_dtype(DType::F32)? };
+    let t = if t.dtype() == DType::F32 || !t.dtype().is_float() {
+        t
+    } else {
+        t.to_dtype(DType::F32)?
+    };
     Ok(t.to_device(device)?)
 }

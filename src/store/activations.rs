@@ -60,7 +60,10 @@ impl Manifest {
     }
 
     pub fn skipped(&self) -> Vec<Skipped> {
-        self.shards.iter().flat_map(|s| s.skipped.iter().cloned()).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| s.skipped.iter().cloned())
+            .collect()
     }
 }
 
@@ -87,12 +90,20 @@ pub fn shard_file_name(index: usize) -> String {
 }
 
 /// Serialises a shard to safetensors bytes.
-pub fn encode_shard(activations: &[f32], d_model: usize, image_ids: &[u32], dtype: StoreDType) -> Result<Vec<u8>> {
+pub fn encode_shard(
+    activations: &[f32],
+    d_model: usize,
+    image_ids: &[u32],
+    dtype: StoreDType,
+) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let rows = activations.len() / d_model.max(1);
     let act_bytes: Vec<u8> = match dtype {
         StoreDType::F32 => activations.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        StoreDType::F16 => activations.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+        StoreDType::F16 => activations
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
     };
     let id_bytes: Vec<u8> = image_ids.iter().flat_map(|v| v.to_le_bytes()).collect();
     let st_dtype = match dtype {
@@ -101,18 +112,32 @@ pub fn encode_shard(activations: &[f32], d_model: usize, image_ids: &[u32], dtyp
     };
     let bad = |e: safetensors::SafeTensorError| Error::Invalid(format!("cannot encode shard: {e}"));
     let views = vec![
-        ("activations".to_string(), TensorView::new(st_dtype, vec![rows, d_model], &act_bytes).map_err(bad)?),
-        ("image_ids".to_string(), TensorView::new(Dtype::U32, vec![image_ids.len()], &id_bytes).map_err(bad)?),
+        (
+            "activations".to_string(),
+            TensorView::new(st_dtype, vec![rows, d_model], &act_bytes).map_err(bad)?,
+        ),
+        (
+            "image_ids".to_string(),
+            TensorView::new(Dtype::U32, vec![image_ids.len()], &id_bytes).map_err(bad)?,
+        ),
     ];
-    let meta: HashMap<String, String> = [("format".to_string(), "saescope-activations-v1".to_string())].into();
+    let meta: HashMap<String, String> =
+        [("format".to_string(), "saescope-activations-v1".to_string())].into();
     safetensors::serialize(views, Some(meta)).map_err(bad)
 }
 
 pub fn decode_shard(path: &Path) -> Result<ShardData> {
     let bytes = std::fs::read(path).at(path)?;
-    let corrupt = |why: String| Error::Workspace(format!("{}: corrupt activation shard ({why}); delete it and re-run `saescope extract` to redo it", path.display()));
+    let corrupt = |why: String| {
+        Error::Workspace(format!(
+            "{}: corrupt activation shard ({why}); delete it and re-run `saescope extract` to redo it",
+            path.display()
+        ))
+    };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let acts = st.tensor("activations").map_err(|e| corrupt(e.to_string()))?;
+    let acts = st
+        .tensor("activations")
+        .map_err(|e| corrupt(e.to_string()))?;
     let ids = st.tensor("image_ids").map_err(|e| corrupt(e.to_string()))?;
     let shape = acts.shape();
     if shape.len() != 2 {
@@ -120,12 +145,28 @@ pub fn decode_shard(path: &Path) -> Result<ShardData> {
     }
     let d_model = shape[1];
     let activations: Vec<f32> = match acts.dtype() {
-        safetensors::Dtype::F32 => acts.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        safetensors::Dtype::F16 => acts.data().chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        safetensors::Dtype::F32 => acts
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        safetensors::Dtype::F16 => acts
+            .data()
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         other => return Err(corrupt(format!("unexpected dtype {other:?}"))),
     };
-    let image_ids = ids.data().chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Ok(ShardData { activations, image_ids, d_model })
+    let image_ids = ids
+        .data()
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(ShardData {
+        activations,
+        image_ids,
+        d_model,
+    })
 }
 
 /// Read access to a workspace's activations.
@@ -138,9 +179,15 @@ impl ActivationStore {
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         if !path.is_file() {
-            return Err(Error::Workspace(format!("{}: no activations yet; run `saescope extract` for this workspace first", dir.display())));
+            return Err(Error::Workspace(format!(
+                "{}: no activations yet; run `saescope extract` for this workspace first",
+                dir.display()
+            )));
         }
-        Ok(ActivationStore { dir: dir.to_path_buf(), manifest: fsutil::read_json(&path)? })
+        Ok(ActivationStore {
+            dir: dir.to_path_buf(),
+            manifest: fsutil::read_json(&path)?,
+        })
     }
 
     pub fn read_shard(&self, i: usize) -> Result<ShardData> {
@@ -175,7 +222,10 @@ mod tests {
             assert_eq!(back.d_model, 4);
             assert_eq!(back.rows(), 6);
             assert_eq!(back.image_ids, vec![7, 9]);
-            assert_eq!(back.activations, acts, "{dtype:?}: these values are exact in f16 too");
+            assert_eq!(
+                back.activations, acts,
+                "{dtype:?}: these values are exact in f16 too"
+            );
         }
     }
 

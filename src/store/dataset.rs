@@ -39,23 +39,37 @@ impl Dataset {
     /// Lists image files under `root` (recursively, symlinks followed, hidden files ignored).
     pub fn scan(root: &Path) -> Result<Dataset> {
         if !root.is_dir() {
-            return Err(Error::Invalid(format!("{}: not a folder; pass a folder of images (class sub-folders optional)", root.display())));
+            return Err(Error::Invalid(format!(
+                "{}: not a folder; pass a folder of images (class sub-folders optional)",
+                root.display()
+            )));
         }
         let mut files = Vec::new();
         walk(root, &mut files)?;
         let mut rel: Vec<String> = files
             .iter()
             .filter_map(|p| p.strip_prefix(root).ok())
-            .map(|p| p.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
             .collect();
         rel.sort();
-        let mut classes: Vec<String> = rel.iter().filter_map(|p| p.split_once('/').map(|(c, _)| c.to_string())).collect();
+        let mut classes: Vec<String> = rel
+            .iter()
+            .filter_map(|p| p.split_once('/').map(|(c, _)| c.to_string()))
+            .collect();
         classes.sort();
         classes.dedup();
         let images = rel
             .into_iter()
             .map(|path| {
-                let class = path.split_once('/').and_then(|(c, _)| classes.binary_search_by(|x| x.as_str().cmp(c)).ok()).map(|i| i as u32);
+                let class = path
+                    .split_once('/')
+                    .and_then(|(c, _)| classes.binary_search_by(|x| x.as_str().cmp(c)).ok())
+                    .map(|i| i as u32);
                 ImageEntry { path, class }
             })
             .collect::<Vec<_>>();
@@ -66,7 +80,11 @@ impl Dataset {
                 IMAGE_EXTENSIONS.join(", ")
             )));
         }
-        Ok(Dataset { root: root.to_path_buf(), classes, images })
+        Ok(Dataset {
+            root: root.to_path_buf(),
+            classes,
+            images,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -82,7 +100,9 @@ impl Dataset {
     }
 
     pub fn class_name(&self, i: usize) -> Option<&str> {
-        self.images[i].class.map(|c| self.classes[c as usize].as_str())
+        self.images[i]
+            .class
+            .map(|c| self.classes[c as usize].as_str())
     }
 
     /// Decodes image `i` as RGB, or says why it cannot be used.
@@ -101,7 +121,11 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let path = entry.path();
         if path.is_dir() {
             walk(&path, out)?;
-        } else if path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())) {
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        {
             out.push(path);
         }
     }
@@ -115,9 +139,16 @@ pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
         return Err("empty file (0 bytes)".into());
     }
     if meta.len() > MAX_FILE_BYTES {
-        return Err(format!("file is {} MiB, over the {} MiB limit", meta.len() >> 20, MAX_FILE_BYTES >> 20));
+        return Err(format!(
+            "file is {} MiB, over the {} MiB limit",
+            meta.len() >> 20,
+            MAX_FILE_BYTES >> 20
+        ));
     }
-    let mut reader = image::ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| format!("cannot open: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -137,7 +168,14 @@ mod tests {
     #[test]
     fn scan_is_sorted_recursive_and_labels_by_top_folder() {
         let d = tempfile::tempdir().unwrap();
-        for p in ["b/x/2.png", "b/1.jpg", "a/3.PNG", "top.bmp", "a/notes.txt", ".hidden/4.png"] {
+        for p in [
+            "b/x/2.png",
+            "b/1.jpg",
+            "a/3.PNG",
+            "top.bmp",
+            "a/notes.txt",
+            ".hidden/4.png",
+        ] {
             let f = d.path().join(p);
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(&f, b"x").unwrap();
@@ -160,7 +198,9 @@ mod tests {
         std::fs::write(&junk, b"\xFF\xD8\xFF\xE0 not really a jpeg").unwrap();
         assert!(load_rgb(&junk).unwrap_err().contains("corrupt"));
         let ok = d.path().join("ok.png");
-        RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3])).save(&ok).unwrap();
+        RgbImage::from_pixel(3, 2, image::Rgb([1, 2, 3]))
+            .save(&ok)
+            .unwrap();
         assert_eq!(load_rgb(&ok).unwrap().dimensions(), (3, 2));
     }
 
@@ -190,7 +230,11 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc

@@ -50,7 +50,8 @@ pub struct ExtractReport {
 
 /// Decodes the given dataset images in parallel; unreadable ones are returned as skipped.
 pub fn decode_images(ds: &Dataset, ids: &[usize]) -> (Vec<RgbImage>, Vec<usize>, Vec<Skipped>) {
-    let results: Vec<(usize, std::result::Result<RgbImage, String>)> = ids.par_iter().map(|&i| (i, ds.load(i))).collect();
+    let results: Vec<(usize, std::result::Result<RgbImage, String>)> =
+        ids.par_iter().map(|&i| (i, ds.load(i))).collect();
     let mut images = Vec::with_capacity(ids.len());
     let mut ok = Vec::with_capacity(ids.len());
     let mut skipped = Vec::new();
@@ -60,25 +61,46 @@ pub fn decode_images(ds: &Dataset, ids: &[usize]) -> (Vec<RgbImage>, Vec<usize>,
                 images.push(img);
                 ok.push(i);
             }
-            Err(reason) => skipped.push(Skipped { path: ds.images[i].path.clone(), reason }),
+            Err(reason) => skipped.push(Skipped {
+                path: ds.images[i].path.clone(),
+                reason,
+            }),
         }
     }
     (images, ok, skipped)
 }
 
 /// Runs the backbone to `layer` on images and keeps the selected tokens: [B, tokens, D].
-pub fn activations_for(backbone: &dyn Backbone, images: &[RgbImage], layer: usize, token_indices: &[usize], device: &Device) -> Result<Tensor> {
+pub fn activations_for(
+    backbone: &dyn Backbone,
+    images: &[RgbImage],
+    layer: usize,
+    token_indices: &[usize],
+    device: &Device,
+) -> Result<Tensor> {
     let (pixels, _) = backbone.preprocessor().batch(images, device)?;
     let hidden = backbone.forward_to(&pixels, layer)?;
     // Token selections are contiguous ranges (all, patches after the prefix, or CLS).
     Ok(hidden.narrow(1, token_indices[0], token_indices.len())?)
 }
 
-pub fn extract(ws_dir: &Path, spec: &ModelSpec, backbone: &dyn Backbone, images_dir: &Path, opts: &ExtractOptions, job: &Job) -> Result<ExtractReport> {
+pub fn extract(
+    ws_dir: &Path,
+    spec: &ModelSpec,
+    backbone: &dyn Backbone,
+    images_dir: &Path,
+    opts: &ExtractOptions,
+    job: &Job,
+) -> Result<ExtractReport> {
     let start = Instant::now();
     let info = backbone.info().clone();
     if opts.layer >= info.n_layers {
-        return Err(Error::Invalid(format!("layer {} does not exist: {} has layers 0..={}", opts.layer, info.name, info.n_layers - 1)));
+        return Err(Error::Invalid(format!(
+            "layer {} does not exist: {} has layers 0..={}",
+            opts.layer,
+            info.name,
+            info.n_layers - 1
+        )));
     }
     let token_indices = info.geometry.select(opts.tokens)?;
     let images_abs = std::fs::canonicalize(images_dir).map_err(|e| Error::io(images_dir, e))?;
@@ -111,8 +133,14 @@ pub fn extract(ws_dir: &Path, spec: &ModelSpec, backbone: &dyn Backbone, images_
     let manifest_path = act_dir.join(MANIFEST_FILE);
     let mut manifest = if manifest_path.is_file() {
         let m: Manifest = fsutil::read_json(&manifest_path)?;
-        if m.d_model != info.d_model || m.token_indices != token_indices || m.dataset_images != ds.len() {
-            return Err(Error::Workspace(format!("{}: does not match this model/dataset; use a new --workspace", manifest_path.display())));
+        if m.d_model != info.d_model
+            || m.token_indices != token_indices
+            || m.dataset_images != ds.len()
+        {
+            return Err(Error::Workspace(format!(
+                "{}: does not match this model/dataset; use a new --workspace",
+                manifest_path.display()
+            )));
         }
         m
     } else {
@@ -120,35 +148,50 @@ pub fn extract(ws_dir: &Path, spec: &ModelSpec, backbone: &dyn Backbone, images_
             d_model: info.d_model,
             dtype: opts.dtype,
             token_indices: token_indices.clone(),
-            images_per_shard: opts.images_per_shard.unwrap_or((SHARD_TARGET_BYTES / bytes_per_image.max(1)).max(1)),
+            images_per_shard: opts
+                .images_per_shard
+                .unwrap_or((SHARD_TARGET_BYTES / bytes_per_image.max(1)).max(1)),
             dataset_images: ds.len(),
             shards: Vec::new(),
         }
     };
     // Keep only shards whose files are really there and whole.
-    manifest.shards.retain(|s| std::fs::metadata(act_dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes));
+    manifest
+        .shards
+        .retain(|s| std::fs::metadata(act_dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes));
     let per_shard = manifest.images_per_shard;
     let planned = manifest.planned_shards();
     let reused = manifest.shards.len();
     let device = Device::Cpu;
 
     let total = ds.len() as u64;
-    let mut done: u64 = manifest.shards.iter().map(|s| s.planned_images as u64).sum();
+    let mut done: u64 = manifest
+        .shards
+        .iter()
+        .map(|s| s.planned_images as u64)
+        .sum();
     let mut computed_images = 0usize;
     let compute_start = Instant::now();
-    job.report(Progress { done, total, unit: "images", message: format!("{reused}/{planned} shards already done") });
+    job.report(Progress {
+        done,
+        total,
+        unit: "images",
+        message: format!("{reused}/{planned} shards already done"),
+    });
     for k in 0..planned {
         if manifest.shards.iter().any(|s| s.index == k) {
             continue;
         }
         let first = k * per_shard;
         let last = ((k + 1) * per_shard).min(ds.len());
-        let mut acts: Vec<f32> = Vec::with_capacity((last - first) * token_indices.len() * info.d_model);
+        let mut acts: Vec<f32> =
+            Vec::with_capacity((last - first) * token_indices.len() * info.d_model);
         let mut image_ids: Vec<u32> = Vec::with_capacity(last - first);
         let mut skipped = Vec::new();
         for chunk_start in (first..last).step_by(opts.batch_size.max(1)) {
             job.check()?;
-            let ids: Vec<usize> = (chunk_start..(chunk_start + opts.batch_size).min(last)).collect();
+            let ids: Vec<usize> =
+                (chunk_start..(chunk_start + opts.batch_size).min(last)).collect();
             let (images, ok, bad) = decode_images(&ds, &ids);
             skipped.extend(bad);
             if !images.is_empty() {
@@ -158,11 +201,17 @@ pub fn extract(ws_dir: &Path, spec: &ModelSpec, backbone: &dyn Backbone, images_
             }
             done += ids.len() as u64;
             computed_images += ids.len();
-            job.report(Progress { done, total, unit: "images", message: format!("shard {}/{planned}", k + 1) });
+            job.report(Progress {
+                done,
+                total,
+                unit: "images",
+                message: format!("shard {}/{planned}", k + 1),
+            });
         }
         let file = activations::shard_file_name(k);
         let bytes = activations::encode_shard(&acts, info.d_model, &image_ids, opts.dtype)?;
         fsutil::write_atomic(&act_dir.join(&file), &bytes)?;
+        crash_point_for_tests(k);
         manifest.shards.push(ShardInfo {
             index: k,
             file,
@@ -192,9 +241,25 @@ pub fn extract(ws_dir: &Path, spec: &ModelSpec, backbone: &dyn Backbone, images_
         shards: manifest.shards.len(),
         shards_reused: reused,
         seconds: start.elapsed().as_secs_f64(),
-        images_per_s: if compute_secs > 0.0 { computed_images as f64 / compute_secs } else { 0.0 },
+        images_per_s: if compute_secs > 0.0 {
+            computed_images as f64 / compute_secs
+        } else {
+            0.0
+        },
         complete: manifest.is_complete(),
     })
+}
+
+/// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right
+/// after shard k's file is written and before the manifest lists it — the worst moment to die.
+fn crash_point_for_tests(shard: usize) {
+    if std::env::var("SAESCOPE_CRASH_AFTER_SHARD")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(shard)
+    {
+        std::process::abort();
+    }
 }
 
 /// Temporary files of a killed run (`.name.tmp-PID`) are garbage: the real files were never replaced.

@@ -59,9 +59,16 @@ impl Workspace {
         }
         let config: WorkspaceConfig = fsutil::read_json(&file)?;
         if config.format_version > FORMAT_VERSION {
-            return Err(Error::Workspace(format!("{}: written by a newer saescope (format {}); upgrade saescope", file.display(), config.format_version)));
+            return Err(Error::Workspace(format!(
+                "{}: written by a newer saescope (format {}); upgrade saescope",
+                file.display(),
+                config.format_version
+            )));
         }
-        Ok(Workspace { dir: dir.to_path_buf(), config })
+        Ok(Workspace {
+            dir: dir.to_path_buf(),
+            config,
+        })
     }
 
     /// Opens the workspace at `dir` if it was made with the same settings, or creates it.
@@ -70,7 +77,11 @@ impl Workspace {
         if dir.join(WORKSPACE_FILE).is_file() {
             let ws = Workspace::open(dir)?;
             let old = &ws.config;
-            let same = old.model == config.model && old.layer == config.layer && old.images == config.images && old.tokens == config.tokens && old.dtype == config.dtype;
+            let same = old.model == config.model
+                && old.layer == config.layer
+                && old.images == config.images
+                && old.tokens == config.tokens
+                && old.dtype == config.dtype;
             if !same {
                 return Err(Error::Workspace(format!(
                     "{} already holds activations of {} layer {} over {} ({:?} tokens, {:?}); \
@@ -92,7 +103,10 @@ impl Workspace {
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         fsutil::write_json_atomic(&dir.join(WORKSPACE_FILE), &config)?;
-        Ok(Workspace { dir: dir.to_path_buf(), config })
+        Ok(Workspace {
+            dir: dir.to_path_buf(),
+            config,
+        })
     }
 
     pub fn activations_dir(&self) -> PathBuf {
