@@ -171,3 +171,44 @@ fn asking_for_a_missing_layer_names_the_range() {
     let err = m.forward_to(&px, 6).err().unwrap().to_string();
     assert!(err.contains("0..=5"), "{err}");
 }
+
+#[test]
+fn cpu_fast_path_matches_the_candle_path() {
+    let cases = [
+        (
+            vit_cifar10_spec(),
+            "models/vit-cifar10/reference.safetensors",
+            "pixels",
+        ),
+        (
+            spec(shared_path("models/tiny-random/clip"), None),
+            "models/tiny-random/clip/reference.safetensors",
+            "pixel_values",
+        ),
+        (
+            spec(shared_path("models/tiny-random/dinov2"), None),
+            "models/tiny-random/dinov2/reference.safetensors",
+            "pixel_values",
+        ),
+        (
+            spec(shared_path("models/tiny-random/siglip"), None),
+            "models/tiny-random/siglip/reference.safetensors",
+            "pixel_values",
+        ),
+    ];
+    for (s, r, px) in cases {
+        let r = reference(r);
+        let mut m = backbone::load_backbone(&s, &Device::Cpu).unwrap();
+        let fast = m.hidden_states(&r[px]).unwrap();
+        m.use_fast_path = false;
+        let slow = m.hidden_states(&r[px]).unwrap();
+        for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+            let d = max_abs_diff(a, b);
+            assert!(
+                d < 1e-5,
+                "{}: layer {i}: fast vs candle path differ by {d:e}",
+                s.source
+            );
+        }
+    }
+}

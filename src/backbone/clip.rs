@@ -156,8 +156,8 @@ pub fn load_vision(
         None => None,
     };
     let blocks = load_blocks(&v, c)?;
-    Ok(VisionTransformer {
-        info: BackboneInfo {
+    Ok(VisionTransformer::new(
+        BackboneInfo {
             name: name.to_string(),
             family: Family::Clip,
             n_layers: blocks.len(),
@@ -172,7 +172,7 @@ pub fn load_vision(
             class_names: None,
         },
         preprocessor,
-        embeddings: Embeddings {
+        Embeddings {
             patch,
             cls: Some(v.get_shape("embeddings.class_embedding", &[d])?),
             registers: None,
@@ -185,12 +185,12 @@ pub fn load_vision(
             interpolate: false,
         },
         blocks,
-        final_norm: None,
-        pooled_norm: Some(LayerNorm::load(&v, "post_layernorm", d, c.layer_norm_eps)?),
-        pool: Pool::Cls,
-        classifier: None,
+        None,
+        Some(LayerNorm::load(&v, "post_layernorm", d, c.layer_norm_eps)?),
+        Pool::Cls,
+        None,
         projection,
-    })
+    ))
 }
 
 /// CLIP's text tower: token + position embeddings, causal pre-norm blocks, final norm.

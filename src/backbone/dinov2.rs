@@ -142,8 +142,8 @@ pub fn load(
     // The grid the preprocessing produces (224/14 = 16 for the released models).
     let input = preprocessor.output_size(c.image_size as u32, c.image_size as u32);
     let grid = (input.1 as usize / p, input.0 as usize / p);
-    Ok(VisionTransformer {
-        info: BackboneInfo {
+    Ok(VisionTransformer::new(
+        BackboneInfo {
             name: name.to_string(),
             family: Family::Dinov2,
             n_layers: blocks.len(),
@@ -158,7 +158,7 @@ pub fn load(
             class_names: None,
         },
         preprocessor,
-        embeddings: Embeddings {
+        Embeddings {
             patch: PatchEmbed::new(
                 w.get_shape(
                     "embeddings.patch_embeddings.projection.weight",
@@ -174,10 +174,10 @@ pub fn load(
             interpolate: true,
         },
         blocks,
-        final_norm: Some(LayerNorm::load(w, "layernorm", d, c.layer_norm_eps)?),
-        pooled_norm: None,
-        pool: Pool::Cls,
-        classifier: None,
-        projection: None,
-    })
+        Some(LayerNorm::load(w, "layernorm", d, c.layer_norm_eps)?),
+        None,
+        Pool::Cls,
+        None,
+        None,
+    ))
 }

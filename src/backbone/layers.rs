@@ -31,6 +31,15 @@ impl Linear {
         Self::new(weight, bias)
     }
 
+    /// [in, out] weight and optional bias, for the CPU fast path.
+    pub fn weight_t(&self) -> &Tensor {
+        &self.w_t
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.b.as_ref()
+    }
+
     pub fn out_dim(&self) -> usize {
         self.w_t.dim(1).unwrap_or(0)
     }
@@ -65,6 +74,10 @@ impl LayerNorm {
             bias: w.get_shape(&format!("{name}.bias"), &[dim])?,
             eps: eps as f32,
         })
+    }
+
+    pub fn parts(&self) -> (&Tensor, &Tensor, f32) {
+        (&self.weight, &self.bias, self.eps)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -148,6 +161,11 @@ impl SelfAttention {
             out,
             heads,
         }
+    }
+
+    /// (fused qkv projection, output projection, heads), for the CPU fast path.
+    pub fn parts(&self) -> (&Linear, &Linear, usize) {
+        (&self.qkv, &self.out, self.heads)
     }
 
     /// Loads `{prefix}.{q,k,v}_name` projections with weight and bias.

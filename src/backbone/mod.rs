@@ -4,6 +4,7 @@
 //! token geometry that maps each patch token to a box on the original image.
 
 pub mod clip;
+pub mod cpu_fast;
 pub mod dinov2;
 pub mod layers;
 pub mod preprocess;
@@ -287,9 +288,91 @@ pub struct VisionTransformer {
     pub pool: Pool,
     pub classifier: Option<Classifier>,
     pub projection: Option<Linear>,
+    /// Run blocks through [`cpu_fast`] when tensors are f32 on the CPU (on by default).
+    pub use_fast_path: bool,
+    fast_blocks: std::sync::OnceLock<Vec<cpu_fast::FastBlock>>,
 }
 
 impl VisionTransformer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        info: BackboneInfo,
+        preprocessor: Preprocessor,
+        embeddings: Embeddings,
+        blocks: Vec<Block>,
+        final_norm: Option<LayerNorm>,
+        pooled_norm: Option<LayerNorm>,
+        pool: Pool,
+        classifier: Option<Classifier>,
+        projection: Option<Linear>,
+    ) -> Self {
+        VisionTransformer {
+            info,
+            preprocessor,
+            embeddings,
+            blocks,
+            final_norm,
+            pooled_norm,
+            pool,
+            classifier,
+            projection,
+            use_fast_path: true,
+            fast_blocks: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs blocks `range` on x [B, T, D]; with `collect`, also returns each block's output.
+    fn run_blocks(
+        &self,
+        x: Tensor,
+        range: std::ops::Range<usize>,
+        collect: bool,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut outs = Vec::new();
+        if self.use_fast_path && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+            let fast = match self.fast_blocks.get() {
+                Some(f) => f,
+                None => {
+                    let built = self
+                        .blocks
+                        .iter()
+                        .map(cpu_fast::FastBlock::from_block)
+                        .collect::<Result<Vec<_>>>()?;
+                    self.fast_blocks.get_or_init(|| built)
+                }
+            };
+            let (b, t, d) = x.dims3()?;
+            let mut buf: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            if collect {
+                for fb in &fast[range] {
+                    fb.forward(&mut buf, b, t, false);
+                    outs.push(Tensor::from_slice(&buf, (b, t, d), x.device())?);
+                }
+            } else {
+                // Sub-batches keep each block's intermediates in cache instead of streaming
+                // hundreds of MB through memory per layer.
+                let per_chunk = (cpu_fast::CHUNK_ROWS / t).max(1);
+                for chunk in buf.chunks_mut(per_chunk * t * d) {
+                    let n = chunk.len() / (t * d);
+                    let mut c = chunk.to_vec();
+                    for fb in &fast[range.clone()] {
+                        fb.forward(&mut c, n, t, false);
+                    }
+                    chunk.copy_from_slice(&c);
+                }
+            }
+            return Ok((Tensor::from_vec(buf, (b, t, d), x.device())?, outs));
+        }
+        let mut x = x;
+        for block in &self.blocks[range] {
+            x = block.forward(&x, None)?;
+            if collect {
+                outs.push(x.clone());
+            }
+        }
+        Ok((x, outs))
+    }
+
     fn check_layer(&self, layer: usize) -> Result<()> {
         if layer >= self.blocks.len() {
             return Err(Error::Invalid(format!(
@@ -313,29 +396,22 @@ impl Backbone for VisionTransformer {
 
     fn forward_to(&self, pixels: &Tensor, layer: usize) -> Result<Tensor> {
         self.check_layer(layer)?;
-        let mut x = self.embeddings.forward(pixels)?;
-        for block in &self.blocks[..=layer] {
-            x = block.forward(&x, None)?;
-        }
-        Ok(x)
+        let x = self.embeddings.forward(pixels)?;
+        Ok(self.run_blocks(x, 0..layer + 1, false)?.0)
     }
 
     fn hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
-        let mut x = self.embeddings.forward(pixels)?;
+        let x = self.embeddings.forward(pixels)?;
         let mut out = vec![x.clone()];
-        for block in &self.blocks {
-            x = block.forward(&x, None)?;
-            out.push(x.clone());
-        }
+        out.extend(self.run_blocks(x, 0..self.blocks.len(), true)?.1);
         Ok(out)
     }
 
     fn finish_from(&self, hidden: &Tensor, layer: usize) -> Result<HeadOutputs> {
         self.check_layer(layer)?;
-        let mut x = hidden.clone();
-        for block in &self.blocks[layer + 1..] {
-            x = block.forward(&x, None)?;
-        }
+        let x = self
+            .run_blocks(hidden.clone(), layer + 1..self.blocks.len(), false)?
+            .0;
         let last = match &self.final_norm {
             Some(n) => n.forward(&x)?,
             None => x,

@@ -170,8 +170,8 @@ pub fn load(
     } else {
         Pool::Cls
     };
-    Ok(VisionTransformer {
-        info: BackboneInfo {
+    Ok(VisionTransformer::new(
+        BackboneInfo {
             name: name.to_string(),
             family: Family::Siglip,
             n_layers: blocks.len(),
@@ -186,7 +186,7 @@ pub fn load(
             class_names: None,
         },
         preprocessor,
-        embeddings: Embeddings {
+        Embeddings {
             patch: PatchEmbed::new(
                 w.get_shape("embeddings.patch_embedding.weight", &[d, 3, p, p])?,
                 Some(w.get_shape("embeddings.patch_embedding.bias", &[d])?),
@@ -199,10 +199,10 @@ pub fn load(
             interpolate: false,
         },
         blocks,
-        final_norm: Some(LayerNorm::load(w, "post_layernorm", d, c.layer_norm_eps)?),
-        pooled_norm: None,
+        Some(LayerNorm::load(w, "post_layernorm", d, c.layer_norm_eps)?),
+        None,
         pool,
-        classifier: None,
-        projection: None,
-    })
+        None,
+        None,
+    ))
 }

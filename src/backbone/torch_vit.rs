@@ -175,8 +175,8 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
         }
     }
     let size = (side * p) as u32;
-    Ok(VisionTransformer {
-        info: BackboneInfo {
+    Ok(VisionTransformer::new(
+        BackboneInfo {
             name: name.to_string(),
             family: Family::TorchVit,
             n_layers: blocks.len(),
@@ -190,7 +190,7 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
             },
             class_names: classifier.as_ref().and(cfg.class_names.clone()),
         },
-        preprocessor: Preprocessor {
+        Preprocessor {
             resize: Resize::Exact {
                 height: size,
                 width: size,
@@ -200,7 +200,7 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
             mean: cfg.mean,
             std: cfg.std,
         },
-        embeddings: Embeddings {
+        Embeddings {
             patch: PatchEmbed::new(patch_w, patch_b)?,
             cls: Some(cls),
             registers: None,
@@ -211,9 +211,9 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
         },
         blocks,
         final_norm,
-        pooled_norm: None,
-        pool: Pool::Cls,
+        None,
+        Pool::Cls,
         classifier,
-        projection: None,
-    })
+        None,
+    ))
 }

@@ -1,0 +1,404 @@
+//! The CPU fast path for transformer blocks (f32). candle runs each op separately — batched
+//! attention becomes thousands of tiny single-threaded GEMM calls and every elementwise op is a
+//! single-threaded pass that allocates. Here a block is: GEMMs with the bias folded into the
+//! output (gemm crate, multi-threaded), one fused attention kernel per image (rayon over images),
+//! and fused residual + LayerNorm / activation passes over row chunks. Same math as the candle
+//! path (checked against it in tests and against PyTorch in tests/parity.rs).
+
+use super::layers::{Activation, Block};
+use crate::error::Result;
+use candle_core::Tensor;
+use rayon::prelude::*;
+
+/// Token rows per sub-batch when running several blocks (intermediates stay in cache).
+pub const CHUNK_ROWS: usize = 4096;
+
+/// Rows per parallel work item for elementwise passes.
+const ROW_CHUNK: usize = 64;
+
+pub struct FastLinear {
+    /// [in, out] row-major.
+    w_t: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl FastLinear {
+    pub fn new(w_t: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        let (d_in, d_out) = w_t.dims2()?;
+        Ok(FastLinear {
+            w_t: w_t.flatten_all()?.to_vec1()?,
+            bias: bias.map(|b| b.to_vec1()).transpose()?,
+            d_in,
+            d_out,
+        })
+    }
+
+    /// out = x·W + b for `rows` rows.
+    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = vec![0f32; rows * self.d_out];
+        let read_dst = if let Some(b) = &self.bias {
+            out.par_chunks_mut(self.d_out * ROW_CHUNK).for_each(|c| {
+                for row in c.chunks_mut(self.d_out) {
+                    row.copy_from_slice(b);
+                }
+            });
+            true
+        } else {
+            false
+        };
+        let threads = candle_core::utils::get_num_threads();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: the slices hold rows×d_in, d_in×d_out and rows×d_out elements with the given
+        // row-major strides; dst does not alias the inputs.
+        unsafe {
+            gemm::gemm(
+                rows,
+                self.d_out,
+                self.d_in,
+                out.as_mut_ptr(),
+                1,
+                self.d_out as isize,
+                read_dst,
+                x.as_ptr(),
+                1,
+                self.d_in as isize,
+                self.w_t.as_ptr(),
+                1,
+                self.d_out as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        out
+    }
+}
+
+struct FastNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+pub struct FastBlock {
+    norm1: FastNorm,
+    norm2: FastNorm,
+    qkv: FastLinear,
+    out: FastLinear,
+    fc1: FastLinear,
+    fc2: FastLinear,
+    act: Activation,
+    layer_scale: Option<(Vec<f32>, Vec<f32>)>,
+    norm_first: bool,
+    heads: usize,
+    d: usize,
+}
+
+impl FastBlock {
+    pub fn from_block(b: &Block) -> Result<Self> {
+        let norm = |n: &super::layers::LayerNorm| -> Result<FastNorm> {
+            let (w, bias, eps) = n.parts();
+            Ok(FastNorm {
+                weight: w.to_vec1()?,
+                bias: bias.to_vec1()?,
+                eps,
+            })
+        };
+        let lin = |l: &super::layers::Linear| FastLinear::new(l.weight_t(), l.bias());
+        let (qkv, out, heads) = b.attn.parts();
+        Ok(FastBlock {
+            norm1: norm(&b.norm1)?,
+            norm2: norm(&b.norm2)?,
+            qkv: lin(qkv)?,
+            out: lin(out)?,
+            fc1: lin(&b.mlp.fc1)?,
+            fc2: lin(&b.mlp.fc2)?,
+            act: b.mlp.act,
+            layer_scale: b
+                .layer_scale
+                .as_ref()
+                .map(|(a, c)| Ok::<_, crate::Error>((a.to_vec1()?, c.to_vec1()?)))
+                .transpose()?,
+            norm_first: b.norm_first,
+            heads,
+            d: out.out_dim(),
+        })
+    }
+
+    /// x: [batch·tokens, d] row-major, updated in place.
+    pub fn forward(&self, x: &mut Vec<f32>, batch: usize, tokens: usize, causal: bool) {
+        let rows = batch * tokens;
+        let d = self.d;
+        if self.norm_first {
+            let y = layer_norm(x, d, &self.norm1);
+            let qkv = self.qkv.forward(&y, rows);
+            let att = attention(&qkv, batch, tokens, self.heads, d, causal);
+            let a = self.out.forward(&att, rows);
+            add_scaled(x, &a, d, self.layer_scale.as_ref().map(|s| s.0.as_slice()));
+            let y = layer_norm(x, d, &self.norm2);
+            let mut h = self.fc1.forward(&y, rows);
+            activate(&mut h, self.act);
+            let h = self.fc2.forward(&h, rows);
+            add_scaled(x, &h, d, self.layer_scale.as_ref().map(|s| s.1.as_slice()));
+        } else {
+            let qkv = self.qkv.forward(x, rows);
+            let att = attention(&qkv, batch, tokens, self.heads, d, causal);
+            let a = self.out.forward(&att, rows);
+            add_then_norm(x, &a, d, &self.norm1);
+            let mut h = self.fc1.forward(x, rows);
+            activate(&mut h, self.act);
+            let h = self.fc2.forward(&h, rows);
+            add_then_norm(x, &h, d, &self.norm2);
+        }
+    }
+}
+
+#[inline(always)]
+fn norm_row(src: &[f32], dst: &mut [f32], n: &FastNorm) {
+    let d = src.len() as f32;
+    let mean = src.iter().sum::<f32>() / d;
+    let var = src.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    let inv = 1.0 / (var + n.eps).sqrt();
+    for (((o, &v), &w), &b) in dst.iter_mut().zip(src).zip(&n.weight).zip(&n.bias) {
+        *o = (v - mean) * inv * w + b;
+    }
+}
+
+fn layer_norm(x: &[f32], d: usize, n: &FastNorm) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(d * ROW_CHUNK)
+        .zip(x.par_chunks(d * ROW_CHUNK))
+        .for_each(|(o, s)| {
+            for (orow, srow) in o.chunks_mut(d).zip(s.chunks(d)) {
+                norm_row(srow, orow, n);
+            }
+        });
+    out
+}
+
+/// x = LayerNorm(x + a), row by row (post-norm residual).
+fn add_then_norm(x: &mut [f32], a: &[f32], d: usize, n: &FastNorm) {
+    x.par_chunks_mut(d * ROW_CHUNK)
+        .zip(a.par_chunks(d * ROW_CHUNK))
+        .for_each(|(xc, ac)| {
+            let mut tmp = vec![0f32; d];
+            for (xrow, arow) in xc.chunks_mut(d).zip(ac.chunks(d)) {
+                for ((t, &xv), &av) in tmp.iter_mut().zip(xrow.iter()).zip(arow) {
+                    *t = xv + av;
+                }
+                norm_row(&tmp, xrow, n);
+            }
+        });
+}
+
+/// x += a (· scale per channel).
+fn add_scaled(x: &mut [f32], a: &[f32], d: usize, scale: Option<&[f32]>) {
+    x.par_chunks_mut(d * ROW_CHUNK)
+        .zip(a.par_chunks(d * ROW_CHUNK))
+        .for_each(|(xc, ac)| match scale {
+            Some(s) => {
+                for (xrow, arow) in xc.chunks_mut(d).zip(ac.chunks(d)) {
+                    for ((xv, &av), &g) in xrow.iter_mut().zip(arow).zip(s) {
+                        *xv += av * g;
+                    }
+                }
+            }
+            None => {
+                for (xv, &av) in xc.iter_mut().zip(ac) {
+                    *xv += av;
+                }
+            }
+        });
+}
+
+fn activate(h: &mut [f32], act: Activation) {
+    h.par_chunks_mut(4096).for_each(|c| match act {
+        Activation::Relu => c.iter_mut().for_each(|v| *v = v.max(0.0)),
+        Activation::Gelu => c.iter_mut().for_each(|v| {
+            *v = (candle_core::cpu::erf::erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2) + 1.0)
+                * 0.5
+                * *v
+        }),
+        Activation::GeluTanh => c.iter_mut().for_each(|v| {
+            let x = *v;
+            *v = 0.5
+                * x
+                * (1.0
+                    + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
+        }),
+        Activation::QuickGelu => c.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp()),
+    });
+}
+
+/// Multi-head attention over packed qkv [batch, tokens, 3, heads, hd] → [batch, tokens, heads·hd].
+pub fn attention(
+    qkv: &[f32],
+    batch: usize,
+    tokens: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+) -> Vec<f32> {
+    let mut out = vec![0f32; batch * tokens * d];
+    out.par_chunks_mut(tokens * d)
+        .enumerate()
+        .for_each(|(b, o)| {
+            let src = &qkv[b * tokens * 3 * d..(b + 1) * tokens * 3 * d];
+            attention_image(src, o, tokens, heads, d, causal);
+        });
+    let _ = batch;
+    out
+}
+
+fn attention_image(src: &[f32], out: &mut [f32], t: usize, heads: usize, d: usize, causal: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { attention_image_avx2(src, out, t, heads, d, causal) };
+        }
+    }
+    attention_image_generic(src, out, t, heads, d, causal)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn attention_image_avx2(
+    src: &[f32],
+    out: &mut [f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+) {
+    attention_image_generic(src, out, t, heads, d, causal)
+}
+
+/// exp(x) for x ≤ 0 (softmax after subtracting the max): Cody–Waite range reduction and a
+/// degree-6 polynomial, relative error ~1e-7. Branch-free so the softmax loop vectorises.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.max(-87.0);
+    let n = (x * LOG2E + 0.5).floor();
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// C[m×n] = A·B for small row-major matrices, single-threaded (callers parallelise over images).
+/// `b_transposed`: B is given as [n×k] (rows of keys) instead of [k×n].
+#[inline(always)]
+fn small_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    b_transposed: bool,
+    c: &mut [f32],
+) {
+    let (b_cs, b_rs) = if b_transposed {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
+    // SAFETY: a is m×k, b is k×n (or n×k transposed) and c is m×n, all row-major and disjoint.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// One image's attention, all heads: S = Q·Kᵀ and O = P·V through the gemm micro-kernels,
+/// softmax with a vectorised exp in between.
+#[inline(always)]
+fn attention_image_generic(
+    src: &[f32],
+    out: &mut [f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+) {
+    let hd = d / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut q = vec![0f32; t * hd];
+    let mut k = vec![0f32; t * hd];
+    let mut v = vec![0f32; t * hd];
+    let mut s = vec![0f32; t * t];
+    let mut o = vec![0f32; t * hd];
+    for h in 0..heads {
+        for i in 0..t {
+            let row = &src[i * 3 * d..(i + 1) * 3 * d];
+            for c in 0..hd {
+                q[i * hd + c] = row[h * hd + c] * scale;
+            }
+            k[i * hd..(i + 1) * hd].copy_from_slice(&row[d + h * hd..d + (h + 1) * hd]);
+            v[i * hd..(i + 1) * hd].copy_from_slice(&row[2 * d + h * hd..2 * d + (h + 1) * hd]);
+        }
+        small_gemm(t, t, hd, &q, &k, true, &mut s);
+        for (i, row) in s.chunks_mut(t).enumerate() {
+            softmax_row(row, if causal { i + 1 } else { t });
+        }
+        small_gemm(t, hd, t, &s, &v, false, &mut o);
+        for i in 0..t {
+            out[i * d + h * hd..i * d + (h + 1) * hd].copy_from_slice(&o[i * hd..(i + 1) * hd]);
+        }
+    }
+}
+
+/// Softmax over the first `n` entries (the rest, masked keys, become 0).
+#[inline(always)]
+fn softmax_row(row: &mut [f32], n: usize) {
+    let (vis, masked) = row.split_at_mut(n);
+    masked.iter_mut().for_each(|x| *x = 0.0);
+    let max = vis
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    vis.iter_mut().for_each(|x| *x = exp_nonpositive(*x - max));
+    // Eight partial sums so the reduction vectorises.
+    let mut lanes = [0f32; 8];
+    let mut chunks = vis.chunks_exact(8);
+    for c in &mut chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
+    }
+    let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    vis.iter_mut().for_each(|x| *x *= inv);
+}
