@@ -58,14 +58,39 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
     std::fs::create_dir_all(&images).unwrap();
     for i in 0..12 {
         let name = format!("{i:04}.jpg");
-        std::os::unix::fs::symlink(shared_path("data/cifar10/test/cat").join(&name), images.join(&name)).unwrap();
+        std::os::unix::fs::symlink(
+            shared_path("data/cifar10/test/cat").join(&name),
+            images.join(&name),
+        )
+        .unwrap();
     }
-    let config = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
-    let spec = ModelSpec::from_cli(shared_path("models/vit-cifar10/vit_cifar10.pth").to_str().unwrap(), Some(&config)).unwrap();
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
+    let spec = ModelSpec::from_cli(
+        shared_path("models/vit-cifar10/vit_cifar10.pth")
+            .to_str()
+            .unwrap(),
+        Some(&config),
+    )
+    .unwrap();
     let model = load_backbone(&spec, &candle_core::Device::Cpu).unwrap();
     let ws = tmp.path().join("ws");
-    let opts = ExtractOptions { layer: 3, tokens: TokenSelection::Patch, dtype: saescope::store::workspace::StoreDType::F16, batch_size: 8, images_per_shard: None };
-    extract(&ws, &spec, &model, &tmp.path().join("images"), &opts, &Default::default()).unwrap();
+    let opts = ExtractOptions {
+        layer: 3,
+        tokens: TokenSelection::Patch,
+        dtype: saescope::store::workspace::StoreDType::F16,
+        batch_size: 8,
+        images_per_shard: None,
+    };
+    extract(
+        &ws,
+        &spec,
+        &model,
+        &tmp.path().join("images"),
+        &opts,
+        &Default::default(),
+    )
+    .unwrap();
 
     let mut h = harness();
     h.run();

@@ -141,7 +141,7 @@ impl FastBlock {
         if self.norm_first {
             let y = layer_norm(x, d, &self.norm1);
             let qkv = self.qkv.forward(&y, rows);
-            let att = attention(&qkv, batch, tokens, self.heads, d, causal);
+            let att = attention(&qkv, tokens, self.heads, d, causal);
             let a = self.out.forward(&att, rows);
             add_scaled(x, &a, d, self.layer_scale.as_ref().map(|s| s.0.as_slice()));
             let y = layer_norm(x, d, &self.norm2);
@@ -151,7 +151,7 @@ impl FastBlock {
             add_scaled(x, &h, d, self.layer_scale.as_ref().map(|s| s.1.as_slice()));
         } else {
             let qkv = self.qkv.forward(x, rows);
-            let att = attention(&qkv, batch, tokens, self.heads, d, causal);
+            let att = attention(&qkv, tokens, self.heads, d, causal);
             let a = self.out.forward(&att, rows);
             add_then_norm(x, &a, d, &self.norm1);
             let mut h = self.fc1.forward(x, rows);
@@ -240,22 +240,11 @@ fn activate(h: &mut [f32], act: Activation) {
 }
 
 /// Multi-head attention over packed qkv [batch, tokens, 3, heads, hd] → [batch, tokens, heads·hd].
-pub fn attention(
-    qkv: &[f32],
-    batch: usize,
-    tokens: usize,
-    heads: usize,
-    d: usize,
-    causal: bool,
-) -> Vec<f32> {
-    let mut out = vec![0f32; batch * tokens * d];
+pub fn attention(qkv: &[f32], tokens: usize, heads: usize, d: usize, causal: bool) -> Vec<f32> {
+    let mut out = vec![0f32; qkv.len() / 3];
     out.par_chunks_mut(tokens * d)
-        .enumerate()
-        .for_each(|(b, o)| {
-            let src = &qkv[b * tokens * 3 * d..(b + 1) * tokens * 3 * d];
-            attention_image(src, o, tokens, heads, d, causal);
-        });
-    let _ = batch;
+        .zip(qkv.par_chunks(tokens * 3 * d))
+        .for_each(|(o, src)| attention_image(src, o, tokens, heads, d, causal));
     out
 }
 

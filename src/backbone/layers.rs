@@ -3,7 +3,7 @@
 
 use super::weights::Weights;
 use crate::error::Result;
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 
 /// `y = x·Wᵀ + b` over the last dimension, computed as one 2-D GEMM for any leading shape.
 #[derive(Clone)]
@@ -331,9 +331,4 @@ impl PatchEmbed {
         let x = x.reshape((b, gh * gw, c * p * p))?;
         self.proj.forward(&x)
     }
-}
-
-/// Mean over tokens, used by classifier heads that pool patches.
-pub fn mean_tokens(x: &Tensor) -> Result<Tensor> {
-    Ok(x.mean(D::Minus2)?)
 }

@@ -155,7 +155,7 @@ pub struct HeadOutputs {
     pub embeds: Option<Tensor>,
 }
 
-/// How the position embeddings cover the token sequence.
+/// Patch embedding plus CLS/register tokens and learned positions: pixels → the token sequence.
 #[derive(Clone)]
 pub struct Embeddings {
     pub patch: PatchEmbed,

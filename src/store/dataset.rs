@@ -6,7 +6,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "webp", "bmp", "gif", "tif"];
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "webp", "bmp", "gif"];
 /// Files larger than this are not images anyone means to analyse here.
 pub const MAX_FILE_BYTES: u64 = 256 << 20;
 /// Decoded images larger than this (in pixels per side) are refused before allocation.
