@@ -206,24 +206,18 @@ impl SelfAttention {
 }
 
 /// Attention where a few query tokens attend over the full sequence (SigLIP's pooling head).
+/// `proj` holds the q, k and v projections (rows of a packed `in_proj_weight`).
 pub fn cross_attention(
     q_in: &Tensor,
     kv_in: &Tensor,
-    in_proj_w: &Tensor,
-    in_proj_b: &Tensor,
+    proj: &[Linear; 3],
     out: &Linear,
     heads: usize,
 ) -> Result<Tensor> {
     let (b, tq, d) = q_in.dims3()?;
     let tk = kv_in.dim(1)?;
     let hd = d / heads;
-    let lin = |x: &Tensor, i: usize| -> Result<Tensor> {
-        Linear::new(
-            in_proj_w.narrow(0, i * d, d)?,
-            Some(in_proj_b.narrow(0, i * d, d)?),
-        )?
-        .forward(x)
-    };
+    let lin = |x: &Tensor, i: usize| proj[i].forward(x);
     let split = |x: Tensor, t: usize| -> Result<Tensor> {
         Ok(x.reshape((b, t, heads, hd))?
             .transpose(1, 2)?

@@ -79,8 +79,8 @@ pub fn default_preprocessor(image_size: usize) -> Preprocessor {
 #[derive(Clone)]
 pub struct MapHead {
     probe: Tensor,
-    in_proj_w: Tensor,
-    in_proj_b: Tensor,
+    /// q, k, v projections split from the packed `in_proj_weight`.
+    proj: [Linear; 3],
     out: Linear,
     norm: LayerNorm,
     mlp: Mlp,
@@ -96,14 +96,7 @@ impl MapHead {
             .reshape((1, 1, d))?
             .broadcast_as((b, 1, d))?
             .contiguous()?;
-        let h = layers::cross_attention(
-            &q,
-            x,
-            &self.in_proj_w,
-            &self.in_proj_b,
-            &self.out,
-            self.heads,
-        )?;
+        let h = layers::cross_attention(&q, x, &self.proj, &self.out, self.heads)?;
         let h = (&h + self.mlp.forward(&self.norm.forward(&h)?)?)?;
         Ok(h.squeeze(1)?)
     }
@@ -156,8 +149,13 @@ pub fn load(
         let h = w.sub("head");
         Pool::Map(Box::new(MapHead {
             probe: h.get_shape("probe", &[1, 1, d])?,
-            in_proj_w: h.get_shape("attention.in_proj_weight", &[3 * d, d])?,
-            in_proj_b: h.get_shape("attention.in_proj_bias", &[3 * d])?,
+            proj: {
+                let w = h.get_shape("attention.in_proj_weight", &[3 * d, d])?;
+                let b = h.get_shape("attention.in_proj_bias", &[3 * d])?;
+                let part =
+                    |i: usize| Linear::new(w.narrow(0, i * d, d)?, Some(b.narrow(0, i * d, d)?));
+                [part(0)?, part(1)?, part(2)?]
+            },
             out: Linear::load(&h, "attention.out_proj", d, d)?,
             norm: LayerNorm::load(&h, "layernorm", d, c.layer_norm_eps)?,
             mlp: Mlp {
