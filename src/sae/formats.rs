@@ -1,0 +1,507 @@
+//! SAE files. Native format = SAELens (`cfg.json` + `sae_weights.safetensors`), read and
+//! written, so files move both ways with SAELens / Neuronpedia. Also read: saev `sae.pt`
+//! (a JSON header line, then a torch state_dict), dictionary_learning (`ae.pt` + `config.json`),
+//! EleutherAI sparsify (`cfg.json` + `sae.safetensors`) and the OpenAI layout
+//! (`encoder.weight`, `pre_bias`, `latent_bias`, `decoder.weight`). Pickles are read for
+//! tensors only.
+
+use super::{Sae, SaeActivation, SaeMeta};
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+use candle_core::{DType, Device, Tensor};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const SAELENS_CFG: &str = "cfg.json";
+pub const SAELENS_WEIGHTS: &str = "sae_weights.safetensors";
+
+type Tensors = HashMap<String, Tensor>;
+
+fn vec1(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+}
+
+fn get<'a>(t: &'a Tensors, key: &str, file: &Path) -> Result<&'a Tensor> {
+    t.get(key).ok_or_else(|| {
+        let mut keys: Vec<&String> = t.keys().collect();
+        keys.sort();
+        Error::Invalid(format!(
+            "{}: missing tensor `{key}` (found: {keys:?}); is this the SAE layout it claims to be?",
+            file.display()
+        ))
+    })
+}
+
+/// [rows, cols] tensor → row-major values, checking the shape.
+fn matrix(t: &Tensor, rows: usize, cols: usize, key: &str, file: &Path) -> Result<Vec<f32>> {
+    if t.dims() != [rows, cols] {
+        return Err(Error::Invalid(format!(
+            "{}: `{key}` has shape {:?}, expected [{rows}, {cols}]",
+            file.display(),
+            t.dims()
+        )));
+    }
+    vec1(t)
+}
+
+fn transpose(t: &Tensor) -> Result<Tensor> {
+    Ok(t.t()?.contiguous()?)
+}
+
+/// Loads an SAE from a folder or file in any supported layout.
+pub fn load_sae(path: &Path) -> Result<Sae> {
+    if path.is_dir() {
+        if path.join(SAELENS_WEIGHTS).is_file() {
+            return load_saelens(path);
+        }
+        if path.join("sae.safetensors").is_file() {
+            return load_sparsify(path);
+        }
+        if path.join("ae.pt").is_file() {
+            return load_state_dict_file(
+                &path.join("ae.pt"),
+                read_json_opt(&path.join("config.json"))?,
+            );
+        }
+        return Err(Error::Invalid(format!(
+            "{}: no SAE found (looked for {SAELENS_WEIGHTS}, sae.safetensors, ae.pt)",
+            path.display()
+        )));
+    }
+    if !path.is_file() {
+        return Err(Error::Invalid(format!(
+            "{}: no such SAE file or folder",
+            path.display()
+        )));
+    }
+    let head = std::fs::read(path)
+        .at(path)?
+        .into_iter()
+        .take(1)
+        .collect::<Vec<_>>();
+    if head == b"{" {
+        return load_saev(path);
+    }
+    let cfg = path
+        .parent()
+        .map(|p| p.join("config.json"))
+        .filter(|p| p.is_file())
+        .map(|p| fsutil::read_json(&p))
+        .transpose()?;
+    load_state_dict_file(path, cfg)
+}
+
+fn read_json_opt(p: &Path) -> Result<Option<Value>> {
+    if p.is_file() {
+        Ok(Some(fsutil::read_json(p)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn read_tensors(path: &Path) -> Result<Tensors> {
+    let bad = |e: candle_core::Error| {
+        Error::Invalid(format!(
+            "{}: cannot read tensors ({e}); the file is truncated or not an SAE",
+            path.display()
+        ))
+    };
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        candle_core::safetensors::load(path, &Device::Cpu).map_err(bad)
+    } else {
+        let list = candle_core::pickle::read_all(path).map_err(bad)?;
+        Ok(list
+            .into_iter()
+            .map(|(k, t)| (k.strip_prefix("module.").unwrap_or(&k).to_string(), t))
+            .collect())
+    }
+}
+
+fn cfg_usize(cfg: &Value, keys: &[&str]) -> Option<usize> {
+    keys.iter()
+        .find_map(|k| {
+            cfg.pointer(k)
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+        })
+        .map(|v| v as usize)
+}
+
+// ---- SAELens (native) ----
+
+pub fn load_saelens(dir: &Path) -> Result<Sae> {
+    let cfg: Value = fsutil::read_json(&dir.join(SAELENS_CFG))?;
+    let file = dir.join(SAELENS_WEIGHTS);
+    let t = read_tensors(&file)?;
+    let w_enc = get(&t, "W_enc", &file)?;
+    let (d_in, d_sae) = w_enc.dims2().map_err(|_| {
+        Error::Invalid(format!(
+            "{}: W_enc must be 2-D [d_in, d_sae]",
+            file.display()
+        ))
+    })?;
+    if let (Some(ci), Some(cs)) = (cfg_usize(&cfg, &["/d_in"]), cfg_usize(&cfg, &["/d_sae"])) {
+        if (ci, cs) != (d_in, d_sae) {
+            return Err(Error::Invalid(format!(
+                "{}: cfg says d_in={ci}, d_sae={cs} but W_enc is [{d_in}, {d_sae}]",
+                dir.display()
+            )));
+        }
+    }
+    let arch = cfg
+        .get("architecture")
+        .and_then(|v| v.as_str())
+        .or_else(|| cfg.get("activation_fn_str").and_then(|v| v.as_str()))
+        .unwrap_or("standard");
+    let k = cfg_usize(&cfg, &["/k", "/activation_fn_kwargs/k"]);
+    let threshold = t.get("threshold").map(vec1).transpose()?;
+    let activation = match arch {
+        "standard" | "relu" => SaeActivation::Relu,
+        "topk" => SaeActivation::TopK {
+            k: k.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{}: topk SAE without `k` in cfg.json",
+                    dir.display()
+                ))
+            })?,
+        },
+        "jumprelu" => SaeActivation::JumpRelu,
+        "batchtopk" => {
+            let th = threshold
+                .as_ref()
+                .and_then(|t| t.first().copied())
+                .unwrap_or(0.0);
+            SaeActivation::BatchTopK {
+                k: k.unwrap_or(0) as f32,
+                threshold: th,
+            }
+        }
+        other => {
+            return Err(Error::Invalid(format!(
+                "{}: SAE architecture `{other}` is not supported (standard, topk, batchtopk, jumprelu)",
+                dir.display()
+            )));
+        }
+    };
+    match cfg
+        .get("normalize_activations")
+        .and_then(|v| v.as_str())
+        .unwrap_or("none")
+    {
+        "none" => {}
+        other => {
+            return Err(Error::Invalid(format!(
+                "{}: normalize_activations = `{other}` needs the training-time scale, which the file does not hold; \
+                 fold the scale into the weights in SAELens (fold_activation_norm_scaling_factor) and save again",
+                dir.display()
+            )));
+        }
+    }
+    let sae = Sae {
+        d_in,
+        d_sae,
+        w_enc: vec1(w_enc)?,
+        b_enc: vec1(get(&t, "b_enc", &file)?)?,
+        w_dec: matrix(get(&t, "W_dec", &file)?, d_sae, d_in, "W_dec", &file)?,
+        b_dec: vec1(get(&t, "b_dec", &file)?)?,
+        threshold: if activation == SaeActivation::JumpRelu {
+            threshold
+        } else {
+            None
+        },
+        activation,
+        apply_b_dec_to_input: cfg
+            .get("apply_b_dec_to_input")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true),
+        input_scale: None,
+        meta: SaeMeta {
+            model_name: cfg
+                .pointer("/metadata/model_name")
+                .or_else(|| cfg.get("model_name"))
+                .and_then(|v| v.as_str())
+                .map(String::from),
+            hook_name: cfg
+                .pointer("/metadata/hook_name")
+                .or_else(|| cfg.get("hook_name"))
+                .and_then(|v| v.as_str())
+                .map(String::from),
+            source_format: Some("saelens".into()),
+        },
+    };
+    sae.validate()?;
+    Ok(sae)
+}
+
+/// Writes the SAELens layout (input scale folded into the weights), atomically.
+pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
+    sae.validate()?;
+    let s = sae.with_scale_folded();
+    let (architecture, k) = match s.activation {
+        SaeActivation::Relu => ("standard", None),
+        SaeActivation::TopK { k } => ("topk", Some(k as f64)),
+        SaeActivation::BatchTopK { k, .. } => ("batchtopk", Some(k as f64)),
+        SaeActivation::JumpRelu => ("jumprelu", None),
+    };
+    let mut cfg = json!({
+        "architecture": architecture,
+        "d_in": s.d_in,
+        "d_sae": s.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": s.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "metadata": {
+            "model_name": s.meta.model_name,
+            "hook_name": s.meta.hook_name,
+            "saescope_version": env!("CARGO_PKG_VERSION"),
+        },
+    });
+    if let Some(k) = k {
+        cfg["k"] = json!(k);
+    }
+    let dev = Device::Cpu;
+    let mut tensors: Vec<(String, Tensor)> = vec![
+        (
+            "W_enc".into(),
+            Tensor::from_slice(&s.w_enc, (s.d_in, s.d_sae), &dev)?,
+        ),
+        ("b_enc".into(), Tensor::from_slice(&s.b_enc, s.d_sae, &dev)?),
+        (
+            "W_dec".into(),
+            Tensor::from_slice(&s.w_dec, (s.d_sae, s.d_in), &dev)?,
+        ),
+        ("b_dec".into(), Tensor::from_slice(&s.b_dec, s.d_in, &dev)?),
+    ];
+    match s.activation {
+        SaeActivation::JumpRelu => tensors.push((
+            "threshold".into(),
+            Tensor::from_slice(s.threshold.as_deref().unwrap_or(&[]), s.d_sae, &dev)?,
+        )),
+        SaeActivation::BatchTopK { threshold, .. } => tensors.push((
+            "threshold".into(),
+            Tensor::from_vec(vec![threshold; s.d_sae], s.d_sae, &dev)?,
+        )),
+        _ => {}
+    }
+    std::fs::create_dir_all(dir).at(dir)?;
+    let tmp = dir.join(format!(".{SAELENS_WEIGHTS}.tmp-{}", std::process::id()));
+    candle_core::safetensors::save(&tensors.into_iter().collect::<HashMap<_, _>>(), &tmp)?;
+    let bytes = std::fs::read(&tmp).at(&tmp)?;
+    std::fs::remove_file(&tmp).at(&tmp)?;
+    fsutil::write_atomic(&dir.join(SAELENS_WEIGHTS), &bytes)?;
+    fsutil::write_json_atomic(&dir.join(SAELENS_CFG), &cfg)
+}
+
+// ---- saev ----
+
+/// saev's `sae.pt`: one JSON line (the config), then a torch state_dict. Its encoder does not
+/// subtract `b_dec` from the input.
+pub fn load_saev(path: &Path) -> Result<Sae> {
+    let bytes = std::fs::read(path).at(path)?;
+    let nl = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| Error::Invalid(format!("{}: no JSON header line", path.display())))?;
+    let header: Value = serde_json::from_slice(&bytes[..nl]).map_err(|e| Error::Json {
+        path: path.into(),
+        source: e,
+    })?;
+    let tmp = tempfile_beside(path)?;
+    std::fs::write(&tmp, &bytes[nl + 1..]).at(&tmp)?;
+    let t = read_tensors(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let t = t?;
+    let w_enc = get(&t, "W_enc", path)?;
+    let (d_in, d_sae) = w_enc.dims2()?;
+    let k = cfg_usize(
+        &header,
+        &["/k", "/cfg/k", "/activation/top_k", "/cfg/activation/top_k"],
+    );
+    let sae = Sae {
+        d_in,
+        d_sae,
+        w_enc: vec1(w_enc)?,
+        b_enc: vec1(get(&t, "b_enc", path)?)?,
+        w_dec: matrix(get(&t, "W_dec", path)?, d_sae, d_in, "W_dec", path)?,
+        b_dec: vec1(get(&t, "b_dec", path)?)?,
+        threshold: None,
+        activation: k
+            .map(|k| SaeActivation::TopK { k })
+            .unwrap_or(SaeActivation::Relu),
+        apply_b_dec_to_input: false,
+        input_scale: None,
+        meta: SaeMeta {
+            source_format: Some("saev".into()),
+            ..Default::default()
+        },
+    };
+    sae.validate()?;
+    Ok(sae)
+}
+
+fn tempfile_beside(path: &Path) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(dir.join(format!("saescope-{}-{name}.pt", std::process::id())))
+}
+
+// ---- sparsify / dictionary_learning / OpenAI ----
+
+pub fn load_sparsify(dir: &Path) -> Result<Sae> {
+    let cfg: Value = fsutil::read_json(&dir.join("cfg.json"))?;
+    let file = dir.join("sae.safetensors");
+    let t = read_tensors(&file)?;
+    let enc = get(&t, "encoder.weight", &file)?; // [d_sae, d_in]
+    let (d_sae, d_in) = enc.dims2()?;
+    let k = cfg_usize(&cfg, &["/k"]).ok_or_else(|| {
+        Error::Invalid(format!("{}: sparsify cfg.json has no `k`", dir.display()))
+    })?;
+    let sae = Sae {
+        d_in,
+        d_sae,
+        w_enc: vec1(&transpose(enc)?)?,
+        b_enc: vec1(get(&t, "encoder.bias", &file)?)?,
+        w_dec: matrix(get(&t, "W_dec", &file)?, d_sae, d_in, "W_dec", &file)?,
+        b_dec: vec1(get(&t, "b_dec", &file)?)?,
+        threshold: None,
+        activation: SaeActivation::TopK { k },
+        apply_b_dec_to_input: true,
+        input_scale: None,
+        meta: SaeMeta {
+            source_format: Some("sparsify".into()),
+            ..Default::default()
+        },
+    };
+    sae.validate()?;
+    Ok(sae)
+}
+
+/// A torch state_dict (or safetensors) in the dictionary_learning or OpenAI layout.
+fn load_state_dict_file(path: &Path, cfg: Option<Value>) -> Result<Sae> {
+    let t = read_tensors(path)?;
+    let cfg = cfg.unwrap_or(Value::Null);
+    if t.contains_key("pre_bias") && t.contains_key("latent_bias") {
+        return load_openai(&t, &cfg, path);
+    }
+    if t.contains_key("encoder.weight") && t.contains_key("decoder.weight") {
+        return load_dictionary_learning(&t, &cfg, path);
+    }
+    let mut keys: Vec<&String> = t.keys().collect();
+    keys.sort();
+    Err(Error::Invalid(format!(
+        "{}: unknown SAE layout (keys {keys:?}). Supported: SAELens (W_enc, b_enc, W_dec, b_dec), saev, \
+         dictionary_learning (encoder.weight, decoder.weight, b_dec), sparsify, OpenAI (pre_bias, latent_bias)",
+        path.display()
+    )))
+}
+
+fn scalar(t: &Tensor) -> Result<f32> {
+    Ok(vec1(t)?.first().copied().unwrap_or(0.0))
+}
+
+/// dictionary_learning: `encoder.weight [dict, act]`, `encoder.bias`, `decoder.weight [act, dict]`,
+/// `b_dec` (or `bias`); `k` and `threshold` buffers select TopK / BatchTopK / JumpReLU.
+fn load_dictionary_learning(t: &Tensors, cfg: &Value, path: &Path) -> Result<Sae> {
+    let enc = get(t, "encoder.weight", path)?;
+    let (d_sae, d_in) = enc.dims2()?;
+    let dec = get(t, "decoder.weight", path)?;
+    if dec.dims() != [d_in, d_sae] {
+        return Err(Error::Invalid(format!(
+            "{}: decoder.weight is {:?}, expected [{d_in}, {d_sae}]",
+            path.display(),
+            dec.dims()
+        )));
+    }
+    let b_dec = t
+        .get("b_dec")
+        .or_else(|| t.get("bias"))
+        .ok_or_else(|| Error::Invalid(format!("{}: no b_dec (or bias) tensor", path.display())))?;
+    let k = match t.get("k") {
+        Some(k) => Some(scalar(k)? as usize),
+        None => cfg_usize(cfg, &["/trainer/k", "/k"]),
+    };
+    let threshold = t.get("threshold");
+    let (activation, thr) = match (k, threshold) {
+        (Some(k), Some(th)) if th.elem_count() == 1 && scalar(th)? > 0.0 => (
+            SaeActivation::BatchTopK {
+                k: k as f32,
+                threshold: scalar(th)?,
+            },
+            None,
+        ),
+        (Some(k), _) => (SaeActivation::TopK { k }, None),
+        (None, Some(th)) if th.elem_count() == d_sae => (SaeActivation::JumpRelu, Some(vec1(th)?)),
+        _ => (SaeActivation::Relu, None),
+    };
+    let b_enc = match t.get("encoder.bias") {
+        Some(b) => vec1(b)?,
+        None => vec![0.0; d_sae],
+    };
+    let sae = Sae {
+        d_in,
+        d_sae,
+        w_enc: vec1(&transpose(enc)?)?,
+        b_enc,
+        w_dec: vec1(&transpose(dec)?)?,
+        b_dec: vec1(b_dec)?,
+        threshold: thr,
+        activation,
+        apply_b_dec_to_input: true,
+        input_scale: None,
+        meta: SaeMeta {
+            source_format: Some("dictionary_learning".into()),
+            ..Default::default()
+        },
+    };
+    sae.validate()?;
+    Ok(sae)
+}
+
+/// OpenAI sparse_autoencoder: f = act(encoder(x − pre_bias) + latent_bias), x̂ = decoder(f) + pre_bias.
+fn load_openai(t: &Tensors, cfg: &Value, path: &Path) -> Result<Sae> {
+    let enc = get(t, "encoder.weight", path)?;
+    let (d_sae, d_in) = enc.dims2()?;
+    let mut b_enc = vec1(get(t, "latent_bias", path)?)?;
+    if let Some(eb) = t.get("encoder.bias") {
+        b_enc.iter_mut().zip(vec1(eb)?).for_each(|(a, b)| *a += b);
+    }
+    let w_dec = match (t.get("decoder.weight"), t.get("W_dec")) {
+        (Some(d), _) => vec1(&transpose(d)?)?,
+        (None, Some(w)) => matrix(w, d_sae, d_in, "W_dec", path)?,
+        _ => {
+            return Err(Error::Invalid(format!(
+                "{}: no decoder.weight or W_dec",
+                path.display()
+            )));
+        }
+    };
+    let k = t
+        .get("k")
+        .map(|k| scalar(k).map(|v| v as usize))
+        .transpose()?
+        .or_else(|| cfg_usize(cfg, &["/k", "/activation_state_dict/k"]));
+    let sae = Sae {
+        d_in,
+        d_sae,
+        w_enc: vec1(&transpose(enc)?)?,
+        b_enc,
+        w_dec,
+        b_dec: vec1(get(t, "pre_bias", path)?)?,
+        threshold: None,
+        activation: k
+            .map(|k| SaeActivation::TopK { k })
+            .unwrap_or(SaeActivation::Relu),
+        apply_b_dec_to_input: true,
+        input_scale: None,
+        meta: SaeMeta {
+            source_format: Some("openai".into()),
+            ..Default::default()
+        },
+    };
+    sae.validate()?;
+    Ok(sae)
+}

@@ -1,0 +1,345 @@
+//! Sparse autoencoders: weights, activation functions and the encode/decode math.
+//! An SAE maps x (d_in) to sparse features f = σ((x·s − b_dec)·W_enc + b_enc) and back:
+//! x̂ = (f·W_dec + b_dec) / s, with row vectors, `s` the optional input scale and the `b_dec`
+//! subtraction only when `apply_b_dec_to_input` (saev's encoder does not subtract it).
+
+pub mod formats;
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SaeActivation {
+    /// ReLU (trained with an L1 penalty).
+    Relu,
+    /// Keep the k largest pre-activations per token (then ReLU).
+    TopK { k: usize },
+    /// Trained with a batch-level top-k; at inference a single learned threshold.
+    BatchTopK { k: f32, threshold: f32 },
+    /// ReLU gated by a per-latent threshold (`Sae::threshold`).
+    JumpRelu,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SaeMeta {
+    pub model_name: Option<String>,
+    pub hook_name: Option<String>,
+    /// Which file layout it was read from (`saelens`, `saev`, `dictionary_learning`, `sparsify`, `openai`).
+    pub source_format: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sae {
+    pub d_in: usize,
+    pub d_sae: usize,
+    /// [d_in, d_sae]
+    pub w_enc: Vec<f32>,
+    /// [d_sae]
+    pub b_enc: Vec<f32>,
+    /// [d_sae, d_in]
+    pub w_dec: Vec<f32>,
+    /// [d_in]
+    pub b_dec: Vec<f32>,
+    /// [d_sae], JumpReLU only.
+    pub threshold: Option<Vec<f32>>,
+    pub activation: SaeActivation,
+    pub apply_b_dec_to_input: bool,
+    /// Inputs are multiplied by this before encoding and reconstructions divided by it.
+    pub input_scale: Option<f32>,
+    pub meta: SaeMeta,
+}
+
+impl Sae {
+    /// Checks every tensor has the size d_in/d_sae imply.
+    pub fn validate(&self) -> Result<()> {
+        let (i, s) = (self.d_in, self.d_sae);
+        let checks = [
+            ("W_enc", self.w_enc.len(), i * s),
+            ("b_enc", self.b_enc.len(), s),
+            ("W_dec", self.w_dec.len(), s * i),
+            ("b_dec", self.b_dec.len(), i),
+        ];
+        for (name, got, want) in checks {
+            if got != want {
+                return Err(Error::Invalid(format!(
+                    "SAE tensor {name} has {got} values but d_in={i}, d_sae={s} needs {want}"
+                )));
+            }
+        }
+        if let Some(t) = &self.threshold {
+            if t.len() != s {
+                return Err(Error::Invalid(format!(
+                    "SAE threshold has {} values, expected d_sae={s}",
+                    t.len()
+                )));
+            }
+        }
+        if self.activation == SaeActivation::JumpRelu && self.threshold.is_none() {
+            return Err(Error::Invalid(
+                "a JumpReLU SAE needs a `threshold` tensor".into(),
+            ));
+        }
+        if let SaeActivation::TopK { k } = self.activation {
+            if k == 0 || k > s {
+                return Err(Error::Invalid(format!("TopK k={k} must be in 1..={s}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses an SAE whose input width does not match the layer it is applied to.
+    pub fn check_fits(&self, d_model: usize, what: &str) -> Result<()> {
+        if self.d_in != d_model {
+            return Err(Error::Invalid(format!(
+                "SAE expects d_in={} but {what} has width {d_model}: pick the layer/model the SAE was trained on, or another SAE",
+                self.d_in
+            )));
+        }
+        Ok(())
+    }
+
+    /// Pre-activations [rows, d_sae] for x [rows, d_in].
+    pub fn pre_activations(&self, x: &[f32]) -> Vec<f32> {
+        let rows = x.len() / self.d_in;
+        let scale = self.input_scale.unwrap_or(1.0);
+        let mut xin: Vec<f32> = x.iter().map(|v| v * scale).collect();
+        if self.apply_b_dec_to_input {
+            xin.par_chunks_mut(self.d_in)
+                .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+        }
+        let mut pre = vec![0f32; rows * self.d_sae];
+        pre.par_chunks_mut(self.d_sae * 256).for_each(|c| {
+            for row in c.chunks_mut(self.d_sae) {
+                row.copy_from_slice(&self.b_enc);
+            }
+        });
+        matmul_acc(&xin, &self.w_enc, &mut pre, rows, self.d_in, self.d_sae);
+        pre
+    }
+
+    /// Dense feature activations [rows, d_sae].
+    pub fn encode(&self, x: &[f32]) -> Vec<f32> {
+        let mut f = self.pre_activations(x);
+        let d_sae = self.d_sae;
+        f.par_chunks_mut(d_sae)
+            .for_each(|row| match self.activation {
+                SaeActivation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
+                SaeActivation::TopK { k } => keep_top_k(row, k),
+                SaeActivation::BatchTopK { threshold, .. } => row
+                    .iter_mut()
+                    .for_each(|v| *v = if *v > threshold { v.max(0.0) } else { 0.0 }),
+                SaeActivation::JumpRelu => {
+                    let t = self.threshold.as_deref().unwrap_or(&[]);
+                    row.iter_mut()
+                        .zip(t)
+                        .for_each(|(v, &th)| *v = if *v > th { v.max(0.0) } else { 0.0 });
+                }
+            });
+        f
+    }
+
+    /// Reconstruction [rows, d_in] from features [rows, d_sae].
+    pub fn decode(&self, f: &[f32]) -> Vec<f32> {
+        let rows = f.len() / self.d_sae;
+        let mut out = vec![0f32; rows * self.d_in];
+        out.par_chunks_mut(self.d_in * 256).for_each(|c| {
+            for row in c.chunks_mut(self.d_in) {
+                row.copy_from_slice(&self.b_dec);
+            }
+        });
+        matmul_acc(f, &self.w_dec, &mut out, rows, self.d_sae, self.d_in);
+        if let Some(s) = self.input_scale {
+            out.iter_mut().for_each(|v| *v /= s);
+        }
+        out
+    }
+
+    /// The same SAE with the input scale folded into the weights, so it applies to raw
+    /// activations with no normalisation step (what SAELens/Neuronpedia expect).
+    pub fn with_scale_folded(&self) -> Sae {
+        let Some(s) = self.input_scale else {
+            return self.clone();
+        };
+        let mut out = self.clone();
+        out.w_enc.iter_mut().for_each(|v| *v *= s);
+        out.w_dec.iter_mut().for_each(|v| *v /= s);
+        out.b_dec.iter_mut().for_each(|v| *v /= s);
+        out.input_scale = None;
+        out
+    }
+}
+
+/// Zeroes all but the k largest entries of a row (ties broken by index), then applies ReLU.
+fn keep_top_k(row: &mut [f32], k: usize) {
+    if k >= row.len() {
+        row.iter_mut().for_each(|v| *v = v.max(0.0));
+        return;
+    }
+    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
+    idx.select_nth_unstable_by(k - 1, |&a, &b| {
+        row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b))
+    });
+    let mut keep = vec![false; row.len()];
+    for &i in &idx[..k] {
+        keep[i as usize] = true;
+    }
+    for (v, kept) in row.iter_mut().zip(keep) {
+        *v = if kept { v.max(0.0) } else { 0.0 };
+    }
+}
+
+/// c[m×n] += a[m×k]·b[k×n], row-major, multi-threaded.
+pub fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    if m == 0 {
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: a is m×k, b is k×n and c is m×n, row-major, and c does not alias a or b.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny(activation: SaeActivation) -> Sae {
+        let (d_in, d_sae) = (3, 4);
+        Sae {
+            d_in,
+            d_sae,
+            w_enc: (0..12).map(|i| (i as f32 - 5.0) * 0.1).collect(),
+            b_enc: vec![0.1, -0.2, 0.0, 0.05],
+            w_dec: (0..12).map(|i| (i as f32 % 5.0) * 0.2 - 0.3).collect(),
+            b_dec: vec![0.5, -0.5, 0.25],
+            threshold: Some(vec![0.0, 0.1, 0.2, 0.3]),
+            activation,
+            apply_b_dec_to_input: true,
+            input_scale: None,
+            meta: SaeMeta::default(),
+        }
+    }
+
+    /// Straight-line reference for one row.
+    fn reference_encode(s: &Sae, x: &[f32]) -> Vec<f32> {
+        let xin: Vec<f32> = (0..s.d_in)
+            .map(|i| {
+                x[i] * s.input_scale.unwrap_or(1.0)
+                    - if s.apply_b_dec_to_input {
+                        s.b_dec[i]
+                    } else {
+                        0.0
+                    }
+            })
+            .collect();
+        let pre: Vec<f32> = (0..s.d_sae)
+            .map(|j| {
+                s.b_enc[j]
+                    + (0..s.d_in)
+                        .map(|i| xin[i] * s.w_enc[i * s.d_sae + j])
+                        .sum::<f32>()
+            })
+            .collect();
+        match s.activation {
+            SaeActivation::Relu => pre.iter().map(|v| v.max(0.0)).collect(),
+            SaeActivation::TopK { k } => {
+                let mut sorted = pre.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                pre.iter()
+                    .map(|&v| if v >= sorted[k - 1] { v.max(0.0) } else { 0.0 })
+                    .collect()
+            }
+            SaeActivation::JumpRelu => pre
+                .iter()
+                .zip(s.threshold.as_ref().unwrap())
+                .map(|(&v, &t)| if v > t { v.max(0.0) } else { 0.0 })
+                .collect(),
+            SaeActivation::BatchTopK { threshold, .. } => pre
+                .iter()
+                .map(|&v| if v > threshold { v.max(0.0) } else { 0.0 })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn encode_and_decode_follow_the_formula() {
+        let x = [0.3, -1.2, 2.0, 1.0, 0.5, -0.7];
+        for act in [
+            SaeActivation::Relu,
+            SaeActivation::TopK { k: 2 },
+            SaeActivation::JumpRelu,
+            SaeActivation::BatchTopK {
+                k: 2.0,
+                threshold: 0.15,
+            },
+        ] {
+            let s = tiny(act);
+            s.validate().unwrap();
+            let f = s.encode(&x);
+            for r in 0..2 {
+                let want = reference_encode(&s, &x[r * 3..r * 3 + 3]);
+                for (a, b) in f[r * 4..r * 4 + 4].iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-6, "{act:?}: {a} vs {b}");
+                }
+            }
+            let xh = s.decode(&f);
+            for i in 0..3 {
+                let want = s.b_dec[i] + (0..4).map(|j| f[j] * s.w_dec[j * 3 + i]).sum::<f32>();
+                assert!((xh[i] - want).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn folding_the_input_scale_changes_nothing_observable() {
+        let mut s = tiny(SaeActivation::Relu);
+        s.input_scale = Some(2.5);
+        let x = [0.3, -1.2, 2.0];
+        let folded = s.with_scale_folded();
+        let (f1, f2) = (s.encode(&x), folded.encode(&x));
+        let (r1, r2) = (s.decode(&f1), folded.decode(&f2));
+        for (a, b) in f1.iter().zip(&f2).chain(r1.iter().zip(&r2)) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn a_mismatched_sae_is_refused_with_the_fix() {
+        let err = tiny(SaeActivation::Relu)
+            .check_fits(128, "layer 3 of vit_cifar10")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("d_in=3") && err.contains("width 128") && err.contains("another SAE"),
+            "{err}"
+        );
+    }
+}

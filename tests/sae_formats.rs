@@ -1,0 +1,151 @@
+//! Every SAE layout saescope reads, on files written by tests/fixtures/make_sae_fixtures.py in
+//! that layout, checked against the outputs the layout's own math gives in PyTorch; and the
+//! native SAELens format round trip.
+
+use candle_core::Device;
+use saescope::sae::formats::{load_sae, save_saelens};
+use saescope::sae::{Sae, SaeActivation};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae")
+}
+
+fn expected() -> HashMap<String, Vec<f32>> {
+    candle_core::safetensors::load(fixtures().join("expected.safetensors"), &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect()
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let d = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(d < 1e-5, "{name}: max |diff| {d}");
+}
+
+fn check(sae: &Sae, prefix: &str, format: &str) {
+    let e = expected();
+    assert_eq!(sae.meta.source_format.as_deref(), Some(format));
+    let f = sae.encode(&e["x"]);
+    assert_close(&format!("{prefix}_f"), &f, &e[&format!("{prefix}_f")]);
+    assert_close(
+        &format!("{prefix}_xhat"),
+        &sae.decode(&f),
+        &e[&format!("{prefix}_xhat")],
+    );
+}
+
+#[test]
+fn saev_sae_pt_loads_without_subtracting_b_dec() {
+    let sae = load_sae(&fixtures().join("saev_sae.pt")).unwrap();
+    assert!(!sae.apply_b_dec_to_input);
+    assert_eq!(sae.activation, SaeActivation::Relu);
+    check(&sae, "saev", "saev");
+}
+
+#[test]
+fn dictionary_learning_topk_loads() {
+    let sae = load_sae(&fixtures().join("dictionary_learning")).unwrap();
+    assert_eq!(sae.activation, SaeActivation::TopK { k: 3 });
+    check(&sae, "dl", "dictionary_learning");
+}
+
+#[test]
+fn sparsify_loads() {
+    let sae = load_sae(&fixtures().join("sparsify")).unwrap();
+    check(&sae, "sparsify", "sparsify");
+}
+
+#[test]
+fn openai_layout_loads() {
+    let sae = load_sae(&fixtures().join("openai_ae.pt")).unwrap();
+    check(&sae, "openai", "openai");
+}
+
+#[test]
+fn saelens_jumprelu_loads_and_round_trips() {
+    let sae = load_sae(&fixtures().join("saelens_jumprelu")).unwrap();
+    assert_eq!(sae.activation, SaeActivation::JumpRelu);
+    assert_eq!(
+        sae.meta.hook_name.as_deref(),
+        Some("blocks.0.hook_resid_post")
+    );
+    check(&sae, "jumprelu", "saelens");
+    let dir = tempfile::tempdir().unwrap();
+    save_saelens(&sae, dir.path()).unwrap();
+    let back = load_sae(dir.path()).unwrap();
+    assert_eq!(back.w_enc, sae.w_enc);
+    assert_eq!(back.w_dec, sae.w_dec);
+    assert_eq!(back.threshold, sae.threshold);
+    check(&back, "jumprelu", "saelens");
+}
+
+#[test]
+fn native_round_trip_keeps_every_architecture_and_folds_the_input_scale() {
+    let base = load_sae(&fixtures().join("sparsify")).unwrap();
+    let x = expected()["x"].clone();
+    for act in [
+        SaeActivation::Relu,
+        SaeActivation::TopK { k: 4 },
+        SaeActivation::BatchTopK {
+            k: 4.0,
+            threshold: 0.05,
+        },
+    ] {
+        let mut s = base.clone();
+        s.activation = act;
+        s.input_scale = Some(1.7);
+        let dir = tempfile::tempdir().unwrap();
+        save_saelens(&s, dir.path()).unwrap();
+        let back = load_sae(dir.path()).unwrap();
+        assert_eq!(back.activation, act);
+        assert_eq!(
+            back.input_scale, None,
+            "the scale is folded into the weights"
+        );
+        let (f1, f2) = (s.encode(&x), back.encode(&x));
+        assert_close(&format!("{act:?} f"), &f2, &f1);
+        assert_close(&format!("{act:?} xhat"), &back.decode(&f2), &s.decode(&f1));
+    }
+}
+
+#[test]
+fn bad_files_get_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Truncated weights.
+    let good = fixtures().join("saelens_jumprelu");
+    let bad = dir.path().join("truncated");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::copy(good.join("cfg.json"), bad.join("cfg.json")).unwrap();
+    let w = std::fs::read(good.join("sae_weights.safetensors")).unwrap();
+    std::fs::write(bad.join("sae_weights.safetensors"), &w[..w.len() / 2]).unwrap();
+    let err = load_sae(&bad).unwrap_err().to_string();
+    assert!(err.contains("truncated"), "{err}");
+    // Unknown layout.
+    let unknown = dir.path().join("unknown.safetensors");
+    let t = candle_core::Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
+    candle_core::safetensors::save(
+        &HashMap::from([("mystery.weight".to_string(), t)]),
+        &unknown,
+    )
+    .unwrap();
+    let err = load_sae(&unknown).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown SAE layout") && err.contains("mystery.weight"),
+        "{err}"
+    );
+    // Mismatched width.
+    let sae = load_sae(&fixtures().join("sparsify")).unwrap();
+    let err = sae
+        .check_fits(128, "layer 3 of vit_cifar10")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("d_in=6") && err.contains("width 128"), "{err}");
+}
