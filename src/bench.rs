@@ -90,9 +90,14 @@ pub fn bench_extract(
 
 /// Runs a Python peer script that prints `… N img/s` and returns N.
 fn run_peer(script: &Path, images: &Path) -> Result<f64> {
+    run_peer_rate(script, &[&images.display().to_string()], "img/s")
+}
+
+/// Runs `python3 script args…` and returns the number printed before `unit`.
+fn run_peer_rate(script: &Path, args: &[&str], unit: &str) -> Result<f64> {
     let out = std::process::Command::new("python3")
         .arg(script)
-        .arg(images)
+        .args(args)
         .output()
         .map_err(|e| {
             Error::Invalid(format!(
@@ -105,14 +110,91 @@ fn run_peer(script: &Path, images: &Path) -> Result<f64> {
         .split_whitespace()
         .collect::<Vec<_>>()
         .windows(2)
-        .find(|w| w[1] == "img/s")
+        .find(|w| w[1] == unit)
         .and_then(|w| w[0].parse::<f64>().ok());
     rate.ok_or_else(|| {
         Error::Invalid(format!(
-            "the peer `{}` printed no `N img/s` figure (is PyTorch installed? `pip install torch pillow numpy`): {}{}",
+            "the peer `{}` printed no `N {unit}` figure (is PyTorch installed? `pip install torch pillow numpy`): {}{}",
             script.display(),
             text,
             String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
         ))
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SaeTrainBench {
+    pub d_in: usize,
+    pub d_sae: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub steps: usize,
+    pub threads: usize,
+    pub tokens_per_s: f64,
+    pub peer_tokens_per_s: Option<f64>,
+    pub speedup_vs_peer: Option<f64>,
+}
+
+/// TopK SAE training throughput on random data (the peer's setup: Adam, unit-norm decoder).
+pub fn bench_sae_train(
+    d_in: usize,
+    d_sae: usize,
+    k: usize,
+    batch: usize,
+    steps: usize,
+    peer: Option<&Path>,
+) -> Result<SaeTrainBench> {
+    use crate::sae::train::{Rng, TopKTrainer, TrainConfig};
+    let mut rng = Rng::new(0);
+    let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();
+    let cfg = TrainConfig {
+        d_in,
+        d_sae,
+        k,
+        k_aux: 0,
+        aux_coeff: 0.0,
+        dead_after_tokens: u64::MAX,
+        lr: 4e-4,
+        warmup_steps: 1,
+        total_steps: (steps + 3) as u64,
+        seed: 0,
+    };
+    let mut t = TopKTrainer::new(cfg, &data[..batch * d_in]);
+    let slice = |s: usize| &data[(s % 4) * batch * d_in..(s % 4 + 1) * batch * d_in];
+    for s in 0..3 {
+        t.train_step(slice(s)); // warm-up, as the peer does
+    }
+    let start = Instant::now();
+    for s in 0..steps {
+        t.train_step(slice(s));
+    }
+    let rate = (batch * steps) as f64 / start.elapsed().as_secs_f64();
+    let peer_rate = match peer {
+        Some(p) => Some(run_peer_rate(
+            p,
+            &[
+                "--d-in",
+                &d_in.to_string(),
+                "--d-sae",
+                &d_sae.to_string(),
+                "--k",
+                &k.to_string(),
+                "--batch",
+                &batch.to_string(),
+            ],
+            "tokens/s",
+        )?),
+        None => None,
+    };
+    Ok(SaeTrainBench {
+        d_in,
+        d_sae,
+        k,
+        batch,
+        steps,
+        threads: candle_core::utils::get_num_threads(),
+        tokens_per_s: rate,
+        peer_tokens_per_s: peer_rate,
+        speedup_vs_peer: peer_rate.map(|p| rate / p),
     })
 }

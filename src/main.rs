@@ -77,6 +77,24 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// TopK SAE training throughput on random data (tokens/s).
+    SaeTrain {
+        #[arg(long, default_value_t = 768)]
+        d_in: usize,
+        #[arg(long, default_value_t = 16384)]
+        d_sae: usize,
+        #[arg(long, default_value_t = 32)]
+        k: usize,
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// The PyTorch peer (e.g. ../shared/bench/peer_sae_train.py), run in the same command.
+        #[arg(long)]
+        peer: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Backbone throughput: forward-only and end to end (decode + preprocess + forward).
     Extract {
         #[command(flatten)]
@@ -134,7 +152,7 @@ fn main() {
             | Command::Classify { json, .. },
         ) => *json,
         Some(Command::Bench {
-            which: BenchCommand::Extract { json, .. },
+            which: BenchCommand::Extract { json, .. } | BenchCommand::SaeTrain { json, .. },
         }) => *json,
         _ => false,
     };
@@ -248,6 +266,27 @@ fn run(cli: Cli) -> Result<()> {
                 for (c, a) in &report.per_class {
                     println!("  {c:<16} {a:.4}");
                 }
+            })
+        }
+        Some(Command::Bench {
+            which:
+                BenchCommand::SaeTrain {
+                    d_in,
+                    d_sae,
+                    k,
+                    batch,
+                    steps,
+                    peer,
+                    json,
+                },
+        }) => {
+            let report =
+                saescope::bench::bench_sae_train(d_in, d_sae, k, batch, steps, peer.as_deref())?;
+            emit(json, &report, || {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )
             })
         }
         Some(Command::Bench {

@@ -90,6 +90,9 @@ pub struct TopKTrainer {
     pub tokens_seen: u64,
     /// Token count when each latent last fired.
     pub last_fired: Vec<u64>,
+    /// Reused [rows, d_sae] pre-activation buffer: a fresh 256 MiB allocation per step costs
+    /// more in page faults than the top-k selection itself.
+    scratch: Vec<f32>,
 }
 
 /// splitmix64: small, seedable, reproducible across platforms.
@@ -152,6 +155,7 @@ impl TopKTrainer {
             step: 0,
             tokens_seen: 0,
             last_fired: vec![0; d_sae],
+            scratch: Vec::new(),
             cfg,
         }
     }
@@ -182,34 +186,34 @@ impl TopKTrainer {
     }
 
     /// Loss and exact gradients for a batch x [rows, d_in].
-    pub fn grads(&self, x: &[f32], dead: &[bool]) -> Grads {
+    pub fn grads(&mut self, x: &[f32], dead: &[bool]) -> Grads {
         let (d_in, d_sae, k) = (self.cfg.d_in, self.cfg.d_sae, self.cfg.k);
         let rows = x.len() / d_in;
         // xin = x − b_dec
         let mut xin = x.to_vec();
         xin.par_chunks_mut(d_in)
             .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
-        // pre = xin·W_enc + b_enc (the one dense GEMM).
-        let mut pre = vec![0f32; rows * d_sae];
-        pre.par_chunks_mut(d_sae)
-            .for_each(|r| r.copy_from_slice(&self.b_enc));
+        // pre = xin·W_enc (the one dense GEMM); b_enc is added during the selection below.
+        let mut pre = std::mem::take(&mut self.scratch);
+        pre.resize(rows * d_sae, 0.0);
         gemm_nt(&xin, &self.w_enc_t, &mut pre, rows, d_in, d_sae);
+        let b_enc = &self.b_enc;
         // Top-k (then ReLU) per row, plus the top k_aux dead latents for AuxK.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);
         let k_aux = self.cfg.k_aux;
         let per_row: Vec<(Vec<(u32, f32)>, Vec<(u32, f32)>)> = pre
             .par_chunks(d_sae)
             .map(|row| {
-                let top = top_k_relu(row, k, |_| true);
+                let top = top_k_biased(row, b_enc, k, None);
                 let aux = if use_aux {
-                    top_k_relu(row, k_aux, |j| dead[j])
+                    top_k_biased(row, b_enc, k_aux, Some(dead))
                 } else {
                     Vec::new()
                 };
                 (top, aux)
             })
             .collect();
-        drop(pre);
+        self.scratch = pre;
         // Decode by gathering k rows: x̂ = Σ f_j W_dec[j] + b_dec; residual e = x̂ − x.
         let mut active = vec![0u32; rows * k];
         let mut values = vec![0f32; rows * k];
@@ -406,25 +410,45 @@ impl TopKTrainer {
 
 const AUX_BIT: u32 = 1 << 31;
 
-/// The k largest ReLU'd entries among `allowed` latents, as (latent, value), value > 0 or the
-/// k-th largest even if ≤ 0 (then it contributes nothing).
-fn top_k_relu(row: &[f32], k: usize, allowed: impl Fn(usize) -> bool) -> Vec<(u32, f32)> {
-    let mut idx: Vec<u32> = (0..row.len() as u32)
-        .filter(|&j| allowed(j as usize))
-        .collect();
-    let k = k.min(idx.len());
-    if k == 0 {
-        return Vec::new();
+/// The k largest entries of `row + bias` (among latents not excluded by `only`), as
+/// (latent, ReLU'd value). One pass with a size-k min-heap: no allocation per candidate.
+fn top_k_biased(row: &[f32], bias: &[f32], k: usize, only: Option<&[bool]>) -> Vec<(u32, f32)> {
+    // heap[0] is the smallest kept value; ties keep the lower index (as the sorting rule does).
+    let mut heap: Vec<(f32, u32)> = Vec::with_capacity(k);
+    let less = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
+    for (j, (&p, &b)) in row.iter().zip(bias).enumerate() {
+        if only.is_some_and(|m| !m[j]) {
+            continue;
+        }
+        let item = (p + b, j as u32);
+        if heap.len() < k {
+            heap.push(item);
+            let mut i = heap.len() - 1;
+            while i > 0 && less(heap[i], heap[(i - 1) / 2]) {
+                heap.swap(i, (i - 1) / 2);
+                i = (i - 1) / 2;
+            }
+        } else if k > 0 && less(heap[0], item) {
+            heap[0] = item;
+            let mut i = 0;
+            loop {
+                let (l, r) = (2 * i + 1, 2 * i + 2);
+                let mut m = i;
+                if l < k && less(heap[l], heap[m]) {
+                    m = l;
+                }
+                if r < k && less(heap[r], heap[m]) {
+                    m = r;
+                }
+                if m == i {
+                    break;
+                }
+                heap.swap(i, m);
+                i = m;
+            }
+        }
     }
-    if k < idx.len() {
-        idx.select_nth_unstable_by(k - 1, |&a, &b| {
-            row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b))
-        });
-        idx.truncate(k);
-    }
-    idx.into_iter()
-        .map(|j| (j, row[j as usize].max(0.0)))
-        .collect()
+    heap.into_iter().map(|(v, j)| (j, v.max(0.0))).collect()
 }
 
 fn normalize_rows(w: &mut [f32], d: usize) {
@@ -434,7 +458,7 @@ fn normalize_rows(w: &mut [f32], d: usize) {
     });
 }
 
-/// c[m×n] += a[m×k] · bᵀ where b is [n×k] row-major.
+/// c[m×n] = a[m×k] · bᵀ where b is [n×k] row-major.
 fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     let threads = candle_core::utils::get_num_threads();
     let par = if threads > 1 {
@@ -451,7 +475,7 @@ fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
             c.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            false,
             a.as_ptr(),
             1,
             k as isize,
