@@ -545,10 +545,11 @@ mod tests {
             let m: Vec<f32> = pre_v
                 .iter()
                 .flat_map(|row| {
+                    let zero = vec![0f32; d_sae];
                     let sel = if aux {
-                        top_k_relu(row, k_aux, |j| dead[j])
+                        top_k_biased(row, &zero, k_aux, Some(&dead))
                     } else {
-                        top_k_relu(row, k, |_| true)
+                        top_k_biased(row, &zero, k, None)
                     };
                     let mut m = vec![0f32; d_sae];
                     for (j, _) in sel {
@@ -601,6 +602,31 @@ mod tests {
                 dense.iter().any(|v| v.abs() > 1e-4),
                 "{name}: gradient should not be trivially zero"
             );
+        }
+    }
+
+    #[test]
+    fn heap_top_k_matches_sorting() {
+        let mut rng = Rng::new(9);
+        for _ in 0..50 {
+            let row: Vec<f32> = (0..300)
+                .map(|_| (rng.normal() * 4.0).round() / 4.0)
+                .collect(); // with ties
+            let bias: Vec<f32> = (0..300).map(|_| rng.normal() * 0.5).collect();
+            let mut want: Vec<u32> = (0..300u32).collect();
+            want.sort_by(|&a, &b| {
+                (row[b as usize] + bias[b as usize])
+                    .total_cmp(&(row[a as usize] + bias[a as usize]))
+                    .then(a.cmp(&b))
+            });
+            want.truncate(17);
+            want.sort();
+            let mut got: Vec<u32> = top_k_biased(&row, &bias, 17, None)
+                .into_iter()
+                .map(|(j, _)| j)
+                .collect();
+            got.sort();
+            assert_eq!(got, want);
         }
     }
 
