@@ -68,6 +68,44 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a TopK SAE on a workspace's activations (saved to WS/sae in SAELens format).
+    Train {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// Only `topk` is trainable so far.
+        #[arg(long, default_value = "topk")]
+        arch: String,
+        #[arg(long)]
+        d_sae: usize,
+        #[arg(long)]
+        k: usize,
+        /// Training tokens (default: 10 passes over the store).
+        #[arg(long)]
+        tokens: Option<u64>,
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a workspace's SAE on an image folder: FVE, MSE, L0, dead/dense, spliced accuracy.
+    EvalSae {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// Images to evaluate on (e.g. the test split).
+        #[arg(long)]
+        images: PathBuf,
+        /// An SAE file/folder instead of the workspace's own.
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -149,7 +187,9 @@ fn main() {
         Some(
             Command::Info { json, .. }
             | Command::Extract { json, .. }
-            | Command::Classify { json, .. },
+            | Command::Classify { json, .. }
+            | Command::Train { json, .. }
+            | Command::EvalSae { json, .. },
         ) => *json,
         Some(Command::Bench {
             which: BenchCommand::Extract { json, .. } | BenchCommand::SaeTrain { json, .. },
@@ -266,6 +306,62 @@ fn run(cli: Cli) -> Result<()> {
                 for (c, a) in &report.per_class {
                     println!("  {c:<16} {a:.4}");
                 }
+            })
+        }
+        Some(Command::Train {
+            workspace,
+            arch,
+            d_sae,
+            k,
+            tokens,
+            batch,
+            lr,
+            seed,
+            json,
+        }) => {
+            if arch != "topk" {
+                anyhow::bail!(
+                    "--arch {arch}: only topk training is implemented so far (ReLU/BatchTopK/JumpReLU SAEs load and evaluate)"
+                );
+            }
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let (job, bar) = progress_job("train");
+            let opts = saescope::sae::workflow::TrainOptions {
+                d_sae,
+                k,
+                tokens,
+                batch,
+                lr,
+                seed,
+                buffer_rows: 1 << 18,
+            };
+            let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
+            bar.finish_and_clear();
+            emit(json, &report, || {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )
+            })
+        }
+        Some(Command::EvalSae {
+            workspace,
+            images,
+            sae,
+            batch,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+            let (job, bar) = progress_job("eval-sae");
+            let report = saescope::sae::workflow::evaluate(&ws, &b, &sae, &images, batch, &job)?;
+            bar.finish_and_clear();
+            emit(json, &report, || {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                )
             })
         }
         Some(Command::Bench {

@@ -5,6 +5,7 @@
 
 pub mod formats;
 pub mod train;
+pub mod workflow;
 
 use crate::error::{Error, Result};
 use rayon::prelude::*;

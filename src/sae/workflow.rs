@@ -1,0 +1,355 @@
+//! SAE jobs over a workspace: `train` streams shuffled batches from the activation shards into
+//! the TopK trainer (memory bounded by the shuffle buffer), logs metrics and saves the SAE in
+//! the native format; `evaluate` runs the backbone on an image folder, replaces the tapped layer
+//! by the SAE reconstruction and reports FVE, MSE, L0, dead/dense fractions and spliced accuracy.
+
+use super::formats::{load_sae, save_saelens};
+use super::train::{Rng, TopKTrainer, TrainConfig};
+use super::{Sae, SaeMeta};
+use crate::backbone::{Backbone, argmax_last};
+use crate::error::{Error, Result};
+use crate::job::{Job, Progress};
+use crate::store::Dataset;
+use crate::store::Workspace;
+use crate::store::activations::ActivationStore;
+use crate::store::extract::decode_images;
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+pub const SAE_DIR: &str = "sae";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    pub d_sae: usize,
+    pub k: usize,
+    /// Training tokens (rows); default: 10 passes over the store.
+    pub tokens: Option<u64>,
+    pub batch: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Rows held for shuffling (bounds memory: buffer_rows × d_in × 4 bytes plus one shard).
+    pub buffer_rows: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub sae: String,
+    pub steps: u64,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+    pub final_loss: f32,
+    pub final_fve: f64,
+    pub final_l0: f64,
+    pub dead_fraction: f64,
+}
+
+/// Random batches from all shards, reading one shard at a time into a bounded shuffle buffer.
+struct ShuffleStream<'a> {
+    store: &'a ActivationStore,
+    rng: Rng,
+    order: Vec<usize>,
+    next_shard: usize,
+    buffer: Vec<f32>,
+    d: usize,
+    cap_rows: usize,
+}
+
+impl<'a> ShuffleStream<'a> {
+    fn new(store: &'a ActivationStore, seed: u64, cap_rows: usize) -> Self {
+        ShuffleStream {
+            store,
+            rng: Rng::new(seed ^ 0x5eed),
+            order: Vec::new(),
+            next_shard: 0,
+            buffer: Vec::new(),
+            d: store.manifest.d_model,
+            cap_rows,
+        }
+    }
+
+    fn refill(&mut self) -> Result<()> {
+        while self.buffer.len() / self.d < self.cap_rows {
+            if self.next_shard >= self.order.len() {
+                // New pass: shuffle the shard order.
+                self.order = (0..self.store.manifest.shards.len()).collect();
+                for i in (1..self.order.len()).rev() {
+                    let j = self.rng.below(i + 1);
+                    self.order.swap(i, j);
+                }
+                self.next_shard = 0;
+            }
+            let shard = self.store.read_shard(self.order[self.next_shard])?;
+            self.next_shard += 1;
+            self.buffer.extend_from_slice(&shard.activations);
+            if self.store.manifest.shards.len() == 1 || self.buffer.len() / self.d >= self.cap_rows
+            {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `n` random rows from the buffer (swap-remove), refilling it as needed.
+    fn batch(&mut self, n: usize, out: &mut Vec<f32>) -> Result<()> {
+        out.clear();
+        let d = self.d;
+        for _ in 0..n {
+            if self.buffer.len() < d * n.max(self.cap_rows / 2).min(self.cap_rows) {
+                self.refill()?;
+            }
+            let rows = self.buffer.len() / d;
+            if rows == 0 {
+                return Err(Error::Workspace("the activation store is empty".into()));
+            }
+            let r = self.rng.below(rows);
+            out.extend_from_slice(&self.buffer[r * d..(r + 1) * d]);
+            let last = rows - 1;
+            if r != last {
+                let (head, tail) = self.buffer.split_at_mut(last * d);
+                head[r * d..(r + 1) * d].copy_from_slice(&tail[..d]);
+            }
+            self.buffer.truncate(last * d);
+        }
+        Ok(())
+    }
+}
+
+pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainReport> {
+    let store = ActivationStore::open(&ws.activations_dir())?;
+    if !store.manifest.is_complete() {
+        return Err(Error::Workspace(format!(
+            "{}: extraction is not finished; re-run `saescope extract` to complete it",
+            ws.dir.display()
+        )));
+    }
+    let d_in = store.manifest.d_model;
+    let total_rows = store.manifest.rows() as u64;
+    let tokens = opts.tokens.unwrap_or(total_rows * 10);
+    let steps = tokens.div_ceil(opts.batch as u64);
+    let mut stream = ShuffleStream::new(&store, opts.seed, opts.buffer_rows);
+    let mut batch = Vec::new();
+    stream.batch(opts.batch.min(4096), &mut batch)?;
+    let cfg = TrainConfig {
+        d_in,
+        d_sae: opts.d_sae,
+        k: opts.k,
+        k_aux: (d_in / 2).min(opts.d_sae),
+        aux_coeff: 1.0 / 32.0,
+        dead_after_tokens: (total_rows / 4).clamp(1, 10_000_000),
+        lr: opts.lr,
+        warmup_steps: (steps / 20).max(1),
+        total_steps: steps,
+        seed: opts.seed,
+    };
+    let mut trainer = TopKTrainer::new(cfg, &batch);
+    let sae_dir = ws.dir.join(SAE_DIR);
+    std::fs::create_dir_all(&sae_dir).map_err(|e| Error::io(&sae_dir, e))?;
+    let metrics_path = sae_dir.join(METRICS_FILE);
+    let mut metrics =
+        std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let start = Instant::now();
+    let (mut last_loss, mut last_fve, mut last_l0) = (0f32, 0f64, 0f64);
+    for step in 0..steps {
+        job.check()?;
+        stream.batch(opts.batch, &mut batch)?;
+        let g = trainer.train_step(&batch);
+        let rows = batch.len() / d_in;
+        // FVE against the batch's own variance.
+        let mut mean = vec![0f64; d_in];
+        for r in batch.chunks(d_in) {
+            mean.iter_mut()
+                .zip(r)
+                .for_each(|(m, &v)| *m += v as f64 / rows as f64);
+        }
+        let var: f64 = batch
+            .chunks(d_in)
+            .map(|r| {
+                r.iter()
+                    .zip(&mean)
+                    .map(|(&v, m)| (v as f64 - m).powi(2))
+                    .sum::<f64>()
+            })
+            .sum();
+        last_loss = g.loss;
+        last_fve = 1.0 - g.sq_err / var.max(1e-12);
+        last_l0 = g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64;
+        if step % 20 == 0 || step + 1 == steps {
+            let dead =
+                trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
+            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen, "loss": g.loss, "aux_loss": g.aux_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
+            let _ = writeln!(metrics, "{line}");
+            job.report(Progress {
+                done: step + 1,
+                total: steps,
+                unit: "steps",
+                message: format!(
+                    "loss {:.4} · FVE {:.3} · L0 {:.1} · dead {:.1}%",
+                    g.loss,
+                    last_fve,
+                    last_l0,
+                    dead * 100.0
+                ),
+            });
+        }
+    }
+    let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
+    let sae = trainer.to_sae(SaeMeta {
+        model_name: Some(ws.config.model.source.clone()),
+        hook_name: Some(format!("blocks.{}.hook_resid_post", ws.config.layer)),
+        source_format: Some("saelens".into()),
+    });
+    save_saelens(&sae, &sae_dir)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(TrainReport {
+        sae: sae_dir.display().to_string(),
+        steps,
+        tokens: trainer.tokens_seen,
+        seconds,
+        tokens_per_s: trainer.tokens_seen as f64 / seconds,
+        final_loss: last_loss,
+        final_fve: last_fve,
+        final_l0: last_l0,
+        dead_fraction: dead,
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EvalReport {
+    pub images: usize,
+    pub tokens: usize,
+    pub fve: f64,
+    pub mse: f64,
+    pub l0: f64,
+    /// Latents that never fired on this data.
+    pub dead_fraction: f64,
+    /// Latents firing on more than 10% of tokens.
+    pub dense_fraction: f64,
+    pub accuracy: Option<f64>,
+    pub spliced_accuracy: Option<f64>,
+}
+
+/// The SAE saved in a workspace (or `sae_path`), checked against the workspace's layer width.
+pub fn workspace_sae(ws: &Workspace, sae_path: Option<&Path>) -> Result<Sae> {
+    let p: PathBuf = sae_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ws.dir.join(SAE_DIR));
+    let sae = load_sae(&p)?;
+    sae.check_fits(
+        ws.config.backbone.d_model,
+        &format!("layer {} of {}", ws.config.layer, ws.config.backbone.name),
+    )?;
+    Ok(sae)
+}
+
+pub fn evaluate(
+    ws: &Workspace,
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    images: &Path,
+    batch: usize,
+    job: &Job,
+) -> Result<EvalReport> {
+    let ds = Dataset::scan(images)?;
+    let device = Device::Cpu;
+    let layer = ws.config.layer;
+    let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
+    let names = backbone.info().class_names.clone();
+    let (mut sq_err, mut n_tok, mut l0_sum) = (0f64, 0usize, 0f64);
+    let mut sum = vec![0f64; sae.d_in];
+    let mut sumsq = 0f64;
+    let mut fired = vec![0u64; sae.d_sae];
+    let (mut correct, mut correct_spliced, mut labelled) = (0usize, 0usize, 0usize);
+    let mut n_images = 0usize;
+    let ids: Vec<usize> = (0..ds.len()).collect();
+    for (ci, chunk) in ids.chunks(batch.max(1)).enumerate() {
+        job.check()?;
+        let (imgs, ok, _) = decode_images(&ds, chunk);
+        if imgs.is_empty() {
+            continue;
+        }
+        n_images += imgs.len();
+        let (pixels, _) = backbone.preprocessor().batch(&imgs, &device)?;
+        let hidden = backbone.forward_to(&pixels, layer)?; // [B, T, D]
+        let (b, t, d) = hidden.dims3()?;
+        let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        // Encode/decode the selected tokens; splice reconstructions back into the stream.
+        let mut spliced = h.clone();
+        let mut sel = Vec::with_capacity(b * token_indices.len() * d);
+        for bi in 0..b {
+            for &ti in &token_indices {
+                sel.extend_from_slice(&h[(bi * t + ti) * d..(bi * t + ti + 1) * d]);
+            }
+        }
+        let f = sae.encode(&sel);
+        let rec = sae.decode(&f);
+        for (row, (x, xh)) in sel.chunks(d).zip(rec.chunks(d)).enumerate() {
+            sq_err += x
+                .iter()
+                .zip(xh)
+                .map(|(a, b)| ((a - b) as f64).powi(2))
+                .sum::<f64>();
+            sumsq += x.iter().map(|&a| (a as f64).powi(2)).sum::<f64>();
+            sum.iter_mut().zip(x).for_each(|(s, &a)| *s += a as f64);
+            let frow = &f[row * sae.d_sae..(row + 1) * sae.d_sae];
+            for (j, &v) in frow.iter().enumerate() {
+                if v > 0.0 {
+                    fired[j] += 1;
+                    l0_sum += 1.0;
+                }
+            }
+        }
+        n_tok += sel.len() / d;
+        for bi in 0..b {
+            for (si, &ti) in token_indices.iter().enumerate() {
+                let src = &rec[(bi * token_indices.len() + si) * d..][..d];
+                spliced[(bi * t + ti) * d..(bi * t + ti + 1) * d].copy_from_slice(src);
+            }
+        }
+        let clean = backbone.finish_from(&hidden, layer)?;
+        if let Some(logits) = clean.logits {
+            let spliced_t = Tensor::from_vec(spliced, (b, t, d), &device)?;
+            let logits_s = backbone
+                .finish_from(&spliced_t, layer)?
+                .logits
+                .ok_or_else(|| Error::Invalid("no logits".into()))?;
+            let mapping =
+                crate::analysis::classify::class_mapping(&ds, names.as_deref(), logits.dim(1)?)?;
+            for ((p, ps), &i) in argmax_last(&logits)?
+                .into_iter()
+                .zip(argmax_last(&logits_s)?)
+                .zip(&ok)
+            {
+                if let Some(c) = ds.images[i].class {
+                    labelled += 1;
+                    correct += (p as usize == mapping[c as usize]) as usize;
+                    correct_spliced += (ps as usize == mapping[c as usize]) as usize;
+                }
+            }
+        }
+        job.report(Progress {
+            done: ((ci + 1) * batch).min(ds.len()) as u64,
+            total: ds.len() as u64,
+            unit: "images",
+            message: String::new(),
+        });
+    }
+    let n = n_tok.max(1) as f64;
+    let total_var = sumsq - sum.iter().map(|s| s * s).sum::<f64>() / n;
+    Ok(EvalReport {
+        images: n_images,
+        tokens: n_tok,
+        fve: 1.0 - sq_err / total_var.max(1e-12),
+        mse: sq_err / (n * sae.d_in as f64),
+        l0: l0_sum / n,
+        dead_fraction: fired.iter().filter(|&&c| c == 0).count() as f64 / sae.d_sae as f64,
+        dense_fraction: fired.iter().filter(|&&c| c as f64 > 0.1 * n).count() as f64
+            / sae.d_sae as f64,
+        accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
+        spliced_accuracy: (labelled > 0).then(|| correct_spliced as f64 / labelled as f64),
+    })
+}
