@@ -10,6 +10,7 @@ pub mod bench;
 pub mod error;
 pub mod fsutil;
 pub mod job;
+pub mod linalg;
 pub mod sae;
 pub mod shared;
 pub mod store;

@@ -92,13 +92,34 @@ pub fn tower_configs(
 }
 
 fn load_blocks(w: &Weights, c: &TowerConfig) -> Result<Vec<Block>> {
-    let d = c.hidden_size;
-    let act = Activation::from_hf(&c.hidden_act)?;
-    (0..c.num_hidden_layers)
+    load_encoder_layers(
+        w,
+        c.num_hidden_layers,
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads,
+        &c.hidden_act,
+        c.layer_norm_eps,
+    )
+}
+
+/// Pre-norm `encoder.layers.N` blocks in the CLIP naming (`layer_norm1`, `self_attn.{q,k,v,out}_proj`,
+/// `layer_norm2`, `mlp.fc1/fc2`), shared by CLIP and SigLIP.
+pub fn load_encoder_layers(
+    w: &Weights,
+    n_layers: usize,
+    d: usize,
+    inter: usize,
+    heads: usize,
+    act: &str,
+    eps: f64,
+) -> Result<Vec<Block>> {
+    let act = Activation::from_hf(act)?;
+    (0..n_layers)
         .map(|i| {
             let l = w.sub(&format!("encoder.layers.{i}"));
             Ok(Block {
-                norm1: LayerNorm::load(&l, "layer_norm1", d, c.layer_norm_eps)?,
+                norm1: LayerNorm::load(&l, "layer_norm1", d, eps)?,
                 attn: SelfAttention::load_separate(
                     &l,
                     [
@@ -108,12 +129,12 @@ fn load_blocks(w: &Weights, c: &TowerConfig) -> Result<Vec<Block>> {
                         "self_attn.out_proj",
                     ],
                     d,
-                    c.num_attention_heads,
+                    heads,
                 )?,
-                norm2: LayerNorm::load(&l, "layer_norm2", d, c.layer_norm_eps)?,
+                norm2: LayerNorm::load(&l, "layer_norm2", d, eps)?,
                 mlp: Mlp {
-                    fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?,
-                    fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?,
+                    fc1: Linear::load(&l, "mlp.fc1", d, inter)?,
+                    fc2: Linear::load(&l, "mlp.fc2", inter, d)?,
                     act,
                 },
                 layer_scale: None,

@@ -2,7 +2,7 @@
 //! `SiglipVisionModel`), matching `transformers.models.siglip.modeling_siglip`: no CLS token,
 //! pre-norm blocks with tanh-GELU, `post_layernorm`, multi-head attention pooling head.
 
-use super::layers::{self, Activation, Block, LayerNorm, Linear, Mlp, PatchEmbed, SelfAttention};
+use super::layers::{self, Activation, LayerNorm, Linear, Mlp, PatchEmbed};
 use super::preprocess::{Preprocessor, Resample, Resize};
 use super::weights::Weights;
 use super::{BackboneInfo, Embeddings, Family, Pool, TokenGeometry, VisionTransformer};
@@ -118,33 +118,15 @@ pub fn load(
     let p = c.patch_size;
     let grid = c.image_size / p;
     let act = Activation::from_hf(&c.hidden_act)?;
-    let blocks = (0..c.num_hidden_layers)
-        .map(|i| {
-            let l = w.sub(&format!("encoder.layers.{i}"));
-            Ok(Block {
-                norm1: LayerNorm::load(&l, "layer_norm1", d, c.layer_norm_eps)?,
-                attn: SelfAttention::load_separate(
-                    &l,
-                    [
-                        "self_attn.q_proj",
-                        "self_attn.k_proj",
-                        "self_attn.v_proj",
-                        "self_attn.out_proj",
-                    ],
-                    d,
-                    c.num_attention_heads,
-                )?,
-                norm2: LayerNorm::load(&l, "layer_norm2", d, c.layer_norm_eps)?,
-                mlp: Mlp {
-                    fc1: Linear::load(&l, "mlp.fc1", d, c.intermediate_size)?,
-                    fc2: Linear::load(&l, "mlp.fc2", c.intermediate_size, d)?,
-                    act,
-                },
-                layer_scale: None,
-                norm_first: true,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let blocks = super::clip::load_encoder_layers(
+        w,
+        c.num_hidden_layers,
+        d,
+        c.intermediate_size,
+        c.num_attention_heads,
+        &c.hidden_act,
+        c.layer_norm_eps,
+    )?;
     let pool = if c.vision_use_head && w.contains("head.probe") {
         let h = w.sub("head");
         Pool::Map(Box::new(MapHead {

@@ -8,6 +8,7 @@ pub mod train;
 pub mod workflow;
 
 use crate::error::{Error, Result};
+use crate::linalg::{RhsLayout, matmul};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -117,7 +118,15 @@ impl Sae {
                 row.copy_from_slice(&self.b_enc);
             }
         });
-        matmul_acc(&xin, &self.w_enc, &mut pre, rows, self.d_in, self.d_sae);
+        matmul(
+            &mut pre,
+            &xin,
+            &self.w_enc,
+            (rows, self.d_in, self.d_sae),
+            RhsLayout::RowMajor,
+            true,
+            true,
+        );
         pre
     }
 
@@ -151,7 +160,15 @@ impl Sae {
                 row.copy_from_slice(&self.b_dec);
             }
         });
-        matmul_acc(f, &self.w_dec, &mut out, rows, self.d_sae, self.d_in);
+        matmul(
+            &mut out,
+            f,
+            &self.w_dec,
+            (rows, self.d_sae, self.d_in),
+            RhsLayout::RowMajor,
+            true,
+            true,
+        );
         if let Some(s) = self.input_scale {
             out.iter_mut().for_each(|v| *v /= s);
         }
@@ -189,43 +206,6 @@ fn keep_top_k(row: &mut [f32], k: usize) {
     }
     for (v, kept) in row.iter_mut().zip(keep) {
         *v = if kept { v.max(0.0) } else { 0.0 };
-    }
-}
-
-/// c[m×n] += a[m×k]·b[k×n], row-major, multi-threaded.
-pub fn matmul_acc(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    if m == 0 {
-        return;
-    }
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: a is m×k, b is k×n and c is m×n, row-major, and c does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
     }
 }
 

@@ -6,6 +6,7 @@
 //! decoder rows renormalised to unit norm after each step.
 
 use super::{Sae, SaeActivation, SaeMeta};
+use crate::linalg::{RhsLayout, matmul};
 use rayon::prelude::*;
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -196,7 +197,15 @@ impl TopKTrainer {
         // pre = xin·W_enc (the one dense GEMM); b_enc is added during the selection below.
         let mut pre = std::mem::take(&mut self.scratch);
         pre.resize(rows * d_sae, 0.0);
-        gemm_nt(&xin, &self.w_enc_t, &mut pre, rows, d_in, d_sae);
+        matmul(
+            &mut pre,
+            &xin,
+            &self.w_enc_t,
+            (rows, d_in, d_sae),
+            RhsLayout::Transposed,
+            false,
+            true,
+        );
         let b_enc = &self.b_enc;
         // Top-k (then ReLU) per row, plus the top k_aux dead latents for AuxK.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);
@@ -456,40 +465,6 @@ fn normalize_rows(w: &mut [f32], d: usize) {
         let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         r.iter_mut().for_each(|v| *v /= n);
     });
-}
-
-/// c[m×n] = a[m×k] · bᵀ where b is [n×k] row-major.
-fn gemm_nt(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: a is m×k, b is n×k (read transposed), c is m×n; c does not alias a or b.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
 }
 
 #[cfg(test)]
