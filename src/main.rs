@@ -215,6 +215,16 @@ fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<()>
     Ok(())
 }
 
+/// `emit` whose human form is the same report, pretty-printed.
+fn emit_pretty<T: Serialize>(json: bool, value: &T) -> Result<()> {
+    emit(json, value, || {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        )
+    })
+}
+
 /// A progress bar on stderr (hidden when stderr is not a terminal) fed by a library [`Job`].
 fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new(0);
@@ -241,12 +251,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Info { model, json }) => {
             let (_, b) = model.load()?;
             let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
-            emit(json, &value, || {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&value).unwrap_or_default()
-                )
-            })
+            emit_pretty(json, &value)
         }
         Some(Command::Extract {
             model,
@@ -337,12 +342,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
             bar.finish_and_clear();
-            emit(json, &report, || {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                )
-            })
+            emit_pretty(json, &report)
         }
         Some(Command::EvalSae {
             workspace,
@@ -357,12 +357,7 @@ fn run(cli: Cli) -> Result<()> {
             let (job, bar) = progress_job("eval-sae");
             let report = saescope::sae::workflow::evaluate(&ws, &b, &sae, &images, batch, &job)?;
             bar.finish_and_clear();
-            emit(json, &report, || {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                )
-            })
+            emit_pretty(json, &report)
         }
         Some(Command::Bench {
             which:
@@ -378,12 +373,7 @@ fn run(cli: Cli) -> Result<()> {
         }) => {
             let report =
                 saescope::bench::bench_sae_train(d_in, d_sae, k, batch, steps, peer.as_deref())?;
-            emit(json, &report, || {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                )
-            })
+            emit_pretty(json, &report)
         }
         Some(Command::Bench {
             which:
@@ -408,12 +398,7 @@ fn run(cli: Cli) -> Result<()> {
                 limit,
                 peer.as_deref().map(Path::new),
             )?;
-            emit(json, &report, || {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                )
-            })
+            emit_pretty(json, &report)
         }
     }
 }

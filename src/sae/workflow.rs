@@ -259,6 +259,8 @@ pub fn evaluate(
     let layer = ws.config.layer;
     let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
     let names = backbone.info().class_names.clone();
+    // Folder class → logit index, worked out at the first batch with logits.
+    let mut mapping: Option<Vec<usize>> = None;
     let (mut sq_err, mut n_tok, mut l0_sum) = (0f64, 0usize, 0f64);
     let mut sum = vec![0f64; sae.d_in];
     let mut sumsq = 0f64;
@@ -317,8 +319,14 @@ pub fn evaluate(
                 .finish_from(&spliced_t, layer)?
                 .logits
                 .ok_or_else(|| Error::Invalid("no logits".into()))?;
-            let mapping =
-                crate::analysis::classify::class_mapping(&ds, names.as_deref(), logits.dim(1)?)?;
+            let mapping = match &mapping {
+                Some(m) => m,
+                None => mapping.insert(crate::analysis::classify::class_mapping(
+                    &ds,
+                    names.as_deref(),
+                    logits.dim(1)?,
+                )?),
+            };
             for ((p, ps), &i) in argmax_last(&logits)?
                 .into_iter()
                 .zip(argmax_last(&logits_s)?)
