@@ -144,10 +144,11 @@ pub fn bench_sae_train(
     steps: usize,
     peer: Option<&Path>,
 ) -> Result<SaeTrainBench> {
-    use crate::sae::train::{Rng, TopKTrainer, TrainConfig};
+    use crate::sae::train::{Rng, TrainArch, TrainConfig, Trainer};
     let mut rng = Rng::new(0);
     let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();
     let cfg = TrainConfig {
+        arch: TrainArch::TopK,
         d_in,
         d_sae,
         k,
@@ -157,9 +158,10 @@ pub fn bench_sae_train(
         lr: 4e-4,
         warmup_steps: 1,
         total_steps: (steps + 3) as u64,
+        l1_warmup_steps: 1,
         seed: 0,
     };
-    let mut t = TopKTrainer::new(cfg, &data[..batch * d_in]);
+    let mut t = Trainer::new(cfg, &data[..batch * d_in]);
     let slice = |s: usize| &data[(s % 4) * batch * d_in..(s % 4 + 1) * batch * d_in];
     for s in 0..3 {
         t.train_step(slice(s)); // warm-up, as the peer does

@@ -68,17 +68,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train a TopK SAE on a workspace's activations (saved to WS/sae in SAELens format).
+    /// Train an SAE on a workspace's activations (saved to WS/sae in SAELens format).
+    /// An interrupted run (crash, Ctrl-C, cancel) resumes from its last checkpoint when re-run
+    /// with the same settings.
     Train {
         #[arg(long)]
         workspace: PathBuf,
-        /// Only `topk` is trainable so far.
+        /// topk, batchtopk or relu (L1 penalty weighted by decoder norms).
         #[arg(long, default_value = "topk")]
         arch: String,
         #[arg(long)]
         d_sae: usize,
-        #[arg(long)]
+        /// Active latents per token (topk; batchtopk on average). Ignored by relu.
+        #[arg(long, default_value_t = 32)]
         k: usize,
+        /// L1 coefficient (relu), on normalised activations if --normalize.
+        #[arg(long, default_value_t = 5.0)]
+        l1: f32,
+        /// Scale activations to mean norm √d_in before training (folded into the saved SAE).
+        #[arg(long)]
+        normalize: bool,
+        /// Checkpoint every N steps (default: every 60 s).
+        #[arg(long)]
+        checkpoint_every: Option<u64>,
+        /// Discard an unfinished run's checkpoint instead of resuming it.
+        #[arg(long)]
+        restart: bool,
         /// Training tokens (default: 10 passes over the store).
         #[arg(long)]
         tokens: Option<u64>,
@@ -318,27 +333,29 @@ fn run(cli: Cli) -> Result<()> {
             arch,
             d_sae,
             k,
+            l1,
+            normalize,
+            checkpoint_every,
+            restart,
             tokens,
             batch,
             lr,
             seed,
             json,
         }) => {
-            if arch != "topk" {
-                anyhow::bail!(
-                    "--arch {arch}: only topk training is implemented so far (ReLU/BatchTopK/JumpReLU SAEs load and evaluate)"
-                );
-            }
+            let arch = saescope::sae::train::TrainArch::parse(&arch, l1)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let (job, bar) = progress_job("train");
             let opts = saescope::sae::workflow::TrainOptions {
-                d_sae,
-                k,
+                arch,
                 tokens,
                 batch,
                 lr,
                 seed,
-                buffer_rows: 1 << 18,
+                normalize,
+                checkpoint_every,
+                restart,
+                ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
             };
             let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
             bar.finish_and_clear();

@@ -1,5 +1,6 @@
-//! Train a TopK SAE on real CIFAR-10 ViT activations through the CLI, then evaluate it with the
-//! tapped layer replaced by the reconstruction.
+//! Train SAEs (TopK, BatchTopK with a crash and resume, ReLU + L1 with normalisation) on real
+//! CIFAR-10 ViT activations through the CLI, then evaluate them with the tapped layer replaced
+//! by the reconstruction.
 
 use saescope::shared::shared_path;
 use serde_json::Value;
@@ -96,4 +97,128 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("d_in=6") && err.contains("width 128"), "{err}");
+
+    // BatchTopK, killed after its third checkpoint, resumes where it stopped.
+    let btk = |extra: &[&str]| {
+        let mut c = Command::new(exe);
+        c.args([
+            "train",
+            "--arch",
+            "batchtopk",
+            "--d-sae",
+            "256",
+            "--k",
+            "8",
+            "--tokens",
+            "300000",
+            "--batch",
+            "1024",
+            "--checkpoint-every",
+            "20",
+            "--workspace",
+        ])
+        .arg(&ws)
+        .args(extra);
+        c
+    };
+    let crashed = btk(&["--json"])
+        .env("SAESCOPE_CRASH_AFTER_CHECKPOINT", "3")
+        .output()
+        .unwrap();
+    assert!(
+        !crashed.status.success(),
+        "the fault injection should abort"
+    );
+    assert!(ws.join("sae/checkpoint/checkpoint.json").is_file());
+    // Other settings do not silently throw the unfinished run away.
+    let out = Command::new(exe)
+        .args([
+            "train",
+            "--json",
+            "--d-sae",
+            "128",
+            "--k",
+            "8",
+            "--workspace",
+        ])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(err.contains("--restart"), "{err}");
+    let r = run_json(&mut btk(&[]));
+    assert_eq!(r["resumed_from_step"], 60);
+    assert_eq!(r["steps"], 293);
+    assert!(
+        !ws.join("sae/checkpoint").exists(),
+        "checkpoint left behind"
+    );
+    let threshold = r["threshold"].as_f64().unwrap();
+    assert!(threshold > 0.0, "learned threshold {threshold}");
+    // The metrics log runs once through the steps, with no repeats from the resumed part.
+    let steps: Vec<u64> = std::fs::read_to_string(ws.join("sae/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]) && steps.first() == Some(&0));
+    assert_eq!(steps.last(), Some(&292));
+    let e = run_json(
+        Command::new(exe)
+            .args(["eval-sae", "--workspace"])
+            .arg(&ws)
+            .arg("--images")
+            .arg(&images),
+    );
+    let l0 = e["l0"].as_f64().unwrap();
+    assert!((4.0..16.0).contains(&l0), "BatchTopK inference L0 {l0}");
+    assert!(e["fve"].as_f64().unwrap() > 0.6, "{e}");
+
+    // ReLU + L1 with input normalisation: the scale is folded into the saved weights.
+    let r = run_json(
+        Command::new(exe)
+            .args([
+                "train",
+                "--arch",
+                "relu",
+                "--l1",
+                "1",
+                "--normalize",
+                "--d-sae",
+                "256",
+                "--tokens",
+                "200000",
+                "--batch",
+                "1024",
+                "--restart",
+                "--workspace",
+            ])
+            .arg(&ws),
+    );
+    let scale = r["input_scale"].as_f64().unwrap();
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("sae/cfg.json")).unwrap()).unwrap();
+    assert_eq!(cfg["architecture"], "standard");
+    assert_eq!(cfg["normalize_activations"], "none");
+    assert!(
+        (cfg["metadata"]["saescope_input_scale_folded"]
+            .as_f64()
+            .unwrap()
+            - scale)
+            .abs()
+            < 1e-6
+    );
+    let e = run_json(
+        Command::new(exe)
+            .args(["eval-sae", "--workspace"])
+            .arg(&ws)
+            .arg("--images")
+            .arg(&images),
+    );
+    assert!(e["fve"].as_f64().unwrap() > 0.5, "ReLU SAE: {e}");
 }

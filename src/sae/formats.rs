@@ -255,6 +255,8 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
             "model_name": s.meta.model_name,
             "hook_name": s.meta.hook_name,
             "saescope_version": env!("CARGO_PKG_VERSION"),
+            // Training-time input normalisation, already folded into the weights above.
+            "saescope_input_scale_folded": sae.input_scale,
         },
     });
     if let Some(k) = k {

@@ -1,18 +1,55 @@
-//! TopK SAE training on the CPU with exact sparse kernels. Only k latents per token are active,
-//! so everything after the dense encoder GEMM is sparse: the decoder is a gather of k rows, and
-//! the gradients of W_enc / W_dec touch only active latents (grouped by latent so rows update
-//! in parallel without conflicts). AuxK (Gao et al., 2024) revives dead latents by training the
-//! top `k_aux` dead latents to reconstruct the residual. Adam with warm-up and linear decay,
-//! decoder rows renormalised to unit norm after each step.
+//! SAE training on the CPU with exact sparse kernels. Only the active latents of each token
+//! carry gradient, so everything after the dense encoder GEMM is sparse: the decoder is a gather
+//! of the active rows, and the gradients of W_enc / W_dec touch only active latents (grouped by
+//! latent so rows update in parallel without conflicts).
+//!
+//! Architectures: TopK (k per token) and BatchTopK (k·rows over the whole batch, which learns the
+//! inference threshold as a running mean of the smallest kept activation), both with AuxK
+//! (Gao et al., 2024) reviving dead latents and unit-norm decoder rows; ReLU with an L1 penalty
+//! weighted by decoder row norms (decoder rows free). Adam with warm-up and linear decay.
 
 use super::{Sae, SaeActivation, SaeMeta};
 use crate::linalg::{RhsLayout, matmul};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TrainArch {
+    TopK,
+    BatchTopK,
+    /// ReLU with `l1`·Σ f_j‖W_dec[j]‖ added to the loss.
+    Relu {
+        l1: f32,
+    },
+}
+
+impl TrainArch {
+    /// Parses the CLI name (`topk`, `batchtopk`, `relu`); `l1` is used by `relu` only.
+    pub fn parse(name: &str, l1: f32) -> crate::error::Result<Self> {
+        match name {
+            "topk" => Ok(TrainArch::TopK),
+            "batchtopk" => Ok(TrainArch::BatchTopK),
+            "relu" | "standard" => Ok(TrainArch::Relu { l1 }),
+            "jumprelu" => Err(crate::error::Error::Invalid(
+                "--arch jumprelu: JumpReLU SAEs load and run, but training them is not implemented; train batchtopk (also a thresholded ReLU at inference) or load a JumpReLU file".into(),
+            )),
+            other => Err(crate::error::Error::Invalid(format!(
+                "--arch {other}: unknown architecture; use topk, batchtopk or relu"
+            ))),
+        }
+    }
+    fn unit_norm_decoder(self) -> bool {
+        !matches!(self, TrainArch::Relu { .. })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    pub arch: TrainArch,
     pub d_in: usize,
     pub d_sae: usize,
+    /// Active latents per token (TopK), or on average (BatchTopK); unused by ReLU.
     pub k: usize,
     /// Dead latents used by AuxK (0 disables it); the usual choice is d_in / 2.
     pub k_aux: usize,
@@ -22,6 +59,8 @@ pub struct TrainConfig {
     pub lr: f32,
     pub warmup_steps: u64,
     pub total_steps: u64,
+    /// ReLU: the L1 coefficient ramps up linearly over these steps (avoids early dead latents).
+    pub l1_warmup_steps: u64,
     pub seed: u64,
 }
 
@@ -64,21 +103,43 @@ impl Adam {
 /// Loss and gradients of one batch (what the sparse kernels compute; the tests compare these to
 /// a dense autograd implementation).
 pub struct Grads {
+    /// Mean over rows of ‖x − x̂‖².
     pub loss: f32,
     pub aux_loss: f32,
+    /// ReLU: the (warmed-up) L1 term.
+    pub l1_loss: f32,
     /// [d_sae, d_in] (encoder stored latent-major).
     pub w_enc_t: Vec<f32>,
     pub b_enc: Vec<f32>,
     pub w_dec: Vec<f32>,
     pub b_dec: Vec<f32>,
-    /// Active latent ids per row [rows·k] and their values.
+    /// Active latent ids and values, row by row; row r owns `row_start[r]..row_start[r + 1]`.
     pub active: Vec<u32>,
     pub values: Vec<f32>,
-    /// Σ‖x − x̂‖² and Σ‖x − mean‖² pieces for FVE are left to the caller; this is Σ‖x − x̂‖².
+    pub row_start: Vec<usize>,
+    /// Σ‖x − x̂‖² over the batch.
     pub sq_err: f64,
+    /// BatchTopK: the smallest activation kept in this batch.
+    pub min_kept: Option<f32>,
 }
 
-pub struct TopKTrainer {
+/// Named state tensors of a trainer, in a fixed order (checkpoints store exactly these).
+pub const STATE_TENSORS: [&str; 12] = [
+    "w_enc_t",
+    "b_enc",
+    "w_dec",
+    "b_dec",
+    "adam_m.w_enc_t",
+    "adam_v.w_enc_t",
+    "adam_m.b_enc",
+    "adam_v.b_enc",
+    "adam_m.w_dec",
+    "adam_v.w_dec",
+    "adam_m.b_dec",
+    "adam_v.b_dec",
+];
+
+pub struct Trainer {
     pub cfg: TrainConfig,
     /// [d_sae, d_in]: the encoder, one row per latent (= W_encᵀ).
     pub w_enc_t: Vec<f32>,
@@ -91,6 +152,8 @@ pub struct TopKTrainer {
     pub tokens_seen: u64,
     /// Token count when each latent last fired.
     pub last_fired: Vec<u64>,
+    /// BatchTopK inference threshold (running mean of the smallest kept activation; < 0 = unset).
+    pub threshold: f32,
     /// Reused [rows, d_sae] pre-activation buffer: a fresh 256 MiB allocation per step costs
     /// more in page faults than the top-k selection itself.
     scratch: Vec<f32>,
@@ -125,14 +188,82 @@ impl Rng {
     }
 }
 
-impl TopKTrainer {
-    /// Random unit-norm decoder rows, encoder = decoder transposed (the usual TopK init),
-    /// `b_dec` = the mean of `sample` (rows of d_in).
+/// The active latents of each row for pre-activations `pre` [rows, d_sae] (bias not yet added),
+/// and for BatchTopK the smallest kept value.
+pub fn select_active(
+    arch: TrainArch,
+    pre: &[f32],
+    b_enc: &[f32],
+    k: usize,
+) -> (Vec<Vec<(u32, f32)>>, Option<f32>) {
+    let d_sae = b_enc.len();
+    let positive = |row: &[f32], floor: f32| -> Vec<(u32, f32)> {
+        row.iter()
+            .zip(b_enc)
+            .enumerate()
+            .filter_map(|(j, (&p, &b))| {
+                let v = p + b;
+                (v > 0.0 && v >= floor).then_some((j as u32, v))
+            })
+            .collect()
+    };
+    match arch {
+        TrainArch::TopK => (
+            pre.par_chunks(d_sae)
+                .map(|row| top_k_biased(row, b_enc, k, None))
+                .collect(),
+            None,
+        ),
+        TrainArch::Relu { .. } => (
+            pre.par_chunks(d_sae)
+                .map(|row| positive(row, 0.0))
+                .collect(),
+            None,
+        ),
+        TrainArch::BatchTopK => {
+            // Keep the rows·k largest positive activations of the whole batch.
+            let rows = pre.len() / d_sae;
+            let mut all: Vec<f32> = pre
+                .par_chunks(d_sae)
+                .flat_map_iter(|row| {
+                    row.iter()
+                        .zip(b_enc)
+                        .map(|(&p, &b)| p + b)
+                        .filter(|&v| v > 0.0)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let budget = rows * k;
+            let floor = if all.len() > budget && budget > 0 {
+                *all.select_nth_unstable_by(budget - 1, |a, b| b.total_cmp(a))
+                    .1
+            } else {
+                0.0
+            };
+            let lists: Vec<Vec<(u32, f32)>> = pre
+                .par_chunks(d_sae)
+                .map(|row| positive(row, floor))
+                .collect();
+            let min_kept = lists
+                .iter()
+                .flat_map(|l| l.iter().map(|&(_, v)| v))
+                .fold(f32::INFINITY, f32::min);
+            (lists, min_kept.is_finite().then_some(min_kept))
+        }
+    }
+}
+
+impl Trainer {
+    /// Random decoder rows (unit norm; norm 0.1 for ReLU, whose decoder norms are free), encoder =
+    /// decoder transposed, `b_dec` = the mean of `sample` (rows of d_in).
     pub fn new(cfg: TrainConfig, sample: &[f32]) -> Self {
         let (d_in, d_sae) = (cfg.d_in, cfg.d_sae);
         let mut rng = Rng::new(cfg.seed);
         let mut w_dec: Vec<f32> = (0..d_in * d_sae).map(|_| rng.normal()).collect();
         normalize_rows(&mut w_dec, d_in);
+        if !cfg.arch.unit_norm_decoder() {
+            w_dec.iter_mut().for_each(|w| *w *= 0.1);
+        }
         let w_enc_t = w_dec.clone();
         let rows = sample.len() / d_in;
         let mut b_dec = vec![0f32; d_in];
@@ -142,7 +273,7 @@ impl TopKTrainer {
                 .zip(r)
                 .for_each(|(b, x)| *b += x / rows.max(1) as f32);
         }
-        TopKTrainer {
+        Trainer {
             w_enc_t,
             b_enc: vec![0.0; d_sae],
             w_dec,
@@ -156,6 +287,7 @@ impl TopKTrainer {
             step: 0,
             tokens_seen: 0,
             last_fired: vec![0; d_sae],
+            threshold: -1.0,
             scratch: Vec::new(),
             cfg,
         }
@@ -175,6 +307,16 @@ impl TopKTrainer {
         c.lr
     }
 
+    /// The L1 coefficient at `step` (ReLU only; ramps up over `l1_warmup_steps`).
+    pub fn l1_at(&self, step: u64) -> f32 {
+        match self.cfg.arch {
+            TrainArch::Relu { l1 } => {
+                l1 * ((step + 1) as f32 / self.cfg.l1_warmup_steps.max(1) as f32).min(1.0)
+            }
+            _ => 0.0,
+        }
+    }
+
     /// Latents that have not fired for `dead_after_tokens` tokens.
     pub fn dead_mask(&self) -> Vec<bool> {
         self.last_fired
@@ -190,6 +332,7 @@ impl TopKTrainer {
     pub fn grads(&mut self, x: &[f32], dead: &[bool]) -> Grads {
         let (d_in, d_sae, k) = (self.cfg.d_in, self.cfg.d_sae, self.cfg.k);
         let rows = x.len() / d_in;
+        let n = rows as f32;
         // xin = x − b_dec
         let mut xin = x.to_vec();
         xin.par_chunks_mut(d_in)
@@ -206,42 +349,51 @@ impl TopKTrainer {
             false,
             true,
         );
-        let b_enc = &self.b_enc;
-        // Top-k (then ReLU) per row, plus the top k_aux dead latents for AuxK.
+        let (top, min_kept) = select_active(self.cfg.arch, &pre, &self.b_enc, k);
+        // AuxK: the top k_aux dead latents per row reconstruct the residual.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);
-        let k_aux = self.cfg.k_aux;
-        let per_row: Vec<(Vec<(u32, f32)>, Vec<(u32, f32)>)> = pre
-            .par_chunks(d_sae)
-            .map(|row| {
-                let top = top_k_biased(row, b_enc, k, None);
-                let aux = if use_aux {
-                    top_k_biased(row, b_enc, k_aux, Some(dead))
-                } else {
-                    Vec::new()
-                };
-                (top, aux)
-            })
-            .collect();
+        let aux: Vec<Vec<(u32, f32)>> = if use_aux {
+            pre.par_chunks(d_sae)
+                .map(|row| top_k_biased(row, &self.b_enc, self.cfg.k_aux, Some(dead)))
+                .collect()
+        } else {
+            vec![Vec::new(); rows]
+        };
         self.scratch = pre;
-        // Decode by gathering k rows: x̂ = Σ f_j W_dec[j] + b_dec; residual e = x̂ − x.
-        let mut active = vec![0u32; rows * k];
-        let mut values = vec![0f32; rows * k];
+        // ReLU's L1 penalty λ/n·Σ f_j‖W_dec[j]‖ needs the decoder norms.
+        let l1 = self.l1_at(self.step);
+        let dec_norms: Vec<f32> = if l1 > 0.0 {
+            self.w_dec
+                .par_chunks(d_in)
+                .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Decode by gathering the active rows: x̂ = Σ f_j W_dec[j] + b_dec; residual e = x̂ − x.
         let mut dxhat = vec![0f32; rows * d_in];
-        let mut aux_dxhat = vec![0f32; rows * d_in];
-        let n = rows as f32;
-        let (sq_err, aux_sq): (f64, f64) = dxhat
+        let mut aux_dxhat = vec![0f32; if use_aux { rows * d_in } else { 0 }];
+        let aux_chunk = if use_aux { d_in } else { 1 };
+        let mut aux_dummy = vec![0f32; rows];
+        let aux_buf = if use_aux {
+            &mut aux_dxhat
+        } else {
+            &mut aux_dummy
+        };
+        let (sq_err, aux_sq, l1_sum): (f64, f64, f64) = dxhat
             .par_chunks_mut(d_in)
             .zip(x.par_chunks(d_in))
-            .zip(per_row.par_iter())
-            .zip(active.par_chunks_mut(k).zip(values.par_chunks_mut(k)))
-            .zip(aux_dxhat.par_chunks_mut(d_in))
-            .map(|((((dx, xr), (top, aux)), (act, val)), aux_dx)| {
+            .zip(top.par_iter().zip(aux.par_iter()))
+            .zip(aux_buf.par_chunks_mut(aux_chunk))
+            .map(|(((dx, xr), (top, aux)), adx)| {
                 dx.copy_from_slice(&self.b_dec);
-                for (slot, &(j, v)) in top.iter().enumerate() {
-                    act[slot] = j;
-                    val[slot] = v;
+                let mut l1_row = 0f64;
+                for &(j, v) in top {
                     let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
                     dx.iter_mut().zip(wd).for_each(|(a, w)| *a += v * w);
+                    if l1 > 0.0 {
+                        l1_row += (v * dec_norms[j as usize]) as f64;
+                    }
                 }
                 let mut se = 0f64;
                 for (a, &xv) in dx.iter_mut().zip(xr) {
@@ -250,8 +402,7 @@ impl TopKTrainer {
                 }
                 let mut aux_se = 0f64;
                 if use_aux {
-                    let adx = aux_dx;
-                    // AuxK: ê = Σ_aux f_j W_dec[j] should predict −e (= x − x̂).
+                    // ê = Σ_aux f_j W_dec[j] should predict −e (= x − x̂).
                     adx.iter_mut().for_each(|v| *v = 0.0);
                     for &(j, v) in aux {
                         let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
@@ -262,38 +413,39 @@ impl TopKTrainer {
                         aux_se += (*a as f64) * (*a as f64);
                     }
                 }
-                (se, aux_se)
+                (se, aux_se, l1_row)
             })
-            .reduce(|| (0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            .reduce(|| (0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
         let loss = (sq_err / rows as f64) as f32;
         let aux_loss = if use_aux {
             self.cfg.aux_coeff * (aux_sq / rows as f64) as f32
         } else {
             0.0
         };
+        let l1_loss = (l1 as f64 * l1_sum / rows as f64) as f32;
         // dL/dx̂ = 2e/n; dLaux/dê = 2·c·(ê − (x − x̂))/n (the aux target is treated as constant).
         dxhat.par_iter_mut().for_each(|v| *v *= 2.0 / n);
         let aux_scale = 2.0 * self.cfg.aux_coeff / n;
         aux_dxhat.par_iter_mut().for_each(|v| *v *= aux_scale);
 
-        // Per-row sparse gradients w.r.t. the active latents' pre-activations.
-        let mut entries: Vec<(u32, u32, f32, f32)> =
-            Vec::with_capacity(rows * (k + if use_aux { k_aux } else { 0 }));
+        // Per-row sparse gradients w.r.t. the active latents' pre-activations:
+        // (row | AUX_BIT, latent, activation value, dL/dpre).
         let row_entries: Vec<Vec<(u32, u32, f32, f32)>> = (0..rows)
             .into_par_iter()
             .map(|b| {
-                let (top, aux) = &per_row[b];
-                let mut out = Vec::with_capacity(top.len() + aux.len());
+                let mut out = Vec::with_capacity(top[b].len() + aux[b].len());
                 let dx = &dxhat[b * d_in..(b + 1) * d_in];
-                for &(j, v) in top {
+                for &(j, v) in &top[b] {
                     let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
-                    let df: f32 = dx.iter().zip(wd).map(|(a, w)| a * w).sum();
-                    // (row, latent, activation value, upstream grad into the decoder row, dpre)
+                    let mut df: f32 = dx.iter().zip(wd).map(|(a, w)| a * w).sum();
+                    if l1 > 0.0 {
+                        df += l1 / n * dec_norms[j as usize];
+                    }
                     out.push((b as u32, j, v, if v > 0.0 { df } else { 0.0 }));
                 }
                 if use_aux {
                     let adx = &aux_dxhat[b * d_in..(b + 1) * d_in];
-                    for &(j, v) in aux {
+                    for &(j, v) in &aux[b] {
                         let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
                         let df: f32 = adx.iter().zip(wd).map(|(a, w)| a * w).sum();
                         out.push((b as u32 | AUX_BIT, j, v, if v > 0.0 { df } else { 0.0 }));
@@ -302,14 +454,13 @@ impl TopKTrainer {
                 out
             })
             .collect();
-        for r in row_entries {
-            entries.extend(r);
-        }
 
         // Group entries by latent so each latent's rows update without write conflicts.
         let mut by_latent: Vec<Vec<(u32, f32, f32)>> = vec![Vec::new(); d_sae];
-        for &(b, j, v, dpre) in &entries {
-            by_latent[j as usize].push((b, v, dpre));
+        for list in &row_entries {
+            for &(b, j, v, dpre) in list {
+                by_latent[j as usize].push((b, v, dpre));
+            }
         }
         let mut g_wenc = vec![0f32; d_sae * d_in];
         let mut g_wdec = vec![0f32; d_sae * d_in];
@@ -318,20 +469,28 @@ impl TopKTrainer {
             .par_chunks_mut(d_in)
             .zip(g_wdec.par_chunks_mut(d_in))
             .zip(g_benc.par_iter_mut())
-            .zip(by_latent.par_iter())
-            .for_each(|(((ge, gd), gb), list)| {
+            .zip(by_latent.par_iter().enumerate())
+            .for_each(|(((ge, gd), gb), (j, list))| {
+                let mut f_sum = 0f32;
                 for &(b, v, dpre) in list {
-                    let aux = b & AUX_BIT != 0;
+                    let is_aux = b & AUX_BIT != 0;
                     let b = (b & !AUX_BIT) as usize;
                     let xr = &xin[b * d_in..(b + 1) * d_in];
                     ge.iter_mut().zip(xr).for_each(|(g, x)| *g += dpre * x);
                     *gb += dpre;
-                    let up = if aux {
+                    let up = if is_aux {
                         &aux_dxhat[b * d_in..(b + 1) * d_in]
                     } else {
+                        f_sum += v;
                         &dxhat[b * d_in..(b + 1) * d_in]
                     };
                     gd.iter_mut().zip(up).for_each(|(g, u)| *g += v * u);
+                }
+                // d/dW_dec[j] of λ/n·Σ_b f_bj‖W_dec[j]‖ = λ/n·(Σ_b f_bj)·W_dec[j]/‖W_dec[j]‖.
+                if l1 > 0.0 && f_sum > 0.0 {
+                    let wd = &self.w_dec[j * d_in..(j + 1) * d_in];
+                    let c = l1 / n * f_sum / dec_norms[j].max(1e-12);
+                    gd.iter_mut().zip(wd).for_each(|(g, w)| *g += c * w);
                 }
             });
         // b_dec: decoder side Σ dx̂, encoder side −Σ_b Σ_j dpre W_enc[j].
@@ -339,33 +498,43 @@ impl TopKTrainer {
         for r in dxhat.chunks(d_in) {
             g_bdec.iter_mut().zip(r).for_each(|(g, v)| *g += v);
         }
-        let mut per_row_dxin: Vec<f32> = vec![0f32; rows * d_in];
-        let mut row_lists: Vec<Vec<(u32, f32)>> = vec![Vec::new(); rows];
-        for &(b, j, _, dpre) in &entries {
-            row_lists[(b & !AUX_BIT) as usize].push((j, dpre));
-        }
-        per_row_dxin
-            .par_chunks_mut(d_in)
-            .zip(row_lists.par_iter())
-            .for_each(|(d, list)| {
-                for &(j, dpre) in list {
+        let per_row_dxin: Vec<Vec<f32>> = row_entries
+            .par_iter()
+            .map(|list| {
+                let mut d = vec![0f32; d_in];
+                for &(_, j, _, dpre) in list {
                     let we = &self.w_enc_t[j as usize * d_in..(j as usize + 1) * d_in];
                     d.iter_mut().zip(we).for_each(|(a, w)| *a += dpre * w);
                 }
-            });
-        for r in per_row_dxin.chunks(d_in) {
+                d
+            })
+            .collect();
+        for r in &per_row_dxin {
             g_bdec.iter_mut().zip(r).for_each(|(g, v)| *g -= v);
+        }
+        let mut row_start = Vec::with_capacity(rows + 1);
+        let (mut active, mut values) = (Vec::new(), Vec::new());
+        row_start.push(0);
+        for list in &top {
+            for &(j, v) in list {
+                active.push(j);
+                values.push(v);
+            }
+            row_start.push(active.len());
         }
         Grads {
             loss,
             aux_loss,
+            l1_loss,
             w_enc_t: g_wenc,
             b_enc: g_benc,
             w_dec: g_wdec,
             b_dec: g_bdec,
             active,
             values,
+            row_start,
             sq_err,
+            min_kept,
         }
     }
 
@@ -380,6 +549,14 @@ impl TopKTrainer {
                 self.last_fired[j as usize] = self.tokens_seen;
             }
         }
+        if let Some(m) = g.min_kept {
+            // Running mean of the batch threshold (dictionary_learning's BatchTopK rule).
+            self.threshold = if self.threshold < 0.0 {
+                m
+            } else {
+                0.99 * self.threshold + 0.01 * m
+            };
+        }
         self.step += 1;
         let lr = self.lr_at(self.step - 1);
         let t = self.step;
@@ -388,8 +565,63 @@ impl TopKTrainer {
         a1.step(&mut self.b_enc, &g.b_enc, lr, t);
         a2.step(&mut self.w_dec, &g.w_dec, lr, t);
         a3.step(&mut self.b_dec, &g.b_dec, lr, t);
-        normalize_rows(&mut self.w_dec, self.cfg.d_in);
+        if self.cfg.arch.unit_norm_decoder() {
+            normalize_rows(&mut self.w_dec, self.cfg.d_in);
+        }
         g
+    }
+
+    /// The state tensors named by [`STATE_TENSORS`], for checkpoints.
+    pub fn state(&self) -> Vec<(&'static str, &[f32])> {
+        let a = &self.adam;
+        let v: [&[f32]; 12] = [
+            &self.w_enc_t,
+            &self.b_enc,
+            &self.w_dec,
+            &self.b_dec,
+            &a[0].m,
+            &a[0].v,
+            &a[1].m,
+            &a[1].v,
+            &a[2].m,
+            &a[2].v,
+            &a[3].m,
+            &a[3].v,
+        ];
+        STATE_TENSORS.iter().copied().zip(v).collect()
+    }
+
+    /// Restores what [`Trainer::state`] returned (checked for size) plus the counters.
+    pub fn restore(
+        &mut self,
+        mut get: impl FnMut(&str, usize) -> crate::error::Result<Vec<f32>>,
+        step: u64,
+        tokens_seen: u64,
+        last_fired: Vec<u64>,
+        threshold: f32,
+    ) -> crate::error::Result<()> {
+        let (d_in, d_sae) = (self.cfg.d_in, self.cfg.d_sae);
+        self.w_enc_t = get("w_enc_t", d_sae * d_in)?;
+        self.b_enc = get("b_enc", d_sae)?;
+        self.w_dec = get("w_dec", d_sae * d_in)?;
+        self.b_dec = get("b_dec", d_in)?;
+        let names = ["w_enc_t", "b_enc", "w_dec", "b_dec"];
+        let sizes = [d_sae * d_in, d_sae, d_sae * d_in, d_in];
+        for (i, a) in self.adam.iter_mut().enumerate() {
+            a.m = get(&format!("adam_m.{}", names[i]), sizes[i])?;
+            a.v = get(&format!("adam_v.{}", names[i]), sizes[i])?;
+        }
+        if last_fired.len() != d_sae {
+            return Err(crate::error::Error::Invalid(format!(
+                "checkpoint has {} latent counters, expected {d_sae}",
+                last_fired.len()
+            )));
+        }
+        self.step = step;
+        self.tokens_seen = tokens_seen;
+        self.last_fired = last_fired;
+        self.threshold = threshold;
+        Ok(())
     }
 
     /// The trained SAE in inference form.
@@ -401,6 +633,14 @@ impl TopKTrainer {
                 w_enc[i * d_sae + j] = self.w_enc_t[j * d_in + i];
             }
         }
+        let activation = match self.cfg.arch {
+            TrainArch::TopK => SaeActivation::TopK { k: self.cfg.k },
+            TrainArch::BatchTopK => SaeActivation::BatchTopK {
+                k: self.cfg.k as f32,
+                threshold: self.threshold.max(0.0),
+            },
+            TrainArch::Relu { .. } => SaeActivation::Relu,
+        };
         Sae {
             d_in,
             d_sae,
@@ -409,7 +649,7 @@ impl TopKTrainer {
             w_dec: self.w_dec.clone(),
             b_dec: self.b_dec.clone(),
             threshold: None,
-            activation: SaeActivation::TopK { k: self.cfg.k },
+            activation,
             apply_b_dec_to_input: true,
             input_scale: None,
             meta,
@@ -472,28 +712,46 @@ mod tests {
     use super::*;
     use candle_core::{Device, Tensor, Var};
 
-    /// The sparse kernels against a dense autograd implementation (candle), main and AuxK loss.
-    #[test]
-    fn sparse_gradients_match_dense_autograd() {
-        let (d_in, d_sae, k, k_aux, rows) = (5, 12, 3, 4, 7);
-        let cfg = TrainConfig {
-            d_in,
-            d_sae,
-            k,
+    fn small_cfg(arch: TrainArch, k_aux: usize) -> TrainConfig {
+        TrainConfig {
+            arch,
+            d_in: 5,
+            d_sae: 12,
+            k: 3,
             k_aux,
             aux_coeff: 0.25,
             dead_after_tokens: 1,
             lr: 1e-3,
             warmup_steps: 1,
             total_steps: 10,
+            l1_warmup_steps: 1,
             seed: 3,
-        };
+        }
+    }
+
+    /// The sparse kernels against a dense autograd implementation (candle): main loss, AuxK and
+    /// the decoder-norm-weighted L1 penalty, for every trainable architecture.
+    #[test]
+    fn sparse_gradients_match_dense_autograd() {
+        for (arch, k_aux) in [
+            (TrainArch::TopK, 4),
+            (TrainArch::BatchTopK, 4),
+            (TrainArch::Relu { l1: 0.7 }, 0),
+        ] {
+            check_against_autograd(small_cfg(arch, k_aux));
+        }
+    }
+
+    fn check_against_autograd(cfg: TrainConfig) {
+        let (d_in, d_sae, k, k_aux, rows) = (cfg.d_in, cfg.d_sae, cfg.k, cfg.k_aux, 7);
+        let arch = cfg.arch;
         let mut rng = Rng::new(11);
         let x: Vec<f32> = (0..rows * d_in).map(|_| rng.normal()).collect();
-        let mut t = TopKTrainer::new(cfg, &x);
+        let mut t = Trainer::new(cfg, &x);
         t.b_enc.iter_mut().for_each(|b| *b = rng.normal() * 0.3);
         t.b_dec.iter_mut().for_each(|b| *b += rng.normal() * 0.1);
         t.w_enc_t.iter_mut().for_each(|w| *w += rng.normal() * 0.2);
+        t.w_dec.iter_mut().for_each(|w| *w *= 1.0 + rng.uniform());
         let dead: Vec<bool> = (0..d_sae).map(|j| j % 3 == 0).collect();
         let g = t.grads(&x, &dead);
 
@@ -515,27 +773,19 @@ mod tests {
             .broadcast_add(be.as_tensor())
             .unwrap();
         // Masks from the same selection rule, as constants.
-        let pre_v: Vec<Vec<f32>> = pre.to_vec2().unwrap();
-        let mask = |aux: bool| -> Tensor {
-            let m: Vec<f32> = pre_v
-                .iter()
-                .flat_map(|row| {
-                    let zero = vec![0f32; d_sae];
-                    let sel = if aux {
-                        top_k_biased(row, &zero, k_aux, Some(&dead))
-                    } else {
-                        top_k_biased(row, &zero, k, None)
-                    };
-                    let mut m = vec![0f32; d_sae];
-                    for (j, _) in sel {
-                        m[j as usize] = 1.0;
-                    }
-                    m
-                })
-                .collect();
+        let pre_v: Vec<f32> = pre.flatten_all().unwrap().to_vec1().unwrap();
+        let zero = vec![0f32; d_sae];
+        let to_mask = |lists: Vec<Vec<(u32, f32)>>| {
+            let mut m = vec![0f32; rows * d_sae];
+            for (r, l) in lists.iter().enumerate() {
+                for &(j, _) in l {
+                    m[r * d_sae + j as usize] = 1.0;
+                }
+            }
             Tensor::from_vec(m, (rows, d_sae), &dev).unwrap()
         };
-        let f = (pre.relu().unwrap() * mask(false)).unwrap();
+        let main_mask = to_mask(select_active(arch, &pre_v, &zero, k).0);
+        let f = (pre.relu().unwrap() * main_mask).unwrap();
         let xhat = f
             .matmul(wd.as_tensor())
             .unwrap()
@@ -543,17 +793,40 @@ mod tests {
             .unwrap();
         let e = (&xhat - &xt).unwrap();
         let loss = (e.sqr().unwrap().sum_all().unwrap() / rows as f64).unwrap();
-        let fa = (pre.relu().unwrap() * mask(true)).unwrap();
-        let ehat = fa.matmul(wd.as_tensor()).unwrap();
-        let target = e.detach().neg().unwrap();
-        let aux = ((ehat - target).unwrap().sqr().unwrap().sum_all().unwrap()
-            * (0.25 / rows as f64))
-            .unwrap();
-        let total = (&loss + &aux).unwrap();
+        let mut total = loss.clone();
+        if k_aux > 0 {
+            let aux_mask = to_mask(
+                pre_v
+                    .chunks(d_sae)
+                    .map(|row| top_k_biased(row, &zero, k_aux, Some(&dead)))
+                    .collect(),
+            );
+            let fa = (pre.relu().unwrap() * aux_mask).unwrap();
+            let ehat = fa.matmul(wd.as_tensor()).unwrap();
+            let target = e.detach().neg().unwrap();
+            let aux = ((ehat - target).unwrap().sqr().unwrap().sum_all().unwrap()
+                * (0.25 / rows as f64))
+                .unwrap();
+            assert!((aux.to_scalar::<f32>().unwrap() - g.aux_loss).abs() < 1e-5);
+            total = (&total + &aux).unwrap();
+        }
+        if let TrainArch::Relu { l1 } = arch {
+            let norms = wd
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_keepdim(1)
+                .unwrap()
+                .sqrt()
+                .unwrap();
+            let pen =
+                (f.matmul(&norms).unwrap().sum_all().unwrap() * (l1 as f64 / rows as f64)).unwrap();
+            assert!((pen.to_scalar::<f32>().unwrap() - g.l1_loss).abs() < 1e-5);
+            total = (&total + &pen).unwrap();
+        }
         let grads = total.backward().unwrap();
 
         assert!((loss.to_scalar::<f32>().unwrap() - g.loss).abs() < 1e-5);
-        assert!((aux.to_scalar::<f32>().unwrap() - g.aux_loss).abs() < 1e-5);
         for (name, v, mine) in [
             ("W_enc", &we, &g.w_enc_t),
             ("b_enc", &be, &g.b_enc),
@@ -572,12 +845,28 @@ mod tests {
                 .zip(mine.iter())
                 .map(|(a, b)| (a - b).abs())
                 .fold(0f32, f32::max);
-            assert!(d < 1e-5, "{name}: max |sparse − dense| = {d}");
+            assert!(d < 1e-5, "{arch:?} {name}: max |sparse − dense| = {d}");
             assert!(
                 dense.iter().any(|v| v.abs() > 1e-4),
-                "{name}: gradient should not be trivially zero"
+                "{arch:?} {name}: gradient should not be trivially zero"
             );
         }
+    }
+
+    #[test]
+    fn batch_top_k_keeps_k_per_row_on_average() {
+        let mut rng = Rng::new(2);
+        let (rows, d_sae, k) = (64, 40, 5);
+        let pre: Vec<f32> = (0..rows * d_sae).map(|_| rng.normal()).collect();
+        let b = vec![0f32; d_sae];
+        let (lists, min_kept) = select_active(TrainArch::BatchTopK, &pre, &b, k);
+        let kept: usize = lists.iter().map(Vec::len).sum();
+        assert_eq!(kept, rows * k);
+        let min_kept = min_kept.unwrap();
+        // Everything above the smallest kept value is kept; rows differ in how many they keep.
+        let above = pre.iter().filter(|&&v| v >= min_kept).count();
+        assert_eq!(above, rows * k);
+        assert!(lists.iter().any(|l| l.len() != k));
     }
 
     #[test]
@@ -605,6 +894,7 @@ mod tests {
         }
     }
 
+    /// Every architecture learns sparse synthetic data, and a seed fixes the result.
     #[test]
     fn training_reduces_the_loss_and_is_deterministic() {
         let (d_in, d_sae) = (8, 32);
@@ -624,34 +914,57 @@ mod tests {
                 row
             })
             .collect();
-        let run = || {
-            let cfg = TrainConfig {
-                d_in,
-                d_sae,
-                k: 4,
-                k_aux: 4,
-                aux_coeff: 1.0 / 32.0,
-                dead_after_tokens: 4096,
-                lr: 3e-3,
-                warmup_steps: 10,
-                total_steps: 200,
-                seed: 1,
+        for arch in [
+            TrainArch::TopK,
+            TrainArch::BatchTopK,
+            TrainArch::Relu { l1: 0.01 },
+        ] {
+            let run = || {
+                let cfg = TrainConfig {
+                    arch,
+                    d_in,
+                    d_sae,
+                    k: 4,
+                    k_aux: 4,
+                    aux_coeff: 1.0 / 32.0,
+                    dead_after_tokens: 4096,
+                    lr: 3e-3,
+                    warmup_steps: 10,
+                    total_steps: 200,
+                    l1_warmup_steps: 20,
+                    seed: 1,
+                };
+                let mut t = Trainer::new(cfg, &x);
+                let first = t.grads(&x[..256 * d_in], &vec![false; d_sae]).loss;
+                for s in 0..200 {
+                    let b = (s % 8) * 256;
+                    t.train_step(&x[b * d_in..(b + 256) * d_in]);
+                }
+                let sae = t.to_sae(SaeMeta::default());
+                // The inference SAE (BatchTopK: learned threshold) reconstructs too.
+                let xs = &x[..256 * d_in];
+                let rec = sae.decode(&sae.encode(xs));
+                let inf_loss = xs
+                    .iter()
+                    .zip(&rec)
+                    .map(|(a, b)| (a - b).powi(2))
+                    .sum::<f32>()
+                    / 256.0;
+                (
+                    first,
+                    t.grads(xs, &vec![false; d_sae]).loss,
+                    inf_loss,
+                    t.w_dec.clone(),
+                )
             };
-            let mut t = TopKTrainer::new(cfg, &x);
-            let first = t.grads(&x[..256 * d_in], &vec![false; d_sae]).loss;
-            for s in 0..200 {
-                let b = (s % 8) * 256;
-                t.train_step(&x[b * d_in..(b + 256) * d_in]);
-            }
-            (
-                first,
-                t.grads(&x[..256 * d_in], &vec![false; d_sae]).loss,
-                t.w_dec.clone(),
-            )
-        };
-        let (first, last, w1) = run();
-        assert!(last < first * 0.3, "loss {first} → {last}");
-        let (_, _, w2) = run();
-        assert_eq!(w1, w2, "same seed, same data → same weights");
+            let (first, last, inf, w1) = run();
+            assert!(last < first * 0.3, "{arch:?}: loss {first} → {last}");
+            assert!(
+                inf < first * 0.4,
+                "{arch:?}: inference loss {first} → {inf}"
+            );
+            let (_, _, _, w2) = run();
+            assert_eq!(w1, w2, "{arch:?}: same seed, same data → same weights");
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! the native format; `evaluate` runs the backbone on an image folder, replaces the tapped layer
 //! by the SAE reconstruction and reports FVE, MSE, L0, dead/dense fractions and spliced accuracy.
 
+use super::checkpoint::{self, RunSettings};
 use super::formats::{load_sae, save_saelens};
-use super::train::{Rng, TopKTrainer, TrainConfig};
+use super::train::{Rng, TrainArch, TrainConfig, Trainer};
 use super::{Sae, SaeMeta};
 use crate::backbone::{Backbone, argmax_last};
 use crate::error::{Error, Result};
@@ -24,28 +25,62 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
+    pub arch: TrainArch,
     pub d_sae: usize,
+    /// Active latents per token (TopK; BatchTopK on average).
     pub k: usize,
     /// Training tokens (rows); default: 10 passes over the store.
     pub tokens: Option<u64>,
     pub batch: usize,
     pub lr: f32,
     pub seed: u64,
+    /// Scale activations so their mean norm is √d_in (SAELens `expected_average_only_in`);
+    /// recorded in the checkpoint and folded into the saved weights.
+    pub normalize: bool,
     /// Rows held for shuffling (bounds memory: buffer_rows × d_in × 4 bytes plus one shard).
     pub buffer_rows: usize,
+    /// Checkpoint every this many steps; `None`: every 60 s of training.
+    pub checkpoint_every: Option<u64>,
+    /// Discard an unfinished run's checkpoint instead of resuming it.
+    pub restart: bool,
+}
+
+impl TrainOptions {
+    /// Defaults for a TopK SAE of `d_sae` latents and `k` active per token.
+    pub fn topk(d_sae: usize, k: usize) -> Self {
+        TrainOptions {
+            arch: TrainArch::TopK,
+            d_sae,
+            k,
+            tokens: None,
+            batch: 4096,
+            lr: 1e-3,
+            seed: 0,
+            normalize: false,
+            buffer_rows: 1 << 18,
+            checkpoint_every: None,
+            restart: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainReport {
     pub sae: String,
+    pub arch: TrainArch,
     pub steps: u64,
     pub tokens: u64,
+    /// Step the run resumed from (0 for a fresh run).
+    pub resumed_from_step: u64,
     pub seconds: f64,
     pub tokens_per_s: f64,
     pub final_loss: f32,
     pub final_fve: f64,
     pub final_l0: f64,
     pub dead_fraction: f64,
+    pub input_scale: Option<f32>,
+    /// BatchTopK: the learned inference threshold.
+    pub threshold: Option<f32>,
 }
 
 /// Random batches from all shards, reading one shard at a time into a bounded shuffle buffer.
@@ -131,57 +166,113 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
     let total_rows = store.manifest.rows() as u64;
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
     let steps = tokens.div_ceil(opts.batch as u64);
-    let mut stream = ShuffleStream::new(&store, opts.seed, opts.buffer_rows);
-    let mut batch = Vec::new();
-    stream.batch(opts.batch.min(4096), &mut batch)?;
-    let cfg = TrainConfig {
-        d_in,
+    let settings = RunSettings {
+        arch: opts.arch,
         d_sae: opts.d_sae,
         k: opts.k,
-        k_aux: (d_in / 2).min(opts.d_sae),
-        aux_coeff: 1.0 / 32.0,
-        dead_after_tokens: (total_rows / 4).clamp(1, 10_000_000),
+        tokens,
+        batch: opts.batch,
         lr: opts.lr,
-        warmup_steps: (steps / 20).max(1),
-        total_steps: steps,
         seed: opts.seed,
+        normalize: opts.normalize,
     };
-    let mut trainer = TopKTrainer::new(cfg, &batch);
     let sae_dir = ws.dir.join(SAE_DIR);
     std::fs::create_dir_all(&sae_dir).map_err(|e| Error::io(&sae_dir, e))?;
+    let previous = checkpoint::read_index(&sae_dir)?;
+    if let Some(p) = &previous {
+        if p.settings != settings && !opts.restart {
+            return Err(Error::Workspace(format!(
+                "{}: an unfinished training run with other settings ({}) is checkpointed there; \
+                 re-run with those settings to resume it, or pass --restart to discard it",
+                sae_dir.display(),
+                serde_json::to_string(&p.settings).unwrap_or_default()
+            )));
+        }
+    }
+    let resume = previous.filter(|p| p.settings == settings && !opts.restart);
+    if resume.is_none() {
+        checkpoint::remove(&sae_dir)?;
+    }
+    let resumed_from_step = resume.as_ref().map_or(0, |p| p.step);
+    // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
+    let stream_seed = opts.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut stream = ShuffleStream::new(&store, stream_seed, opts.buffer_rows);
+    let mut batch = Vec::new();
+    stream.batch(opts.batch.min(4096), &mut batch)?;
+    let input_scale = match &resume {
+        Some(p) => p.input_scale,
+        // √d_in / mean‖x‖, from the first sample.
+        None if opts.normalize => {
+            let rows = batch.len() / d_in;
+            let mean_norm = batch
+                .chunks(d_in)
+                .map(|r| r.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt())
+                .sum::<f64>()
+                / rows.max(1) as f64;
+            Some(((d_in as f64).sqrt() / mean_norm.max(1e-12)) as f32)
+        }
+        None => None,
+    };
+    let scale = |b: &mut Vec<f32>| {
+        if let Some(s) = input_scale {
+            b.iter_mut().for_each(|v| *v *= s);
+        }
+    };
+    scale(&mut batch);
+    let cfg = match &resume {
+        Some(p) => p.config.clone(),
+        None => TrainConfig {
+            arch: opts.arch,
+            d_in,
+            d_sae: opts.d_sae,
+            k: opts.k,
+            k_aux: if matches!(opts.arch, TrainArch::Relu { .. }) {
+                0
+            } else {
+                (d_in / 2).min(opts.d_sae)
+            },
+            aux_coeff: 1.0 / 32.0,
+            dead_after_tokens: (total_rows / 4).clamp(1, 10_000_000),
+            lr: opts.lr,
+            warmup_steps: (steps / 20).max(1),
+            total_steps: steps,
+            l1_warmup_steps: (steps / 20).max(1),
+            seed: opts.seed,
+        },
+    };
+    let mut trainer = Trainer::new(cfg, &batch);
+    let mut seconds_before = 0.0;
+    if let Some(p) = &resume {
+        checkpoint::restore(&sae_dir, p, &mut trainer)?;
+        seconds_before = p.seconds;
+    }
     let metrics_path = sae_dir.join(METRICS_FILE);
-    let mut metrics =
-        std::fs::File::create(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics = open_metrics(&metrics_path, resumed_from_step)?;
+    let crash_after: Option<u64> = std::env::var("SAESCOPE_CRASH_AFTER_CHECKPOINT")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut checkpoints_written = 0u64;
     let start = Instant::now();
+    let mut last_checkpoint = Instant::now();
     let (mut last_loss, mut last_fve, mut last_l0) = (0f32, 0f64, 0f64);
-    for step in 0..steps {
-        job.check()?;
+    for step in trainer.step..steps {
+        if let Err(e) = job.check() {
+            // Cancelled: keep the progress so the next run resumes here.
+            let secs = seconds_before + start.elapsed().as_secs_f64();
+            checkpoint::save(&sae_dir, &trainer, &settings, input_scale, secs)?;
+            return Err(e);
+        }
         stream.batch(opts.batch, &mut batch)?;
+        scale(&mut batch);
         let g = trainer.train_step(&batch);
         let rows = batch.len() / d_in;
-        // FVE against the batch's own variance.
-        let mut mean = vec![0f64; d_in];
-        for r in batch.chunks(d_in) {
-            mean.iter_mut()
-                .zip(r)
-                .for_each(|(m, &v)| *m += v as f64 / rows as f64);
-        }
-        let var: f64 = batch
-            .chunks(d_in)
-            .map(|r| {
-                r.iter()
-                    .zip(&mean)
-                    .map(|(&v, m)| (v as f64 - m).powi(2))
-                    .sum::<f64>()
-            })
-            .sum();
         last_loss = g.loss;
-        last_fve = 1.0 - g.sq_err / var.max(1e-12);
+        last_fve = 1.0 - g.sq_err / batch_variance(&batch, d_in).max(1e-12);
         last_l0 = g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64;
         if step % 20 == 0 || step + 1 == steps {
             let dead =
                 trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen, "loss": g.loss, "aux_loss": g.aux_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
+            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen, "loss": g.loss, "aux_loss": g.aux_loss, "l1_loss": g.l1_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
             let _ = writeln!(metrics, "{line}");
             job.report(Progress {
                 done: step + 1,
@@ -196,26 +287,93 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
                 ),
             });
         }
+        let due = match opts.checkpoint_every {
+            Some(n) => trainer.step % n.max(1) == 0,
+            None => last_checkpoint.elapsed().as_secs() >= 60,
+        };
+        if due && step + 1 < steps {
+            let _ = metrics.flush();
+            let secs = seconds_before + start.elapsed().as_secs_f64();
+            checkpoint::save(&sae_dir, &trainer, &settings, input_scale, secs)?;
+            last_checkpoint = Instant::now();
+            checkpoints_written += 1;
+            if crash_after == Some(checkpoints_written) {
+                // Fault injection for the resume test: die like a killed process would.
+                std::process::abort();
+            }
+        }
     }
     let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-    let sae = trainer.to_sae(SaeMeta {
+    let mut sae = trainer.to_sae(SaeMeta {
         model_name: Some(ws.config.model.source.clone()),
         hook_name: Some(format!("blocks.{}.hook_resid_post", ws.config.layer)),
         source_format: Some("saelens".into()),
     });
+    sae.input_scale = input_scale;
     save_saelens(&sae, &sae_dir)?;
-    let seconds = start.elapsed().as_secs_f64();
+    checkpoint::remove(&sae_dir)?;
+    let seconds = seconds_before + start.elapsed().as_secs_f64();
+    let run_tokens = trainer.tokens_seen - resumed_from_step * opts.batch as u64;
     Ok(TrainReport {
         sae: sae_dir.display().to_string(),
+        arch: opts.arch,
         steps,
         tokens: trainer.tokens_seen,
+        resumed_from_step,
         seconds,
-        tokens_per_s: trainer.tokens_seen as f64 / seconds,
+        tokens_per_s: run_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
         final_loss: last_loss,
         final_fve: last_fve,
         final_l0: last_l0,
         dead_fraction: dead,
+        input_scale,
+        threshold: matches!(opts.arch, TrainArch::BatchTopK).then_some(trainer.threshold),
     })
+}
+
+/// Σ‖x − mean‖² over a batch (the FVE denominator).
+fn batch_variance(batch: &[f32], d_in: usize) -> f64 {
+    let rows = batch.len() / d_in;
+    let mut mean = vec![0f64; d_in];
+    for r in batch.chunks(d_in) {
+        mean.iter_mut()
+            .zip(r)
+            .for_each(|(m, &v)| *m += v as f64 / rows as f64);
+    }
+    batch
+        .chunks(d_in)
+        .map(|r| {
+            r.iter()
+                .zip(&mean)
+                .map(|(&v, m)| (v as f64 - m).powi(2))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// The metrics log, truncated for a fresh run; for a resumed run, lines up to the resume step
+/// are kept (those after it were computed after the checkpoint and are recomputed).
+fn open_metrics(path: &Path, resumed_from_step: u64) -> Result<std::fs::File> {
+    let keep: String = if resumed_from_step > 0 {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .ok()
+                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+                    .is_some_and(|s| s < resumed_from_step)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    } else {
+        String::new()
+    };
+    crate::fsutil::write_atomic(path, keep.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
 }
 
 #[derive(Clone, Debug, Serialize)]
