@@ -200,3 +200,77 @@ pub fn bench_sae_train(
         speedup_vs_peer: peer_rate.map(|p| rate / p),
     })
 }
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IndexBench {
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_sae: usize,
+    pub threads: usize,
+    /// The bare dense GEMM x·W_enc on the same rows (best of 3).
+    pub gemm_tokens_per_s: f64,
+    pub gemm_gflops: f64,
+    /// The index's encode step: b_dec subtraction, GEMM, activation, sparse packing (best of 3).
+    pub encode_tokens_per_s: f64,
+    pub encode_vs_gemm: f64,
+    /// The whole per-shard work of the index (encode + per-image summaries + statistics).
+    pub index_tokens_per_s: f64,
+}
+
+/// Encode rate of the index against the dense GEMM rate, on the workspace's first shard.
+pub fn bench_index(
+    ws: &crate::store::Workspace,
+    sae: &crate::sae::Sae,
+    max_rows: usize,
+) -> Result<IndexBench> {
+    use crate::linalg::{RhsLayout, matmul};
+    let store = crate::store::activations::ActivationStore::open(&ws.activations_dir())?;
+    let shard = store.read_shard(0)?;
+    let t = store.manifest.tokens_per_image();
+    let rows = (shard.rows().min(max_rows) / t) * t;
+    let x = &shard.activations[..rows * sae.d_in];
+    let best = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut c = vec![0f32; rows * sae.d_sae];
+    let gemm_s = best(&mut || {
+        matmul(
+            &mut c,
+            x,
+            &sae.w_enc,
+            (rows, sae.d_in, sae.d_sae),
+            RhsLayout::RowMajor,
+            false,
+            true,
+        )
+    });
+    drop(c);
+    let encode_s = best(&mut || {
+        std::hint::black_box(sae.encode_sparse(x));
+    });
+    let sub = crate::store::activations::ShardData {
+        activations: x.to_vec(),
+        image_ids: shard.image_ids[..rows / t].to_vec(),
+        d_model: shard.d_model,
+    };
+    let index_s = best(&mut || {
+        std::hint::black_box(crate::analysis::index::bench_summarise(&sub, sae, t));
+    });
+    Ok(IndexBench {
+        rows,
+        d_in: sae.d_in,
+        d_sae: sae.d_sae,
+        threads: candle_core::utils::get_num_threads(),
+        gemm_tokens_per_s: rows as f64 / gemm_s,
+        gemm_gflops: 2.0 * (rows * sae.d_in * sae.d_sae) as f64 / gemm_s / 1e9,
+        encode_tokens_per_s: rows as f64 / encode_s,
+        encode_vs_gemm: gemm_s / encode_s,
+        index_tokens_per_s: rows as f64 / index_s,
+    })
+}

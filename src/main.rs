@@ -121,6 +121,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Build the feature index (top images per feature, frequencies, histograms, per-image top
+    /// features) into WS/index; resumes an interrupted build.
+    Index {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// An SAE file/folder instead of the workspace's own (WS/sae).
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        /// Top images kept per feature.
+        #[arg(long, default_value_t = 64)]
+        top_n: usize,
+        /// Rebuild from scratch.
+        #[arg(long)]
+        rebuild: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -130,6 +147,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// The index's encode step against the bare dense GEMM on the same rows (first shard).
+    Index {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long, default_value_t = 65_000)]
+        rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// TopK SAE training throughput on random data (tokens/s).
     SaeTrain {
         #[arg(long, default_value_t = 768)]
@@ -204,10 +232,14 @@ fn main() {
             | Command::Extract { json, .. }
             | Command::Classify { json, .. }
             | Command::Train { json, .. }
-            | Command::EvalSae { json, .. },
+            | Command::EvalSae { json, .. }
+            | Command::Index { json, .. },
         ) => *json,
         Some(Command::Bench {
-            which: BenchCommand::Extract { json, .. } | BenchCommand::SaeTrain { json, .. },
+            which:
+                BenchCommand::Extract { json, .. }
+                | BenchCommand::SaeTrain { json, .. }
+                | BenchCommand::Index { json, .. },
         }) => *json,
         _ => false,
     };
@@ -361,6 +393,25 @@ fn run(cli: Cli) -> Result<()> {
             bar.finish_and_clear();
             emit_pretty(json, &report)
         }
+        Some(Command::Index {
+            workspace,
+            sae,
+            top_n,
+            rebuild,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let (job, bar) = progress_job("index");
+            let opts = saescope::analysis::index::IndexOptions {
+                top_n,
+                rebuild,
+                ..Default::default()
+            };
+            let report = saescope::analysis::index::build_index(&ws, &sae, &opts, &job)?;
+            bar.finish_and_clear();
+            emit_pretty(json, &report)
+        }
         Some(Command::EvalSae {
             workspace,
             images,
@@ -415,6 +466,20 @@ fn run(cli: Cli) -> Result<()> {
                 limit,
                 peer.as_deref().map(Path::new),
             )?;
+            emit_pretty(json, &report)
+        }
+        Some(Command::Bench {
+            which:
+                BenchCommand::Index {
+                    workspace,
+                    sae,
+                    rows,
+                    json,
+                },
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let report = saescope::bench::bench_index(&ws, &sae, rows)?;
             emit_pretty(json, &report)
         }
     }

@@ -1,3 +1,5 @@
 //! Analyses over models, activations and SAEs. Each is a library function with a CLI command.
 
 pub mod classify;
+pub mod index;
+pub mod tree;

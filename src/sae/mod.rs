@@ -152,6 +152,80 @@ impl Sae {
         f
     }
 
+    /// Only the active features of each row: what the index, heatmaps and OOD scores need, and
+    /// much cheaper to select (TopK keeps a k-heap per row instead of sorting d_sae values).
+    /// Works in cache-sized blocks of rows, one per thread: each block's GEMM output is scanned
+    /// while still in cache and never materialised for the whole batch.
+    pub fn encode_sparse(&self, x: &[f32]) -> SparseCodes {
+        const BLOCK: usize = 1024;
+        let (d_in, d_sae) = (self.d_in, self.d_sae);
+        let scale = self.input_scale.unwrap_or(1.0);
+        let blocks: Vec<(Vec<u32>, Vec<f32>, Vec<usize>)> = x
+            .par_chunks(BLOCK * d_in)
+            .map_init(
+                || (vec![0f32; BLOCK * d_in], vec![0f32; BLOCK * d_sae]),
+                |(xin, pre), xb| {
+                    let rows = xb.len() / d_in;
+                    for (dst, src) in xin.chunks_mut(d_in).zip(xb.chunks(d_in)) {
+                        for ((d, &v), &b) in dst.iter_mut().zip(src).zip(&self.b_dec) {
+                            *d = v * scale - if self.apply_b_dec_to_input { b } else { 0.0 };
+                        }
+                    }
+                    for row in pre.chunks_mut(d_sae).take(rows) {
+                        row.copy_from_slice(&self.b_enc);
+                    }
+                    matmul(
+                        pre,
+                        xin,
+                        &self.w_enc,
+                        (rows, d_in, d_sae),
+                        RhsLayout::RowMajor,
+                        true,
+                        false,
+                    );
+                    let (mut ids, mut vals, mut lens) = (Vec::new(), Vec::new(), Vec::new());
+                    for row in pre.chunks(d_sae).take(rows) {
+                        let mut list: Vec<(u32, f32)> = match self.activation {
+                            SaeActivation::TopK { k } => train::top_k_row(row, k),
+                            SaeActivation::Relu => above(row, |_| 0.0),
+                            SaeActivation::BatchTopK { threshold, .. } => {
+                                above(row, |_| threshold)
+                            }
+                            SaeActivation::JumpRelu => {
+                                let t = self.threshold.as_deref().unwrap_or(&[]);
+                                above(row, |j| t[j])
+                            }
+                        };
+                        list.retain(|&(_, v)| v > 0.0);
+                        list.sort_unstable_by_key(|&(j, _)| j);
+                        lens.push(list.len());
+                        for (j, v) in list {
+                            ids.push(j);
+                            vals.push(v);
+                        }
+                    }
+                    (ids, vals, lens)
+                },
+            )
+            .collect();
+        let total: usize = blocks.iter().map(|b| b.0.len()).sum();
+        let mut codes = SparseCodes {
+            row_start: Vec::with_capacity(x.len() / d_in + 1),
+            ids: Vec::with_capacity(total),
+            vals: Vec::with_capacity(total),
+        };
+        codes.row_start.push(0);
+        for (ids, vals, lens) in blocks {
+            codes.ids.extend_from_slice(&ids);
+            codes.vals.extend_from_slice(&vals);
+            for l in lens {
+                let last = *codes.row_start.last().unwrap_or(&0);
+                codes.row_start.push(last + l);
+            }
+        }
+        codes
+    }
+
     /// Reconstruction [rows, d_in] from features [rows, d_sae].
     pub fn decode(&self, f: &[f32]) -> Vec<f32> {
         let rows = f.len() / self.d_sae;
@@ -189,6 +263,37 @@ impl Sae {
         out.input_scale = None;
         out
     }
+}
+
+/// Active features per row, compressed: row r owns `ids/vals[row_start[r]..row_start[r + 1]]`,
+/// sorted by feature id.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SparseCodes {
+    pub row_start: Vec<usize>,
+    pub ids: Vec<u32>,
+    pub vals: Vec<f32>,
+}
+
+impl SparseCodes {
+    pub fn rows(&self) -> usize {
+        self.row_start.len().saturating_sub(1)
+    }
+    pub fn row(&self, r: usize) -> impl Iterator<Item = (u32, f32)> + '_ {
+        let (a, b) = (self.row_start[r], self.row_start[r + 1]);
+        self.ids[a..b]
+            .iter()
+            .copied()
+            .zip(self.vals[a..b].iter().copied())
+    }
+}
+
+/// Entries of `row` strictly above a per-latent threshold (and positive).
+fn above(row: &[f32], threshold: impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
+    row.iter()
+        .enumerate()
+        .filter(|&(j, &v)| v > threshold(j) && v > 0.0)
+        .map(|(j, &v)| (j as u32, v))
+        .collect()
 }
 
 /// Zeroes all but the k largest entries of a row (ties broken by index), then applies ReLU.
@@ -298,6 +403,32 @@ mod tests {
                 let want = s.b_dec[i] + (0..4).map(|j| f[j] * s.w_dec[j * 3 + i]).sum::<f32>();
                 assert!((xh[i] - want).abs() < 1e-6);
             }
+        }
+    }
+
+    #[test]
+    fn sparse_codes_equal_the_dense_encoding() {
+        let x = [0.3, -1.2, 2.0, 1.0, 0.5, -0.7, 2.0, 2.0, -3.0];
+        for act in [
+            SaeActivation::Relu,
+            SaeActivation::TopK { k: 2 },
+            SaeActivation::JumpRelu,
+            SaeActivation::BatchTopK {
+                k: 2.0,
+                threshold: 0.15,
+            },
+        ] {
+            let s = tiny(act);
+            let dense = s.encode(&x);
+            let sparse = s.encode_sparse(&x);
+            assert_eq!(sparse.rows(), 3);
+            let mut back = vec![0f32; dense.len()];
+            for r in 0..3 {
+                for (j, v) in sparse.row(r) {
+                    back[r * 4 + j as usize] = v;
+                }
+            }
+            assert_eq!(back, dense, "{act:?}");
         }
     }
 

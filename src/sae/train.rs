@@ -659,9 +659,74 @@ impl Trainer {
 
 const AUX_BIT: u32 = 1 << 31;
 
+/// The k largest entries of `row` (ReLU'd), ties to the lower index: `top_k_biased` without bias
+/// or mask, for inference. Once the heap is full, a 16-wide block whose maximum cannot beat the
+/// heap's minimum is skipped with one vectorised scan, which is most blocks.
+pub(crate) fn top_k_row(row: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut heap: Vec<(f32, u32)> = Vec::with_capacity(k);
+    let less = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
+    for (c, block) in row.chunks(16).enumerate() {
+        if heap.len() == k {
+            // Later indices lose ties, so a block whose best only equals the minimum cannot
+            // enter. (`|` rather than `any`: no early exit, so it vectorises.)
+            let floor = heap[0].0;
+            if !block.iter().fold(false, |hit, &v| hit | (v > floor)) {
+                continue;
+            }
+        }
+        for (o, &v) in block.iter().enumerate() {
+            let item = (v, (c * 16 + o) as u32);
+            if heap.len() < k {
+                heap.push(item);
+                sift_up(&mut heap, less);
+            } else if less(heap[0], item) {
+                heap[0] = item;
+                sift_down(&mut heap, less);
+            }
+        }
+    }
+    heap.into_iter().map(|(v, j)| (j, v.max(0.0))).collect()
+}
+
+fn sift_up(heap: &mut [(f32, u32)], less: impl Fn((f32, u32), (f32, u32)) -> bool) {
+    let mut i = heap.len() - 1;
+    while i > 0 && less(heap[i], heap[(i - 1) / 2]) {
+        heap.swap(i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+fn sift_down(heap: &mut [(f32, u32)], less: impl Fn((f32, u32), (f32, u32)) -> bool) {
+    let k = heap.len();
+    let mut i = 0;
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut m = i;
+        if l < k && less(heap[l], heap[m]) {
+            m = l;
+        }
+        if r < k && less(heap[r], heap[m]) {
+            m = r;
+        }
+        if m == i {
+            break;
+        }
+        heap.swap(i, m);
+        i = m;
+    }
+}
+
 /// The k largest entries of `row + bias` (among latents not excluded by `only`), as
 /// (latent, ReLU'd value). One pass with a size-k min-heap: no allocation per candidate.
-fn top_k_biased(row: &[f32], bias: &[f32], k: usize, only: Option<&[bool]>) -> Vec<(u32, f32)> {
+pub(crate) fn top_k_biased(
+    row: &[f32],
+    bias: &[f32],
+    k: usize,
+    only: Option<&[bool]>,
+) -> Vec<(u32, f32)> {
     // heap[0] is the smallest kept value; ties keep the lower index (as the sorting rule does).
     let mut heap: Vec<(f32, u32)> = Vec::with_capacity(k);
     let less = |a: (f32, u32), b: (f32, u32)| a.0 < b.0 || (a.0 == b.0 && a.1 > b.1);
@@ -672,29 +737,10 @@ fn top_k_biased(row: &[f32], bias: &[f32], k: usize, only: Option<&[bool]>) -> V
         let item = (p + b, j as u32);
         if heap.len() < k {
             heap.push(item);
-            let mut i = heap.len() - 1;
-            while i > 0 && less(heap[i], heap[(i - 1) / 2]) {
-                heap.swap(i, (i - 1) / 2);
-                i = (i - 1) / 2;
-            }
+            sift_up(&mut heap, less);
         } else if k > 0 && less(heap[0], item) {
             heap[0] = item;
-            let mut i = 0;
-            loop {
-                let (l, r) = (2 * i + 1, 2 * i + 2);
-                let mut m = i;
-                if l < k && less(heap[l], heap[m]) {
-                    m = l;
-                }
-                if r < k && less(heap[r], heap[m]) {
-                    m = r;
-                }
-                if m == i {
-                    break;
-                }
-                heap.swap(i, m);
-                i = m;
-            }
+            sift_down(&mut heap, less);
         }
     }
     heap.into_iter().map(|(v, j)| (j, v.max(0.0))).collect()
@@ -877,6 +923,7 @@ mod tests {
                 .map(|_| (rng.normal() * 4.0).round() / 4.0)
                 .collect(); // with ties
             let bias: Vec<f32> = (0..300).map(|_| rng.normal() * 0.5).collect();
+            let biased: Vec<f32> = row.iter().zip(&bias).map(|(a, b)| a + b).collect();
             let mut want: Vec<u32> = (0..300u32).collect();
             want.sort_by(|&a, &b| {
                 (row[b as usize] + bias[b as usize])
@@ -891,6 +938,9 @@ mod tests {
                 .collect();
             got.sort();
             assert_eq!(got, want);
+            let mut fast: Vec<u32> = top_k_row(&biased, 17).into_iter().map(|(j, _)| j).collect();
+            fast.sort();
+            assert_eq!(fast, want, "block-skipping top-k");
         }
     }
 

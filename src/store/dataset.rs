@@ -1,5 +1,5 @@
-//! Image folders as datasets: a recursive scan in a deterministic order, class = top-level
-//! sub-folder, and decoding that skips (and reports) unreadable images instead of failing the run.
+//! Image folders as datasets: a recursive scan in a deterministic order, class = the folder
+//! directly holding an image, and decoding that skips (and reports) unreadable images instead of failing the run.
 
 use crate::error::{Error, IoContext, Result};
 use image::RgbImage;
@@ -23,7 +23,7 @@ pub struct ImageEntry {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dataset {
     pub root: PathBuf,
-    /// Sorted top-level sub-folder names.
+    /// Sorted names of the folders that directly hold images.
     pub classes: Vec<String>,
     /// Every candidate image, sorted by path.
     pub images: Vec<ImageEntry>,
@@ -33,6 +33,12 @@ pub struct Dataset {
 pub struct Skipped {
     pub path: String,
     pub reason: String,
+}
+
+/// The name of the folder directly holding `rel_path` (None for images at the root).
+fn class_of(rel_path: &str) -> Option<&str> {
+    let (dir, _) = rel_path.rsplit_once('/')?;
+    Some(dir.rsplit_once('/').map_or(dir, |(_, last)| last))
 }
 
 impl Dataset {
@@ -57,18 +63,19 @@ impl Dataset {
             })
             .collect();
         rel.sort();
+        // The class is the folder directly holding the image, so `cifar10/` (with `train/cat/…`
+        // and `test/cat/…`) and `cifar10/train/` give the same classes.
         let mut classes: Vec<String> = rel
             .iter()
-            .filter_map(|p| p.split_once('/').map(|(c, _)| c.to_string()))
+            .filter_map(|p| class_of(p).map(String::from))
             .collect();
         classes.sort();
         classes.dedup();
         let images = rel
             .into_iter()
             .map(|path| {
-                let class = path
-                    .split_once('/')
-                    .and_then(|(c, _)| classes.binary_search_by(|x| x.as_str().cmp(c)).ok())
+                let class = class_of(&path)
+                    .and_then(|c| classes.binary_search_by(|x| x.as_str().cmp(c)).ok())
                     .map(|i| i as u32);
                 ImageEntry { path, class }
             })
@@ -183,8 +190,9 @@ mod tests {
         let ds = Dataset::scan(d.path()).unwrap();
         let paths: Vec<_> = ds.images.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["a/3.PNG", "b/1.jpg", "b/x/2.png", "top.bmp"]);
-        assert_eq!(ds.classes, ["a", "b"]);
-        assert_eq!(ds.class_name(2), Some("b"));
+        assert_eq!(ds.classes, ["a", "b", "x"]);
+        assert_eq!(ds.class_name(1), Some("b"));
+        assert_eq!(ds.class_name(2), Some("x"));
         assert_eq!(ds.class_name(3), None);
     }
 
