@@ -66,9 +66,85 @@ pub fn matmul(
     }
 }
 
+/// Whitening for Mahalanobis distances: for a symmetric positive semi-definite `cov` [n×n]
+/// (f64, row-major), returns W = L⁻¹ [n×n, lower triangular, f32] where L·Lᵀ = cov + ridge·I.
+/// Then (x−μ)ᵀ(cov + ridge·I)⁻¹(x−μ) = ‖W(x−μ)‖². Fails (with the fix) if the matrix is not
+/// positive definite even with the ridge.
+pub fn whitening(cov: &[f64], n: usize, ridge: f64) -> crate::error::Result<Vec<f32>> {
+    // Cholesky–Crout, row by row; inner products run over contiguous row prefixes.
+    let mut l = vec![0f64; n * n];
+    for i in 0..n {
+        for j in 0..=i {
+            let (ri, rj) = (&l[i * n..i * n + j], &l[j * n..j * n + j]);
+            let dot: f64 = ri.iter().zip(rj).map(|(a, b)| a * b).sum();
+            let a = cov[i * n + j] + if i == j { ridge } else { 0.0 };
+            if i == j {
+                let d = a - dot;
+                if d <= 0.0 || !d.is_finite() {
+                    return Err(crate::error::Error::Invalid(format!(
+                        "covariance is not positive definite at dimension {i} (pivot {d:.3e}); \
+                         fit on more images than dimensions, or raise the ridge"
+                    )));
+                }
+                l[i * n + i] = d.sqrt();
+            } else {
+                l[i * n + j] = (a - dot) / l[j * n + j];
+            }
+        }
+    }
+    // W = L⁻¹ row by row: L·W = I gives W[i] = (e_i − Σ_{k<i} L[i][k]·W[k]) / L[i][i], where
+    // W[k] is zero past column k — contiguous row updates.
+    let mut w = vec![0f64; n * n];
+    for i in 0..n {
+        let (done, rest) = w.split_at_mut(i * n);
+        let row = &mut rest[..n];
+        row[i] = 1.0;
+        for k in 0..i {
+            let c = l[i * n + k];
+            if c != 0.0 {
+                row[..=k]
+                    .iter_mut()
+                    .zip(&done[k * n..k * n + k + 1])
+                    .for_each(|(r, wk)| *r -= c * wk);
+            }
+        }
+        let d = l[i * n + i];
+        row[..=i].iter_mut().for_each(|v| *v /= d);
+    }
+    Ok(w.into_iter().map(|v| v as f32).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitening_inverts_the_covariance() {
+        // cov = A·Aᵀ + I for a fixed A: W·cov·Wᵀ must be the identity.
+        let n = 6;
+        let a: Vec<f64> = (0..n * n)
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) * 0.3)
+            .collect();
+        let mut cov = vec![0f64; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                cov[i * n + j] = (0..n).map(|k| a[i * n + k] * a[j * n + k]).sum::<f64>()
+                    + if i == j { 1.0 } else { 0.0 };
+            }
+        }
+        let w = whitening(&cov, n, 0.0).unwrap();
+        for i in 0..n {
+            for j in 0..n {
+                let v: f64 = (0..n)
+                    .flat_map(|p| (0..n).map(move |q| (p, q)))
+                    .map(|(p, q)| w[i * n + p] as f64 * cov[p * n + q] * w[j * n + q] as f64)
+                    .sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((v - want).abs() < 1e-4, "({i},{j}) = {v}");
+            }
+        }
+        assert!(whitening(&vec![0.0; 4], 2, 0.0).is_err());
+    }
 
     #[test]
     fn both_layouts_and_accumulation_match_a_naive_product() {

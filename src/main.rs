@@ -138,6 +138,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// OOD detection: fit on in-distribution images, score the in-distribution folder and each
+    /// OOD folder with SAE and baseline methods (AUROC, FPR at 95% TPR). Full per-image results
+    /// go to WS/ood/results.json.
+    Ood {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        /// In-distribution images to fit on (e.g. the train split).
+        #[arg(long)]
+        fit: PathBuf,
+        /// In-distribution images to score (e.g. the test split).
+        #[arg(long)]
+        id: PathBuf,
+        /// Out-of-distribution folders (repeatable).
+        #[arg(long, required = true)]
+        ood: Vec<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Covariance ridge for SAE-code Mahalanobis, relative to the mean variance.
+        #[arg(long, default_value_t = 1.0)]
+        ridge: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -233,7 +258,8 @@ fn main() {
             | Command::Classify { json, .. }
             | Command::Train { json, .. }
             | Command::EvalSae { json, .. }
-            | Command::Index { json, .. },
+            | Command::Index { json, .. }
+            | Command::Ood { json, .. },
         ) => *json,
         Some(Command::Bench {
             which:
@@ -411,6 +437,52 @@ fn run(cli: Cli) -> Result<()> {
             let report = saescope::analysis::index::build_index(&ws, &sae, &opts, &job)?;
             bar.finish_and_clear();
             emit_pretty(json, &report)
+        }
+        Some(Command::Ood {
+            workspace,
+            sae,
+            fit,
+            id,
+            ood,
+            batch,
+            ridge,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+            let (job, bar) = progress_job("ood");
+            let opts = saescope::analysis::ood::OodOptions {
+                batch,
+                ridge_codes: ridge,
+                ..Default::default()
+            };
+            let results = saescope::analysis::ood::run(
+                &b,
+                &sae,
+                ws.config.layer,
+                &fit,
+                &id,
+                &ood,
+                &opts,
+                &job,
+            )?;
+            bar.finish_and_clear();
+            let path = saescope::analysis::ood::save_results(&ws, &results)?;
+            let summary = saescope::analysis::ood::summary(&results, &path, 10);
+            emit(json, &summary, || {
+                println!(
+                    "{:<22} {:<22} {:>7} {:>7}",
+                    "method", "OOD set", "AUROC", "FPR95"
+                );
+                for r in &results.results {
+                    println!(
+                        "{:<22} {:<22} {:>7.4} {:>7.4}",
+                        r.method, r.ood_set, r.auroc, r.fpr95
+                    );
+                }
+                println!("per-image scores: {}", path.display());
+            })
         }
         Some(Command::EvalSae {
             workspace,

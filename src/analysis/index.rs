@@ -4,7 +4,9 @@
 //!
 //! Built by streaming the activation store shard by shard. Memory is bounded independently of
 //! the number of images: the top lists hold d_sae × top_n × (tokens + 3) values, the per-feature
-//! statistics d_sae × (HIST_BINS + classes + 4), plus one decoded shard and its codes. Per-image
+//! statistics d_sae × (HIST_BINS + classes + 4), plus one decoded shard (rows × d_in × 6 bytes),
+//! the codes and summaries of one encode chunk (8,192 rows), and one copy of the state while it
+//! is written. Per-image
 //! top features go to one small file per shard. After every shard the state is checkpointed
 //! (`state-<shard>.safetensors` + `progress.json`, same commit rule as training checkpoints), so
 //! an interrupted build resumes at the next shard.
@@ -168,11 +170,15 @@ impl FeatureIndex {
             let list = &mut self.top[j];
             // Ties keep the earlier image, so the result does not depend on shard timing.
             if list.len() < self.top_n || f.max > list.last().map_or(f32::MIN, |e| e.value) {
+                let mut tokens = vec![0f32; self.tokens_per_image];
+                for (t, v) in f.hits {
+                    tokens[t as usize] = v;
+                }
                 let entry = TopEntry {
                     image: summary.image,
                     token: f.argmax,
                     value: f.max,
-                    tokens: f.tokens,
+                    tokens,
                 };
                 let pos = list.partition_point(|e| e.value >= entry.value);
                 list.insert(pos, entry);
@@ -186,7 +192,8 @@ struct FeatureInImage {
     feature: u32,
     max: f32,
     argmax: u32,
-    tokens: Vec<f32>,
+    /// (token position, activation) where it fired; made dense only if it enters a top list.
+    hits: Vec<(u32, f32)>,
 }
 
 /// What one image contributes (computed in parallel, merged in image order).
@@ -234,17 +241,18 @@ pub fn sae_fingerprint(sae: &Sae) -> String {
     format!("d_sae={} fnv={h:016x}", sae.d_sae)
 }
 
-/// Encodes one shard and summarises it per image. Rows of an image are contiguous.
+/// Encodes one shard chunk by chunk and feeds each image's summary to `sink` (in image order,
+/// so only one chunk of summaries is ever held). Rows of an image are contiguous.
 fn summarise_shard(
     shard: &ShardData,
     sae: &Sae,
     tokens: usize,
     class_of: &(dyn Fn(u32) -> Option<usize> + Sync),
     encode_rows: usize,
-) -> (Vec<ImageSummary>, TokenStats) {
+    sink: &mut dyn FnMut(ImageSummary),
+) -> TokenStats {
     let d = shard.d_model;
     let n_img = shard.rows() / tokens;
-    let mut summaries = Vec::with_capacity(n_img);
     let mut stats = TokenStats::new(sae.d_sae);
     // Encode a few thousand rows at a time: bounded scratch, full-size GEMMs.
     let imgs_per_chunk = (encode_rows / tokens).max(1);
@@ -266,9 +274,9 @@ fn summarise_shard(
                             feature: j,
                             max: 0.0,
                             argmax: t as u32,
-                            tokens: vec![0.0; tokens],
+                            hits: Vec::new(),
                         });
-                        e.tokens[t] = v;
+                        e.hits.push((t as u32, v));
                         if v > e.max {
                             e.max = v;
                             e.argmax = t as u32;
@@ -311,22 +319,19 @@ fn summarise_shard(
                 stats.hist[j * HIST_BINS + hist_bin(v)] += 1;
             }
         }
-        summaries.extend(sums);
+        sums.into_iter().for_each(&mut *sink);
     }
-    (summaries, stats)
+    stats
 }
 
 /// The per-shard work of the index, for `saescope bench index`.
-pub fn bench_summarise(shard: &ShardData, sae: &Sae, tokens: usize) -> usize {
-    summarise_shard(
-        shard,
-        sae,
-        tokens,
-        &|_| None,
-        IndexOptions::default().encode_rows,
-    )
-    .0
-    .len()
+pub fn bench_summarise(shard: &ShardData, sae: &Sae, tokens: usize) -> u64 {
+    let mut ix = FeatureIndex::new(sae.d_sae, sae.d_in, 64, tokens, 0);
+    let encode_rows = IndexOptions::default().encode_rows;
+    summarise_shard(shard, sae, tokens, &|_| None, encode_rows, &mut |s| {
+        ix.add_image(s)
+    });
+    ix.n_images
 }
 
 pub struct IndexOptions {
@@ -360,6 +365,9 @@ pub struct IndexReport {
     pub tokens_per_s: f64,
     /// Memory bound of the index state (top lists + statistics), bytes.
     pub state_bytes_bound: u64,
+    /// Bound on the whole build's working memory: the state twice (while it is written), one
+    /// decoded shard, one encode chunk and the SAE. Independent of the number of images.
+    pub memory_bound_bytes: u64,
 }
 
 /// State memory bound for the given shapes (see the module comment).
@@ -442,7 +450,11 @@ pub fn build_index(
     for s in start_shard..n_shards {
         job.check()?;
         let shard = store.read_shard(s)?;
-        let (summaries, stats) = summarise_shard(&shard, sae, tokens, &class_of, opts.encode_rows);
+        let mut image_top: Vec<(u32, Vec<(u32, f32)>)> = Vec::new();
+        let stats = summarise_shard(&shard, sae, tokens, &class_of, opts.encode_rows, &mut |s| {
+            image_top.push((s.image, s.top.clone()));
+            index.add_image(s);
+        });
         index.n_tokens += shard.rows() as u64;
         tokens_this_run += shard.rows() as u64;
         for (j, c) in stats.count.iter().enumerate() {
@@ -455,11 +467,6 @@ pub fn build_index(
             .iter_mut()
             .zip(&stats.hist)
             .for_each(|(a, b)| *a += b);
-        let image_top: Vec<(u32, Vec<(u32, f32)>)> =
-            summaries.iter().map(|s| (s.image, s.top.clone())).collect();
-        for summary in summaries {
-            index.add_image(summary);
-        }
         write_image_top(&dir.join(image_top_file(s)), &image_top)?;
         let state_file = format!("state-{s:05}.safetensors");
         write_state(&dir.join(&state_file), &index)?;
@@ -487,6 +494,9 @@ pub fn build_index(
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    let d_in = store.manifest.d_model;
+    let state = state_bytes_bound(sae.d_sae, opts.top_n, tokens, n_classes, d_in);
+    let shard_rows = store.manifest.images_per_shard * tokens;
     Ok(IndexReport {
         index: dir.display().to_string(),
         images: index.n_images,
@@ -497,13 +507,11 @@ pub fn build_index(
         resumed_at_shard: start_shard,
         seconds: seconds_before + secs,
         tokens_per_s: tokens_this_run as f64 / secs.max(1e-9),
-        state_bytes_bound: state_bytes_bound(
-            sae.d_sae,
-            opts.top_n,
-            tokens,
-            n_classes,
-            store.manifest.d_model,
-        ),
+        state_bytes_bound: state,
+        memory_bound_bytes: 2 * state
+            + (shard_rows * d_in * 6) as u64
+            + (opts.encode_rows * (d_in + 4 * tokens.max(64)) * 8) as u64
+            + (sae.d_sae * d_in * 8) as u64,
     })
 }
 
@@ -810,7 +818,7 @@ mod tests {
                     feature: 1,
                     max: v,
                     argmax: 1,
-                    tokens: vec![0.0, v],
+                    hits: vec![(1, v)],
                 }],
                 top: vec![],
             });

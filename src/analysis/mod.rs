@@ -2,4 +2,5 @@
 
 pub mod classify;
 pub mod index;
+pub mod ood;
 pub mod tree;

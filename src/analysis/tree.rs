@@ -256,7 +256,7 @@ impl Dendrogram {
                     sizes[m.a] + sizes[m.b]
                 ));
             }
-            if !(m.height >= last) {
+            if m.height.is_nan() || m.height < last {
                 return bad(format!(
                     "merge {i} height {} is below the previous one",
                     m.height

@@ -188,9 +188,7 @@ impl Sae {
                         let mut list: Vec<(u32, f32)> = match self.activation {
                             SaeActivation::TopK { k } => train::top_k_row(row, k),
                             SaeActivation::Relu => above(row, |_| 0.0),
-                            SaeActivation::BatchTopK { threshold, .. } => {
-                                above(row, |_| threshold)
-                            }
+                            SaeActivation::BatchTopK { threshold, .. } => above(row, |_| threshold),
                             SaeActivation::JumpRelu => {
                                 let t = self.threshold.as_deref().unwrap_or(&[]);
                                 above(row, |j| t[j])

@@ -1,0 +1,815 @@
+//! Out-of-distribution detection with SAE features. Fit on in-distribution images, then score
+//! any folder; higher score = more unusual. Methods:
+//! - `sae_reconstruction`: relative SAE reconstruction error Σ‖x − x̂‖² / Σ‖x‖² over the tokens;
+//! - `sae_rarity`: activation-weighted mean surprisal −ln p_j of the features the image fires,
+//!   p_j = fraction of fit images on which feature j fires;
+//! - `sae_mahalanobis`: Mahalanobis distance of the image's mean SAE code;
+//! - baselines `msp` (negated maximum softmax probability; models with a classifier head) and
+//!   `raw_cls_mahalanobis` (Mahalanobis on the raw CLS activation at the tapped layer, or the
+//!   token mean for models without CLS).
+//!
+//! Each scored image keeps the features that contributed most: for rarity a_j·(−ln p_j), for
+//! Mahalanobis (c − μ)_j·(Σ⁻¹(c − μ))_j (these sum to the squared distance), for reconstruction
+//! the features whose decoder directions best align with the unexplained residual.
+
+use crate::backbone::Backbone;
+use crate::error::{Error, Result};
+use crate::job::{Job, Progress};
+use crate::linalg::{RhsLayout, matmul, whitening};
+use crate::sae::Sae;
+use crate::store::Dataset;
+use crate::store::extract::decode_images;
+use candle_core::Device;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const METHODS: [&str; 5] = [
+    "sae_reconstruction",
+    "sae_rarity",
+    "sae_mahalanobis",
+    "msp",
+    "raw_cls_mahalanobis",
+];
+const SAE_METHODS: usize = 3;
+/// Contributions kept per image and SAE method.
+pub const TOP_CONTRIBUTIONS: usize = 5;
+
+// ---------- metrics ----------
+
+/// Area under the ROC curve with OOD as the positive class (higher score = more OOD); ties
+/// count one half (the Mann–Whitney statistic).
+pub fn auroc(id: &[f64], ood: &[f64]) -> f64 {
+    let mut all: Vec<(f64, bool)> = id
+        .iter()
+        .map(|&s| (s, false))
+        .chain(ood.iter().map(|&s| (s, true)))
+        .collect();
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Average ranks over ties.
+    let mut rank_sum_ood = 0f64;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_ood += avg_rank * all[i..=j].iter().filter(|x| x.1).count() as f64;
+        i = j + 1;
+    }
+    let (n_id, n_ood) = (id.len() as f64, ood.len() as f64);
+    (rank_sum_ood - n_ood * (n_ood + 1.0) / 2.0) / (n_id * n_ood)
+}
+
+/// False-positive rate at 95% true-positive rate: the threshold is the highest score that still
+/// flags at least 95% of OOD images; FPR = fraction of in-distribution images at or above it.
+pub fn fpr_at_95_tpr(id: &[f64], ood: &[f64]) -> f64 {
+    let mut o = ood.to_vec();
+    o.sort_by(|a, b| a.total_cmp(b));
+    let k = (0.05 * o.len() as f64).floor() as usize;
+    let threshold = o[k.min(o.len() - 1)];
+    id.iter().filter(|&&s| s >= threshold).count() as f64 / id.len() as f64
+}
+
+/// ROC curve as (FPR, TPR) points at every distinct threshold, thinned to at most `max_points`.
+pub fn roc_curve(id: &[f64], ood: &[f64], max_points: usize) -> Vec<(f64, f64)> {
+    let mut all: Vec<(f64, bool)> = id
+        .iter()
+        .map(|&s| (s, false))
+        .chain(ood.iter().map(|&s| (s, true)))
+        .collect();
+    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (n_id, n_ood) = (id.len().max(1) as f64, ood.len().max(1) as f64);
+    let mut pts = vec![(0.0, 0.0)];
+    let (mut fp, mut tp) = (0f64, 0f64);
+    for (i, &(s, pos)) in all.iter().enumerate() {
+        if pos {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
+        if i + 1 == all.len() || all[i + 1].0 != s {
+            pts.push((fp / n_id, tp / n_ood));
+        }
+    }
+    if pts.len() > max_points && max_points >= 2 {
+        let step = (pts.len() - 1) as f64 / (max_points - 1) as f64;
+        pts = (0..max_points)
+            .map(|i| pts[((i as f64 * step).round() as usize).min(pts.len() - 1)])
+            .collect();
+    }
+    pts
+}
+
+// ---------- per-image features ----------
+
+/// What scoring needs from one image.
+struct ImageOut {
+    /// Σ_t ‖x − x̂‖² and Σ_t ‖x‖².
+    sq_err: f64,
+    sq_norm: f64,
+    /// Mean over tokens of the dense SAE code [d_sae].
+    code_mean: Vec<f32>,
+    /// Per active feature, its maximum activation over tokens.
+    active_max: Vec<(u32, f32)>,
+    /// Mean residual x − x̂ over tokens [d_in].
+    residual_mean: Vec<f32>,
+    /// Raw CLS activation at the layer (token mean without CLS) [d_in].
+    cls: Vec<f32>,
+    /// Maximum softmax probability, with a classifier head.
+    msp: Option<f32>,
+}
+
+/// Runs the backbone to `layer` on every image of `ds` and calls `sink` once per batch.
+fn for_each_batch(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    ds: &Dataset,
+    layer: usize,
+    batch: usize,
+    job: &Job,
+    what: &str,
+    want_msp: bool,
+    sink: &mut dyn FnMut(&[usize], Vec<ImageOut>) -> Result<()>,
+) -> Result<usize> {
+    let device = Device::Cpu;
+    let geometry = backbone.info().geometry;
+    let ids: Vec<usize> = (0..ds.len()).collect();
+    let mut done = 0;
+    for chunk in ids.chunks(batch.max(1)) {
+        job.check()?;
+        let (imgs, ok, _) = decode_images(ds, chunk);
+        if imgs.is_empty() {
+            continue;
+        }
+        let (pixels, _) = backbone.preprocessor().batch(&imgs, &device)?;
+        let hidden = backbone.forward_to(&pixels, layer)?;
+        let (b, t, d) = hidden.dims3()?;
+        let msp: Option<Vec<f32>> = if want_msp {
+            match backbone.finish_from(&hidden, layer)?.logits {
+                Some(l) => {
+                    let p = candle_nn::ops::softmax_last_dim(&l)?;
+                    Some(p.max(1)?.to_vec1()?)
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        let codes = sae.encode_sparse(&h);
+        let d_sae = sae.d_sae;
+        let outs: Vec<ImageOut> = (0..b)
+            .into_par_iter()
+            .map(|i| {
+                let x = &h[i * t * d..(i + 1) * t * d];
+                // x̂ from the sparse codes: b_dec + Σ f_j W_dec[j] (input scale undone).
+                let mut code_mean = vec![0f32; d_sae];
+                let mut active: std::collections::BTreeMap<u32, f32> = Default::default();
+                let mut residual_mean = vec![0f32; d];
+                let (mut se, mut sn) = (0f64, 0f64);
+                let scale = sae.input_scale.unwrap_or(1.0);
+                for tok in 0..t {
+                    let mut xh = sae.b_dec.clone();
+                    for (j, v) in codes.row(i * t + tok) {
+                        let wd = &sae.w_dec[j as usize * d..(j as usize + 1) * d];
+                        xh.iter_mut().zip(wd).for_each(|(a, w)| *a += v * w);
+                        code_mean[j as usize] += v / t as f32;
+                        let m = active.entry(j).or_insert(0.0);
+                        *m = m.max(v);
+                    }
+                    let xt = &x[tok * d..(tok + 1) * d];
+                    for ((r, &a), &xv) in residual_mean.iter_mut().zip(&xh).zip(xt) {
+                        let e = xv - a / scale;
+                        *r += e / t as f32;
+                        se += (e as f64).powi(2);
+                        sn += (xv as f64).powi(2);
+                    }
+                }
+                let cls = if geometry.has_cls {
+                    x[..d].to_vec()
+                } else {
+                    let mut m = vec![0f32; d];
+                    for row in x.chunks(d) {
+                        m.iter_mut().zip(row).for_each(|(a, v)| *a += v / t as f32);
+                    }
+                    m
+                };
+                ImageOut {
+                    sq_err: se,
+                    sq_norm: sn,
+                    code_mean,
+                    active_max: active.into_iter().collect(),
+                    residual_mean,
+                    cls,
+                    msp: msp.as_ref().map(|m| m[i]),
+                }
+            })
+            .collect();
+        sink(&ok, outs)?;
+        done += ok.len();
+        job.report(Progress {
+            done: done as u64,
+            total: ds.len() as u64,
+            unit: "images",
+            message: what.to_string(),
+        });
+    }
+    Ok(done)
+}
+
+// ---------- fitting ----------
+
+/// Mean and whitening of a Gaussian fit, for Mahalanobis distances.
+#[derive(Clone, Debug)]
+struct Gaussian {
+    n: usize,
+    mean: Vec<f32>,
+    /// L⁻¹ with L·Lᵀ = Σ + ridge·I [n×n].
+    w: Vec<f32>,
+}
+
+/// Streaming first and second moments of row vectors.
+struct Moments {
+    d: usize,
+    count: usize,
+    sum: Vec<f64>,
+    outer: Vec<f64>,
+}
+
+impl Moments {
+    fn new(d: usize) -> Self {
+        Moments {
+            d,
+            count: 0,
+            sum: vec![0.0; d],
+            outer: vec![0.0; d * d],
+        }
+    }
+    /// Adds rows [b, d] (one GEMM per batch for Σ xxᵀ).
+    fn add(&mut self, rows: &[f32]) {
+        let d = self.d;
+        let b = rows.len() / d;
+        let mut t = vec![0f32; d * b];
+        for (r, row) in rows.chunks(d).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                t[j * b + r] = v;
+            }
+            self.sum
+                .iter_mut()
+                .zip(row)
+                .for_each(|(s, &v)| *s += v as f64);
+        }
+        let mut o = vec![0f32; d * d];
+        matmul(
+            &mut o,
+            &t,
+            rows,
+            (d, b, d),
+            RhsLayout::RowMajor,
+            false,
+            true,
+        );
+        self.outer
+            .iter_mut()
+            .zip(&o)
+            .for_each(|(a, &v)| *a += v as f64);
+        self.count += b;
+    }
+    /// Gaussian with ridge = `rel_ridge` × mean variance.
+    fn gaussian(&self, rel_ridge: f64) -> Result<Gaussian> {
+        let (d, n) = (self.d, self.count.max(1) as f64);
+        let mean: Vec<f64> = self.sum.iter().map(|s| s / n).collect();
+        let mut cov = vec![0f64; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                cov[i * d + j] = self.outer[i * d + j] / n - mean[i] * mean[j];
+            }
+        }
+        let mean_var = (0..d).map(|i| cov[i * d + i]).sum::<f64>() / d as f64;
+        let w = whitening(&cov, d, rel_ridge * mean_var.max(1e-12))?;
+        Ok(Gaussian {
+            n: d,
+            mean: mean.iter().map(|&m| m as f32).collect(),
+            w,
+        })
+    }
+}
+
+impl Gaussian {
+    /// Squared distances of rows [b, n] and, per row, every dimension's contribution
+    /// (c − μ)_j·(Σ⁻¹(c − μ))_j (they sum to the squared distance).
+    fn score(&self, rows: &[f32], with_contributions: bool) -> (Vec<f64>, Vec<Vec<f32>>) {
+        let n = self.n;
+        let b = rows.len() / n;
+        let mut v = rows.to_vec();
+        v.par_chunks_mut(n)
+            .for_each(|r| r.iter_mut().zip(&self.mean).for_each(|(a, m)| *a -= m));
+        // z = W·v per row: Z = V·Wᵀ.
+        let mut z = vec![0f32; b * n];
+        matmul(
+            &mut z,
+            &v,
+            &self.w,
+            (b, n, n),
+            RhsLayout::Transposed,
+            false,
+            true,
+        );
+        let d2: Vec<f64> = z
+            .chunks(n)
+            .map(|r| r.iter().map(|&x| (x as f64).powi(2)).sum())
+            .collect();
+        if !with_contributions {
+            return (d2, Vec::new());
+        }
+        // Σ⁻¹v = Wᵀz per row: U = Z·W.
+        let mut u = vec![0f32; b * n];
+        matmul(
+            &mut u,
+            &z,
+            &self.w,
+            (b, n, n),
+            RhsLayout::RowMajor,
+            false,
+            true,
+        );
+        let contrib = v
+            .chunks(n)
+            .zip(u.chunks(n))
+            .map(|(a, c)| a.iter().zip(c).map(|(x, y)| x * y).collect())
+            .collect();
+        (d2, contrib)
+    }
+}
+
+pub struct OodModel {
+    pub n_fit: usize,
+    /// Fraction of fit images on which each feature fires (Laplace-smoothed).
+    pub image_freq: Vec<f64>,
+    codes: Gaussian,
+    cls: Gaussian,
+}
+
+#[derive(Clone, Debug)]
+pub struct OodOptions {
+    pub batch: usize,
+    /// Ridge added to the SAE-code covariance, relative to its mean variance: 1.0 shrinks the
+    /// covariance halfway to isotropic. The 2,048-dimensional sparse codes need it; see
+    /// docs/BENCHMARKS.md for the sweep behind this default.
+    pub ridge_codes: f64,
+    /// The same for the raw-activation baseline (d_model dimensions, well conditioned).
+    pub ridge_raw: f64,
+}
+
+impl Default for OodOptions {
+    fn default() -> Self {
+        OodOptions {
+            batch: 256,
+            ridge_codes: 1.0,
+            ridge_raw: 1e-3,
+        }
+    }
+}
+
+pub fn fit(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    layer: usize,
+    dir: &Path,
+    opts: &OodOptions,
+    job: &Job,
+) -> Result<OodModel> {
+    let ds = Dataset::scan(dir)?;
+    let d = backbone.info().d_model;
+    let mut codes = Moments::new(sae.d_sae);
+    let mut cls = Moments::new(d);
+    let mut fires = vec![0u64; sae.d_sae];
+    let n = for_each_batch(
+        backbone,
+        sae,
+        &ds,
+        layer,
+        opts.batch,
+        job,
+        "fit",
+        false,
+        &mut |_, outs| {
+            let c: Vec<f32> = outs
+                .iter()
+                .flat_map(|o| o.code_mean.iter().copied())
+                .collect();
+            codes.add(&c);
+            let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
+            cls.add(&r);
+            for o in &outs {
+                for &(j, _) in &o.active_max {
+                    fires[j as usize] += 1;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if n < 2 {
+        return Err(Error::Invalid(format!(
+            "{}: OOD fitting needs at least 2 readable images",
+            dir.display()
+        )));
+    }
+    Ok(OodModel {
+        n_fit: n,
+        image_freq: fires
+            .iter()
+            .map(|&c| (c as f64 + 1.0) / (n as f64 + 2.0))
+            .collect(),
+        codes: codes.gaussian(opts.ridge_codes)?,
+        cls: cls.gaussian(opts.ridge_raw)?,
+    })
+}
+
+// ---------- scoring ----------
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageScore {
+    pub path: String,
+    /// One score per entry of `METHODS` (null where the method does not apply).
+    pub scores: Vec<Option<f64>>,
+    /// Per SAE method (reconstruction, rarity, Mahalanobis): the top (feature, contribution).
+    pub contributions: Vec<Vec<(u32, f32)>>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScoredSet {
+    pub name: String,
+    pub dir: PathBuf,
+    pub in_distribution: bool,
+    pub images: Vec<ImageScore>,
+}
+
+fn top_contributions(c: impl Iterator<Item = (u32, f32)>) -> Vec<(u32, f32)> {
+    let mut v: Vec<(u32, f32)> = c.filter(|x| x.1 > 0.0).collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    v.truncate(TOP_CONTRIBUTIONS);
+    v
+}
+
+pub fn score_dir(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    layer: usize,
+    model: &OodModel,
+    dir: &Path,
+    name: &str,
+    in_distribution: bool,
+    opts: &OodOptions,
+    job: &Job,
+) -> Result<ScoredSet> {
+    let ds = Dataset::scan(dir)?;
+    let mut images = Vec::with_capacity(ds.len());
+    let d = sae.d_in;
+    for_each_batch(
+        backbone,
+        sae,
+        &ds,
+        layer,
+        opts.batch,
+        job,
+        name,
+        true,
+        &mut |ok, outs| {
+            let c: Vec<f32> = outs
+                .iter()
+                .flat_map(|o| o.code_mean.iter().copied())
+                .collect();
+            let (maha, contrib) = model.codes.score(&c, true);
+            let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
+            let (raw, _) = model.cls.score(&r, false);
+            let scored: Vec<ImageScore> = outs
+                .par_iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let recon = o.sq_err / o.sq_norm.max(1e-12);
+                    let weight: f64 = o.active_max.iter().map(|&(_, a)| a as f64).sum();
+                    let rarity_terms: Vec<(u32, f32)> = o
+                        .active_max
+                        .iter()
+                        .map(|&(j, a)| (j, (a as f64 * -model.image_freq[j as usize].ln()) as f32))
+                        .collect();
+                    let rarity = if weight > 0.0 {
+                        rarity_terms.iter().map(|t| t.1 as f64).sum::<f64>() / weight
+                    } else {
+                        0.0
+                    };
+                    // Features whose decoder direction the unexplained residual points along.
+                    let residual_align = (0..sae.d_sae).map(|j| {
+                        let wd = &sae.w_dec[j * d..(j + 1) * d];
+                        let dot: f32 = wd.iter().zip(&o.residual_mean).map(|(a, b)| a * b).sum();
+                        (j as u32, dot)
+                    });
+                    ImageScore {
+                        path: ds.images[ok[i]].path.clone(),
+                        scores: vec![
+                            Some(recon),
+                            Some(rarity),
+                            Some(maha[i]),
+                            o.msp.map(|m| -(m as f64)),
+                            Some(raw[i]),
+                        ],
+                        contributions: vec![
+                            top_contributions(residual_align),
+                            top_contributions(rarity_terms.into_iter()),
+                            top_contributions(
+                                contrib[i].iter().enumerate().map(|(j, &v)| (j as u32, v)),
+                            ),
+                        ],
+                    }
+                })
+                .collect();
+            images.extend(scored);
+            Ok(())
+        },
+    )?;
+    Ok(ScoredSet {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        in_distribution,
+        images,
+    })
+}
+
+// ---------- report ----------
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MethodResult {
+    pub method: String,
+    pub ood_set: String,
+    pub auroc: f64,
+    pub fpr95: f64,
+    /// (FPR, TPR) points.
+    pub roc: Vec<(f64, f64)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OodResults {
+    pub format: String,
+    pub fit_dir: PathBuf,
+    pub n_fit: usize,
+    pub methods: Vec<String>,
+    pub sets: Vec<ScoredSet>,
+    pub results: Vec<MethodResult>,
+}
+
+impl OodResults {
+    pub fn scores(&self, set: usize, method: usize) -> Vec<f64> {
+        self.sets[set]
+            .images
+            .iter()
+            .filter_map(|i| i.scores[method])
+            .collect()
+    }
+}
+
+/// Fits, scores the in-distribution folder and every OOD folder, and computes AUROC / FPR95
+/// per method and OOD set.
+pub fn run(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    layer: usize,
+    fit_dir: &Path,
+    id_dir: &Path,
+    ood_dirs: &[PathBuf],
+    opts: &OodOptions,
+    job: &Job,
+) -> Result<OodResults> {
+    if ood_dirs.is_empty() {
+        return Err(Error::Invalid("pass at least one --ood folder".into()));
+    }
+    sae.check_fits(
+        backbone.info().d_model,
+        &format!("layer {layer} of {}", backbone.info().name),
+    )?;
+    let model = fit(backbone, sae, layer, fit_dir, opts, job)?;
+    let name_of = |p: &Path, i: usize| {
+        let base = p
+            .components()
+            .rev()
+            .take(2)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        let n = base.into_iter().rev().collect::<Vec<_>>().join("/");
+        if i == 0 { n } else { format!("{n}#{i}") }
+    };
+    let mut sets = vec![score_dir(
+        backbone,
+        sae,
+        layer,
+        &model,
+        id_dir,
+        &name_of(id_dir, 0),
+        true,
+        opts,
+        job,
+    )?];
+    for (i, d) in ood_dirs.iter().enumerate() {
+        let mut name = name_of(d, 0);
+        if sets.iter().any(|s| s.name == name) {
+            name = name_of(d, i + 1);
+        }
+        sets.push(score_dir(
+            backbone, sae, layer, &model, d, &name, false, opts, job,
+        )?);
+    }
+    let mut results = Vec::new();
+    for m in 0..METHODS.len() {
+        let id = sets[0]
+            .images
+            .iter()
+            .filter_map(|i| i.scores[m])
+            .collect::<Vec<_>>();
+        if id.is_empty() {
+            continue;
+        }
+        for s in &sets[1..] {
+            let ood: Vec<f64> = s.images.iter().filter_map(|i| i.scores[m]).collect();
+            if ood.is_empty() {
+                continue;
+            }
+            results.push(MethodResult {
+                method: METHODS[m].to_string(),
+                ood_set: s.name.clone(),
+                auroc: auroc(&id, &ood),
+                fpr95: fpr_at_95_tpr(&id, &ood),
+                roc: roc_curve(&id, &ood, 201),
+            });
+        }
+    }
+    Ok(OodResults {
+        format: "saescope-ood-v1".into(),
+        fit_dir: fit_dir.to_path_buf(),
+        n_fit: model.n_fit,
+        methods: METHODS.iter().map(|s| s.to_string()).collect(),
+        sets,
+        results,
+    })
+}
+
+/// Writes the full results to WS/ood/results.json (atomically); returns the path.
+pub fn save_results(ws: &crate::store::Workspace, r: &OodResults) -> Result<PathBuf> {
+    let p = ws.dir.join("ood").join("results.json");
+    crate::fsutil::write_json_atomic(&p, r)?;
+    Ok(p)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OodSummaryRow {
+    pub method: String,
+    pub ood_set: String,
+    pub auroc: f64,
+    pub fpr95: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MostUnusual {
+    pub set: String,
+    pub path: String,
+    pub score: f64,
+    pub features: Vec<(u32, f32)>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OodSummary {
+    pub results_file: PathBuf,
+    pub n_fit: usize,
+    pub table: Vec<OodSummaryRow>,
+    /// The SAE method with the best mean AUROC over the OOD sets.
+    pub best_sae_method: String,
+    pub best_sae_auroc: f64,
+    /// Per OOD set, its highest-scoring images by the best SAE method and their top features.
+    pub most_unusual: Vec<MostUnusual>,
+}
+
+/// The compact report `saescope ood --json` prints.
+pub fn summary(r: &OodResults, file: &Path, per_set: usize) -> OodSummary {
+    let table: Vec<OodSummaryRow> = r
+        .results
+        .iter()
+        .map(|m| OodSummaryRow {
+            method: m.method.clone(),
+            ood_set: m.ood_set.clone(),
+            auroc: m.auroc,
+            fpr95: m.fpr95,
+        })
+        .collect();
+    let (best, best_auroc) = METHODS[..SAE_METHODS]
+        .iter()
+        .map(|m| {
+            let v: Vec<f64> = table
+                .iter()
+                .filter(|t| t.method == *m)
+                .map(|t| t.auroc)
+                .collect();
+            (m.to_string(), v.iter().sum::<f64>() / v.len().max(1) as f64)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap_or_default();
+    let mi = sae_method_index(&best).unwrap_or(0);
+    let mut most_unusual = Vec::new();
+    for s in r.sets.iter().filter(|s| !s.in_distribution) {
+        let mut imgs: Vec<&ImageScore> = s.images.iter().collect();
+        imgs.sort_by(|a, b| {
+            b.scores[mi]
+                .unwrap_or(f64::MIN)
+                .total_cmp(&a.scores[mi].unwrap_or(f64::MIN))
+        });
+        for i in imgs.into_iter().take(per_set) {
+            most_unusual.push(MostUnusual {
+                set: s.name.clone(),
+                path: i.path.clone(),
+                score: i.scores[mi].unwrap_or(f64::NAN),
+                features: i.contributions[mi].clone(),
+            });
+        }
+    }
+    OodSummary {
+        results_file: file.to_path_buf(),
+        n_fit: r.n_fit,
+        table,
+        best_sae_method: best,
+        best_sae_auroc: best_auroc,
+        most_unusual,
+    }
+}
+
+/// Index of an SAE method in `METHODS` whose contributions are stored at the same index.
+pub fn sae_method_index(method: &str) -> Option<usize> {
+    METHODS[..SAE_METHODS].iter().position(|m| *m == method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auroc_matches_hand_computed_values() {
+        // Perfect separation, perfect inversion, and a hand-counted mixed case.
+        assert_eq!(auroc(&[1.0, 2.0], &[3.0, 4.0]), 1.0);
+        assert_eq!(auroc(&[3.0, 4.0], &[1.0, 2.0]), 0.0);
+        // id {1, 3}, ood {2, 4}: pairs (ood > id): 2>1, 4>1, 4>3 → 3 of 4.
+        assert_eq!(auroc(&[1.0, 3.0], &[2.0, 4.0]), 0.75);
+        // Ties count one half: id {1, 2}, ood {2, 3}: 2>1, 2=2 (½), 3>1, 3>2 → 3.5 of 4.
+        assert_eq!(auroc(&[1.0, 2.0], &[2.0, 3.0]), 0.875);
+        assert_eq!(auroc(&[5.0; 3], &[5.0; 4]), 0.5);
+    }
+
+    #[test]
+    fn fpr95_matches_hand_computed_values() {
+        // 20 OOD scores 1..=20: 95% TPR keeps 19 of them → threshold 2.
+        let ood: Vec<f64> = (1..=20).map(f64::from).collect();
+        // id scores: 0, 1.5, 2, 2.5, 10 → 3 of 5 at or above 2.
+        assert_eq!(fpr_at_95_tpr(&[0.0, 1.5, 2.0, 2.5, 10.0], &ood), 0.6);
+        assert_eq!(fpr_at_95_tpr(&[0.0, 1.0], &ood), 0.0);
+        // 10 OOD scores: floor(0.5) = 0 → threshold is the lowest OOD score.
+        let ood10: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(fpr_at_95_tpr(&[0.5, 1.0, 3.0, 11.0], &ood10), 0.75);
+    }
+
+    #[test]
+    fn roc_curve_runs_from_origin_to_one_and_its_area_is_the_auroc() {
+        let id = [0.1, 0.4, 0.35, 0.8];
+        let ood = [0.9, 0.4, 0.65, 0.7, 0.2];
+        let pts = roc_curve(&id, &ood, 1000);
+        assert_eq!(pts[0], (0.0, 0.0));
+        assert_eq!(*pts.last().unwrap(), (1.0, 1.0));
+        let area: f64 = pts
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0)
+            .sum();
+        assert!((area - auroc(&id, &ood)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn mahalanobis_contributions_sum_to_the_distance() {
+        let mut m = Moments::new(3);
+        let mut rng = crate::sae::train::Rng::new(4);
+        let rows: Vec<f32> = (0..300)
+            .flat_map(|_| {
+                let a = rng.normal();
+                [a, a * 0.5 + rng.normal() * 0.1, rng.normal() * 2.0]
+            })
+            .collect();
+        m.add(&rows[..150 * 3]);
+        m.add(&rows[150 * 3..]);
+        let g = m.gaussian(0.0).unwrap();
+        let x = [1.0f32, -0.5, 0.3, 0.0, 0.0, 0.0];
+        let (d2, c) = g.score(&x, true);
+        for (d, ci) in d2.iter().zip(&c) {
+            let s: f64 = ci.iter().map(|&v| v as f64).sum();
+            assert!((s - d).abs() < 1e-3 * d.max(1.0), "{s} vs {d}");
+        }
+        // The correlated direction is cheap, the anti-correlated one expensive.
+        let (d_along, _) = g.score(&[1.0, 0.5, 0.0], false);
+        let (d_against, _) = g.score(&[1.0, -0.5, 0.0], false);
+        assert!(d_against[0] > 10.0 * d_along[0]);
+    }
+}
