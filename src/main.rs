@@ -163,6 +163,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ontology: a tree over features and class trees (SAE profiles and raw activations),
+    /// compared with a taxonomy (e.g. WordNet) when given. Written to WS/ontology.json.
+    Tree {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        /// Taxonomy: networkx node-link JSON or "parent child" lines (e.g. WordNet).
+        #[arg(long, requires = "class_ids")]
+        taxonomy: Option<PathBuf>,
+        /// One taxonomy id per class, in sorted class-folder order (e.g. cifar10-wnids.txt).
+        #[arg(long, requires = "taxonomy")]
+        class_ids: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -259,7 +275,8 @@ fn main() {
             | Command::Train { json, .. }
             | Command::EvalSae { json, .. }
             | Command::Index { json, .. }
-            | Command::Ood { json, .. },
+            | Command::Ood { json, .. }
+            | Command::Tree { json, .. },
         ) => *json,
         Some(Command::Bench {
             which:
@@ -483,6 +500,37 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 println!("per-image scores: {}", path.display());
             })
+        }
+        Some(Command::Tree {
+            workspace,
+            sae,
+            taxonomy,
+            class_ids,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let index = saescope::analysis::index::load_index(&ws)?;
+            let tops = saescope::analysis::index::load_image_top(&ws)?;
+            let classes = ws.dataset()?.classes;
+            let tax = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
+                saescope::analysis::ontology::TaxonomyInput {
+                    taxonomy,
+                    class_ids,
+                }
+            });
+            let onto =
+                saescope::analysis::ontology::build(&sae, &index, &tops, &classes, tax.as_ref())?;
+            let path = ws.dir.join("ontology.json");
+            saescope::fsutil::write_json_atomic(&path, &onto)?;
+            let summary = serde_json::json!({
+                "ontology_file": path,
+                "features_in_tree": onto.features.len(),
+                "class_tree_sae": onto.class_tree_sae.as_ref().map(|t| &t.comparison),
+                "class_tree_raw": onto.class_tree_raw.as_ref().map(|t| &t.comparison),
+                "taxonomy_top_split": onto.taxonomy_top_split,
+            });
+            emit_pretty(json, &summary)
         }
         Some(Command::EvalSae {
             workspace,

@@ -2,5 +2,6 @@
 
 pub mod classify;
 pub mod index;
+pub mod ontology;
 pub mod ood;
 pub mod tree;
