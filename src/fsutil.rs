@@ -19,6 +19,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+        // Fault injection for the crash tests: die halfway through writing this file.
+        if std::env::var("SAESCOPE_CRASH_MID_WRITE").is_ok_and(|n| n == name) {
+            let _ = f.write_all(&bytes[..bytes.len() / 2]);
+            let _ = f.sync_all();
+            std::process::abort();
+        }
         f.write_all(bytes).at(&tmp)?;
         f.sync_all().at(&tmp)?;
     }

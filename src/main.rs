@@ -179,6 +179,70 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Feature labels: automatic ones from class folders, and manual ones (which always win).
+    Label {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// Label every feature with its most precise class among its top images.
+        #[arg(long)]
+        from_classes: bool,
+        /// Manual label, e.g. --set "12=striped fur" (an empty text removes the label).
+        #[arg(long = "set")]
+        set: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Heatmap of features over any image (in the dataset or not): JSON grid and a PNG overlay.
+    Heatmap {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long)]
+        image: PathBuf,
+        /// Feature ids, e.g. 3,10-12.
+        #[arg(long)]
+        features: String,
+        /// Write overlays here (one PNG per feature: <out>/heatmap-<feature>.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export features (JSON + CSV + PNGs) to share; see docs/FORMATS.md.
+    Export {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Feature ids, e.g. 3,10-12 (default: every feature that fired).
+        #[arg(long, conflicts_with = "labelled")]
+        features: Option<String>,
+        /// Only labelled features.
+        #[arg(long)]
+        labelled: bool,
+        /// Skip the per-feature PNGs.
+        #[arg(long)]
+        no_png: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import the labels of an export (features.json or its folder) into a workspace.
+    ImportLabels {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long)]
+        from: PathBuf,
+        /// Import even if the export was made with another SAE.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -276,7 +340,11 @@ fn main() {
             | Command::EvalSae { json, .. }
             | Command::Index { json, .. }
             | Command::Ood { json, .. }
-            | Command::Tree { json, .. },
+            | Command::Tree { json, .. }
+            | Command::Label { json, .. }
+            | Command::Heatmap { json, .. }
+            | Command::Export { json, .. }
+            | Command::ImportLabels { json, .. },
         ) => *json,
         Some(Command::Bench {
             which:
@@ -531,6 +599,114 @@ fn run(cli: Cli) -> Result<()> {
                 "taxonomy_top_split": onto.taxonomy_top_split,
             });
             emit_pretty(json, &summary)
+        }
+        Some(Command::Label {
+            workspace,
+            from_classes,
+            set,
+            json,
+        }) => {
+            use saescope::analysis::labels::Labels;
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let mut labels = Labels::load(&ws.dir)?;
+            let mut from_class = 0;
+            if from_classes {
+                let index = saescope::analysis::index::load_index(&ws)?;
+                from_class = saescope::analysis::labels::label_from_classes(
+                    &mut labels,
+                    &index,
+                    &ws.dataset()?,
+                )?;
+            }
+            for s in &set {
+                let (id, text) = s.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--set `{s}`: expected FEATURE=TEXT, e.g. --set \"12=striped fur\""
+                    )
+                })?;
+                let id: u32 = id
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--set `{s}`: `{id}` is not a feature id"))?;
+                labels.set_manual(id, text);
+            }
+            labels.save(&ws.dir)?;
+            let report = serde_json::json!({
+                "labels_file": Labels::path(&ws.dir),
+                "labels": labels.labels.len(),
+                "from_classes": from_class,
+                "manual_set": set.len(),
+            });
+            emit_pretty(json, &report)
+        }
+        Some(Command::Heatmap {
+            workspace,
+            sae,
+            image,
+            features,
+            out,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+            let ids = saescope::analysis::export::parse_ids(&features)?;
+            let maps = saescope::analysis::heatmap::heatmaps_for_image(
+                &b,
+                &sae,
+                ws.config.layer,
+                &image,
+                &ids,
+            )?;
+            let mut files = Vec::new();
+            if let Some(out) = &out {
+                std::fs::create_dir_all(out)?;
+                let img = saescope::store::dataset::load_rgb(&image)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+                for m in &maps {
+                    let zoom = (256 / m.input_size.0.max(1)).max(1) as u32;
+                    let o = saescope::analysis::heatmap::overlay(&img, m, zoom, 0.0, 0.75);
+                    let p = out.join(format!("heatmap-{}.png", m.feature));
+                    o.save(&p)?;
+                    files.push(p);
+                }
+            }
+            let report = serde_json::json!({"image": image, "heatmaps": maps, "png": files});
+            emit_pretty(json, &report)
+        }
+        Some(Command::Export {
+            workspace,
+            sae,
+            out,
+            features,
+            labelled,
+            no_png,
+            json,
+        }) => {
+            use saescope::analysis::export::{Selection, export, parse_ids};
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let index = saescope::analysis::index::load_index(&ws)?;
+            let labels = saescope::analysis::labels::Labels::load(&ws.dir)?;
+            let selection = match (&features, labelled) {
+                (Some(f), _) => Selection::Ids(parse_ids(f)?),
+                (None, true) => Selection::Labelled,
+                (None, false) => Selection::Alive,
+            };
+            let report = export(&ws, &sae, &index, &labels, &selection, &out, !no_png)?;
+            emit_pretty(json, &report)
+        }
+        Some(Command::ImportLabels {
+            workspace,
+            sae,
+            from,
+            force,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let report = saescope::analysis::export::import_labels(&ws, &sae, &from, force)?;
+            emit_pretty(json, &report)
         }
         Some(Command::EvalSae {
             workspace,

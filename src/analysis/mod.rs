@@ -1,7 +1,10 @@
 //! Analyses over models, activations and SAEs. Each is a library function with a CLI command.
 
 pub mod classify;
+pub mod export;
+pub mod heatmap;
 pub mod index;
+pub mod labels;
 pub mod ontology;
 pub mod ood;
 pub mod tree;

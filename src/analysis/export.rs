@@ -1,0 +1,373 @@
+//! Export of labelled feature sets (versioned JSON documented in docs/FORMATS.md, a CSV
+//! summary, per-feature PNGs of top-patch crops and heatmap overlays) and import of the labels
+//! back into a workspace. Export → import keeps every label field.
+
+use super::heatmap::{Heatmap, grid, overlay, patch_crop};
+use super::index::{FeatureIndex, sae_fingerprint};
+use super::labels::{Label, Labels, class_scores};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::sae::Sae;
+use crate::store::Workspace;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "saescope-features";
+pub const VERSION: u32 = 1;
+/// Top examples written per feature.
+pub const EXAMPLES: usize = 16;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportedExample {
+    /// Image path relative to `images_root`.
+    pub image: String,
+    pub class: Option<String>,
+    /// Position in the stored token sequence, and its box in model-input pixels (None for CLS).
+    pub token: u32,
+    pub patch_box: Option<[f32; 4]>,
+    pub activation: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportedClass {
+    pub class: String,
+    pub precision: f64,
+    pub recall: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureStats {
+    pub token_frequency: f64,
+    pub image_frequency: f64,
+    pub mean_activation: f64,
+    pub max_activation: f32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportedFeature {
+    pub id: u32,
+    pub label: Option<Label>,
+    pub stats: FeatureStats,
+    /// The three classes with the highest precision among the top images.
+    pub classes: Vec<ExportedClass>,
+    pub top_examples: Vec<ExportedExample>,
+    /// Relative path of the feature's PNG, when written.
+    pub png: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExportFile {
+    pub format: String,
+    pub version: u32,
+    pub model: String,
+    pub layer: usize,
+    pub images_root: PathBuf,
+    pub sae_d_in: usize,
+    pub sae_d_sae: usize,
+    /// Feature ids only mean the same thing for the same SAE: import checks this.
+    pub sae_fingerprint: String,
+    pub features: Vec<ExportedFeature>,
+}
+
+/// Which features to export.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Every feature that fired.
+    Alive,
+    Labelled,
+    Ids(Vec<u32>),
+}
+
+/// Parses "3,10-12,40" into ids.
+pub fn parse_ids(spec: &str) -> Result<Vec<u32>> {
+    let bad = || {
+        Error::Invalid(format!(
+            "--features `{spec}`: expected ids and ranges like 3,10-12,40"
+        ))
+    };
+    let mut out = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if b < a {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ExportReport {
+    pub out: PathBuf,
+    pub features: usize,
+    pub labelled: usize,
+    pub pngs: usize,
+}
+
+pub fn export(
+    ws: &Workspace,
+    sae: &Sae,
+    index: &FeatureIndex,
+    labels: &Labels,
+    selection: &Selection,
+    out: &Path,
+    pngs: bool,
+) -> Result<ExportReport> {
+    let ds = ws.dataset()?;
+    let ids: Vec<u32> = match selection {
+        Selection::Alive => (0..index.d_sae as u32)
+            .filter(|&j| index.token_count[j as usize] > 0)
+            .collect(),
+        Selection::Labelled => labels.labels.keys().copied().collect(),
+        Selection::Ids(v) => v.clone(),
+    };
+    if let Some(&bad) = ids.iter().find(|&&j| j as usize >= index.d_sae) {
+        return Err(Error::Invalid(format!(
+            "feature {bad} does not exist: the SAE has {} features",
+            index.d_sae
+        )));
+    }
+    let geometry = ws.config.backbone.geometry;
+    let token_indices = geometry.select(ws.config.tokens)?;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    if pngs {
+        let p = out.join("png");
+        std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    let features: Vec<ExportedFeature> = ids
+        .par_iter()
+        .map(|&j| -> Result<ExportedFeature> {
+            let ju = j as usize;
+            let top = &index.top[ju];
+            let mut classes: Vec<ExportedClass> = class_scores(index, &ds, ju)
+                .into_iter()
+                .map(|(c, p, r)| ExportedClass {
+                    class: ds.classes[c].clone(),
+                    precision: p,
+                    recall: r,
+                })
+                .collect();
+            classes.sort_by(|a, b| {
+                b.precision
+                    .total_cmp(&a.precision)
+                    .then(b.recall.total_cmp(&a.recall))
+            });
+            classes.truncate(3);
+            let top_examples: Vec<ExportedExample> = top
+                .iter()
+                .take(EXAMPLES)
+                .map(|e| {
+                    let seq_pos = token_indices[e.token as usize];
+                    ExportedExample {
+                        image: ds.images[e.image as usize].path.clone(),
+                        class: ds.class_name(e.image as usize).map(String::from),
+                        token: e.token,
+                        patch_box: geometry.patch_box(seq_pos),
+                        activation: e.value,
+                    }
+                })
+                .collect();
+            let png = if pngs && !top.is_empty() {
+                let rel = format!("png/feature-{j:05}.png");
+                let mut crops = Vec::new();
+                let mut overlays = Vec::new();
+                for e in top.iter().take(8) {
+                    let img = match ds.load(e.image as usize) {
+                        Ok(i) => i,
+                        Err(_) => continue, // unreadable now: leave the tile out
+                    };
+                    let heat = Heatmap::from_tokens(j, &geometry, &token_indices, &e.tokens);
+                    let zoom = (96 / heat.input_size.0.max(1)).max(1) as u32;
+                    let ov = overlay(&img, &heat, zoom, index.max_act[ju], 0.75);
+                    let side = ov.width();
+                    let bx = geometry
+                        .patch_box(token_indices[e.token as usize])
+                        .unwrap_or([0.0, 0.0, heat.input_size.0 as f32, heat.input_size.1 as f32]);
+                    crops.push(patch_crop(&img, heat.input_size, bx, side));
+                    overlays.push(ov);
+                }
+                let cols = crops.len().max(1);
+                crops.extend(overlays);
+                fsutil::write_atomic(&out.join(&rel), &png_bytes(&grid(&crops, cols, 2))?)?;
+                Some(rel)
+            } else {
+                None
+            };
+            Ok(ExportedFeature {
+                id: j,
+                label: labels.labels.get(&j).cloned(),
+                stats: FeatureStats {
+                    token_frequency: index.token_frequency(ju),
+                    image_frequency: index.image_frequency(ju),
+                    mean_activation: index.mean_active(ju),
+                    max_activation: index.max_act[ju],
+                },
+                classes,
+                top_examples,
+                png,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let file = ExportFile {
+        format: FORMAT.into(),
+        version: VERSION,
+        model: ws.config.model.source.clone(),
+        layer: ws.config.layer,
+        images_root: ds.root.clone(),
+        sae_d_in: sae.d_in,
+        sae_d_sae: sae.d_sae,
+        sae_fingerprint: sae_fingerprint(sae),
+        features,
+    };
+    fsutil::write_json_atomic(&out.join("features.json"), &file)?;
+    fsutil::write_atomic(&out.join("features.csv"), csv(&file).as_bytes())?;
+    Ok(ExportReport {
+        out: out.to_path_buf(),
+        features: file.features.len(),
+        labelled: file.features.iter().filter(|f| f.label.is_some()).count(),
+        pngs: file.features.iter().filter(|f| f.png.is_some()).count(),
+    })
+}
+
+fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| Error::Invalid(format!("cannot encode PNG: {e}")))?;
+    Ok(buf.into_inner())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv(file: &ExportFile) -> String {
+    let mut out = String::from(
+        "id,label,source,confidence,token_frequency,image_frequency,mean_activation,max_activation,top_class,top_class_precision,top_class_recall\n",
+    );
+    for f in &file.features {
+        let (label, source, conf) = match &f.label {
+            Some(l) => (
+                csv_field(&l.text),
+                serde_json::to_value(l.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                format!("{:.4}", l.confidence),
+            ),
+            None => Default::default(),
+        };
+        let (tc, tp, tr) =
+            f.classes
+                .first()
+                .map_or((String::new(), String::new(), String::new()), |c| {
+                    (
+                        csv_field(&c.class),
+                        format!("{:.4}", c.precision),
+                        format!("{:.4}", c.recall),
+                    )
+                });
+        out.push_str(&format!(
+            "{},{label},{source},{conf},{:.6},{:.6},{:.6},{:.6},{tc},{tp},{tr}\n",
+            f.id,
+            f.stats.token_frequency,
+            f.stats.image_frequency,
+            f.stats.mean_activation,
+            f.stats.max_activation
+        ));
+    }
+    out
+}
+
+pub fn read_export(path: &Path) -> Result<ExportFile> {
+    let p = if path.is_dir() {
+        path.join("features.json")
+    } else {
+        path.to_path_buf()
+    };
+    let f: ExportFile = fsutil::read_json(&p)?;
+    if f.format != FORMAT || f.version > VERSION {
+        return Err(Error::Invalid(format!(
+            "{}: format `{}` version {} is not one this saescope reads ({FORMAT} ≤ {VERSION}); update saescope",
+            p.display(),
+            f.format,
+            f.version
+        )));
+    }
+    Ok(f)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    /// Kept because the workspace has a manual label there.
+    pub kept_manual: usize,
+}
+
+/// Applies an export's labels to the workspace (manual labels in the workspace win over
+/// non-manual imported ones). Refuses an export made with a different SAE unless `force`.
+pub fn import_labels(ws: &Workspace, sae: &Sae, from: &Path, force: bool) -> Result<ImportReport> {
+    let f = read_export(from)?;
+    let mine = sae_fingerprint(sae);
+    if f.sae_fingerprint != mine && !force {
+        return Err(Error::Invalid(format!(
+            "{}: exported from another SAE ({}; this workspace's is {mine}), so its feature ids mean other things; pass --force to import anyway",
+            from.display(),
+            f.sae_fingerprint
+        )));
+    }
+    let mut labels = Labels::load(&ws.dir)?;
+    let (mut imported, mut kept_manual) = (0, 0);
+    for feat in &f.features {
+        if let Some(l) = &feat.label {
+            if feat.id as usize >= sae.d_sae {
+                return Err(Error::Invalid(format!(
+                    "feature {} is beyond this SAE's {} features",
+                    feat.id, sae.d_sae
+                )));
+            }
+            let before = labels.labels.get(&feat.id).cloned();
+            labels.set(feat.id, l.clone());
+            if labels.labels.get(&feat.id) == Some(l) {
+                imported += 1;
+            } else if before.is_some() {
+                kept_manual += 1;
+            }
+        }
+    }
+    labels.save(&ws.dir)?;
+    Ok(ImportReport {
+        imported,
+        kept_manual,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_id_lists_parse() {
+        assert_eq!(parse_ids("3, 10-12,40").unwrap(), [3, 10, 11, 12, 40]);
+        assert!(parse_ids("5-2").is_err());
+        assert!(parse_ids("x").is_err());
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("cat"), "cat");
+        assert_eq!(csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+    }
+}

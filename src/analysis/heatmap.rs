@@ -1,0 +1,251 @@
+//! Heatmaps: a feature's activation over an image's patch grid — computed on demand for any
+//! image (dataset or not) by running the backbone to the tapped layer and encoding, or taken
+//! from the index's stored per-token activations — and rendered as colour overlays and patch
+//! crops for export and display.
+
+use crate::backbone::{Backbone, TokenGeometry, TokenKind};
+use crate::error::{Error, Result};
+use crate::sae::Sae;
+use candle_core::Device;
+use image::{Rgb, RgbImage, imageops};
+use serde::Serialize;
+use std::path::Path;
+
+/// A feature's activation per patch, row-major over the grid.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Heatmap {
+    pub feature: u32,
+    pub grid_h: usize,
+    pub grid_w: usize,
+    /// Model input size in pixels (the grid covers it).
+    pub input_size: (usize, usize),
+    pub values: Vec<f32>,
+    /// Activation on the CLS token, when there is one.
+    pub cls: Option<f32>,
+}
+
+impl Heatmap {
+    pub fn max(&self) -> f32 {
+        self.values.iter().fold(0f32, |a, &b| a.max(b))
+    }
+
+    /// From activations on the stored tokens (`token_indices` = which sequence positions).
+    pub fn from_tokens(
+        feature: u32,
+        geometry: &TokenGeometry,
+        token_indices: &[usize],
+        acts: &[f32],
+    ) -> Heatmap {
+        let mut values = vec![0f32; geometry.grid_h * geometry.grid_w];
+        let mut cls = None;
+        for (&t, &v) in token_indices.iter().zip(acts) {
+            match geometry.kind(t) {
+                TokenKind::Patch { row, col } => values[row * geometry.grid_w + col] = v,
+                TokenKind::Cls => cls = Some(v),
+                TokenKind::Register(_) => {}
+            }
+        }
+        Heatmap {
+            feature,
+            grid_h: geometry.grid_h,
+            grid_w: geometry.grid_w,
+            input_size: (
+                geometry.grid_w * geometry.patch_size,
+                geometry.grid_h * geometry.patch_size,
+            ),
+            values,
+            cls,
+        }
+    }
+}
+
+/// Runs the backbone on one image file and returns the heatmaps of `features`.
+pub fn heatmaps_for_image(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    layer: usize,
+    image: &Path,
+    features: &[u32],
+) -> Result<Vec<Heatmap>> {
+    for &f in features {
+        if f as usize >= sae.d_sae {
+            return Err(Error::Invalid(format!(
+                "feature {f} does not exist: the SAE has {} features (0..{})",
+                sae.d_sae,
+                sae.d_sae - 1
+            )));
+        }
+    }
+    let img = crate::store::dataset::load_rgb(image)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", image.display())))?;
+    let (pixels, _) = backbone.preprocessor().batch(&[img], &Device::Cpu)?;
+    let hidden = backbone.forward_to(&pixels, layer)?;
+    let (_, t, _) = hidden.dims3()?;
+    let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+    let codes = sae.encode_sparse(&h);
+    let geometry = backbone.info().geometry;
+    let tokens: Vec<usize> = (0..t).collect();
+    Ok(features
+        .iter()
+        .map(|&f| {
+            let acts: Vec<f32> = (0..t)
+                .map(|r| codes.row(r).find(|&(j, _)| j == f).map_or(0.0, |x| x.1))
+                .collect();
+            Heatmap::from_tokens(f, &geometry, &tokens, &acts)
+        })
+        .collect())
+}
+
+/// A perceptual dark-purple → orange → yellow ramp (hand-picked stops, linear in between).
+pub fn colormap(t: f32) -> [u8; 3] {
+    const STOPS: [[f32; 3]; 5] = [
+        [0.0, 0.0, 4.0],
+        [87.0, 16.0, 110.0],
+        [188.0, 55.0, 84.0],
+        [249.0, 142.0, 9.0],
+        [252.0, 255.0, 164.0],
+    ];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f32;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f32;
+    let c = |k: usize| (STOPS[i][k] + f * (STOPS[i + 1][k] - STOPS[i][k])).round() as u8;
+    [c(0), c(1), c(2)]
+}
+
+/// The image as the model sees it (resized to the input size), scaled up by `zoom`, with the
+/// heatmap blended over it (bilinear between patch centres). `vmax` sets full colour (≤ 0: the
+/// map's own maximum).
+pub fn overlay(img: &RgbImage, heat: &Heatmap, zoom: u32, vmax: f32, alpha: f32) -> RgbImage {
+    let (w, h) = (
+        heat.input_size.0 as u32 * zoom,
+        heat.input_size.1 as u32 * zoom,
+    );
+    let base = imageops::resize(img, w, h, imageops::FilterType::Triangle);
+    let vmax = if vmax > 0.0 {
+        vmax
+    } else {
+        heat.max().max(1e-12)
+    };
+    let mut out = base.clone();
+    for y in 0..h {
+        for x in 0..w {
+            // Position in patch units, relative to patch centres.
+            let gx = (x as f32 + 0.5) / w as f32 * heat.grid_w as f32 - 0.5;
+            let gy = (y as f32 + 0.5) / h as f32 * heat.grid_h as f32 - 0.5;
+            let v = bilinear(&heat.values, heat.grid_w, heat.grid_h, gx, gy) / vmax;
+            let c = colormap(v);
+            let a = alpha * v.clamp(0.0, 1.0).sqrt();
+            let p = base.get_pixel(x, y).0;
+            out.put_pixel(
+                x,
+                y,
+                Rgb([0, 1, 2].map(|k| ((1.0 - a) * p[k] as f32 + a * c[k] as f32).round() as u8)),
+            );
+        }
+    }
+    out
+}
+
+fn bilinear(v: &[f32], gw: usize, gh: usize, x: f32, y: f32) -> f32 {
+    let x = x.clamp(0.0, (gw - 1) as f32);
+    let y = y.clamp(0.0, (gh - 1) as f32);
+    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
+    let (x1, y1) = ((x0 + 1).min(gw - 1), (y0 + 1).min(gh - 1));
+    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
+    let at = |r: usize, c: usize| v[r * gw + c];
+    (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x1))
+        + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1))
+}
+
+/// The patch `[x0, y0, x1, y1]` (model-input pixels) of the image as the model sees it, with a
+/// margin of half a patch, scaled to `size`×`size`.
+pub fn patch_crop(
+    img: &RgbImage,
+    input: (usize, usize),
+    patch_box: [f32; 4],
+    size: u32,
+) -> RgbImage {
+    let model = imageops::resize(
+        img,
+        input.0 as u32,
+        input.1 as u32,
+        imageops::FilterType::Triangle,
+    );
+    let m = (patch_box[2] - patch_box[0]) / 2.0;
+    let x0 = (patch_box[0] - m).max(0.0) as u32;
+    let y0 = (patch_box[1] - m).max(0.0) as u32;
+    let x1 = ((patch_box[2] + m) as u32).min(input.0 as u32);
+    let y1 = ((patch_box[3] + m) as u32).min(input.1 as u32);
+    let crop = imageops::crop_imm(&model, x0, y0, (x1 - x0).max(1), (y1 - y0).max(1)).to_image();
+    imageops::resize(&crop, size, size, imageops::FilterType::Nearest)
+}
+
+/// Tiles in a grid with `pad` pixels of dark background between them.
+pub fn grid(tiles: &[RgbImage], cols: usize, pad: u32) -> RgbImage {
+    let (tw, th) = tiles.first().map_or((1, 1), |t| t.dimensions());
+    let cols = cols.max(1).min(tiles.len().max(1));
+    let rows = tiles.len().div_ceil(cols).max(1);
+    let mut out = RgbImage::from_pixel(
+        cols as u32 * (tw + pad) + pad,
+        rows as u32 * (th + pad) + pad,
+        Rgb([24, 24, 28]),
+    );
+    for (i, t) in tiles.iter().enumerate() {
+        let (c, r) = ((i % cols) as u32, (i / cols) as u32);
+        imageops::overlay(
+            &mut out,
+            t,
+            (pad + c * (tw + pad)) as i64,
+            (pad + r * (th + pad)) as i64,
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> TokenGeometry {
+        TokenGeometry {
+            has_cls: true,
+            registers: 0,
+            grid_h: 2,
+            grid_w: 3,
+            patch_size: 4,
+        }
+    }
+
+    #[test]
+    fn tokens_map_onto_the_patch_grid() {
+        let g = geometry();
+        let h = Heatmap::from_tokens(
+            5,
+            &g,
+            &[0, 1, 2, 3, 4, 5, 6],
+            &[9.0, 1.0, 0.0, 0.0, 0.0, 2.0, 0.0],
+        );
+        assert_eq!(h.cls, Some(9.0));
+        assert_eq!(h.values, [1.0, 0.0, 0.0, 0.0, 2.0, 0.0]);
+        assert_eq!(h.input_size, (12, 8));
+        // Patch-only stores skip the CLS position.
+        let p = Heatmap::from_tokens(5, &g, &[1, 2, 3, 4, 5, 6], &[0.0, 0.0, 0.0, 0.0, 0.0, 3.0]);
+        assert_eq!(p.values[5], 3.0);
+        assert_eq!(p.cls, None);
+    }
+
+    #[test]
+    fn overlay_is_hot_where_the_feature_fires() {
+        let g = geometry();
+        let h = Heatmap::from_tokens(0, &g, &[1, 2, 3, 4, 5, 6], &[0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let img = RgbImage::from_pixel(12, 8, Rgb([0, 0, 0]));
+        let o = overlay(&img, &h, 2, 0.0, 0.8);
+        assert_eq!(o.dimensions(), (24, 16));
+        let hot = o.get_pixel(22, 14).0; // bottom-right patch
+        let cold = o.get_pixel(1, 1).0;
+        assert!(hot[0] as u32 + hot[1] as u32 > 200, "{hot:?}");
+        assert_eq!(cold, [0, 0, 0]);
+        assert_eq!(colormap(0.0), [0, 0, 4]);
+        assert_eq!(colormap(1.0), [252, 255, 164]);
+    }
+}

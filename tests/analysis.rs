@@ -1,0 +1,240 @@
+//! Feature analysis end to end on real CIFAR-10 ViT activations through the CLI: index (killed
+//! mid-build and resumed), labels (a crash mid-write never corrupts them), export → import
+//! round trip, heatmaps for an image outside the dataset, OOD against MNIST, ontology tree.
+
+use saescope::shared::shared_path;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const EXE: &str = env!("CARGO_BIN_EXE_saescope");
+
+fn run_json(cmd: &mut Command) -> Value {
+    let out = cmd.arg("--json").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+    assert!(
+        out.status.success(),
+        "{v}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    v
+}
+
+fn cmd(args: &[&str], ws: &Path) -> Command {
+    // The subcommand, then the workspace, then the rest (so callers can append a value to a
+    // trailing flag).
+    let mut c = Command::new(EXE);
+    c.arg(args[0]).arg("--workspace").arg(ws).args(&args[1..]);
+    c
+}
+
+/// `per_class` images of each class from a shared split, linked into `dst/<class>/`.
+fn subset(split: &str, classes: &[&str], per_class: usize, dst: &Path) {
+    for class in classes {
+        std::fs::create_dir_all(dst.join(class)).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(shared_path(split).join(class))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names.into_iter().take(per_class) {
+            std::os::unix::fs::symlink(
+                shared_path(split).join(class).join(&name),
+                dst.join(class).join(&name),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
+    let tmp = tempfile::tempdir().unwrap();
+    let classes = [
+        "airplane",
+        "automobile",
+        "cat",
+        "dog",
+        "ship",
+        "truck",
+        "frog",
+        "horse",
+    ];
+    let train = tmp.path().join("train");
+    subset("data/cifar10/train", &classes, 30, &train);
+    let test = tmp.path().join("test");
+    subset("data/cifar10/test", &classes, 15, &test);
+    let mnist = tmp.path().join("mnist");
+    subset("data/mnist/test", &["0", "1", "2", "3", "7"], 24, &mnist);
+    let ws = tmp.path().join("ws");
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
+    run_json(
+        Command::new(EXE)
+            .args(["extract", "--layer", "3", "--shard-images", "64", "--model"])
+            .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
+            .arg("--model-config")
+            .arg(&config)
+            .arg("--images")
+            .arg(&train)
+            .arg("--workspace")
+            .arg(&ws),
+    );
+    run_json(&mut cmd(
+        &[
+            "train", "--d-sae", "256", "--k", "8", "--tokens", "200000", "--batch", "1024",
+        ],
+        &ws,
+    ));
+
+    // Index: killed after 2 of 4 shards, then resumed; the result equals a clean rebuild.
+    let crashed = cmd(&["index", "--top-n", "16", "--json"], &ws)
+        .env("SAESCOPE_CRASH_AFTER_INDEX_SHARD", "2")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let r = run_json(&mut cmd(&["index", "--top-n", "16"], &ws));
+    assert_eq!(r["resumed_at_shard"], 2, "{r}");
+    assert_eq!(r["images"], 240);
+    assert_eq!(r["tokens"], 240 * 65);
+    let resumed = std::fs::read(ws.join("index/state-00003.safetensors")).unwrap();
+    let r2 = run_json(&mut cmd(&["index", "--top-n", "16", "--rebuild"], &ws));
+    assert_eq!(r2["resumed_at_shard"], 0);
+    let rebuilt = std::fs::read(ws.join("index/state-00003.safetensors")).unwrap();
+    assert!(
+        resumed == rebuilt,
+        "resumed index differs from a clean build"
+    );
+
+    // Labels from classes; a manual label; a crash halfway through writing labels.json leaves
+    // the previous file whole.
+    let l = run_json(&mut cmd(
+        &["label", "--from-classes", "--set", "7=test label"],
+        &ws,
+    ));
+    assert!(l["from_classes"].as_u64().unwrap() > 100, "{l}");
+    let before = std::fs::read(ws.join("labels.json")).unwrap();
+    let crashed = cmd(&["label", "--set", "7=never written", "--json"], &ws)
+        .env("SAESCOPE_CRASH_MID_WRITE", "labels.json")
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    assert_eq!(std::fs::read(ws.join("labels.json")).unwrap(), before);
+    let labels: Value = serde_json::from_slice(&before).unwrap();
+    assert_eq!(labels["labels"]["7"]["text"], "test label");
+    assert_eq!(labels["labels"]["7"]["source"], "manual");
+
+    // Export → import into a copy without labels → identical labels; export again → same JSON.
+    let out = tmp.path().join("export");
+    let e = run_json(cmd(&["export", "--out"], &ws).arg(&out));
+    assert!(e["pngs"].as_u64().unwrap() > 100);
+    let exported: Value =
+        serde_json::from_slice(&std::fs::read(out.join("features.json")).unwrap()).unwrap();
+    assert_eq!(exported["format"], "saescope-features");
+    let f0 = &exported["features"][0];
+    assert!(f0["top_examples"][0]["patch_box"].is_array() || f0["top_examples"][0]["token"] == 0);
+    assert!(out.join(f0["png"].as_str().unwrap()).is_file());
+    std::fs::rename(ws.join("labels.json"), tmp.path().join("labels.orig.json")).unwrap();
+    let i = run_json(cmd(&["import-labels", "--from"], &ws).arg(&out));
+    assert_eq!(
+        i["imported"].as_u64(),
+        labels["labels"].as_object().map(|m| m.len() as u64)
+    );
+    let back: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(back, labels, "labels changed through export → import");
+    let out2 = tmp.path().join("export2");
+    run_json(cmd(&["export", "--no-png", "--out"], &ws).arg(&out2));
+    let mut again: Value =
+        serde_json::from_slice(&std::fs::read(out2.join("features.json")).unwrap()).unwrap();
+    let mut first = exported.clone();
+    for v in [&mut again, &mut first] {
+        for f in v["features"].as_array_mut().unwrap() {
+            f["png"] = Value::Null;
+        }
+    }
+    assert_eq!(again, first);
+
+    // Heatmap of the strongest feature of an image outside the dataset (an MNIST digit).
+    let digit = shared_path("data/mnist/test/3").join("00528.png");
+    let h = run_json(
+        cmd(&["heatmap", "--features", "0-3", "--out"], &ws)
+            .arg(tmp.path().join("hm"))
+            .arg("--image")
+            .arg(&digit),
+    );
+    let maps = h["heatmaps"].as_array().unwrap();
+    assert_eq!(maps.len(), 4);
+    assert_eq!(maps[0]["values"].as_array().unwrap().len(), 64);
+    assert!(tmp.path().join("hm/heatmap-0.png").is_file());
+
+    // OOD: CIFAR test vs MNIST; the best SAE method separates them well even at this size.
+    let o = run_json(
+        cmd(&["ood", "--fit"], &ws)
+            .arg(&train)
+            .arg("--id")
+            .arg(&test)
+            .arg("--ood")
+            .arg(&mnist),
+    );
+    let table = o["table"].as_array().unwrap();
+    assert_eq!(table.len(), 5, "{o}");
+    assert!(o["best_sae_auroc"].as_f64().unwrap() > 0.9, "{o}");
+    assert!(
+        !o["most_unusual"][0]["features"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ws.join("ood/results.json").is_file());
+
+    // Ontology with WordNet: both class trees are scored and split vehicles from animals.
+    let t = run_json(
+        cmd(&["tree", "--taxonomy"], &ws)
+            .arg(shared_path("data/wordnet/cifar10-graph-wordnet.json"))
+            .arg("--class-ids")
+            .arg(write_wnids(tmp.path(), &classes)),
+    );
+    for which in ["class_tree_sae", "class_tree_raw"] {
+        let c = &t[which];
+        assert!(
+            c["cophenetic_correlation"].as_f64().unwrap().is_finite(),
+            "{t}"
+        );
+        assert!(c["top_split_purity"].as_f64().unwrap() >= 0.5, "{t}");
+    }
+    assert_eq!(
+        t["features_in_tree"].as_u64(),
+        Some(256 - r2["dead_features"].as_u64().unwrap())
+    );
+}
+
+/// WordNet ids of the chosen classes, in sorted class order.
+fn write_wnids(dir: &Path, classes: &[&str]) -> PathBuf {
+    let all = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ];
+    let wnids: Vec<String> = std::fs::read_to_string(shared_path("data/wordnet/cifar10-wnids.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut sorted: Vec<&str> = classes.to_vec();
+    sorted.sort();
+    let ids: Vec<String> = sorted
+        .iter()
+        .map(|c| wnids[all.iter().position(|a| a == c).unwrap()].clone())
+        .collect();
+    let p = dir.join("wnids.txt");
+    std::fs::write(&p, ids.join("\n")).unwrap();
+    p
+}
