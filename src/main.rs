@@ -186,6 +186,15 @@ enum Command {
         /// Label every feature with its most precise class among its top images.
         #[arg(long)]
         from_classes: bool,
+        /// Label features by CLIP zero-shot against a concept vocabulary (CLIP workspaces).
+        #[arg(long)]
+        clip: bool,
+        /// Extra concepts for --clip, one per line (added to the built-in list).
+        #[arg(long, requires = "clip")]
+        vocab: Option<PathBuf>,
+        /// Top images per feature that --clip looks at.
+        #[arg(long, default_value_t = 8)]
+        examples: usize,
         /// Manual label, e.g. --set "12=striped fur" (an empty text removes the label).
         #[arg(long = "set")]
         set: Vec<String>,
@@ -603,6 +612,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Label {
             workspace,
             from_classes,
+            clip,
+            vocab,
+            examples,
             set,
             json,
         }) => {
@@ -617,6 +629,24 @@ fn run(cli: Cli) -> Result<()> {
                     &index,
                     &ws.dataset()?,
                 )?;
+            }
+            let mut from_clip = 0;
+            if clip {
+                let index = saescope::analysis::index::load_index(&ws)?;
+                let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+                let vocab = saescope::analysis::zero_shot::vocabulary(vocab.as_deref())?;
+                let (job, bar) = progress_job("clip labels");
+                from_clip = saescope::analysis::zero_shot::label_with_clip(
+                    &mut labels,
+                    &index,
+                    &ws.dataset()?,
+                    &ws.config.model,
+                    &b,
+                    &vocab,
+                    examples,
+                    &job,
+                )?;
+                bar.finish_and_clear();
             }
             for s in &set {
                 let (id, text) = s.split_once('=').ok_or_else(|| {
@@ -635,6 +665,7 @@ fn run(cli: Cli) -> Result<()> {
                 "labels_file": Labels::path(&ws.dir),
                 "labels": labels.labels.len(),
                 "from_classes": from_class,
+                "from_clip": from_clip,
                 "manual_set": set.len(),
             });
             emit_pretty(json, &report)

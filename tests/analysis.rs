@@ -238,3 +238,73 @@ fn write_wnids(dir: &Path, classes: &[&str]) -> PathBuf {
     std::fs::write(&p, ids.join("\n")).unwrap();
     p
 }
+
+/// CLIP zero-shot labels on a (tiny, random-weight) CLIP workspace: every labelled feature gets a
+/// vocabulary concept with source `clip`, and manual labels survive.
+#[test]
+fn clip_zero_shot_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("clip");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::os::unix::fs::symlink(
+            shared_path("models/tiny-random/clip").join(f),
+            model.join(f),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink(
+        shared_path("data/clip/tokenizer.json"),
+        model.join("tokenizer.json"),
+    )
+    .unwrap();
+    let images = tmp.path().join("images");
+    subset("data/cifar10/test", &["cat", "ship"], 12, &images);
+    let ws = tmp.path().join("ws");
+    run_json(
+        Command::new(EXE)
+            .args(["extract", "--layer", "1", "--model"])
+            .arg(&model)
+            .arg("--images")
+            .arg(&images)
+            .arg("--workspace")
+            .arg(&ws),
+    );
+    run_json(&mut cmd(
+        &[
+            "train", "--d-sae", "32", "--k", "4", "--tokens", "20000", "--batch", "256",
+        ],
+        &ws,
+    ));
+    run_json(&mut cmd(&["index", "--top-n", "8"], &ws));
+    let vocab = tmp.path().join("vocab.txt");
+    std::fs::write(&vocab, "solar panel\nrust\n").unwrap();
+    let l = run_json(
+        cmd(
+            &["label", "--set", "0=kept by hand", "--clip", "--vocab"],
+            &ws,
+        )
+        .arg(&vocab),
+    );
+    assert!(l["from_clip"].as_u64().unwrap() > 0, "{l}");
+    let labels: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(labels["labels"]["0"]["text"], "kept by hand");
+    let mut concepts: Vec<String> = saescope::analysis::zero_shot::BUILTIN_CONCEPTS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    concepts.extend(["solar panel".to_string(), "rust".to_string()]);
+    for (id, label) in labels["labels"].as_object().unwrap() {
+        if id == "0" {
+            continue;
+        }
+        assert_eq!(label["source"], "clip");
+        assert!(
+            concepts.contains(&label["text"].as_str().unwrap().to_string()),
+            "{label}"
+        );
+        let c = label["confidence"].as_f64().unwrap();
+        assert!(c > 0.0 && c <= 1.0, "{label}");
+    }
+}

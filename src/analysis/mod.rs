@@ -8,3 +8,4 @@ pub mod labels;
 pub mod ontology;
 pub mod ood;
 pub mod tree;
+pub mod zero_shot;

@@ -10,6 +10,7 @@ pub mod layers;
 pub mod preprocess;
 pub mod siglip;
 pub mod source;
+pub mod tokenizer;
 pub mod torch_vit;
 pub mod weights;
 
