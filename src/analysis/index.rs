@@ -29,6 +29,9 @@ const PROGRESS: &str = "progress.json";
 /// Histogram: 10 log-spaced bins per decade over [1e-3, 1e3), plus one bin below and one above.
 pub const HIST_BINS: usize = 62;
 const HIST_LO: f32 = 1e-3;
+/// What the process needs besides the index's data (code, allocator, thread stacks, the
+/// workspace listing), counted in the reported memory bound.
+const PROCESS_OVERHEAD: u64 = 64 << 20;
 /// Top features kept per image.
 pub const IMAGE_TOP: usize = 32;
 
@@ -365,8 +368,9 @@ pub struct IndexReport {
     pub tokens_per_s: f64,
     /// Memory bound of the index state (top lists + statistics), bytes.
     pub state_bytes_bound: u64,
-    /// Bound on the whole build's working memory: the state twice (while it is written), one
-    /// decoded shard, one encode chunk and the SAE. Independent of the number of images.
+    /// Bound on the whole build's memory: the state twice (while it is written), one decoded
+    /// shard, one encode chunk, the SAE and 64 MiB for the process itself. Independent of the
+    /// number of images.
     pub memory_bound_bytes: u64,
 }
 
@@ -511,7 +515,8 @@ pub fn build_index(
         memory_bound_bytes: 2 * state
             + (shard_rows * d_in * 6) as u64
             + (opts.encode_rows * (d_in + 4 * tokens.max(64)) * 8) as u64
-            + (sae.d_sae * d_in * 8) as u64,
+            + (sae.d_sae * d_in * 8) as u64
+            + PROCESS_OVERHEAD,
     })
 }
 
