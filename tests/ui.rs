@@ -105,3 +105,153 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
     h.get_by_label("3 of 6");
     assert_eq!(h.state().persisted.recent_workspaces.first(), Some(&ws));
 }
+
+/// A small real workspace with everything the explorer shows: SAE, index, labels, OOD results
+/// and ontology, made through the CLI.
+fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
+    use saescope::shared::shared_path;
+    use std::process::Command;
+    let exe = env!("CARGO_BIN_EXE_saescope");
+    let link = |split: &str, classes: &[&str], n: usize, dst: &std::path::Path| {
+        for c in classes {
+            std::fs::create_dir_all(dst.join(c)).unwrap();
+            let mut names: Vec<_> = std::fs::read_dir(shared_path(split).join(c))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            for name in names.into_iter().take(n) {
+                std::os::unix::fs::symlink(
+                    shared_path(split).join(c).join(&name),
+                    dst.join(c).join(&name),
+                )
+                .unwrap();
+            }
+        }
+    };
+    // Two-level folders: OOD set names are the last two path components, kept stable here.
+    let train = tmp.join("cifar/train");
+    link(
+        "data/cifar10/train",
+        &["airplane", "cat", "ship", "frog"],
+        25,
+        &train,
+    );
+    let test = tmp.join("test");
+    link(
+        "data/cifar10/test",
+        &["airplane", "cat", "ship", "frog"],
+        10,
+        &test,
+    );
+    let mnist = tmp.join("mnist/test");
+    link("data/mnist/test", &["1", "7"], 20, &mnist);
+    let ws = tmp.join("ws");
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
+    let run = |args: &mut Command| {
+        let out = args.arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    run(Command::new(exe)
+        .args(["extract", "--layer", "3", "--model"])
+        .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
+        .arg("--model-config")
+        .arg(&config)
+        .arg("--images")
+        .arg(&train)
+        .arg("--workspace")
+        .arg(&ws));
+    let w = |c: &str| {
+        let mut cmd = Command::new(exe);
+        cmd.arg(c).arg("--workspace").arg(&ws);
+        cmd
+    };
+    run(w("train").args([
+        "--d-sae", "64", "--k", "4", "--tokens", "60000", "--batch", "512",
+    ]));
+    run(w("index").args(["--top-n", "16"]));
+    run(w("label").args(["--from-classes"]));
+    run(w("ood")
+        .arg("--fit")
+        .arg(&train)
+        .arg("--id")
+        .arg(&test)
+        .arg("--ood")
+        .arg(&mnist));
+    run(w("tree")
+        .arg("--taxonomy")
+        .arg(shared_path("data/wordnet/cifar10-graph-wordnet.json"))
+        .arg("--class-ids")
+        .arg({
+            // airplane, cat, frog, ship in sorted order
+            let p = tmp.join("wnids.txt");
+            std::fs::write(&p, "n02691156\nn02121620\nn01639765\nn04194289\n").unwrap();
+            p
+        }));
+    ws
+}
+
+/// Browse a real analysed workspace: feature grid, a feature page with heatmaps and label
+/// autosave, OOD view and ontology view — with a snapshot of each.
+#[test]
+fn explorer_browses_features_ood_and_ontology() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1100.0, 800.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    let input = h.get_by_role(Role::TextInput);
+    input.focus();
+    input.type_text(ws.to_str().unwrap());
+    h.run();
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    h.run_steps(6); // thumbnails arrive within a few frames
+    let x = h.state().explorer.as_ref().expect("explorer open");
+    assert!(x.index.is_some() && x.ood.is_some() && x.ontology.is_some());
+    let first = x.order[0];
+    assert_eq!(x.order.len(), 64);
+    let label = x.labels.labels.get(&first).map(|l| l.text.clone()).unwrap();
+    h.snapshot("explorer_features");
+
+    h.get_by_label_contains(&format!("#{first} ")).click();
+    h.run_steps(6);
+    assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(first));
+    h.get_by_label(&format!("Feature {first}"));
+    assert!(
+        h.query_by_label_contains("precision (top images)")
+            .is_some()
+    );
+    h.snapshot("explorer_feature_page");
+
+    // Rename the label: autosaved to labels.json shortly after typing stops.
+    let edit = h.get_by_role(Role::TextInput);
+    edit.focus();
+    edit.type_text(" edge");
+    h.run();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    h.run_steps(3);
+    let saved = saescope::analysis::labels::Labels::load(&ws).unwrap();
+    assert_eq!(saved.labels[&first].text, format!("{label} edge"));
+    assert_eq!(
+        saved.labels[&first].source,
+        saescope::analysis::labels::LabelSource::Manual
+    );
+
+    h.get_by_role_and_label(Role::Button, "OOD").click();
+    h.run_steps(3);
+    assert!(h.query_by_label("sae_mahalanobis").is_some());
+    h.snapshot("explorer_ood");
+
+    h.get_by_role_and_label(Role::Button, "Ontology").click();
+    h.run_steps(3);
+    assert_eq!(h.query_all_by_label_contains("top-split purity").count(), 2);
+    h.snapshot("explorer_ontology");
+}

@@ -1,6 +1,10 @@
 //! The desktop app (eframe + egui on wgpu). A thin layer over the library: it shows workspaces
 //! and starts library jobs; it computes nothing itself.
 
+pub mod explorer;
+pub mod jobs;
+pub mod thumbs;
+
 use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,8 @@ pub struct SaescopeApp {
     pub persisted: Persisted,
     pub path_input: String,
     pub open: Option<OpenWorkspace>,
+    /// The open workspace's explorer (feature grid, feature pages, OOD, ontology).
+    pub explorer: Option<explorer::Explorer>,
     pub error: Option<String>,
 }
 
@@ -45,6 +51,7 @@ impl SaescopeApp {
             persisted,
             path_input: String::new(),
             open: None,
+            explorer: None,
             error: None,
         }
     }
@@ -56,8 +63,17 @@ impl SaescopeApp {
                 self.persisted.recent_workspaces.retain(|p| p != &dir);
                 self.persisted.recent_workspaces.insert(0, dir.clone());
                 self.persisted.recent_workspaces.truncate(MAX_RECENT);
+                match explorer::Explorer::open(&dir) {
+                    Ok(x) => {
+                        self.explorer = Some(x);
+                        self.error = None;
+                    }
+                    Err(e) => {
+                        self.explorer = None;
+                        self.error = Some(e.to_string());
+                    }
+                }
                 self.open = Some(OpenWorkspace { dir, summary });
-                self.error = None;
             }
             Err(e) => self.error = Some(e.to_string()),
         }
@@ -137,19 +153,52 @@ impl SaescopeApp {
         if let Some(p) = clicked {
             self.open_workspace(p);
         }
-        if let Some(ws) = &self.open {
-            ui.separator();
-            ui.heading(ws.dir.display().to_string());
-            egui::Grid::new("workspace_summary")
-                .num_columns(2)
-                .striped(true)
-                .show(ui, |ui| {
-                    for (k, v) in &ws.summary {
-                        ui.label(k);
-                        ui.label(v);
-                        ui.end_row();
-                    }
-                });
+    }
+
+    /// The open workspace: its summary, then the explorer.
+    fn workspace_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(ws) = &self.open else { return };
+        let mut close = false;
+        ui.horizontal(|ui| {
+            if ui
+                .button("< Workspaces")
+                .on_hover_text("Back to the workspace list")
+                .clicked()
+            {
+                close = true;
+            }
+            // The folder name (full path on hover) keeps the header short and stable.
+            let name = ws
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| ws.dir.display().to_string());
+            ui.heading(name).on_hover_text(ws.dir.display().to_string());
+        });
+        let has_index = self.explorer.as_ref().is_some_and(|x| x.index.is_some());
+        egui::CollapsingHeader::new("Workspace")
+            .default_open(!has_index)
+            .show(ui, |ui| {
+                egui::Grid::new("workspace_summary")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (k, v) in &ws.summary {
+                            ui.label(k);
+                            ui.label(v);
+                            ui.end_row();
+                        }
+                    });
+            });
+        if let Some(err) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, err);
+        }
+        if let Some(x) = &mut self.explorer {
+            x.ui(ui);
+        }
+        if close {
+            self.open = None;
+            self.explorer = None;
         }
     }
 }
@@ -193,7 +242,13 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
 impl eframe::App for SaescopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar_ui(ui));
-        egui::CentralPanel::default().show(ui, |ui| self.start_ui(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            if self.open.is_some() {
+                self.workspace_ui(ui)
+            } else {
+                self.start_ui(ui)
+            }
+        });
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -1,0 +1,692 @@
+//! The workspace explorer: feature grid, feature page, OOD and ontology views, and the jobs that
+//! build what they show. Everything shown comes from library types loaded from the workspace.
+
+use super::jobs::{BackgroundJob, JobState};
+use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
+use crate::analysis::index::{
+    FeatureIndex, HIST_BINS, IndexOptions, build_index, hist_edge, load_index,
+};
+use crate::analysis::labels::{Labels, class_scores};
+use crate::analysis::ontology::Ontology;
+use crate::analysis::ood::OodResults;
+use crate::analysis::tree::Dendrogram;
+use crate::sae::Sae;
+use crate::sae::workflow::workspace_sae;
+use crate::store::{Dataset, Workspace};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tab {
+    Features,
+    Feature,
+    Ood,
+    Ontology,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    Frequency,
+    MaxActivation,
+    Label,
+    Id,
+}
+
+pub struct Explorer {
+    pub ws: Workspace,
+    pub ds: Dataset,
+    pub sae: Option<Sae>,
+    pub index: Option<FeatureIndex>,
+    pub labels: Labels,
+    pub ood: Option<OodResults>,
+    pub ontology: Option<Ontology>,
+    pub tab: Tab,
+    pub selected: Option<u32>,
+    pub sort: SortBy,
+    pub search: String,
+    /// Features shown in the grid, in order (recomputed when sort/search/labels change).
+    pub order: Vec<u32>,
+    order_key: (SortBy, String, usize),
+    pub label_edit: String,
+    label_changed: Option<Instant>,
+    nearest: Option<(u32, Vec<(u32, f32)>)>,
+    token_indices: Vec<usize>,
+    thumbs: Thumbs,
+    pub jobs: Vec<BackgroundJob>,
+    pub error: Option<String>,
+}
+
+/// Labels are saved this long after the last keystroke.
+const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
+const CARD: egui::Vec2 = egui::vec2(112.0, 128.0);
+
+impl Explorer {
+    /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
+    /// as jobs or CLI hints in the UI rather than failing.
+    pub fn open(dir: &Path) -> crate::Result<Explorer> {
+        let ws = Workspace::open(dir)?;
+        let ds = ws.dataset()?;
+        let sae = workspace_sae(&ws, None).ok();
+        let index = load_index(&ws).ok();
+        let labels = Labels::load(&ws.dir)?;
+        let ood = crate::fsutil::read_json(&ws.dir.join("ood/results.json")).ok();
+        let ontology = crate::fsutil::read_json(&ws.dir.join("ontology.json")).ok();
+        let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
+        Ok(Explorer {
+            ws,
+            ds,
+            sae,
+            index,
+            labels,
+            ood,
+            ontology,
+            tab: Tab::Features,
+            selected: None,
+            sort: SortBy::Frequency,
+            search: String::new(),
+            order: Vec::new(),
+            order_key: (SortBy::Id, "\u{0}".into(), usize::MAX),
+            label_edit: String::new(),
+            label_changed: None,
+            nearest: None,
+            token_indices,
+            thumbs: Thumbs::default(),
+            jobs: Vec::new(),
+            error: None,
+        })
+    }
+
+    pub fn select(&mut self, feature: u32) {
+        self.save_label_now();
+        self.selected = Some(feature);
+        self.label_edit = self
+            .labels
+            .labels
+            .get(&feature)
+            .map(|l| l.text.clone())
+            .unwrap_or_default();
+        self.tab = Tab::Feature;
+    }
+
+    fn save_label_now(&mut self) {
+        if self.label_changed.take().is_some() {
+            if let Some(f) = self.selected {
+                self.labels.set_manual(f, &self.label_edit);
+                if let Err(e) = self.labels.save(&self.ws.dir) {
+                    self.error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn refresh_order(&mut self) {
+        let Some(index) = &self.index else {
+            self.order.clear();
+            return;
+        };
+        let key = (self.sort, self.search.clone(), self.labels.labels.len());
+        if key == self.order_key && !self.order.is_empty() {
+            return;
+        }
+        let q = self.search.trim().to_lowercase();
+        let label = |j: u32| self.labels.labels.get(&j).map(|l| l.text.to_lowercase());
+        let mut v: Vec<u32> = (0..index.d_sae as u32)
+            .filter(|&j| {
+                q.is_empty() || j.to_string() == q || label(j).is_some_and(|l| l.contains(&q))
+            })
+            .collect();
+        match self.sort {
+            SortBy::Frequency => v.sort_by(|&a, &b| {
+                index.token_count[b as usize]
+                    .cmp(&index.token_count[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::MaxActivation => v.sort_by(|&a, &b| {
+                index.max_act[b as usize]
+                    .total_cmp(&index.max_act[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::Label => {
+                v.sort_by_key(|&j| (label(j).is_none(), label(j).unwrap_or_default(), j))
+            }
+            SortBy::Id => {}
+        }
+        self.order = v;
+        self.order_key = key;
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.thumbs.begin_frame();
+        if self
+            .label_changed
+            .is_some_and(|t| t.elapsed() >= AUTOSAVE_AFTER)
+        {
+            self.save_label_now();
+        } else if self.label_changed.is_some() {
+            ui.ctx().request_repaint_after(AUTOSAVE_AFTER);
+        }
+        // Reload what finished jobs produced.
+        let finished = self
+            .jobs
+            .iter()
+            .any(|j| matches!(j.state(), JobState::Done(_)));
+        if finished && self.index.is_none() {
+            self.index = load_index(&self.ws).ok();
+        }
+        ui.horizontal(|ui| {
+            for (tab, name, tip) in [
+                (
+                    Tab::Features,
+                    "Features",
+                    "All features, sorted and searchable",
+                ),
+                (Tab::Feature, "Feature", "The selected feature's page"),
+                (Tab::Ood, "OOD", "Out-of-distribution scores"),
+                (Tab::Ontology, "Ontology", "Feature and class trees"),
+            ] {
+                if ui
+                    .selectable_label(self.tab == tab, name)
+                    .on_hover_text(tip)
+                    .clicked()
+                {
+                    self.tab = tab;
+                }
+            }
+        });
+        for j in &self.jobs {
+            j.ui(ui);
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ui.separator();
+        if self.index.is_none() {
+            self.no_index_ui(ui);
+            return;
+        }
+        match self.tab {
+            Tab::Features => self.grid_ui(ui),
+            Tab::Feature => self.feature_ui(ui),
+            Tab::Ood => self.ood_ui(ui),
+            Tab::Ontology => self.ontology_ui(ui),
+        }
+    }
+
+    fn no_index_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(sae) = self.sae.clone() else {
+            ui.label("This workspace has no SAE yet. Train one: saescope train --workspace <this folder> --d-sae 2048 --k 16");
+            return;
+        };
+        ui.label("No feature index yet: it lists every feature's top images and statistics.");
+        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
+        if !running
+            && ui
+                .button("Build index")
+                .on_hover_text("Stream the activations through the SAE (resumable)")
+                .clicked()
+        {
+            let ws = Workspace::open(&self.ws.dir);
+            self.jobs
+                .push(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
+                    let ws = ws?;
+                    let r = build_index(&ws, &sae, &IndexOptions::default(), job)?;
+                    Ok(format!("{} images, {} features", r.images, r.features))
+                }));
+        }
+    }
+
+    fn thumb(
+        &mut self,
+        ctx: &egui::Context,
+        f: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        let Explorer {
+            index,
+            ds,
+            ws,
+            token_indices,
+            thumbs,
+            ..
+        } = self;
+        let src = ThumbSource {
+            index: index.as_ref()?,
+            ds,
+            geometry: &ws.config.backbone.geometry,
+            token_indices,
+        };
+        thumbs.get(ctx, &src, f, kind)
+    }
+
+    fn grid_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Search:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("label or id")
+                    .desired_width(180.0),
+            );
+            egui::ComboBox::from_label("Sort by")
+                .selected_text(format!("{:?}", self.sort))
+                .show_ui(ui, |ui| {
+                    for s in [
+                        SortBy::Frequency,
+                        SortBy::MaxActivation,
+                        SortBy::Label,
+                        SortBy::Id,
+                    ] {
+                        ui.selectable_value(&mut self.sort, s, format!("{s:?}"));
+                    }
+                });
+        });
+        self.refresh_order();
+        ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
+        let clicked = self.features_grid(ui);
+        if let Some(f) = clicked {
+            self.select(f);
+        }
+    }
+
+    /// The virtualised grid: only visible rows are laid out. Returns a clicked feature.
+    pub fn features_grid(&mut self, ui: &mut egui::Ui) -> Option<u32> {
+        let cols = ((ui.available_width() / (CARD.x + 6.0)).floor() as usize).max(1);
+        let rows = self.order.len().div_ceil(cols);
+        let mut clicked = None;
+        let ctx = ui.ctx().clone();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
+                for r in range {
+                    ui.horizontal(|ui| {
+                        for c in 0..cols {
+                            let Some(&f) = self.order.get(r * cols + c) else {
+                                break;
+                            };
+                            if self.card(ui, &ctx, f) {
+                                clicked = Some(f);
+                            }
+                        }
+                    });
+                }
+            });
+        clicked
+    }
+
+    fn card(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, f: u32) -> bool {
+        let label = self.labels.labels.get(&f).map(|l| l.text.clone());
+        let freq = self
+            .index
+            .as_ref()
+            .map_or(0.0, |i| i.token_frequency(f as usize));
+        let tex = self.thumb(ctx, f, ThumbKind::Crop);
+        let text = format!(
+            "#{f} {}\n{:.3}%",
+            label.as_deref().unwrap_or(""),
+            freq * 100.0
+        );
+        let resp = ui.allocate_ui(CARD, |ui| {
+            ui.set_min_size(CARD);
+            match tex {
+                Some(t) => ui.add(
+                    egui::Button::image_and_text(
+                        egui::Image::new(&t).fit_to_exact_size(egui::vec2(72.0, 72.0)),
+                        text,
+                    )
+                    .min_size(CARD),
+                ),
+                None => ui.add(egui::Button::new(text).min_size(CARD)),
+            }
+        });
+        resp.inner
+            .on_hover_text(format!("Feature {f}: open its page"))
+            .clicked()
+    }
+
+    fn feature_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(f) = self.selected else {
+            ui.label("Pick a feature in the Features tab.");
+            return;
+        };
+        let Some(index) = self.index.as_ref() else {
+            return;
+        };
+        let j = f as usize;
+        let stats = [
+            (
+                "Token frequency",
+                format!("{:.4}%", index.token_frequency(j) * 100.0),
+            ),
+            (
+                "Image frequency",
+                format!("{:.3}%", index.image_frequency(j) * 100.0),
+            ),
+            ("Mean when active", format!("{:.3}", index.mean_active(j))),
+            ("Max activation", format!("{:.3}", index.max_act[j])),
+        ];
+        let hist: Vec<(f64, f64)> = (1..HIST_BINS)
+            .map(|b| {
+                (
+                    (hist_edge(b) as f64).log10(),
+                    index.hist[j * HIST_BINS + b] as f64,
+                )
+            })
+            .filter(|p| p.1 > 0.0)
+            .collect();
+        let classes: Vec<(String, f64, f64)> = {
+            let mut v: Vec<_> = class_scores(index, &self.ds, j)
+                .into_iter()
+                .map(|(c, p, r)| (self.ds.classes[c].clone(), p, r))
+                .collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            v.truncate(5);
+            v
+        };
+        let n_top = index.top[j].len().min(16);
+        let d_sae = index.d_sae;
+        ui.horizontal(|ui| {
+            ui.heading(format!("Feature {f}"));
+            if ui
+                .button("< Previous")
+                .on_hover_text("Previous feature")
+                .clicked()
+                && f > 0
+            {
+                self.select(f - 1);
+            }
+            if ui.button("Next >").on_hover_text("Next feature").clicked()
+                && (f as usize + 1) < d_sae
+            {
+                self.select(f + 1);
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Label:");
+            let r = ui.add(
+                egui::TextEdit::singleline(&mut self.label_edit)
+                    .hint_text("describe this feature")
+                    .desired_width(240.0),
+            );
+            if r.changed() {
+                self.label_changed = Some(Instant::now());
+            }
+            if let Some(l) = self.labels.labels.get(&f) {
+                ui.label(
+                    egui::RichText::new(format!("{:?} · confidence {:.2}", l.source, l.confidence))
+                        .weak(),
+                );
+            }
+        });
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                egui::Grid::new("feature_stats")
+                    .num_columns(2)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        for (k, v) in &stats {
+                            ui.label(*k);
+                            ui.label(v);
+                            ui.end_row();
+                        }
+                    });
+                ui.label(egui::RichText::new("Top images (heatmap of this feature)").strong());
+                let ctx = ui.ctx().clone();
+                ui.horizontal_wrapped(|ui| {
+                    for rank in 0..n_top {
+                        let tex = self.thumb(&ctx, f, ThumbKind::Overlay(rank as u16));
+                        let e = &self.index.as_ref().map(|i| i.top[j][rank].clone());
+                        let Some(e) = e else { continue };
+                        let name = self.ds.images[e.image as usize].path.clone();
+                        match tex {
+                            Some(t) => {
+                                ui.add(
+                                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(96.0, 96.0)),
+                                )
+                                .on_hover_text(format!("{name}: activation {:.3}", e.value));
+                            }
+                            None => {
+                                ui.add_sized([96.0, 96.0], egui::Spinner::new());
+                            }
+                        }
+                    }
+                });
+                ui.label(egui::RichText::new("Activation histogram (log10 activation)").strong());
+                egui_plot::Plot::new("hist")
+                    .height(140.0)
+                    .allow_scroll(false)
+                    .show(ui, |p| {
+                        let bars: Vec<egui_plot::Bar> = hist
+                            .iter()
+                            .map(|&(x, y)| egui_plot::Bar::new(x, y).width(0.09))
+                            .collect();
+                        p.bar_chart(egui_plot::BarChart::new("tokens", bars));
+                    });
+                ui.label(egui::RichText::new("Classes it fires on").strong());
+                egui::Grid::new("classes")
+                    .num_columns(3)
+                    .striped(true)
+                    .show(ui, |ui| {
+                        ui.label("class");
+                        ui.label("precision (top images)");
+                        ui.label("recall (class images)");
+                        ui.end_row();
+                        for (c, p, r) in &classes {
+                            ui.label(c);
+                            ui.label(format!("{p:.2}"));
+                            ui.label(format!("{r:.3}"));
+                            ui.end_row();
+                        }
+                    });
+                ui.label(egui::RichText::new("Nearest features (decoder cosine)").strong());
+                let near = self.nearest(f);
+                let mut go = None;
+                ui.horizontal_wrapped(|ui| {
+                    for (g, cos) in near {
+                        let l = self
+                            .labels
+                            .labels
+                            .get(&g)
+                            .map(|l| l.text.clone())
+                            .unwrap_or_default();
+                        if ui
+                            .button(format!("#{g} {l} ({cos:.2})"))
+                            .on_hover_text("Open this feature")
+                            .clicked()
+                        {
+                            go = Some(g);
+                        }
+                    }
+                });
+                if let Some(g) = go {
+                    self.select(g);
+                }
+            });
+    }
+
+    /// The 8 features whose decoder directions are closest to `f`'s (cached per feature).
+    fn nearest(&mut self, f: u32) -> Vec<(u32, f32)> {
+        if let Some((g, v)) = &self.nearest {
+            if *g == f {
+                return v.clone();
+            }
+        }
+        let Some(sae) = &self.sae else {
+            return Vec::new();
+        };
+        let d = sae.d_in;
+        let row = |j: usize| &sae.w_dec[j * d..(j + 1) * d];
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        let a = row(f as usize);
+        let na = norm(a);
+        let mut v: Vec<(u32, f32)> = (0..sae.d_sae)
+            .filter(|&j| j != f as usize)
+            .map(|j| {
+                let b = row(j);
+                (
+                    j as u32,
+                    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * norm(b)),
+                )
+            })
+            .collect();
+        v.sort_by(|x, y| y.1.total_cmp(&x.1));
+        v.truncate(8);
+        self.nearest = Some((f, v.clone()));
+        v
+    }
+
+    fn ood_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(r) = &self.ood else {
+            ui.label("No OOD results yet. Run: saescope ood --workspace <this folder> --fit <in-distribution train> --id <in-distribution test> --ood <other folder>");
+            return;
+        };
+        egui::Grid::new("ood_table")
+            .num_columns(4)
+            .striped(true)
+            .show(ui, |ui| {
+                for h in ["method", "OOD set", "AUROC", "FPR at 95% TPR"] {
+                    ui.label(egui::RichText::new(h).strong());
+                }
+                ui.end_row();
+                for m in &r.results {
+                    ui.label(&m.method);
+                    ui.label(&m.ood_set);
+                    ui.label(format!("{:.4}", m.auroc));
+                    ui.label(format!("{:.4}", m.fpr95));
+                    ui.end_row();
+                }
+            });
+        ui.label(egui::RichText::new("ROC curves").strong());
+        egui_plot::Plot::new("roc")
+            .height(220.0)
+            .data_aspect(1.0)
+            .legend(egui_plot::Legend::default())
+            .show(ui, |p| {
+                for m in &r.results {
+                    let pts: Vec<[f64; 2]> = m.roc.iter().map(|&(x, y)| [x, y]).collect();
+                    p.line(egui_plot::Line::new(
+                        format!("{} · {}", m.method, m.ood_set),
+                        egui_plot::PlotPoints::from(pts),
+                    ));
+                }
+            });
+        // The most unusual images of each OOD set by SAE Mahalanobis, with their features.
+        let mi = crate::analysis::ood::sae_method_index("sae_mahalanobis").unwrap_or(2);
+        let mut go = None;
+        for s in r.sets.iter().filter(|s| !s.in_distribution) {
+            ui.label(egui::RichText::new(format!("Most unusual in {}", s.name)).strong());
+            let mut imgs: Vec<_> = s.images.iter().collect();
+            imgs.sort_by(|a, b| {
+                b.scores[mi]
+                    .unwrap_or(f64::MIN)
+                    .total_cmp(&a.scores[mi].unwrap_or(f64::MIN))
+            });
+            for i in imgs.into_iter().take(8) {
+                ui.horizontal(|ui| {
+                    ui.label(format!(
+                        "{}  score {:.1}",
+                        i.path,
+                        i.scores[mi].unwrap_or(f64::NAN)
+                    ));
+                    for &(fid, c) in &i.contributions[mi] {
+                        if ui
+                            .small_button(format!("#{fid}"))
+                            .on_hover_text(format!("contribution {c:.1}: open feature {fid}"))
+                            .clicked()
+                        {
+                            go = Some(fid);
+                        }
+                    }
+                });
+            }
+        }
+        if let Some(g) = go {
+            self.select(g);
+        }
+    }
+
+    fn ontology_ui(&mut self, ui: &mut egui::Ui) {
+        let Some(o) = self.ontology.clone() else {
+            ui.label("No ontology yet. Run: saescope tree --workspace <this folder> [--taxonomy … --class-ids …]");
+            return;
+        };
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                for (name, t) in [
+                    ("Class tree (SAE features)", &o.class_tree_sae),
+                    ("Class tree (raw activations)", &o.class_tree_raw),
+                ] {
+                    let Some(t) = t else { continue };
+                    ui.label(egui::RichText::new(name).strong());
+                    if let Some(c) = &t.comparison {
+                        ui.label(format!(
+                        "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
+                        c.cophenetic_correlation, c.top_split_purity
+                    ));
+                    }
+                    let names = t.classes.clone();
+                    tree_node(
+                        ui,
+                        &t.tree,
+                        t.tree.root(),
+                        &|i| names[i].clone(),
+                        &mut None,
+                        name,
+                    );
+                }
+                ui.label(
+                    egui::RichText::new(format!("Feature tree ({} features)", o.features.len()))
+                        .strong(),
+                );
+                let labels = &self.labels;
+                let feats = o.features.clone();
+                let mut go = None;
+                tree_node(
+                    ui,
+                    &o.feature_tree,
+                    o.feature_tree.root(),
+                    &|i| {
+                        let f = feats[i];
+                        format!(
+                            "#{f} {}",
+                            labels.labels.get(&f).map(|l| l.text.as_str()).unwrap_or("")
+                        )
+                    },
+                    &mut go,
+                    "features",
+                );
+                if let Some(i) = go {
+                    self.select(feats[i]);
+                }
+            });
+    }
+}
+
+/// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).
+fn tree_node(
+    ui: &mut egui::Ui,
+    d: &Dendrogram,
+    node: usize,
+    leaf: &dyn Fn(usize) -> String,
+    clicked: &mut Option<usize>,
+    salt: &str,
+) {
+    match d.children(node) {
+        None => {
+            if ui.button(leaf(node)).on_hover_text("Open").clicked() {
+                *clicked = Some(node);
+            }
+        }
+        Some((a, b)) => {
+            let n = d.leaves(node).len();
+            let h = d.merges[node - d.n].height;
+            egui::CollapsingHeader::new(format!("{n} leaves · height {h:.3}"))
+                .id_salt((salt, node))
+                .default_open(n <= 12)
+                .show(ui, |ui| {
+                    tree_node(ui, d, a, leaf, clicked, salt);
+                    tree_node(ui, d, b, leaf, clicked, salt);
+                });
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Background jobs for the app: a library call on its own thread, with live progress, rate, ETA
+//! and a cancel flag. The UI thread only reads a mutex-guarded snapshot each frame.
+
+use crate::job::{Job, Progress};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    Done(String),
+    Failed(String),
+    Cancelled,
+}
+
+pub struct BackgroundJob {
+    pub title: String,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<Mutex<Option<Progress>>>,
+    state: Arc<Mutex<JobState>>,
+    started: Instant,
+}
+
+impl BackgroundJob {
+    /// Runs `work` on a new thread; its `Ok` text is shown when it finishes.
+    pub fn spawn(
+        title: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce(&Job) -> crate::Result<String> + Send + 'static,
+    ) -> Self {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Mutex::new(None));
+        let state = Arc::new(Mutex::new(JobState::Running));
+        let (p, s, c2) = (progress.clone(), state.clone(), ctx.clone());
+        let c3 = ctx.clone();
+        let job = Job::new(cancel.clone(), move |pr: &Progress| {
+            if let Ok(mut g) = p.lock() {
+                *g = Some(pr.clone());
+            }
+            c2.request_repaint();
+        });
+        std::thread::spawn(move || {
+            let result = work(&job);
+            let next = match result {
+                Ok(msg) => JobState::Done(msg),
+                Err(crate::Error::Cancelled) => JobState::Cancelled,
+                Err(e) => JobState::Failed(e.to_string()),
+            };
+            if let Ok(mut g) = s.lock() {
+                *g = next;
+            }
+            c3.request_repaint();
+        });
+        BackgroundJob {
+            title: title.to_string(),
+            cancel,
+            progress,
+            state,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn state(&self) -> JobState {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(JobState::Failed("poisoned".into()))
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Progress bar, rate, ETA, message and a cancel button.
+    pub fn ui(&self, ui: &mut egui::Ui) {
+        let p = self.progress.lock().ok().and_then(|g| g.clone());
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new(&self.title).strong());
+            match self.state() {
+                JobState::Running => {
+                    let (done, total) = p.as_ref().map_or((0, 0), |p| (p.done, p.total));
+                    let frac = if total > 0 {
+                        done as f32 / total as f32
+                    } else {
+                        0.0
+                    };
+                    let secs = self.started.elapsed().as_secs_f64();
+                    let rate = done as f64 / secs.max(1e-3);
+                    let eta = if rate > 0.0 && total > done {
+                        format!(" · ETA {:.0} s", (total - done) as f64 / rate)
+                    } else {
+                        String::new()
+                    };
+                    let unit = p.as_ref().map_or("", |p| p.unit);
+                    ui.add(
+                        egui::ProgressBar::new(frac)
+                            .desired_width(220.0)
+                            .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
+                    );
+                    if let Some(p) = &p {
+                        ui.label(egui::RichText::new(&p.message).weak());
+                    }
+                    if ui
+                        .button("Cancel")
+                        .on_hover_text("Stop this job; it resumes where it stopped next time")
+                        .clicked()
+                    {
+                        self.cancel();
+                    }
+                }
+                JobState::Done(msg) => {
+                    ui.label(format!("done — {msg}"));
+                }
+                JobState::Cancelled => {
+                    ui.label("cancelled (run it again to resume)");
+                }
+                JobState::Failed(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, e);
+                }
+            }
+        });
+    }
+}

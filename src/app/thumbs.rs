@@ -1,0 +1,109 @@
+//! Thumbnail textures (strongest-patch crops, heatmap overlays) made on demand from the index
+//! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
+//! placeholder and the frame asks for a repaint.
+
+use crate::analysis::heatmap::{Heatmap, overlay, patch_crop};
+use crate::analysis::index::FeatureIndex;
+use crate::backbone::TokenGeometry;
+use crate::store::Dataset;
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThumbKind {
+    /// The feature's strongest patch (with context), from its best image.
+    Crop,
+    /// The `rank`-th top image with the feature's heatmap over it.
+    Overlay(u16),
+}
+
+pub struct Thumbs {
+    cache: HashMap<(u32, ThumbKind), Option<egui::TextureHandle>>,
+    /// Thumbnails still allowed this frame.
+    budget: usize,
+    pub per_frame: usize,
+}
+
+impl Default for Thumbs {
+    fn default() -> Self {
+        Thumbs {
+            cache: HashMap::new(),
+            budget: 0,
+            per_frame: 24,
+        }
+    }
+}
+
+fn to_color_image(img: &image::RgbImage) -> egui::ColorImage {
+    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+}
+
+pub struct ThumbSource<'a> {
+    pub index: &'a FeatureIndex,
+    pub ds: &'a Dataset,
+    pub geometry: &'a TokenGeometry,
+    pub token_indices: &'a [usize],
+}
+
+impl Thumbs {
+    pub fn begin_frame(&mut self) {
+        self.budget = self.per_frame;
+    }
+
+    /// The texture, or None if it cannot exist (no such image) or is not made yet; in the
+    /// latter case a repaint is requested.
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        src: &ThumbSource,
+        feature: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.cache.get(&(feature, kind)) {
+            return t.clone();
+        }
+        if self.budget == 0 {
+            ctx.request_repaint();
+            return None;
+        }
+        self.budget -= 1;
+        let tex = make(src, feature, kind).map(|img| {
+            ctx.load_texture(
+                format!("thumb-{feature}-{kind:?}"),
+                to_color_image(&img),
+                egui::TextureOptions::NEAREST,
+            )
+        });
+        self.cache.insert((feature, kind), tex.clone());
+        tex
+    }
+}
+
+fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbImage> {
+    let list = src.index.top.get(feature as usize)?;
+    let rank = match kind {
+        ThumbKind::Crop => 0,
+        ThumbKind::Overlay(r) => r as usize,
+    };
+    let e = list.get(rank)?;
+    let img = src.ds.load(e.image as usize).ok()?;
+    let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
+    match kind {
+        ThumbKind::Crop => {
+            let b = src
+                .geometry
+                .patch_box(src.token_indices[e.token as usize])
+                .unwrap_or([0.0, 0.0, heat.input_size.0 as f32, heat.input_size.1 as f32]);
+            Some(patch_crop(&img, heat.input_size, b, 64))
+        }
+        ThumbKind::Overlay(_) => {
+            let zoom = (128 / heat.input_size.0.max(1)).max(1) as u32;
+            Some(overlay(
+                &img,
+                &heat,
+                zoom,
+                src.index.max_act[feature as usize],
+                0.75,
+            ))
+        }
+    }
+}
