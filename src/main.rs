@@ -261,6 +261,17 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// CPU time per frame of the app's feature grid with many items (headless, while scrolling).
+    Gui {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        items: usize,
+        #[arg(long, default_value_t = 300)]
+        frames: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// The index's encode step against the bare dense GEMM on the same rows (first shard).
     Index {
         #[arg(long)]
@@ -359,7 +370,8 @@ fn main() {
             which:
                 BenchCommand::Extract { json, .. }
                 | BenchCommand::SaeTrain { json, .. }
-                | BenchCommand::Index { json, .. },
+                | BenchCommand::Index { json, .. }
+                | BenchCommand::Gui { json, .. },
         }) => *json,
         _ => false,
     };
@@ -793,6 +805,18 @@ fn run(cli: Cli) -> Result<()> {
                 limit,
                 peer.as_deref().map(Path::new),
             )?;
+            emit_pretty(json, &report)
+        }
+        Some(Command::Bench {
+            which:
+                BenchCommand::Gui {
+                    workspace,
+                    items,
+                    frames,
+                    json,
+                },
+        }) => {
+            let report = saescope::app::bench::bench_grid(&workspace, items, frames)?;
             emit_pretty(json, &report)
         }
         Some(Command::Bench {

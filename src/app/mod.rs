@@ -1,6 +1,7 @@
 //! The desktop app (eframe + egui on wgpu). A thin layer over the library: it shows workspaces
 //! and starts library jobs; it computes nothing itself.
 
+pub mod bench;
 pub mod explorer;
 pub mod jobs;
 pub mod thumbs;
