@@ -18,7 +18,7 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
     let mut h = harness();
     h.run();
     h.get_by_label("saescope");
-    let input = h.get_by_role(Role::TextInput);
+    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
     input.focus();
     input.type_text("/no/such/workspace");
     h.run();
@@ -94,7 +94,7 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
 
     let mut h = harness();
     h.run();
-    let input = h.get_by_role(Role::TextInput);
+    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
     input.focus();
     input.type_text(ws.to_str().unwrap());
     h.run();
@@ -208,7 +208,7 @@ fn explorer_browses_features_ood_and_ontology() {
         .wgpu()
         .build_eframe(|cc| SaescopeApp::new(cc));
     h.run();
-    let input = h.get_by_role(Role::TextInput);
+    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
     input.focus();
     input.type_text(ws.to_str().unwrap());
     h.run();
@@ -254,4 +254,84 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run_steps(3);
     assert_eq!(h.query_all_by_label_contains("top-split purity").count(), 2);
     h.snapshot("explorer_ontology");
+}
+
+/// A new user's flow with no terminal: fill the "new workspace" form, create (extract → train →
+/// index in the background, with progress), and land in the explorer with real features.
+#[test]
+fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
+    use saescope::shared::shared_path;
+    // Fixed relative paths keep the form snapshot stable.
+    let root = std::path::Path::new("target/ui-create-test");
+    let _ = std::fs::remove_dir_all(root);
+    for class in ["cat", "ship"] {
+        std::fs::create_dir_all(root.join("images").join(class)).unwrap();
+        for i in 0..20 {
+            let name = format!("{i:04}.jpg");
+            std::os::unix::fs::symlink(
+                shared_path("data/cifar10/test").join(class).join(&name),
+                root.join("images").join(class).join(&name),
+            )
+            .unwrap();
+        }
+    }
+    // Relative to the crate root when ../shared is beside it (as CI has it): a stable snapshot.
+    let relative = std::path::Path::new("../shared/models/vit-cifar10/vit_cifar10.pth");
+    let model = if relative.is_file() {
+        relative.to_path_buf()
+    } else {
+        shared_path("models/vit-cifar10/vit_cifar10.pth")
+    };
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1000.0, 700.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    let values = [
+        ("Image folder", "target/ui-create-test/images".to_string()),
+        ("Model", model.display().to_string()),
+        (
+            "Model config (.pth)",
+            "assets/models/vit-cifar10.json".to_string(),
+        ),
+        ("Workspace folder", "target/ui-create-test/ws".to_string()),
+    ];
+    for (name, v) in &values {
+        let field = h.get_by_role_and_label(Role::TextInput, name);
+        field.focus();
+        field.type_text(v);
+        h.run();
+    }
+    assert!(
+        h.state().create.problem().is_none(),
+        "{:?}",
+        h.state().create.problem()
+    );
+    if relative.is_file() {
+        h.snapshot("new_workspace_form");
+    }
+    h.get_by_role_and_label(Role::Button, "Create workspace")
+        .click();
+    h.run_steps(2);
+    assert!(
+        h.state().persisted.pending_create.is_some(),
+        "remembered until it finishes"
+    );
+    let start = std::time::Instant::now();
+    while h.state().explorer.is_none() {
+        assert!(start.elapsed().as_secs() < 300, "creation did not finish");
+        if let Some(j) = &h.state().create_job {
+            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
+                panic!("creation failed: {e}");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        h.run_steps(1);
+    }
+    let x = h.state().explorer.as_ref().unwrap();
+    let index = x.index.as_ref().expect("indexed");
+    assert_eq!(index.n_images, 40);
+    assert_eq!(index.d_sae, 2048);
+    assert!(h.state().persisted.pending_create.is_none());
 }

@@ -32,7 +32,10 @@ pub fn bench_grid(ws: &Path, items: usize, frames: usize) -> crate::Result<GridB
     let ctx = egui::Context::default();
     let window = (1280.0, 800.0);
     let input = |events: Vec<egui::Event>| egui::RawInput {
-        screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(window.0, window.1))),
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(window.0, window.1),
+        )),
         events,
         ..Default::default()
     };

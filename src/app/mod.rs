@@ -2,6 +2,7 @@
 //! and starts library jobs; it computes nothing itself.
 
 pub mod bench;
+pub mod create;
 pub mod explorer;
 pub mod jobs;
 pub mod thumbs;
@@ -17,6 +18,8 @@ use std::path::PathBuf;
 pub struct Persisted {
     pub recent_workspaces: Vec<PathBuf>,
     pub dark_mode: bool,
+    /// A workspace creation that has not finished (offered for resuming at the next start).
+    pub pending_create: Option<create::CreateRequest>,
 }
 
 /// A workspace as the start page summarises it.
@@ -31,6 +34,9 @@ pub struct SaescopeApp {
     pub open: Option<OpenWorkspace>,
     /// The open workspace's explorer (feature grid, feature pages, OOD, ontology).
     pub explorer: Option<explorer::Explorer>,
+    /// The "new workspace" form and its running pipeline.
+    pub create: create::CreateRequest,
+    pub create_job: Option<jobs::BackgroundJob>,
     pub error: Option<String>,
 }
 
@@ -49,10 +55,15 @@ impl SaescopeApp {
             egui::Theme::Light
         });
         SaescopeApp {
-            persisted,
             path_input: String::new(),
+            create: persisted
+                .pending_create
+                .clone()
+                .unwrap_or_else(create::CreateRequest::new),
+            persisted,
             open: None,
             explorer: None,
+            create_job: None,
             error: None,
         }
     }
@@ -111,12 +122,14 @@ impl SaescopeApp {
         ui.label("A workspace holds one model layer's activations over an image folder, and everything computed from them.");
         ui.add_space(8.0);
         ui.horizontal(|ui| {
-            ui.label("Workspace folder:");
-            let edit = ui.add(
-                egui::TextEdit::singleline(&mut self.path_input)
-                    .hint_text("/path/to/workspace")
-                    .desired_width(360.0),
-            );
+            let l = ui.label("Open workspace folder:");
+            let edit = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.path_input)
+                        .hint_text("/path/to/workspace")
+                        .desired_width(360.0),
+                )
+                .labelled_by(l.id);
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if (ui
                 .button("Open")
@@ -136,7 +149,7 @@ impl SaescopeApp {
         if self.persisted.recent_workspaces.is_empty() {
             ui.label(
                 egui::RichText::new(
-                    "No workspaces yet. Create one with `saescope extract --workspace DIR …`.",
+                    "No workspaces yet: create one below (or with `saescope extract`).",
                 )
                 .weak(),
             );
@@ -153,6 +166,45 @@ impl SaescopeApp {
         }
         if let Some(p) = clicked {
             self.open_workspace(p);
+        }
+        ui.add_space(12.0);
+        self.create_ui(ui);
+    }
+
+    /// New workspace: the form, then the running pipeline with progress and live curves.
+    fn create_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(egui::RichText::new("New workspace").strong());
+        let busy = self
+            .create_job
+            .as_ref()
+            .is_some_and(|j| j.state() == jobs::JobState::Running);
+        if !busy && self.create_job.is_none() {
+            if let Some(p) = &self.persisted.pending_create {
+                ui.label(format!("Creating {} did not finish.", p.workspace));
+            }
+        }
+        if create::form_ui(ui, &mut self.create, busy) {
+            self.persisted.pending_create = Some(self.create.clone());
+            self.create_job = Some(create::start(&self.create, ui.ctx()));
+        }
+        let mut finished = None;
+        if let Some(j) = &self.create_job {
+            j.ui(ui);
+            create::metrics_plot(ui, std::path::Path::new(self.create.workspace.trim()));
+            match j.state() {
+                jobs::JobState::Done(_) => {
+                    finished = Some(PathBuf::from(self.create.workspace.trim()))
+                }
+                jobs::JobState::Running => ui
+                    .ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(500)),
+                _ => {}
+            }
+        }
+        if let Some(dir) = finished {
+            self.persisted.pending_create = None;
+            self.create_job = None;
+            self.open_workspace(dir);
         }
     }
 

@@ -1,0 +1,263 @@
+//! The "new workspace" flow: image folder (typed or dropped on the window), model, layer, then
+//! train a new SAE or load an SAE file — run as one background pipeline (extract → SAE → index)
+//! whose stages all resume, so an interrupted creation continues after a restart.
+
+use super::jobs::BackgroundJob;
+use crate::analysis::index::{IndexOptions, build_index};
+use crate::backbone::{ModelSpec, TokenSelection, load_backbone};
+use crate::sae::formats::save_saelens;
+use crate::sae::workflow::{TrainOptions, train, workspace_sae};
+use crate::store::Workspace;
+use crate::store::extract::{ExtractOptions, extract};
+use crate::store::workspace::StoreDType;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Everything needed to (re)run a creation; persisted so it can resume after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CreateRequest {
+    pub images: String,
+    pub model: String,
+    /// JSON config for `.pth` models (optional).
+    pub model_config: String,
+    pub layer: usize,
+    pub workspace: String,
+    /// Load this SAE instead of training one.
+    pub sae_file: String,
+    pub d_sae: usize,
+    pub k: usize,
+    /// Training tokens in millions (0: 10 passes over the activations).
+    pub train_mtokens: f32,
+}
+
+impl CreateRequest {
+    pub fn new() -> Self {
+        CreateRequest {
+            layer: 3,
+            d_sae: 2048,
+            k: 16,
+            ..Default::default()
+        }
+    }
+
+    /// What is missing, in words; None when the request can run.
+    pub fn problem(&self) -> Option<String> {
+        if self.images.trim().is_empty() {
+            return Some("choose an image folder (type it or drop it on the window)".into());
+        }
+        if self.model.trim().is_empty() {
+            return Some("choose a model: a Hugging Face id, a local folder or a .pth file".into());
+        }
+        if self.workspace.trim().is_empty() {
+            return Some("choose where the workspace goes".into());
+        }
+        if self.sae_file.trim().is_empty()
+            && (self.d_sae == 0 || self.k == 0 || self.k > self.d_sae)
+        {
+            return Some("an SAE needs d_sae > 0 and 0 < k ≤ d_sae".into());
+        }
+        None
+    }
+
+    /// Runs the whole pipeline (each stage resumes what an earlier run left).
+    pub fn run(&self, job: &crate::job::Job) -> crate::Result<String> {
+        let config =
+            (!self.model_config.trim().is_empty()).then(|| PathBuf::from(self.model_config.trim()));
+        let spec = ModelSpec::from_cli(self.model.trim(), config.as_deref())?;
+        let backbone = load_backbone(&spec, &candle_core::Device::Cpu)?;
+        let ws_dir = PathBuf::from(self.workspace.trim());
+        let opts = ExtractOptions {
+            layer: self.layer,
+            tokens: TokenSelection::All,
+            dtype: StoreDType::F16,
+            batch_size: 64,
+            images_per_shard: None,
+        };
+        let ex = extract(
+            &ws_dir,
+            &spec,
+            &backbone,
+            &PathBuf::from(self.images.trim()),
+            &opts,
+            job,
+        )?;
+        let ws = Workspace::open(&ws_dir)?;
+        let sae = if self.sae_file.trim().is_empty() {
+            if workspace_sae(&ws, None).is_err() {
+                let mut t = TrainOptions::topk(self.d_sae, self.k);
+                if self.train_mtokens > 0.0 {
+                    t.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
+                }
+                train(&ws, &t, job)?;
+            }
+            workspace_sae(&ws, None)?
+        } else {
+            // Keep a copy in the workspace (native format) so it is self-contained.
+            let sae = workspace_sae(&ws, Some(&PathBuf::from(self.sae_file.trim())))?;
+            save_saelens(&sae, &ws.dir.join(crate::sae::workflow::SAE_DIR))?;
+            sae
+        };
+        let ix = build_index(&ws, &sae, &IndexOptions::default(), job)?;
+        Ok(format!(
+            "{} images, {} features indexed ({} skipped images)",
+            ex.extracted_images,
+            ix.features,
+            ex.skipped.len()
+        ))
+    }
+}
+
+/// The form; returns true when the user pressed Create.
+pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
+    // A folder dropped on the window becomes the image folder.
+    let dropped: Option<PathBuf> = ui.ctx().input(|i| {
+        i.raw
+            .dropped_files
+            .iter()
+            .find(|f| !f.path().as_os_str().is_empty())
+            .map(|f| f.path().to_path_buf())
+    });
+    if let Some(p) = dropped.filter(|p| p.is_dir()) {
+        req.images = p.display().to_string();
+        if req.workspace.is_empty() {
+            req.workspace = format!("{}-saescope", p.display());
+        }
+    }
+    let mut go = false;
+    // Each field is labelled by its caption (screen readers and UI tests find it by name).
+    let text_row = |ui: &mut egui::Ui, caption: &str, value: &mut String, hint: &str, tip: &str| {
+        let l = ui.label(caption);
+        ui.add(
+            egui::TextEdit::singleline(value)
+                .hint_text(hint)
+                .desired_width(360.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(tip);
+        ui.end_row();
+    };
+    egui::Grid::new("create_form")
+        .num_columns(2)
+        .show(ui, |ui| {
+            text_row(
+                ui,
+                "Image folder",
+                &mut req.images,
+                "folder of images (drop one here)",
+                "Class sub-folders become class labels",
+            );
+            text_row(
+                ui,
+                "Model",
+                &mut req.model,
+                "openai/clip-vit-base-patch32, a folder, or a .pth",
+                "Hugging Face id, local folder, or PyTorch .pth ViT",
+            );
+            text_row(
+                ui,
+                "Model config (.pth)",
+                &mut req.model_config,
+                "optional JSON config for .pth ViTs",
+                "heads, norm placement, mean/std (see docs/FORMATS.md)",
+            );
+            let l = ui.label("Layer");
+            ui.add(egui::DragValue::new(&mut req.layer).range(0..=64))
+                .labelled_by(l.id)
+                .on_hover_text("Residual stream after this block (0-based)");
+            ui.end_row();
+            text_row(
+                ui,
+                "Workspace folder",
+                &mut req.workspace,
+                "where activations and results go",
+                "Created if missing; an unfinished one resumes",
+            );
+            text_row(
+                ui,
+                "SAE file (optional)",
+                &mut req.sae_file,
+                "load an SAE instead of training one",
+                "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
+            );
+            if req.sae_file.trim().is_empty() {
+                ui.label("New TopK SAE");
+                ui.horizontal(|ui| {
+                    let l = ui.label("features");
+                    ui.add(egui::DragValue::new(&mut req.d_sae).range(16..=131072))
+                        .labelled_by(l.id);
+                    let l = ui.label("k");
+                    ui.add(egui::DragValue::new(&mut req.k).range(1..=1024))
+                        .labelled_by(l.id);
+                    let l = ui.label("M tokens");
+                    ui.add(
+                        egui::DragValue::new(&mut req.train_mtokens)
+                            .range(0.0..=1000.0)
+                            .speed(0.1),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text("0 = ten passes over the activations");
+                });
+                ui.end_row();
+            }
+        });
+    let problem = req.problem();
+    ui.horizontal(|ui| {
+        let create = ui.add_enabled(
+            problem.is_none() && !busy,
+            egui::Button::new("Create workspace"),
+        );
+        if create
+            .on_hover_text("Extract activations, train or load the SAE, build the index")
+            .clicked()
+        {
+            go = true;
+        }
+        if let Some(p) = problem {
+            ui.label(egui::RichText::new(p).weak());
+        }
+    });
+    go
+}
+
+/// Starts the pipeline as a background job.
+pub fn start(req: &CreateRequest, ctx: &egui::Context) -> BackgroundJob {
+    let r = req.clone();
+    BackgroundJob::spawn("Create workspace", ctx, move |job| r.run(job))
+}
+
+/// Live training curves from WS/sae/metrics.jsonl (read when asked; small file).
+pub fn metrics_plot(ui: &mut egui::Ui, ws_dir: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(ws_dir.join("sae/metrics.jsonl")) else {
+        return;
+    };
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let series = |key: &str| -> Vec<[f64; 2]> {
+        rows.iter()
+            .filter_map(|r| Some([r.get("step")?.as_f64()?, r.get(key)?.as_f64()?]))
+            .collect()
+    };
+    ui.horizontal(|ui| {
+        for (key, title) in [("fve", "FVE"), ("l0", "L0"), ("loss", "loss")] {
+            ui.vertical(|ui| {
+                ui.label(title);
+                egui_plot::Plot::new(format!("metric-{key}"))
+                    .width(260.0)
+                    .height(120.0)
+                    .allow_scroll(false)
+                    .show(ui, |p| {
+                        p.line(egui_plot::Line::new(
+                            title,
+                            egui_plot::PlotPoints::from(series(key)),
+                        ))
+                    });
+            });
+        }
+    });
+}
