@@ -245,6 +245,30 @@ fn explorer_browses_features_ood_and_ontology() {
         saescope::analysis::labels::LabelSource::Manual
     );
 
+    // A top image opens in the image view with this feature's heatmap (encoded in the
+    // background by the real backbone).
+    h.get_by_label("top image 1").click();
+    h.run_steps(2);
+    let start = std::time::Instant::now();
+    while h.query_by_label("Top features of this image").is_none() {
+        assert!(start.elapsed().as_secs() < 60, "image never encoded");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        h.run_steps(1);
+    }
+    h.run_steps(2);
+    assert_eq!(
+        h.state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .image_view
+            .as_ref()
+            .unwrap()
+            .feature,
+        Some(first)
+    );
+    h.snapshot("explorer_image");
+
     h.get_by_role_and_label(Role::Button, "OOD").click();
     h.run_steps(3);
     assert!(h.query_by_label("sae_mahalanobis").is_some());

@@ -59,6 +59,21 @@ impl Heatmap {
     }
 }
 
+/// The SAE codes of every token of one image (backbone run to the tapped layer).
+pub fn encode_image(
+    backbone: &dyn Backbone,
+    sae: &Sae,
+    layer: usize,
+    img: &image::RgbImage,
+) -> Result<crate::sae::SparseCodes> {
+    let (pixels, _) = backbone
+        .preprocessor()
+        .batch(std::slice::from_ref(img), &Device::Cpu)?;
+    let hidden = backbone.forward_to(&pixels, layer)?;
+    let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+    Ok(sae.encode_sparse(&h))
+}
+
 /// Runs the backbone on one image file and returns the heatmaps of `features`.
 pub fn heatmaps_for_image(
     backbone: &dyn Backbone,

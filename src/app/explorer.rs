@@ -1,6 +1,7 @@
 //! The workspace explorer: feature grid, feature page, OOD and ontology views, and the jobs that
 //! build what they show. Everything shown comes from library types loaded from the workspace.
 
+use super::image_view::{ImageView, SharedBackbone};
 use super::jobs::{BackgroundJob, JobState};
 use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
 use crate::analysis::index::{
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 pub enum Tab {
     Features,
     Feature,
+    Image,
     Ood,
     Ontology,
 }
@@ -54,6 +56,8 @@ pub struct Explorer {
     thumbs: Thumbs,
     pub jobs: Vec<BackgroundJob>,
     pub error: Option<String>,
+    pub image_view: Option<ImageView>,
+    backbone: SharedBackbone,
 }
 
 /// Labels are saved this long after the last keystroke.
@@ -93,6 +97,8 @@ impl Explorer {
             thumbs: Thumbs::default(),
             jobs: Vec::new(),
             error: None,
+            image_view: None,
+            backbone: Default::default(),
         })
     }
 
@@ -173,6 +179,19 @@ impl Explorer {
         if finished && self.index.is_none() {
             self.index = load_index(&self.ws).ok();
         }
+        let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .find(|p| p.is_file())
+        });
+        if let Some(p) = dropped {
+            match ImageView::load_file(&p) {
+                Ok(img) => self.open_image(ui.ctx(), p.display().to_string(), img, self.selected),
+                Err(e) => self.error = Some(e),
+            }
+        }
         ui.horizontal(|ui| {
             for (tab, name, tip) in [
                 (
@@ -181,6 +200,11 @@ impl Explorer {
                     "All features, sorted and searchable",
                 ),
                 (Tab::Feature, "Feature", "The selected feature's page"),
+                (
+                    Tab::Image,
+                    "Image",
+                    "One image with feature heatmaps (drop any image on the window)",
+                ),
                 (Tab::Ood, "OOD", "Out-of-distribution scores"),
                 (Tab::Ontology, "Ontology", "Feature and class trees"),
             ] {
@@ -207,6 +231,7 @@ impl Explorer {
         match self.tab {
             Tab::Features => self.grid_ui(ui),
             Tab::Feature => self.feature_ui(ui),
+            Tab::Image => self.image_ui(ui),
             Tab::Ood => self.ood_ui(ui),
             Tab::Ontology => self.ontology_ui(ui),
         }
@@ -430,6 +455,7 @@ impl Explorer {
                         }
                     });
                 ui.label(egui::RichText::new("Top images (heatmap of this feature)").strong());
+                let mut open_image: Option<u32> = None;
                 let ctx = ui.ctx().clone();
                 ui.horizontal_wrapped(|ui| {
                     for rank in 0..n_top {
@@ -439,10 +465,19 @@ impl Explorer {
                         let name = self.ds.images[e.image as usize].path.clone();
                         match tex {
                             Some(t) => {
-                                ui.add(
-                                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(96.0, 96.0)),
-                                )
-                                .on_hover_text(format!("{name}: activation {:.3}", e.value));
+                                let img = egui::Image::new(&t)
+                                    .fit_to_exact_size(egui::vec2(96.0, 96.0))
+                                    .alt_text(format!("top image {}", rank + 1));
+                                if ui
+                                    .add(egui::Button::image(img))
+                                    .on_hover_text(format!(
+                                        "{name}: activation {:.3} (click to open)",
+                                        e.value
+                                    ))
+                                    .clicked()
+                                {
+                                    open_image = Some(e.image);
+                                }
                             }
                             None => {
                                 ui.add_sized([96.0, 96.0], egui::Spinner::new());
@@ -450,6 +485,15 @@ impl Explorer {
                         }
                     }
                 });
+                if let Some(i) = open_image {
+                    match self.ds.load(i as usize) {
+                        Ok(img) => {
+                            let title = self.ds.images[i as usize].path.clone();
+                            self.open_image(ui.ctx(), title, img, Some(f));
+                        }
+                        Err(e) => self.error = Some(e),
+                    }
+                }
                 ui.label(egui::RichText::new("Activation histogram (log10 activation)").strong());
                 egui_plot::Plot::new("hist")
                     .height(140.0)
@@ -501,6 +545,48 @@ impl Explorer {
                     self.select(g);
                 }
             });
+    }
+
+    fn open_image(
+        &mut self,
+        ctx: &egui::Context,
+        title: String,
+        img: image::RgbImage,
+        feature: Option<u32>,
+    ) {
+        let Some(sae) = self.sae.clone() else {
+            self.error = Some("this workspace has no SAE to encode images with".into());
+            return;
+        };
+        self.image_view = Some(ImageView::open(
+            title,
+            img,
+            feature,
+            &self.ws,
+            sae,
+            self.backbone.clone(),
+            ctx,
+        ));
+        self.tab = Tab::Image;
+    }
+
+    fn image_ui(&mut self, ui: &mut egui::Ui) {
+        let geometry = self.ws.config.backbone.geometry;
+        let labels = &self.labels;
+        let label_of = |f: u32| {
+            labels
+                .labels
+                .get(&f)
+                .map(|l| l.text.clone())
+                .unwrap_or_default()
+        };
+        let Some(v) = &mut self.image_view else {
+            ui.label("Click a top image on a feature page, or drop any image file on the window.");
+            return;
+        };
+        if let Some(f) = v.ui(ui, &geometry, &label_of) {
+            self.select(f);
+        }
     }
 
     /// The 8 features whose decoder directions are closest to `f`'s (cached per feature).

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod create;
 pub mod explorer;
+pub mod image_view;
 pub mod jobs;
 pub mod thumbs;
 
