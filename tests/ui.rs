@@ -231,6 +231,23 @@ fn explorer_browses_features_ood_and_ontology() {
     );
     h.snapshot("explorer_feature_page");
 
+    // Arrow keys step through features.
+    let next = if first == 63 { 62 } else { first + 1 };
+    h.key_press(if first == 63 {
+        egui::Key::ArrowLeft
+    } else {
+        egui::Key::ArrowRight
+    });
+    h.run_steps(2);
+    assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(next));
+    h.key_press(if first == 63 {
+        egui::Key::ArrowRight
+    } else {
+        egui::Key::ArrowLeft
+    });
+    h.run_steps(2);
+    assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(first));
+
     // Rename the label: autosaved to labels.json shortly after typing stops.
     let edit = h.get_by_role(Role::TextInput);
     edit.focus();
@@ -273,6 +290,25 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run_steps(3);
     assert!(h.query_by_label("sae_mahalanobis").is_some());
     h.snapshot("explorer_ood");
+
+    // Export the labelled features from the Export view (a background job).
+    h.get_by_role_and_label(Role::Button, "Export").click();
+    h.run_steps(2);
+    let out = tmp.path().join("exported");
+    let field = h.get_by_role_and_label(Role::TextInput, "Output folder");
+    field.focus();
+    field.type_text(out.to_str().unwrap());
+    h.run();
+    h.get_all_by_role_and_label(Role::Button, "Export")
+        .last()
+        .unwrap()
+        .click();
+    let start = std::time::Instant::now();
+    while !out.join("features.csv").is_file() {
+        assert!(start.elapsed().as_secs() < 60, "export never finished");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        h.run_steps(1);
+    }
 
     h.get_by_role_and_label(Role::Button, "Ontology").click();
     h.run_steps(3);

@@ -17,16 +17,17 @@ use crate::store::{Dataset, Workspace};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Tab {
     Features,
     Feature,
     Image,
     Ood,
     Ontology,
+    Export,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SortBy {
     Frequency,
     MaxActivation,
@@ -58,6 +59,15 @@ pub struct Explorer {
     pub error: Option<String>,
     pub image_view: Option<ImageView>,
     backbone: SharedBackbone,
+    pub export_dir: String,
+    pub export_what: ExportWhat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportWhat {
+    All,
+    Labelled,
+    SearchResult,
 }
 
 /// Labels are saved this long after the last keystroke.
@@ -99,6 +109,8 @@ impl Explorer {
             error: None,
             image_view: None,
             backbone: Default::default(),
+            export_dir: String::new(),
+            export_what: ExportWhat::Labelled,
         })
     }
 
@@ -207,6 +219,11 @@ impl Explorer {
                 ),
                 (Tab::Ood, "OOD", "Out-of-distribution scores"),
                 (Tab::Ontology, "Ontology", "Feature and class trees"),
+                (
+                    Tab::Export,
+                    "Export",
+                    "Share labelled features (JSON, CSV, PNGs)",
+                ),
             ] {
                 if ui
                     .selectable_label(self.tab == tab, name)
@@ -234,6 +251,7 @@ impl Explorer {
             Tab::Image => self.image_ui(ui),
             Tab::Ood => self.ood_ui(ui),
             Tab::Ontology => self.ontology_ui(ui),
+            Tab::Export => self.export_ui(ui),
         }
     }
 
@@ -408,6 +426,23 @@ impl Explorer {
         };
         let n_top = index.top[j].len().min(16);
         let d_sae = index.d_sae;
+        // Left/right arrows step through features (when no text field has the keyboard).
+        if !ui.ctx().egui_wants_keyboard_input() {
+            let (left, right) = ui.input(|i| {
+                (
+                    i.key_pressed(egui::Key::ArrowLeft),
+                    i.key_pressed(egui::Key::ArrowRight),
+                )
+            });
+            if left && f > 0 {
+                self.select(f - 1);
+                return;
+            }
+            if right && (f as usize + 1) < d_sae {
+                self.select(f + 1);
+                return;
+            }
+        }
         ui.horizontal(|ui| {
             ui.heading(format!("Feature {f}"));
             if ui
@@ -545,6 +580,60 @@ impl Explorer {
                     self.select(g);
                 }
             });
+    }
+
+    fn export_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label("Export features with their labels, statistics, top examples and PNGs (format: docs/FORMATS.md).");
+        ui.horizontal(|ui| {
+            ui.label("Features:");
+            ui.selectable_value(
+                &mut self.export_what,
+                ExportWhat::Labelled,
+                format!("labelled ({})", self.labels.labels.len()),
+            );
+            ui.selectable_value(&mut self.export_what, ExportWhat::All, "all that fire");
+            ui.selectable_value(
+                &mut self.export_what,
+                ExportWhat::SearchResult,
+                format!("search result ({})", self.order.len()),
+            );
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label("Output folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_dir)
+                    .hint_text("folder to write")
+                    .desired_width(320.0),
+            )
+            .labelled_by(l.id);
+        });
+        let ready = !self.export_dir.trim().is_empty() && self.sae.is_some();
+        if ui
+            .add_enabled(ready, egui::Button::new("Export"))
+            .on_hover_text("Write features.json, features.csv and png/")
+            .clicked()
+        {
+            use crate::analysis::export::{Selection, export};
+            self.save_label_now();
+            let selection = match self.export_what {
+                ExportWhat::All => Selection::Alive,
+                ExportWhat::Labelled => Selection::Labelled,
+                ExportWhat::SearchResult => Selection::Ids(self.order.clone()),
+            };
+            let (dir, out) = (
+                self.ws.dir.clone(),
+                std::path::PathBuf::from(self.export_dir.trim()),
+            );
+            let (sae, labels) = (self.sae.clone(), self.labels.clone());
+            self.jobs
+                .push(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
+                    let ws = Workspace::open(&dir)?;
+                    let index = load_index(&ws)?;
+                    let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                    let r = export(&ws, &sae, &index, &labels, &selection, &out, true)?;
+                    Ok(format!("{} features to {}", r.features, r.out.display()))
+                }));
+        }
     }
 
     fn open_image(

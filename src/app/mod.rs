@@ -21,6 +21,17 @@ pub struct Persisted {
     pub dark_mode: bool,
     /// A workspace creation that has not finished (offered for resuming at the next start).
     pub pending_create: Option<create::CreateRequest>,
+    /// Where the user was: reopened at the next start.
+    pub last_view: Option<LastView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LastView {
+    pub workspace: PathBuf,
+    pub tab: explorer::Tab,
+    pub feature: Option<u32>,
+    pub sort: explorer::SortBy,
+    pub search: String,
 }
 
 /// A workspace as the start page summarises it.
@@ -55,7 +66,8 @@ impl SaescopeApp {
         } else {
             egui::Theme::Light
         });
-        SaescopeApp {
+        let last = persisted.last_view.clone();
+        let mut app = SaescopeApp {
             path_input: String::new(),
             create: persisted
                 .pending_create
@@ -66,7 +78,20 @@ impl SaescopeApp {
             explorer: None,
             create_job: None,
             error: None,
+        };
+        // Back to where the user was (quietly skipped if the workspace is gone).
+        if let Some(v) = last.filter(|v| v.workspace.is_dir()) {
+            app.open_workspace(v.workspace.clone());
+            if let Some(x) = &mut app.explorer {
+                if let Some(f) = v.feature {
+                    x.select(f);
+                }
+                x.tab = v.tab;
+                x.sort = v.sort;
+                x.search = v.search;
+            }
         }
+        app
     }
 
     /// Opens a workspace folder and summarises it; errors are shown, never panicked on.
@@ -306,6 +331,13 @@ impl eframe::App for SaescopeApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.persisted.last_view = self.explorer.as_ref().map(|x| LastView {
+            workspace: x.ws.dir.clone(),
+            tab: x.tab,
+            feature: x.selected,
+            sort: x.sort,
+            search: x.search.clone(),
+        });
         eframe::set_value(storage, STORAGE_KEY, &self.persisted);
     }
 }
