@@ -631,7 +631,13 @@ impl Explorer {
                     let index = load_index(&ws)?;
                     let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
                     let r = export(&ws, &sae, &index, &labels, &selection, &out, true)?;
-                    Ok(format!("{} features to {}", r.features, r.out.display()))
+                    // The folder's name: short, and the full path is in the form above.
+                    let name = r
+                        .out
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Ok(format!("{} features written to {name}/", r.features))
                 }));
         }
     }
