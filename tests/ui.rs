@@ -137,7 +137,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
         25,
         &train,
     );
-    let test = tmp.join("test");
+    let test = tmp.join("cifar/test");
     link(
         "data/cifar10/test",
         &["airplane", "cat", "ship", "frog"],
@@ -394,4 +394,72 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
     assert_eq!(index.n_images, 40);
     assert_eq!(index.d_sae, 2048);
     assert!(h.state().persisted.pending_create.is_none());
+
+    // Still without a terminal: OOD scores against MNIST digits, then the trees.
+    let mnist = root.join("mnist/test");
+    std::fs::create_dir_all(mnist.join("1")).unwrap();
+    for i in 0..10 {
+        let name = format!("{:05}.png", i);
+        let src = shared_path("data/mnist/test/1");
+        let first = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .nth(i)
+            .unwrap();
+        std::os::unix::fs::symlink(first, mnist.join("1").join(name)).unwrap();
+    }
+    h.run_steps(3);
+    h.get_by_role_and_label(Role::Button, "OOD").click();
+    h.run_steps(2);
+    for (role, name, v) in [
+        (
+            Role::TextInput,
+            "In-distribution to score",
+            "target/ui-create-test/images",
+        ),
+        (
+            Role::MultilineTextInput,
+            "Other folders (one per line)",
+            "target/ui-create-test/mnist/test",
+        ),
+    ] {
+        let f = h.get_by_role_and_label(role, name);
+        f.focus();
+        f.type_text(v);
+        h.run();
+    }
+    h.get_by_role_and_label(Role::Button, "Score").click();
+    wait_for(&mut h, |h| {
+        h.state().explorer.as_ref().unwrap().ood.is_some()
+    });
+    let ood = h.state().explorer.as_ref().unwrap().ood.clone().unwrap();
+    assert_eq!(ood.results.len(), 5);
+    h.get_by_role_and_label(Role::Button, "Ontology").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, "Build trees").click();
+    wait_for(&mut h, |h| {
+        h.state().explorer.as_ref().unwrap().ontology.is_some()
+    });
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Feature tree (").is_some());
+}
+
+/// Steps the app until `done` holds (background jobs), failing after a minute or on a failed job.
+fn wait_for(
+    h: &mut Harness<'static, SaescopeApp>,
+    done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
+) {
+    let start = std::time::Instant::now();
+    while !done(h) {
+        if let Some(x) = &h.state().explorer {
+            for j in &x.jobs {
+                if let saescope::app::jobs::JobState::Failed(e) = j.state() {
+                    panic!("job failed: {e}");
+                }
+            }
+        }
+        assert!(start.elapsed().as_secs() < 120, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        h.run_steps(1);
+    }
 }

@@ -61,6 +61,14 @@ pub struct Explorer {
     backbone: SharedBackbone,
     pub export_dir: String,
     pub export_what: ExportWhat,
+    jobs_reloaded: usize,
+    /// OOD form: fit folder, in-distribution folder, OOD folders (one per line).
+    pub ood_fit: String,
+    pub ood_id: String,
+    pub ood_other: String,
+    /// Ontology form: taxonomy file and class-id file (both optional).
+    pub tree_taxonomy: String,
+    pub tree_class_ids: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +119,12 @@ impl Explorer {
             backbone: Default::default(),
             export_dir: String::new(),
             export_what: ExportWhat::Labelled,
+            jobs_reloaded: 0,
+            ood_fit: String::new(),
+            ood_id: String::new(),
+            ood_other: String::new(),
+            tree_taxonomy: String::new(),
+            tree_class_ids: String::new(),
         })
     }
 
@@ -183,13 +197,19 @@ impl Explorer {
         } else if self.label_changed.is_some() {
             ui.ctx().request_repaint_after(AUTOSAVE_AFTER);
         }
-        // Reload what finished jobs produced.
-        let finished = self
+        // Reload what newly finished jobs produced.
+        let done = self
             .jobs
             .iter()
-            .any(|j| matches!(j.state(), JobState::Done(_)));
-        if finished && self.index.is_none() {
-            self.index = load_index(&self.ws).ok();
+            .filter(|j| matches!(j.state(), JobState::Done(_)))
+            .count();
+        if done > self.jobs_reloaded {
+            self.jobs_reloaded = done;
+            if self.index.is_none() {
+                self.index = load_index(&self.ws).ok();
+            }
+            self.ood = crate::fsutil::read_json(&self.ws.dir.join("ood/results.json")).ok();
+            self.ontology = crate::fsutil::read_json(&self.ws.dir.join("ontology.json")).ok();
         }
         let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
             i.raw
@@ -715,9 +735,105 @@ impl Explorer {
         v
     }
 
+    fn running(&self) -> bool {
+        self.jobs.iter().any(|j| j.state() == JobState::Running)
+    }
+
+    /// Fit on in-distribution images, score another in-distribution folder and OOD folders.
+    fn ood_form(&mut self, ui: &mut egui::Ui) {
+        if self.ood_fit.is_empty() {
+            self.ood_fit = self.ws.config.images.display().to_string();
+        }
+        egui::CollapsingHeader::new("Score folders")
+            .default_open(self.ood.is_none())
+            .show(ui, |ui| {
+                egui::Grid::new("ood_form").num_columns(2).show(ui, |ui| {
+                    for (caption, value, hint) in [
+                        (
+                            "Fit on (in-distribution)",
+                            &mut self.ood_fit,
+                            "e.g. the training images",
+                        ),
+                        (
+                            "In-distribution to score",
+                            &mut self.ood_id,
+                            "e.g. the test images",
+                        ),
+                    ] {
+                        let l = ui.label(caption);
+                        ui.add(
+                            egui::TextEdit::singleline(value)
+                                .hint_text(hint)
+                                .desired_width(360.0),
+                        )
+                        .labelled_by(l.id);
+                        ui.end_row();
+                    }
+                    let l = ui.label("Other folders (one per line)");
+                    ui.add(
+                        egui::TextEdit::multiline(&mut self.ood_other)
+                            .desired_rows(2)
+                            .desired_width(360.0),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                });
+                let ready = self.sae.is_some()
+                    && !self.running()
+                    && [&self.ood_fit, &self.ood_id, &self.ood_other]
+                        .iter()
+                        .all(|s| !s.trim().is_empty());
+                if ui
+                    .add_enabled(ready, egui::Button::new("Score"))
+                    .on_hover_text("Fit, score every folder, compute AUROC / FPR95")
+                    .clicked()
+                {
+                    let (dir, sae) = (self.ws.dir.clone(), self.sae.clone());
+                    let fit = std::path::PathBuf::from(self.ood_fit.trim());
+                    let id = std::path::PathBuf::from(self.ood_id.trim());
+                    let others: Vec<std::path::PathBuf> = self
+                        .ood_other
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(std::path::PathBuf::from)
+                        .collect();
+                    self.jobs
+                        .push(BackgroundJob::spawn("OOD", ui.ctx(), move |job| {
+                            use crate::analysis::ood;
+                            let ws = Workspace::open(&dir)?;
+                            let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                            let b = crate::backbone::load_backbone(
+                                &ws.config.model,
+                                &candle_core::Device::Cpu,
+                            )?;
+                            let r = ood::run(
+                                &b,
+                                &sae,
+                                ws.config.layer,
+                                &fit,
+                                &id,
+                                &others,
+                                &ood::OodOptions::default(),
+                                job,
+                            )?;
+                            ood::save_results(&ws, &r)?;
+                            let best = r
+                                .results
+                                .iter()
+                                .filter(|m| m.method.starts_with("sae_"))
+                                .map(|m| m.auroc)
+                                .fold(0.0, f64::max);
+                            Ok(format!("best SAE AUROC {best:.3}"))
+                        }));
+                }
+            });
+    }
+
     fn ood_ui(&mut self, ui: &mut egui::Ui) {
+        self.ood_form(ui);
         let Some(r) = &self.ood else {
-            ui.label("No OOD results yet. Run: saescope ood --workspace <this folder> --fit <in-distribution train> --id <in-distribution test> --ood <other folder>");
+            ui.label("No OOD results yet: fill in the folders above.");
             return;
         };
         egui::Grid::new("ood_table")
@@ -752,6 +868,34 @@ impl Explorer {
             });
         // The most unusual images of each OOD set by SAE Mahalanobis, with their features.
         let mi = crate::analysis::ood::sae_method_index("sae_mahalanobis").unwrap_or(2);
+        ui.label(
+            egui::RichText::new("SAE Mahalanobis score per folder (log10, share of images)")
+                .strong(),
+        );
+        let hists: Vec<(String, Vec<(f64, f64)>)> = (0..r.sets.len())
+            .map(|si| {
+                let v: Vec<f64> = r
+                    .scores(si, mi)
+                    .iter()
+                    .map(|x| x.max(1e-12).log10())
+                    .collect();
+                (r.sets[si].name.clone(), histogram(&v, 40))
+            })
+            .collect();
+        egui_plot::Plot::new("ood_hist")
+            .height(160.0)
+            .allow_scroll(false)
+            .legend(egui_plot::Legend::default())
+            .show(ui, |p| {
+                for (name, h) in &hists {
+                    let w = h.get(1).map_or(0.1, |b| b.0 - h[0].0);
+                    let bars = h
+                        .iter()
+                        .map(|&(x, y)| egui_plot::Bar::new(x, y).width(w))
+                        .collect();
+                    p.bar_chart(egui_plot::BarChart::new(name.clone(), bars));
+                }
+            });
         let mut go = None;
         for s in r.sets.iter().filter(|s| !s.in_distribution) {
             ui.label(egui::RichText::new(format!("Most unusual in {}", s.name)).strong());
@@ -785,11 +929,83 @@ impl Explorer {
         }
     }
 
+    /// Build the trees, optionally against a taxonomy (e.g. WordNet).
+    fn tree_form(&mut self, ui: &mut egui::Ui) {
+        egui::CollapsingHeader::new("Build trees")
+            .default_open(self.ontology.is_none())
+            .show(ui, |ui| {
+                egui::Grid::new("tree_form").num_columns(2).show(ui, |ui| {
+                    for (caption, value, hint) in [
+                        (
+                            "Taxonomy (optional)",
+                            &mut self.tree_taxonomy,
+                            "WordNet node-link .json or parent/child lines",
+                        ),
+                        (
+                            "Class ids (optional)",
+                            &mut self.tree_class_ids,
+                            "one taxonomy id per class, sorted class order",
+                        ),
+                    ] {
+                        let l = ui.label(caption);
+                        ui.add(
+                            egui::TextEdit::singleline(value)
+                                .hint_text(hint)
+                                .desired_width(360.0),
+                        )
+                        .labelled_by(l.id);
+                        ui.end_row();
+                    }
+                });
+                let tax = (!self.tree_taxonomy.trim().is_empty()
+                    && !self.tree_class_ids.trim().is_empty())
+                .then(|| crate::analysis::ontology::TaxonomyInput {
+                    taxonomy: self.tree_taxonomy.trim().into(),
+                    class_ids: self.tree_class_ids.trim().into(),
+                });
+                let ready = self.sae.is_some() && self.index.is_some() && !self.running();
+                if ui
+                    .add_enabled(ready, egui::Button::new("Build trees"))
+                    .on_hover_text(
+                        "Feature tree and class trees (compared with the taxonomy when given)",
+                    )
+                    .clicked()
+                {
+                    let (dir, sae) = (self.ws.dir.clone(), self.sae.clone());
+                    self.jobs
+                        .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |_job| {
+                            let ws = Workspace::open(&dir)?;
+                            let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                            let index = load_index(&ws)?;
+                            let tops = crate::analysis::index::load_image_top(&ws)?;
+                            let classes = ws.dataset()?.classes;
+                            let o = crate::analysis::ontology::build(
+                                &sae,
+                                &index,
+                                &tops,
+                                &classes,
+                                tax.as_ref(),
+                            )?;
+                            crate::fsutil::write_json_atomic(&ws.dir.join("ontology.json"), &o)?;
+                            Ok(format!("{} features in the tree", o.features.len()))
+                        }));
+                }
+            });
+    }
+
     fn ontology_ui(&mut self, ui: &mut egui::Ui) {
+        self.tree_form(ui);
         let Some(o) = self.ontology.clone() else {
-            ui.label("No ontology yet. Run: saescope tree --workspace <this folder> [--taxonomy … --class-ids …]");
+            ui.label("No trees yet: build them above.");
             return;
         };
+        if let Some((a, b)) = &o.taxonomy_top_split {
+            ui.label(format!(
+                "Taxonomy's top split: {{{}}} / {{{}}}",
+                a.join(", "),
+                b.join(", ")
+            ));
+        }
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
@@ -841,6 +1057,26 @@ impl Explorer {
                 }
             });
     }
+}
+
+/// Equal-width histogram of `v` as (bin centre, share of values).
+fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    if v.is_empty() || hi <= lo {
+        return Vec::new();
+    }
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for &x in v {
+        counts[(((x - lo) / w) as usize).min(bins - 1)] += 1;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (lo + (i as f64 + 0.5) * w, c as f64 / v.len() as f64))
+        .collect()
 }
 
 /// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).
