@@ -313,7 +313,23 @@ fn explorer_browses_features_ood_and_ontology() {
     h.get_by_role_and_label(Role::Button, "Ontology").click();
     h.run_steps(3);
     assert_eq!(h.query_all_by_label_contains("top-split purity").count(), 2);
+    assert!(
+        h.query_by_label("Taxonomy").is_some(),
+        "the WordNet tree is shown beside"
+    );
     h.snapshot("explorer_ontology");
+
+    // Searching the feature tree opens the path to the match; its leaf opens the feature.
+    let search = h.get_by_role_and_label(Role::TextInput, "Search tree:");
+    search.focus();
+    search.type_text(&first.to_string());
+    h.run_steps(4);
+    h.snapshot("explorer_ontology_search");
+    h.get_by_label_contains(&format!("#{first} ")).click();
+    h.run_steps(2);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.selected, Some(first));
+    assert_eq!(x.tab, saescope::app::explorer::Tab::Feature);
 }
 
 /// A new user's flow with no terminal: fill the "new workspace" form, create (extract → train →

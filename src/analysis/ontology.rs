@@ -42,6 +42,10 @@ pub struct Ontology {
     pub class_tree_raw: Option<ClassTree>,
     /// The taxonomy's own top split of the classes, when one was given.
     pub taxonomy_top_split: Option<(Vec<String>, Vec<String>)>,
+    /// The taxonomy restricted to the classes, as a dendrogram (average linkage on LCA path
+    /// distances), to show beside the class trees.
+    #[serde(default)]
+    pub taxonomy_tree: Option<ClassTree>,
 }
 
 /// Co-activation similarity of features from the per-image top lists: cosine of their binary
@@ -259,8 +263,25 @@ pub fn build(
                 .collect(),
         )
     });
+    let taxonomy_tree = match &tax {
+        Some((t, ids, _)) if nc >= 2 => {
+            let mut dist = vec![0f32; nc * nc];
+            for i in 0..nc {
+                for j in 0..nc {
+                    dist[i * nc + j] = t.lca_distance(&ids[i], &ids[j]).unwrap_or(0) as f32;
+                }
+            }
+            Some(ClassTree {
+                classes: classes.to_vec(),
+                tree: average_linkage(&dist, nc)?,
+                comparison: None,
+            })
+        }
+        _ => None,
+    };
     Ok(Ontology {
         format: "saescope-ontology-v1".into(),
+        taxonomy_tree,
         features,
         feature_tree,
         class_tree_sae,

@@ -69,6 +69,7 @@ pub struct Explorer {
     /// Ontology form: taxonomy file and class-id file (both optional).
     pub tree_taxonomy: String,
     pub tree_class_ids: String,
+    pub tree_search: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +126,7 @@ impl Explorer {
             ood_other: String::new(),
             tree_taxonomy: String::new(),
             tree_class_ids: String::new(),
+            tree_search: String::new(),
         })
     }
 
@@ -1006,56 +1008,91 @@ impl Explorer {
                 b.join(", ")
             ));
         }
-        egui::ScrollArea::vertical()
-            .auto_shrink([false, false])
-            .show(ui, |ui| {
-                for (name, t) in [
-                    ("Class tree (SAE features)", &o.class_tree_sae),
-                    ("Class tree (raw activations)", &o.class_tree_raw),
-                ] {
-                    let Some(t) = t else { continue };
-                    ui.label(egui::RichText::new(name).strong());
-                    if let Some(c) = &t.comparison {
-                        ui.label(format!(
+        // Class trees side by side: SAE profiles, raw activations, and the taxonomy itself.
+        let trees: Vec<(&str, &crate::analysis::ontology::ClassTree)> = [
+            ("Class tree (SAE features)", &o.class_tree_sae),
+            ("Class tree (raw activations)", &o.class_tree_raw),
+            ("Taxonomy", &o.taxonomy_tree),
+        ]
+        .into_iter()
+        .filter_map(|(n, t)| t.as_ref().map(|t| (n, t)))
+        .collect();
+        ui.columns(trees.len().max(1), |cols| {
+            for (ui, (name, t)) in cols.iter_mut().zip(&trees) {
+                ui.label(egui::RichText::new(*name).strong());
+                if let Some(c) = &t.comparison {
+                    ui.label(format!(
                         "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
                         c.cophenetic_correlation, c.top_split_purity
                     ));
-                    }
-                    let names = t.classes.clone();
-                    tree_node(
-                        ui,
-                        &t.tree,
-                        t.tree.root(),
-                        &|i| names[i].clone(),
-                        &mut None,
-                        name,
-                    );
                 }
-                ui.label(
-                    egui::RichText::new(format!("Feature tree ({} features)", o.features.len()))
-                        .strong(),
-                );
-                let labels = &self.labels;
-                let feats = o.features.clone();
-                let mut go = None;
+                let names = t.classes.clone();
+                let mut style = TreeStyle {
+                    leaf_text: &|i| names[i].clone(),
+                    leaf_thumb: &mut |_| None,
+                    matches: None,
+                    salt: name,
+                };
+                tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+            }
+        });
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.label(
+                egui::RichText::new(format!("Feature tree ({} features)", o.features.len()))
+                    .strong(),
+            );
+            let l = ui.label("Search tree:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.tree_search)
+                    .hint_text("label or id")
+                    .desired_width(160.0),
+            )
+            .labelled_by(l.id);
+        });
+        let feats = o.features.clone();
+        let q = self.tree_search.trim().to_lowercase();
+        let label_of = |f: u32| {
+            self.labels
+                .labels
+                .get(&f)
+                .map(|l| l.text.clone())
+                .unwrap_or_default()
+        };
+        let matches: Option<std::collections::HashSet<usize>> = (!q.is_empty()).then(|| {
+            (0..feats.len())
+                .filter(|&i| {
+                    feats[i].to_string() == q || label_of(feats[i]).to_lowercase().contains(&q)
+                })
+                .collect()
+        });
+        let texts: Vec<String> = feats
+            .iter()
+            .map(|&f| format!("#{f} {}", label_of(f)))
+            .collect();
+        let ctx = ui.ctx().clone();
+        let mut go = None;
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let mut thumb = |i: usize| self.thumb(&ctx, feats[i], ThumbKind::Crop);
+                let mut style = TreeStyle {
+                    leaf_text: &|i| texts[i].clone(),
+                    leaf_thumb: &mut thumb,
+                    matches: matches.as_ref(),
+                    salt: "features",
+                };
                 tree_node(
                     ui,
                     &o.feature_tree,
                     o.feature_tree.root(),
-                    &|i| {
-                        let f = feats[i];
-                        format!(
-                            "#{f} {}",
-                            labels.labels.get(&f).map(|l| l.text.as_str()).unwrap_or("")
-                        )
-                    },
+                    &mut style,
                     &mut go,
-                    "features",
                 );
-                if let Some(i) = go {
-                    self.select(feats[i]);
-                }
             });
+        if let Some(i) = go {
+            self.select(feats[i]);
+        }
     }
 }
 
@@ -1079,31 +1116,56 @@ fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// How a dendrogram is drawn: leaf captions and thumbnails, and an optional search filter.
+struct TreeStyle<'a> {
+    leaf_text: &'a dyn Fn(usize) -> String,
+    leaf_thumb: &'a mut dyn FnMut(usize) -> Option<egui::TextureHandle>,
+    /// Only subtrees holding one of these leaves are shown (and opened).
+    matches: Option<&'a std::collections::HashSet<usize>>,
+    salt: &'a str,
+}
+
 /// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).
 fn tree_node(
     ui: &mut egui::Ui,
     d: &Dendrogram,
     node: usize,
-    leaf: &dyn Fn(usize) -> String,
+    style: &mut TreeStyle,
     clicked: &mut Option<usize>,
-    salt: &str,
 ) {
     match d.children(node) {
         None => {
-            if ui.button(leaf(node)).on_hover_text("Open").clicked() {
+            let text = (style.leaf_text)(node);
+            let button = match (style.leaf_thumb)(node) {
+                Some(t) => egui::Button::image_and_text(
+                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(28.0, 28.0)),
+                    text,
+                ),
+                None => egui::Button::new(text),
+            };
+            if ui.add(button).on_hover_text("Open").clicked() {
                 *clicked = Some(node);
             }
         }
         Some((a, b)) => {
-            let n = d.leaves(node).len();
+            let leaves = d.leaves(node);
+            if let Some(m) = style.matches {
+                if !leaves.iter().any(|l| m.contains(l)) {
+                    return;
+                }
+            }
             let h = d.merges[node - d.n].height;
-            egui::CollapsingHeader::new(format!("{n} leaves · height {h:.3}"))
-                .id_salt((salt, node))
-                .default_open(n <= 12)
-                .show(ui, |ui| {
-                    tree_node(ui, d, a, leaf, clicked, salt);
-                    tree_node(ui, d, b, leaf, clicked, salt);
-                });
+            let mut header =
+                egui::CollapsingHeader::new(format!("{} leaves · height {h:.3}", leaves.len()))
+                    .id_salt((style.salt, node))
+                    .default_open(leaves.len() <= 12);
+            if style.matches.is_some() {
+                header = header.open(Some(true));
+            }
+            header.show(ui, |ui| {
+                tree_node(ui, d, a, style, clicked);
+                tree_node(ui, d, b, style, clicked);
+            });
         }
     }
 }
