@@ -109,7 +109,25 @@ impl CreateRequest {
 }
 
 /// The form; returns true when the user pressed Create.
-pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
+pub fn form_ui(
+    ui: &mut egui::Ui,
+    req: &mut CreateRequest,
+    busy: bool,
+    picker: &super::dialogs::Picker,
+) -> bool {
+    use super::dialogs::Pick;
+    // Answers from file dialogs opened in earlier frames.
+    for (field, slot) in [
+        ("image folder", &mut req.images),
+        ("model", &mut req.model),
+        ("model config", &mut req.model_config),
+        ("workspace folder", &mut req.workspace),
+        ("SAE file", &mut req.sae_file),
+    ] {
+        if let Some(p) = picker.take(field) {
+            *slot = p.display().to_string();
+        }
+    }
     // A folder dropped on the window becomes the image folder.
     let dropped: Option<PathBuf> = ui.ctx().input(|i| {
         i.raw
@@ -126,15 +144,25 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
     }
     let mut go = false;
     // Each field is labelled by its caption (screen readers and UI tests find it by name).
-    let text_row = |ui: &mut egui::Ui, caption: &str, value: &mut String, hint: &str, tip: &str| {
+    let text_row = |ui: &mut egui::Ui,
+                    caption: &str,
+                    value: &mut String,
+                    hint: &str,
+                    tip: &str,
+                    browse: Option<(&'static str, Pick)>| {
         let l = ui.label(caption);
-        ui.add(
-            egui::TextEdit::singleline(value)
-                .hint_text(hint)
-                .desired_width(360.0),
-        )
-        .labelled_by(l.id)
-        .on_hover_text(tip);
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::TextEdit::singleline(value)
+                    .hint_text(hint)
+                    .desired_width(360.0),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(tip);
+            if let Some((field, kind)) = browse {
+                picker.button(ui, field, kind);
+            }
+        });
         ui.end_row();
     };
     egui::Grid::new("create_form")
@@ -146,6 +174,7 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
                 &mut req.images,
                 "folder of images (drop one here)",
                 "Class sub-folders become class labels",
+                Some(("image folder", Pick::Folder)),
             );
             text_row(
                 ui,
@@ -153,6 +182,7 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
                 &mut req.model,
                 "openai/clip-vit-base-patch32, a folder, or a .pth",
                 "Hugging Face id, local folder, or PyTorch .pth ViT",
+                Some(("model", Pick::File)),
             );
             text_row(
                 ui,
@@ -160,6 +190,7 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
                 &mut req.model_config,
                 "optional JSON config for .pth ViTs",
                 "heads, norm placement, mean/std (see docs/FORMATS.md)",
+                Some(("model config", Pick::File)),
             );
             let l = ui.label("Layer");
             ui.add(egui::DragValue::new(&mut req.layer).range(0..=64))
@@ -172,6 +203,7 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
                 &mut req.workspace,
                 "where activations and results go",
                 "Created if missing; an unfinished one resumes",
+                Some(("workspace folder", Pick::Folder)),
             );
             text_row(
                 ui,
@@ -179,6 +211,7 @@ pub fn form_ui(ui: &mut egui::Ui, req: &mut CreateRequest, busy: bool) -> bool {
                 &mut req.sae_file,
                 "load an SAE instead of training one",
                 "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
+                Some(("SAE file", Pick::File)),
             );
             if req.sae_file.trim().is_empty() {
                 ui.label("New TopK SAE");

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod create;
+pub mod dialogs;
 pub mod explorer;
 pub mod image_view;
 pub mod jobs;
@@ -49,6 +50,7 @@ pub struct SaescopeApp {
     /// The "new workspace" form and its running pipeline.
     pub create: create::CreateRequest,
     pub create_job: Option<jobs::BackgroundJob>,
+    pub picker: dialogs::Picker,
     pub error: Option<String>,
 }
 
@@ -77,6 +79,7 @@ impl SaescopeApp {
             open: None,
             explorer: None,
             create_job: None,
+            picker: Default::default(),
             error: None,
         };
         // Back to where the user was (quietly skipped if the workspace is gone).
@@ -157,6 +160,11 @@ impl SaescopeApp {
                 )
                 .labelled_by(l.id);
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            self.picker
+                .button(ui, "workspace to open", dialogs::Pick::Folder);
+            if let Some(p) = self.picker.take("workspace to open") {
+                self.path_input = p.display().to_string();
+            }
             if (ui
                 .button("Open")
                 .on_hover_text("Open the workspace in this folder")
@@ -209,7 +217,7 @@ impl SaescopeApp {
                 ui.label(format!("Creating {} did not finish.", p.workspace));
             }
         }
-        if create::form_ui(ui, &mut self.create, busy) {
+        if create::form_ui(ui, &mut self.create, busy, &self.picker) {
             self.persisted.pending_create = Some(self.create.clone());
             self.create_job = Some(create::start(&self.create, ui.ctx()));
         }
