@@ -25,7 +25,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the desktop app (the default).
-    Gui,
+    Gui {
+        /// Open this workspace right away.
+        #[arg(long)]
+        workspace: Option<PathBuf>,
+    },
     /// Describe a model: layers, width, token geometry, preprocessing.
     Info {
         #[command(flatten)]
@@ -426,7 +430,8 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None | Some(Command::Gui) => saescope::app::run_native_app(),
+        None => saescope::app::run_native_app(None),
+        Some(Command::Gui { workspace }) => saescope::app::run_native_app(workspace),
         Some(Command::Info { model, json }) => {
             let (_, b) = model.load()?;
             let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });

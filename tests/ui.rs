@@ -221,7 +221,7 @@ fn explorer_browses_features_ood_and_ontology() {
     let label = x.labels.labels.get(&first).map(|l| l.text.clone()).unwrap();
     h.snapshot("explorer_features");
 
-    h.get_by_label_contains(&format!("#{first} ")).click();
+    h.get_by_label_contains(&format!("#{first}\n")).click();
     h.run_steps(6);
     assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(first));
     h.get_by_label(&format!("Feature {first}"));

@@ -81,7 +81,8 @@ pub enum ExportWhat {
 
 /// Labels are saved this long after the last keystroke.
 const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
-const CARD: egui::Vec2 = egui::vec2(112.0, 128.0);
+/// Every card has this exact size, so the grid's column count is exact.
+const CARD: egui::Vec2 = egui::vec2(172.0, 92.0);
 
 impl Explorer {
     /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
@@ -384,25 +385,20 @@ impl Explorer {
             .as_ref()
             .map_or(0.0, |i| i.token_frequency(f as usize));
         let tex = self.thumb(ctx, f, ThumbKind::Crop);
-        let text = format!(
-            "#{f} {}\n{:.3}%",
-            label.as_deref().unwrap_or(""),
-            freq * 100.0
-        );
-        let resp = ui.allocate_ui(CARD, |ui| {
-            ui.set_min_size(CARD);
-            match tex {
-                Some(t) => ui.add(
-                    egui::Button::image_and_text(
-                        egui::Image::new(&t).fit_to_exact_size(egui::vec2(72.0, 72.0)),
-                        text,
-                    )
-                    .min_size(CARD),
-                ),
-                None => ui.add(egui::Button::new(text).min_size(CARD)),
-            }
-        });
-        resp.inner
+        // Long labels are shortened on the card (the full one is on the feature page).
+        let mut short: String = label.as_deref().unwrap_or("").chars().take(14).collect();
+        if label.as_ref().is_some_and(|l| l.chars().count() > 14) {
+            short.push_str("..");
+        }
+        let text = format!("#{f}\n{short}\n{:.3}%", freq * 100.0);
+        let button = match tex {
+            Some(t) => egui::Button::image_and_text(
+                egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
+                text,
+            ),
+            None => egui::Button::new(text),
+        };
+        ui.add_sized(CARD, button)
             .on_hover_text(format!("Feature {f}: open its page"))
             .clicked()
     }

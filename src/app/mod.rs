@@ -351,7 +351,7 @@ impl eframe::App for SaescopeApp {
 }
 
 /// Opens the main window. Fails with a message that says how to get a graphics adapter.
-pub fn run_native_app() -> anyhow::Result<()> {
+pub fn run_native_app(workspace: Option<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("saescope")
@@ -359,7 +359,17 @@ pub fn run_native_app() -> anyhow::Result<()> {
             .with_min_inner_size([640.0, 400.0]),
         ..Default::default()
     };
-    eframe::run_native("saescope", options, Box::new(|cc| Ok(Box::new(SaescopeApp::new(cc)))))
+    eframe::run_native(
+        "saescope",
+        options,
+        Box::new(|cc| {
+            let mut app = SaescopeApp::new(cc);
+            if let Some(w) = workspace {
+                app.open_workspace(w);
+            }
+            Ok(Box::new(app))
+        }),
+    )
         .map_err(|e| anyhow::anyhow!(
             "could not open the saescope window: {e}. Without a GPU, install Mesa's software renderer \
              (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1) and make sure \
