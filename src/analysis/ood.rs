@@ -37,15 +37,24 @@ pub const TOP_CONTRIBUTIONS: usize = 5;
 
 // ---------- metrics ----------
 
-/// Area under the ROC curve with OOD as the positive class (higher score = more OOD); ties
-/// count one half (the Mann–Whitney statistic).
-pub fn auroc(id: &[f64], ood: &[f64]) -> f64 {
+/// All scores tagged `true` for OOD, sorted by score (descending if `descending`).
+fn labelled(id: &[f64], ood: &[f64], descending: bool) -> Vec<(f64, bool)> {
     let mut all: Vec<(f64, bool)> = id
         .iter()
         .map(|&s| (s, false))
         .chain(ood.iter().map(|&s| (s, true)))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if descending {
+        all.reverse();
+    }
+    all
+}
+
+/// Area under the ROC curve with OOD as the positive class (higher score = more OOD); ties
+/// count one half (the Mann–Whitney statistic).
+pub fn auroc(id: &[f64], ood: &[f64]) -> f64 {
+    let all = labelled(id, ood, false);
     // Average ranks over ties.
     let mut rank_sum_ood = 0f64;
     let mut i = 0;
@@ -74,12 +83,7 @@ pub fn fpr_at_95_tpr(id: &[f64], ood: &[f64]) -> f64 {
 
 /// ROC curve as (FPR, TPR) points at every distinct threshold, thinned to at most `max_points`.
 pub fn roc_curve(id: &[f64], ood: &[f64], max_points: usize) -> Vec<(f64, f64)> {
-    let mut all: Vec<(f64, bool)> = id
-        .iter()
-        .map(|&s| (s, false))
-        .chain(ood.iter().map(|&s| (s, true)))
-        .collect();
-    all.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let all = labelled(id, ood, true);
     let (n_id, n_ood) = (id.len().max(1) as f64, ood.len().max(1) as f64);
     let mut pts = vec![(0.0, 0.0)];
     let (mut fp, mut tp) = (0f64, 0f64);

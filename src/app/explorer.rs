@@ -758,14 +758,7 @@ impl Explorer {
                             "e.g. the test images",
                         ),
                     ] {
-                        let l = ui.label(caption);
-                        ui.add(
-                            egui::TextEdit::singleline(value)
-                                .hint_text(hint)
-                                .desired_width(360.0),
-                        )
-                        .labelled_by(l.id);
-                        ui.end_row();
+                        labelled_text_row(ui, caption, value, hint);
                     }
                     let l = ui.label("Other folders (one per line)");
                     ui.add(
@@ -945,14 +938,7 @@ impl Explorer {
                             "one taxonomy id per class, sorted class order",
                         ),
                     ] {
-                        let l = ui.label(caption);
-                        ui.add(
-                            egui::TextEdit::singleline(value)
-                                .hint_text(hint)
-                                .desired_width(360.0),
-                        )
-                        .labelled_by(l.id);
-                        ui.end_row();
+                        labelled_text_row(ui, caption, value, hint);
                     }
                 });
                 let tax = (!self.tree_taxonomy.trim().is_empty()
@@ -1090,6 +1076,18 @@ impl Explorer {
             self.select(feats[i]);
         }
     }
+}
+
+/// A grid row: a caption and the single-line text field it names.
+fn labelled_text_row(ui: &mut egui::Ui, caption: &str, value: &mut String, hint: &str) {
+    let l = ui.label(caption);
+    ui.add(
+        egui::TextEdit::singleline(value)
+            .hint_text(hint)
+            .desired_width(360.0),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
 }
 
 /// Equal-width histogram of `v` as (bin centre, share of values).
