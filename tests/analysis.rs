@@ -7,19 +7,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXE: &str = env!("CARGO_BIN_EXE_saescope");
+mod common;
+use common::{run_json, subset};
 
-fn run_json(cmd: &mut Command) -> Value {
-    let out = cmd.arg("--json").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
-    assert!(
-        out.status.success(),
-        "{v}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
-}
+const EXE: &str = env!("CARGO_BIN_EXE_saescope");
 
 fn cmd(args: &[&str], ws: &Path) -> Command {
     // The subcommand, then the workspace, then the rest (so callers can append a value to a
@@ -27,25 +18,6 @@ fn cmd(args: &[&str], ws: &Path) -> Command {
     let mut c = Command::new(EXE);
     c.arg(args[0]).arg("--workspace").arg(ws).args(&args[1..]);
     c
-}
-
-/// `per_class` images of each class from a shared split, linked into `dst/<class>/`.
-fn subset(split: &str, classes: &[&str], per_class: usize, dst: &Path) {
-    for class in classes {
-        std::fs::create_dir_all(dst.join(class)).unwrap();
-        let mut names: Vec<_> = std::fs::read_dir(shared_path(split).join(class))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        names.sort();
-        for name in names.into_iter().take(per_class) {
-            std::os::unix::fs::symlink(
-                shared_path(split).join(class).join(&name),
-                dst.join(class).join(&name),
-            )
-            .unwrap();
-        }
-    }
 }
 
 #[test]

@@ -7,17 +7,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn run_json(cmd: &mut Command) -> Value {
-    let out = cmd.arg("--json").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
-    assert!(
-        out.status.success(),
-        "{v}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    v
-}
+mod common;
+use common::run_json;
 
 #[test]
 fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {

@@ -5,6 +5,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use saescope::app::SaescopeApp;
 
+mod common;
+
 fn harness() -> Harness<'static, SaescopeApp> {
     Harness::builder()
         .with_size(egui::vec2(1000.0, 560.0))
@@ -112,23 +114,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     use saescope::shared::shared_path;
     use std::process::Command;
     let exe = env!("CARGO_BIN_EXE_saescope");
-    let link = |split: &str, classes: &[&str], n: usize, dst: &std::path::Path| {
-        for c in classes {
-            std::fs::create_dir_all(dst.join(c)).unwrap();
-            let mut names: Vec<_> = std::fs::read_dir(shared_path(split).join(c))
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            names.sort();
-            for name in names.into_iter().take(n) {
-                std::os::unix::fs::symlink(
-                    shared_path(split).join(c).join(&name),
-                    dst.join(c).join(&name),
-                )
-                .unwrap();
-            }
-        }
-    };
+    let link = common::subset;
     // Two-level folders: OOD set names are the last two path components, kept stable here.
     let train = tmp.join("cifar/train");
     link(
