@@ -712,8 +712,8 @@ fn run(cli: Cli) -> Result<()> {
                 let img = saescope::store::dataset::load_rgb(&image)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
                 for m in &maps {
-                    let zoom = (256 / m.input_size.0.max(1)).max(1) as u32;
-                    let o = saescope::analysis::heatmap::overlay(&img, m, zoom, 0.0, 0.75);
+                    let o =
+                        saescope::analysis::heatmap::overlay(&img, m, m.zoom_for(256), 0.0, 0.75);
                     let p = out.join(format!("heatmap-{}.png", m.feature));
                     o.save(&p)?;
                     files.push(p);

@@ -2,7 +2,7 @@
 //! summary, per-feature PNGs of top-patch crops and heatmap overlays) and import of the labels
 //! back into a workspace. Export → import keeps every label field.
 
-use super::heatmap::{Heatmap, grid, overlay, patch_crop};
+use super::heatmap::{Heatmap, grid, overlay, patch_crop, token_box};
 use super::index::{FeatureIndex, sae_fingerprint};
 use super::labels::{Label, Labels, class_scores};
 use crate::error::{Error, Result};
@@ -186,12 +186,9 @@ pub fn export(
                         Err(_) => continue, // unreadable now: leave the tile out
                     };
                     let heat = Heatmap::from_tokens(j, &geometry, &token_indices, &e.tokens);
-                    let zoom = (96 / heat.input_size.0.max(1)).max(1) as u32;
-                    let ov = overlay(&img, &heat, zoom, index.max_act[ju], 0.75);
+                    let ov = overlay(&img, &heat, heat.zoom_for(96), index.max_act[ju], 0.75);
                     let side = ov.width();
-                    let bx = geometry
-                        .patch_box(token_indices[e.token as usize])
-                        .unwrap_or([0.0, 0.0, heat.input_size.0 as f32, heat.input_size.1 as f32]);
+                    let bx = token_box(&geometry, token_indices[e.token as usize]);
                     crops.push(patch_crop(&img, heat.input_size, bx, side));
                     overlays.push(ov);
                 }

@@ -25,6 +25,11 @@ pub struct Heatmap {
 }
 
 impl Heatmap {
+    /// The integer zoom that brings the model-input width to about `width` pixels (at least 1).
+    pub fn zoom_for(&self, width: usize) -> u32 {
+        (width / self.input_size.0.max(1)).max(1) as u32
+    }
+
     pub fn max(&self) -> f32 {
         self.values.iter().fold(0f32, |a, &b| a.max(b))
     }
@@ -93,22 +98,23 @@ pub fn heatmaps_for_image(
     }
     let img = crate::store::dataset::load_rgb(image)
         .map_err(|e| Error::Invalid(format!("{}: {e}", image.display())))?;
-    let (pixels, _) = backbone.preprocessor().batch(&[img], &Device::Cpu)?;
-    let hidden = backbone.forward_to(&pixels, layer)?;
-    let (_, t, _) = hidden.dims3()?;
-    let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
-    let codes = sae.encode_sparse(&h);
+    let codes = encode_image(backbone, sae, layer, &img)?;
     let geometry = backbone.info().geometry;
-    let tokens: Vec<usize> = (0..t).collect();
+    let tokens: Vec<usize> = (0..codes.rows()).collect();
     Ok(features
         .iter()
-        .map(|&f| {
-            let acts: Vec<f32> = (0..t)
-                .map(|r| codes.row(r).find(|&(j, _)| j == f).map_or(0.0, |x| x.1))
-                .collect();
-            Heatmap::from_tokens(f, &geometry, &tokens, &acts)
-        })
+        .map(|&f| Heatmap::from_tokens(f, &geometry, &tokens, &codes.feature_column(f)))
         .collect())
+}
+
+/// The model-input box a token covers: its patch, or the whole input for CLS/registers.
+pub fn token_box(geometry: &TokenGeometry, token: usize) -> [f32; 4] {
+    geometry.patch_box(token).unwrap_or([
+        0.0,
+        0.0,
+        (geometry.grid_w * geometry.patch_size) as f32,
+        (geometry.grid_h * geometry.patch_size) as f32,
+    ])
 }
 
 /// A perceptual dark-purple → orange → yellow ramp (hand-picked stops, linear in between).

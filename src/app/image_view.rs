@@ -137,12 +137,8 @@ impl ImageView {
         });
         let Some(f) = self.feature else { return open };
         if self.overlay.as_ref().is_none_or(|o| o.0 != f) {
-            let acts: Vec<f32> = (0..codes.rows())
-                .map(|r| codes.row(r).find(|&(j, _)| j == f).map_or(0.0, |x| x.1))
-                .collect();
-            let heat = Heatmap::from_tokens(f, geometry, &tokens, &acts);
-            let zoom = (320 / heat.input_size.0.max(1)).max(1) as u32;
-            let img = overlay(&self.image, &heat, zoom, 0.0, 0.75);
+            let heat = Heatmap::from_tokens(f, geometry, &tokens, &codes.feature_column(f));
+            let img = overlay(&self.image, &heat, heat.zoom_for(320), 0.0, 0.75);
             let tex = ui.ctx().load_texture(
                 format!("image-view-{f}"),
                 egui::ColorImage::from_rgb(

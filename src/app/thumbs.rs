@@ -2,7 +2,7 @@
 //! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
 //! placeholder and the frame asks for a repaint.
 
-use crate::analysis::heatmap::{Heatmap, overlay, patch_crop};
+use crate::analysis::heatmap::{Heatmap, overlay, patch_crop, token_box};
 use crate::analysis::index::FeatureIndex;
 use crate::backbone::TokenGeometry;
 use crate::store::Dataset;
@@ -89,21 +89,15 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
     let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
     match kind {
         ThumbKind::Crop => {
-            let b = src
-                .geometry
-                .patch_box(src.token_indices[e.token as usize])
-                .unwrap_or([0.0, 0.0, heat.input_size.0 as f32, heat.input_size.1 as f32]);
+            let b = token_box(src.geometry, src.token_indices[e.token as usize]);
             Some(patch_crop(&img, heat.input_size, b, 64))
         }
-        ThumbKind::Overlay(_) => {
-            let zoom = (128 / heat.input_size.0.max(1)).max(1) as u32;
-            Some(overlay(
-                &img,
-                &heat,
-                zoom,
-                src.index.max_act[feature as usize],
-                0.75,
-            ))
-        }
+        ThumbKind::Overlay(_) => Some(overlay(
+            &img,
+            &heat,
+            heat.zoom_for(128),
+            src.index.max_act[feature as usize],
+            0.75,
+        )),
     }
 }

@@ -104,52 +104,10 @@ impl Sae {
         Ok(())
     }
 
-    /// Pre-activations [rows, d_sae] for x [rows, d_in].
-    pub fn pre_activations(&self, x: &[f32]) -> Vec<f32> {
-        let rows = x.len() / self.d_in;
-        let scale = self.input_scale.unwrap_or(1.0);
-        let mut xin: Vec<f32> = x.iter().map(|v| v * scale).collect();
-        if self.apply_b_dec_to_input {
-            xin.par_chunks_mut(self.d_in)
-                .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
-        }
-        let mut pre = vec![0f32; rows * self.d_sae];
-        pre.par_chunks_mut(self.d_sae * 256).for_each(|c| {
-            for row in c.chunks_mut(self.d_sae) {
-                row.copy_from_slice(&self.b_enc);
-            }
-        });
-        matmul(
-            &mut pre,
-            &xin,
-            &self.w_enc,
-            (rows, self.d_in, self.d_sae),
-            RhsLayout::RowMajor,
-            true,
-            true,
-        );
-        pre
-    }
-
-    /// Dense feature activations [rows, d_sae].
+    /// Dense feature activations [rows, d_sae]: the sparse codes scattered into zeros, so both
+    /// forms follow one selection rule.
     pub fn encode(&self, x: &[f32]) -> Vec<f32> {
-        let mut f = self.pre_activations(x);
-        let d_sae = self.d_sae;
-        f.par_chunks_mut(d_sae)
-            .for_each(|row| match self.activation {
-                SaeActivation::Relu => row.iter_mut().for_each(|v| *v = v.max(0.0)),
-                SaeActivation::TopK { k } => keep_top_k(row, k),
-                SaeActivation::BatchTopK { threshold, .. } => row
-                    .iter_mut()
-                    .for_each(|v| *v = if *v > threshold { v.max(0.0) } else { 0.0 }),
-                SaeActivation::JumpRelu => {
-                    let t = self.threshold.as_deref().unwrap_or(&[]);
-                    row.iter_mut()
-                        .zip(t)
-                        .for_each(|(v, &th)| *v = if *v > th { v.max(0.0) } else { 0.0 });
-                }
-            });
-        f
+        self.encode_sparse(x).to_dense(self.d_sae)
     }
 
     /// Only the active features of each row: what the index, heatmaps and OOD scores need, and
@@ -283,6 +241,24 @@ impl SparseCodes {
             .copied()
             .zip(self.vals[a..b].iter().copied())
     }
+
+    /// Rows [rows, d_sae] with zeros where a feature is inactive.
+    pub fn to_dense(&self, d_sae: usize) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows() * d_sae];
+        for r in 0..self.rows() {
+            for (j, v) in self.row(r) {
+                out[r * d_sae + j as usize] = v;
+            }
+        }
+        out
+    }
+
+    /// Feature `f`'s activation on every row (0 where inactive): a heatmap's values.
+    pub fn feature_column(&self, f: u32) -> Vec<f32> {
+        (0..self.rows())
+            .map(|r| self.row(r).find(|&(j, _)| j == f).map_or(0.0, |x| x.1))
+            .collect()
+    }
 }
 
 /// Entries of `row` strictly above a per-latent threshold (and positive).
@@ -292,25 +268,6 @@ fn above(row: &[f32], threshold: impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
         .filter(|&(j, &v)| v > threshold(j) && v > 0.0)
         .map(|(j, &v)| (j as u32, v))
         .collect()
-}
-
-/// Zeroes all but the k largest entries of a row (ties broken by index), then applies ReLU.
-fn keep_top_k(row: &mut [f32], k: usize) {
-    if k >= row.len() {
-        row.iter_mut().for_each(|v| *v = v.max(0.0));
-        return;
-    }
-    let mut idx: Vec<u32> = (0..row.len() as u32).collect();
-    idx.select_nth_unstable_by(k - 1, |&a, &b| {
-        row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b))
-    });
-    let mut keep = vec![false; row.len()];
-    for &i in &idx[..k] {
-        keep[i as usize] = true;
-    }
-    for (v, kept) in row.iter_mut().zip(keep) {
-        *v = if kept { v.max(0.0) } else { 0.0 };
-    }
 }
 
 #[cfg(test)]
