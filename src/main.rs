@@ -615,7 +615,7 @@ fn run(cli: Cli) -> Result<()> {
             });
             let onto =
                 saescope::analysis::ontology::build(&sae, &index, &tops, &classes, tax.as_ref())?;
-            let path = ws.dir.join("ontology.json");
+            let path = saescope::analysis::ontology::ontology_path(&ws.dir);
             saescope::fsutil::write_json_atomic(&path, &onto)?;
             let summary = serde_json::json!({
                 "ontology_file": path,

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// Where a workspace keeps its ontology.
+pub fn ontology_path(ws_dir: &Path) -> PathBuf {
+    ws_dir.join("ontology.json")
+}
+
 /// How the feature tree weighs decoder geometry against co-activation (0..=1).
 pub const DECODER_WEIGHT: f32 = 0.5;
 

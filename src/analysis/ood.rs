@@ -658,9 +658,14 @@ pub fn run(
     })
 }
 
+/// Where a workspace keeps its OOD results.
+pub fn results_path(ws_dir: &Path) -> PathBuf {
+    ws_dir.join("ood").join("results.json")
+}
+
 /// Writes the full results to WS/ood/results.json (atomically); returns the path.
 pub fn save_results(ws: &crate::store::Workspace, r: &OodResults) -> Result<PathBuf> {
-    let p = ws.dir.join("ood").join("results.json");
+    let p = results_path(&ws.dir);
     crate::fsutil::write_json_atomic(&p, r)?;
     Ok(p)
 }

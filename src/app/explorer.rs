@@ -93,17 +93,15 @@ impl Explorer {
         let sae = workspace_sae(&ws, None).ok();
         let index = load_index(&ws).ok();
         let labels = Labels::load(&ws.dir)?;
-        let ood = crate::fsutil::read_json(&ws.dir.join("ood/results.json")).ok();
-        let ontology = crate::fsutil::read_json(&ws.dir.join("ontology.json")).ok();
         let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
-        Ok(Explorer {
+        let mut x = Explorer {
             ws,
             ds,
             sae,
             index,
             labels,
-            ood,
-            ontology,
+            ood: None,
+            ontology: None,
             tab: Tab::Features,
             selected: None,
             sort: SortBy::Frequency,
@@ -128,7 +126,16 @@ impl Explorer {
             tree_taxonomy: String::new(),
             tree_class_ids: String::new(),
             tree_search: String::new(),
-        })
+        };
+        x.load_results();
+        Ok(x)
+    }
+
+    /// (Re)reads the OOD results and ontology the workspace holds, if any.
+    fn load_results(&mut self) {
+        self.ood = crate::fsutil::read_json(&crate::analysis::ood::results_path(&self.ws.dir)).ok();
+        self.ontology =
+            crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(&self.ws.dir)).ok();
     }
 
     pub fn select(&mut self, feature: u32) {
@@ -211,8 +218,7 @@ impl Explorer {
             if self.index.is_none() {
                 self.index = load_index(&self.ws).ok();
             }
-            self.ood = crate::fsutil::read_json(&self.ws.dir.join("ood/results.json")).ok();
-            self.ontology = crate::fsutil::read_json(&self.ws.dir.join("ontology.json")).ok();
+            self.load_results();
         }
         let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
             i.raw
@@ -970,7 +976,10 @@ impl Explorer {
                                 &classes,
                                 tax.as_ref(),
                             )?;
-                            crate::fsutil::write_json_atomic(&ws.dir.join("ontology.json"), &o)?;
+                            crate::fsutil::write_json_atomic(
+                                &crate::analysis::ontology::ontology_path(&ws.dir),
+                                &o,
+                            )?;
                             Ok(format!("{} features in the tree", o.features.len()))
                         }));
                 }
