@@ -247,6 +247,16 @@ fn explorer_browses_features_ood_and_ontology() {
         saved.labels[&first].source,
         saescope::analysis::labels::LabelSource::Manual
     );
+    // The grid's search sees the renamed label at once.
+    h.get_by_role_and_label(Role::Button, "Features").click();
+    h.run_steps(2);
+    let search = h.get_by_role(Role::TextInput);
+    search.focus();
+    search.type_text(" edge");
+    h.run_steps(2);
+    assert_eq!(h.state().explorer.as_ref().unwrap().order, vec![first]);
+    h.get_by_role_and_label(Role::Button, "Feature").click();
+    h.run_steps(6);
 
     // A top image opens in the image view with this feature's heatmap (encoded in the
     // background by the real backbone).

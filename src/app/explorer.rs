@@ -49,7 +49,8 @@ pub struct Explorer {
     pub search: String,
     /// Features shown in the grid, in order (recomputed when sort/search/labels change).
     pub order: Vec<u32>,
-    order_key: (SortBy, String, usize),
+    /// What `order` was computed for; None when labels changed since.
+    order_key: Option<(SortBy, String)>,
     pub label_edit: String,
     label_changed: Option<Instant>,
     nearest: Option<(u32, Vec<(u32, f32)>)>,
@@ -107,7 +108,7 @@ impl Explorer {
             sort: SortBy::Frequency,
             search: String::new(),
             order: Vec::new(),
-            order_key: (SortBy::Id, "\u{0}".into(), usize::MAX),
+            order_key: None,
             label_edit: String::new(),
             label_changed: None,
             nearest: None,
@@ -154,6 +155,7 @@ impl Explorer {
         if self.label_changed.take().is_some() {
             if let Some(f) = self.selected {
                 self.labels.set_manual(f, &self.label_edit);
+                self.order_key = None; // label sort and search see the new text
                 if let Err(e) = self.labels.save(&self.ws.dir) {
                     self.error = Some(e.to_string());
                 }
@@ -166,8 +168,8 @@ impl Explorer {
             self.order.clear();
             return;
         };
-        let key = (self.sort, self.search.clone(), self.labels.labels.len());
-        if key == self.order_key && !self.order.is_empty() {
+        let key = (self.sort, self.search.clone());
+        if self.order_key.as_ref() == Some(&key) {
             return;
         }
         let q = self.search.trim().to_lowercase();
@@ -194,7 +196,7 @@ impl Explorer {
             SortBy::Id => {}
         }
         self.order = v;
-        self.order_key = key;
+        self.order_key = Some(key);
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
