@@ -13,6 +13,7 @@ pub mod job;
 pub mod linalg;
 pub mod sae;
 pub mod shared;
+pub mod steer;
 pub mod store;
 
 pub use error::{Error, Result};
