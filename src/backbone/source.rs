@@ -94,7 +94,7 @@ fn is_torch_file(p: &Path) -> bool {
         .is_some_and(|e| e == "pth" || e == "pt" || e == "bin" || e == "ckpt")
 }
 
-fn looks_like_hub_id(s: &str) -> bool {
+pub fn looks_like_hub_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
     parts.len() == 2
         && parts.iter().all(|p| !p.is_empty() && !p.starts_with('.'))

@@ -150,12 +150,22 @@ impl ClipTokenizer {
 
     /// `<|startoftext|> … <|endoftext|>`, truncated and padded (with EOS, as CLIP does) to `len`.
     pub fn encode(&self, text: &str, len: usize) -> Vec<u32> {
+        self.encode_padded(text, len, self.eos)
+    }
+
+    /// As `encode`, padding with `pad` (SD 2.x's tokenizer pads with `!`).
+    pub fn encode_padded(&self, text: &str, len: usize, pad: u32) -> Vec<u32> {
         let mut ids = vec![self.bos];
         ids.extend(self.encode_words(text));
         ids.truncate(len.saturating_sub(1));
         ids.push(self.eos);
-        ids.resize(len, self.eos);
+        ids.resize(len, pad);
         ids
+    }
+
+    /// The id of one vocabulary entry (a special token or a BPE piece).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
     }
 }
 

@@ -162,6 +162,22 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
             ws.dir.display()
         )));
     }
+    let meta = SaeMeta {
+        model_name: Some(ws.config.model.source.clone()),
+        hook_name: Some(format!("blocks.{}.hook_resid_post", ws.config.layer)),
+        ..Default::default()
+    };
+    train_on_store(&store, &ws.dir.join(SAE_DIR), meta, opts, job)
+}
+
+/// Trains on any complete activation store, checkpointing into (and saving the SAE to) `sae_dir`.
+pub fn train_on_store(
+    store: &ActivationStore,
+    sae_dir: &Path,
+    meta: SaeMeta,
+    opts: &TrainOptions,
+    job: &Job,
+) -> Result<TrainReport> {
     let d_in = store.manifest.d_model;
     let total_rows = store.manifest.rows() as u64;
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
@@ -176,9 +192,8 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
         seed: opts.seed,
         normalize: opts.normalize,
     };
-    let sae_dir = ws.dir.join(SAE_DIR);
-    std::fs::create_dir_all(&sae_dir).map_err(|e| Error::io(&sae_dir, e))?;
-    let previous = checkpoint::read_index(&sae_dir)?;
+    std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
+    let previous = checkpoint::read_index(sae_dir)?;
     if let Some(p) = &previous {
         if p.settings != settings && !opts.restart {
             return Err(Error::Workspace(format!(
@@ -191,12 +206,12 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
     }
     let resume = previous.filter(|p| p.settings == settings && !opts.restart);
     if resume.is_none() {
-        checkpoint::remove(&sae_dir)?;
+        checkpoint::remove(sae_dir)?;
     }
     let resumed_from_step = resume.as_ref().map_or(0, |p| p.step);
     // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
     let stream_seed = opts.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut stream = ShuffleStream::new(&store, stream_seed, opts.buffer_rows);
+    let mut stream = ShuffleStream::new(store, stream_seed, opts.buffer_rows);
     let mut batch = Vec::new();
     stream.batch(opts.batch.min(4096), &mut batch)?;
     let input_scale = match &resume {
@@ -243,7 +258,7 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
     let mut trainer = Trainer::new(cfg, &batch);
     let mut seconds_before = 0.0;
     if let Some(p) = &resume {
-        checkpoint::restore(&sae_dir, p, &mut trainer)?;
+        checkpoint::restore(sae_dir, p, &mut trainer)?;
         seconds_before = p.seconds;
     }
     let metrics_path = sae_dir.join(METRICS_FILE);
@@ -259,7 +274,7 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
         if let Err(e) = job.check() {
             // Cancelled: keep the progress so the next run resumes here.
             let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(&sae_dir, &trainer, &settings, input_scale, secs)?;
+            checkpoint::save(sae_dir, &trainer, &settings, input_scale, secs)?;
             return Err(e);
         }
         stream.batch(opts.batch, &mut batch)?;
@@ -294,7 +309,7 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
         if due && step + 1 < steps {
             let _ = metrics.flush();
             let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(&sae_dir, &trainer, &settings, input_scale, secs)?;
+            checkpoint::save(sae_dir, &trainer, &settings, input_scale, secs)?;
             last_checkpoint = Instant::now();
             checkpoints_written += 1;
             if crash_after == Some(checkpoints_written) {
@@ -305,13 +320,12 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
     }
     let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
     let mut sae = trainer.to_sae(SaeMeta {
-        model_name: Some(ws.config.model.source.clone()),
-        hook_name: Some(format!("blocks.{}.hook_resid_post", ws.config.layer)),
         source_format: Some("saelens".into()),
+        ..meta
     });
     sae.input_scale = input_scale;
-    save_saelens(&sae, &sae_dir)?;
-    checkpoint::remove(&sae_dir)?;
+    save_saelens(&sae, sae_dir)?;
+    checkpoint::remove(sae_dir)?;
     let seconds = seconds_before + start.elapsed().as_secs_f64();
     let run_tokens = trainer.tokens_seen - resumed_from_step * opts.batch as u64;
     Ok(TrainReport {

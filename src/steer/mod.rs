@@ -4,3 +4,9 @@
 //! - `taesd`: the TAESD-family tiny autoencoder used as the fast preview decoder.
 
 pub mod taesd;
+pub mod config;
+pub mod pipeline;
+pub mod scheduler;
+pub mod tiny;
+pub mod corpus;
+pub mod edit;

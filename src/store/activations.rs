@@ -207,6 +207,41 @@ impl ActivationStore {
     }
 }
 
+/// Writes a complete one-shard store of `rows` (row-major, `d_model` wide) whose rows come from
+/// `items` sources (`item_ids[r]` names each row's source) — for activations that are not a
+/// fixed number of tokens per image, such as the tokens of text prompts.
+pub fn write_single_shard_store(
+    dir: &Path,
+    rows: &[f32],
+    d_model: usize,
+    item_ids: &[u32],
+    items: usize,
+) -> Result<ActivationStore> {
+    std::fs::create_dir_all(dir).at(dir)?;
+    let file = shard_file_name(0);
+    let bytes = encode_shard(rows, d_model, item_ids, StoreDType::F32)?;
+    fsutil::write_atomic(&dir.join(&file), &bytes)?;
+    let manifest = Manifest {
+        d_model,
+        dtype: StoreDType::F32,
+        token_indices: Vec::new(),
+        images_per_shard: items.max(1),
+        dataset_images: items.max(1),
+        shards: vec![ShardInfo {
+            index: 0,
+            file,
+            first_image: 0,
+            planned_images: items,
+            images: items,
+            rows: rows.len() / d_model.max(1),
+            bytes: bytes.len() as u64,
+            skipped: Vec::new(),
+        }],
+    };
+    fsutil::write_json_atomic(&dir.join(MANIFEST_FILE), &manifest)?;
+    ActivationStore::open(dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
