@@ -1,6 +1,8 @@
 //! The `saescope` binary: no subcommand opens the desktop app; subcommands run the same library
 //! headless. With `--json`, the last line of stdout is one JSON object (an `error` key on failure).
 
+mod cli_steer;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use saescope::backbone::{self, Backbone, ModelSpec, TokenSelection};
@@ -256,6 +258,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Diffusion steering: text-encoder SAEs, steered generation, attribute discovery.
+    Steer {
+        #[command(subcommand)]
+        which: cli_steer::SteerCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -284,6 +291,23 @@ enum BenchCommand {
         sae: Option<PathBuf>,
         #[arg(long, default_value_t = 65_000)]
         rows: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Steering: slider change → preview latency (tiny pipeline) and per-step UNet time at
+    /// 256×256 with SD-Turbo-sized random weights.
+    Steer {
+        /// Image size for the tiny pipeline's slider latency.
+        #[arg(long, default_value_t = 256)]
+        tiny_size: usize,
+        /// Image size for the SD-Turbo-sized UNet step (0 skips it).
+        #[arg(long, default_value_t = 256)]
+        unet_size: usize,
+        /// CLIP tokenizer.json for the tiny pipeline (default: ../shared/data/clip/tokenizer.json).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        #[arg(long)]
+        cpu: bool,
         #[arg(long)]
         json: bool,
     },
@@ -375,8 +399,10 @@ fn main() {
                 BenchCommand::Extract { json, .. }
                 | BenchCommand::SaeTrain { json, .. }
                 | BenchCommand::Index { json, .. }
-                | BenchCommand::Gui { json, .. },
+                | BenchCommand::Gui { json, .. }
+                | BenchCommand::Steer { json, .. },
         }) => *json,
+        Some(Command::Steer { which }) => which.json(),
         _ => false,
     };
     if let Err(e) = run(cli) {
@@ -809,6 +835,28 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 limit,
                 peer.as_deref().map(Path::new),
+            )?;
+            emit_pretty(json, &report)
+        }
+        Some(Command::Steer { which }) => cli_steer::run(which),
+        Some(Command::Bench {
+            which:
+                BenchCommand::Steer {
+                    tiny_size,
+                    unet_size,
+                    tokenizer,
+                    cpu,
+                    json,
+                },
+        }) => {
+            let tok = tokenizer
+                .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
+            let device = saescope::steer::session::default_device(cpu);
+            let report = saescope::steer::bench::run(
+                &tok,
+                tiny_size,
+                (unet_size > 0).then_some(unet_size),
+                &device,
             )?;
             emit_pretty(json, &report)
         }

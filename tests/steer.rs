@@ -43,7 +43,11 @@ fn opts(pipe: &Pipeline, seed: u64) -> GenerateOptions {
     }
 }
 
-fn generate(pipe: &Pipeline, cond: &saescope::steer::pipeline::Conditioning, o: &GenerateOptions) -> (Vec<f32>, image::RgbImage, image::RgbImage) {
+fn generate(
+    pipe: &Pipeline,
+    cond: &saescope::steer::pipeline::Conditioning,
+    o: &GenerateOptions,
+) -> (Vec<f32>, image::RgbImage, image::RgbImage) {
     let lat = pipe.denoise(cond, o, &mut |_, _| true).unwrap();
     let full = pipe.decode(&lat).unwrap();
     let preview = pipe.decode_preview(&lat).unwrap();
@@ -57,7 +61,9 @@ fn tiny_pipelines_are_deterministic_and_zero_steering_is_bit_identical() {
     let pipe = tiny(dir.path(), false);
     assert!(!pipe.is_turbo);
     assert_eq!(pipe.embedding_width(), TEXT_WIDTH);
-    let cond = pipe.encode_prompt("a watercolor painting of a fox at sunset").unwrap();
+    let cond = pipe
+        .encode_prompt("a watercolor painting of a fox at sunset")
+        .unwrap();
     assert_eq!(cond.embedding.dims(), &[1, 77, TEXT_WIDTH]);
     let o = GenerateOptions {
         steps: 4,
@@ -70,8 +76,19 @@ fn tiny_pipelines_are_deterministic_and_zero_steering_is_bit_identical() {
     assert_eq!(full_a.as_raw(), full_b.as_raw());
     assert_eq!(prev_a.as_raw(), prev_b.as_raw());
     assert_eq!(full_a.dimensions(), (64, 64));
-    assert_eq!(prev_a.dimensions(), (64, 64), "TAESD preview has the VAE's 8× scale");
-    let (lat_c, _, _) = generate(&pipe, &cond, &GenerateOptions { seed: 43, ..o.clone() });
+    assert_eq!(
+        prev_a.dimensions(),
+        (64, 64),
+        "TAESD preview has the VAE's 8× scale"
+    );
+    let (lat_c, _, _) = generate(
+        &pipe,
+        &cond,
+        &GenerateOptions {
+            seed: 43,
+            ..o.clone()
+        },
+    );
     assert_ne!(lat_a, lat_c, "another seed, other latents");
 
     // A reload from disk gives the same images: the files fix the weights.
@@ -82,13 +99,24 @@ fn tiny_pipelines_are_deterministic_and_zero_steering_is_bit_identical() {
     // Sliders at zero: the same conditioning tensor and bit-identical images.
     let sae = random_sae(TEXT_WIDTH, 64, 3);
     let zero = [
-        FeatureEdit { feature: 5, mode: EditMode::Add(0.0), tokens: TokenScope::All },
-        FeatureEdit { feature: 9, mode: EditMode::Add(0.0), tokens: TokenScope::Prompt },
+        FeatureEdit {
+            feature: 5,
+            mode: EditMode::Add(0.0),
+            tokens: TokenScope::All,
+        },
+        FeatureEdit {
+            feature: 9,
+            mode: EditMode::Add(0.0),
+            tokens: TokenScope::Prompt,
+        },
     ];
     let steered = edit::apply(&sae, &cond, &zero).unwrap();
     let (a, _) = cond.rows().unwrap();
     let (b, _) = steered.rows().unwrap();
-    assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    assert_eq!(
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
     let (lat_z, full_z, prev_z) = generate(&pipe, &steered, &o);
     assert_eq!(lat_z, lat_a);
     assert_eq!(full_z.as_raw(), full_a.as_raw());
@@ -118,7 +146,11 @@ fn steering_changes_the_conditioning_by_exactly_alpha_times_the_decoder_row() {
             let (xi, yi) = (x[t * d + j], y[t * d + j]);
             if positions.contains(&t) {
                 // The edit is x + α·W_dec[f], computed once: equal to the bit.
-                assert_eq!(yi.to_bits(), (xi + alpha * w[j]).to_bits(), "token {t} dim {j}");
+                assert_eq!(
+                    yi.to_bits(),
+                    (xi + alpha * w[j]).to_bits(),
+                    "token {t} dim {j}"
+                );
                 assert!(((yi - xi) - alpha * w[j]).abs() <= 1e-5 * (1.0 + xi.abs()));
             } else {
                 assert_eq!(yi.to_bits(), xi.to_bits(), "token {t} must be untouched");
@@ -127,13 +159,24 @@ fn steering_changes_the_conditioning_by_exactly_alpha_times_the_decoder_row() {
     }
     // Prompt scope = positions 1..=EOS; All = every position.
     let prompt_len = cond.eos_position;
-    assert_eq!(TokenScope::Prompt.positions(&cond, 77), (1..=prompt_len).collect::<Vec<_>>());
+    assert_eq!(
+        TokenScope::Prompt.positions(&cond, 77),
+        (1..=prompt_len).collect::<Vec<_>>()
+    );
     assert_eq!(TokenScope::All.positions(&cond, 77).len(), 77);
 
     // Several sliders mix additively.
     let two = [
-        FeatureEdit { feature: 3, mode: EditMode::Add(1.0), tokens: TokenScope::All },
-        FeatureEdit { feature: 8, mode: EditMode::Add(-2.0), tokens: TokenScope::All },
+        FeatureEdit {
+            feature: 3,
+            mode: EditMode::Add(1.0),
+            tokens: TokenScope::All,
+        },
+        FeatureEdit {
+            feature: 8,
+            mode: EditMode::Add(-2.0),
+            tokens: TokenScope::All,
+        },
     ];
     let (z, _) = edit::apply(&sae, &cond, &two).unwrap().rows().unwrap();
     for j in 0..d {
@@ -145,14 +188,21 @@ fn steering_changes_the_conditioning_by_exactly_alpha_times_the_decoder_row() {
     // (for a feature that stays in the top k).
     let token = 2;
     let codes = sae.encode(&x[token * d..(token + 1) * d]);
-    let (top, top_val) = codes.iter().enumerate().fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+    let (top, top_val) = codes
+        .iter()
+        .enumerate()
+        .fold((0, 0f32), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
     let c = FeatureEdit {
         feature: top,
         mode: EditMode::Clamp(top_val * 1.5),
         tokens: TokenScope::Positions(vec![token]),
     };
     let (y, _) = edit::apply(&sae, &cond, &[c]).unwrap().rows().unwrap();
-    let dir_t: Vec<f32> = y[token * d..(token + 1) * d].iter().zip(&x[token * d..(token + 1) * d]).map(|(a, b)| a - b).collect();
+    let dir_t: Vec<f32> = y[token * d..(token + 1) * d]
+        .iter()
+        .zip(&x[token * d..(token + 1) * d])
+        .map(|(a, b)| a - b)
+        .collect();
     let scale = top_val * 0.5;
     for j in 0..d {
         assert!((dir_t[j] - scale * sae.w_dec[top * d + j]).abs() < 1e-4);
@@ -161,11 +211,174 @@ fn steering_changes_the_conditioning_by_exactly_alpha_times_the_decoder_row() {
     // A steered Turbo image differs from the unsteered one; an unknown feature is refused.
     let o = opts(&pipe, 1);
     let (plain, _, _) = generate(&pipe, &cond, &o);
-    let steered = edit::apply(&sae, &cond, &[FeatureEdit { feature: f, mode: EditMode::Add(8.0), tokens: TokenScope::All }]).unwrap();
+    let steered = edit::apply(
+        &sae,
+        &cond,
+        &[FeatureEdit {
+            feature: f,
+            mode: EditMode::Add(8.0),
+            tokens: TokenScope::All,
+        }],
+    )
+    .unwrap();
     let (moved, _, _) = generate(&pipe, &steered, &o);
     assert_ne!(plain, moved);
-    let err = edit::apply(&sae, &cond, &[FeatureEdit { feature: 64, mode: EditMode::Add(1.0), tokens: TokenScope::All }])
-        .unwrap_err()
-        .to_string();
+    let err = edit::apply(
+        &sae,
+        &cond,
+        &[FeatureEdit {
+            feature: 64,
+            mode: EditMode::Add(1.0),
+            tokens: TokenScope::All,
+        }],
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("feature 64 does not exist"), "{err}");
+}
+
+/// The CLI end to end on a tiny pipeline: write it, train a text-encoder SAE over the built-in
+/// corpus, generate steered images, and discover attributes with the tiny CLIP.
+#[test]
+fn steer_cli_trains_generates_and_discovers() {
+    use common::run_json;
+    use std::process::Command;
+    let bin = env!("CARGO_BIN_EXE_saescope");
+    let tmp = tempfile::tempdir().unwrap();
+    let pipe = tmp.path().join("pipe");
+    let folder = tmp.path().join("text-sae");
+    run_json(
+        Command::new(bin)
+            .args(["steer", "make-tiny", "--turbo", "--out"])
+            .arg(&pipe),
+    );
+    let r = run_json(
+        Command::new(bin)
+            .args([
+                "steer",
+                "train-sae",
+                "--d-sae",
+                "256",
+                "--k",
+                "8",
+                "--pipeline",
+            ])
+            .arg(&pipe)
+            .arg("--out")
+            .arg(&folder),
+    );
+    assert!(r["prompts"].as_u64().unwrap() >= 1000, "{r}");
+    assert!(r["tokens"].as_u64().unwrap() > 10_000, "{r}");
+    let fve = r["train"]["final_fve"].as_f64().unwrap();
+    assert!(fve > 0.5, "text SAE FVE {fve}");
+    let sae = saescope::sae::formats::load_sae(&folder.join("sae")).unwrap();
+    assert_eq!((sae.d_in, sae.d_sae), (TEXT_WIDTH, 256));
+
+    let out = tmp.path().join("gen");
+    let generate_with = |features: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args([
+            "steer",
+            "generate",
+            "--prompt",
+            "a red car in the snow",
+            "--size",
+            "64",
+            "--pipeline",
+        ])
+        .arg(&pipe)
+        .arg("--sae")
+        .arg(folder.join("sae"))
+        .arg("--out")
+        .arg(&out);
+        for f in features {
+            c.args(["--feature", f]);
+        }
+        run_json(&mut c)
+    };
+    let zero = generate_with(&["5=0"]);
+    assert_eq!(zero["mean_abs_pixel_diff"].as_f64(), Some(0.0), "{zero}");
+    let moved = generate_with(&["5=6", "9=clamp:0"]);
+    assert!(
+        moved["mean_abs_pixel_diff"].as_f64().unwrap() > 0.0,
+        "{moved}"
+    );
+    assert!(out.join("side_by_side.png").is_file());
+    let bad = Command::new(bin)
+        .args([
+            "steer",
+            "generate",
+            "--prompt",
+            "x",
+            "--feature",
+            "5",
+            "--json",
+            "--pipeline",
+        ])
+        .arg(&pipe)
+        .arg("--sae")
+        .arg(folder.join("sae"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("FEATURE=ALPHA"));
+
+    let disc = tmp.path().join("disc");
+    let d = run_json(
+        Command::new(bin)
+            .args([
+                "steer",
+                "discover",
+                "--candidates",
+                "3",
+                "--seeds",
+                "0,1",
+                "--size",
+                "64",
+                "--clip",
+            ])
+            .arg(shared_path("models/tiny-random/clip"))
+            .arg("--clip-tokenizer")
+            .arg(shared_path("data/clip/tokenizer.json"))
+            .arg("--pipeline")
+            .arg(&pipe)
+            .arg("--sae")
+            .arg(folder.join("sae"))
+            .arg("--out")
+            .arg(&disc),
+    );
+    let ranking = d["ranking"].as_array().unwrap();
+    assert_eq!(ranking.len(), 3);
+    let scores: Vec<f64> = ranking
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by score: {scores:?}"
+    );
+    assert_eq!(
+        ranking[0]["strips"].as_array().unwrap().len(),
+        6,
+        "3 prompts × 2 seeds"
+    );
+    let export =
+        saescope::analysis::export::read_export(&disc.join("discovery-export.json")).unwrap();
+    assert_eq!(export.features.len(), 3);
+    assert_eq!(
+        export.sae_fingerprint,
+        saescope::analysis::index::sae_fingerprint(&sae)
+    );
+    let label = export.features[0].label.as_ref().unwrap();
+    assert_eq!(
+        label.source,
+        saescope::analysis::labels::LabelSource::Steering
+    );
+    assert!(
+        label.text.starts_with("more: ") || label.text.starts_with("less: "),
+        "{}",
+        label.text
+    );
+    let strip = image::open(disc.join(export.features[0].png.as_ref().unwrap())).unwrap();
+    assert_eq!((strip.width(), strip.height()), (192, 64), "−α | 0 | +α");
 }

@@ -24,6 +24,8 @@ pub enum LabelSource {
     Manual,
     /// Read from an export of another workspace (keeps the original source in `note`).
     Imported,
+    /// Found by steering a diffusion model with the feature (attribute discovery).
+    Steering,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -43,10 +43,17 @@ pub fn unet(path: &Path) -> Result<UnetSpec> {
     let types: Vec<String> = c
         .get("down_block_types")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .ok_or_else(|| bad(path, "no down_block_types"))?;
     if types.len() != n {
-        return Err(bad(path, "down_block_types and block_out_channels differ in length"));
+        return Err(bad(
+            path,
+            "down_block_types and block_out_channels differ in length",
+        ));
     }
     // diffusers' `attention_head_dim` historically holds the number of heads (as candle's
     // BlockConfig does); `num_attention_heads`, when set, is the newer name for it.
@@ -73,7 +80,12 @@ pub fn unet(path: &Path) -> Result<UnetSpec> {
         })
         .collect();
     let f = |k: &str, d: f64| c.get(k).and_then(Value::as_f64).unwrap_or(d);
-    let u = |k: &str, d: usize| c.get(k).and_then(Value::as_u64).map(|x| x as usize).unwrap_or(d);
+    let u = |k: &str, d: usize| {
+        c.get(k)
+            .and_then(Value::as_u64)
+            .map(|x| x as usize)
+            .unwrap_or(d)
+    };
     let b = |k: &str, d: bool| c.get(k).and_then(Value::as_bool).unwrap_or(d);
     Ok(UnetSpec {
         config: unet_2d::UNet2DConditionModelConfig {
@@ -93,9 +105,7 @@ pub fn unet(path: &Path) -> Result<UnetSpec> {
         in_channels: u("in_channels", 4),
         out_channels: u("out_channels", 4),
         cross_attention_dim: cross,
-        has_added_conditioning: c
-            .get("addition_embed_type")
-            .is_some_and(|v| !v.is_null()),
+        has_added_conditioning: c.get("addition_embed_type").is_some_and(|v| !v.is_null()),
     })
 }
 
@@ -110,7 +120,12 @@ pub fn vae(path: &Path) -> Result<VaeSpec> {
         .get("block_out_channels")
         .and_then(|v| usize_list(v, 0))
         .ok_or_else(|| bad(path, "no block_out_channels"))?;
-    let u = |k: &str, d: usize| c.get(k).and_then(Value::as_u64).map(|x| x as usize).unwrap_or(d);
+    let u = |k: &str, d: usize| {
+        c.get(k)
+            .and_then(Value::as_u64)
+            .map(|x| x as usize)
+            .unwrap_or(d)
+    };
     let b = |k: &str| c.get(k).and_then(Value::as_bool).unwrap_or(true);
     Ok(VaeSpec {
         config: vae::AutoEncoderKLConfig {
@@ -143,12 +158,7 @@ pub struct ScheduleSpec {
 
 pub fn schedule(path: &Path) -> Result<ScheduleSpec> {
     let c: Value = crate::fsutil::read_json(path)?;
-    let s = |k: &str, d: &str| {
-        c.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or(d)
-            .to_string()
-    };
+    let s = |k: &str, d: &str| c.get(k).and_then(Value::as_str).unwrap_or(d).to_string();
     let f = |k: &str, d: f64| c.get(k).and_then(Value::as_f64).unwrap_or(d);
     let spec = ScheduleSpec {
         class_name: s("_class_name", "EulerAncestralDiscreteScheduler"),
@@ -166,7 +176,10 @@ pub fn schedule(path: &Path) -> Result<ScheduleSpec> {
     if !["scaled_linear", "linear"].contains(&spec.beta_schedule.as_str()) {
         return Err(bad(
             path,
-            &format!("beta_schedule `{}` is not supported (scaled_linear, linear)", spec.beta_schedule),
+            &format!(
+                "beta_schedule `{}` is not supported (scaled_linear, linear)",
+                spec.beta_schedule
+            ),
         ));
     }
     if !["epsilon", "v_prediction"].contains(&spec.prediction_type.as_str()) {

@@ -3,10 +3,13 @@
 //!
 //! - `taesd`: the TAESD-family tiny autoencoder used as the fast preview decoder.
 
-pub mod taesd;
+pub mod bench;
 pub mod config;
+pub mod corpus;
+pub mod discover;
+pub mod edit;
 pub mod pipeline;
 pub mod scheduler;
+pub mod session;
+pub mod taesd;
 pub mod tiny;
-pub mod corpus;
-pub mod edit;

@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::sae::train::Rng;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::stable_diffusion::{unet_2d::UNet2DConditionModel, vae::AutoEncoderKL};
+use candle_transformers::models::stable_diffusion::{
+    unet_2d::UNet2DConditionModel, vae::AutoEncoderKL,
+};
 use image::RgbImage;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -39,7 +41,10 @@ impl TextEncoder {
         let config: serde_json::Value = crate::fsutil::read_json(&enc_dir.join("config.json"))?;
         let (_, text) = clip::tower_configs(&config)?;
         let text = text.ok_or_else(|| {
-            Error::Model(format!("{}: not a CLIP text encoder config", enc_dir.display()))
+            Error::Model(format!(
+                "{}: not a CLIP text encoder config",
+                enc_dir.display()
+            ))
         })?;
         let weights = Weights::load_safetensors(&[weights_file(&enc_dir, "model")?], device)?;
         let model = TextTransformer::load(&weights, &text)?;
@@ -58,7 +63,8 @@ impl TextEncoder {
 
 /// `pad_token` of `tokenizer_config.json` (a string or `{content: …}`), if any.
 fn pad_token(tok_dir: &Path) -> Option<String> {
-    let v: serde_json::Value = crate::fsutil::read_json(&tok_dir.join("tokenizer_config.json")).ok()?;
+    let v: serde_json::Value =
+        crate::fsutil::read_json(&tok_dir.join("tokenizer_config.json")).ok()?;
     let p = v.get("pad_token")?;
     p.as_str()
         .map(String::from)
@@ -67,7 +73,10 @@ fn pad_token(tok_dir: &Path) -> Option<String> {
 
 /// `<stem>.safetensors`, else the fp16 variant `<stem>.fp16.safetensors`.
 fn weights_file(dir: &Path, stem: &str) -> Result<PathBuf> {
-    for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
+    for name in [
+        format!("{stem}.safetensors"),
+        format!("{stem}.fp16.safetensors"),
+    ] {
         let p = dir.join(&name);
         if p.is_file() {
             return Ok(p);
@@ -157,9 +166,19 @@ impl Pipeline {
         } else {
             PipelineKind::Sd
         };
-        let mut encoders = vec![TextEncoder::load(&dir, "text_encoder", "tokenizer", device)?];
+        let mut encoders = vec![TextEncoder::load(
+            &dir,
+            "text_encoder",
+            "tokenizer",
+            device,
+        )?];
         if kind == PipelineKind::Sdxl {
-            encoders.push(TextEncoder::load(&dir, "text_encoder_2", "tokenizer_2", device)?);
+            encoders.push(TextEncoder::load(
+                &dir,
+                "text_encoder_2",
+                "tokenizer_2",
+                device,
+            )?);
         }
         let unet_spec = config::unet(&dir.join("unet/config.json"))?;
         let text_width: usize = encoders.iter().map(|e| e.model.d_model).sum();
@@ -201,16 +220,18 @@ impl Pipeline {
                 )));
             }
         }
-        let sample_size: usize = crate::fsutil::read_json::<serde_json::Value>(&dir.join("unet/config.json"))?
-            .get("sample_size")
-            .and_then(|v| v.as_u64())
-            .unwrap_or(64) as usize;
+        let sample_size: usize =
+            crate::fsutil::read_json::<serde_json::Value>(&dir.join("unet/config.json"))?
+                .get("sample_size")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(64) as usize;
         let name = index
             .get("_name_or_path")
             .and_then(|v| v.as_str())
             .map(String::from)
             .unwrap_or_else(|| source.to_string());
-        let is_turbo = name.to_lowercase().contains("turbo") || source.to_lowercase().contains("turbo");
+        let is_turbo =
+            name.to_lowercase().contains("turbo") || source.to_lowercase().contains("turbo");
         Ok(Pipeline {
             dir,
             name,
@@ -255,7 +276,9 @@ impl Pipeline {
         let mut parts = Vec::new();
         let mut first_ids = Vec::new();
         for (i, enc) in self.encoders.iter().enumerate() {
-            let ids = enc.tokenizer.encode_padded(prompt, enc.model.max_len, enc.pad);
+            let ids = enc
+                .tokenizer
+                .encode_padded(prompt, enc.model.max_len, enc.pad);
             let t = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
             let out = enc.model.forward(&t)?;
             parts.push(match self.kind {
@@ -268,7 +291,10 @@ impl Pipeline {
         }
         let embedding = Tensor::cat(&parts, 2)?;
         let eos = self.encoders[0].tokenizer.eos;
-        let eos_position = first_ids.iter().position(|&t| t == eos).unwrap_or(first_ids.len() - 1);
+        let eos_position = first_ids
+            .iter()
+            .position(|&t| t == eos)
+            .unwrap_or(first_ids.len() - 1);
         Ok(Conditioning {
             prompt: prompt.to_string(),
             ids: first_ids,
@@ -377,7 +403,10 @@ fn resolve_preview(source: &str) -> Result<PathBuf> {
     if p.exists() || !crate::backbone::source::looks_like_hub_id(source) {
         return Ok(p.to_path_buf());
     }
-    fetch(source, &["config.json", "diffusion_pytorch_model.safetensors"])
+    fetch(
+        source,
+        &["config.json", "diffusion_pytorch_model.safetensors"],
+    )
 }
 
 /// Files a diffusers text-to-image pipeline needs (SDXL's second encoder included; missing
@@ -408,7 +437,11 @@ fn fetch(id: &str, files: &[&str]) -> Result<PathBuf> {
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
         .build()
-        .map_err(|e| Error::Model(format!("cannot start the Hugging Face client ({e}): {hint}")))?;
+        .map_err(|e| {
+            Error::Model(format!(
+                "cannot start the Hugging Face client ({e}): {hint}"
+            ))
+        })?;
     let repo = api.model(id.to_string());
     let mut root = None;
     for (i, alternatives) in files.iter().enumerate() {
@@ -424,7 +457,9 @@ fn fetch(id: &str, files: &[&str]) -> Result<PathBuf> {
             }
         }
         if !got && i == 0 {
-            return Err(Error::Model(format!("cannot fetch `{id}` from the Hugging Face hub: {hint}")));
+            return Err(Error::Model(format!(
+                "cannot fetch `{id}` from the Hugging Face hub: {hint}"
+            )));
         }
     }
     root.ok_or_else(|| Error::Model(format!("cannot fetch `{id}`: {hint}")))

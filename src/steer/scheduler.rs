@@ -26,7 +26,11 @@ impl EulerAncestral {
         }
         let betas: Vec<f64> = (0..n)
             .map(|i| {
-                let t = if n > 1 { i as f64 / (n - 1) as f64 } else { 0.0 };
+                let t = if n > 1 {
+                    i as f64 / (n - 1) as f64
+                } else {
+                    0.0
+                };
                 if spec.beta_schedule == "scaled_linear" {
                     let (a, b) = (spec.beta_start.sqrt(), spec.beta_end.sqrt());
                     (a + (b - a) * t).powi(2)
@@ -52,7 +56,11 @@ impl EulerAncestral {
             }
             "linspace" => (0..steps)
                 .map(|i| {
-                    let t = if steps > 1 { i as f64 / (steps - 1) as f64 } else { 0.0 };
+                    let t = if steps > 1 {
+                        i as f64 / (steps - 1) as f64
+                    } else {
+                        0.0
+                    };
                     (n - 1) as f64 * (1.0 - t)
                 })
                 .collect(),
@@ -96,7 +104,13 @@ impl EulerAncestral {
     }
 
     /// One step from σ_i to σ_{i+1}, adding fresh noise drawn from `rng`.
-    pub fn step(&self, model_output: &Tensor, i: usize, sample: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+    pub fn step(
+        &self,
+        model_output: &Tensor,
+        i: usize,
+        sample: &Tensor,
+        rng: &mut Rng,
+    ) -> Result<Tensor> {
         let sigma = self.sigmas[i];
         let x0 = if self.v_prediction {
             ((model_output * (-sigma / (sigma * sigma + 1.0).sqrt()))?
@@ -105,7 +119,9 @@ impl EulerAncestral {
             (sample - (model_output * sigma)?)?
         };
         let to = self.sigmas[i + 1];
-        let up = (to * to * (sigma * sigma - to * to) / (sigma * sigma)).max(0.0).sqrt();
+        let up = (to * to * (sigma * sigma - to * to) / (sigma * sigma))
+            .max(0.0)
+            .sqrt();
         let down = (to * to - up * up).max(0.0).sqrt();
         let derivative = ((sample - &x0)? / sigma)?;
         let prev = (sample + (derivative * (down - sigma))?)?;

@@ -49,7 +49,11 @@ impl Block {
             let gn_w = w.get("pool.1.weight")?;
             let channels = gn_w.dims1()?;
             let gn = GroupNorm::new(gn_w, w.get("pool.1.bias")?, channels, 4, 1e-5)?;
-            Some((conv(&w, "pool.0", 1, false)?, gn, conv(&w, "pool.3", 1, false)?))
+            Some((
+                conv(&w, "pool.0", 1, false)?,
+                gn,
+                conv(&w, "pool.3", 1, false)?,
+            ))
         } else {
             None
         };
@@ -277,10 +281,10 @@ fn candidate_files(path: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     // A diffusers folder may hold fp16 and fp32 copies of one model: read one.
-    if let Some(p) = files
-        .iter()
-        .find(|p| p.file_name().is_some_and(|n| n == "diffusion_pytorch_model.safetensors"))
-    {
+    if let Some(p) = files.iter().find(|p| {
+        p.file_name()
+            .is_some_and(|n| n == "diffusion_pytorch_model.safetensors")
+    }) {
         return Ok(vec![p.clone()]);
     }
     Ok(files)

@@ -49,7 +49,10 @@ fn save_model<T>(
 ) -> Result<()> {
     let map = VarMap::new();
     make(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu))?;
-    let vars = map.data().lock().map_err(|_| Error::Invalid("poisoned".into()))?;
+    let vars = map
+        .data()
+        .lock()
+        .map_err(|_| Error::Invalid("poisoned".into()))?;
     let mut names: Vec<&String> = vars.keys().collect();
     names.sort();
     let mut out = HashMap::new();
@@ -64,12 +67,17 @@ fn save_model<T>(
 }
 
 fn fxhash(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn tensor(rng: &mut Rng, name: &str, shape: &[usize]) -> Result<Tensor> {
-    Ok(Tensor::from_vec(values(rng, name, shape), shape, &Device::Cpu)?)
+    Ok(Tensor::from_vec(
+        values(rng, name, shape),
+        shape,
+        &Device::Cpu,
+    )?)
 }
 
 pub fn unet_config() -> unet_2d::UNet2DConditionModelConfig {
@@ -108,9 +116,18 @@ fn vae_config() -> vae::AutoEncoderKLConfig {
 /// Writes a tiny SD-style pipeline into `dir`. `tokenizer_json` is a CLIP `tokenizer.json`
 /// (the tokenizer is real; only the weights are random). `turbo` writes an SD-Turbo-style
 /// schedule (trailing timesteps) and names it so.
-pub fn write_tiny_pipeline(dir: &Path, tokenizer_json: &Path, seed: u64, turbo: bool) -> Result<()> {
+pub fn write_tiny_pipeline(
+    dir: &Path,
+    tokenizer_json: &Path,
+    seed: u64,
+    turbo: bool,
+) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = if turbo { "saescope/tiny-random-sd-turbo" } else { "saescope/tiny-random-sd" };
+    let name = if turbo {
+        "saescope/tiny-random-sd-turbo"
+    } else {
+        "saescope/tiny-random-sd"
+    };
     let write = |rel: &str, v: serde_json::Value| -> Result<()> {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
@@ -159,8 +176,14 @@ pub fn write_tiny_pipeline(dir: &Path, tokenizer_json: &Path, seed: u64, turbo: 
         t.insert(name, v);
         Ok(())
     };
-    add("text_model.embeddings.token_embedding.weight".into(), &[VOCAB, d])?;
-    add("text_model.embeddings.position_embedding.weight".into(), &[77, d])?;
+    add(
+        "text_model.embeddings.token_embedding.weight".into(),
+        &[VOCAB, d],
+    )?;
+    add(
+        "text_model.embeddings.position_embedding.weight".into(),
+        &[77, d],
+    )?;
     for l in 0..TEXT_LAYERS {
         let p = format!("text_model.encoder.layers.{l}");
         for n in ["layer_norm1", "layer_norm2"] {
@@ -184,7 +207,10 @@ pub fn write_tiny_pipeline(dir: &Path, tokenizer_json: &Path, seed: u64, turbo: 
     std::fs::create_dir_all(&tok_dir).map_err(|e| Error::io(&tok_dir, e))?;
     std::fs::copy(tokenizer_json, tok_dir.join("tokenizer.json"))
         .map_err(|e| Error::io(tokenizer_json, e))?;
-    write("tokenizer/tokenizer_config.json", json!({"pad_token": "<|endoftext|>", "model_max_length": 77}))?;
+    write(
+        "tokenizer/tokenizer_config.json",
+        json!({"pad_token": "<|endoftext|>", "model_max_length": 77}),
+    )?;
     // UNet
     let u = unet_config();
     write(
@@ -198,9 +224,11 @@ pub fn write_tiny_pipeline(dir: &Path, tokenizer_json: &Path, seed: u64, turbo: 
             "downsample_padding": 1, "mid_block_scale_factor": 1, "center_input_sample": false
         }),
     )?;
-    save_model(&dir.join("unet/diffusion_pytorch_model.safetensors"), seed ^ 1, |vb| {
-        unet_2d::UNet2DConditionModel::new(vb, 4, 4, false, u)
-    })?;
+    save_model(
+        &dir.join("unet/diffusion_pytorch_model.safetensors"),
+        seed ^ 1,
+        |vb| unet_2d::UNet2DConditionModel::new(vb, 4, 4, false, u),
+    )?;
     // VAE
     write(
         "vae/config.json",
@@ -211,16 +239,23 @@ pub fn write_tiny_pipeline(dir: &Path, tokenizer_json: &Path, seed: u64, turbo: 
             "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
         }),
     )?;
-    save_model(&dir.join("vae/diffusion_pytorch_model.safetensors"), seed ^ 2, |vb| {
-        vae::AutoEncoderKL::new(vb, 3, 3, vae_config())
-    })?;
+    save_model(
+        &dir.join("vae/diffusion_pytorch_model.safetensors"),
+        seed ^ 2,
+        |vb| vae::AutoEncoderKL::new(vb, 3, 3, vae_config()),
+    )?;
     write_tiny_taesd(&dir.join("taesd"), seed ^ 3)
 }
 
 /// A TAESD (4 latent channels) decoder and encoder in the original `.pth` layout, as safetensors.
 pub fn write_tiny_taesd(dir: &Path, seed: u64) -> Result<()> {
     let mut rng = Rng::new(seed);
-    let mut conv = |t: &mut HashMap<String, Tensor>, name: String, cin: usize, cout: usize, bias: bool| -> Result<()> {
+    let mut conv = |t: &mut HashMap<String, Tensor>,
+                    name: String,
+                    cin: usize,
+                    cout: usize,
+                    bias: bool|
+     -> Result<()> {
         let w = format!("{name}.weight");
         t.insert(w.clone(), tensor(&mut rng, &w, &[cout, cin, 3, 3])?);
         if bias {
@@ -229,7 +264,16 @@ pub fn write_tiny_taesd(dir: &Path, seed: u64) -> Result<()> {
         }
         Ok(())
     };
-    let block = |t: &mut HashMap<String, Tensor>, i: usize, conv: &mut dyn FnMut(&mut HashMap<String, Tensor>, String, usize, usize, bool) -> Result<()>| -> Result<()> {
+    let block = |t: &mut HashMap<String, Tensor>,
+                 i: usize,
+                 conv: &mut dyn FnMut(
+        &mut HashMap<String, Tensor>,
+        String,
+        usize,
+        usize,
+        bool,
+    ) -> Result<()>|
+     -> Result<()> {
         for k in [0, 2, 4] {
             conv(t, format!("{i}.conv.{k}"), 64, 64, true)?;
         }

@@ -1,0 +1,404 @@
+//! `saescope steer …`: the diffusion-steering commands of the binary (see `saescope::steer`).
+
+use crate::{emit_pretty, progress_job};
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use saescope::steer::discover::{self, ClipScorer, DiscoverOptions};
+use saescope::steer::edit::{FeatureEdit, TokenScope};
+use saescope::steer::pipeline::{GenerateOptions, Pipeline};
+use saescope::steer::session::{self, Decoder, default_device};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Clone)]
+pub struct PipelineArgs {
+    /// Diffusers pipeline folder or Hugging Face id (stabilityai/sd-turbo, stabilityai/sdxl-turbo,
+    /// stable-diffusion-v1-5/stable-diffusion-v1-5, …).
+    #[arg(long)]
+    pub pipeline: String,
+    /// TAESD-family preview decoder (folder, file or id such as madebyollin/taesd); default: the
+    /// pipeline's `taesd/` folder when it has one, else the full VAE.
+    #[arg(long)]
+    pub preview_decoder: Option<String>,
+    /// Run on the CPU even when built with cuda/metal and a GPU is present.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+impl PipelineArgs {
+    pub fn load(&self) -> Result<Pipeline> {
+        let device = default_device(self.cpu);
+        Pipeline::load(&self.pipeline, self.preview_decoder.as_deref(), &device)
+            .with_context(|| format!("loading pipeline `{}`", self.pipeline))
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Sampler steps (default: 1 for Turbo models, 20 otherwise).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Square image size in pixels, a multiple of 8 (default: the model's native size; 256 is
+    /// a good CPU preview size).
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Classifier-free guidance (default: 0 = off for Turbo models, 7.5 otherwise).
+    #[arg(long)]
+    pub guidance: Option<f64>,
+    #[arg(long, default_value = "")]
+    pub negative_prompt: String,
+}
+
+impl SamplingArgs {
+    pub fn options(&self, pipe: &Pipeline) -> GenerateOptions {
+        let d = pipe.default_options();
+        GenerateOptions {
+            seed: self.seed,
+            steps: self.steps.unwrap_or(d.steps),
+            width: self.size.unwrap_or(d.width),
+            height: self.size.unwrap_or(d.height),
+            guidance: self.guidance.unwrap_or(d.guidance),
+            negative_prompt: self.negative_prompt.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum SteerCommand {
+    /// Train an SAE on the text encoder's per-token outputs over a prompt corpus (resumable).
+    TrainSae {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Folder for the embeddings, checkpoints and the SAE (`OUT/sae`).
+        #[arg(long)]
+        out: PathBuf,
+        /// Extra prompts, one per line, added to the ~1,200 built-in ones.
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        #[arg(long, default_value_t = 4096)]
+        d_sae: usize,
+        #[arg(long, default_value_t = 32)]
+        k: usize,
+        /// Training tokens (default: 10 passes over the corpus's tokens).
+        #[arg(long)]
+        tokens: Option<u64>,
+        #[arg(long, default_value_t = 1024)]
+        batch: usize,
+        #[arg(long)]
+        restart: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate unsteered and steered images for a prompt.
+    Generate {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// A text-encoder SAE (folder or file; e.g. OUT/sae from `steer train-sae`).
+        #[arg(long)]
+        sae: Option<PathBuf>,
+        #[arg(long)]
+        prompt: String,
+        /// FEATURE=ALPHA adds ALPHA·W_dec[FEATURE]; FEATURE=clamp:VALUE sets the feature. Repeat to mix.
+        #[arg(long = "feature")]
+        features: Vec<String>,
+        /// Tokens the edits apply to: all, prompt, or positions like 1,2,5.
+        #[arg(long, default_value = "all")]
+        tokens: String,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Decode with the preview decoder instead of the full VAE.
+        #[arg(long)]
+        preview: bool,
+        /// Output folder for unsteered.png, steered.png and side_by_side.png.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rank SAE features by how consistently steering with them moves a CLIP-scored attribute.
+    Discover {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        sae: PathBuf,
+        /// CLIP model for zero-shot scoring (folder or id, e.g. openai/clip-vit-base-patch32).
+        #[arg(long)]
+        clip: String,
+        /// tokenizer.json for the CLIP model when its folder has none.
+        #[arg(long)]
+        clip_tokenizer: Option<PathBuf>,
+        /// Features to test, e.g. 3,10-12; default: the --candidates most active on the prompts.
+        #[arg(long)]
+        features: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        candidates: usize,
+        /// Prompts, one per line (default: three built-in scenes).
+        #[arg(long)]
+        prompts: Option<PathBuf>,
+        #[arg(long, default_value = "0,1")]
+        seeds: String,
+        /// Steering strength (default: twice each feature's largest activation on the prompts).
+        #[arg(long)]
+        alpha: Option<f32>,
+        /// Extra attributes, one per line, added to the built-in vocabulary.
+        #[arg(long)]
+        vocab: Option<PathBuf>,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a tiny random-weight SD-style pipeline (diffusers layout) to try the tools on.
+    MakeTiny {
+        #[arg(long)]
+        out: PathBuf,
+        /// CLIP tokenizer.json (default: ../shared/data/clip/tokenizer.json).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// SD-Turbo style: trailing timesteps, 1 step, no guidance.
+        #[arg(long)]
+        turbo: bool,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl SteerCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            SteerCommand::TrainSae { json, .. }
+            | SteerCommand::Generate { json, .. }
+            | SteerCommand::Discover { json, .. }
+            | SteerCommand::MakeTiny { json, .. } => *json,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct GenerateReport {
+    pipeline: String,
+    prompt: String,
+    options: GenerateOptions,
+    decoder: Decoder,
+    edits: Vec<FeatureEdit>,
+    unsteered: PathBuf,
+    steered: Option<PathBuf>,
+    side_by_side: Option<PathBuf>,
+    /// Mean absolute pixel difference steered vs unsteered (0–255).
+    mean_abs_pixel_diff: Option<f64>,
+    seconds: f64,
+    missing_added_conditioning: bool,
+}
+
+fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
+    saescope::fsutil::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+pub fn run(cmd: SteerCommand) -> Result<()> {
+    match cmd {
+        SteerCommand::MakeTiny {
+            out,
+            tokenizer,
+            turbo,
+            seed,
+            json,
+        } => {
+            let tok = tokenizer
+                .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
+            saescope::steer::tiny::write_tiny_pipeline(&out, &tok, seed, turbo)?;
+            emit_pretty(
+                json,
+                &serde_json::json!({ "pipeline": out, "turbo": turbo, "seed": seed }),
+            )
+        }
+        SteerCommand::TrainSae {
+            pipeline,
+            out,
+            prompts,
+            d_sae,
+            k,
+            tokens,
+            batch,
+            restart,
+            json,
+        } => {
+            let pipe = pipeline.load()?;
+            let (job, bar) = progress_job("train-sae");
+            let opts = saescope::sae::workflow::TrainOptions {
+                tokens,
+                batch,
+                restart,
+                checkpoint_every: None,
+                ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
+            };
+            let report = saescope::steer::corpus::train_text_sae(
+                &pipe,
+                &pipeline.pipeline,
+                prompts.as_deref(),
+                &out,
+                &opts,
+                &job,
+            )?;
+            bar.finish_and_clear();
+            emit_pretty(json, &report)
+        }
+        SteerCommand::Generate {
+            pipeline,
+            sae,
+            prompt,
+            features,
+            tokens,
+            sampling,
+            preview,
+            out,
+            json,
+        } => {
+            let start = std::time::Instant::now();
+            let pipe = pipeline.load()?;
+            let scope = TokenScope::parse(&tokens)?;
+            let edits = features
+                .iter()
+                .map(|f| FeatureEdit::parse(f, &scope))
+                .collect::<saescope::Result<Vec<_>>>()?;
+            let sae = match &sae {
+                Some(p) => Some(saescope::sae::formats::load_sae(p)?),
+                None if !edits.is_empty() => {
+                    anyhow::bail!(
+                        "--feature needs --sae (the text-encoder SAE the feature ids refer to)"
+                    )
+                }
+                None => None,
+            };
+            let opts = sampling.options(&pipe);
+            let decoder = if preview {
+                Decoder::Preview
+            } else {
+                Decoder::Full
+            };
+            let cond = pipe.encode_prompt(&prompt)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let plain =
+                session::generate(&pipe, None, &cond, &[], &opts, decoder, &mut |_, _| true)?;
+            let unsteered = out.join("unsteered.png");
+            save_png(&plain.image, &unsteered)?;
+            let (mut steered, mut side, mut diff) = (None, None, None);
+            if !edits.is_empty() {
+                let g = session::generate(
+                    &pipe,
+                    sae.as_ref(),
+                    &cond,
+                    &edits,
+                    &opts,
+                    decoder,
+                    &mut |_, _| true,
+                )?;
+                let p = out.join("steered.png");
+                save_png(&g.image, &p)?;
+                let s = out.join("side_by_side.png");
+                save_png(&discover::hstack(&[&plain.image, &g.image]), &s)?;
+                diff = Some(session::mean_abs_diff(&plain.image, &g.image));
+                steered = Some(p);
+                side = Some(s);
+            }
+            emit_pretty(
+                json,
+                &GenerateReport {
+                    pipeline: pipe.name.clone(),
+                    prompt,
+                    options: opts,
+                    decoder,
+                    edits,
+                    unsteered,
+                    steered,
+                    side_by_side: side,
+                    mean_abs_pixel_diff: diff,
+                    seconds: start.elapsed().as_secs_f64(),
+                    missing_added_conditioning: pipe.missing_added_conditioning,
+                },
+            )
+        }
+        SteerCommand::Discover {
+            pipeline,
+            sae,
+            clip,
+            clip_tokenizer,
+            features,
+            candidates,
+            prompts,
+            seeds,
+            alpha,
+            vocab,
+            sampling,
+            out,
+            json,
+        } => {
+            let pipe = pipeline.load()?;
+            let sae = saescope::sae::formats::load_sae(&sae)?;
+            let scorer = ClipScorer::load(&clip, clip_tokenizer.as_deref(), &pipe.device)
+                .with_context(|| format!("loading CLIP `{clip}`"))?;
+            let prompts = match &prompts {
+                Some(p) => saescope::steer::corpus::read_prompt_file(p)?,
+                None => discover::DEFAULT_PROMPTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            };
+            let seeds = seeds
+                .split(',')
+                .map(|s| s.trim().parse::<u64>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .context("--seeds: expected numbers like 0,1,2")?;
+            let mut attributes: Vec<String> = discover::BUILTIN_ATTRIBUTES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            if let Some(v) = &vocab {
+                for a in saescope::steer::corpus::read_prompt_file(v)? {
+                    if !attributes.contains(&a) {
+                        attributes.push(a);
+                    }
+                }
+            }
+            let features = match &features {
+                Some(f) => saescope::analysis::export::parse_ids(f)?
+                    .into_iter()
+                    .map(|x| x as usize)
+                    .collect(),
+                None => Vec::new(),
+            };
+            let opts = DiscoverOptions {
+                prompts,
+                seeds,
+                features,
+                candidates,
+                alpha,
+                attributes,
+                generate: sampling.options(&pipe),
+            };
+            let (job, bar) = progress_job("discover");
+            let result = discover::discover(&pipe, &sae, &scorer, &opts, &out, &job)?;
+            bar.finish_and_clear();
+            emit_pretty(
+                json,
+                &serde_json::json!({
+                    "out": out,
+                    "discovery": out.join(discover::DISCOVERY_FILE),
+                    "export": out.join(discover::EXPORT_FILE),
+                    "ranking": result.ranking,
+                }),
+            )
+        }
+    }
+}
