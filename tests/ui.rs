@@ -475,3 +475,203 @@ fn wait_for(
         h.run_steps(1);
     }
 }
+
+/// The steering view end to end on a tiny random pipeline in diffusers layout: load it with a
+/// text SAE, generate, steer with a slider (preview first, then the full decoder), cancel and
+/// resume, and run attribute discovery with the tiny CLIP.
+#[test]
+fn steering_view_generates_steers_cancels_and_discovers() {
+    use saescope::shared::shared_path;
+    use saescope::steer::session::Decoder;
+    // Fixed relative paths keep the snapshot stable.
+    let root = std::path::Path::new("target/ui-steer-test");
+    let _ = std::fs::remove_dir_all(root);
+    let pipe_dir = root.join("tiny-sd-turbo");
+    saescope::steer::tiny::write_tiny_pipeline(
+        &pipe_dir,
+        &shared_path("data/clip/tokenizer.json"),
+        7,
+        true,
+    )
+    .unwrap();
+    let pipe = saescope::steer::pipeline::Pipeline::load(
+        pipe_dir.to_str().unwrap(),
+        None,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let sae_dir = root.join("text-sae");
+    saescope::steer::corpus::train_text_sae(
+        &pipe,
+        pipe_dir.to_str().unwrap(),
+        None,
+        &sae_dir,
+        &saescope::sae::workflow::TrainOptions {
+            batch: 1024,
+            ..saescope::sae::workflow::TrainOptions::topk(128, 8)
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    // The tiny CLIP with the real tokenizer beside it.
+    let clip = root.join("clip");
+    std::fs::create_dir_all(&clip).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::os::unix::fs::symlink(
+            std::fs::canonicalize(shared_path("models/tiny-random/clip").join(f)).unwrap(),
+            clip.join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(
+        shared_path("data/clip/tokenizer.json"),
+        clip.join("tokenizer.json"),
+    )
+    .unwrap();
+
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1000.0, 760.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run_steps(2);
+    h.get_by_label("Steering").click();
+    h.run_steps(2);
+    for (name, v) in [
+        ("Pipeline folder", pipe_dir.display().to_string()),
+        ("Text SAE", sae_dir.join("sae").display().to_string()),
+    ] {
+        let f = h.get_by_role_and_label(Role::TextInput, name);
+        f.focus();
+        f.type_text(&v);
+        h.run_steps(1);
+    }
+    h.get_by_role_and_label(Role::Button, "Load").click();
+    wait_steer(&mut h, |h| steer(h).loaded.is_some());
+    // A small size: pick it from the combo box.
+    h.get_by_role_and_label(Role::ComboBox, "Size")
+        .click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("128 px").click();
+    h.run_steps(2);
+    // First the preview, then (at rest) the full decoder; no slider: identical sides.
+    wait_steer(&mut h, |h| {
+        steer(h)
+            .steered
+            .as_ref()
+            .is_some_and(|s| s.decoder == Decoder::Full)
+            && !steer(h).busy()
+    });
+    assert!(steer(&h).identical);
+    assert_eq!(
+        steer(&h).unsteered.as_ref().unwrap().texture.size(),
+        [128, 128]
+    );
+
+    // A slider, set as a screen reader would, steers the right image only.
+    h.get_by_role_and_label(Role::Button, "Add slider").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Slider, "Strength of slider 1")
+        .set_value_accesskit(6.0);
+    h.run_steps(1);
+    assert_eq!(h.state().steer.settings.sliders[0].value, 6.0);
+    wait_steer(&mut h, |h| {
+        steer(h).busy()
+            || steer(h)
+                .steered
+                .as_ref()
+                .is_some_and(|s| s.decoder == Decoder::Preview)
+    });
+    wait_steer(&mut h, |h| {
+        !steer(h).identical
+            && steer(h)
+                .steered
+                .as_ref()
+                .is_some_and(|s| s.decoder == Decoder::Full)
+            && !steer(h).busy()
+    });
+    h.run_steps(2);
+    h.snapshot("steering_view");
+
+    // Cancel: a larger image takes long enough to catch in flight; it is not restarted until
+    // asked, then Generate resumes it.
+    h.get_by_role_and_label(Role::ComboBox, "Size")
+        .click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("512 px").click();
+    wait_steer(&mut h, |h| steer(h).busy());
+    h.get_by_role_and_label(Role::Button, "Cancel").click();
+    h.run_steps(1);
+    wait_steer(&mut h, |h| !steer(h).busy());
+    for _ in 0..5 {
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        h.run_steps(1);
+    }
+    assert!(
+        !steer(&h).busy(),
+        "a cancelled generation is not restarted by itself"
+    );
+    assert!(h.query_by_label("Cancelled.").is_some());
+    h.get_by_role_and_label(Role::ComboBox, "Size")
+        .click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("128 px").click();
+    h.run_steps(1);
+    wait_steer(&mut h, |h| {
+        steer(h)
+            .steered
+            .as_ref()
+            .is_some_and(|s| s.decoder == Decoder::Full)
+            && !steer(h).busy()
+    });
+
+    // Attribute discovery with the tiny CLIP, then a slider from its ranking.
+    h.get_by_label("Attribute discovery").click_accesskit();
+    h.run_steps(2);
+    let f = h.get_by_role_and_label(Role::TextInput, "CLIP model");
+    f.focus();
+    f.type_text(clip.to_str().unwrap());
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::SpinButton, "Candidates")
+        .set_value_accesskit(2.0);
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::Button, "Discover attributes")
+        .click_accesskit();
+    wait_steer(&mut h, |h| steer(h).discovery.is_some());
+    h.run_steps(2);
+    let ranking = steer(&h).discovery.as_ref().unwrap().ranking.clone();
+    assert_eq!(ranking.len(), 2);
+    h.get_by_role_and_label(Role::Button, &format!("Use feature {}", ranking[0].feature))
+        .click_accesskit();
+    h.run_steps(2);
+    assert_eq!(h.state().steer.settings.sliders.len(), 2);
+    assert_eq!(
+        h.state().steer.settings.sliders[1].feature,
+        ranking[0].feature
+    );
+}
+
+fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope::app::steer_view::SteerView {
+    &h.state().steer
+}
+
+/// Steps the app until `done` holds, failing on a failed steering job or after two minutes.
+fn wait_steer(
+    h: &mut Harness<'static, SaescopeApp>,
+    done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
+) {
+    let start = std::time::Instant::now();
+    while !done(h) {
+        for j in &h.state().steer.jobs {
+            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
+                panic!("job failed: {e}");
+            }
+        }
+        if let Some(e) = &h.state().steer.error {
+            panic!("steering error: {e}");
+        }
+        assert!(start.elapsed().as_secs() < 120, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        h.run_steps(1);
+    }
+}

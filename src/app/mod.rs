@@ -7,6 +7,7 @@ pub mod dialogs;
 pub mod explorer;
 pub mod image_view;
 pub mod jobs;
+pub mod steer_view;
 pub mod thumbs;
 
 use crate::store::Workspace;
@@ -24,6 +25,18 @@ pub struct Persisted {
     pub pending_create: Option<create::CreateRequest>,
     /// Where the user was: reopened at the next start.
     pub last_view: Option<LastView>,
+    /// Which top-level view was showing.
+    pub mode: Mode,
+    /// The steering view's pipeline, SAE, prompt and sliders.
+    pub steer: steer_view::SteerSettings,
+}
+
+/// The two top-level views: vision workspaces, and diffusion steering.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    #[default]
+    Workspaces,
+    Steering,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,6 +65,7 @@ pub struct SaescopeApp {
     pub create_job: Option<jobs::BackgroundJob>,
     pub picker: dialogs::Picker,
     pub error: Option<String>,
+    pub steer: steer_view::SteerView,
 }
 
 const STORAGE_KEY: &str = "saescope";
@@ -81,7 +95,9 @@ impl SaescopeApp {
             create_job: None,
             picker: Default::default(),
             error: None,
+            steer: Default::default(),
         };
+        app.steer = steer_view::SteerView::new(app.persisted.steer.clone(), app.picker.clone());
         // Back to where the user was (quietly skipped if the workspace is gone).
         if let Some(v) = last.filter(|v| v.workspace.is_dir()) {
             app.open_workspace(v.workspace.clone());
@@ -124,6 +140,27 @@ impl SaescopeApp {
         ui.horizontal(|ui| {
             ui.heading("saescope");
             ui.label(egui::RichText::new(format!("v{}", env!("CARGO_PKG_VERSION"))).weak());
+            ui.separator();
+            for (mode, name, tip) in [
+                (
+                    Mode::Workspaces,
+                    "Workspaces",
+                    "Vision workspaces: features, heatmaps, ontology, OOD",
+                ),
+                (
+                    Mode::Steering,
+                    "Steering",
+                    "Steer a diffusion model with text-encoder SAE features",
+                ),
+            ] {
+                if ui
+                    .selectable_label(self.persisted.mode == mode, name)
+                    .on_hover_text(tip)
+                    .clicked()
+                {
+                    self.persisted.mode = mode;
+                }
+            }
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 let label = if self.persisted.dark_mode {
                     "Light theme"
@@ -330,7 +367,9 @@ impl eframe::App for SaescopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar_ui(ui));
         egui::CentralPanel::default().show(ui, |ui| {
-            if self.open.is_some() {
+            if self.persisted.mode == Mode::Steering {
+                self.steer.ui(ui)
+            } else if self.open.is_some() {
                 self.workspace_ui(ui)
             } else {
                 self.start_ui(ui)
@@ -346,6 +385,7 @@ impl eframe::App for SaescopeApp {
             sort: x.sort,
             search: x.search.clone(),
         });
+        self.persisted.steer = self.steer.settings.clone();
         eframe::set_value(storage, STORAGE_KEY, &self.persisted);
     }
 }

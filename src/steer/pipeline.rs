@@ -118,7 +118,7 @@ impl Conditioning {
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GenerateOptions {
     pub seed: u64,
     pub steps: usize,
