@@ -30,8 +30,12 @@ pub struct TinyLatency {
     /// Slider value → edited conditioning → denoised → preview image, median and p95 (ms).
     pub preview_median_ms: f64,
     pub preview_p95_ms: f64,
-    /// The same with the full VAE decoder (what the view shows once the slider rests).
+    /// Of which: editing the conditioning + denoising, and the preview decoder (medians, ms).
+    pub denoise_median_ms: f64,
+    pub preview_decode_median_ms: f64,
+    /// The same change with the full VAE decoder (what the view shows once the slider rests).
     pub full_median_ms: f64,
+    pub full_decode_median_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -81,6 +85,7 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
     };
     let mut preview = Vec::new();
     let mut full = Vec::new();
+    let (mut denoise, mut preview_decode, mut full_decode) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..changes + 1 {
         let edit = FeatureEdit {
             feature: 3,
@@ -88,7 +93,7 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
             tokens: TokenScope::All,
         };
         let t = Instant::now();
-        session::generate(
+        let g = session::generate(
             &pipe,
             Some(&sae),
             &cond,
@@ -99,7 +104,7 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
         )?;
         let p = t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
-        session::generate(
+        let h = session::generate(
             &pipe,
             Some(&sae),
             &cond,
@@ -112,6 +117,9 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
         if i > 0 {
             preview.push(p);
             full.push(f);
+            denoise.push(g.denoise_seconds * 1e3);
+            preview_decode.push(g.decode_seconds * 1e3);
+            full_decode.push(h.decode_seconds * 1e3);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -126,7 +134,10 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
         slider_changes: changes,
         preview_median_ms: median(&mut preview),
         preview_p95_ms: p95,
+        denoise_median_ms: median(&mut denoise),
+        preview_decode_median_ms: median(&mut preview_decode),
         full_median_ms: median(&mut full),
+        full_decode_median_ms: median(&mut full_decode),
     })
 }
 

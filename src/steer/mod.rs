@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod conv;
 pub mod corpus;
 pub mod discover;
 pub mod edit;

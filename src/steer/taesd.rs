@@ -11,11 +11,23 @@
 //! The "mid-block GN" variant (TAEF2) adds `x + pool(x)` inside the blocks nearest the latent; it
 //! is detected from the weights.
 
+use super::conv::Conv3x3;
 use crate::backbone::weights::Weights;
 use crate::error::{Error, Result};
 use candle_core::{Device, Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, GroupNorm};
 use std::path::{Path, PathBuf};
+
+/// A 3×3 convolution (padding 1) by name.
+fn conv3(w: &Weights, name: &str, stride: usize, bias: bool) -> Result<Conv3x3> {
+    let weight = w.get(&format!("{name}.weight"))?;
+    let bias = if bias {
+        Some(w.get(&format!("{name}.bias"))?)
+    } else {
+        None
+    };
+    Conv3x3::new(weight, bias, stride)
+}
 
 fn conv(w: &Weights, name: &str, stride: usize, bias: bool) -> Result<Conv2d> {
     let weight = w.get(&format!("{name}.weight"))?;
@@ -38,7 +50,7 @@ fn conv(w: &Weights, name: &str, stride: usize, bias: bool) -> Result<Conv2d> {
 
 /// conv → ReLU → conv → ReLU → conv, plus the input, then ReLU; optionally `x + pool(x)` first.
 struct Block {
-    convs: [Conv2d; 3],
+    convs: [Conv3x3; 3],
     pool: Option<(Conv2d, GroupNorm, Conv2d)>,
 }
 
@@ -59,9 +71,9 @@ impl Block {
         };
         Ok(Block {
             convs: [
-                conv(&w, "conv.0", 1, true)?,
-                conv(&w, "conv.2", 1, true)?,
-                conv(&w, "conv.4", 1, true)?,
+                conv3(&w, "conv.0", 1, true)?,
+                conv3(&w, "conv.2", 1, true)?,
+                conv3(&w, "conv.4", 1, true)?,
             ],
             pool,
         })
@@ -83,8 +95,8 @@ impl Block {
 }
 
 enum Layer {
-    Conv(Conv2d),
-    ConvRelu(Conv2d),
+    Conv(Conv3x3),
+    ConvRelu(Conv3x3),
     Block(Block),
     Upsample,
 }
@@ -113,11 +125,11 @@ pub struct TinyEncoder {
 impl TinyEncoder {
     /// `w` is rooted at the encoder's `nn.Sequential` (original indices).
     pub fn load(w: &Weights) -> Result<Self> {
-        let mut layers = vec![Layer::Conv(conv(w, "0", 1, true)?)];
+        let mut layers = vec![Layer::Conv(conv3(w, "0", 1, true)?)];
         let mut i = 1;
         for stage in 0..4 {
             if stage > 0 {
-                layers.push(Layer::Conv(conv(w, &i.to_string(), 2, false)?));
+                layers.push(Layer::Conv(conv3(w, &i.to_string(), 2, false)?));
                 i += 1;
             }
             for _ in 0..if stage == 0 { 1 } else { 3 } {
@@ -125,8 +137,8 @@ impl TinyEncoder {
                 i += 1;
             }
         }
-        let out = conv(w, &i.to_string(), 1, true)?;
-        let latent_channels = out.weight().dim(0)?;
+        let out = conv3(w, &i.to_string(), 1, true)?;
+        let latent_channels = out.out_channels();
         layers.push(Layer::Conv(out));
         Ok(TinyEncoder {
             layers,
@@ -150,8 +162,8 @@ impl TinyDecoder {
     /// (index 0 = clamp) and -1 for diffusers' (no clamp layer).
     pub fn load(w: &Weights, offset: i64) -> Result<Self> {
         let name = |i: i64| (i + offset).to_string();
-        let first = conv(w, &name(1), 1, true)?;
-        let latent_channels = first.weight().dim(1)?;
+        let first = conv3(w, &name(1), 1, true)?;
+        let latent_channels = first.in_channels();
         let mut layers = vec![Layer::ConvRelu(first)];
         let mut i = 3;
         for stage in 0..4 {
@@ -161,11 +173,11 @@ impl TinyDecoder {
             }
             if stage < 3 {
                 layers.push(Layer::Upsample);
-                layers.push(Layer::Conv(conv(w, &name(i + 1), 1, false)?));
+                layers.push(Layer::Conv(conv3(w, &name(i + 1), 1, false)?));
                 i += 2;
             }
         }
-        layers.push(Layer::Conv(conv(w, &name(i), 1, true)?));
+        layers.push(Layer::Conv(conv3(w, &name(i), 1, true)?));
         Ok(TinyDecoder {
             layers,
             latent_channels,
