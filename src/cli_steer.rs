@@ -162,6 +162,9 @@ pub enum SteerCommand {
         /// SD-Turbo style: trailing timesteps, 1 step, no guidance.
         #[arg(long)]
         turbo: bool,
+        /// SDXL-Turbo style: two text encoders (implies Turbo sampling).
+        #[arg(long)]
+        sdxl: bool,
         #[arg(long, default_value_t = 7)]
         seed: u64,
         #[arg(long)]
@@ -212,15 +215,22 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             out,
             tokenizer,
             turbo,
+            sdxl,
             seed,
             json,
         } => {
             let tok = tokenizer
                 .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
-            saescope::steer::tiny::write_tiny_pipeline(&out, &tok, seed, turbo)?;
+            use saescope::steer::tiny::TinyKind;
+            let kind = match (sdxl, turbo) {
+                (true, _) => TinyKind::SdxlTurbo,
+                (false, true) => TinyKind::SdTurbo,
+                (false, false) => TinyKind::Sd,
+            };
+            saescope::steer::tiny::write_tiny(&out, &tok, seed, kind)?;
             emit_pretty(
                 json,
-                &serde_json::json!({ "pipeline": out, "turbo": turbo, "seed": seed }),
+                &serde_json::json!({ "pipeline": out, "kind": format!("{kind:?}"), "seed": seed }),
             )
         }
         SteerCommand::TrainSae {

@@ -382,3 +382,58 @@ fn steer_cli_trains_generates_and_discovers() {
     let strip = image::open(disc.join(export.features[0].png.as_ref().unwrap())).unwrap();
     assert_eq!((strip.width(), strip.height()), (192, 64), "−α | 0 | +α");
 }
+
+/// SDXL layout: two text encoders (the second pads with "!"), penultimate states concatenated;
+/// seeded, and zero steering leaves it bit-identical too.
+#[test]
+fn tiny_sdxl_pipeline_concatenates_two_encoders_and_steers() {
+    use saescope::steer::pipeline::PipelineKind;
+    use saescope::steer::tiny::{TinyKind, write_tiny};
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(
+        dir.path(),
+        &shared_path("data/clip/tokenizer.json"),
+        9,
+        TinyKind::SdxlTurbo,
+    )
+    .unwrap();
+    let pipe = Pipeline::load(dir.path().to_str().unwrap(), None, &Device::Cpu).unwrap();
+    assert_eq!(pipe.kind, PipelineKind::Sdxl);
+    assert!(pipe.is_turbo);
+    assert!(
+        pipe.missing_added_conditioning,
+        "SDXL's added conditioning is reported as missing"
+    );
+    assert_eq!(pipe.embedding_width(), 2 * TEXT_WIDTH);
+    let cond = pipe.encode_prompt("a cabin in the snow").unwrap();
+    assert_eq!(cond.embedding.dims(), &[1, 77, 2 * TEXT_WIDTH]);
+    let o = opts(&pipe, 3);
+    let (a, _, _) = generate(&pipe, &cond, &o);
+    let (b, _, _) = generate(&pipe, &cond, &o);
+    assert_eq!(a, b);
+    let sae = random_sae(2 * TEXT_WIDTH, 32, 1);
+    let zero = edit::apply(
+        &sae,
+        &cond,
+        &[FeatureEdit {
+            feature: 2,
+            mode: EditMode::Add(0.0),
+            tokens: TokenScope::All,
+        }],
+    )
+    .unwrap();
+    let (z, _, _) = generate(&pipe, &zero, &o);
+    assert_eq!(z, a);
+    let moved = edit::apply(
+        &sae,
+        &cond,
+        &[FeatureEdit {
+            feature: 2,
+            mode: EditMode::Add(5.0),
+            tokens: TokenScope::Prompt,
+        }],
+    )
+    .unwrap();
+    let (m, _, _) = generate(&pipe, &moved, &o);
+    assert_ne!(m, a);
+}

@@ -113,21 +113,45 @@ fn vae_config() -> vae::AutoEncoderKLConfig {
     }
 }
 
+/// Which tiny pipeline to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TinyKind {
+    /// SD 1.x/2.x style: leading timesteps, guidance.
+    Sd,
+    /// SD-Turbo style: trailing timesteps; 1 step, no guidance.
+    SdTurbo,
+    /// SDXL(-Turbo) style: two text encoders whose penultimate states are concatenated, and
+    /// SDXL's `addition_embed_type` in the UNet config (which candle's UNet does not apply).
+    SdxlTurbo,
+}
+
 /// Writes a tiny SD-style pipeline into `dir`. `tokenizer_json` is a CLIP `tokenizer.json`
-/// (the tokenizer is real; only the weights are random). `turbo` writes an SD-Turbo-style
-/// schedule (trailing timesteps) and names it so.
+/// (the tokenizer is real; only the weights are random). `turbo` picks SD-Turbo over SD style.
 pub fn write_tiny_pipeline(
     dir: &Path,
     tokenizer_json: &Path,
     seed: u64,
     turbo: bool,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = if turbo {
-        "saescope/tiny-random-sd-turbo"
+    let kind = if turbo {
+        TinyKind::SdTurbo
     } else {
-        "saescope/tiny-random-sd"
+        TinyKind::Sd
     };
+    write_tiny(dir, tokenizer_json, seed, kind)
+}
+
+pub fn write_tiny(dir: &Path, tokenizer_json: &Path, seed: u64, kind: TinyKind) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let (name, class) = match kind {
+        TinyKind::Sd => ("saescope/tiny-random-sd", "StableDiffusionPipeline"),
+        TinyKind::SdTurbo => ("saescope/tiny-random-sd-turbo", "StableDiffusionPipeline"),
+        TinyKind::SdxlTurbo => (
+            "saescope/tiny-random-sdxl-turbo",
+            "StableDiffusionXLPipeline",
+        ),
+    };
+    let xl = kind == TinyKind::SdxlTurbo;
     let write = |rel: &str, v: serde_json::Value| -> Result<()> {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
@@ -135,32 +159,108 @@ pub fn write_tiny_pipeline(
         }
         fsutil::write_json_atomic(&p, &v)
     };
-    write(
-        "model_index.json",
-        json!({
-            "_class_name": "StableDiffusionPipeline",
-            "_diffusers_version": "0.30.0",
-            "_name_or_path": name,
-            "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
-            "text_encoder": ["transformers", "CLIPTextModel"],
-            "tokenizer": ["transformers", "CLIPTokenizer"],
-            "unet": ["diffusers", "UNet2DConditionModel"],
-            "vae": ["diffusers", "AutoencoderKL"]
-        }),
-    )?;
+    let mut index = json!({
+        "_class_name": class,
+        "_diffusers_version": "0.30.0",
+        "_name_or_path": name,
+        "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]
+    });
+    if xl {
+        index["text_encoder_2"] = json!(["transformers", "CLIPTextModelWithProjection"]);
+        index["tokenizer_2"] = json!(["transformers", "CLIPTokenizer"]);
+    }
+    write("model_index.json", index)?;
     write(
         "scheduler/scheduler_config.json",
         json!({
             "_class_name": "EulerAncestralDiscreteScheduler",
             "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
             "num_train_timesteps": 1000, "prediction_type": "epsilon",
-            "timestep_spacing": if turbo { "trailing" } else { "leading" }, "steps_offset": 1
+            "timestep_spacing": if kind == TinyKind::Sd { "leading" } else { "trailing" }, "steps_offset": 1
         }),
     )?;
-    // Text encoder: CLIPTextModel naming, written tensor by tensor.
+    write_text_encoder(
+        dir,
+        "text_encoder",
+        "tokenizer",
+        tokenizer_json,
+        seed ^ 0x7e47,
+    )?;
+    let mut cross = TEXT_WIDTH;
+    if xl {
+        write_text_encoder(
+            dir,
+            "text_encoder_2",
+            "tokenizer_2",
+            tokenizer_json,
+            seed ^ 0x7e48,
+        )?;
+        cross += TEXT_WIDTH;
+    }
+    // UNet
+    let u = unet_2d::UNet2DConditionModelConfig {
+        cross_attention_dim: cross,
+        ..unet_config()
+    };
+    let mut unet = json!({
+        "_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4, "out_channels": 4,
+        "block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
+        "attention_head_dim": 2, "cross_attention_dim": cross, "norm_num_groups": 32,
+        "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0, "use_linear_projection": xl,
+        "downsample_padding": 1, "mid_block_scale_factor": 1, "center_input_sample": false
+    });
+    if xl {
+        unet["addition_embed_type"] = json!("text_time");
+        unet["transformer_layers_per_block"] = json!([1, 1]);
+    }
+    let u = unet_2d::UNet2DConditionModelConfig {
+        use_linear_projection: xl,
+        ..u
+    };
+    write("unet/config.json", unet)?;
+    save_model(
+        &dir.join("unet/diffusion_pytorch_model.safetensors"),
+        seed ^ 1,
+        |vb| unet_2d::UNet2DConditionModel::new(vb, 4, 4, false, u),
+    )?;
+    // VAE
     write(
-        "text_encoder/config.json",
+        "vae/config.json",
         json!({
+            "_class_name": "AutoencoderKL", "block_out_channels": [32, 32, 32, 32], "layers_per_block": 1,
+            "latent_channels": 4, "norm_num_groups": 32,
+            "scaling_factor": if xl { 0.13025 } else { 0.18215 }, "sample_size": 64,
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
+        }),
+    )?;
+    save_model(
+        &dir.join("vae/diffusion_pytorch_model.safetensors"),
+        seed ^ 2,
+        |vb| vae::AutoEncoderKL::new(vb, 3, 3, vae_config()),
+    )?;
+    write_tiny_taesd(&dir.join("taesd"), seed ^ 3)
+}
+
+/// A 2-layer, 32-wide CLIPTextModel (written tensor by tensor in transformers' naming) and the
+/// real CLIP tokenizer beside it.
+fn write_text_encoder(
+    dir: &Path,
+    sub: &str,
+    tok_sub: &str,
+    tokenizer_json: &Path,
+    seed: u64,
+) -> Result<()> {
+    let enc = dir.join(sub);
+    std::fs::create_dir_all(&enc).map_err(|e| Error::io(&enc, e))?;
+    fsutil::write_json_atomic(
+        &enc.join("config.json"),
+        &json!({
             "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
             "hidden_size": TEXT_WIDTH, "intermediate_size": 64, "num_attention_heads": 4,
             "num_hidden_layers": TEXT_LAYERS, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
@@ -168,7 +268,7 @@ pub fn write_tiny_pipeline(
             "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 1
         }),
     )?;
-    let mut rng = Rng::new(seed ^ 0x7e47);
+    let mut rng = Rng::new(seed);
     let d = TEXT_WIDTH;
     let mut t = HashMap::new();
     let mut add = |name: String, shape: &[usize]| -> Result<()> {
@@ -201,50 +301,15 @@ pub fn write_tiny_pipeline(
     }
     add("text_model.final_layer_norm.weight".into(), &[d])?;
     add("text_model.final_layer_norm.bias".into(), &[d])?;
-    save_tensors(&dir.join("text_encoder/model.safetensors"), &t)?;
-    // Tokenizer: the real CLIP BPE.
-    let tok_dir = dir.join("tokenizer");
+    save_tensors(&enc.join("model.safetensors"), &t)?;
+    let tok_dir = dir.join(tok_sub);
     std::fs::create_dir_all(&tok_dir).map_err(|e| Error::io(&tok_dir, e))?;
     std::fs::copy(tokenizer_json, tok_dir.join("tokenizer.json"))
         .map_err(|e| Error::io(tokenizer_json, e))?;
-    write(
-        "tokenizer/tokenizer_config.json",
-        json!({"pad_token": "<|endoftext|>", "model_max_length": 77}),
-    )?;
-    // UNet
-    let u = unet_config();
-    write(
-        "unet/config.json",
-        json!({
-            "_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4, "out_channels": 4,
-            "block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-            "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "layers_per_block": 1,
-            "attention_head_dim": 2, "cross_attention_dim": TEXT_WIDTH, "norm_num_groups": 32,
-            "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0, "use_linear_projection": false,
-            "downsample_padding": 1, "mid_block_scale_factor": 1, "center_input_sample": false
-        }),
-    )?;
-    save_model(
-        &dir.join("unet/diffusion_pytorch_model.safetensors"),
-        seed ^ 1,
-        |vb| unet_2d::UNet2DConditionModel::new(vb, 4, 4, false, u),
-    )?;
-    // VAE
-    write(
-        "vae/config.json",
-        json!({
-            "_class_name": "AutoencoderKL", "block_out_channels": [32, 32, 32, 32], "layers_per_block": 1,
-            "latent_channels": 4, "norm_num_groups": 32, "scaling_factor": 0.18215, "sample_size": 64,
-            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
-            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
-        }),
-    )?;
-    save_model(
-        &dir.join("vae/diffusion_pytorch_model.safetensors"),
-        seed ^ 2,
-        |vb| vae::AutoEncoderKL::new(vb, 3, 3, vae_config()),
-    )?;
-    write_tiny_taesd(&dir.join("taesd"), seed ^ 3)
+    fsutil::write_json_atomic(
+        &tok_dir.join("tokenizer_config.json"),
+        &json!({"pad_token": if tok_sub == "tokenizer_2" { "!" } else { "<|endoftext|>" }, "model_max_length": 77}),
+    )
 }
 
 /// A TAESD (4 latent channels) decoder and encoder in the original `.pth` layout, as safetensors.
