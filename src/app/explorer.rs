@@ -1023,6 +1023,7 @@ impl Explorer {
                 let mut style = TreeStyle {
                     leaf_text: &|i| names[i].clone(),
                     leaf_thumb: &mut |_| None,
+                    leaf_rank: &|_| 0.0,
                     matches: None,
                     salt: name,
                 };
@@ -1065,6 +1066,16 @@ impl Explorer {
             .collect();
         let ctx = ui.ctx().clone();
         let mut go = None;
+        // A node's thumbnails are its most frequent features.
+        let counts: Vec<f64> = feats
+            .iter()
+            .map(|&f| {
+                self.index
+                    .as_ref()
+                    .and_then(|ix| ix.token_count.get(f as usize))
+                    .map_or(0.0, |&c| c as f64)
+            })
+            .collect();
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
@@ -1072,6 +1083,7 @@ impl Explorer {
                 let mut style = TreeStyle {
                     leaf_text: &|i| texts[i].clone(),
                     leaf_thumb: &mut thumb,
+                    leaf_rank: &|i| counts[i],
                     matches: matches.as_ref(),
                     salt: "features",
                 };
@@ -1125,6 +1137,8 @@ fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
 struct TreeStyle<'a> {
     leaf_text: &'a dyn Fn(usize) -> String,
     leaf_thumb: &'a mut dyn FnMut(usize) -> Option<egui::TextureHandle>,
+    /// Which leaves represent an internal node in its header (highest first).
+    leaf_rank: &'a dyn Fn(usize) -> f64,
     /// Only subtrees holding one of these leaves are shown (and opened).
     matches: Option<&'a std::collections::HashSet<usize>>,
     salt: &'a str,
@@ -1160,17 +1174,39 @@ fn tree_node(
                 }
             }
             let h = d.merges[node - d.n].height;
-            let mut header =
-                egui::CollapsingHeader::new(format!("{} leaves · height {h:.3}", leaves.len()))
-                    .id_salt((style.salt, node))
-                    .default_open(leaves.len() <= 12);
+            let id = ui.make_persistent_id((style.salt, node));
+            let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
+                ui.ctx(),
+                id,
+                leaves.len() <= 12,
+            );
             if style.matches.is_some() {
-                header = header.open(Some(true));
+                state.set_open(true);
             }
-            header.show(ui, |ui| {
-                tree_node(ui, d, a, style, clicked);
-                tree_node(ui, d, b, style, clicked);
-            });
+            // The header shows the node's most representative leaves (up to 4 thumbnails).
+            let mut reps = leaves.clone();
+            reps.sort_by(|x, y| (style.leaf_rank)(*y).total_cmp(&(style.leaf_rank)(*x)));
+            reps.truncate(4);
+            state
+                .show_header(ui, |ui| {
+                    for r in reps {
+                        if let Some(t) = (style.leaf_thumb)(r) {
+                            ui.add(
+                                egui::Image::new(&t)
+                                    .fit_to_exact_size(egui::vec2(20.0, 20.0))
+                                    .alt_text(format!(
+                                        "representative {}",
+                                        (style.leaf_text)(r).trim_start_matches('#')
+                                    )),
+                            );
+                        }
+                    }
+                    ui.label(format!("{} leaves · height {h:.3}", leaves.len()));
+                })
+                .body(|ui| {
+                    tree_node(ui, d, a, style, clicked);
+                    tree_node(ui, d, b, style, clicked);
+                });
         }
     }
 }
