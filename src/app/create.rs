@@ -284,6 +284,8 @@ pub fn metrics_plot(ui: &mut egui::Ui, ws_dir: &std::path::Path) {
                     .width(260.0)
                     .height(120.0)
                     .allow_scroll(false)
+                    // From zero up: a flat curve (L0 at k) then reads at its value.
+                    .include_y(0.0)
                     .show(ui, |p| {
                         p.line(egui_plot::Line::new(
                             title,

@@ -19,7 +19,9 @@ pub struct BackgroundJob {
     cancel: Arc<AtomicBool>,
     progress: Arc<Mutex<Option<Progress>>>,
     state: Arc<Mutex<JobState>>,
-    started: Instant,
+    /// When the current stage (unit and total) began, and its count then: rate and ETA are
+    /// per stage, so a job of several stages (extract → train → index) or a resumed one reads right.
+    stage: Arc<Mutex<(Instant, u64)>>,
 }
 
 impl BackgroundJob {
@@ -32,10 +34,19 @@ impl BackgroundJob {
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(None));
         let state = Arc::new(Mutex::new(JobState::Running));
-        let (p, s, c2) = (progress.clone(), state.clone(), ctx.clone());
+        let stage = Arc::new(Mutex::new((Instant::now(), 0)));
+        let (p, s, c2, st) = (progress.clone(), state.clone(), ctx.clone(), stage.clone());
         let c3 = ctx.clone();
         let job = Job::new(cancel.clone(), move |pr: &Progress| {
             if let Ok(mut g) = p.lock() {
+                let new_stage = g
+                    .as_ref()
+                    .is_none_or(|old: &Progress| old.unit != pr.unit || old.total != pr.total);
+                if new_stage {
+                    if let Ok(mut t) = st.lock() {
+                        *t = (Instant::now(), pr.done);
+                    }
+                }
                 *g = Some(pr.clone());
             }
             c2.request_repaint();
@@ -57,7 +68,7 @@ impl BackgroundJob {
             cancel,
             progress,
             state,
-            started: Instant::now(),
+            stage,
         }
     }
 
@@ -85,8 +96,10 @@ impl BackgroundJob {
                     } else {
                         0.0
                     };
-                    let secs = self.started.elapsed().as_secs_f64();
-                    let rate = done as f64 / secs.max(1e-3);
+                    let (since, done0) =
+                        self.stage.lock().map(|g| *g).unwrap_or((Instant::now(), 0));
+                    let secs = since.elapsed().as_secs_f64();
+                    let rate = done.saturating_sub(done0) as f64 / secs.max(1e-3);
                     let eta = if rate > 0.0 && total > done {
                         format!(" · ETA {:.0} s", (total - done) as f64 / rate)
                     } else {
@@ -95,7 +108,7 @@ impl BackgroundJob {
                     let unit = p.as_ref().map_or("", |p| p.unit);
                     ui.add(
                         egui::ProgressBar::new(frac)
-                            .desired_width(220.0)
+                            .desired_width(360.0)
                             .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
                     );
                     if let Some(p) = &p {
