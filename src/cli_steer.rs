@@ -77,11 +77,13 @@ pub enum SteerCommand {
         /// Extra prompts, one per line, added to the ~1,200 built-in ones.
         #[arg(long)]
         prompts: Option<PathBuf>,
-        #[arg(long, default_value_t = 4096)]
-        d_sae: usize,
-        #[arg(long, default_value_t = 32)]
-        k: usize,
-        /// Training tokens (default: 10 passes over the corpus's tokens).
+        /// Features (default: 4 × the embedding width, 256 to 8192).
+        #[arg(long)]
+        d_sae: Option<usize>,
+        /// Active features per token (default: width / 16, 4 to 32).
+        #[arg(long)]
+        k: Option<usize>,
+        /// Training tokens (default: 2 M, i.e. many passes over the corpus's tokens).
         #[arg(long)]
         tokens: Option<u64>,
         #[arg(long, default_value_t = 1024)]
@@ -246,12 +248,16 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         } => {
             let pipe = pipeline.load()?;
             let (job, bar) = progress_job("train-sae");
+            let d = saescope::steer::corpus::default_train_options(pipe.embedding_width());
             let opts = saescope::sae::workflow::TrainOptions {
-                tokens,
+                tokens: tokens.or(d.tokens),
                 batch,
                 restart,
                 checkpoint_every: None,
-                ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
+                ..saescope::sae::workflow::TrainOptions::topk(
+                    d_sae.unwrap_or(d.d_sae),
+                    k.unwrap_or(d.k),
+                )
             };
             let report = saescope::steer::corpus::train_text_sae(
                 &pipe,

@@ -37,6 +37,9 @@ pub enum SortBy {
 
 pub struct Explorer {
     pub ws: Workspace,
+    /// The image view's chooser: a dataset image number, or a file path.
+    pub image_pick: usize,
+    pub image_path: String,
     pub ds: Dataset,
     pub sae: Option<Sae>,
     pub index: Option<FeatureIndex>,
@@ -103,6 +106,8 @@ impl Explorer {
             labels,
             ood: None,
             ontology: None,
+            image_pick: 0,
+            image_path: String::new(),
             tab: Tab::Features,
             selected: None,
             sort: SortBy::Frequency,
@@ -340,7 +345,8 @@ impl Explorer {
                     .hint_text("label or id")
                     .desired_width(180.0),
             );
-            egui::ComboBox::from_label("Sort by")
+            let sort_label = ui.label("Sort by");
+            egui::ComboBox::from_id_salt("grid_sort")
                 .selected_text(format!("{:?}", self.sort))
                 .show_ui(ui, |ui| {
                     for s in [
@@ -351,7 +357,9 @@ impl Explorer {
                     ] {
                         ui.selectable_value(&mut self.sort, s, format!("{s:?}"));
                     }
-                });
+                })
+                .response
+                .labelled_by(sort_label.id);
         });
         self.refresh_order();
         ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
@@ -692,8 +700,62 @@ impl Explorer {
     }
 
     fn image_ui(&mut self, ui: &mut egui::Ui) {
+        // Choose any dataset image by number, or any image file by path (or drop one).
+        let n = self.ds.len();
+        let mut open: Option<(String, Result<image::RgbImage, String>)> = None;
+        ui.horizontal(|ui| {
+            let l = ui.label("Dataset image");
+            ui.add(egui::DragValue::new(&mut self.image_pick).range(0..=n.saturating_sub(1)))
+                .labelled_by(l.id)
+                .on_hover_text(format!("0 to {}", n.saturating_sub(1)));
+            for (text, step) in [("<", -1i64), (">", 1)] {
+                if ui
+                    .button(text)
+                    .on_hover_text("Previous / next image")
+                    .clicked()
+                    && n > 0
+                {
+                    self.image_pick = (self.image_pick as i64 + step).rem_euclid(n as i64) as usize;
+                    open = Some((
+                        self.ds.images[self.image_pick].path.clone(),
+                        self.ds.load(self.image_pick),
+                    ));
+                }
+            }
+            if ui
+                .button("Open image")
+                .on_hover_text("Show this dataset image")
+                .clicked()
+                && n > 0
+            {
+                let i = self.image_pick.min(n - 1);
+                open = Some((self.ds.images[i].path.clone(), self.ds.load(i)));
+            }
+            ui.separator();
+            let l = ui.label("Image file");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.image_path)
+                    .hint_text("/path/to/image.png")
+                    .desired_width(260.0),
+            )
+            .labelled_by(l.id);
+            if ui
+                .button("Open file")
+                .on_hover_text("Show any image file (or drop one on the window)")
+                .clicked()
+            {
+                let p = std::path::PathBuf::from(self.image_path.trim());
+                open = Some((p.display().to_string(), ImageView::load_file(&p)));
+            }
+        });
+        if let Some((title, img)) = open {
+            match img {
+                Ok(img) => self.open_image(ui.ctx(), title, img, self.selected),
+                Err(e) => self.error = Some(e),
+            }
+        }
         let geometry = self.ws.config.backbone.geometry;
-        let labels = &self.labels;
+        let labels = self.labels.clone();
         let label_of = |f: u32| {
             labels
                 .labels
@@ -701,11 +763,17 @@ impl Explorer {
                 .map(|l| l.text.clone())
                 .unwrap_or_default()
         };
-        let Some(v) = &mut self.image_view else {
-            ui.label("Click a top image on a feature page, or drop any image file on the window.");
+        // Out of `self` while drawn, so its top features can fetch thumbnails.
+        let Some(mut v) = self.image_view.take() else {
+            ui.label("Open an image above, click a top image on a feature page, or drop any image file on the window.");
             return;
         };
-        if let Some(f) = v.ui(ui, &geometry, &label_of) {
+        let ctx = ui.ctx().clone();
+        let picked = v.ui(ui, &geometry, &label_of, &mut |f| {
+            self.thumb(&ctx, f, ThumbKind::Crop)
+        });
+        self.image_view = Some(v);
+        if let Some(f) = picked {
             self.select(f);
         }
     }
@@ -853,8 +921,12 @@ impl Explorer {
             });
         ui.label(egui::RichText::new("ROC curves").strong());
         egui_plot::Plot::new("roc")
-            .height(220.0)
-            .data_aspect(1.0)
+            .height(240.0)
+            .width(520.0)
+            .default_x_bounds(0.0, 1.0)
+            .default_y_bounds(0.0, 1.0)
+            .x_axis_label("false positive rate")
+            .y_axis_label("true positive rate")
             .legend(egui_plot::Legend::default())
             .show(ui, |p| {
                 for m in &r.results {

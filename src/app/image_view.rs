@@ -73,6 +73,7 @@ impl ImageView {
         ui: &mut egui::Ui,
         geometry: &TokenGeometry,
         label_of: &dyn Fn(u32) -> String,
+        thumb_of: &mut dyn FnMut(u32) -> Option<egui::TextureHandle>,
     ) -> Option<u32> {
         ui.heading(&self.title);
         let guard = self.codes.lock().ok()?;
@@ -182,14 +183,17 @@ impl ImageView {
             ui.vertical(|ui| {
                 ui.label(egui::RichText::new("Top features of this image").strong());
                 for &(j, v) in top.iter().take(12) {
-                    if ui
-                        .selectable_label(
-                            self.feature == Some(j),
-                            format!("#{j} {} — {v:.2}", label_of(j)),
-                        )
-                        .on_hover_text("Show its heatmap")
-                        .clicked()
-                    {
+                    let text = format!("#{j} {} — {v:.2}", label_of(j));
+                    let selected = self.feature == Some(j);
+                    let button = match thumb_of(j) {
+                        Some(t) => egui::Button::image_and_text(
+                            egui::Image::new(&t).fit_to_exact_size(egui::vec2(24.0, 24.0)),
+                            text,
+                        ),
+                        None => egui::Button::new(text),
+                    }
+                    .selected(selected);
+                    if ui.add(button).on_hover_text("Show its heatmap").clicked() {
                         self.feature = Some(j);
                     }
                 }

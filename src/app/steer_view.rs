@@ -555,17 +555,14 @@ impl SteerView {
                     let busy = self.jobs.iter().any(|j| j.title == "Train text SAE" && j.state() == JobState::Running);
                     if ui
                         .add_enabled(!busy, egui::Button::new("Train text SAE"))
-                        .on_hover_text("Encode ~1,200 built-in prompts and train a TopK SAE (4096 features, k 32) on the tokens")
+                        .on_hover_text("Encode ~1,200 built-in prompts and train a TopK SAE on their tokens (4× the text width in features)")
                         .clicked()
                     {
                         let out = PathBuf::from(self.settings.train_folder.trim());
                         let source = self.settings.pipeline.trim().to_string();
                         let slot = self.sae_slot.clone();
                         self.jobs.push(BackgroundJob::spawn("Train text SAE", ui.ctx(), move |job| {
-                            let opts = crate::sae::workflow::TrainOptions {
-                                batch: 1024,
-                                ..crate::sae::workflow::TrainOptions::topk(4096, 32)
-                            };
+                            let opts = crate::steer::corpus::default_train_options(l.pipe.embedding_width());
                             let r = crate::steer::corpus::train_text_sae(&l.pipe, &source, None, &out, &opts, job)?;
                             if let Ok(mut g) = slot.lock() {
                                 *g = Some(out.join(crate::sae::workflow::SAE_DIR));

@@ -196,6 +196,17 @@ pub fn collect_embeddings(
 
 pub const STEER_FILE: &str = "steer.json";
 
+/// Text-SAE defaults sized to the embedding width: 4× expansion (256 to 8192 features),
+/// k = d_in/16 (4 to 32), and at least 2 M training tokens, since a prompt corpus has far fewer
+/// tokens than an image set (about 16 k for the built-in one).
+pub fn default_train_options(d_in: usize) -> TrainOptions {
+    TrainOptions {
+        batch: 1024,
+        tokens: Some(2_000_000),
+        ..TrainOptions::topk((4 * d_in).clamp(256, 8192), (d_in / 16).clamp(4, 32))
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SteerFolder {
     pub pipeline: String,
