@@ -352,6 +352,7 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
+        eprintln!("taef2: encoder max|Δ| {e:.2e}, decoder max|Δ| {d:.2e}, round-trip MAE {rt:.4}");
         assert!((rt - 0.027).abs() < 0.002, "round-trip MAE {rt}");
     }
 }
