@@ -269,8 +269,9 @@ fn steer_cli_trains_generates_and_discovers() {
     );
     assert!(r["prompts"].as_u64().unwrap() >= 1000, "{r}");
     assert!(r["tokens"].as_u64().unwrap() > 10_000, "{r}");
-    let fve = r["train"]["final_fve"].as_f64().unwrap();
-    assert!(fve > 0.5, "text SAE FVE {fve}");
+    let fve = r["heldout_fve"].as_f64().unwrap();
+    assert!(fve > 0.5, "text SAE FVE on held-out prompts {fve}");
+    assert!(r["heldout_tokens"].as_u64().unwrap() > 1000, "{r}");
     let sae = saescope::sae::formats::load_sae(&folder.join("sae")).unwrap();
     assert_eq!((sae.d_in, sae.d_sae), (TEXT_WIDTH, 256));
 

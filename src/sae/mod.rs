@@ -223,6 +223,28 @@ impl Sae {
 
 /// Active features per row, compressed: row r owns `ids/vals[row_start[r]..row_start[r + 1]]`,
 /// sorted by feature id.
+/// Fraction of variance explained and mean active features per row, over `rows` [n, d_in].
+pub fn fve_and_l0(sae: &Sae, rows: &[f32]) -> (f64, f64) {
+    let d = sae.d_in;
+    let n = (rows.len() / d.max(1)).max(1) as f64;
+    let codes = sae.encode_sparse(rows);
+    let rec = sae.decode(&codes.to_dense(sae.d_sae));
+    let mut mean = vec![0f64; d];
+    for x in rows.chunks(d) {
+        mean.iter_mut()
+            .zip(x)
+            .for_each(|(m, &v)| *m += v as f64 / n);
+    }
+    let (mut err, mut var) = (0f64, 0f64);
+    for (x, xh) in rows.chunks(d).zip(rec.chunks(d)) {
+        for ((&a, &b), m) in x.iter().zip(xh).zip(&mean) {
+            err += ((a - b) as f64).powi(2);
+            var += (a as f64 - m).powi(2);
+        }
+    }
+    (1.0 - err / var.max(1e-12), codes.ids.len() as f64 / n)
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SparseCodes {
     pub row_start: Vec<usize>,
@@ -272,6 +294,28 @@ fn above(row: &[f32], threshold: impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
 
 #[cfg(test)]
 mod tests {
+
+    /// ReLU with W_enc = [I | −I] and W_dec = [I; −I] reconstructs every row exactly.
+    #[test]
+    fn fve_is_one_for_an_exact_sae_and_l0_counts_active_features() {
+        let sae = Sae {
+            d_in: 2,
+            d_sae: 4,
+            w_enc: vec![1.0, 0.0, -1.0, 0.0, 0.0, 1.0, 0.0, -1.0],
+            b_enc: vec![0.0; 4],
+            w_dec: vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0],
+            b_dec: vec![0.0; 2],
+            threshold: None,
+            activation: SaeActivation::Relu,
+            apply_b_dec_to_input: true,
+            input_scale: None,
+            meta: SaeMeta::default(),
+        };
+        let rows = [1.0, -2.0, 0.5, 0.0, -3.0, 4.0];
+        let (fve, l0) = fve_and_l0(&sae, &rows);
+        assert!((fve - 1.0).abs() < 1e-9, "{fve}");
+        assert!((l0 - 5.0 / 3.0).abs() < 1e-9, "{l0}");
+    }
     use super::*;
 
     pub(crate) fn tiny(activation: SaeActivation) -> Sae {

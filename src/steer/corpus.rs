@@ -220,9 +220,20 @@ pub struct SteerFolder {
 pub struct TextSaeReport {
     pub folder: String,
     pub prompts: usize,
+    /// Training tokens (rows) from the training prompts.
     pub tokens: usize,
+    /// Every tenth prompt is held out of training and evaluates the SAE.
+    pub heldout_prompts: usize,
+    pub heldout_tokens: usize,
+    pub heldout_fve: f64,
+    pub heldout_l0: f64,
     pub collect_seconds: f64,
     pub train: TrainReport,
+}
+
+/// Every tenth prompt is held out for evaluation.
+fn is_heldout(prompt: u32) -> bool {
+    prompt % 10 == 9
 }
 
 /// Collects the corpus's embeddings into `out` (reused when already there for the same pipeline
@@ -240,6 +251,7 @@ pub fn train_text_sae(
         prompts.extend(read_prompt_file(f)?);
     }
     let act_dir = out.join("activations");
+    let heldout_dir = out.join("heldout");
     let wanted_pipeline = pipeline_source.to_string();
     let existing: Option<SteerFolder> = fsutil::read_json(&out.join(STEER_FILE)).ok();
     let start = std::time::Instant::now();
@@ -248,15 +260,20 @@ pub fn train_text_sae(
             && e.prompts == prompts.len()
             && e.prompt_file.as_deref() == prompt_file
             && ActivationStore::open(&act_dir).is_ok()
+            && ActivationStore::open(&heldout_dir).is_ok()
     });
-    let (store, tokens) = if reuse {
-        let s = ActivationStore::open(&act_dir)?;
-        let t = s.manifest.rows();
-        (s, t)
+    let (store, heldout) = if reuse {
+        let h = ActivationStore::open(&heldout_dir)?;
+        let rows = if h.manifest.shards.is_empty() {
+            Vec::new()
+        } else {
+            h.read_shard(0)?.activations
+        };
+        (ActivationStore::open(&act_dir)?, rows)
     } else {
         if existing.is_some() {
             // Different corpus or pipeline: its embeddings and SAE no longer apply.
-            for sub in ["activations", workflow::SAE_DIR] {
+            for sub in ["activations", "heldout", workflow::SAE_DIR] {
                 let p = out.join(sub);
                 if p.exists() {
                     std::fs::remove_dir_all(&p).map_err(|e| Error::io(&p, e))?;
@@ -265,7 +282,19 @@ pub fn train_text_sae(
         }
         let (rows, ids) = collect_embeddings(pipe, &prompts, job)?;
         let d = pipe.embedding_width();
-        let store = write_single_shard_store(&act_dir, &rows, d, &ids, prompts.len())?;
+        let (mut train_rows, mut train_ids, mut held_rows, mut held_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (r, &p) in rows.chunks(d).zip(&ids) {
+            if is_heldout(p) {
+                held_rows.extend_from_slice(r);
+                held_ids.push(p);
+            } else {
+                train_rows.extend_from_slice(r);
+                train_ids.push(p);
+            }
+        }
+        let store = write_single_shard_store(&act_dir, &train_rows, d, &train_ids, prompts.len())?;
+        write_single_shard_store(&heldout_dir, &held_rows, d, &held_ids, prompts.len())?;
         fsutil::write_json_atomic(
             &out.join(STEER_FILE),
             &SteerFolder {
@@ -276,8 +305,9 @@ pub fn train_text_sae(
                 prompt_file: prompt_file.map(Path::to_path_buf),
             },
         )?;
-        (store, ids.len())
+        (store, held_rows)
     };
+    let tokens = store.manifest.rows();
     let collect_seconds = start.elapsed().as_secs_f64();
     let meta = SaeMeta {
         model_name: Some(pipe.name.clone()),
@@ -289,11 +319,18 @@ pub fn train_text_sae(
         }),
         source_format: None,
     };
-    let train = workflow::train_on_store(&store, &out.join(workflow::SAE_DIR), meta, opts, job)?;
+    let sae_dir = out.join(workflow::SAE_DIR);
+    let train = workflow::train_on_store(&store, &sae_dir, meta, opts, job)?;
+    let sae = crate::sae::formats::load_sae(&sae_dir)?;
+    let (heldout_fve, heldout_l0) = crate::sae::fve_and_l0(&sae, &heldout);
     Ok(TextSaeReport {
         folder: out.display().to_string(),
         prompts: prompts.len(),
         tokens,
+        heldout_prompts: (0..prompts.len() as u32).filter(|&p| is_heldout(p)).count(),
+        heldout_tokens: heldout.len() / sae.d_in.max(1),
+        heldout_fve,
+        heldout_l0,
         collect_seconds,
         train,
     })
