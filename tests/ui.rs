@@ -624,6 +624,36 @@ fn steering_view_generates_steers_cancels_and_discovers() {
             .is_some_and(|s| s.decoder == Decoder::Full)
             && !steer(h).busy()
     });
+    h.run_steps(2);
+    assert!(
+        h.query_by_label("Cancelled.").is_none(),
+        "a new request clears the cancelled state"
+    );
+
+    // Steer only a chosen token of the prompt.
+    h.get_by_role_and_label(Role::ComboBox, "Steer tokens")
+        .click_accesskit();
+    h.run_steps(2);
+    h.get_by_label("chosen tokens").click_accesskit();
+    h.run_steps(2);
+    let tokens = pipe.prompt_tokens(&h.state().steer.settings.prompt);
+    let (pos, text) = tokens.iter().find(|(_, t)| t.len() > 3).unwrap().clone();
+    h.get_by_label(&text).click_accesskit();
+    h.run_steps(1);
+    assert_eq!(h.state().steer.settings.chosen_tokens, vec![pos]);
+    wait_steer(&mut h, |h| {
+        steer(h)
+            .steered
+            .as_ref()
+            .is_some_and(|s| s.decoder == Decoder::Full)
+            && !steer(h).busy()
+            && steer(h).shown_edits().first().is_some_and(|e| {
+                e.tokens == saescope::steer::edit::TokenScope::Positions(vec![pos])
+            })
+    });
+    h.key_press(egui::Key::Escape); // closes the scope menu
+    h.run_steps(2);
+    h.snapshot("steering_chosen_tokens");
 
     // Attribute discovery with the tiny CLIP, then a slider from its ranking.
     h.get_by_label("Attribute discovery").click_accesskit();

@@ -32,6 +32,16 @@ pub struct Slider {
     pub clamp: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScopeChoice {
+    /// Every position, padding included.
+    All,
+    /// The prompt's tokens and its EOS.
+    Prompt,
+    /// Tokens the user picked.
+    Chosen,
+}
+
 /// What the user set up; remembered between runs.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -46,7 +56,10 @@ pub struct SteerSettings {
     pub seed: u64,
     pub size: usize,
     pub steps: usize,
-    pub prompt_tokens_only: bool,
+    /// Which tokens the sliders edit.
+    pub scope: ScopeChoice,
+    /// Positions edited when `scope` is `Chosen`.
+    pub chosen_tokens: Vec<usize>,
     pub sliders: Vec<Slider>,
 }
 
@@ -62,7 +75,8 @@ impl Default for SteerSettings {
             seed: 0,
             size: 256,
             steps: 0,
-            prompt_tokens_only: false,
+            scope: ScopeChoice::All,
+            chosen_tokens: Vec::new(),
             sliders: Vec::new(),
         }
     }
@@ -174,6 +188,8 @@ pub struct SteerView {
     sae_slot: Arc<Mutex<Option<PathBuf>>>,
     pub discover_candidates: usize,
     picker: Picker,
+    /// The prompt's tokens (text per position), cached per prompt.
+    prompt_tokens: Option<(String, Vec<(usize, String)>)>,
 }
 
 /// Opaque wrapper so tests can check which request is shown.
@@ -189,16 +205,24 @@ impl SteerView {
         }
     }
 
+    /// The edits of the images on screen.
+    pub fn shown_edits(&self) -> Vec<FeatureEdit> {
+        self.shown_request
+            .as_ref()
+            .map(|r| r.0.edits.clone())
+            .unwrap_or_default()
+    }
+
     /// Is a generation or decoder pass running?
     pub fn busy(&self) -> bool {
         self.task.is_some()
     }
 
     fn edits(&self) -> Vec<FeatureEdit> {
-        let tokens = if self.settings.prompt_tokens_only {
-            TokenScope::Prompt
-        } else {
-            TokenScope::All
+        let tokens = match self.settings.scope {
+            ScopeChoice::All => TokenScope::All,
+            ScopeChoice::Prompt => TokenScope::Prompt,
+            ScopeChoice::Chosen => TokenScope::Positions(self.settings.chosen_tokens.clone()),
         };
         self.settings
             .sliders
@@ -428,6 +452,10 @@ impl SteerView {
             return;
         };
         let want = self.request(&loaded.pipe);
+        // A cancelled request stays cancelled only until the inputs change.
+        if self.cancelled.as_ref().is_some_and(|c| c != &want) {
+            self.cancelled = None;
+        }
         let shown_is_wanted = self.shown_request.as_ref().is_some_and(|s| s.0 == want);
         let up_to_date = shown_is_wanted
             || self.running.as_ref() == Some(&want)
@@ -625,9 +653,8 @@ impl SteerView {
             )
             .labelled_by(l.id)
             .on_hover_text("0: the model's default (1 for Turbo models)");
-            ui.checkbox(&mut self.settings.prompt_tokens_only, "Prompt tokens only")
-                .on_hover_text("Edit only the prompt's own tokens (not BOS or padding)");
         });
+        self.tokens_ui(ui, &loaded.pipe);
         let d_sae = loaded.sae.as_ref().map_or(0, |s| s.d_sae);
         let mut remove = None;
         let labels = self.discovery_labels();
@@ -719,6 +746,53 @@ impl SteerView {
                     .clicked()
                 {
                     self.cancelled = None;
+                }
+            }
+        });
+    }
+
+    /// Which tokens the sliders edit: all, the prompt's, or ones picked from the prompt.
+    fn tokens_ui(&mut self, ui: &mut egui::Ui, pipe: &Pipeline) {
+        if self
+            .prompt_tokens
+            .as_ref()
+            .is_none_or(|(p, _)| *p != self.settings.prompt)
+        {
+            let t = pipe.prompt_tokens(&self.settings.prompt);
+            self.prompt_tokens = Some((self.settings.prompt.clone(), t));
+        }
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label("Steer tokens");
+            egui::ComboBox::from_id_salt("steer_scope")
+                .selected_text(match self.settings.scope {
+                    ScopeChoice::All => "all 77 positions",
+                    ScopeChoice::Prompt => "the prompt's tokens",
+                    ScopeChoice::Chosen => "chosen tokens",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.settings.scope, ScopeChoice::All, "all 77 positions");
+                    ui.selectable_value(&mut self.settings.scope, ScopeChoice::Prompt, "the prompt's tokens");
+                    ui.selectable_value(&mut self.settings.scope, ScopeChoice::Chosen, "chosen tokens");
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text("Positions the sliders edit: every one (padding too: the UNet attends to all), the prompt's own tokens and EOS, or the ones you pick");
+            if self.settings.scope == ScopeChoice::Chosen {
+                let tokens = self.prompt_tokens.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+                for (pos, text) in tokens {
+                    let on = self.settings.chosen_tokens.contains(&pos);
+                    if ui
+                        .selectable_label(on, format!("{text}"))
+                        .on_hover_text(format!("token {pos}: click to steer it or not"))
+                        .clicked()
+                    {
+                        if on {
+                            self.settings.chosen_tokens.retain(|&p| p != pos);
+                        } else {
+                            self.settings.chosen_tokens.push(pos);
+                            self.settings.chosen_tokens.sort_unstable();
+                        }
+                    }
                 }
             }
         });

@@ -167,6 +167,23 @@ impl ClipTokenizer {
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.vocab.get(token).copied()
     }
+
+    /// The text of one token id (`</w>` word ends dropped), for showing tokens to people.
+    /// A linear search: callers cache it.
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        let piece = self.vocab.iter().find(|(_, v)| **v == id)?.0;
+        let piece = piece.strip_suffix("</w>").unwrap_or(piece);
+        let bytes: Vec<u8> = piece
+            .chars()
+            .map(|c| {
+                self.byte_char
+                    .iter()
+                    .position(|&b| b == c)
+                    .map_or(b'?', |b| b as u8)
+            })
+            .collect();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
 }
 
 /// CLIP's pre-tokenizer pattern `'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}|[^\s\p{L}\p{N}]+`.
@@ -234,6 +251,18 @@ mod tests {
             t.encode_words("  A   Photo of a CAT "),
             t.encode_words("a photo of a cat")
         );
+    }
+
+    #[test]
+    fn token_ids_read_back_as_text() {
+        let t = shared();
+        let words: Vec<String> = t
+            .encode_words("a photo of a café!")
+            .into_iter()
+            .map(|id| t.token_text(id).unwrap())
+            .collect();
+        assert_eq!(words.concat(), "aphotoofacafé!");
+        assert_eq!(t.token_text(49407).as_deref(), Some("<|endoftext|>"));
     }
 
     #[test]

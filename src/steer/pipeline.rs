@@ -271,6 +271,27 @@ impl Pipeline {
         self.encoders[0].model.max_len
     }
 
+    /// The prompt's tokens as text with their positions (1..EOS), for choosing which to steer.
+    pub fn prompt_tokens(&self, prompt: &str) -> Vec<(usize, String)> {
+        let enc = &self.encoders[0];
+        let ids = enc
+            .tokenizer
+            .encode_padded(prompt, enc.model.max_len, enc.pad);
+        ids.iter()
+            .enumerate()
+            .skip(1)
+            .take_while(|&(_, &id)| id != enc.tokenizer.eos)
+            .map(|(i, &id)| {
+                (
+                    i,
+                    enc.tokenizer
+                        .token_text(id)
+                        .unwrap_or_else(|| format!("<{id}>")),
+                )
+            })
+            .collect()
+    }
+
     /// The UNet's conditioning for `prompt`.
     pub fn encode_prompt(&self, prompt: &str) -> Result<Conditioning> {
         let mut parts = Vec::new();
