@@ -101,27 +101,48 @@ pub fn looks_like_hub_id(s: &str) -> bool {
         && !s.contains('\\')
 }
 
-const HUB_FILES: [&str; 3] = [
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
+/// Files of a Hugging Face vision model: (alternatives separated by `|`, required).
+const HUB_FILES: [(&str, bool); 3] = [
+    ("config.json", true),
+    ("model.safetensors", true),
+    ("preprocessor_config.json", false),
 ];
 
 /// Returns the snapshot folder of a hub model, from the local cache or by downloading.
 fn fetch_from_hub(id: &str) -> Result<PathBuf> {
-    let offline =
-        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
-    fetch_with_cache(id, &hf_hub::Cache::from_env(), offline)
+    fetch_hub_files(id, &HUB_FILES, "--model")
 }
 
-fn fetch_with_cache(id: &str, cache: &hf_hub::Cache, offline: bool) -> Result<PathBuf> {
+/// Fetches `files` of hub repository `id` (the first must sit at the repository's top level;
+/// `a|b` tries `a` then `b`; optional files may be missing) and returns the snapshot folder.
+/// Uses the local cache when it holds every required file; honours `HF_HUB_OFFLINE`. `flag`
+/// names the CLI option a local folder can be passed with instead.
+pub fn fetch_hub_files(id: &str, files: &[(&str, bool)], flag: &str) -> Result<PathBuf> {
+    let offline =
+        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    fetch_with_cache(id, &hf_hub::Cache::from_env(), offline, files, flag)
+}
+
+fn fetch_with_cache(
+    id: &str,
+    cache: &hf_hub::Cache,
+    offline: bool,
+    files: &[(&str, bool)],
+    flag: &str,
+) -> Result<PathBuf> {
+    let top = |p: PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let cached = cache.model(id.to_string());
-    if let (Some(cfg), Some(_)) = (cached.get("config.json"), cached.get("model.safetensors")) {
-        return Ok(cfg.parent().map(Path::to_path_buf).unwrap_or_default());
+    let in_cache = |alts: &str| alts.split('|').find_map(|f| cached.get(f));
+    if files
+        .iter()
+        .all(|(f, required)| !required || in_cache(f).is_some())
+    {
+        if let Some(first) = files.first().and_then(|(f, _)| in_cache(f)) {
+            return Ok(top(first));
+        }
     }
     let hint = format!(
-        "download it where you have network (`huggingface-cli download {id}`) and pass the folder with --model /path/to/folder \
-         (a folder with config.json and model.safetensors)"
+        "download it where you have network (`huggingface-cli download {id}`) and pass the folder with {flag} /path/to/folder"
     );
     if offline {
         return Err(Error::Model(format!(
@@ -139,14 +160,23 @@ fn fetch_with_cache(id: &str, cache: &hf_hub::Cache, offline: bool) -> Result<Pa
         })?;
     let repo = api.model(id.to_string());
     let mut folder = None;
-    for (i, f) in HUB_FILES.iter().enumerate() {
-        match repo.get(f) {
-            Ok(path) => folder = path.parent().map(Path::to_path_buf),
-            // preprocessor_config.json is optional.
-            Err(_) if i == 2 => {}
+    for (i, (alts, required)) in files.iter().enumerate() {
+        let mut last_err = None;
+        let got = alts.split('|').find_map(|f| match repo.get(f) {
+            Ok(p) => Some(p),
             Err(e) => {
+                last_err = Some(e.to_string());
+                None
+            }
+        });
+        match got {
+            Some(p) if i == 0 => folder = Some(top(p)),
+            Some(_) => {}
+            None if !required => {}
+            None => {
                 return Err(Error::Model(format!(
-                    "could not download {f} of `{id}` from the Hugging Face Hub ({e}): {hint}"
+                    "could not download {alts} of `{id}` from the Hugging Face Hub ({}): {hint}",
+                    last_err.unwrap_or_default()
                 )));
             }
         }
@@ -297,9 +327,15 @@ mod tests {
     fn offline_hub_miss_says_how_to_use_a_local_folder() {
         let empty = tempfile::tempdir().unwrap();
         let cache = hf_hub::Cache::new(empty.path().to_path_buf());
-        let err = fetch_with_cache("openai/clip-vit-base-patch32", &cache, true)
-            .unwrap_err()
-            .to_string();
+        let err = fetch_with_cache(
+            "openai/clip-vit-base-patch32",
+            &cache,
+            true,
+            &HUB_FILES,
+            "--model",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("HF_HUB_OFFLINE") && err.contains("--model /path/to/folder"),
             "{err}"

@@ -416,7 +416,7 @@ fn resolve_pipeline(source: &str) -> Result<PathBuf> {
             "pipeline `{source}` not found: no such folder, and it is not a Hugging Face id (org/name)"
         )));
     }
-    fetch(source, &PIPELINE_FILES)
+    crate::backbone::source::fetch_hub_files(source, &PIPELINE_FILES, "--pipeline")
 }
 
 fn resolve_preview(source: &str) -> Result<PathBuf> {
@@ -424,64 +424,45 @@ fn resolve_preview(source: &str) -> Result<PathBuf> {
     if p.exists() || !crate::backbone::source::looks_like_hub_id(source) {
         return Ok(p.to_path_buf());
     }
-    fetch(
+    crate::backbone::source::fetch_hub_files(
         source,
-        &["config.json", "diffusion_pytorch_model.safetensors"],
+        &[
+            ("config.json", true),
+            ("diffusion_pytorch_model.safetensors", true),
+        ],
+        "--preview-decoder",
     )
 }
 
-/// Files a diffusers text-to-image pipeline needs (SDXL's second encoder included; missing
-/// optional files are skipped). The fp16 variants are tried first: half the download.
-const PIPELINE_FILES: [&str; 16] = [
-    "model_index.json",
-    "scheduler/scheduler_config.json",
-    "text_encoder/config.json",
-    "text_encoder/model.fp16.safetensors|text_encoder/model.safetensors",
-    "tokenizer/vocab.json",
-    "tokenizer/merges.txt",
-    "tokenizer/tokenizer_config.json",
-    "text_encoder_2/config.json",
-    "text_encoder_2/model.fp16.safetensors|text_encoder_2/model.safetensors",
-    "tokenizer_2/vocab.json",
-    "tokenizer_2/merges.txt",
-    "tokenizer_2/tokenizer_config.json",
-    "unet/config.json",
-    "unet/diffusion_pytorch_model.fp16.safetensors|unet/diffusion_pytorch_model.safetensors",
-    "vae/config.json",
-    "vae/diffusion_pytorch_model.fp16.safetensors|vae/diffusion_pytorch_model.safetensors",
+/// Files a diffusers text-to-image pipeline needs (SDXL's second encoder is optional). The fp16
+/// variants are tried first: half the download.
+const PIPELINE_FILES: [(&str, bool); 16] = [
+    ("model_index.json", true),
+    ("scheduler/scheduler_config.json", true),
+    ("text_encoder/config.json", true),
+    (
+        "text_encoder/model.fp16.safetensors|text_encoder/model.safetensors",
+        true,
+    ),
+    ("tokenizer/vocab.json", true),
+    ("tokenizer/merges.txt", true),
+    ("tokenizer/tokenizer_config.json", false),
+    ("text_encoder_2/config.json", false),
+    (
+        "text_encoder_2/model.fp16.safetensors|text_encoder_2/model.safetensors",
+        false,
+    ),
+    ("tokenizer_2/vocab.json", false),
+    ("tokenizer_2/merges.txt", false),
+    ("tokenizer_2/tokenizer_config.json", false),
+    ("unet/config.json", true),
+    (
+        "unet/diffusion_pytorch_model.fp16.safetensors|unet/diffusion_pytorch_model.safetensors",
+        true,
+    ),
+    ("vae/config.json", true),
+    (
+        "vae/diffusion_pytorch_model.fp16.safetensors|vae/diffusion_pytorch_model.safetensors",
+        true,
+    ),
 ];
-
-fn fetch(id: &str, files: &[&str]) -> Result<PathBuf> {
-    let hint = format!(
-        "download it where you have network (`huggingface-cli download {id}`) and pass the folder instead"
-    );
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_progress(true)
-        .build()
-        .map_err(|e| {
-            Error::Model(format!(
-                "cannot start the Hugging Face client ({e}): {hint}"
-            ))
-        })?;
-    let repo = api.model(id.to_string());
-    let mut root = None;
-    for (i, alternatives) in files.iter().enumerate() {
-        let mut got = false;
-        for f in alternatives.split('|') {
-            if let Ok(p) = repo.get(f) {
-                if i == 0 {
-                    // The snapshot folder: the first file sits at its top level.
-                    root = p.parent().map(Path::to_path_buf);
-                }
-                got = true;
-                break;
-            }
-        }
-        if !got && i == 0 {
-            return Err(Error::Model(format!(
-                "cannot fetch `{id}` from the Hugging Face hub: {hint}"
-            )));
-        }
-    }
-    root.ok_or_else(|| Error::Model(format!("cannot fetch `{id}`: {hint}")))
-}
