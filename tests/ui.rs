@@ -549,11 +549,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     h.get_by_role_and_label(Role::Button, "Load").click();
     wait_steer(&mut h, |h| steer(h).loaded.is_some());
     // A small size: pick it from the combo box.
-    h.get_by_role_and_label(Role::ComboBox, "Size")
-        .click_accesskit();
-    h.run_steps(2);
-    h.get_by_label("128 px").click();
-    h.run_steps(2);
+    pick_size(&mut h, "128 px");
     // First the preview, then (at rest) the full decoder; no slider: identical sides.
     wait_steer(&mut h, |h| {
         steer(h)
@@ -595,10 +591,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
 
     // Cancel: a larger image takes long enough to catch in flight; it is not restarted until
     // asked, then Generate resumes it.
-    h.get_by_role_and_label(Role::ComboBox, "Size")
-        .click_accesskit();
-    h.run_steps(2);
-    h.get_by_label("512 px").click();
+    pick_size(&mut h, "512 px");
     wait_steer(&mut h, |h| steer(h).busy());
     h.get_by_role_and_label(Role::Button, "Cancel").click();
     h.run_steps(1);
@@ -612,11 +605,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
         "a cancelled generation is not restarted by itself"
     );
     assert!(h.query_by_label("Cancelled.").is_some());
-    h.get_by_role_and_label(Role::ComboBox, "Size")
-        .click_accesskit();
-    h.run_steps(2);
-    h.get_by_label("128 px").click();
-    h.run_steps(1);
+    pick_size(&mut h, "128 px");
     wait_steer(&mut h, |h| {
         steer(h)
             .steered
@@ -679,6 +668,15 @@ fn steering_view_generates_steers_cancels_and_discovers() {
         h.state().steer.settings.sliders[1].feature,
         ranking[0].feature
     );
+}
+
+/// Picks an image size from the steering view's combo box.
+fn pick_size(h: &mut Harness<'static, SaescopeApp>, size: &str) {
+    h.get_by_role_and_label(Role::ComboBox, "Size")
+        .click_accesskit();
+    h.run_steps(2);
+    h.get_by_label(size).click();
+    h.run_steps(1);
 }
 
 fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope::app::steer_view::SteerView {

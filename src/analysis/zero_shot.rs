@@ -150,7 +150,8 @@ fn prompt(concept: &str) -> String {
     format!("a photo of {article} {concept}.")
 }
 
-fn normalize(v: &mut [f32]) {
+/// Scales `v` to unit length (CLIP compares unit embeddings).
+pub fn normalize(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= n);
 }

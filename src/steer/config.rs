@@ -31,6 +31,8 @@ pub struct UnetSpec {
     pub cross_attention_dim: usize,
     /// SDXL's extra pooled-text / time-id conditioning, which candle's UNet does not implement.
     pub has_added_conditioning: bool,
+    /// Latent size it was trained at (× 8 = the native image size).
+    pub sample_size: usize,
 }
 
 pub fn unet(path: &Path) -> Result<UnetSpec> {
@@ -106,6 +108,7 @@ pub fn unet(path: &Path) -> Result<UnetSpec> {
         out_channels: u("out_channels", 4),
         cross_attention_dim: cross,
         has_added_conditioning: c.get("addition_embed_type").is_some_and(|v| !v.is_null()),
+        sample_size: u("sample_size", 64),
     })
 }
 

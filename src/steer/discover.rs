@@ -133,8 +133,7 @@ impl ClipScorer {
 }
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter_mut().for_each(|x| *x /= n);
+    crate::analysis::zero_shot::normalize(&mut v);
     v
 }
 

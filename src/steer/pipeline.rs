@@ -220,11 +220,6 @@ impl Pipeline {
                 )));
             }
         }
-        let sample_size: usize =
-            crate::fsutil::read_json::<serde_json::Value>(&dir.join("unet/config.json"))?
-                .get("sample_size")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(64) as usize;
         let name = index
             .get("_name_or_path")
             .and_then(|v| v.as_str())
@@ -244,7 +239,7 @@ impl Pipeline {
             schedule,
             preview,
             device: device.clone(),
-            native_size: sample_size * 8,
+            native_size: unet_spec.sample_size * 8,
             is_turbo,
             missing_added_conditioning: unet_spec.has_added_conditioning,
         })
