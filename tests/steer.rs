@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::Device;
-use saescope::sae::{Sae, SaeActivation, SaeMeta};
+use saescope::sae::Sae;
 use saescope::shared::shared_path;
 use saescope::steer::edit::{self, EditMode, FeatureEdit, TokenScope};
 use saescope::steer::pipeline::{GenerateOptions, Pipeline};
@@ -15,23 +15,9 @@ fn tiny(dir: &std::path::Path, turbo: bool) -> Pipeline {
     Pipeline::load(dir.to_str().unwrap(), None, &Device::Cpu).unwrap()
 }
 
-/// A random TopK SAE over the tiny text encoder's width (scale folded: none).
+/// A random TopK SAE (k 4) over the tiny text encoder's width (scale folded: none).
 fn random_sae(d_in: usize, d_sae: usize, seed: u64) -> Sae {
-    let mut rng = saescope::sae::train::Rng::new(seed);
-    let mut v = |n: usize, s: f32| (0..n).map(|_| rng.normal() * s).collect::<Vec<f32>>();
-    Sae {
-        d_in,
-        d_sae,
-        w_enc: v(d_in * d_sae, 0.3),
-        b_enc: vec![0.0; d_sae],
-        w_dec: v(d_sae * d_in, 0.3),
-        b_dec: vec![0.0; d_in],
-        threshold: None,
-        activation: SaeActivation::TopK { k: 4 },
-        apply_b_dec_to_input: true,
-        input_scale: None,
-        meta: SaeMeta::default(),
-    }
+    Sae::random_topk(d_in, d_sae, 4, 0.3, seed)
 }
 
 fn opts(pipe: &Pipeline, seed: u64) -> GenerateOptions {

@@ -208,6 +208,26 @@ impl Sae {
 
     /// The same SAE with the input scale folded into the weights, so it applies to raw
     /// activations with no normalisation step (what SAELens/Neuronpedia expect).
+    /// A TopK SAE with N(0, scale²) encoder and decoder weights from a seeded generator: for
+    /// benchmarks and tests that need an SAE of a given shape, not a trained one.
+    pub fn random_topk(d_in: usize, d_sae: usize, k: usize, scale: f32, seed: u64) -> Sae {
+        let mut rng = train::Rng::new(seed);
+        let mut v = |n: usize| (0..n).map(|_| rng.normal() * scale).collect::<Vec<f32>>();
+        Sae {
+            d_in,
+            d_sae,
+            w_enc: v(d_in * d_sae),
+            b_enc: vec![0.0; d_sae],
+            w_dec: v(d_sae * d_in),
+            b_dec: vec![0.0; d_in],
+            threshold: None,
+            activation: SaeActivation::TopK { k },
+            apply_b_dec_to_input: true,
+            input_scale: None,
+            meta: SaeMeta::default(),
+        }
+    }
+
     pub fn with_scale_folded(&self) -> Sae {
         let Some(s) = self.input_scale else {
             return self.clone();

@@ -5,8 +5,7 @@ use super::edit::{EditMode, FeatureEdit, TokenScope};
 use super::pipeline::{GenerateOptions, Pipeline};
 use super::session::{self, Decoder};
 use crate::error::Result;
-use crate::sae::train::Rng;
-use crate::sae::{Sae, SaeActivation, SaeMeta};
+use crate::sae::Sae;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::stable_diffusion::unet_2d::UNet2DConditionModel;
@@ -53,30 +52,12 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn random_sae(d_in: usize, d_sae: usize) -> Sae {
-    let mut rng = Rng::new(11);
-    let mut v = |n: usize| (0..n).map(|_| rng.normal() * 0.2).collect::<Vec<f32>>();
-    Sae {
-        d_in,
-        d_sae,
-        w_enc: v(d_in * d_sae),
-        b_enc: vec![0.0; d_sae],
-        w_dec: v(d_sae * d_in),
-        b_dec: vec![0.0; d_in],
-        threshold: None,
-        activation: SaeActivation::TopK { k: 16 },
-        apply_b_dec_to_input: true,
-        input_scale: None,
-        meta: SaeMeta::default(),
-    }
-}
-
 /// Latency of one slider change on the tiny Turbo-style pipeline at `size`.
 pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Result<TinyLatency> {
     let dir = tempfile_dir()?;
     super::tiny::write_tiny_pipeline(&dir, tokenizer_json, 7, true)?;
     let pipe = Pipeline::load(dir.to_str().unwrap_or_default(), None, &Device::Cpu)?;
-    let sae = random_sae(pipe.embedding_width(), 1024);
+    let sae = Sae::random_topk(pipe.embedding_width(), 1024, 16, 0.2, 11);
     let cond = pipe.encode_prompt("a watercolor painting of a lighthouse at sunset")?;
     let opts = GenerateOptions {
         width: size,
