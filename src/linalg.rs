@@ -143,7 +143,7 @@ mod tests {
                 assert!((v - want).abs() < 1e-4, "({i},{j}) = {v}");
             }
         }
-        assert!(whitening(&vec![0.0; 4], 2, 0.0).is_err());
+        assert!(whitening(&[0.0; 4], 2, 0.0).is_err());
     }
 
     #[test]

@@ -190,8 +190,8 @@ fn steering_changes_the_conditioning_by_exactly_alpha_times_the_decoder_row() {
         .map(|(a, b)| a - b)
         .collect();
     let scale = top_val * 0.5;
-    for j in 0..d {
-        assert!((dir_t[j] - scale * sae.w_dec[top * d + j]).abs() < 1e-4);
+    for (moved, w) in dir_t.iter().zip(&sae.w_dec[top * d..(top + 1) * d]) {
+        assert!((moved - scale * w).abs() < 1e-4);
     }
 
     // A steered Turbo image differs from the unsteered one; an unknown feature is refused.

@@ -393,10 +393,10 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
     let start = std::time::Instant::now();
     while h.state().explorer.is_none() {
         assert!(start.elapsed().as_secs() < 300, "creation did not finish");
-        if let Some(j) = &h.state().create_job {
-            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
-                panic!("creation failed: {e}");
-            }
+        if let Some(j) = &h.state().create_job
+            && let saescope::app::jobs::JobState::Failed(e) = j.state()
+        {
+            panic!("creation failed: {e}");
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
         h.run_steps(1);

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Everything needed to (re)run a creation; persisted so it can resume after a restart.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// Its `Default` is the form's starting state (also used for fields missing from saved state).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CreateRequest {
     pub images: String,
@@ -31,14 +32,25 @@ pub struct CreateRequest {
     pub train_mtokens: f32,
 }
 
-impl CreateRequest {
-    pub fn new() -> Self {
+impl Default for CreateRequest {
+    fn default() -> Self {
         CreateRequest {
+            images: String::new(),
+            model: String::new(),
+            model_config: String::new(),
             layer: 3,
+            workspace: String::new(),
+            sae_file: String::new(),
             d_sae: 2048,
             k: 16,
-            ..Default::default()
+            train_mtokens: 0.0,
         }
+    }
+}
+
+impl CreateRequest {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// What is missing, in words; None when the request can run.

@@ -157,13 +157,13 @@ impl Explorer {
     }
 
     fn save_label_now(&mut self) {
-        if self.label_changed.take().is_some() {
-            if let Some(f) = self.selected {
-                self.labels.set_manual(f, &self.label_edit);
-                self.order_key = None; // label sort and search see the new text
-                if let Err(e) = self.labels.save(&self.ws.dir) {
-                    self.error = Some(e.to_string());
-                }
+        if self.label_changed.take().is_some()
+            && let Some(f) = self.selected
+        {
+            self.labels.set_manual(f, &self.label_edit);
+            self.order_key = None; // label sort and search see the new text
+            if let Err(e) = self.labels.save(&self.ws.dir) {
+                self.error = Some(e.to_string());
             }
         }
     }
@@ -780,10 +780,10 @@ impl Explorer {
 
     /// The 8 features whose decoder directions are closest to `f`'s (cached per feature).
     fn nearest(&mut self, f: u32) -> Vec<(u32, f32)> {
-        if let Some((g, v)) = &self.nearest {
-            if *g == f {
-                return v.clone();
-            }
+        if let Some((g, v)) = &self.nearest
+            && *g == f
+        {
+            return v.clone();
         }
         let Some(sae) = &self.sae else {
             return Vec::new();
@@ -1240,10 +1240,10 @@ fn tree_node(
         }
         Some((a, b)) => {
             let leaves = d.leaves(node);
-            if let Some(m) = style.matches {
-                if !leaves.iter().any(|l| m.contains(l)) {
-                    return;
-                }
+            if let Some(m) = style.matches
+                && !leaves.iter().any(|l| m.contains(l))
+            {
+                return;
             }
             let h = d.merges[node - d.n].height;
             let id = ui.make_persistent_id((style.salt, node));

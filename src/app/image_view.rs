@@ -6,7 +6,6 @@ use crate::analysis::heatmap::{Heatmap, encode_image, overlay};
 use crate::backbone::{TokenGeometry, VisionTransformer, load_backbone};
 use crate::sae::{Sae, SparseCodes};
 use crate::store::Workspace;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The workspace's backbone, loaded on first use and shared by later encodings.
@@ -63,7 +62,7 @@ impl ImageView {
     }
 
     /// Loads an image file for the view (errors name the file).
-    pub fn load_file(path: &PathBuf) -> Result<image::RgbImage, String> {
+    pub fn load_file(path: &std::path::Path) -> Result<image::RgbImage, String> {
         crate::store::dataset::load_rgb(path).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -126,14 +125,13 @@ impl ImageView {
                 })
                 .response
                 .labelled_by(l.id);
-            if let Some(f) = self.feature {
-                if ui
+            if let Some(f) = self.feature
+                && ui
                     .button("Open feature")
                     .on_hover_text("Go to this feature's page")
                     .clicked()
-                {
-                    open = Some(f);
-                }
+            {
+                open = Some(f);
             }
         });
         let Some(f) = self.feature else { return open };

@@ -42,10 +42,8 @@ impl BackgroundJob {
                 let new_stage = g
                     .as_ref()
                     .is_none_or(|old: &Progress| old.unit != pr.unit || old.total != pr.total);
-                if new_stage {
-                    if let Ok(mut t) = st.lock() {
-                        *t = (Instant::now(), pr.done);
-                    }
+                if new_stage && let Ok(mut t) = st.lock() {
+                    *t = (Instant::now(), pr.done);
                 }
                 *g = Some(pr.clone());
             }

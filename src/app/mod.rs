@@ -85,10 +85,7 @@ impl SaescopeApp {
         let last = persisted.last_view.clone();
         let mut app = SaescopeApp {
             path_input: String::new(),
-            create: persisted
-                .pending_create
-                .clone()
-                .unwrap_or_else(create::CreateRequest::new),
+            create: persisted.pending_create.clone().unwrap_or_default(),
             persisted,
             open: None,
             explorer: None,
@@ -249,10 +246,11 @@ impl SaescopeApp {
             .create_job
             .as_ref()
             .is_some_and(|j| j.state() == jobs::JobState::Running);
-        if !busy && self.create_job.is_none() {
-            if let Some(p) = &self.persisted.pending_create {
-                ui.label(format!("Creating {} did not finish.", p.workspace));
-            }
+        if !busy
+            && self.create_job.is_none()
+            && let Some(p) = &self.persisted.pending_create
+        {
+            ui.label(format!("Creating {} did not finish.", p.workspace));
         }
         if create::form_ui(ui, &mut self.create, busy, &self.picker) {
             self.persisted.pending_create = Some(self.create.clone());

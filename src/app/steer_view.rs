@@ -411,41 +411,41 @@ impl SteerView {
             self.discovery = Some(d);
             self.strip_textures.clear();
         }
-        if let Some(t) = &self.task {
-            if let Some(result) = t.take() {
-                self.task = None;
-                self.running = None;
-                match result {
-                    Ok(out) => {
-                        let tex = |name: &str, img: &RgbImage| {
-                            ctx.load_texture(
-                                name,
-                                egui::ColorImage::from_rgb(
-                                    [img.width() as usize, img.height() as usize],
-                                    img.as_raw(),
-                                ),
-                                egui::TextureOptions::LINEAR,
-                            )
-                        };
-                        self.unsteered = Some(Shown {
-                            texture: tex("steer-unsteered", &out.base.1),
-                            latents: out.base.0,
-                            decoder: out.decoder,
-                            seconds: out.seconds,
-                        });
-                        self.steered = Some(Shown {
-                            texture: tex("steer-steered", &out.steered.1),
-                            latents: out.steered.0,
-                            decoder: out.decoder,
-                            seconds: out.seconds,
-                        });
-                        self.identical = out.identical;
-                        self.shown_request = Some(ShownRequest(out.request));
-                        self.error = None;
-                    }
-                    Err(crate::Error::Cancelled) => {}
-                    Err(e) => self.error = Some(e.to_string()),
+        if let Some(t) = &self.task
+            && let Some(result) = t.take()
+        {
+            self.task = None;
+            self.running = None;
+            match result {
+                Ok(out) => {
+                    let tex = |name: &str, img: &RgbImage| {
+                        ctx.load_texture(
+                            name,
+                            egui::ColorImage::from_rgb(
+                                [img.width() as usize, img.height() as usize],
+                                img.as_raw(),
+                            ),
+                            egui::TextureOptions::LINEAR,
+                        )
+                    };
+                    self.unsteered = Some(Shown {
+                        texture: tex("steer-unsteered", &out.base.1),
+                        latents: out.base.0,
+                        decoder: out.decoder,
+                        seconds: out.seconds,
+                    });
+                    self.steered = Some(Shown {
+                        texture: tex("steer-steered", &out.steered.1),
+                        latents: out.steered.0,
+                        decoder: out.decoder,
+                        seconds: out.seconds,
+                    });
+                    self.identical = out.identical;
+                    self.shown_request = Some(ShownRequest(out.request));
+                    self.error = None;
                 }
+                Err(crate::Error::Cancelled) => {}
+                Err(e) => self.error = Some(e.to_string()),
             }
         }
         let Some(loaded) = self.loaded.clone() else {
@@ -571,9 +571,10 @@ impl SteerView {
                 }
             }
         });
-        if let Some(l) = self.loaded.clone() {
-            if l.sae.is_none() {
-                ui.horizontal(|ui| {
+        if let Some(l) = self.loaded.clone()
+            && l.sae.is_none()
+        {
+            ui.horizontal(|ui| {
                     let cap = ui.label("Train a text SAE into");
                     if self.settings.train_folder.is_empty() {
                         self.settings.train_folder = format!("{}-text-sae", self.settings.pipeline.trim_end_matches('/'));
@@ -599,7 +600,6 @@ impl SteerView {
                         }));
                     }
                 });
-            }
         }
         for j in &self.jobs {
             j.ui(ui);
@@ -782,7 +782,7 @@ impl SteerView {
                 for (pos, text) in tokens {
                     let on = self.settings.chosen_tokens.contains(&pos);
                     if ui
-                        .selectable_label(on, format!("{text}"))
+                        .selectable_label(on, text.to_string())
                         .on_hover_text(format!("token {pos}: click to steer it or not"))
                         .clicked()
                     {
@@ -881,12 +881,11 @@ impl SteerView {
                 {
                     self.start_discovery(ui.ctx());
                 }
-                if let Some(dir) = &self.discovery_dir {
-                    if self.discovery.is_some() {
+                if let Some(dir) = &self.discovery_dir
+                    && self.discovery.is_some() {
                         ui.label(format!("Written to {} (ranking) and {} (labelled-feature export)",
                             dir.join(discover::DISCOVERY_FILE).display(), dir.join(discover::EXPORT_FILE).display()));
                     }
-                }
                 let Some(d) = &self.discovery else { return };
                 let dir = self.discovery_dir.clone().unwrap_or_default();
                 let mut add = None;

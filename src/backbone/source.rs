@@ -136,10 +136,9 @@ fn fetch_with_cache(
     if files
         .iter()
         .all(|(f, required)| !required || in_cache(f).is_some())
+        && let Some(first) = files.first().and_then(|(f, _)| in_cache(f))
     {
-        if let Some(first) = files.first().and_then(|(f, _)| in_cache(f)) {
-            return Ok(top(first));
-        }
+        return Ok(top(first));
     }
     let hint = format!(
         "download it where you have network (`huggingface-cli download {id}`) and pass the folder with {flag} /path/to/folder"

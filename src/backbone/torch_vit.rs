@@ -165,14 +165,14 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
     } else {
         None
     };
-    if let (Some(c), Some(names)) = (&classifier, &cfg.class_names) {
-        if c.linear.out_dim() != names.len() {
-            return Err(Error::Model(format!(
-                "the model config lists {} class names but the classifier has {} outputs",
-                names.len(),
-                c.linear.out_dim()
-            )));
-        }
+    if let (Some(c), Some(names)) = (&classifier, &cfg.class_names)
+        && c.linear.out_dim() != names.len()
+    {
+        return Err(Error::Model(format!(
+            "the model config lists {} class names but the classifier has {} outputs",
+            names.len(),
+            c.linear.out_dim()
+        )));
     }
     let size = (side * p) as u32;
     Ok(VisionTransformer::new(

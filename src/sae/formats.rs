@@ -140,13 +140,13 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
             file.display()
         ))
     })?;
-    if let (Some(ci), Some(cs)) = (cfg_usize(&cfg, &["/d_in"]), cfg_usize(&cfg, &["/d_sae"])) {
-        if (ci, cs) != (d_in, d_sae) {
-            return Err(Error::Invalid(format!(
-                "{}: cfg says d_in={ci}, d_sae={cs} but W_enc is [{d_in}, {d_sae}]",
-                dir.display()
-            )));
-        }
+    if let (Some(ci), Some(cs)) = (cfg_usize(&cfg, &["/d_in"]), cfg_usize(&cfg, &["/d_sae"]))
+        && (ci, cs) != (d_in, d_sae)
+    {
+        return Err(Error::Invalid(format!(
+            "{}: cfg says d_in={ci}, d_sae={cs} but W_enc is [{d_in}, {d_sae}]",
+            dir.display()
+        )));
     }
     let arch = cfg
         .get("architecture")

@@ -72,23 +72,23 @@ impl Sae {
                 )));
             }
         }
-        if let Some(t) = &self.threshold {
-            if t.len() != s {
-                return Err(Error::Invalid(format!(
-                    "SAE threshold has {} values, expected d_sae={s}",
-                    t.len()
-                )));
-            }
+        if let Some(t) = &self.threshold
+            && t.len() != s
+        {
+            return Err(Error::Invalid(format!(
+                "SAE threshold has {} values, expected d_sae={s}",
+                t.len()
+            )));
         }
         if self.activation == SaeActivation::JumpRelu && self.threshold.is_none() {
             return Err(Error::Invalid(
                 "a JumpReLU SAE needs a `threshold` tensor".into(),
             ));
         }
-        if let SaeActivation::TopK { k } = self.activation {
-            if k == 0 || k > s {
-                return Err(Error::Invalid(format!("TopK k={k} must be in 1..={s}")));
-            }
+        if let SaeActivation::TopK { k } = self.activation
+            && (k == 0 || k > s)
+        {
+            return Err(Error::Invalid(format!("TopK k={k} must be in 1..={s}")));
         }
         Ok(())
     }

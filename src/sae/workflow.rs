@@ -194,15 +194,16 @@ pub fn train_on_store(
     };
     std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
     let previous = checkpoint::read_index(sae_dir)?;
-    if let Some(p) = &previous {
-        if p.settings != settings && !opts.restart {
-            return Err(Error::Workspace(format!(
-                "{}: an unfinished training run with other settings ({}) is checkpointed there; \
+    if let Some(p) = &previous
+        && p.settings != settings
+        && !opts.restart
+    {
+        return Err(Error::Workspace(format!(
+            "{}: an unfinished training run with other settings ({}) is checkpointed there; \
                  re-run with those settings to resume it, or pass --restart to discard it",
-                sae_dir.display(),
-                serde_json::to_string(&p.settings).unwrap_or_default()
-            )));
-        }
+            sae_dir.display(),
+            serde_json::to_string(&p.settings).unwrap_or_default()
+        )));
     }
     let resume = previous.filter(|p| p.settings == settings && !opts.restart);
     if resume.is_none() {
@@ -303,7 +304,7 @@ pub fn train_on_store(
             });
         }
         let due = match opts.checkpoint_every {
-            Some(n) => trainer.step % n.max(1) == 0,
+            Some(n) => trainer.step.is_multiple_of(n.max(1)),
             None => last_checkpoint.elapsed().as_secs() >= 60,
         };
         if due && step + 1 < steps {

@@ -78,7 +78,7 @@ pub fn tiny_latency(tokenizer_json: &Path, size: usize, changes: usize) -> Resul
             &pipe,
             Some(&sae),
             &cond,
-            &[edit.clone()],
+            std::slice::from_ref(&edit),
             &opts,
             Decoder::Preview,
             &mut |_, _| true,

@@ -289,7 +289,7 @@ pub fn discover(
             edits,
             &o,
             Decoder::Full,
-            &mut |_, _| !job.check().is_err(),
+            &mut |_, _| job.check().is_ok(),
         )?
         .image)
     };

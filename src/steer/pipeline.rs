@@ -210,15 +210,16 @@ impl Pipeline {
         let preview = preview_source
             .map(|p| TinyAutoencoder::load(&p, device))
             .transpose()?;
-        if let Some(p) = &preview {
-            if p.decoder.is_some() && p.latent_channels() != unet_spec.out_channels {
-                return Err(Error::Model(format!(
-                    "{}: this preview decoder reads {}-channel latents but the pipeline makes {}-channel ones; use madebyollin/taesd (SD 1.x/2.x) or madebyollin/taesdxl (SDXL)",
-                    p.origin,
-                    p.latent_channels(),
-                    unet_spec.out_channels
-                )));
-            }
+        if let Some(p) = &preview
+            && p.decoder.is_some()
+            && p.latent_channels() != unet_spec.out_channels
+        {
+            return Err(Error::Model(format!(
+                "{}: this preview decoder reads {}-channel latents but the pipeline makes {}-channel ones; use madebyollin/taesd (SD 1.x/2.x) or madebyollin/taesdxl (SDXL)",
+                p.origin,
+                p.latent_channels(),
+                unet_spec.out_channels
+            )));
         }
         let name = index
             .get("_name_or_path")
@@ -327,7 +328,11 @@ impl Pipeline {
         opts: &GenerateOptions,
         on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Tensor> {
-        if opts.width % 8 != 0 || opts.height % 8 != 0 || opts.width < 64 || opts.height < 64 {
+        if !opts.width.is_multiple_of(8)
+            || !opts.height.is_multiple_of(8)
+            || opts.width < 64
+            || opts.height < 64
+        {
             return Err(Error::Invalid(format!(
                 "image size {}×{} must be multiples of 8, at least 64",
                 opts.width, opts.height

@@ -97,7 +97,7 @@ impl Block {
 enum Layer {
     Conv(Conv3x3),
     ConvRelu(Conv3x3),
-    Block(Block),
+    Block(Box<Block>),
     Upsample,
 }
 
@@ -133,7 +133,7 @@ impl TinyEncoder {
                 i += 1;
             }
             for _ in 0..if stage == 0 { 1 } else { 3 } {
-                layers.push(Layer::Block(Block::load(w, &i.to_string())?));
+                layers.push(Layer::Block(Box::new(Block::load(w, &i.to_string())?)));
                 i += 1;
             }
         }
@@ -168,7 +168,7 @@ impl TinyDecoder {
         let mut i = 3;
         for stage in 0..4 {
             for _ in 0..if stage == 3 { 1 } else { 3 } {
-                layers.push(Layer::Block(Block::load(w, &name(i))?));
+                layers.push(Layer::Block(Box::new(Block::load(w, &name(i))?)));
                 i += 1;
             }
             if stage < 3 {

@@ -312,6 +312,10 @@ fn write_text_encoder(
     )
 }
 
+/// Adds a 3×3 conv's weights (and bias) by name, with in/out channels.
+type AddConv<'a> =
+    dyn FnMut(&mut HashMap<String, Tensor>, String, usize, usize, bool) -> Result<()> + 'a;
+
 /// A TAESD (4 latent channels) decoder and encoder in the original `.pth` layout, as safetensors.
 pub fn write_tiny_taesd(dir: &Path, seed: u64) -> Result<()> {
     let mut rng = Rng::new(seed);
@@ -329,16 +333,7 @@ pub fn write_tiny_taesd(dir: &Path, seed: u64) -> Result<()> {
         }
         Ok(())
     };
-    let block = |t: &mut HashMap<String, Tensor>,
-                 i: usize,
-                 conv: &mut dyn FnMut(
-        &mut HashMap<String, Tensor>,
-        String,
-        usize,
-        usize,
-        bool,
-    ) -> Result<()>|
-     -> Result<()> {
+    let block = |t: &mut HashMap<String, Tensor>, i: usize, conv: &mut AddConv| -> Result<()> {
         for k in [0, 2, 4] {
             conv(t, format!("{i}.conv.{k}"), 64, 64, true)?;
         }
