@@ -11,6 +11,18 @@ pub enum RhsLayout {
     Transposed,
 }
 
+/// Largest absolute element-wise difference of two tensors of one shape (parity checks).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> crate::Result<f32> {
+    if a.dims() != b.dims() {
+        return Err(crate::Error::Invalid(format!(
+            "cannot compare shapes {:?} and {:?}",
+            a.dims(),
+            b.dims()
+        )));
+    }
+    Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+}
+
 /// C[m×n] = A[m×k]·B (or C += A·B with `accumulate`). `parallel` lets gemm use candle's thread
 /// count; callers that already run in parallel over batches pass false.
 pub fn matmul(

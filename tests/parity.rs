@@ -14,17 +14,7 @@ fn reference(rel: &str) -> HashMap<String, Tensor> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
+    saescope::linalg::max_abs_diff(a, b).expect("same shapes")
 }
 
 fn assert_close(name: &str, got: &Tensor, want: &Tensor) {

@@ -4,6 +4,7 @@ use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use saescope::app::SaescopeApp;
+use saescope::steer::session::Decoder;
 
 mod common;
 
@@ -482,7 +483,6 @@ fn wait_for(
 #[test]
 fn steering_view_generates_steers_cancels_and_discovers() {
     use saescope::shared::shared_path;
-    use saescope::steer::session::Decoder;
     // Fixed relative paths keep the snapshot stable.
     let root = std::path::Path::new("target/ui-steer-test");
     let _ = std::fs::remove_dir_all(root);
@@ -551,13 +551,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     // A small size: pick it from the combo box.
     pick_size(&mut h, "128 px");
     // First the preview, then (at rest) the full decoder; no slider: identical sides.
-    wait_steer(&mut h, |h| {
-        steer(h)
-            .steered
-            .as_ref()
-            .is_some_and(|s| s.decoder == Decoder::Full)
-            && !steer(h).busy()
-    });
+    wait_steer(&mut h, full_decoder_shown);
     assert!(steer(&h).identical);
     assert_eq!(
         steer(&h).unsteered.as_ref().unwrap().texture.size(),
@@ -578,14 +572,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
                 .as_ref()
                 .is_some_and(|s| s.decoder == Decoder::Preview)
     });
-    wait_steer(&mut h, |h| {
-        !steer(h).identical
-            && steer(h)
-                .steered
-                .as_ref()
-                .is_some_and(|s| s.decoder == Decoder::Full)
-            && !steer(h).busy()
-    });
+    wait_steer(&mut h, |h| !steer(h).identical && full_decoder_shown(h));
     h.run_steps(2);
     h.snapshot("steering_view");
 
@@ -606,13 +593,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     );
     assert!(h.query_by_label("Cancelled.").is_some());
     pick_size(&mut h, "128 px");
-    wait_steer(&mut h, |h| {
-        steer(h)
-            .steered
-            .as_ref()
-            .is_some_and(|s| s.decoder == Decoder::Full)
-            && !steer(h).busy()
-    });
+    wait_steer(&mut h, full_decoder_shown);
     h.run_steps(2);
     assert!(
         h.query_by_label("Cancelled.").is_none(),
@@ -631,11 +612,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     h.run_steps(1);
     assert_eq!(h.state().steer.settings.chosen_tokens, vec![pos]);
     wait_steer(&mut h, |h| {
-        steer(h)
-            .steered
-            .as_ref()
-            .is_some_and(|s| s.decoder == Decoder::Full)
-            && !steer(h).busy()
+        full_decoder_shown(h)
             && steer(h).shown_edits().first().is_some_and(|e| {
                 e.tokens == saescope::steer::edit::TokenScope::Positions(vec![pos])
             })
@@ -677,6 +654,15 @@ fn pick_size(h: &mut Harness<'static, SaescopeApp>, size: &str) {
     h.run_steps(2);
     h.get_by_label(size).click();
     h.run_steps(1);
+}
+
+/// The full decoder's images are on screen and nothing is running.
+fn full_decoder_shown(h: &Harness<'static, SaescopeApp>) -> bool {
+    steer(h)
+        .steered
+        .as_ref()
+        .is_some_and(|s| s.decoder == Decoder::Full)
+        && !steer(h).busy()
 }
 
 fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope::app::steer_view::SteerView {

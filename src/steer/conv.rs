@@ -155,16 +155,7 @@ mod tests {
             );
             let (a, e) = (ours.forward(&x).unwrap(), theirs.forward(&x).unwrap());
             assert_eq!(a.dims(), e.dims());
-            let d: f32 = (a - e)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar()
-                .unwrap();
+            let d = crate::linalg::max_abs_diff(&a, &e).unwrap();
             assert!(d < 1e-4, "stride {stride} {h}×{w}: {d}");
         }
     }

@@ -316,16 +316,7 @@ mod tests {
     use crate::shared::shared_path;
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap()
+        crate::linalg::max_abs_diff(a, b).unwrap()
     }
 
     /// The real TAEF2 weights (fp16, mid-block GN, 32 channels) against PyTorch's round trip.
