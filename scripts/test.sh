@@ -5,13 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri)
+# cmake, nasm and a C compiler build the vendored libjpeg-turbo (Pillow-exact JPEG decoding).
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libgl1-mesa-dri cmake nasm gcc g++ make)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing test dependencies: ${missing[*]}"
+  echo "installing build and test dependencies: ${missing[*]}"
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq

@@ -23,8 +23,17 @@ pub struct ExtractBench {
     pub forward_to_layer_images_per_s: f64,
     /// Decode + preprocess + forward to `layer`.
     pub end_to_end_images_per_s: f64,
+    /// Arithmetic of the forward pass to `layer` per image (GEMMs + attention), in GFLOP.
+    pub gflop_per_image_to_layer: f64,
+    /// What the forward to `layer` achieves: gflop_per_image_to_layer × its images/s.
+    pub forward_to_layer_gflop_s: f64,
+    /// A bare GEMM of the MLP's shape (batch·tokens × d → 4d) on this machine, in GFLOP/s.
+    pub bare_gemm_gflop_s: f64,
+    /// forward_to_layer_gflop_s / bare_gemm_gflop_s: how close the whole pass gets to its GEMMs.
+    pub gemm_efficiency: f64,
     pub peer_images_per_s: Option<f64>,
-    /// images_per_s / peer_images_per_s.
+    /// The peer's measure beside ours: images_per_s (all blocks) when the peer runs them all,
+    /// forward_to_layer_images_per_s when the peer is told to stop at `layer` (`--peer-arg`).
     pub speedup_vs_peer: Option<f64>,
 }
 
@@ -35,6 +44,7 @@ pub fn bench_extract(
     batch_size: usize,
     limit: usize,
     peer: Option<&Path>,
+    peer_args: &[String],
 ) -> Result<ExtractBench> {
     let device = Device::Cpu;
     let ids: Vec<usize> = (0..ds.len().min(limit)).collect();
@@ -73,7 +83,22 @@ pub fn bench_extract(
         backbone.forward_to(b, layer)?;
         Ok(())
     })?;
-    let peer_rate = peer.map(|p| run_peer(p, &ds.root)).transpose()?;
+    let gflop = backbone.forward_flops(layer) / 1e9;
+    let gemm = bare_gemm_gflop_s(
+        batch_size.min(ids.len()).max(1) * backbone.info().geometry.n_tokens(),
+        backbone.info().d_model,
+    );
+    let peer_rate = peer
+        .map(|p| {
+            let mut args = vec![ds.root.display().to_string()];
+            args.extend(peer_args.iter().cloned());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_peer_rate(p, &args, "img/s")
+        })
+        .transpose()?;
+    // A peer told where to stop (`--layer`) is compared with our forward to that layer.
+    let peer_stops_at_layer = peer_args.iter().any(|a| a == "--layer");
+    let ours = if peer_stops_at_layer { to_layer } else { full };
     Ok(ExtractBench {
         model: backbone.info().name.clone(),
         images: ids.len(),
@@ -83,19 +108,39 @@ pub fn bench_extract(
         images_per_s: full,
         forward_to_layer_images_per_s: to_layer,
         end_to_end_images_per_s: end_to_end,
+        gflop_per_image_to_layer: gflop,
+        forward_to_layer_gflop_s: gflop * to_layer,
+        bare_gemm_gflop_s: gemm,
+        gemm_efficiency: gflop * to_layer / gemm,
         peer_images_per_s: peer_rate,
-        speedup_vs_peer: peer_rate.map(|p| full / p),
+        speedup_vs_peer: peer_rate.map(|p| ours / p),
     })
 }
 
-/// Runs a Python peer script that prints `… N img/s` and returns N.
-fn run_peer(script: &Path, images: &Path) -> Result<f64> {
-    run_peer_rate(script, &[&images.display().to_string()], "img/s")
+/// GFLOP/s of one `rows × d → 4d` GEMM (the MLP's first layer) through the backbone's GEMM path,
+/// best of three.
+fn bare_gemm_gflop_s(rows: usize, d: usize) -> f64 {
+    let mut rng = crate::sae::train::Rng::new(1);
+    let w: Vec<f32> = (0..d * 4 * d).map(|_| rng.normal() * 0.05).collect();
+    let x: Vec<f32> = (0..rows * d).map(|_| rng.normal()).collect();
+    let lin = crate::backbone::cpu_fast::FastLinear::from_parts(w, None, d, 4 * d);
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::hint::black_box(lin.forward(&x, rows));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (rows * d * 4 * d) as f64 / best / 1e9
 }
 
-/// Runs `python3 script args…` and returns the number printed before `unit`.
+/// The Python interpreter for peers: `SAESCOPE_PYTHON` (e.g. a venv's python) or `python3`.
+fn python() -> String {
+    std::env::var("SAESCOPE_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs `$SAESCOPE_PYTHON script args…` and returns the number printed before `unit`.
 fn run_peer_rate(script: &Path, args: &[&str], unit: &str) -> Result<f64> {
-    let out = std::process::Command::new("python3")
+    let out = std::process::Command::new(python())
         .arg(script)
         .args(args)
         .output()

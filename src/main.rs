@@ -74,6 +74,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Linear probe: multinomial logistic regression on the pooled output, fit on one folder's
+    /// images and scored on another's (classes = sub-folder names). With --spliced, also with
+    /// the tapped layer replaced by the workspace SAE's reconstruction.
+    Probe {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Folder the probe is fit on (the L2 strength is chosen on every fifth image of it).
+        #[arg(long)]
+        fit: PathBuf,
+        /// Folder the probe is scored on.
+        #[arg(long)]
+        eval: PathBuf,
+        /// Also probe with the workspace's layer replaced by its SAE's reconstruction.
+        #[arg(long)]
+        spliced: bool,
+        /// Workspace whose layer and SAE --spliced uses.
+        #[arg(long, required_if_eq("spliced", "true"))]
+        workspace: Option<PathBuf>,
+        /// Fixed L2 strength instead of the held-out choice.
+        #[arg(long)]
+        l2: Option<f64>,
+        /// Other workspaces (same model and layer) whose stored activations are read for the
+        /// images they hold (repeatable; --workspace is always read).
+        #[arg(long, requires = "workspace")]
+        reuse: Vec<PathBuf>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Train an SAE on a workspace's activations (saved to WS/sae in SAELens format).
     /// An interrupted run (crash, Ctrl-C, cancel) resumes from its last checkpoint when re-run
     /// with the same settings.
@@ -163,9 +193,14 @@ enum Command {
         ood: Vec<PathBuf>,
         #[arg(long, default_value_t = 256)]
         batch: usize,
-        /// Covariance ridge for SAE-code Mahalanobis, relative to the mean variance.
-        #[arg(long, default_value_t = 1.0)]
-        ridge: f64,
+        /// Covariance ridge for SAE-code Mahalanobis, relative to the mean variance
+        /// (default: chosen by held-out likelihood on every fifth fit image, never on --id/--ood).
+        #[arg(long)]
+        ridge: Option<f64>,
+        /// Other workspaces (same model and layer) whose stored activations are read for the
+        /// images they hold instead of recomputing them (repeatable; --workspace is always read).
+        #[arg(long)]
+        reuse: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -343,9 +378,15 @@ enum BenchCommand {
         /// At most this many images.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
-        /// A Python peer script printing `N img/s` (e.g. ../shared/bench/peer_vit_cifar10.py), run in the same command.
+        /// A Python peer script printing `N img/s` (e.g. ../shared/bench/peer_vit_cifar10.py), run
+        /// in the same command with the image folder as its first argument, by `$SAESCOPE_PYTHON`
+        /// (default python3).
         #[arg(long)]
         peer: Option<PathBuf>,
+        /// Extra argument for the peer (repeatable), e.g. `--peer-arg=--layer --peer-arg=9`. A
+        /// peer told `--layer` is compared with our forward to that layer.
+        #[arg(long, allow_hyphen_values = true)]
+        peer_arg: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -359,14 +400,18 @@ struct ModelArgs {
     /// JSON config for a .pth ViT (heads, mean/std, class names); default: <checkpoint>.json beside it.
     #[arg(long)]
     model_config: Option<PathBuf>,
+    /// DINOv2 position interpolation to non-native grids: `transformers` (Hugging Face
+    /// transformers 5, the default) or `original` (facebookresearch/dinov2 via torch.hub, as saev
+    /// uses). Recorded in the workspace and in trained SAEs.
+    #[arg(long, value_enum)]
+    pos_interpolation: Option<backbone::PosInterpolation>,
 }
 
 impl ModelArgs {
     fn spec(&self) -> Result<ModelSpec> {
-        Ok(ModelSpec::from_cli(
-            &self.model,
-            self.model_config.as_deref(),
-        )?)
+        let mut spec = ModelSpec::from_cli(&self.model, self.model_config.as_deref())?;
+        spec.pos_interpolation = self.pos_interpolation;
+        Ok(spec)
     }
 
     fn load(&self) -> Result<(ModelSpec, backbone::VisionTransformer)> {
@@ -384,6 +429,7 @@ fn main() {
             Command::Info { json, .. }
             | Command::Extract { json, .. }
             | Command::Classify { json, .. }
+            | Command::Probe { json, .. }
             | Command::Train { json, .. }
             | Command::EvalSae { json, .. }
             | Command::Index { json, .. }
@@ -523,6 +569,72 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })
         }
+        Some(Command::Probe {
+            model,
+            fit,
+            eval,
+            spliced,
+            workspace,
+            l2,
+            reuse,
+            batch,
+            json,
+        }) => {
+            if batch == 0 {
+                anyhow::bail!("--batch must be at least 1");
+            }
+            if l2.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                anyhow::bail!("--l2 must be a finite number ≥ 0");
+            }
+            let (_, b) = model.load()?;
+            // With a workspace, the model runs to its layer (or reads it from its store) and
+            // finishes from there; the pooled output is the same.
+            let (layer, sae) = match &workspace {
+                Some(ws) => {
+                    let ws = saescope::store::Workspace::open(ws)?;
+                    let sae = spliced
+                        .then(|| saescope::sae::workflow::workspace_sae(&ws, None))
+                        .transpose()?;
+                    (ws.config.layer, sae)
+                }
+                None => (b.info().n_layers - 1, None),
+            };
+            let opts = saescope::analysis::probe::ProbeOptions {
+                batch,
+                l2,
+                reuse_stores: workspace.iter().cloned().chain(reuse).collect(),
+                ..Default::default()
+            };
+            let (job, bar) = progress_job("probe");
+            let report = saescope::analysis::probe::probe(
+                &b,
+                sae.as_ref(),
+                layer,
+                &fit,
+                &eval,
+                &opts,
+                &job,
+            )?;
+            bar.finish_and_clear();
+            emit(json, &report, || {
+                println!(
+                    "probe on {} classes: fit {} images, eval {} images",
+                    report.classes.len(),
+                    report.n_fit,
+                    report.n_eval
+                );
+                println!(
+                    "  clean   accuracy {:.4} (fit {:.4}, l2 {:e})",
+                    report.clean.accuracy, report.clean.fit_accuracy, report.clean.l2
+                );
+                if let Some(s) = &report.spliced {
+                    println!(
+                        "  spliced accuracy {:.4} (fit {:.4}, l2 {:e}), layer {} replaced by the SAE reconstruction",
+                        s.accuracy, s.fit_accuracy, s.l2, report.layer
+                    );
+                }
+            })
+        }
         Some(Command::Train {
             workspace,
             arch,
@@ -583,8 +695,15 @@ fn run(cli: Cli) -> Result<()> {
             ood,
             batch,
             ridge,
+            reuse,
             json,
         }) => {
+            if batch == 0 {
+                anyhow::bail!("--batch must be at least 1");
+            }
+            if ridge.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                anyhow::bail!("--ridge must be a finite number > 0");
+            }
             let ws = saescope::store::Workspace::open(&workspace)?;
             let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
             let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
@@ -592,6 +711,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = saescope::analysis::ood::OodOptions {
                 batch,
                 ridge_codes: ridge,
+                reuse_stores: std::iter::once(workspace.clone()).chain(reuse).collect(),
                 ..Default::default()
             };
             let results = saescope::analysis::ood::run(
@@ -737,9 +857,10 @@ fn run(cli: Cli) -> Result<()> {
                 std::fs::create_dir_all(out)?;
                 let img = saescope::store::dataset::load_rgb(&image)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?;
+                let view = b.preprocessor().view(&img).0;
                 for m in &maps {
                     let o =
-                        saescope::analysis::heatmap::overlay(&img, m, m.zoom_for(256), 0.0, 0.75);
+                        saescope::analysis::heatmap::overlay(&view, m, m.zoom_for(256), 0.0, 0.75);
                     let p = out.join(format!("heatmap-{}.png", m.feature));
                     o.save(&p)?;
                     files.push(p);
@@ -822,9 +943,13 @@ fn run(cli: Cli) -> Result<()> {
                     batch,
                     limit,
                     peer,
+                    peer_arg,
                     json,
                 },
         }) => {
+            if batch == 0 || limit == 0 {
+                anyhow::bail!("--batch and --limit must be at least 1");
+            }
             let (_, b) = model.load()?;
             let ds = saescope::store::Dataset::scan(&images)?;
             let layer = layer.unwrap_or(b.info().n_layers / 2);
@@ -835,6 +960,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 limit,
                 peer.as_deref().map(Path::new),
+                &peer_arg,
             )?;
             emit_pretty(json, &report)
         }

@@ -118,6 +118,73 @@ fn dinov2_matches_transformers() {
     assert_close("pooled", &out.pooled, &r["pooled"]);
 }
 
+/// The real DINOv2-small (22 M parameters, 224 px from a 37×37 position table) from the image
+/// files to `pooled`: Pillow-exact decoding and resizing, transformers 5's position interpolation.
+#[test]
+fn real_dinov2_small_matches_transformers_from_image_files() {
+    const HIDDEN_TOL: f32 = 1e-3;
+    let rel = "models/dinov2-small/reference.safetensors";
+    let bytes = std::fs::read(shared_path(rel)).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let images: Vec<String> =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["images"]).unwrap();
+    assert_eq!(images.len(), 3);
+    let r = reference(rel);
+    let m = backbone::load_backbone(
+        &spec(shared_path("models/dinov2-small"), None),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        m.info().pos_interpolation,
+        Some(backbone::PosInterpolation::Transformers)
+    );
+    let decoded: Vec<_> = images
+        .iter()
+        .map(|f| saescope::store::dataset::load_rgb(&shared_path(f)).unwrap())
+        .collect();
+    let (pixels, _) = m.preprocessor().batch(&decoded, &Device::Cpu).unwrap();
+    let d = max_abs_diff(&pixels, &r["pixel_values"]);
+    eprintln!("pixel_values from files: max |diff| = {d:e}");
+    assert!(d <= 1e-5, "pixels differ from transformers' by {d:e}");
+    let hidden = m.hidden_states(&pixels).unwrap();
+    for i in [0, 1, 4, 8, 12] {
+        let d = max_abs_diff(&hidden[i], &r[&format!("hidden_{i}")]);
+        eprintln!("hidden_{i}: max |diff| = {d:e}");
+        assert!(d <= HIDDEN_TOL, "hidden_{i}: max |diff| = {d:e}");
+    }
+    let out = m.outputs(&pixels).unwrap();
+    for (name, got) in [("last", &out.last), ("pooled", &out.pooled)] {
+        let d = max_abs_diff(got, &r[name]);
+        eprintln!("{name}: max |diff| = {d:e}");
+        assert!(d <= HIDDEN_TOL, "{name}: max |diff| = {d:e}");
+    }
+    // Stopping after block 7 gives hidden_8.
+    let d = max_abs_diff(&m.forward_to(&pixels, 7).unwrap(), &r["hidden_8"]);
+    assert!(d <= HIDDEN_TOL, "forward_to(7): {d:e}");
+}
+
+/// The original DINOv2 code's interpolation is selectable, is recorded, and really differs.
+#[test]
+fn dinov2_original_position_interpolation_is_selectable() {
+    let r = reference("models/dinov2-small/reference.safetensors");
+    let mut s = spec(shared_path("models/dinov2-small"), None);
+    s.pos_interpolation = Some(backbone::PosInterpolation::Original);
+    let m = backbone::load_backbone(&s, &Device::Cpu).unwrap();
+    assert_eq!(
+        m.info().pos_interpolation,
+        Some(backbone::PosInterpolation::Original)
+    );
+    let px = r["pixel_values"].narrow(0, 0, 1).unwrap();
+    let emb = &m.hidden_states(&px).unwrap()[0];
+    let d = max_abs_diff(emb, &r["hidden_0"].narrow(0, 0, 1).unwrap());
+    // Same weights, other positions: the embeddings move by about 1e-2 (measured 1.4e-2).
+    assert!(
+        d > 1e-3 && d < 0.1,
+        "original vs transformers embeddings: {d:e}"
+    );
+}
+
 #[test]
 fn siglip_matches_transformers() {
     let r = reference("models/tiny-random/siglip/reference.safetensors");
@@ -143,6 +210,7 @@ fn pth_without_heads_is_refused_with_the_fix() {
             .display()
             .to_string(),
         torch_vit: None,
+        pos_interpolation: None,
     };
     let err = backbone::load_backbone(&s, &Device::Cpu)
         .err()

@@ -2,7 +2,7 @@
 //! summary, per-feature PNGs of top-patch crops and heatmap overlays) and import of the labels
 //! back into a workspace. Export → import keeps every label field.
 
-use super::heatmap::{Heatmap, grid, overlay, patch_crop, token_box};
+use super::heatmap::{Heatmap, grid, model_view, overlay, patch_crop, token_box};
 use super::index::{FeatureIndex, sae_fingerprint};
 use super::labels::{Label, Labels, class_scores};
 use crate::error::{Error, Result};
@@ -186,6 +186,7 @@ pub fn export(
                         Err(_) => continue, // unreadable now: leave the tile out
                     };
                     let heat = Heatmap::from_tokens(j, &geometry, &token_indices, &e.tokens);
+                    let img = model_view(&img, ws.config.preprocessor.as_ref(), heat.input_size);
                     let ov = overlay(&img, &heat, heat.zoom_for(96), index.max_act[ju], 0.75);
                     let side = ov.width();
                     let bx = token_box(&geometry, token_indices[e.token as usize]);

@@ -107,6 +107,25 @@ pub fn heatmaps_for_image(
         .collect())
 }
 
+/// The image as the model saw it, at the model-input size: resized and cropped by the model's
+/// preprocessing when known, so heatmap cells line up with the pixels each patch covered;
+/// otherwise (older workspaces) stretched to the input size.
+pub fn model_view(
+    img: &RgbImage,
+    preprocessor: Option<&crate::backbone::preprocess::Preprocessor>,
+    input: (usize, usize),
+) -> RgbImage {
+    match preprocessor {
+        Some(p) => p.view(img).0,
+        None => imageops::resize(
+            img,
+            input.0 as u32,
+            input.1 as u32,
+            imageops::FilterType::Triangle,
+        ),
+    }
+}
+
 /// The model-input box a token covers: its patch, or the whole input for CLS/registers.
 pub fn token_box(geometry: &TokenGeometry, token: usize) -> [f32; 4] {
     geometry.patch_box(token).unwrap_or([
@@ -133,15 +152,14 @@ pub fn colormap(t: f32) -> [u8; 3] {
     [c(0), c(1), c(2)]
 }
 
-/// The image as the model sees it (resized to the input size), scaled up by `zoom`, with the
-/// heatmap blended over it (bilinear between patch centres). `vmax` sets full colour (≤ 0: the
-/// map's own maximum).
+/// The model view of an image ([`model_view`]), scaled up by `zoom`, with the heatmap blended
+/// over it (bilinear between patch centres). `vmax` sets full colour (≤ 0: the map's own maximum).
 pub fn overlay(img: &RgbImage, heat: &Heatmap, zoom: u32, vmax: f32, alpha: f32) -> RgbImage {
     let (w, h) = (
         heat.input_size.0 as u32 * zoom,
         heat.input_size.1 as u32 * zoom,
     );
-    let base = imageops::resize(img, w, h, imageops::FilterType::Triangle);
+    let base = imageops::resize(img, w, h, imageops::FilterType::Nearest);
     let vmax = if vmax > 0.0 {
         vmax
     } else {
@@ -178,26 +196,20 @@ fn bilinear(v: &[f32], gw: usize, gh: usize, x: f32, y: f32) -> f32 {
         + fy * ((1.0 - fx) * at(y1, x0) + fx * at(y1, x1))
 }
 
-/// The patch `[x0, y0, x1, y1]` (model-input pixels) of the image as the model sees it, with a
-/// margin of half a patch, scaled to `size`×`size`.
+/// The patch `[x0, y0, x1, y1]` (model-input pixels) of the model view of an image
+/// ([`model_view`]), with a margin of half a patch, scaled to `size`×`size`.
 pub fn patch_crop(
-    img: &RgbImage,
+    model: &RgbImage,
     input: (usize, usize),
     patch_box: [f32; 4],
     size: u32,
 ) -> RgbImage {
-    let model = imageops::resize(
-        img,
-        input.0 as u32,
-        input.1 as u32,
-        imageops::FilterType::Triangle,
-    );
     let m = (patch_box[2] - patch_box[0]) / 2.0;
     let x0 = (patch_box[0] - m).max(0.0) as u32;
     let y0 = (patch_box[1] - m).max(0.0) as u32;
     let x1 = ((patch_box[2] + m) as u32).min(input.0 as u32);
     let y1 = ((patch_box[3] + m) as u32).min(input.1 as u32);
-    let crop = imageops::crop_imm(&model, x0, y0, (x1 - x0).max(1), (y1 - y0).max(1)).to_image();
+    let crop = imageops::crop_imm(model, x0, y0, (x1 - x0).max(1), (y1 - y0).max(1)).to_image();
     imageops::resize(&crop, size, size, imageops::FilterType::Nearest)
 }
 

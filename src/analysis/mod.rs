@@ -7,5 +7,6 @@ pub mod index;
 pub mod labels;
 pub mod ontology;
 pub mod ood;
+pub mod probe;
 pub mod tree;
 pub mod zero_shot;

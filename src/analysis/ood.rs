@@ -18,8 +18,8 @@ use crate::job::{Job, Progress};
 use crate::linalg::{RhsLayout, matmul, whitening};
 use crate::sae::Sae;
 use crate::store::Dataset;
-use crate::store::extract::decode_images;
-use candle_core::Device;
+use crate::store::Workspace;
+use crate::store::reuse::{HiddenBatch, LayerActivations};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -135,20 +135,27 @@ fn for_each_batch(
     job: &Job,
     what: &str,
     want_msp: bool,
+    reuse: &[PathBuf],
     sink: &mut dyn FnMut(&[usize], Vec<ImageOut>) -> Result<()>,
 ) -> Result<usize> {
-    let device = Device::Cpu;
     let geometry = backbone.info().geometry;
+    let workspaces = reuse
+        .iter()
+        .map(|p| Workspace::open(p))
+        .collect::<Result<Vec<_>>>()?;
+    let source = LayerActivations::new(backbone, layer, &workspaces);
     let ids: Vec<usize> = (0..ds.len()).collect();
     let mut done = 0;
     for chunk in ids.chunks(batch.max(1)) {
         job.check()?;
-        let (imgs, ok, _) = decode_images(ds, chunk);
-        if imgs.is_empty() {
+        let HiddenBatch {
+            hidden: Some(hidden),
+            ok,
+            ..
+        } = source.batch(ds, chunk)?
+        else {
             continue;
-        }
-        let (pixels, _) = backbone.preprocessor().batch(&imgs, &device)?;
-        let hidden = backbone.forward_to(&pixels, layer)?;
+        };
         let (b, t, d) = hidden.dims3()?;
         let msp: Option<Vec<f32>> = if want_msp {
             match backbone.finish_from(&hidden, layer)?.logits {
@@ -217,7 +224,10 @@ fn for_each_batch(
             done: done as u64,
             total: ds.len() as u64,
             unit: "images",
-            message: what.to_string(),
+            message: match source.reused() {
+                0 => what.to_string(),
+                r => format!("{what} ({r} read from the workspace store)"),
+            },
         });
     }
     Ok(done)
@@ -281,6 +291,16 @@ impl Moments {
             .for_each(|(a, &v)| *a += v as f64);
         self.count += b;
     }
+    fn merged(&self, other: &Moments) -> Moments {
+        let add = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect();
+        Moments {
+            d: self.d,
+            count: self.count + other.count,
+            sum: add(&self.sum, &other.sum),
+            outer: add(&self.outer, &other.outer),
+        }
+    }
+
     /// Gaussian with ridge = `rel_ridge` × mean variance.
     fn gaussian(&self, rel_ridge: f64) -> Result<Gaussian> {
         let (d, n) = (self.d, self.count.max(1) as f64);
@@ -302,6 +322,20 @@ impl Moments {
 }
 
 impl Gaussian {
+    /// ln det(Σ + ridge·I) = −2 Σ ln W_ii (W = L⁻¹ is lower triangular).
+    fn log_det(&self) -> f64 {
+        -2.0 * (0..self.n)
+            .map(|i| (self.w[i * self.n + i] as f64).ln())
+            .sum::<f64>()
+    }
+
+    /// Mean Gaussian negative log-likelihood of rows [b, n] (without the constant n·ln 2π / 2).
+    fn mean_nll(&self, rows: &[f32]) -> f64 {
+        let (d2, _) = self.score(rows, false);
+        let mean_d2 = d2.iter().sum::<f64>() / d2.len().max(1) as f64;
+        0.5 * (self.log_det() + mean_d2)
+    }
+
     /// Squared distances of rows [b, n] and, per row, every dimension's contribution
     /// (c − μ)_j·(Σ⁻¹(c − μ))_j (they sum to the squared distance).
     fn score(&self, rows: &[f32], with_contributions: bool) -> (Vec<f64>, Vec<Vec<f32>>) {
@@ -354,27 +388,81 @@ pub struct OodModel {
     pub image_freq: Vec<f64>,
     codes: Gaussian,
     cls: Gaussian,
+    pub ridge_codes: RidgeChoice,
+    pub ridge_raw: RidgeChoice,
 }
 
 #[derive(Clone, Debug)]
 pub struct OodOptions {
     pub batch: usize,
-    /// Ridge added to the SAE-code covariance, relative to its mean variance: 1.0 shrinks the
-    /// covariance halfway to isotropic. The 2,048-dimensional sparse codes need it; see
-    /// docs/BENCHMARKS.md for the sweep behind this default.
-    pub ridge_codes: f64,
-    /// The same for the raw-activation baseline (d_model dimensions, well conditioned).
-    pub ridge_raw: f64,
+    /// Ridge added to the SAE-code covariance, relative to its mean variance (1.0 shrinks it
+    /// halfway to isotropic). None = chosen from [`RIDGE_GRID`] on the fit folder alone: the
+    /// ridge whose Gaussian, fit on four fifths of the fit images, gives the held-out fifth the
+    /// highest likelihood. No OOD folder is looked at, and one setting serves every OOD set.
+    pub ridge_codes: Option<f64>,
+    /// The same for the raw-activation baseline.
+    pub ridge_raw: Option<f64>,
+    /// Workspaces whose stored activations (same layer, same image files) are read instead of
+    /// running the backbone again.
+    pub reuse_stores: Vec<PathBuf>,
 }
 
 impl Default for OodOptions {
     fn default() -> Self {
         OodOptions {
             batch: 256,
-            ridge_codes: 1.0,
-            ridge_raw: 1e-3,
+            ridge_codes: None,
+            ridge_raw: None,
+            reuse_stores: Vec::new(),
         }
     }
+}
+
+/// Relative ridges tried when choosing on held-out fit images.
+pub const RIDGE_GRID: [f64; 8] = [1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0, 3.0];
+
+/// How a ridge was set: given, or chosen by held-out likelihood (with the curve).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RidgeChoice {
+    pub ridge: f64,
+    pub chosen_on_held_out_fit: bool,
+    /// (ridge, mean held-out negative log-likelihood) per grid value; empty when given.
+    pub held_out_nll: Vec<(f64, f64)>,
+}
+
+/// Picks the ridge for `train` (four fifths of the fit images) that best predicts `held`
+/// (the other fifth), or takes the given one.
+fn choose_ridge(given: Option<f64>, train: &Moments, held: &[f32]) -> Result<RidgeChoice> {
+    if let Some(r) = given {
+        return Ok(RidgeChoice {
+            ridge: r,
+            ..Default::default()
+        });
+    }
+    let mut curve = Vec::new();
+    for &r in &RIDGE_GRID {
+        // A ridge too small for this covariance is not positive definite: skip it.
+        if let Ok(g) = train.gaussian(r) {
+            let nll = g.mean_nll(held);
+            if nll.is_finite() {
+                curve.push((r, nll));
+            }
+        }
+    }
+    let best = curve
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|b| b.0)
+        .ok_or_else(|| {
+            Error::Invalid(
+                "no covariance ridge gives a usable Gaussian on the fit images; fit on more images, or pass the ridge".into(),
+            )
+        })?;
+    Ok(RidgeChoice {
+        ridge: best,
+        chosen_on_held_out_fit: true,
+        held_out_nll: curve,
+    })
 }
 
 pub fn fit(
@@ -387,8 +475,11 @@ pub fn fit(
 ) -> Result<OodModel> {
     let ds = Dataset::scan(dir)?;
     let d = backbone.info().d_model;
-    let mut codes = Moments::new(sae.d_sae);
-    let mut cls = Moments::new(d);
+    // Every fifth image is held out for choosing the ridges; all images make the final fit.
+    let is_held = |i: usize| i % 5 == 4;
+    let (mut codes, mut codes_held) = (Moments::new(sae.d_sae), Moments::new(sae.d_sae));
+    let (mut cls, mut cls_held) = (Moments::new(d), Moments::new(d));
+    let (mut held_codes, mut held_cls) = (Vec::new(), Vec::new());
     let mut fires = vec![0u64; sae.d_sae];
     let n = for_each_batch(
         backbone,
@@ -399,36 +490,58 @@ pub fn fit(
         job,
         "fit",
         false,
-        &mut |_, outs| {
-            let c: Vec<f32> = outs
-                .iter()
-                .flat_map(|o| o.code_mean.iter().copied())
-                .collect();
-            codes.add(&c);
-            let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
-            cls.add(&r);
-            for o in &outs {
+        &opts.reuse_stores,
+        &mut |ids, outs| {
+            for (&i, o) in ids.iter().zip(&outs) {
+                if is_held(i) {
+                    codes_held.add(&o.code_mean);
+                    cls_held.add(&o.cls);
+                    held_codes.extend_from_slice(&o.code_mean);
+                    held_cls.extend_from_slice(&o.cls);
+                }
                 for &(j, _) in &o.active_max {
                     fires[j as usize] += 1;
                 }
             }
+            let rows = |f: &dyn Fn(&ImageOut) -> &[f32]| -> Vec<f32> {
+                ids.iter()
+                    .zip(&outs)
+                    .filter(|(i, _)| !is_held(**i))
+                    .flat_map(|(_, o)| f(o).iter().copied())
+                    .collect()
+            };
+            let c = rows(&|o| &o.code_mean);
+            if !c.is_empty() {
+                codes.add(&c);
+                cls.add(&rows(&|o| &o.cls));
+            }
             Ok(())
         },
     )?;
-    if n < 2 {
+    if n < 10 || codes_held.count < 2 {
         return Err(Error::Invalid(format!(
-            "{}: OOD fitting needs at least 2 readable images",
+            "{}: OOD fitting needs at least 10 readable images",
             dir.display()
         )));
     }
+    job.report(Progress {
+        done: n as u64,
+        total: n as u64,
+        unit: "images",
+        message: "choosing covariance ridges on held-out fit images".into(),
+    });
+    let ridge_codes = choose_ridge(opts.ridge_codes, &codes, &held_codes)?;
+    let ridge_raw = choose_ridge(opts.ridge_raw, &cls, &held_cls)?;
     Ok(OodModel {
         n_fit: n,
         image_freq: fires
             .iter()
             .map(|&c| (c as f64 + 1.0) / (n as f64 + 2.0))
             .collect(),
-        codes: codes.gaussian(opts.ridge_codes)?,
-        cls: cls.gaussian(opts.ridge_raw)?,
+        codes: codes.merged(&codes_held).gaussian(ridge_codes.ridge)?,
+        cls: cls.merged(&cls_held).gaussian(ridge_raw.ridge)?,
+        ridge_codes,
+        ridge_raw,
     })
 }
 
@@ -481,6 +594,7 @@ pub fn score_dir(
         job,
         name,
         true,
+        &opts.reuse_stores,
         &mut |ok, outs| {
             let c: Vec<f32> = outs
                 .iter()
@@ -559,6 +673,11 @@ pub struct OodResults {
     pub format: String,
     pub fit_dir: PathBuf,
     pub n_fit: usize,
+    /// How the Mahalanobis ridges were set (older results files have none).
+    #[serde(default)]
+    pub ridge_codes: RidgeChoice,
+    #[serde(default)]
+    pub ridge_raw: RidgeChoice,
     pub methods: Vec<String>,
     pub sets: Vec<ScoredSet>,
     pub results: Vec<MethodResult>,
@@ -652,6 +771,8 @@ pub fn run(
         format: "saescope-ood-v1".into(),
         fit_dir: fit_dir.to_path_buf(),
         n_fit: model.n_fit,
+        ridge_codes: model.ridge_codes.clone(),
+        ridge_raw: model.ridge_raw.clone(),
         methods: METHODS.iter().map(|s| s.to_string()).collect(),
         sets,
         results,
@@ -690,6 +811,10 @@ pub struct MostUnusual {
 pub struct OodSummary {
     pub results_file: PathBuf,
     pub n_fit: usize,
+    /// The Mahalanobis ridges used and whether they were chosen on held-out fit images.
+    pub ridge_codes: f64,
+    pub ridge_raw: f64,
+    pub ridges_chosen_on_held_out_fit: bool,
     pub table: Vec<OodSummaryRow>,
     /// The SAE method with the best mean AUROC over the OOD sets.
     pub best_sae_method: String,
@@ -743,6 +868,10 @@ pub fn summary(r: &OodResults, file: &Path, per_set: usize) -> OodSummary {
     OodSummary {
         results_file: file.to_path_buf(),
         n_fit: r.n_fit,
+        ridge_codes: r.ridge_codes.ridge,
+        ridge_raw: r.ridge_raw.ridge,
+        ridges_chosen_on_held_out_fit: r.ridge_codes.chosen_on_held_out_fit
+            && r.ridge_raw.chosen_on_held_out_fit,
         table,
         best_sae_method: best,
         best_sae_auroc: best_auroc,
@@ -820,5 +949,45 @@ mod tests {
         let (d_along, _) = g.score(&[1.0, 0.5, 0.0], false);
         let (d_against, _) = g.score(&[1.0, -0.5, 0.0], false);
         assert!(d_against[0] > 10.0 * d_along[0]);
+    }
+
+    /// Held-out likelihood wants little shrinkage when the fit has many samples per dimension
+    /// and much more when it has few: the choice follows the fit data, not any OOD set.
+    #[test]
+    fn ridge_choice_follows_the_amount_of_fit_data() {
+        let d = 40;
+        let mut rng = crate::sae::train::Rng::new(9);
+        // Strongly correlated data: x = A·z with a random mixing matrix.
+        let a: Vec<f32> = (0..d * d).map(|_| rng.normal()).collect();
+        let mut sample = |n: usize| -> Vec<f32> {
+            (0..n)
+                .flat_map(|_| {
+                    let z: Vec<f32> = (0..d).map(|_| rng.normal()).collect();
+                    (0..d)
+                        .map(|i| (0..d).map(|j| a[i * d + j] * z[j]).sum::<f32>())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        let choose = |train: &[f32], held: &[f32]| {
+            let mut m = Moments::new(d);
+            m.add(train);
+            choose_ridge(None, &m, held).unwrap()
+        };
+        let many = choose(&sample(4000), &sample(1000));
+        let few = choose(&sample(45), &sample(1000));
+        assert!(many.chosen_on_held_out_fit && many.held_out_nll.len() >= 2);
+        assert!(
+            few.ridge > many.ridge,
+            "few samples: {} vs many: {}",
+            few.ridge,
+            many.ridge
+        );
+        assert_eq!(
+            choose_ridge(Some(0.5), &Moments::new(d), &[])
+                .unwrap()
+                .ridge,
+            0.5
+        );
     }
 }

@@ -333,6 +333,7 @@ impl Explorer {
             ds,
             geometry: &ws.config.backbone.geometry,
             token_indices,
+            preprocessor: ws.config.preprocessor.as_ref(),
         };
         thumbs.get(ctx, &src, f, kind)
     }
@@ -881,7 +882,10 @@ impl Explorer {
                                 &fit,
                                 &id,
                                 &others,
-                                &ood::OodOptions::default(),
+                                &ood::OodOptions {
+                                    reuse_stores: vec![dir.clone()],
+                                    ..Default::default()
+                                },
                                 job,
                             )?;
                             ood::save_results(&ws, &r)?;

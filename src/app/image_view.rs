@@ -2,7 +2,7 @@
 //! chosen feature over it, the features active under the pointer, and the image's top features.
 //! Encoding runs on a background thread (the backbone is loaded once and kept).
 
-use crate::analysis::heatmap::{Heatmap, encode_image, overlay};
+use crate::analysis::heatmap::{Heatmap, encode_image, model_view, overlay};
 use crate::backbone::{TokenGeometry, VisionTransformer, load_backbone};
 use crate::sae::{Sae, SparseCodes};
 use crate::store::Workspace;
@@ -52,9 +52,12 @@ impl ImageView {
             }
             ctx.request_repaint();
         });
+        let g = ws.config.backbone.geometry;
+        let input = (g.grid_w * g.patch_size, g.grid_h * g.patch_size);
         ImageView {
             title,
-            image,
+            // Shown as the model saw it, so heatmap cells sit on the pixels each patch covered.
+            image: model_view(&image, ws.config.preprocessor.as_ref(), input),
             codes,
             feature,
             overlay: None,

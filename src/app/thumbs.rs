@@ -2,7 +2,7 @@
 //! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
 //! placeholder and the frame asks for a repaint.
 
-use crate::analysis::heatmap::{Heatmap, overlay, patch_crop, token_box};
+use crate::analysis::heatmap::{Heatmap, model_view, overlay, patch_crop, token_box};
 use crate::analysis::index::FeatureIndex;
 use crate::backbone::TokenGeometry;
 use crate::store::Dataset;
@@ -42,6 +42,7 @@ pub struct ThumbSource<'a> {
     pub ds: &'a Dataset,
     pub geometry: &'a TokenGeometry,
     pub token_indices: &'a [usize],
+    pub preprocessor: Option<&'a crate::backbone::preprocess::Preprocessor>,
 }
 
 impl Thumbs {
@@ -87,6 +88,7 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
     let e = list.get(rank)?;
     let img = src.ds.load(e.image as usize).ok()?;
     let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
+    let img = model_view(&img, src.preprocessor, heat.input_size);
     match kind {
         ThumbKind::Crop => {
             let b = token_box(src.geometry, src.token_indices[e.token as usize]);

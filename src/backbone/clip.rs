@@ -191,6 +191,7 @@ pub fn load_vision(
                 patch_size: c.patch_size,
             },
             class_names: None,
+            pos_interpolation: None,
         },
         preprocessor,
         Embeddings {
@@ -203,7 +204,7 @@ pub fn load_vision(
             )?,
             pos_grid: (grid, grid),
             pre_norm: Some(LayerNorm::load(&v, "pre_layrnorm", d, c.layer_norm_eps)?),
-            interpolate: false,
+            interpolate: None,
         },
         blocks,
         None,

@@ -35,6 +35,16 @@ impl FastLinear {
         })
     }
 
+    /// From a row-major [d_in, d_out] weight (benchmarks and tests).
+    pub fn from_parts(w_t: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
+        FastLinear {
+            w_t,
+            bias,
+            d_in,
+            d_out,
+        }
+    }
+
     /// out = x·W + b for `rows` rows.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * self.d_out];

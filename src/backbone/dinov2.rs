@@ -1,11 +1,14 @@
 //! DINOv2 (and DINOv2 with registers) in Hugging Face layout, matching
 //! `transformers.models.dinov2.modeling_dinov2`: pre-norm blocks with LayerScale, exact GELU,
-//! bicubic position interpolation for other input sizes, final `layernorm`, CLS pooling.
+//! bicubic position interpolation for other input sizes (transformers' or the original code's,
+//! [`super::pos_interp`]), final `layernorm`, CLS pooling.
 
 use super::layers::{Activation, Block, LayerNorm, Linear, Mlp, PatchEmbed, SelfAttention};
 use super::preprocess::{self, Preprocessor, Resample, Resize};
 use super::weights::Weights;
-use super::{BackboneInfo, Embeddings, Family, Pool, TokenGeometry, VisionTransformer};
+use super::{
+    BackboneInfo, Embeddings, Family, Pool, PosInterpolation, TokenGeometry, VisionTransformer,
+};
 use crate::error::{Error, Result};
 use serde::Deserialize;
 
@@ -69,12 +72,16 @@ pub fn default_preprocessor() -> Preprocessor {
     }
 }
 
+/// `pos_interpolation`: how the 37×37 position table meets the input grid (default: transformers',
+/// since this reads Hugging Face folders; see [`super::pos_interp`]).
 pub fn load(
     w: &Weights,
     c: &Config,
     preprocessor: Preprocessor,
     name: &str,
+    pos_interpolation: Option<PosInterpolation>,
 ) -> Result<VisionTransformer> {
+    let pos_interpolation = pos_interpolation.unwrap_or(PosInterpolation::Transformers);
     if c.use_swiglu_ffn {
         return Err(Error::Model(format!(
             "{name}: DINOv2 with SwiGLU FFN (giant) is not supported yet; use small/base/large"
@@ -156,6 +163,8 @@ pub fn load(
                 patch_size: p,
             },
             class_names: None,
+            // Recorded only when the grid differs from the table's (otherwise nothing is resized).
+            pos_interpolation: (grid != (side, side)).then_some(pos_interpolation),
         },
         preprocessor,
         Embeddings {
@@ -171,7 +180,7 @@ pub fn load(
             pos,
             pos_grid: (side, side),
             pre_norm: None,
-            interpolate: true,
+            interpolate: Some(pos_interpolation),
         },
         blocks,
         Some(LayerNorm::load(w, "layernorm", d, c.layer_norm_eps)?),

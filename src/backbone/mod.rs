@@ -7,6 +7,7 @@ pub mod clip;
 pub mod cpu_fast;
 pub mod dinov2;
 pub mod layers;
+pub mod pos_interp;
 pub mod preprocess;
 pub mod siglip;
 pub mod source;
@@ -20,6 +21,7 @@ use layers::{Block, LayerNorm, Linear, PatchEmbed};
 use preprocess::Preprocessor;
 use serde::{Deserialize, Serialize};
 
+pub use pos_interp::PosInterpolation;
 pub use source::{ModelSpec, load_backbone};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,9 @@ pub struct BackboneInfo {
     pub geometry: TokenGeometry,
     /// Class names of the classifier head, in logit order (None without a head).
     pub class_names: Option<Vec<String>>,
+    /// How the position table was resized to the input grid, when it was (DINOv2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_interpolation: Option<PosInterpolation>,
 }
 
 /// A vision model that can be tapped at any layer. Layer `l` means the residual stream after
@@ -136,6 +141,10 @@ pub trait Backbone: Send + Sync {
     fn hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>>;
     /// Runs blocks after `layer` on a (possibly edited) residual stream and returns the head's outputs.
     fn finish_from(&self, hidden: &Tensor, layer: usize) -> Result<HeadOutputs>;
+
+    /// Floating-point operations of one image's forward pass through block `layer` (GEMMs and
+    /// attention; norms and activations are negligible), for benchmarks.
+    fn forward_flops(&self, layer: usize) -> f64;
 
     fn outputs(&self, pixels: &Tensor) -> Result<HeadOutputs> {
         let n = self.info().n_layers;
@@ -170,8 +179,8 @@ pub struct Embeddings {
     pub pos_grid: (usize, usize),
     /// CLIP's `pre_layrnorm`.
     pub pre_norm: Option<LayerNorm>,
-    /// Allow bicubic interpolation of the position table to other grids (DINOv2).
-    pub interpolate: bool,
+    /// How the position table is resized to other grids (DINOv2); None = other grids are refused.
+    pub interpolate: Option<PosInterpolation>,
 }
 
 impl Embeddings {
@@ -185,8 +194,10 @@ impl Embeddings {
         let patch_pos = self.pos.narrow(0, n_cls, self.pos.dim(0)? - n_cls)?;
         let patch_pos = if grid == self.pos_grid {
             patch_pos
-        } else if self.interpolate {
-            interpolate_pos_bicubic(&patch_pos, self.pos_grid, grid)?
+        } else if let Some(how) = self.interpolate {
+            // Registers models are resized with antialias by both references.
+            let antialias = self.registers.is_some();
+            pos_interp::interpolate_pos(&patch_pos, self.pos_grid, grid, how, antialias)?
         } else {
             return Err(Error::Invalid(format!(
                 "input of {h}×{w} pixels gives a {}×{} patch grid but this model's position embeddings are for {}×{}; \
@@ -211,54 +222,6 @@ impl Embeddings {
             None => Ok(x),
         }
     }
-}
-
-/// Resizes a [gh·gw, D] position table to another grid as Hugging Face's DINOv2 does:
-/// PyTorch bicubic (`align_corners=False`, A = -0.75) with `scale_factor = (new + 0.1) / old`,
-/// so source coordinates advance by old / (new + 0.1) per output position.
-fn interpolate_pos_bicubic(
-    pos: &Tensor,
-    from: (usize, usize),
-    to: (usize, usize),
-) -> Result<Tensor> {
-    let d = pos.dim(1)?;
-    let src: Vec<f32> = pos.flatten_all()?.to_vec1()?;
-    let weights = |out: usize, inp: usize| -> Vec<[(usize, f32); 4]> {
-        let scale = inp as f64 / (out as f64 + 0.1);
-        (0..out)
-            .map(|o| {
-                let x = (o as f64 + 0.5) * scale - 0.5;
-                let x0 = x.floor();
-                let t = x - x0;
-                let a = -0.75;
-                let cubic1 = |x: f64| ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-                let cubic2 = |x: f64| ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a;
-                let w = [cubic2(t + 1.0), cubic1(t), cubic1(1.0 - t), cubic2(2.0 - t)];
-                std::array::from_fn(|k| {
-                    let idx = (x0 as i64 - 1 + k as i64).clamp(0, inp as i64 - 1) as usize;
-                    (idx, w[k] as f32)
-                })
-            })
-            .collect()
-    };
-    let wy = weights(to.0, from.0);
-    let wx = weights(to.1, from.1);
-    let mut out = vec![0f32; to.0 * to.1 * d];
-    for (oy, ky) in wy.iter().enumerate() {
-        for (ox, kx) in wx.iter().enumerate() {
-            let dst = &mut out[(oy * to.1 + ox) * d..][..d];
-            for &(iy, fy) in ky {
-                for &(ix, fx) in kx {
-                    let f = fy * fx;
-                    let s = &src[(iy * from.1 + ix) * d..][..d];
-                    for (o, v) in dst.iter_mut().zip(s) {
-                        *o += f * v;
-                    }
-                }
-            }
-        }
-    }
-    Ok(Tensor::from_vec(out, (to.0 * to.1, d), pos.device())?)
 }
 
 /// How the final representation is pooled and what heads follow it.
@@ -401,6 +364,22 @@ impl Backbone for VisionTransformer {
         Ok(self.run_blocks(x, 0..layer + 1, false)?.0)
     }
 
+    fn forward_flops(&self, layer: usize) -> f64 {
+        let t = self.info.geometry.n_tokens() as f64;
+        let d = self.info.d_model as f64;
+        let patch = 2.0 * t * d * (3 * self.info.geometry.patch_size.pow(2)) as f64;
+        let blocks: f64 = self.blocks[..(layer + 1).min(self.blocks.len())]
+            .iter()
+            .map(|b| {
+                let (qkv, out, _) = b.attn.parts();
+                let linear = qkv.out_dim() + out.out_dim() + 2 * b.mlp.fc1.out_dim();
+                // Linear layers: 2·t·d·out each (fc2 has fc1's size); attention: QKᵀ and AV.
+                2.0 * t * d * linear as f64 + 4.0 * t * t * d
+            })
+            .sum();
+        patch + blocks
+    }
+
     fn hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
         let x = self.embeddings.forward(pixels)?;
         let mut out = vec![x.clone()];
@@ -481,33 +460,5 @@ mod tests {
             ..g
         };
         assert!(no_cls.select(TokenSelection::Cls).is_err());
-    }
-
-    #[test]
-    fn bicubic_position_interpolation_keeps_constants_and_ramps() {
-        let dev = candle_core::Device::Cpu;
-        let pos = Tensor::ones((16, 3), candle_core::DType::F32, &dev).unwrap();
-        let up = interpolate_pos_bicubic(&pos, (4, 4), (6, 5)).unwrap();
-        let v: Vec<f32> = up.flatten_all().unwrap().to_vec1().unwrap();
-        assert!(v.iter().all(|x| (x - 1.0).abs() < 1e-5));
-        // A ramp along x stays a ramp: first column at 0.5·4/8.1 - 0.5 source coordinates.
-        let ramp = Tensor::arange(0f32, 16.0, &dev)
-            .unwrap()
-            .reshape((16, 1))
-            .unwrap();
-        let ramp =
-            (ramp.clone() - ((ramp / 4.0).unwrap().floor().unwrap() * 4.0).unwrap()).unwrap();
-        let up: Vec<f32> = interpolate_pos_bicubic(&ramp, (4, 4), (8, 8))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        for row in up.chunks(8) {
-            assert!(
-                row.windows(2).all(|w| w[1] >= w[0] - 1e-6),
-                "not monotone: {row:?}"
-            );
-        }
     }
 }

@@ -128,8 +128,10 @@ impl Preprocessor {
         }
     }
 
-    /// RGB image → normalised CHW floats plus the transform back to original coordinates.
-    pub fn apply(&self, img: &RgbImage) -> (Vec<f32>, InputTransform) {
+    /// The RGB8 image the model sees before normalisation (resized, then centre-cropped with
+    /// zero padding), plus the transform back to original coordinates. Heatmaps are drawn on
+    /// this so that patch boxes line up with the pixels the model was given.
+    pub fn view(&self, img: &RgbImage) -> (RgbImage, InputTransform) {
         let (w0, h0) = img.dimensions();
         let (rw, rh) = resized_size(self.resize, w0, h0);
         let resized;
@@ -149,29 +151,35 @@ impl Preprocessor {
             ),
             None => (0, 0, rw, rh),
         };
-        let plane = (out_w * out_h) as usize;
-        let mut out = vec![0f32; 3 * plane];
-        let inv_std = self.std.map(|s| 1.0 / s);
-        for y in 0..out_h as i64 {
-            for x in 0..out_w as i64 {
-                let (sx, sy) = (x + crop_x, y + crop_y);
-                let px = if sx >= 0 && sy >= 0 && sx < rw as i64 && sy < rh as i64 {
-                    img.get_pixel(sx as u32, sy as u32).0
-                } else {
-                    [0, 0, 0]
-                };
-                let i = (y * out_w as i64 + x) as usize;
-                for c in 0..3 {
-                    out[c * plane + i] = (px[c] as f32 / 255.0 - self.mean[c]) * inv_std[c];
-                }
+        let view = RgbImage::from_fn(out_w, out_h, |x, y| {
+            let (sx, sy) = (x as i64 + crop_x, y as i64 + crop_y);
+            if sx >= 0 && sy >= 0 && sx < rw as i64 && sy < rh as i64 {
+                *img.get_pixel(sx as u32, sy as u32)
+            } else {
+                image::Rgb([0, 0, 0])
             }
-        }
+        });
         let transform = InputTransform {
             scale_x: rw as f32 / w0 as f32,
             scale_y: rh as f32 / h0 as f32,
             crop_x: crop_x as f32,
             crop_y: crop_y as f32,
         };
+        (view, transform)
+    }
+
+    /// RGB image → normalised CHW floats plus the transform back to original coordinates.
+    pub fn apply(&self, img: &RgbImage) -> (Vec<f32>, InputTransform) {
+        let (view, transform) = self.view(img);
+        let (out_w, out_h) = view.dimensions();
+        let plane = (out_w * out_h) as usize;
+        let mut out = vec![0f32; 3 * plane];
+        let inv_std = self.std.map(|s| 1.0 / s);
+        for (i, px) in view.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = (px.0[c] as f32 / 255.0 - self.mean[c]) * inv_std[c];
+            }
+        }
         (out, transform)
     }
 
@@ -529,5 +537,52 @@ mod tests {
             }
         );
         assert_eq!(p.mean, [0.5; 3]);
+    }
+
+    /// DINOv2's preprocessing of a 32 px CIFAR image (shortest edge 256, crop 224 at offset 16):
+    /// a bright square on the original lands in the patches whose boxes map back onto it.
+    #[test]
+    fn patch_boxes_map_back_through_resize_and_crop() {
+        let pre = crate::backbone::dinov2::default_preprocessor();
+        let mut img = RgbImage::from_pixel(32, 32, image::Rgb([0, 0, 0]));
+        for y in 8..12 {
+            for x in 20..24 {
+                img.put_pixel(x, y, image::Rgb([255, 255, 255]));
+            }
+        }
+        let (view, t) = pre.view(&img);
+        assert_eq!(view.dimensions(), (224, 224));
+        assert_eq!((t.scale_x, t.crop_x, t.crop_y), (8.0, 16.0, 16.0));
+        // The brightest 14 px patch of the model view.
+        let mut best = (0u64, 0u32, 0u32);
+        for row in 0..16 {
+            for col in 0..16 {
+                let sum: u64 = (0..14)
+                    .flat_map(|dy| (0..14).map(move |dx| (dx, dy)))
+                    .map(|(dx, dy)| view.get_pixel(col * 14 + dx, row * 14 + dy).0[0] as u64)
+                    .sum();
+                if sum > best.0 {
+                    best = (sum, row, col);
+                }
+            }
+        }
+        let (_, row, col) = best;
+        let b = [
+            col as f32 * 14.0,
+            row as f32 * 14.0,
+            col as f32 * 14.0 + 14.0,
+            row as f32 * 14.0 + 14.0,
+        ];
+        let o = t.to_original(b);
+        // The square is at view x 144..176, y 48..80: patch (row 4, col 11) lies wholly inside
+        // it and maps back to original x 21.25..23, y 9..10.75.
+        assert_eq!((row, col), (4, 11));
+        assert_eq!(o, [21.25, 9.0, 23.0, 10.75]);
+        assert!(
+            o[0] < 24.0 && o[2] > 20.0 && o[1] < 12.0 && o[3] > 8.0,
+            "{o:?}"
+        );
+        // The top-left patch starts at original pixel 2 (the crop drops 2 px per side).
+        assert_eq!(t.to_original([0.0, 0.0, 14.0, 14.0])[0], 2.0);
     }
 }

@@ -164,6 +164,7 @@ pub fn load(
                 patch_size: p,
             },
             class_names: None,
+            pos_interpolation: None,
         },
         preprocessor,
         Embeddings {
@@ -176,7 +177,7 @@ pub fn load(
             pos: w.get_shape("embeddings.position_embedding.weight", &[grid * grid, d])?,
             pos_grid: (grid, grid),
             pre_norm: None,
-            interpolate: false,
+            interpolate: None,
         },
         blocks,
         Some(LayerNorm::load(w, "post_layernorm", d, c.layer_norm_eps)?),

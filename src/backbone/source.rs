@@ -4,7 +4,7 @@
 
 use super::torch_vit::TorchVitConfig;
 use super::weights::Weights;
-use super::{VisionTransformer, clip, dinov2, preprocess, siglip, torch_vit};
+use super::{PosInterpolation, VisionTransformer, clip, dinov2, preprocess, siglip, torch_vit};
 use crate::error::{Error, Result};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,9 @@ pub struct ModelSpec {
     /// Config for PyTorch ViTs (inline so the workspace is self-contained).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_vit: Option<TorchVitConfig>,
+    /// DINOv2 position interpolation chosen by the user (None = the family's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_interpolation: Option<PosInterpolation>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +39,7 @@ impl ModelSpec {
         let mut spec = ModelSpec {
             source: source.to_string(),
             torch_vit: None,
+            pos_interpolation: None,
         };
         let config_path = match model_config {
             Some(p) => Some(p.to_path_buf()),
@@ -265,7 +269,7 @@ pub fn load_backbone(spec: &ModelSpec, device: &Device) -> Result<VisionTransfor
                         Error::Model(format!("{}: bad DINOv2 config: {e}", dir.display()))
                     })?;
                     let pre = processor_for(&dir, dinov2::default_preprocessor())?;
-                    dinov2::load(&w, &c, pre, &name)
+                    dinov2::load(&w, &c, pre, &name, spec.pos_interpolation)
                 }
                 "siglip" | "siglip_vision_model" => {
                     let vc = config.get("vision_config").cloned().unwrap_or(config);
@@ -316,6 +320,7 @@ mod tests {
         let err = ModelSpec {
             source: "no/such/file.pth".into(),
             torch_vit: None,
+            pos_interpolation: None,
         }
         .resolve()
         .unwrap_err();

@@ -189,6 +189,7 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
                 patch_size: p,
             },
             class_names: classifier.as_ref().and(cfg.class_names.clone()),
+            pos_interpolation: None,
         },
         Preprocessor {
             resize: Resize::Exact {
@@ -207,7 +208,7 @@ pub fn load(w: &Weights, cfg: &TorchVitConfig, name: &str) -> Result<VisionTrans
             pos,
             pos_grid: (side, side),
             pre_norm: None,
-            interpolate: false,
+            interpolate: None,
         },
         blocks,
         final_norm,

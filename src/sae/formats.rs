@@ -227,6 +227,10 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
                 .and_then(|v| v.as_str())
                 .map(String::from),
             source_format: Some("saelens".into()),
+            pos_interpolation: cfg
+                .pointer("/metadata/saescope_pos_interpolation")
+                .and_then(|v| v.as_str())
+                .map(String::from),
         },
     };
     sae.validate()?;
@@ -255,6 +259,7 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
             "model_name": s.meta.model_name,
             "hook_name": s.meta.hook_name,
             "saescope_version": env!("CARGO_PKG_VERSION"),
+            "saescope_pos_interpolation": s.meta.pos_interpolation,
             // Training-time input normalisation, already folded into the weights above.
             "saescope_input_scale_folded": sae.input_scale,
         },

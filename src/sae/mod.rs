@@ -32,6 +32,9 @@ pub struct SaeMeta {
     pub hook_name: Option<String>,
     /// Which file layout it was read from (`saelens`, `saev`, `dictionary_learning`, `sparsify`, `openai`).
     pub source_format: Option<String>,
+    /// How the backbone's position table was resized (`transformers` or `original`), when it
+    /// was: activations from the two differ, so an SAE is bound to the one it was trained with.
+    pub pos_interpolation: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -13,7 +13,7 @@ use crate::job::{Job, Progress};
 use crate::store::Dataset;
 use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
-use crate::store::extract::decode_images;
+use crate::store::reuse::{HiddenBatch, LayerActivations};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::io::Write;
@@ -165,6 +165,11 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
     let meta = SaeMeta {
         model_name: Some(ws.config.model.source.clone()),
         hook_name: Some(format!("blocks.{}.hook_resid_post", ws.config.layer)),
+        pos_interpolation: ws
+            .config
+            .backbone
+            .pos_interpolation
+            .map(|p| p.as_str().to_string()),
         ..Default::default()
     };
     train_on_store(&store, &ws.dir.join(SAE_DIR), meta, opts, job)
@@ -416,6 +421,16 @@ pub fn workspace_sae(ws: &Workspace, sae_path: Option<&Path>) -> Result<Sae> {
         ws.config.backbone.d_model,
         &format!("layer {} of {}", ws.config.layer, ws.config.backbone.name),
     )?;
+    let ws_interp = ws.config.backbone.pos_interpolation.map(|p| p.as_str());
+    if let (Some(trained), Some(here)) = (sae.meta.pos_interpolation.as_deref(), ws_interp)
+        && trained != here
+    {
+        return Err(Error::Invalid(format!(
+            "{}: this SAE was trained on activations with `{trained}` position interpolation, but \
+             the workspace uses `{here}`; re-extract with --pos-interpolation {trained}",
+            p.display()
+        )));
+    }
     Ok(sae)
 }
 
@@ -441,15 +456,20 @@ pub fn evaluate(
     let (mut correct, mut correct_spliced, mut labelled) = (0usize, 0usize, 0usize);
     let mut n_images = 0usize;
     let ids: Vec<usize> = (0..ds.len()).collect();
+    // Images the workspace already stores are read back, not recomputed.
+    let source = LayerActivations::new(backbone, layer, std::slice::from_ref(ws));
     for (ci, chunk) in ids.chunks(batch.max(1)).enumerate() {
         job.check()?;
-        let (imgs, ok, _) = decode_images(&ds, chunk);
-        if imgs.is_empty() {
+        let HiddenBatch {
+            hidden: Some(hidden),
+            ok,
+            ..
+        } = source.batch(&ds, chunk)?
+        else {
             continue;
-        }
-        n_images += imgs.len();
-        let (pixels, _) = backbone.preprocessor().batch(&imgs, &device)?;
-        let hidden = backbone.forward_to(&pixels, layer)?; // [B, T, D]
+        };
+        n_images += ok.len();
+        // hidden: [B, T, D]
         let (b, t, d) = hidden.dims3()?;
         let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
         // Encode/decode the selected tokens; splice reconstructions back into the stream.

@@ -318,6 +318,7 @@ pub fn train_text_sae(
             }
         }),
         source_format: None,
+        pos_interpolation: None,
     };
     let sae_dir = out.join(workflow::SAE_DIR);
     let train = workflow::train_on_store(&store, &sae_dir, meta, opts, job)?;

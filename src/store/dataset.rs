@@ -152,20 +152,62 @@ pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
             MAX_FILE_BYTES >> 20
         ));
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        && let Some(img) = decode_jpeg_like_pillow(&bytes)?
+    {
+        return Ok(img);
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(1 << 30);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => format!("image larger than {MAX_SIDE}×{MAX_SIDE} pixels"),
         other => format!("corrupt or unsupported image: {other}"),
     })?;
     Ok(img.to_rgb8())
+}
+
+/// Decoded images may take at most this much memory.
+const MAX_DECODED_BYTES: u64 = 1 << 30;
+
+/// Decodes a JPEG with libjpeg-turbo exactly as Pillow does (`Image.open(f).convert("RGB")`):
+/// Pillow and so every Python pipeline (transformers, timm, open_clip, saev) decode with
+/// libjpeg-turbo at its defaults — accurate integer IDCT (JDCT_ISLOW) and fancy upsampling — and
+/// other decoders differ by a few grey levels. Grey JPEGs are replicated to RGB as Pillow's
+/// `convert("RGB")` does. Returns `None` for CMYK/YCCK files, which go to the `image` crate
+/// (Pillow inverts Adobe CMYK itself; those are not bit-exact).
+fn decode_jpeg_like_pillow(bytes: &[u8]) -> std::result::Result<Option<RgbImage>, String> {
+    let corrupt = |e: turbojpeg::Error| format!("corrupt or unsupported image: {e}");
+    let mut dec = turbojpeg::Decompressor::new().map_err(corrupt)?;
+    let header = dec.read_header(bytes).map_err(corrupt)?;
+    if matches!(
+        header.colorspace,
+        turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
+    ) {
+        return Ok(None);
+    }
+    let (w, h) = (header.width, header.height);
+    if w > MAX_SIDE as usize || h > MAX_SIDE as usize || (w * h * 3) as u64 > MAX_DECODED_BYTES {
+        return Err(format!("image larger than {MAX_SIDE}×{MAX_SIDE} pixels"));
+    }
+    let mut pixels = vec![0u8; w * h * 3];
+    let out = turbojpeg::Image {
+        pixels: pixels.as_mut_slice(),
+        width: w,
+        pitch: w * 3,
+        height: h,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    dec.decompress(bytes, out).map_err(corrupt)?;
+    RgbImage::from_raw(w as u32, h as u32, pixels)
+        .map(Some)
+        .ok_or_else(|| "corrupt or unsupported image: decoded size mismatch".to_string())
 }
 
 #[cfg(test)]
@@ -210,6 +252,41 @@ mod tests {
             .save(&ok)
             .unwrap();
         assert_eq!(load_rgb(&ok).unwrap().dimensions(), (3, 2));
+    }
+
+    /// Grey JPEGs decode to RGB with the three channels equal (Pillow's `convert("RGB")`), and
+    /// a JPEG header claiming huge dimensions is refused before decoding.
+    #[test]
+    fn grey_jpegs_become_rgb_and_huge_jpegs_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let grey: Vec<u8> = (0..16 * 8).map(|i| (i * 2) as u8).collect();
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_subsamp(turbojpeg::Subsamp::Gray).unwrap();
+        let jpeg = c
+            .compress_to_vec(turbojpeg::Image {
+                pixels: grey.as_slice(),
+                width: 16,
+                pitch: 16,
+                height: 8,
+                format: turbojpeg::PixelFormat::GRAY,
+            })
+            .unwrap();
+        let p = d.path().join("g.jpg");
+        std::fs::write(&p, &jpeg).unwrap();
+        let img = load_rgb(&p).unwrap();
+        assert_eq!(img.dimensions(), (16, 8));
+        assert!(
+            img.pixels()
+                .all(|px| px.0[0] == px.0[1] && px.0[1] == px.0[2])
+        );
+        // Patch the SOF0 frame header to claim 60000×60000 pixels.
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        let mut huge = jpeg.clone();
+        huge[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]);
+        let h = d.path().join("huge.jpg");
+        std::fs::write(&h, &huge).unwrap();
+        let err = load_rgb(&h).unwrap_err();
+        assert!(err.contains("larger than"), "{err}");
     }
 
     #[test]

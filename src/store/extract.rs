@@ -114,6 +114,7 @@ pub fn extract(
             tokens: opts.tokens,
             dtype: opts.dtype,
             backbone: info.clone(),
+            preprocessor: Some(backbone.preprocessor().clone()),
         },
     )?;
     // The image listing is fixed by the first run so a resumed run sees the same order.

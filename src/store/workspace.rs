@@ -40,6 +40,10 @@ pub struct WorkspaceConfig {
     pub dtype: StoreDType,
     /// What the model looked like when the workspace was made (for display and checks).
     pub backbone: BackboneInfo,
+    /// The model's preprocessing, so heatmaps are drawn on exactly the pixels it saw
+    /// (workspaces made before it was recorded have none: images are then stretched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessor: Option<crate::backbone::preprocess::Preprocessor>,
 }
 
 pub struct Workspace {

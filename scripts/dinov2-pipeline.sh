@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The whole product on the real DINOv2-small at 224 px (257 tokens per image), on the CPU:
+# extract layer 10 over cifar10/train and cifar10/test, a small SAE sweep chosen on training
+# data, train, evaluate on the test split, index, class labels, ontology, OOD, linear probe
+# (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
+#
+# Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
+# Needs a release build (cargo build --release) and ../shared beside the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=${B:-target/release/saescope}
+S=$(realpath "${SAESCOPE_SHARED:-../shared}")
+M=$S/models/dinov2-small
+OUT=${OUT:-/tmp/dino}
+LAYER=${LAYER:-10}
+D_SAE=${D_SAE:-3072}
+K=${K:-32}
+TOKENS=${TOKENS:-10000000}
+mkdir -p "$OUT"
+
+# OOD sets as folders of links (class = the linked folder's name).
+sets() {
+  mkdir -p "$OUT/sets/fit" "$OUT/sets/id" "$OUT/sets/vehicles"
+  for c in bird cat deer dog frog horse; do
+    ln -sfn "$S/data/cifar10/train/$c" "$OUT/sets/fit/$c"
+    ln -sfn "$S/data/cifar10/test/$c" "$OUT/sets/id/$c"
+  done
+  for c in airplane automobile ship truck; do
+    ln -sfn "$S/data/cifar10/test/$c" "$OUT/sets/vehicles/$c"
+  done
+}
+
+# stage NAME CMD...: runs CMD --json, keeps its last line, /usr/bin/time's report and disk use.
+stage() {
+  local name=$1
+  shift
+  echo "== $name: $*" >&2
+  /usr/bin/time -v -o "$OUT/$name.time" "$@" --json | tail -n 1 > "$OUT/$name.json"
+  local wall rss
+  wall=$(grep "Elapsed (wall" "$OUT/$name.time" | awk '{print $NF}')
+  rss=$(grep "Maximum resident" "$OUT/$name.time" | awk '{print $NF}')
+  echo "$name wall $wall peak_rss_kb $rss disk $(du -sh "$OUT" | cut -f1)" | tee -a "$OUT/stages.txt" >&2
+}
+
+# A workspace sharing ws-train's activations, so sweep runs do not overwrite its SAE.
+sweep_ws() {
+  local w=$OUT/sweep/$1
+  mkdir -p "$w"
+  cp "$OUT/ws-train/workspace.json" "$OUT/ws-train/dataset.json" "$w/"
+  ln -sfn "$OUT/ws-train/activations" "$w/activations"
+  echo "$w"
+}
+
+run_stage() {
+  case $1 in
+    extract-train) stage extract-train "$B" extract --model "$M" --layer "$LAYER" \
+        --images "$S/data/cifar10/train" --workspace "$OUT/ws-train" --batch 64 ;;
+    extract-test) stage extract-test "$B" extract --model "$M" --layer "$LAYER" \
+        --images "$S/data/cifar10/test" --workspace "$OUT/ws-test" --batch 64 ;;
+    sweep)
+      # Expansion and k chosen on the training tokens (final-batch FVE, dead fraction), 2 M
+      # tokens each; the test split is not looked at.
+      for cfg in 1536:32 3072:16 3072:32 3072:64 6144:32; do
+        local d=${cfg%:*} k=${cfg#*:}
+        stage "sweep-$d-$k" "$B" train --workspace "$(sweep_ws "$d-$k")" --d-sae "$d" --k "$k" \
+          --tokens 2000000
+      done ;;
+    train) stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
+        --tokens "$TOKENS" ;;
+    eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/sae" \
+        --images "$S/data/cifar10/test" ;;
+    index) stage index "$B" index --workspace "$OUT/ws-train" ;;
+    labels) stage labels "$B" label --workspace "$OUT/ws-train" --from-classes ;;
+    tree) stage tree "$B" tree --workspace "$OUT/ws-train" \
+        --taxonomy "$S/data/wordnet/cifar10-graph-wordnet.json" \
+        --class-ids "$S/data/wordnet/cifar10-wnids.txt" ;;
+    ood) sets
+      stage ood "$B" ood --workspace "$OUT/ws-train" --reuse "$OUT/ws-test" \
+        --fit "$OUT/sets/fit" --id "$OUT/sets/id" --ood "$OUT/sets/vehicles" \
+        --ood "$S/data/mnist/test" ;;
+    probe) stage probe "$B" probe --model "$M" --workspace "$OUT/ws-train" --reuse "$OUT/ws-test" \
+        --spliced --fit "$S/data/cifar10/train" --eval "$S/data/cifar10/test" ;;
+    export) stage export "$B" export --workspace "$OUT/ws-train" --out "$OUT/export" ;;
+    bench-gui) stage bench-gui "$B" bench gui --workspace "$OUT/ws-train" ;;
+    *) echo "unknown stage $1" >&2; exit 2 ;;
+  esac
+}
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(extract-train extract-test sweep train eval index labels tree ood probe export bench-gui)
+for s in "${stages[@]}"; do run_stage "$s"; done
