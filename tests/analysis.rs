@@ -159,6 +159,30 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
             .is_empty()
     );
     assert!(ws.join("ood/results.json").is_file());
+    // The ridges came from the fit folder alone.
+    assert_eq!(o["ridges_chosen_on_held_out_fit"], true, "{o}");
+
+    // Linear probe on the pooled output, clean and with layer 3 replaced by the SAE's
+    // reconstruction. The fit images are the workspace's own, so their layer-3 activations are
+    // read from its store; the eval images are computed.
+    let p = run_json(
+        cmd(&["probe", "--spliced", "--model"], &ws)
+            .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
+            .arg("--model-config")
+            .arg(&config)
+            .arg("--fit")
+            .arg(&train)
+            .arg("--eval")
+            .arg(&test),
+    );
+    assert_eq!(p["n_fit"], 240, "{p}");
+    assert_eq!(p["n_eval"], 120, "{p}");
+    assert_eq!(p["images_read_from_store"], 240, "{p}");
+    let clean = p["clean"]["accuracy"].as_f64().unwrap();
+    let spliced = p["spliced"]["accuracy"].as_f64().unwrap();
+    // 8 classes (chance 0.125); 30 training images per class.
+    assert!(clean > 0.4 && spliced > 0.3, "{p}");
+    assert_eq!(p["clean"]["l2_search"].as_array().unwrap().len(), 6, "{p}");
 
     // Ontology with WordNet: both class trees are scored and split vehicles from animals.
     let t = run_json(
@@ -279,4 +303,59 @@ fn clip_zero_shot_labels() {
         let c = label["confidence"].as_f64().unwrap();
         assert!(c > 0.0 && c <= 1.0, "{label}");
     }
+}
+
+/// Activations read back from a workspace store are the ones the backbone computes for the same
+/// image files (f32 store: bit for bit), whichever folder of links names them, across shards.
+#[test]
+fn stored_activations_are_reused_exactly() {
+    use saescope::backbone::{self, Backbone, ModelSpec};
+    use saescope::store::reuse::LayerActivations;
+    use saescope::store::{Dataset, Workspace};
+    let tmp = tempfile::tempdir().unwrap();
+    let train = tmp.path().join("train");
+    subset("data/cifar10/train", &["cat", "ship"], 7, &train);
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
+    let model = shared_path("models/vit-cifar10/vit_cifar10.pth");
+    let ws_dir = tmp.path().join("ws");
+    run_json(
+        Command::new(EXE)
+            .args([
+                "extract",
+                "--layer",
+                "2",
+                "--dtype",
+                "f32",
+                "--shard-images",
+                "4",
+            ])
+            .arg("--model")
+            .arg(&model)
+            .arg("--model-config")
+            .arg(&config)
+            .arg("--images")
+            .arg(&train)
+            .arg("--workspace")
+            .arg(&ws_dir),
+    );
+    let spec = ModelSpec::from_cli(model.to_str().unwrap(), Some(&config)).unwrap();
+    let b = backbone::load_backbone(&spec, &candle_core::Device::Cpu).unwrap();
+    let ws = Workspace::open(&ws_dir).unwrap();
+    // Another folder naming some of the same files, and one file the store lacks.
+    let other = tmp.path().join("other");
+    subset("data/cifar10/train", &["ship"], 9, &other);
+    let ds = Dataset::scan(&other).unwrap();
+    let ids: Vec<usize> = (0..ds.len()).collect();
+    let source = LayerActivations::new(&b, 2, std::slice::from_ref(&ws));
+    let got = source.batch(&ds, &ids).unwrap();
+    assert_eq!(got.ok, ids);
+    assert_eq!(source.reused(), 7, "7 of the 9 ships are in the store");
+    let computed = LayerActivations::new(&b, 2, &[]).batch(&ds, &ids).unwrap();
+    let d =
+        saescope::linalg::max_abs_diff(&got.hidden.unwrap(), &computed.hidden.unwrap()).unwrap();
+    assert_eq!(d, 0.0, "stored rows differ from computed ones by {d:e}");
+    // Another layer cannot be answered from this store.
+    let l3 = LayerActivations::new(&b, 3, std::slice::from_ref(&ws));
+    assert_eq!(l3.stores(), 0);
+    let _ = b.info();
 }

@@ -114,10 +114,14 @@ impl<'a> LayerActivations<'a> {
         let mut cache = st.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.as_ref().is_none_or(|c| c.0 != shard) {
             let data = st.store.read_shard(shard)?;
-            let mut first = HashMap::new();
-            for (r, &img) in data.image_ids.iter().enumerate() {
-                first.entry(img).or_insert(r);
-            }
+            // `image_ids` has one entry per stored image; its rows are T consecutive rows.
+            let t = st.store.manifest.tokens_per_image();
+            let first: HashMap<u32, usize> = data
+                .image_ids
+                .iter()
+                .enumerate()
+                .map(|(k, &img)| (img, k * t))
+                .collect();
             *cache = Some((shard, data, first));
         }
         let Some((_, data, first)) = cache.as_ref() else {
