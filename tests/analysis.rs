@@ -150,7 +150,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
             .arg(&mnist),
     );
     let table = o["table"].as_array().unwrap();
-    assert_eq!(table.len(), 5, "{o}");
+    assert_eq!(table.len(), 6, "{o}");
     assert!(o["best_sae_auroc"].as_f64().unwrap() > 0.9, "{o}");
     assert!(
         !o["most_unusual"][0]["features"]

@@ -4,6 +4,8 @@
 //! - `sae_rarity`: activation-weighted mean surprisal −ln p_j of the features the image fires,
 //!   p_j = fraction of fit images on which feature j fires;
 //! - `sae_mahalanobis`: Mahalanobis distance of the image's mean SAE code;
+//! - `sae_cls_mahalanobis`: Mahalanobis distance of the CLS token's SAE code (models with a CLS
+//!   token): the SAE counterpart of the raw-CLS baseline, comparing like with like;
 //! - baselines `msp` (negated maximum softmax probability; models with a classifier head) and
 //!   `raw_cls_mahalanobis` (Mahalanobis on the raw CLS activation at the tapped layer, or the
 //!   token mean for models without CLS).
@@ -24,14 +26,15 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const METHODS: [&str; 5] = [
+pub const METHODS: [&str; 6] = [
     "sae_reconstruction",
     "sae_rarity",
     "sae_mahalanobis",
+    "sae_cls_mahalanobis",
     "msp",
     "raw_cls_mahalanobis",
 ];
-const SAE_METHODS: usize = 3;
+const SAE_METHODS: usize = 4;
 /// Contributions kept per image and SAE method.
 pub const TOP_CONTRIBUTIONS: usize = 5;
 
@@ -121,6 +124,8 @@ struct ImageOut {
     residual_mean: Vec<f32>,
     /// Raw CLS activation at the layer (token mean without CLS) [d_in].
     cls: Vec<f32>,
+    /// The CLS token's dense SAE code [d_sae] (models with a CLS token).
+    cls_code: Option<Vec<f32>>,
     /// Maximum softmax probability, with a classifier head.
     msp: Option<f32>,
 }
@@ -207,10 +212,18 @@ fn for_each_batch(
                     }
                     m
                 };
+                let cls_code = geometry.has_cls.then(|| {
+                    let mut c = vec![0f32; d_sae];
+                    for (j, v) in codes.row(i * t) {
+                        c[j as usize] = v;
+                    }
+                    c
+                });
                 ImageOut {
                     sq_err: se,
                     sq_norm: sn,
                     code_mean,
+                    cls_code,
                     active_max: active.into_iter().collect(),
                     residual_mean,
                     cls,
@@ -388,8 +401,11 @@ pub struct OodModel {
     pub image_freq: Vec<f64>,
     codes: Gaussian,
     cls: Gaussian,
+    /// The CLS token's SAE code (models with a CLS token).
+    cls_codes: Option<Gaussian>,
     pub ridge_codes: RidgeChoice,
     pub ridge_raw: RidgeChoice,
+    pub ridge_cls_codes: Option<RidgeChoice>,
 }
 
 #[derive(Clone, Debug)]
@@ -479,7 +495,9 @@ pub fn fit(
     let is_held = |i: usize| i % 5 == 4;
     let (mut codes, mut codes_held) = (Moments::new(sae.d_sae), Moments::new(sae.d_sae));
     let (mut cls, mut cls_held) = (Moments::new(d), Moments::new(d));
-    let (mut held_codes, mut held_cls) = (Vec::new(), Vec::new());
+    let (mut cls_codes, mut cls_codes_held) = (Moments::new(sae.d_sae), Moments::new(sae.d_sae));
+    let (mut held_codes, mut held_cls, mut held_cls_codes) = (Vec::new(), Vec::new(), Vec::new());
+    let has_cls = backbone.info().geometry.has_cls;
     let mut fires = vec![0u64; sae.d_sae];
     let n = for_each_batch(
         backbone,
@@ -498,6 +516,10 @@ pub fn fit(
                     cls_held.add(&o.cls);
                     held_codes.extend_from_slice(&o.code_mean);
                     held_cls.extend_from_slice(&o.cls);
+                    if let Some(c) = &o.cls_code {
+                        cls_codes_held.add(c);
+                        held_cls_codes.extend_from_slice(c);
+                    }
                 }
                 for &(j, _) in &o.active_max {
                     fires[j as usize] += 1;
@@ -514,6 +536,9 @@ pub fn fit(
             if !c.is_empty() {
                 codes.add(&c);
                 cls.add(&rows(&|o| &o.cls));
+                if has_cls {
+                    cls_codes.add(&rows(&|o| o.cls_code.as_deref().unwrap_or(&[])));
+                }
             }
             Ok(())
         },
@@ -532,6 +557,9 @@ pub fn fit(
     });
     let ridge_codes = choose_ridge(opts.ridge_codes, &codes, &held_codes)?;
     let ridge_raw = choose_ridge(opts.ridge_raw, &cls, &held_cls)?;
+    let ridge_cls_codes = has_cls
+        .then(|| choose_ridge(opts.ridge_codes, &cls_codes, &held_cls_codes))
+        .transpose()?;
     Ok(OodModel {
         n_fit: n,
         image_freq: fires
@@ -540,8 +568,13 @@ pub fn fit(
             .collect(),
         codes: codes.merged(&codes_held).gaussian(ridge_codes.ridge)?,
         cls: cls.merged(&cls_held).gaussian(ridge_raw.ridge)?,
+        cls_codes: ridge_cls_codes
+            .as_ref()
+            .map(|r| cls_codes.merged(&cls_codes_held).gaussian(r.ridge))
+            .transpose()?,
         ridge_codes,
         ridge_raw,
+        ridge_cls_codes,
     })
 }
 
@@ -603,6 +636,17 @@ pub fn score_dir(
             let (maha, contrib) = model.codes.score(&c, true);
             let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
             let (raw, _) = model.cls.score(&r, false);
+            let (cls_maha, cls_contrib) = match &model.cls_codes {
+                Some(g) => {
+                    let c: Vec<f32> = outs
+                        .iter()
+                        .flat_map(|o| o.cls_code.iter().flatten().copied())
+                        .collect();
+                    let (m, c) = g.score(&c, true);
+                    (m.into_iter().map(Some).collect(), c)
+                }
+                None => (vec![None; outs.len()], vec![Vec::new(); outs.len()]),
+            };
             let scored: Vec<ImageScore> = outs
                 .par_iter()
                 .enumerate()
@@ -631,6 +675,7 @@ pub fn score_dir(
                             Some(recon),
                             Some(rarity),
                             Some(maha[i]),
+                            cls_maha[i],
                             o.msp.map(|m| -(m as f64)),
                             Some(raw[i]),
                         ],
@@ -639,6 +684,12 @@ pub fn score_dir(
                             top_contributions(rarity_terms.into_iter()),
                             top_contributions(
                                 contrib[i].iter().enumerate().map(|(j, &v)| (j as u32, v)),
+                            ),
+                            top_contributions(
+                                cls_contrib[i]
+                                    .iter()
+                                    .enumerate()
+                                    .map(|(j, &v)| (j as u32, v)),
                             ),
                         ],
                     }
@@ -678,6 +729,8 @@ pub struct OodResults {
     pub ridge_codes: RidgeChoice,
     #[serde(default)]
     pub ridge_raw: RidgeChoice,
+    #[serde(default)]
+    pub ridge_cls_codes: Option<RidgeChoice>,
     pub methods: Vec<String>,
     pub sets: Vec<ScoredSet>,
     pub results: Vec<MethodResult>,
@@ -773,6 +826,7 @@ pub fn run(
         n_fit: model.n_fit,
         ridge_codes: model.ridge_codes.clone(),
         ridge_raw: model.ridge_raw.clone(),
+        ridge_cls_codes: model.ridge_cls_codes.clone(),
         methods: METHODS.iter().map(|s| s.to_string()).collect(),
         sets,
         results,

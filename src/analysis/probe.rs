@@ -76,6 +76,7 @@ struct Features {
     d: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn pooled_features(
     backbone: &dyn Backbone,
     sae: Option<&Sae>,
@@ -335,7 +336,7 @@ fn fit_and_score(
                 .iter()
                 .map(|&k| {
                     seen[k] += 1;
-                    seen[k] % 5 == 0
+                    seen[k].is_multiple_of(5)
                 })
                 .collect();
             let pick = |keep: bool| -> (Vec<f32>, Vec<usize>) {

@@ -4,7 +4,7 @@
 
 use super::jobs::BackgroundJob;
 use crate::analysis::index::{IndexOptions, build_index};
-use crate::backbone::{ModelSpec, TokenSelection, load_backbone};
+use crate::backbone::{ModelSpec, PosInterpolation, TokenSelection, load_backbone};
 use crate::sae::formats::save_saelens;
 use crate::sae::workflow::{TrainOptions, train, workspace_sae};
 use crate::store::Workspace;
@@ -30,6 +30,8 @@ pub struct CreateRequest {
     pub k: usize,
     /// Training tokens in millions (0: 10 passes over the activations).
     pub train_mtokens: f32,
+    /// How DINOv2 resizes its position table (transformers 5 or the original code).
+    pub pos_interpolation: PosInterpolation,
 }
 
 impl Default for CreateRequest {
@@ -44,6 +46,7 @@ impl Default for CreateRequest {
             d_sae: 2048,
             k: 16,
             train_mtokens: 0.0,
+            pos_interpolation: PosInterpolation::Transformers,
         }
     }
 }
@@ -76,7 +79,11 @@ impl CreateRequest {
     pub fn run(&self, job: &crate::job::Job) -> crate::Result<String> {
         let config =
             (!self.model_config.trim().is_empty()).then(|| PathBuf::from(self.model_config.trim()));
-        let spec = ModelSpec::from_cli(self.model.trim(), config.as_deref())?;
+        let mut spec = ModelSpec::from_cli(self.model.trim(), config.as_deref())?;
+        // Recorded only when it differs from the default, which is what models other than
+        // DINOv2 ignore anyway.
+        spec.pos_interpolation = (self.pos_interpolation != PosInterpolation::Transformers)
+            .then_some(self.pos_interpolation);
         let backbone = load_backbone(&spec, &candle_core::Device::Cpu)?;
         let ws_dir = PathBuf::from(self.workspace.trim());
         let opts = ExtractOptions {
@@ -204,6 +211,31 @@ pub fn form_ui(
                 "heads, norm placement, mean/std (see docs/FORMATS.md)",
                 Some(("model config", Pick::File)),
             );
+            let l = ui.label("DINOv2 positions");
+            egui::ComboBox::from_id_salt("pos_interpolation")
+                .selected_text(match req.pos_interpolation {
+                    PosInterpolation::Transformers => "transformers (Hugging Face)",
+                    PosInterpolation::Original => "original (torch.hub, saev)",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(
+                        &mut req.pos_interpolation,
+                        PosInterpolation::Transformers,
+                        "transformers (Hugging Face)",
+                    );
+                    ui.selectable_value(
+                        &mut req.pos_interpolation,
+                        PosInterpolation::Original,
+                        "original (torch.hub, saev)",
+                    );
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "How DINOv2 resizes its position table to the input grid: the two reference \
+                     codes differ, so pick the one your SAE was trained with",
+                );
+            ui.end_row();
             let l = ui.label("Layer");
             ui.add(egui::DragValue::new(&mut req.layer).range(0..=64))
                 .labelled_by(l.id)
