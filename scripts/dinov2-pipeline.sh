@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole product on the real DINOv2-small at 224 px (257 tokens per image), on the CPU:
-# extract layer 10 over cifar10/train and cifar10/test, a small SAE sweep chosen on training
-# data, train, evaluate on the test split, index, class labels, ontology, OOD, linear probe
+# extract layer 10 over cifar10/train (10,000 images) and a test subset (the first TEST_PER_CLASS
+# images of each class, by file name; 500 = 5,000 images), a small SAE sweep chosen on training
+# data, train, evaluate on the test subset, index, class labels, ontology, OOD, linear probe
 # (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
 #
 # Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
@@ -16,17 +17,30 @@ LAYER=${LAYER:-10}
 D_SAE=${D_SAE:-3072}
 K=${K:-32}
 TOKENS=${TOKENS:-10000000}
+TEST_PER_CLASS=${TEST_PER_CLASS:-500}
 mkdir -p "$OUT"
+TEST=$OUT/sets/test
+
+# The test subset as a folder of links to the first TEST_PER_CLASS files of each class.
+test_subset() {
+  for d in "$S/data/cifar10/test"/*/; do
+    local c
+    c=$(basename "$d")
+    mkdir -p "$TEST/$c"
+    find "$d" -maxdepth 1 -type f -printf '%f\n' | sort | head -n "$TEST_PER_CLASS" |
+      while read -r f; do ln -sfn "$d$f" "$TEST/$c/$f"; done
+  done
+}
 
 # OOD sets as folders of links (class = the linked folder's name).
 sets() {
   mkdir -p "$OUT/sets/fit" "$OUT/sets/id" "$OUT/sets/vehicles"
   for c in bird cat deer dog frog horse; do
     ln -sfn "$S/data/cifar10/train/$c" "$OUT/sets/fit/$c"
-    ln -sfn "$S/data/cifar10/test/$c" "$OUT/sets/id/$c"
+    ln -sfn "$TEST/$c" "$OUT/sets/id/$c"
   done
   for c in airplane automobile ship truck; do
-    ln -sfn "$S/data/cifar10/test/$c" "$OUT/sets/vehicles/$c"
+    ln -sfn "$TEST/$c" "$OUT/sets/vehicles/$c"
   done
 }
 
@@ -55,8 +69,9 @@ run_stage() {
   case $1 in
     extract-train) stage extract-train "$B" extract --model "$M" --layer "$LAYER" \
         --images "$S/data/cifar10/train" --workspace "$OUT/ws-train" --batch 64 ;;
-    extract-test) stage extract-test "$B" extract --model "$M" --layer "$LAYER" \
-        --images "$S/data/cifar10/test" --workspace "$OUT/ws-test" --batch 64 ;;
+    extract-test) test_subset
+      stage extract-test "$B" extract --model "$M" --layer "$LAYER" \
+        --images "$TEST" --workspace "$OUT/ws-test" --batch 64 ;;
     sweep)
       # Expansion and k chosen on the training tokens (final-batch FVE, dead fraction), 2 M
       # tokens each; the test split is not looked at.
@@ -68,7 +83,7 @@ run_stage() {
     train) stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
         --tokens "$TOKENS" ;;
     eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/sae" \
-        --images "$S/data/cifar10/test" ;;
+        --images "$TEST" ;;
     index) stage index "$B" index --workspace "$OUT/ws-train" ;;
     labels) stage labels "$B" label --workspace "$OUT/ws-train" --from-classes ;;
     tree) stage tree "$B" tree --workspace "$OUT/ws-train" \
@@ -79,7 +94,7 @@ run_stage() {
         --fit "$OUT/sets/fit" --id "$OUT/sets/id" --ood "$OUT/sets/vehicles" \
         --ood "$S/data/mnist/test" ;;
     probe) stage probe "$B" probe --model "$M" --workspace "$OUT/ws-train" --reuse "$OUT/ws-test" \
-        --spliced --fit "$S/data/cifar10/train" --eval "$S/data/cifar10/test" ;;
+        --spliced --fit "$S/data/cifar10/train" --eval "$TEST" ;;
     export) stage export "$B" export --workspace "$OUT/ws-train" --out "$OUT/export" ;;
     bench-gui) stage bench-gui "$B" bench gui --workspace "$OUT/ws-train" ;;
     *) echo "unknown stage $1" >&2; exit 2 ;;

@@ -446,7 +446,7 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
         h.state().explorer.as_ref().unwrap().ood.is_some()
     });
     let ood = h.state().explorer.as_ref().unwrap().ood.clone().unwrap();
-    assert_eq!(ood.results.len(), 5);
+    assert_eq!(ood.results.len(), 6);
     h.get_by_role_and_label(Role::Button, "Ontology").click();
     h.run_steps(2);
     h.get_by_role_and_label(Role::Button, "Build trees").click();
