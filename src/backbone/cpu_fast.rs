@@ -233,11 +233,7 @@ fn add_scaled(x: &mut [f32], a: &[f32], d: usize, scale: Option<&[f32]>) {
 fn activate(h: &mut [f32], act: Activation) {
     h.par_chunks_mut(4096).for_each(|c| match act {
         Activation::Relu => c.iter_mut().for_each(|v| *v = v.max(0.0)),
-        Activation::Gelu => c.iter_mut().for_each(|v| {
-            *v = (candle_core::cpu::erf::erf_f32(*v * std::f32::consts::FRAC_1_SQRT_2) + 1.0)
-                * 0.5
-                * *v
-        }),
+        Activation::Gelu => gelu(c),
         Activation::GeluTanh => c.iter_mut().for_each(|v| {
             let x = *v;
             *v = 0.5
@@ -280,6 +276,51 @@ unsafe fn attention_image_avx2(
     causal: bool,
 ) {
     attention_image_generic(src, out, t, heads, d, causal)
+}
+
+/// Exact (erf) GELU in place, with AVX2 + FMA when the CPU has them.
+fn gelu(c: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { gelu_avx2(c) };
+        }
+    }
+    gelu_generic(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_avx2(c: &mut [f32]) {
+    gelu_generic(c)
+}
+
+#[inline(always)]
+fn gelu_generic(c: &mut [f32]) {
+    for v in c.iter_mut() {
+        *v = (erf(*v * std::f32::consts::FRAC_1_SQRT_2) + 1.0) * 0.5 * *v;
+    }
+}
+
+/// erf(x) by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7; 5.7e-7 in f32 arithmetic), branch-free so
+/// GELU vectorises. libm's scalar `erff` took ~40% of a DINOv2 block's time (395k calls per
+/// block and image at ~30 ns each).
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_7,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let a = x.abs();
+    let t = 1.0 / (1.0 + P * a);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let y = 1.0 - poly * exp_nonpositive(-a * a);
+    y.copysign(x)
 }
 
 /// exp(x) for x ≤ 0 (softmax after subtracting the max): Cody–Waite range reduction and a
@@ -400,4 +441,33 @@ fn softmax_row(row: &mut [f32], n: usize) {
     let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
     let inv = 1.0 / sum;
     vis.iter_mut().for_each(|x| *x *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_erf_and_gelu_match_libm() {
+        let mut worst = 0f32;
+        for i in -100_000..=100_000 {
+            let x = i as f32 * 1e-4 * 6.0; // [-6, 6]
+            let d = (erf(x) - candle_core::cpu::erf::erf_f32(x)).abs();
+            worst = worst.max(d);
+        }
+        assert!(worst < 1e-6, "max |erf error| {worst:e}");
+        let mut xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.02).collect();
+        let want: Vec<f32> = xs
+            .iter()
+            .map(|&x| {
+                (candle_core::cpu::erf::erf_f32(x * std::f32::consts::FRAC_1_SQRT_2) + 1.0)
+                    * 0.5
+                    * x
+            })
+            .collect();
+        gelu(&mut xs);
+        for (g, w) in xs.iter().zip(&want) {
+            assert!((g - w).abs() < 5e-6, "{g} vs {w}");
+        }
+    }
 }
