@@ -6,6 +6,8 @@
 # (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
 #
 # Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
+# D_SAE/K/TOKENS default to what the sweep chose (see docs/BENCHMARKS.md); the peer benchmark is
+# separate (`saescope bench extract … --peer ../shared/bench/peer_dinov2.py`).
 # Needs a release build (cargo build --release) and ../shared beside the project.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,20 +16,21 @@ S=$(realpath "${SAESCOPE_SHARED:-../shared}")
 M=$S/models/dinov2-small
 OUT=${OUT:-/tmp/dino}
 LAYER=${LAYER:-10}
-D_SAE=${D_SAE:-3072}
+D_SAE=${D_SAE:-1536}
 K=${K:-32}
-TOKENS=${TOKENS:-10000000}
+TOKENS=${TOKENS:-8000000}
 TEST_PER_CLASS=${TEST_PER_CLASS:-500}
 mkdir -p "$OUT"
 TEST=$OUT/sets/test
 
 # The test subset as a folder of links to the first TEST_PER_CLASS files of each class.
 test_subset() {
+  # sed, not head: head exiting early would SIGPIPE sort and, under pipefail, stop the script.
   for d in "$S/data/cifar10/test"/*/; do
     local c
     c=$(basename "$d")
     mkdir -p "$TEST/$c"
-    find "$d" -maxdepth 1 -type f -printf '%f\n' | sort | head -n "$TEST_PER_CLASS" |
+    find "$d" -maxdepth 1 -type f -printf '%f\n' | sort | sed -n "1,${TEST_PER_CLASS}p" |
       while read -r f; do ln -sfn "$d$f" "$TEST/$c/$f"; done
   done
 }
