@@ -164,21 +164,17 @@ impl<'a> LayerActivations<'a> {
         );
         let mut data = Vec::with_capacity(ids.len() * t * d);
         let mut ok = Vec::with_capacity(ids.len());
-        let mut reused = 0;
         for (&i, r) in ids.iter().zip(rows) {
-            match r.or_else(|| computed.remove(&i)) {
-                Some(v) => {
-                    if !computed_ok.contains(&i) {
-                        reused += 1;
-                    }
-                    data.extend_from_slice(&v);
-                    ok.push(i);
-                }
-                None => continue,
+            if let Some(v) = r.or_else(|| computed.remove(&i)) {
+                data.extend_from_slice(&v);
+                ok.push(i);
             }
         }
-        self.reused
-            .fetch_add(reused, std::sync::atomic::Ordering::Relaxed);
+        // Every id not in `missing` was answered from a store.
+        self.reused.fetch_add(
+            ids.len() - missing.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let hidden = if ok.is_empty() {
             None
         } else {
