@@ -47,6 +47,24 @@ sets() {
   done
 }
 
+# The train split divided to choose the SAE by what it keeps downstream: every fifth file of each
+# class (by name) held out, the rest to fit the probe. The test subset is not used.
+probe_sets() {
+  for d in "$S/data/cifar10/train"/*/; do
+    local c
+    c=$(basename "$d")
+    mkdir -p "$OUT/sets/probe-fit/$c" "$OUT/sets/probe-held/$c"
+    find "$d" -maxdepth 1 -type f -printf '%f\n' | sort | awk '{print NR - 1, $0}' |
+      while read -r i f; do
+        if [ $((i % 5)) -eq 4 ]; then
+          ln -sfn "$d$f" "$OUT/sets/probe-held/$c/$f"
+        else
+          ln -sfn "$d$f" "$OUT/sets/probe-fit/$c/$f"
+        fi
+      done
+  done
+}
+
 # stage NAME CMD...: runs CMD --json, keeps its last line, /usr/bin/time's report and disk use.
 stage() {
   local name=$1
@@ -82,6 +100,15 @@ run_stage() {
         local d=${cfg%:*} k=${cfg#*:}
         stage "sweep-$d-$k" "$B" train --workspace "$(sweep_ws "$d-$k")" --d-sae "$d" --k "$k" \
           --tokens 2000000
+      done ;;
+    sweep-probe)
+      # Downstream preservation of each sweep SAE on held-out train images (probe fit on the
+      # other four fifths), clean vs spliced; the test subset is not looked at.
+      probe_sets
+      for cfg in 1536:32 3072:16 3072:32 3072:64 6144:32; do
+        local d=${cfg%:*} k=${cfg#*:}
+        stage "sweep-probe-$d-$k" "$B" probe --model "$M" --workspace "$OUT/sweep/$d-$k" \
+          --spliced --fit "$OUT/sets/probe-fit" --eval "$OUT/sets/probe-held"
       done ;;
     train) stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
         --tokens "$TOKENS" ;;

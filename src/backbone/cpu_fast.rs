@@ -6,6 +6,7 @@
 //! path (checked against it in tests and against PyTorch in tests/parity.rs).
 
 use super::layers::{Activation, Block};
+use super::sgemm_avx512;
 use crate::error::Result;
 use candle_core::Tensor;
 use rayon::prelude::*;
@@ -17,28 +18,39 @@ pub const CHUNK_ROWS: usize = 4096;
 const ROW_CHUNK: usize = 64;
 
 pub struct FastLinear {
-    /// [in, out] row-major.
-    w_t: Vec<f32>,
+    weights: Weights,
     bias: Option<Vec<f32>>,
     d_in: usize,
     d_out: usize,
 }
 
+/// The weight in the layout the CPU's GEMM wants: packed panels for the AVX-512 kernel, or
+/// row-major [in, out] for the `gemm` crate.
+enum Weights {
+    Packed(sgemm_avx512::PackedB),
+    RowMajor(Vec<f32>),
+}
+
 impl FastLinear {
     pub fn new(w_t: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
         let (d_in, d_out) = w_t.dims2()?;
-        Ok(FastLinear {
-            w_t: w_t.flatten_all()?.to_vec1()?,
-            bias: bias.map(|b| b.to_vec1()).transpose()?,
+        Ok(Self::from_parts(
+            w_t.flatten_all()?.to_vec1()?,
+            bias.map(|b| b.to_vec1()).transpose()?,
             d_in,
             d_out,
-        })
+        ))
     }
 
     /// From a row-major [d_in, d_out] weight (benchmarks and tests).
     pub fn from_parts(w_t: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
+        let weights = if sgemm_avx512::available() {
+            Weights::Packed(sgemm_avx512::PackedB::new(&w_t, d_in, d_out))
+        } else {
+            Weights::RowMajor(w_t)
+        };
         FastLinear {
-            w_t,
+            weights,
             bias,
             d_in,
             d_out,
@@ -47,7 +59,42 @@ impl FastLinear {
 
     /// out = x·W + b for `rows` rows.
     pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = vec![0f32; rows * self.d_out];
+        let mut out = Vec::new();
+        self.forward_into(x, rows, None, &mut out);
+        out
+    }
+
+    /// out = act(x·W + b), written into `out` (resized; its allocation is reused). The activation
+    /// runs on each finished block of rows while it is in cache.
+    pub fn forward_into(
+        &self,
+        x: &[f32],
+        rows: usize,
+        act: Option<Activation>,
+        out: &mut Vec<f32>,
+    ) {
+        out.resize(rows * self.d_out, 0.0);
+        let out = &mut out[..rows * self.d_out];
+        match &self.weights {
+            Weights::Packed(p) => {
+                let bias = self.bias.as_deref();
+                match act {
+                    None => sgemm_avx512::gemm(x, rows, p, bias, out, |_| {}),
+                    Some(act) => {
+                        sgemm_avx512::gemm(x, rows, p, bias, out, |s| activate_slice(s, act))
+                    }
+                }
+            }
+            Weights::RowMajor(w_t) => {
+                self.forward_gemm_crate(w_t, x, rows, out);
+                if let Some(act) = act {
+                    activate(out, act);
+                }
+            }
+        }
+    }
+
+    fn forward_gemm_crate(&self, w_t: &[f32], x: &[f32], rows: usize, out: &mut [f32]) {
         let read_dst = if let Some(b) = &self.bias {
             out.par_chunks_mut(self.d_out * ROW_CHUNK).for_each(|c| {
                 for row in c.chunks_mut(self.d_out) {
@@ -78,7 +125,7 @@ impl FastLinear {
                 x.as_ptr(),
                 1,
                 self.d_in as isize,
-                self.w_t.as_ptr(),
+                w_t.as_ptr(),
                 1,
                 self.d_out as isize,
                 1.0,
@@ -89,7 +136,6 @@ impl FastLinear {
                 par,
             );
         }
-        out
     }
 }
 
@@ -144,32 +190,49 @@ impl FastBlock {
         })
     }
 
-    /// x: [batch·tokens, d] row-major, updated in place.
-    pub fn forward(&self, x: &mut Vec<f32>, batch: usize, tokens: usize, causal: bool) {
+    /// x: [batch·tokens, d] row-major, updated in place. `s` holds the intermediates (its
+    /// buffers are reused from block to block instead of allocated and page-faulted each time).
+    pub fn forward(
+        &self,
+        x: &mut [f32],
+        batch: usize,
+        tokens: usize,
+        causal: bool,
+        s: &mut Scratch,
+    ) {
         let rows = batch * tokens;
         let d = self.d;
+        let scales = self.layer_scale.as_ref();
         if self.norm_first {
-            let y = layer_norm(x, d, &self.norm1);
-            let qkv = self.qkv.forward(&y, rows);
-            let att = attention(&qkv, tokens, self.heads, d, causal);
-            let a = self.out.forward(&att, rows);
-            add_scaled(x, &a, d, self.layer_scale.as_ref().map(|s| s.0.as_slice()));
-            let y = layer_norm(x, d, &self.norm2);
-            let mut h = self.fc1.forward(&y, rows);
-            activate(&mut h, self.act);
-            let h = self.fc2.forward(&h, rows);
-            add_scaled(x, &h, d, self.layer_scale.as_ref().map(|s| s.1.as_slice()));
+            layer_norm_into(x, d, &self.norm1, &mut s.y);
+            self.qkv.forward_into(&s.y, rows, None, &mut s.qkv);
+            attention_into(&s.qkv, tokens, self.heads, d, causal, &mut s.att);
+            self.out.forward_into(&s.att, rows, None, &mut s.a);
+            add_scaled(x, &s.a, d, scales.map(|s| s.0.as_slice()));
+            layer_norm_into(x, d, &self.norm2, &mut s.y);
+            self.fc1.forward_into(&s.y, rows, Some(self.act), &mut s.h);
+            self.fc2.forward_into(&s.h, rows, None, &mut s.a);
+            add_scaled(x, &s.a, d, scales.map(|s| s.1.as_slice()));
         } else {
-            let qkv = self.qkv.forward(x, rows);
-            let att = attention(&qkv, tokens, self.heads, d, causal);
-            let a = self.out.forward(&att, rows);
-            add_then_norm(x, &a, d, &self.norm1);
-            let mut h = self.fc1.forward(x, rows);
-            activate(&mut h, self.act);
-            let h = self.fc2.forward(&h, rows);
-            add_then_norm(x, &h, d, &self.norm2);
+            self.qkv.forward_into(x, rows, None, &mut s.qkv);
+            attention_into(&s.qkv, tokens, self.heads, d, causal, &mut s.att);
+            self.out.forward_into(&s.att, rows, None, &mut s.a);
+            add_then_norm(x, &s.a, d, &self.norm1);
+            self.fc1.forward_into(x, rows, Some(self.act), &mut s.h);
+            self.fc2.forward_into(&s.h, rows, None, &mut s.a);
+            add_then_norm(x, &s.a, d, &self.norm2);
         }
     }
+}
+
+/// A block's intermediate buffers, kept across blocks and sub-batches.
+#[derive(Default)]
+pub struct Scratch {
+    y: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    a: Vec<f32>,
+    h: Vec<f32>,
 }
 
 #[inline(always)]
@@ -183,16 +246,16 @@ fn norm_row(src: &[f32], dst: &mut [f32], n: &FastNorm) {
     }
 }
 
-fn layer_norm(x: &[f32], d: usize, n: &FastNorm) -> Vec<f32> {
-    let mut out = vec![0f32; x.len()];
-    out.par_chunks_mut(d * ROW_CHUNK)
+fn layer_norm_into(x: &[f32], d: usize, n: &FastNorm, out: &mut Vec<f32>) {
+    out.resize(x.len(), 0.0);
+    out[..x.len()]
+        .par_chunks_mut(d * ROW_CHUNK)
         .zip(x.par_chunks(d * ROW_CHUNK))
         .for_each(|(o, s)| {
             for (orow, srow) in o.chunks_mut(d).zip(s.chunks(d)) {
                 norm_row(srow, orow, n);
             }
         });
-    out
 }
 
 /// x = LayerNorm(x + a), row by row (post-norm residual).
@@ -231,7 +294,11 @@ fn add_scaled(x: &mut [f32], a: &[f32], d: usize, scale: Option<&[f32]>) {
 }
 
 fn activate(h: &mut [f32], act: Activation) {
-    h.par_chunks_mut(4096).for_each(|c| match act {
+    h.par_chunks_mut(4096).for_each(|c| activate_slice(c, act));
+}
+
+fn activate_slice(c: &mut [f32], act: Activation) {
+    match act {
         Activation::Relu => c.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::Gelu => gelu(c),
         Activation::GeluTanh => c.iter_mut().for_each(|v| {
@@ -242,27 +309,75 @@ fn activate(h: &mut [f32], act: Activation) {
                     + ((2.0f32 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
         }),
         Activation::QuickGelu => c.iter_mut().for_each(|v| *v /= 1.0 + (-1.702 * *v).exp()),
-    });
+    }
 }
 
 /// Multi-head attention over packed qkv [batch, tokens, 3, heads, hd] → [batch, tokens, heads·hd].
 pub fn attention(qkv: &[f32], tokens: usize, heads: usize, d: usize, causal: bool) -> Vec<f32> {
-    let mut out = vec![0f32; qkv.len() / 3];
-    out.par_chunks_mut(tokens * d)
+    let mut out = Vec::new();
+    attention_into(qkv, tokens, heads, d, causal, &mut out);
+    out
+}
+
+fn attention_into(
+    qkv: &[f32],
+    tokens: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+    out: &mut Vec<f32>,
+) {
+    let n = qkv.len() / 3;
+    out.resize(n, 0.0);
+    out[..n]
+        .par_chunks_mut(tokens * d)
         .zip(qkv.par_chunks(tokens * 3 * d))
         .for_each(|(o, src)| attention_image(src, o, tokens, heads, d, causal));
-    out
 }
 
 fn attention_image(src: &[f32], out: &mut [f32], t: usize, heads: usize, d: usize, causal: bool) {
     #[cfg(target_arch = "x86_64")]
     {
+        if sgemm_avx512::available() {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { attention_image_avx512(src, out, t, heads, d, causal) };
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
             return unsafe { attention_image_avx2(src, out, t, heads, d, causal) };
         }
     }
     attention_image_generic(src, out, t, heads, d, causal)
+}
+
+/// One image's attention with the AVX-512 GEMM: per head, S = Q·Kᵀ reading Q in place from
+/// the qkv rows (K packed transposed), a scaled softmax, and O = P·V written straight into the
+/// head's columns of `out`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attention_image_avx512(
+    src: &[f32],
+    out: &mut [f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+) {
+    let hd = d / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut s = vec![0f32; t * t];
+    let mut keys = sgemm_avx512::PackedB::empty();
+    let mut values = sgemm_avx512::PackedB::empty();
+    for h in 0..heads {
+        let q = &src[h * hd..];
+        keys.repack(&src[d + h * hd..], 3 * d, hd, t, true);
+        values.repack(&src[2 * d + h * hd..], 3 * d, t, hd, false);
+        sgemm_avx512::gemm_strided(q, 3 * d, t, &keys, &mut s, t);
+        for (i, row) in s.chunks_mut(t).enumerate() {
+            softmax_scaled_row(row, if causal { i + 1 } else { t }, scale);
+        }
+        sgemm_avx512::gemm_strided(&s, t, t, &values, &mut out[h * hd..], d);
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -278,10 +393,14 @@ unsafe fn attention_image_avx2(
     attention_image_generic(src, out, t, heads, d, causal)
 }
 
-/// Exact (erf) GELU in place, with AVX2 + FMA when the CPU has them.
+/// Exact (erf) GELU in place, vectorised with AVX-512 or AVX2 + FMA when the CPU has them.
 fn gelu(c: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function is compiled for.
+            return unsafe { gelu_avx512(c) };
+        }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU supports the features the function is compiled for.
             return unsafe { gelu_avx2(c) };
@@ -293,6 +412,12 @@ fn gelu(c: &mut [f32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn gelu_avx2(c: &mut [f32]) {
+    gelu_generic(c)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_avx512(c: &mut [f32]) {
     gelu_generic(c)
 }
 
@@ -337,7 +462,10 @@ fn exp_nonpositive(x: f32) -> f32 {
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from n's bits without a float→int cast (Rust's saturating `as` does not vectorise):
+    // adding 1.5·2^23 puts the integer n in the low mantissa bits.
+    let biased = (n + 12_582_912.0).to_bits().wrapping_sub(0x4B40_0000);
+    p * f32::from_bits(biased.wrapping_add(127) << 23)
 }
 
 /// C[m×n] = A·B for small row-major matrices, single-threaded (callers parallelise over images).
@@ -424,17 +552,24 @@ fn attention_image_generic(
 /// Softmax over the first `n` entries (the rest, masked keys, become 0).
 #[inline(always)]
 fn softmax_row(row: &mut [f32], n: usize) {
+    softmax_scaled_row(row, n, 1.0)
+}
+
+/// softmax(scale · row) over the first `n` entries (scale > 0; the rest become 0).
+#[inline(always)]
+fn softmax_scaled_row(row: &mut [f32], n: usize, scale: f32) {
     let (vis, masked) = row.split_at_mut(n);
     masked.iter_mut().for_each(|x| *x = 0.0);
     let max = vis
         .iter()
         .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
-    vis.iter_mut().for_each(|x| *x = exp_nonpositive(*x - max));
-    // Eight partial sums so the reduction vectorises.
-    let mut lanes = [0f32; 8];
-    let mut chunks = vis.chunks_exact(8);
+    vis.iter_mut()
+        .for_each(|x| *x = exp_nonpositive((*x - max) * scale));
+    // Sixteen partial sums so the reduction vectorises.
+    let mut lanes = [0f32; 16];
+    let mut chunks = vis.chunks_exact(16);
     for c in &mut chunks {
-        for l in 0..8 {
+        for l in 0..16 {
             lanes[l] += c[l];
         }
     }

@@ -9,6 +9,7 @@ pub mod dinov2;
 pub mod layers;
 pub mod pos_interp;
 pub mod preprocess;
+pub mod sgemm_avx512;
 pub mod siglip;
 pub mod source;
 pub mod tokenizer;
@@ -307,9 +308,10 @@ impl VisionTransformer {
             };
             let (b, t, d) = x.dims3()?;
             let mut buf: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let mut scratch = cpu_fast::Scratch::default();
             if collect {
                 for fb in &fast[range] {
-                    fb.forward(&mut buf, b, t, false);
+                    fb.forward(&mut buf, b, t, false, &mut scratch);
                     outs.push(Tensor::from_slice(&buf, (b, t, d), x.device())?);
                 }
             } else {
@@ -318,11 +320,9 @@ impl VisionTransformer {
                 let per_chunk = (cpu_fast::CHUNK_ROWS / t).max(1);
                 for chunk in buf.chunks_mut(per_chunk * t * d) {
                     let n = chunk.len() / (t * d);
-                    let mut c = chunk.to_vec();
                     for fb in &fast[range.clone()] {
-                        fb.forward(&mut c, n, t, false);
+                        fb.forward(chunk, n, t, false, &mut scratch);
                     }
-                    chunk.copy_from_slice(&c);
                 }
             }
             return Ok((Tensor::from_vec(buf, (b, t, d), x.device())?, outs));
