@@ -35,6 +35,19 @@ test_subset() {
   done
 }
 
+# The other half of the test split (files TEST_PER_CLASS+1 … 2·TEST_PER_CLASS of each class by
+# name), for a probe score on images no earlier run looked at.
+test2_subset() {
+  for d in "$S/data/cifar10/test"/*/; do
+    local c
+    c=$(basename "$d")
+    mkdir -p "$OUT/sets/test2/$c"
+    find "$d" -maxdepth 1 -type f -printf '%f\n' | sort |
+      sed -n "$((TEST_PER_CLASS + 1)),$((2 * TEST_PER_CLASS))p" |
+      while read -r f; do ln -sfn "$d$f" "$OUT/sets/test2/$c/$f"; done
+  done
+}
+
 # OOD sets as folders of links (class = the linked folder's name).
 sets() {
   mkdir -p "$OUT/sets/fit" "$OUT/sets/id" "$OUT/sets/vehicles"
@@ -125,6 +138,9 @@ run_stage() {
         --ood "$S/data/mnist/test" ;;
     probe) stage probe "$B" probe --model "$M" --workspace "$OUT/ws-train" --reuse "$OUT/ws-test" \
         --spliced --fit "$S/data/cifar10/train" --eval "$TEST" ;;
+    probe-test2) test2_subset
+      stage probe-test2 "$B" probe --model "$M" --workspace "$OUT/ws-train" --spliced \
+        --fit "$S/data/cifar10/train" --eval "$OUT/sets/test2" ;;
     export) stage export "$B" export --workspace "$OUT/ws-train" --out "$OUT/export" ;;
     bench-gui) stage bench-gui "$B" bench gui --workspace "$OUT/ws-train" ;;
     *) echo "unknown stage $1" >&2; exit 2 ;;

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod job;
 pub mod linalg;
+pub mod memory;
 pub mod sae;
 pub mod shared;
 pub mod steer;

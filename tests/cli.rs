@@ -222,6 +222,47 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
             .contains("already holds activations"),
         "{v}"
     );
+
+    // Out-of-range training options are refused before anything is written (these panicked or
+    // wrote a NaN SAE before): the error names the option and its range.
+    for (args, says) in [
+        (&["--d-sae", "0"][..], "--d-sae must be at least 1"),
+        (
+            &["--d-sae", "64", "--batch", "0"][..],
+            "--batch must be at least 1",
+        ),
+        (
+            &["--d-sae", "64", "--k", "0"][..],
+            "--k must be between 1 and --d-sae",
+        ),
+        (
+            &["--d-sae", "64", "--k", "65"][..],
+            "--k must be between 1 and --d-sae",
+        ),
+        (
+            &["--d-sae", "64", "--lr", "nan"][..],
+            "--lr must be a finite number above 0",
+        ),
+        (
+            &["--d-sae", "64", "--lr", "inf"][..],
+            "--lr must be a finite number above 0",
+        ),
+        (
+            &["--d-sae", "64", "--tokens", "0"][..],
+            "--tokens must be at least 1",
+        ),
+        (&["--d-sae", "100000000"][..], "of memory is available"),
+    ] {
+        let (ok, v) = run_json(
+            saescope()
+                .args(["train", "--workspace"])
+                .arg(&ws)
+                .args(args),
+        );
+        assert!(!ok, "{args:?} was accepted");
+        assert!(v["error"].as_str().unwrap().contains(says), "{args:?}: {v}");
+        assert!(!ws.join("sae").exists(), "{args:?} left an SAE folder");
+    }
 }
 
 #[test]
@@ -236,6 +277,24 @@ fn errors_come_as_json_and_name_the_fix() {
     );
     assert!(!ok);
     assert!(v["error"].as_str().unwrap().contains("0..=5"), "{v}");
+    for (flag, says) in [
+        ("--batch", "--batch must be at least 1"),
+        ("--shard-images", "--shard-images must be at least 1"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let (ok, v) = run_json(
+            saescope()
+                .arg("extract")
+                .args(vit_args())
+                .args(["--layer", "3", flag, "0", "--workspace"])
+                .arg(&ws)
+                .arg("--images")
+                .arg(shared_path("data/mnist/test")),
+        );
+        assert!(!ok && v["error"].as_str().unwrap().contains(says), "{v}");
+        assert!(!ws.exists(), "a refused extract created {}", ws.display());
+    }
     let (ok, v) = run_json(
         saescope()
             .arg("info")

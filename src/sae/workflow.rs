@@ -46,6 +46,54 @@ pub struct TrainOptions {
 }
 
 impl TrainOptions {
+    /// Checks every option before any work or write: each error names the option, its valid
+    /// range and the value given. `d_in` is the store's width (for the memory estimate).
+    pub fn validate(&self, d_in: usize) -> Result<()> {
+        let bad = |what: String| Err(Error::Invalid(what));
+        if self.d_sae == 0 {
+            return bad("--d-sae must be at least 1 (got 0)".into());
+        }
+        if matches!(self.arch, TrainArch::TopK | TrainArch::BatchTopK)
+            && !(1..=self.d_sae).contains(&self.k)
+        {
+            return bad(format!(
+                "--k must be between 1 and --d-sae ({}) (got {})",
+                self.d_sae, self.k
+            ));
+        }
+        if self.batch == 0 {
+            return bad("--batch must be at least 1 (got 0)".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "--lr must be a finite number above 0, e.g. 4e-4 (got {})",
+                self.lr
+            ));
+        }
+        if self.tokens == Some(0) {
+            return bad("--tokens must be at least 1 (got 0)".into());
+        }
+        if self.checkpoint_every == Some(0) {
+            return bad("the checkpoint interval must be at least 1 step (got 0)".into());
+        }
+        // Weights (encoder, decoder) and Adam's two moments for each, plus one batch's codes.
+        let need =
+            4.0 * (6.0 * d_in as f64 * self.d_sae as f64 + 2.0 * (self.batch * self.d_sae) as f64);
+        if let Some(avail) = crate::memory::available_bytes() {
+            if need > 0.9 * avail as f64 {
+                return bad(format!(
+                    "--d-sae {} with --batch {} needs about {:.1} GB for weights, optimiser state \
+                     and codes, but {:.1} GB of memory is available: lower --d-sae or --batch",
+                    self.d_sae,
+                    self.batch,
+                    need / 1e9,
+                    avail as f64 / 1e9
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Defaults for a TopK SAE of `d_sae` latents and `k` active per token.
     pub fn topk(d_sae: usize, k: usize) -> Self {
         TrainOptions {
@@ -184,6 +232,7 @@ pub fn train_on_store(
     job: &Job,
 ) -> Result<TrainReport> {
     let d_in = store.manifest.d_model;
+    opts.validate(d_in)?;
     let total_rows = store.manifest.rows() as u64;
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
     let steps = tokens.div_ceil(opts.batch as u64);

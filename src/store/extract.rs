@@ -28,6 +28,22 @@ pub struct ExtractOptions {
     pub images_per_shard: Option<usize>,
 }
 
+impl ExtractOptions {
+    /// Checks the numeric options before the workspace is touched.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        }
+        if self.images_per_shard == Some(0) {
+            return Err(Error::Invalid(
+                "--shard-images must be at least 1 (got 0); leave it out for shards near 64 MB"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ExtractReport {
     pub workspace: String,
@@ -93,6 +109,7 @@ pub fn extract(
     job: &Job,
 ) -> Result<ExtractReport> {
     let start = Instant::now();
+    opts.validate()?;
     let info = backbone.info().clone();
     if opts.layer >= info.n_layers {
         return Err(Error::Invalid(format!(
