@@ -148,4 +148,34 @@ fn bad_files_get_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("d_in=6") && err.contains("width 128"), "{err}");
+
+    // Non-finite weights (a diverged run) and integer weights are refused, naming the tensor.
+    let nan_dir = dir.path().join("nan");
+    std::fs::create_dir_all(&nan_dir).unwrap();
+    let good = fixtures().join("saelens_jumprelu");
+    std::fs::copy(good.join("cfg.json"), nan_dir.join("cfg.json")).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(good.join("sae_weights.safetensors"), &Device::Cpu).unwrap();
+    let w = tensors["W_dec"].clone();
+    let mut v: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    v[5] = f32::NAN;
+    tensors.insert(
+        "W_dec".into(),
+        candle_core::Tensor::from_vec(v, w.dims(), &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, nan_dir.join("sae_weights.safetensors")).unwrap();
+    let err = load_sae(&nan_dir).unwrap_err().to_string();
+    assert!(err.contains("W_dec") && err.contains("non-finite"), "{err}");
+    let ints = dir.path().join("ints");
+    std::fs::create_dir_all(&ints).unwrap();
+    std::fs::copy(fixtures().join("sparsify/cfg.json"), ints.join("cfg.json")).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(fixtures().join("sparsify/sae.safetensors"), &Device::Cpu)
+            .unwrap();
+    for t in tensors.values_mut() {
+        *t = t.to_dtype(candle_core::DType::U32).unwrap();
+    }
+    candle_core::safetensors::save(&tensors, ints.join("sae.safetensors")).unwrap();
+    let err = load_sae(&ints).unwrap_err().to_string();
+    assert!(err.contains("must be floating point"), "{err}");
 }

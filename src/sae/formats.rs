@@ -35,6 +35,14 @@ fn get<'a>(t: &'a Tensors, key: &str, file: &Path) -> Result<&'a Tensor> {
 
 /// [rows, cols] tensor → row-major values, checking the shape.
 fn matrix(t: &Tensor, rows: usize, cols: usize, key: &str, file: &Path) -> Result<Vec<f32>> {
+    if !t.dtype().is_float() {
+        return Err(Error::Invalid(format!(
+            "{}: `{key}` has dtype {:?}: SAE weights must be floating point (f32, f16, bf16 or \
+             f64); was the file written by an SAE library?",
+            file.display(),
+            t.dtype()
+        )));
+    }
     if t.dims() != [rows, cols] {
         return Err(Error::Invalid(format!(
             "{}: `{key}` has shape {:?}, expected [{rows}, {cols}]",

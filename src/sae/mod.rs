@@ -83,6 +83,31 @@ impl Sae {
                 t.len()
             )));
         }
+        let mut values: Vec<(&str, &[f32])> = vec![
+            ("W_enc", &self.w_enc),
+            ("b_enc", &self.b_enc),
+            ("W_dec", &self.w_dec),
+            ("b_dec", &self.b_dec),
+        ];
+        if let Some(t) = &self.threshold {
+            values.push(("threshold", t));
+        }
+        for (name, v) in values {
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "SAE tensor {name} holds a non-finite value ({} at flat index {i}): the \
+                     file is corrupt or its training diverged; retrain or re-export it",
+                    v[i]
+                )));
+            }
+        }
+        if let Some(scale) = self.input_scale
+            && !(scale.is_finite() && scale > 0.0)
+        {
+            return Err(Error::Invalid(format!(
+                "SAE input scale must be a finite number above 0 (got {scale})"
+            )));
+        }
         if self.activation == SaeActivation::JumpRelu && self.threshold.is_none() {
             return Err(Error::Invalid(
                 "a JumpReLU SAE needs a `threshold` tensor".into(),
