@@ -295,6 +295,23 @@ fn errors_come_as_json_and_name_the_fix() {
         assert!(!ok && v["error"].as_str().unwrap().contains(says), "{v}");
         assert!(!ws.exists(), "a refused extract created {}", ws.display());
     }
+    // A failed first run (an empty image folder) leaves no workspace behind, so the corrected
+    // run is not refused.
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let ws = tmp.path().join("ws");
+    let (ok, _) = run_json(
+        saescope()
+            .arg("extract")
+            .args(vit_args())
+            .args(["--layer", "3", "--workspace"])
+            .arg(&ws)
+            .arg("--images")
+            .arg(&empty),
+    );
+    assert!(!ok);
+    assert!(!ws.exists(), "the failed run left {}", ws.display());
     let (ok, v) = run_json(
         saescope()
             .arg("info")

@@ -100,7 +100,38 @@ pub fn activations_for(
     Ok(hidden.narrow(1, token_indices[0], token_indices.len())?)
 }
 
+/// Extracts (or resumes extracting) a workspace's activations. A run that creates the workspace
+/// and fails before its first shard is written removes it again, so the corrected run is not
+/// refused by a half-made `workspace.json`.
 pub fn extract(
+    ws_dir: &Path,
+    spec: &ModelSpec,
+    backbone: &dyn Backbone,
+    images_dir: &Path,
+    opts: &ExtractOptions,
+    job: &Job,
+) -> Result<ExtractReport> {
+    let created = !ws_dir.exists();
+    let result = extract_into(ws_dir, spec, backbone, images_dir, opts, job);
+    if result.is_err()
+        && created
+        && !has_shard_files(&ws_dir.join(super::workspace::ACTIVATIONS_DIR))
+    {
+        // Best effort: the error that matters is the one returned.
+        let _ = std::fs::remove_dir_all(ws_dir);
+    }
+    result
+}
+
+fn has_shard_files(act_dir: &Path) -> bool {
+    std::fs::read_dir(act_dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+    })
+}
+
+fn extract_into(
     ws_dir: &Path,
     spec: &ModelSpec,
     backbone: &dyn Backbone,

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub const WORKSPACE_FILE: &str = "workspace.json";
 pub const DATASET_FILE: &str = "dataset.json";
+/// The activation store's folder inside a workspace.
+pub const ACTIVATIONS_DIR: &str = "activations";
 pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -114,7 +116,7 @@ impl Workspace {
     }
 
     pub fn activations_dir(&self) -> PathBuf {
-        self.dir.join("activations")
+        self.dir.join(ACTIVATIONS_DIR)
     }
 
     /// The image listing fixed when extraction started (so resumed runs see the same order).
