@@ -500,6 +500,8 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     (job, bar)
 }
 
+use saescope::store::lock::lock_writer;
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         None => saescope::app::run_native_app(None),
@@ -675,6 +677,7 @@ fn run(cli: Cli) -> Result<()> {
             rebuild,
             json,
         }) => {
+            let _lock = lock_writer(&workspace, "index", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
             let (job, bar) = progress_job("index");
@@ -704,6 +707,7 @@ fn run(cli: Cli) -> Result<()> {
             if ridge.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
                 anyhow::bail!("--ridge must be a finite number > 0");
             }
+            let _lock = lock_writer(&workspace, "ood", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
             let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
@@ -748,6 +752,7 @@ fn run(cli: Cli) -> Result<()> {
             class_ids,
             json,
         }) => {
+            let _lock = lock_writer(&workspace, "tree", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
             let index = saescope::analysis::index::load_index(&ws)?;
@@ -782,6 +787,13 @@ fn run(cli: Cli) -> Result<()> {
             json,
         }) => {
             use saescope::analysis::labels::Labels;
+            // Label edits are short: wait for another writer rather than fail, and hold the lock
+            // across load → edit → save so concurrent edits are never lost.
+            let _lock = lock_writer(
+                &workspace,
+                "label",
+                Some(std::time::Duration::from_secs(30)),
+            )?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let mut labels = Labels::load(&ws.dir)?;
             let mut from_class = 0;
@@ -898,6 +910,7 @@ fn run(cli: Cli) -> Result<()> {
             force,
             json,
         }) => {
+            let _lock = lock_writer(&workspace, "import-labels", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
             let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
             let report = saescope::analysis::export::import_labels(&ws, &sae, &from, force)?;

@@ -96,6 +96,52 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     assert_eq!(labels["labels"]["7"]["text"], "test label");
     assert_eq!(labels["labels"]["7"]["source"], "manual");
 
+    // Twenty concurrent label edits all survive (each waits for the workspace's writer lock),
+    // and a writer that finds the workspace busy is told who holds it.
+    let editors: Vec<_> = (200..220)
+        .map(|f| {
+            cmd(
+                &["label", "--set", &format!("{f}=concurrent {f}"), "--json"],
+                &ws,
+            )
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    for mut e in editors {
+        assert!(e.wait().unwrap().success());
+    }
+    let edited: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+    for f in 200..220 {
+        assert_eq!(
+            edited["labels"][f.to_string()]["text"],
+            format!("concurrent {f}")
+        );
+    }
+    // Put the labels back as they were for the export checks below.
+    std::fs::write(ws.join("labels.json"), &before).unwrap();
+    {
+        let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
+        for args in [
+            &["train", "--d-sae", "64"][..],
+            &["index"][..],
+            &["tree"][..],
+        ] {
+            let out = cmd(args, &ws).arg("--json").output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !out.status.success(),
+                "{args:?} ran while the workspace was locked"
+            );
+            assert!(
+                stdout.contains("workspace busy") && stdout.contains("held by the test"),
+                "{args:?}: {stdout}"
+            );
+        }
+    }
+
     // Export → import into a copy without labels → identical labels; export again → same JSON.
     let out = tmp.path().join("export");
     let e = run_json(cmd(&["export", "--out"], &ws).arg(&out));

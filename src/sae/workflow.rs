@@ -203,6 +203,7 @@ impl<'a> ShuffleStream<'a> {
 }
 
 pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainReport> {
+    let _lock = crate::store::lock::lock_writer(&ws.dir, "train", None)?;
     let store = ActivationStore::open(&ws.activations_dir())?;
     if !store.manifest.is_complete() {
         return Err(Error::Workspace(format!(

@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod dataset;
 pub mod extract;
+pub mod lock;
 pub mod reuse;
 pub mod workspace;
 
