@@ -122,6 +122,17 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     }
     // Put the labels back as they were for the export checks below.
     std::fs::write(ws.join("labels.json"), &before).unwrap();
+    for (args, says) in [
+        (&["index", "--top-n", "0"][..], "--top-n must be at least 1"),
+        (&["index", "--top-n", "100000000"][..], "lower --top-n"),
+    ] {
+        let out = cmd(args, &ws).arg("--json").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success() && stdout.contains(says),
+            "{args:?}: {stdout}"
+        );
+    }
     {
         let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
         for args in [

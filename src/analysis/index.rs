@@ -412,6 +412,26 @@ pub fn build_index(
     let ds = ws.dataset()?;
     let n_classes = ds.classes.len();
     let tokens = store.manifest.tokens_per_image();
+    if opts.top_n == 0 || opts.encode_rows == 0 {
+        return Err(Error::Invalid(format!(
+            "--top-n must be at least 1 (got {}), and so must the rows encoded per step (got {})",
+            opts.top_n, opts.encode_rows
+        )));
+    }
+    // Checked before allocating: a failed allocation aborts instead of returning an error.
+    let need = 2 * state_bytes_bound(sae.d_sae, opts.top_n, tokens, n_classes, sae.d_in);
+    if let Some(avail) = crate::memory::available_bytes()
+        && need as f64 > 0.9 * avail as f64
+    {
+        return Err(Error::Invalid(format!(
+            "--top-n {} for {} features needs about {:.1} GB, but {:.1} GB of memory is \
+             available: lower --top-n",
+            opts.top_n,
+            sae.d_sae,
+            need as f64 / 1e9,
+            avail as f64 / 1e9
+        )));
+    }
     let settings = IndexSettings {
         top_n: opts.top_n,
         sae_fingerprint: sae_fingerprint(sae),
