@@ -1,7 +1,7 @@
 //! Image folders as datasets: a recursive scan in a deterministic order, class = the folder
 //! directly holding an image, and decoding that skips (and reports) unreadable images instead of failing the run.
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -118,22 +118,42 @@ impl Dataset {
     }
 }
 
+/// Every image file under `dir`, following links (folders of links are a common way to build
+/// subsets) but refusing a link that points back to one of its own ancestors, which would
+/// otherwise list the same images again and again (walkdir detects it).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).at(dir)? {
-        let entry = entry.at(dir)?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
+    let hidden =
+        |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    for entry in walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|e| !hidden(e))
+    {
+        let entry = entry.map_err(|e| {
+            if let Some(ancestor) = e.loop_ancestor() {
+                Error::Invalid(format!(
+                    "{}: link loop: it points back to {}, which holds it; remove the link or \
+                     point it elsewhere",
+                    e.path()
+                        .map_or_else(|| dir.display().to_string(), |p| p.display().to_string()),
+                    ancestor.display()
+                ))
+            } else {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                match e.into_io_error() {
+                    Some(io) => Error::io(&path, io),
+                    None => Error::Invalid(format!("{}: cannot be read", path.display())),
+                }
+            }
+        })?;
         let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        if entry.file_type().is_file()
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
         {
-            out.push(path);
+            out.push(path.to_path_buf());
         }
     }
     Ok(())
@@ -158,23 +178,45 @@ pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
     {
         return Ok(img);
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(&bytes))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot read: {e}"))
+    };
+    // The header's size first: the RGB copy below needs w·h·3 bytes whatever the file's format.
+    let (w, h) = reader()?
+        .into_dimensions()
+        .map_err(|e| format!("corrupt or unsupported image: {e}"))?;
+    if w > MAX_SIDE || h > MAX_SIDE || w as u64 * h as u64 * 3 > MAX_DECODED_BYTES {
+        return Err(too_large(w as usize, h as usize));
+    }
+    let mut reader = reader()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => format!("image larger than {MAX_SIDE}×{MAX_SIDE} pixels"),
+        image::ImageError::Limits(_) => format!(
+            "image too large: over {MAX_SIDE} pixels a side or {} megapixels",
+            MAX_DECODED_BYTES / 3_000_000
+        ),
         other => format!("corrupt or unsupported image: {other}"),
     })?;
     Ok(img.to_rgb8())
 }
 
-/// Decoded images may take at most this much memory.
-const MAX_DECODED_BYTES: u64 = 1 << 30;
+/// Decoded images may take at most this much memory (100 megapixels of RGB): a batch decodes
+/// several at once, and a 746 KB PNG can claim 16000×16000 pixels (768 MB).
+pub const MAX_DECODED_BYTES: u64 = 300_000_000;
+
+fn too_large(w: usize, h: usize) -> String {
+    format!(
+        "image of {w}×{h} pixels is too large: at most {MAX_SIDE} pixels a side and {} \
+         megapixels; downscale it first",
+        MAX_DECODED_BYTES / 3_000_000
+    )
+}
 
 /// Decodes a JPEG with libjpeg-turbo exactly as Pillow does (`Image.open(f).convert("RGB")`):
 /// Pillow and so every Python pipeline (transformers, timm, open_clip, saev) decode with
@@ -194,7 +236,7 @@ fn decode_jpeg_like_pillow(bytes: &[u8]) -> std::result::Result<Option<RgbImage>
     }
     let (w, h) = (header.width, header.height);
     if w > MAX_SIDE as usize || h > MAX_SIDE as usize || (w * h * 3) as u64 > MAX_DECODED_BYTES {
-        return Err(format!("image larger than {MAX_SIDE}×{MAX_SIDE} pixels"));
+        return Err(too_large(w, h));
     }
     let mut pixels = vec![0u8; w * h * 3];
     let out = turbojpeg::Image {
@@ -323,5 +365,24 @@ mod tests {
             }
         }
         !crc
+    }
+
+    #[test]
+    fn link_loops_are_refused_and_huge_images_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cls = dir.path().join("cat");
+        std::fs::create_dir_all(&cls).unwrap();
+        image::RgbImage::new(4, 4).save(cls.join("a.png")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), cls.join("loop")).unwrap();
+        let err = Dataset::scan(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("link loop"), "{err}");
+        std::fs::remove_file(cls.join("loop")).unwrap();
+        assert_eq!(Dataset::scan(dir.path()).unwrap().len(), 1);
+        // A tiny file that claims 16000×16000 pixels is skipped with a reason, not decoded.
+        let big = cls.join("big.png");
+        image::GrayImage::new(16_000, 16_000).save(&big).unwrap();
+        assert!(std::fs::metadata(&big).unwrap().len() < 2 << 20);
+        let err = load_rgb(&big).err().unwrap();
+        assert!(err.contains("too large"), "{err}");
     }
 }
