@@ -184,10 +184,10 @@ pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
             .map_err(|e| format!("cannot read: {e}"))
     };
     // The header's size first: the RGB copy below needs w·h·3 bytes whatever the file's format.
-    let (w, h) = reader()?
-        .into_dimensions()
-        .map_err(|e| format!("corrupt or unsupported image: {e}"))?;
-    if w > MAX_SIDE || h > MAX_SIDE || w as u64 * h as u64 * 3 > MAX_DECODED_BYTES {
+    // (A header the size probe cannot read goes on to the decoder, whose limits still apply.)
+    if let Ok((w, h)) = reader()?.into_dimensions()
+        && (w > MAX_SIDE || h > MAX_SIDE || w as u64 * h as u64 * 3 > MAX_DECODED_BYTES)
+    {
         return Err(too_large(w as usize, h as usize));
     }
     let mut reader = reader()?;
@@ -198,7 +198,7 @@ pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => format!(
-            "image too large: over {MAX_SIDE} pixels a side or {} megapixels",
+            "image too large: over {MAX_SIDE} pixels a side or {} megapixels; downscale it first",
             MAX_DECODED_BYTES / 3_000_000
         ),
         other => format!("corrupt or unsupported image: {other}"),
@@ -328,7 +328,7 @@ mod tests {
         let h = d.path().join("huge.jpg");
         std::fs::write(&h, &huge).unwrap();
         let err = load_rgb(&h).unwrap_err();
-        assert!(err.contains("larger than"), "{err}");
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]
@@ -349,7 +349,7 @@ mod tests {
         png.extend_from_slice(&crc32(&chunk).to_be_bytes());
         std::fs::write(&p, png).unwrap();
         let err = load_rgb(&p).unwrap_err();
-        assert!(err.contains("larger than"), "{err}");
+        assert!(err.contains("too large"), "{err}");
     }
 
     fn crc32(data: &[u8]) -> u32 {
