@@ -6,6 +6,9 @@
 # (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
 #
 # Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
+# Extra stages, not in the default list: sweep-probe (each sweep SAE's spliced probe on held-out
+# train images, the second selection rule) and probe-test2 (the probe on the unseen half of the
+# test split).
 # D_SAE/K/TOKENS default to what the sweep chose (see docs/BENCHMARKS.md); the peer benchmark is
 # separate (`saescope bench extract … --peer ../shared/bench/peer_dinov2.py`).
 # Needs a release build (cargo build --release) and ../shared beside the project.
