@@ -39,7 +39,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
         path: path.into(),
-        source: e,
+        error: e,
     })?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
@@ -49,7 +49,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).at(path)?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Json {
         path: path.into(),
-        source: e,
+        error: e,
     })
 }
 

@@ -295,6 +295,15 @@ fn errors_come_as_json_and_name_the_fix() {
         assert!(!ok && v["error"].as_str().unwrap().contains(says), "{v}");
         assert!(!ws.exists(), "a refused extract created {}", ws.display());
     }
+    // A cause is printed once, not once in the message and again as its source.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("workspace.json"), "{").unwrap();
+    let (ok, v) = run_json(saescope().arg("index").arg("--workspace").arg(tmp.path()));
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        !ok && msg.matches("EOF while parsing").count() == 1,
+        "{msg}"
+    );
     // A failed first run (an empty image folder) leaves no workspace behind, so the corrected
     // run is not refused.
     let tmp = tempfile::tempdir().unwrap();

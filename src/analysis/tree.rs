@@ -407,7 +407,7 @@ impl Taxonomy {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let graph: NodeLink = serde_json::from_str(&text).map_err(|source| Error::Json {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let mut tax = Taxonomy::default();
         for node in &graph.nodes {

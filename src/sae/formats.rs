@@ -320,7 +320,7 @@ pub fn load_saev(path: &Path) -> Result<Sae> {
         .ok_or_else(|| Error::Invalid(format!("{}: no JSON header line", path.display())))?;
     let header: Value = serde_json::from_slice(&bytes[..nl]).map_err(|e| Error::Json {
         path: path.into(),
-        source: e,
+        error: e,
     })?;
     let tmp = tempfile_beside(path)?;
     std::fs::write(&tmp, &bytes[nl + 1..]).at(&tmp)?;
