@@ -13,7 +13,7 @@ pub enum Error {
     },
 
     #[error("tensor error: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
 
     #[error("{path}: invalid JSON: {error}")]
     Json {
@@ -56,6 +56,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// By hand rather than `#[from]`, which would also make the cause a `source()` and print it twice.
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Tensor(e)
+    }
+}
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
