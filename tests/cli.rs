@@ -201,6 +201,14 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
         "stored activations differ from a direct forward by {diff}"
     );
 
+    // A second writer is refused while another holds the workspace, and is told who.
+    {
+        let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
+        let (ok, v) = run_json(&mut extract(None));
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert!(!ok && msg.contains("workspace busy") && msg.contains("held by the test"), "{v}");
+    }
+
     // Re-running a finished workspace does nothing; asking for another layer is refused.
     let (ok, v) = run_json(&mut extract(None));
     assert!(ok && v["shards_reused"] == 8, "{v}");

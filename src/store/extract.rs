@@ -100,9 +100,9 @@ pub fn activations_for(
     Ok(hidden.narrow(1, token_indices[0], token_indices.len())?)
 }
 
-/// Extracts (or resumes extracting) a workspace's activations. A run that creates the workspace
-/// and fails before its first shard is written removes it again, so the corrected run is not
-/// refused by a half-made `workspace.json`.
+/// Extracts (or resumes extracting) a workspace's activations, holding its writer lock. A run
+/// that creates the workspace and fails before its first shard is written removes it again, so
+/// the corrected run is not refused by a half-made `workspace.json`.
 pub fn extract(
     ws_dir: &Path,
     spec: &ModelSpec,
@@ -111,12 +111,16 @@ pub fn extract(
     opts: &ExtractOptions,
     job: &Job,
 ) -> Result<ExtractReport> {
+    opts.validate()?;
     let created = !ws_dir.exists();
+    std::fs::create_dir_all(ws_dir).map_err(|e| Error::io(ws_dir, e))?;
+    let lock = super::lock::lock_writer(ws_dir, "extract", None)?;
     let result = extract_into(ws_dir, spec, backbone, images_dir, opts, job);
     if result.is_err()
         && created
         && !has_shard_files(&ws_dir.join(super::workspace::ACTIVATIONS_DIR))
     {
+        drop(lock);
         // Best effort: the error that matters is the one returned.
         let _ = std::fs::remove_dir_all(ws_dir);
     }
@@ -140,7 +144,6 @@ fn extract_into(
     job: &Job,
 ) -> Result<ExtractReport> {
     let start = Instant::now();
-    opts.validate()?;
     let info = backbone.info().clone();
     if opts.layer >= info.n_layers {
         return Err(Error::Invalid(format!(
