@@ -206,7 +206,10 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
         let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
         let (ok, v) = run_json(&mut extract(None));
         let msg = v["error"].as_str().unwrap_or_default();
-        assert!(!ok && msg.contains("workspace busy") && msg.contains("held by the test"), "{v}");
+        assert!(
+            !ok && msg.contains("workspace busy") && msg.contains("held by the test"),
+            "{v}"
+        );
     }
 
     // Re-running a finished workspace does nothing; asking for another layer is refused.

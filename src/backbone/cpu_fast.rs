@@ -57,13 +57,6 @@ impl FastLinear {
         }
     }
 
-    /// out = x·W + b for `rows` rows.
-    pub fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut out = Vec::new();
-        self.forward_into(x, rows, None, &mut out);
-        out
-    }
-
     /// out = act(x·W + b), written into `out` (resized; its allocation is reused). The activation
     /// runs on each finished block of rows while it is in cache.
     pub fn forward_into(
@@ -313,12 +306,6 @@ fn activate_slice(c: &mut [f32], act: Activation) {
 }
 
 /// Multi-head attention over packed qkv [batch, tokens, 3, heads, hd] → [batch, tokens, heads·hd].
-pub fn attention(qkv: &[f32], tokens: usize, heads: usize, d: usize, causal: bool) -> Vec<f32> {
-    let mut out = Vec::new();
-    attention_into(qkv, tokens, heads, d, causal, &mut out);
-    out
-}
-
 fn attention_into(
     qkv: &[f32],
     tokens: usize,

@@ -43,16 +43,9 @@ pub struct PackedB {
 impl PackedB {
     pub fn new(b: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(b.len(), k * n, "PackedB::new: b is not k×n");
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
-        for (p, panel) in data.chunks_mut(k * NR).enumerate() {
-            let c0 = p * NR;
-            let cols = NR.min(n - c0);
-            for (kk, dst) in panel.chunks_mut(NR).enumerate() {
-                dst[..cols].copy_from_slice(&b[kk * n + c0..kk * n + c0 + cols]);
-            }
-        }
-        PackedB { data, k, n }
+        let mut packed = Self::empty();
+        packed.repack(b, n, k, n, false);
+        packed
     }
 
     /// An empty matrix to [`Self::repack`] into (attention packs K and V per head).
@@ -88,14 +81,6 @@ impl PackedB {
                 }
             }
         }
-    }
-
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    pub fn n(&self) -> usize {
-        self.n
     }
 }
 
