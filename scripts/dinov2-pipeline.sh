@@ -6,7 +6,8 @@
 # (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
 #
 # Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
-# Extra stages, not in the default list: sweep-probe (each sweep SAE's spliced probe on held-out
+# Extra stages, not in the default list: sweep-cls (the CLS weight, chosen on held-out train
+# images; CLS_WEIGHT below), sweep-probe (each sweep SAE's spliced probe on held-out
 # train images, the second selection rule) and probe-test2 (the probe on the unseen half of the
 # test split).
 # D_SAE/K/TOKENS default to what the sweep chose (see docs/BENCHMARKS.md); the peer benchmark is
@@ -22,6 +23,7 @@ LAYER=${LAYER:-10}
 D_SAE=${D_SAE:-1536}
 K=${K:-32}
 TOKENS=${TOKENS:-8000000}
+CLS_WEIGHT=${CLS_WEIGHT:-1}
 TEST_PER_CLASS=${TEST_PER_CLASS:-500}
 mkdir -p "$OUT"
 TEST=$OUT/sets/test
@@ -126,8 +128,25 @@ run_stage() {
         stage "sweep-probe-$d-$k" "$B" probe --model "$M" --workspace "$OUT/sweep/$d-$k" \
           --spliced --fit "$OUT/sets/probe-fit" --eval "$OUT/sets/probe-held"
       done ;;
+    sweep-cls)
+      # The CLS weight (how many times as often a CLS row is drawn as a patch row), chosen by
+      # the spliced probe's drop on held-out train images (probe-held, fit on probe-fit), for
+      # weights 1, 16 and 64 at the final size and length (1536 latents, k 32, 8 M tokens).
+      # Rule, fixed before any score: the smallest drop wins; within 0.1 point, the smaller
+      # weight. The test split is not looked at. Weight 1 is ws-train's SAE as first trained.
+      probe_sets
+      for w in 16 64; do
+        stage "sweep-cls-$w" "$B" train --workspace "$(sweep_ws "cls-$w")" --d-sae "$D_SAE" \
+          --k "$K" --tokens "$TOKENS" --cls-weight "$w"
+      done
+      for w in 1 16 64; do
+        local ws=$OUT/sweep/cls-$w
+        [ "$w" = 1 ] && ws=$OUT/ws-train
+        stage "sweep-cls-probe-$w" "$B" probe --model "$M" --workspace "$ws" \
+          --spliced --fit "$OUT/sets/probe-fit" --eval "$OUT/sets/probe-held"
+      done ;;
     train) stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
-        --tokens "$TOKENS" ;;
+        --tokens "$TOKENS" --cls-weight "$CLS_WEIGHT" ;;
     eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/sae" \
         --images "$TEST" ;;
     index) stage index "$B" index --workspace "$OUT/ws-train" ;;

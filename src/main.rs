@@ -130,6 +130,11 @@ enum Command {
         /// Discard an unfinished run's checkpoint instead of resuming it.
         #[arg(long)]
         restart: bool,
+        /// Draw each CLS row this many times as often as a patch row (1 to 1024; default 1).
+        /// The store holds one CLS row per image, so without it the SAE spends little on the
+        /// token that pooled read-outs (probes, classifier heads) depend on.
+        #[arg(long, default_value_t = 1)]
+        cls_weight: u32,
         /// Training tokens (default: 10 passes over the store).
         #[arg(long)]
         tokens: Option<u64>,
@@ -646,6 +651,7 @@ fn run(cli: Cli) -> Result<()> {
             normalize,
             checkpoint_every,
             restart,
+            cls_weight,
             tokens,
             batch,
             lr,
@@ -664,6 +670,7 @@ fn run(cli: Cli) -> Result<()> {
                 normalize,
                 checkpoint_every,
                 restart,
+                cls_weight,
                 ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
             };
             let report = saescope::sae::workflow::train(&ws, &opts, &job)?;

@@ -23,6 +23,13 @@ pub struct RunSettings {
     pub lr: f32,
     pub seed: u64,
     pub normalize: bool,
+    /// Absent in checkpoints written before `--cls-weight` existed: those ran with 1.
+    #[serde(default = "one")]
+    pub cls_weight: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -239,6 +239,10 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
                 .pointer("/metadata/saescope_pos_interpolation")
                 .and_then(|v| v.as_str())
                 .map(String::from),
+            cls_weight: cfg
+                .pointer("/metadata/saescope_cls_weight")
+                .and_then(|v| v.as_u64())
+                .and_then(|v| u32::try_from(v).ok()),
         },
     };
     sae.validate()?;
@@ -268,6 +272,7 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
             "hook_name": s.meta.hook_name,
             "saescope_version": env!("CARGO_PKG_VERSION"),
             "saescope_pos_interpolation": s.meta.pos_interpolation,
+            "saescope_cls_weight": s.meta.cls_weight,
             // Training-time input normalisation, already folded into the weights above.
             "saescope_input_scale_folded": sae.input_scale,
         },

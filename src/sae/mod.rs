@@ -35,6 +35,10 @@ pub struct SaeMeta {
     /// How the backbone's position table was resized (`transformers` or `original`), when it
     /// was: activations from the two differ, so an SAE is bound to the one it was trained with.
     pub pos_interpolation: Option<String>,
+    /// saescope training: how many times as often each CLS row was drawn as a patch row
+    /// (`--cls-weight`), when more than once.
+    #[serde(default)]
+    pub cls_weight: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -43,6 +43,10 @@ pub struct TrainOptions {
     pub checkpoint_every: Option<u64>,
     /// Discard an unfinished run's checkpoint instead of resuming it.
     pub restart: bool,
+    /// Each CLS row is drawn this many times as often as a patch row (1 = as stored). A store
+    /// holds one CLS row per 256 patch rows, so an SAE spends little of its budget on the CLS
+    /// token, which is what a pooled read-out (the probe, a classifier head) depends on.
+    pub cls_weight: u32,
 }
 
 impl TrainOptions {
@@ -72,6 +76,12 @@ impl TrainOptions {
         }
         if self.tokens == Some(0) {
             return bad("--tokens must be at least 1 (got 0)".into());
+        }
+        if !(1..=1024).contains(&self.cls_weight) {
+            return bad(format!(
+                "--cls-weight must be between 1 and 1024 (got {})",
+                self.cls_weight
+            ));
         }
         if self.checkpoint_every == Some(0) {
             return bad("the checkpoint interval must be at least 1 step (got 0)".into());
@@ -108,6 +118,7 @@ impl TrainOptions {
             buffer_rows: 1 << 18,
             checkpoint_every: None,
             restart: false,
+            cls_weight: 1,
         }
     }
 }
@@ -129,6 +140,8 @@ pub struct TrainReport {
     pub input_scale: Option<f32>,
     /// BatchTopK: the learned inference threshold.
     pub threshold: Option<f32>,
+    /// How many times as often each CLS row was drawn as a patch row.
+    pub cls_weight: u32,
 }
 
 /// Random batches from all shards, reading one shard at a time into a bounded shuffle buffer.
@@ -140,10 +153,17 @@ struct ShuffleStream<'a> {
     buffer: Vec<f32>,
     d: usize,
     cap_rows: usize,
+    /// (position of the CLS row among an image's rows, extra copies of it per image).
+    cls_extra: Option<(usize, usize)>,
 }
 
 impl<'a> ShuffleStream<'a> {
-    fn new(store: &'a ActivationStore, seed: u64, cap_rows: usize) -> Self {
+    fn new(
+        store: &'a ActivationStore,
+        seed: u64,
+        cap_rows: usize,
+        cls_extra: Option<(usize, usize)>,
+    ) -> Self {
         ShuffleStream {
             store,
             rng: Rng::new(seed ^ 0x5eed),
@@ -152,6 +172,7 @@ impl<'a> ShuffleStream<'a> {
             buffer: Vec::new(),
             d: store.manifest.d_model,
             cap_rows,
+            cls_extra,
         }
     }
 
@@ -169,6 +190,15 @@ impl<'a> ShuffleStream<'a> {
             let shard = self.store.read_shard(self.order[self.next_shard])?;
             self.next_shard += 1;
             self.buffer.extend_from_slice(&shard.activations);
+            if let Some((pos, extra)) = self.cls_extra {
+                let per_image = self.store.manifest.tokens_per_image().max(1);
+                for image in shard.activations.chunks(per_image * self.d) {
+                    let cls = &image[pos * self.d..(pos + 1) * self.d];
+                    for _ in 0..extra {
+                        self.buffer.extend_from_slice(cls);
+                    }
+                }
+            }
             if self.store.manifest.shards.len() == 1 || self.buffer.len() / self.d >= self.cap_rows
             {
                 break;
@@ -221,19 +251,40 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
             .map(|p| p.as_str().to_string()),
         ..Default::default()
     };
-    train_on_store(&store, &ws.dir.join(SAE_DIR), meta, opts, job)
+    // Where the CLS row sits among each image's stored rows (token 0, when the model has one).
+    let cls_row = ws
+        .config
+        .backbone
+        .geometry
+        .has_cls
+        .then(|| store.manifest.token_indices.iter().position(|&t| t == 0))
+        .flatten();
+    train_on_store(&store, &ws.dir.join(SAE_DIR), meta, cls_row, opts, job)
 }
 
 /// Trains on any complete activation store, checkpointing into (and saving the SAE to) `sae_dir`.
+/// `cls_row`: the CLS row's position among each image's rows, if the store holds it.
 pub fn train_on_store(
     store: &ActivationStore,
     sae_dir: &Path,
     meta: SaeMeta,
+    cls_row: Option<usize>,
     opts: &TrainOptions,
     job: &Job,
 ) -> Result<TrainReport> {
     let d_in = store.manifest.d_model;
     opts.validate(d_in)?;
+    let cls_extra = match (opts.cls_weight, cls_row) {
+        (1, _) => None,
+        (w, Some(pos)) => Some((pos, w as usize - 1)),
+        (_, None) => {
+            return Err(Error::Invalid(
+                "--cls-weight needs a store holding the CLS token: a model with a CLS token, \
+                 extracted with --tokens all or cls"
+                    .into(),
+            ));
+        }
+    };
     let total_rows = store.manifest.rows() as u64;
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
     let steps = tokens.div_ceil(opts.batch as u64);
@@ -246,6 +297,7 @@ pub fn train_on_store(
         lr: opts.lr,
         seed: opts.seed,
         normalize: opts.normalize,
+        cls_weight: opts.cls_weight,
     };
     std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
     let previous = checkpoint::read_index(sae_dir)?;
@@ -267,7 +319,7 @@ pub fn train_on_store(
     let resumed_from_step = resume.as_ref().map_or(0, |p| p.step);
     // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
     let stream_seed = opts.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut stream = ShuffleStream::new(store, stream_seed, opts.buffer_rows);
+    let mut stream = ShuffleStream::new(store, stream_seed, opts.buffer_rows, cls_extra);
     let mut batch = Vec::new();
     stream.batch(opts.batch.min(4096), &mut batch)?;
     let input_scale = match &resume {
@@ -377,6 +429,7 @@ pub fn train_on_store(
     let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
     let mut sae = trainer.to_sae(SaeMeta {
         source_format: Some("saelens".into()),
+        cls_weight: (opts.cls_weight > 1).then_some(opts.cls_weight),
         ..meta
     });
     sae.input_scale = input_scale;
@@ -398,6 +451,7 @@ pub fn train_on_store(
         dead_fraction: dead,
         input_scale,
         threshold: matches!(opts.arch, TrainArch::BatchTopK).then_some(trainer.threshold),
+        cls_weight: opts.cls_weight,
     })
 }
 
@@ -603,4 +657,58 @@ pub fn evaluate(
         accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
         spliced_accuracy: (labelled > 0).then(|| correct_spliced as f64 / labelled as f64),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store of 10 images × 4 tokens (token 0 = CLS, value ≥ 100) and the share of CLS rows
+    /// the shuffle stream draws with `cls_extra`.
+    fn cls_share(cls_extra: Option<(usize, usize)>) -> f64 {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, images, tokens) = (2, 10, 4);
+        let mut rows = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..images {
+            for t in 0..tokens {
+                rows.extend([if t == 0 { 100.0 + i as f32 } else { i as f32 }, t as f32]);
+            }
+            ids.push(i as u32);
+        }
+        let store_dir = dir.path().join("acts");
+        crate::store::activations::write_single_shard_store(&store_dir, &rows, d, &ids, images)
+            .unwrap();
+        let manifest = store_dir.join("manifest.json");
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+        m["token_indices"] = serde_json::json!([0, 1, 2, 3]);
+        std::fs::write(&manifest, m.to_string()).unwrap();
+        let store = ActivationStore::open(&store_dir).unwrap();
+        let mut stream = ShuffleStream::new(&store, 1, 64, cls_extra);
+        let mut out = Vec::new();
+        let mut cls = 0usize;
+        for _ in 0..200 {
+            stream.batch(50, &mut out).unwrap();
+            cls += out.chunks(d).filter(|r| r[0] >= 100.0).count();
+        }
+        cls as f64 / 10_000.0
+    }
+
+    #[test]
+    fn cls_weight_draws_cls_rows_that_many_times_as_often() {
+        let plain = cls_share(None);
+        assert!((plain - 0.25).abs() < 0.03, "1 CLS row in 4: {plain}");
+        // Weight 4: 4 CLS draws for every 3 patch rows of an image.
+        let weighted = cls_share(Some((0, 3)));
+        assert!((weighted - 4.0 / 7.0).abs() < 0.03, "4 in 7: {weighted}");
+    }
+
+    #[test]
+    fn cls_weight_is_range_checked() {
+        let mut opts = TrainOptions::topk(8, 2);
+        opts.cls_weight = 0;
+        let err = opts.validate(4).unwrap_err().to_string();
+        assert!(err.contains("--cls-weight") && err.contains("1 and 1024"), "{err}");
+    }
 }

@@ -319,9 +319,10 @@ pub fn train_text_sae(
         }),
         source_format: None,
         pos_interpolation: None,
+        cls_weight: None,
     };
     let sae_dir = out.join(workflow::SAE_DIR);
-    let train = workflow::train_on_store(&store, &sae_dir, meta, opts, job)?;
+    let train = workflow::train_on_store(&store, &sae_dir, meta, None, opts, job)?;
     let sae = crate::sae::formats::load_sae(&sae_dir)?;
     let (heldout_fve, heldout_l0) = crate::sae::fve_and_l0(&sae, &heldout);
     Ok(TextSaeReport {
