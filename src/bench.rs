@@ -34,7 +34,22 @@ pub struct ExtractBench {
     pub peer_images_per_s: Option<f64>,
     /// The peer's measure beside ours: images_per_s (all blocks) when the peer runs them all,
     /// forward_to_layer_images_per_s when the peer is told to stop at `layer` (`--peer-arg`).
+    /// With several rounds: the median of the rounds' ratios.
     pub speedup_vs_peer: Option<f64>,
+    /// Rounds run; each times our passes and then the peer, so both see the same stretch of a
+    /// shared machine's load. The rates above are medians over the rounds.
+    pub rounds: usize,
+    /// Each round's (ours, peer) images/s for the compared measure.
+    pub round_rates: Vec<(f64, Option<f64>)>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 pub fn bench_extract(
@@ -43,9 +58,11 @@ pub fn bench_extract(
     layer: usize,
     batch_size: usize,
     limit: usize,
+    rounds: usize,
     peer: Option<&Path>,
     peer_args: &[String],
 ) -> Result<ExtractBench> {
+    let rounds = rounds.max(1);
     let device = Device::Cpu;
     let ids: Vec<usize> = (0..ds.len().min(limit)).collect();
     let n_layers = backbone.info().n_layers;
@@ -75,30 +92,49 @@ pub fn bench_extract(
         }
         Ok(ids.len() as f64 / t.elapsed().as_secs_f64())
     };
-    let full = time(&|b| {
-        backbone.outputs(b)?;
-        Ok(())
-    })?;
-    let to_layer = time(&|b| {
-        backbone.forward_to(b, layer)?;
-        Ok(())
-    })?;
     let gflop = backbone.forward_flops(layer) / 1e9;
     let gemm = bare_gemm_gflop_s(
         batch_size.min(ids.len()).max(1) * backbone.info().geometry.n_tokens(),
         backbone.info().d_model,
     );
-    let peer_rate = peer
-        .map(|p| {
-            let mut args = vec![ds.root.display().to_string()];
-            args.extend(peer_args.iter().cloned());
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            run_peer_rate(p, &args, "img/s")
-        })
-        .transpose()?;
     // A peer told where to stop (`--layer`) is compared with our forward to that layer.
     let peer_stops_at_layer = peer_args.iter().any(|a| a == "--layer");
-    let ours = if peer_stops_at_layer { to_layer } else { full };
+    let (mut fulls, mut to_layers, mut peers, mut round_rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let full = time(&|b| {
+            backbone.outputs(b)?;
+            Ok(())
+        })?;
+        let to_layer = time(&|b| {
+            backbone.forward_to(b, layer)?;
+            Ok(())
+        })?;
+        let peer_rate = peer
+            .map(|p| {
+                let mut args = vec![ds.root.display().to_string()];
+                args.extend(peer_args.iter().cloned());
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run_peer_rate(p, &args, "img/s")
+            })
+            .transpose()?;
+        let ours = if peer_stops_at_layer { to_layer } else { full };
+        fulls.push(full);
+        to_layers.push(to_layer);
+        peers.extend(peer_rate);
+        round_rates.push((ours, peer_rate));
+    }
+    let full = median(fulls);
+    let to_layer = median(to_layers);
+    let peer_rate = (!peers.is_empty()).then(|| median(peers));
+    let speedup = peer_rate.map(|_| {
+        median(
+            round_rates
+                .iter()
+                .filter_map(|(o, p)| p.map(|p| o / p))
+                .collect(),
+        )
+    });
     Ok(ExtractBench {
         model: backbone.info().name.clone(),
         images: ids.len(),
@@ -113,7 +149,9 @@ pub fn bench_extract(
         bare_gemm_gflop_s: gemm,
         gemm_efficiency: gflop * to_layer / gemm,
         peer_images_per_s: peer_rate,
-        speedup_vs_peer: peer_rate.map(|p| ours / p),
+        speedup_vs_peer: speedup,
+        rounds,
+        round_rates,
     })
 }
 

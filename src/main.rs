@@ -392,6 +392,10 @@ enum BenchCommand {
         /// peer told `--layer` is compared with our forward to that layer.
         #[arg(long, allow_hyphen_values = true)]
         peer_arg: Vec<String>,
+        /// Rounds of (our passes, then the peer), reported as medians: on a shared machine both
+        /// then see the same stretches of load (1 to 50).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         #[arg(long)]
         json: bool,
     },
@@ -964,11 +968,15 @@ fn run(cli: Cli) -> Result<()> {
                     limit,
                     peer,
                     peer_arg,
+                    rounds,
                     json,
                 },
         }) => {
             if batch == 0 || limit == 0 {
                 anyhow::bail!("--batch and --limit must be at least 1");
+            }
+            if !(1..=50).contains(&rounds) {
+                anyhow::bail!("--rounds must be between 1 and 50 (got {rounds})");
             }
             let (_, b) = model.load()?;
             let ds = saescope::store::Dataset::scan(&images)?;
@@ -979,6 +987,7 @@ fn run(cli: Cli) -> Result<()> {
                 layer,
                 batch,
                 limit,
+                rounds,
                 peer.as_deref().map(Path::new),
                 &peer_arg,
             )?;
