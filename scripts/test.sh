@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs saescope's whole test suite on a fresh Debian machine: installs the system packages the
 # tests need when they are missing (Mesa's software Vulkan driver for the headless UI tests),
-# then runs `cargo test`. Needs ../shared beside the project (or SAESCOPE_SHARED).
+# then checks formatting (`cargo fmt --check`) and lints (`cargo clippy -- -D warnings`) and runs
+# `cargo test`. Needs ../shared beside the project (or SAESCOPE_SHARED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,5 +25,14 @@ if [ ! -d "$shared/models" ]; then
   echo "error: test data not found at $shared; put shared/ beside the project or set SAESCOPE_SHARED" >&2
   exit 1
 fi
+
+# Lints and formatting are part of the suite (rustup adds the components if they are missing).
+if command -v rustup >/dev/null; then
+  for c in clippy rustfmt; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 
 cargo test --locked "$@"

@@ -52,6 +52,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn bench_extract(
     backbone: &dyn Backbone,
     ds: &Dataset,

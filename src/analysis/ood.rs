@@ -130,7 +130,11 @@ struct ImageOut {
     msp: Option<f32>,
 }
 
+/// Receives each batch's dataset ids and per-image outputs.
+type BatchSink<'s> = dyn FnMut(&[usize], Vec<ImageOut>) -> Result<()> + 's;
+
 /// Runs the backbone to `layer` on every image of `ds` and calls `sink` once per batch.
+#[allow(clippy::too_many_arguments)]
 fn for_each_batch(
     backbone: &dyn Backbone,
     sae: &Sae,
@@ -141,7 +145,7 @@ fn for_each_batch(
     what: &str,
     want_msp: bool,
     reuse: &[PathBuf],
-    sink: &mut dyn FnMut(&[usize], Vec<ImageOut>) -> Result<()>,
+    sink: &mut BatchSink,
 ) -> Result<usize> {
     let geometry = backbone.info().geometry;
     let workspaces = reuse
@@ -604,6 +608,7 @@ fn top_contributions(c: impl Iterator<Item = (u32, f32)>) -> Vec<(u32, f32)> {
     v
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn score_dir(
     backbone: &dyn Backbone,
     sae: &Sae,
@@ -748,6 +753,7 @@ impl OodResults {
 
 /// Fits, scores the in-distribution folder and every OOD folder, and computes AUROC / FPR95
 /// per method and OOD set.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     backbone: &dyn Backbone,
     sae: &Sae,
@@ -797,6 +803,7 @@ pub fn run(
         )?);
     }
     let mut results = Vec::new();
+    #[allow(clippy::needless_range_loop)] // m indexes each image's scores too
     for m in 0..METHODS.len() {
         let id = sets[0]
             .images

@@ -450,9 +450,9 @@ mod tests {
                 }
             }
             let xh = s.decode(&f);
-            for i in 0..3 {
+            for (i, got) in xh.iter().enumerate().take(3) {
                 let want = s.b_dec[i] + (0..4).map(|j| f[j] * s.w_dec[j * 3 + i]).sum::<f32>();
-                assert!((xh[i] - want).abs() < 1e-6);
+                assert!((got - want).abs() < 1e-6);
             }
         }
     }

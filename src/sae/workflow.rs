@@ -89,17 +89,17 @@ impl TrainOptions {
         // Weights (encoder, decoder) and Adam's two moments for each, plus one batch's codes.
         let need =
             4.0 * (6.0 * d_in as f64 * self.d_sae as f64 + 2.0 * (self.batch * self.d_sae) as f64);
-        if let Some(avail) = crate::memory::available_bytes() {
-            if need > 0.9 * avail as f64 {
-                return bad(format!(
-                    "--d-sae {} with --batch {} needs about {:.1} GB for weights, optimiser state \
-                     and codes, but {:.1} GB of memory is available: lower --d-sae or --batch",
-                    self.d_sae,
-                    self.batch,
-                    need / 1e9,
-                    avail as f64 / 1e9
-                ));
-            }
+        if let Some(avail) = crate::memory::available_bytes()
+            && need > 0.9 * avail as f64
+        {
+            return bad(format!(
+                "--d-sae {} with --batch {} needs about {:.1} GB for weights, optimiser state \
+                 and codes, but {:.1} GB of memory is available: lower --d-sae or --batch",
+                self.d_sae,
+                self.batch,
+                need / 1e9,
+                avail as f64 / 1e9
+            ));
         }
         Ok(())
     }
@@ -709,6 +709,9 @@ mod tests {
         let mut opts = TrainOptions::topk(8, 2);
         opts.cls_weight = 0;
         let err = opts.validate(4).unwrap_err().to_string();
-        assert!(err.contains("--cls-weight") && err.contains("1 and 1024"), "{err}");
+        assert!(
+            err.contains("--cls-weight") && err.contains("1 and 1024"),
+            "{err}"
+        );
     }
 }

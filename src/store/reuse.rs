@@ -16,12 +16,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
+/// A shard index, its data and, per image id in it, its first row.
+type CachedShard = (usize, ShardData, HashMap<u32, usize>);
+
 struct Stored {
     store: ActivationStore,
     /// Canonical image path → (shard, dataset image id).
     by_path: HashMap<PathBuf, (usize, u32)>,
     /// The last shard read and, per image id in it, its first row.
-    cache: Mutex<Option<(usize, ShardData, HashMap<u32, usize>)>>,
+    cache: Mutex<Option<CachedShard>>,
 }
 
 pub struct LayerActivations<'a> {
