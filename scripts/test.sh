@@ -34,5 +34,7 @@ if command -v rustup >/dev/null; then
 fi
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+# The headless build (library + CLI, no windowing dependencies) keeps compiling.
+cargo check --locked --no-default-features --all-targets
 
 cargo test --locked "$@"

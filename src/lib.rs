@@ -4,6 +4,7 @@
 //! layers over it. See `docs/ARCHITECTURE.md` for the module map.
 
 pub mod analysis;
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod backbone;
 pub mod bench;

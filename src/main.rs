@@ -511,10 +511,28 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
 
 use saescope::store::lock::lock_writer;
 
+#[cfg(feature = "gui")]
+fn open_app(workspace: Option<PathBuf>) -> Result<()> {
+    saescope::app::run_native_app(workspace)
+}
+
+#[cfg(not(feature = "gui"))]
+fn open_app(_workspace: Option<PathBuf>) -> Result<()> {
+    Err(no_gui())
+}
+
+#[cfg(not(feature = "gui"))]
+fn no_gui() -> anyhow::Error {
+    anyhow::anyhow!(
+        "this saescope was built without the desktop app (cargo build --no-default-features): \
+         run a subcommand (see saescope --help), or rebuild with the default features for the app"
+    )
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => saescope::app::run_native_app(None),
-        Some(Command::Gui { workspace }) => saescope::app::run_native_app(workspace),
+        None => open_app(None),
+        Some(Command::Gui { workspace }) => open_app(workspace),
         Some(Command::Info { model, json }) => {
             let (_, b) = model.load()?;
             let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
@@ -1024,8 +1042,16 @@ fn run(cli: Cli) -> Result<()> {
                     json,
                 },
         }) => {
-            let report = saescope::app::bench::bench_grid(&workspace, items, frames)?;
-            emit_pretty(json, &report)
+            #[cfg(feature = "gui")]
+            {
+                let report = saescope::app::bench::bench_grid(&workspace, items, frames)?;
+                emit_pretty(json, &report)
+            }
+            #[cfg(not(feature = "gui"))]
+            {
+                let _ = (workspace, items, frames, json);
+                Err(no_gui())
+            }
         }
         Some(Command::Bench {
             which:
