@@ -36,6 +36,43 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Removes `.name.tmp-PID` files (left by a killed [`write_atomic`]) in `dir` and, with `depth`,
+/// its sub-folders: the real files were never replaced. With `writers_stopped` (the caller holds
+/// the writer lock) every one goes; otherwise only those whose process is gone (told by /proc;
+/// without it none), so a live writer's file is left alone. Returns how many were removed.
+pub fn remove_stale_temp_files(dir: &Path, depth: usize, writers_stopped: bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let proc_fs = Path::new("/proc/self").exists();
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            if depth > 0 {
+                removed += remove_stale_temp_files(&path, depth - 1, writers_stopped);
+            }
+            continue;
+        }
+        let Some(pid) = name
+            .strip_prefix('.')
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let writer_gone = writers_stopped
+            || (proc_fs
+                && pid != std::process::id()
+                && !Path::new(&format!("/proc/{pid}")).exists());
+        if writer_gone && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
         path: path.into(),

@@ -104,12 +104,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train an SAE on a workspace's activations (saved to WS/sae in SAELens format).
+    /// List a workspace's SAEs (WS/saes/<name>/) with their training figures and analyses.
+    Saes {
+        #[arg(long)]
+        workspace: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make one of a workspace's SAEs the active one (used when --sae is not given).
+    UseSae {
+        #[arg(long)]
+        workspace: PathBuf,
+        /// Its name under WS/saes/ (see `saescope saes`).
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train an SAE on a workspace's activations, saved to WS/saes/<name>/ in SAELens format
+    /// (never over another SAE) and made the workspace's active SAE.
     /// An interrupted run (crash, Ctrl-C, cancel) resumes from its last checkpoint when re-run
     /// with the same settings.
     Train {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE's folder name under WS/saes/ (default: from the settings, e.g. topk-1536-k32).
+        /// A finished SAE of that name with the same settings is reported, not trained again.
+        #[arg(long)]
+        name: Option<String>,
         /// topk, batchtopk or relu (L1 penalty weighted by decoder norms).
         #[arg(long, default_value = "topk")]
         arch: String,
@@ -154,7 +175,8 @@ enum Command {
         /// Images to evaluate on (e.g. the test split).
         #[arg(long)]
         images: PathBuf,
-        /// An SAE file/folder instead of the workspace's own.
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         #[arg(long, default_value_t = 256)]
@@ -167,7 +189,8 @@ enum Command {
     Index {
         #[arg(long)]
         workspace: PathBuf,
-        /// An SAE file/folder instead of the workspace's own (WS/sae).
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         /// Top images kept per feature.
@@ -185,6 +208,8 @@ enum Command {
     Ood {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         /// In-distribution images to fit on (e.g. the train split).
@@ -214,6 +239,8 @@ enum Command {
     Tree {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         /// Taxonomy: networkx node-link JSON or "parent child" lines (e.g. WordNet).
@@ -229,6 +256,10 @@ enum Command {
     Label {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
+        #[arg(long)]
+        sae: Option<PathBuf>,
         /// Label every feature with its most precise class among its top images.
         #[arg(long)]
         from_classes: bool,
@@ -251,6 +282,8 @@ enum Command {
     Heatmap {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         #[arg(long)]
@@ -268,6 +301,8 @@ enum Command {
     Export {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         #[arg(long)]
@@ -288,6 +323,8 @@ enum Command {
     ImportLabels {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         #[arg(long)]
@@ -327,6 +364,8 @@ enum BenchCommand {
     Index {
         #[arg(long)]
         workspace: PathBuf,
+        /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+        /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
         #[arg(long)]
         sae: Option<PathBuf>,
         #[arg(long, default_value_t = 65_000)]
@@ -511,6 +550,17 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
 
 use saescope::store::lock::lock_writer;
 
+/// The folder and weights of the SAE that `--sae` names (a name, a folder, or the active one;
+/// a folder from elsewhere is imported into the workspace first).
+fn sae_of(
+    ws: &saescope::store::Workspace,
+    arg: Option<&Path>,
+) -> Result<(PathBuf, saescope::sae::Sae)> {
+    let home = saescope::sae::workflow::sae_home(ws, arg)?;
+    let sae = saescope::sae::workflow::workspace_sae(ws, Some(&home))?;
+    Ok((home, sae))
+}
+
 #[cfg(feature = "gui")]
 fn open_app(workspace: Option<PathBuf>) -> Result<()> {
     saescope::app::run_native_app(workspace)
@@ -674,6 +724,7 @@ fn run(cli: Cli) -> Result<()> {
             checkpoint_every,
             restart,
             cls_weight,
+            name,
             tokens,
             batch,
             lr,
@@ -693,11 +744,45 @@ fn run(cli: Cli) -> Result<()> {
                 checkpoint_every,
                 restart,
                 cls_weight,
+                name,
                 ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
             };
             let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
             bar.finish_and_clear();
             emit_pretty(json, &report)
+        }
+        Some(Command::Saes { workspace, json }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let list = saescope::sae::workflow::list_saes(&ws);
+            emit(json, &serde_json::json!({ "saes": list }), || {
+                for s in &list {
+                    println!(
+                        "{} {:<28} d_sae {:<6} FVE {:<6} L0 {:<6} index {} labels {}",
+                        if s.active { "*" } else { " " },
+                        s.name,
+                        s.d_sae,
+                        s.final_fve.map_or("-".into(), |v| format!("{v:.3}")),
+                        s.final_l0.map_or("-".into(), |v| format!("{v:.1}")),
+                        if s.index { "yes" } else { "no" },
+                        s.labels
+                    );
+                }
+            })
+        }
+        Some(Command::UseSae {
+            workspace,
+            name,
+            json,
+        }) => {
+            let ws = saescope::store::Workspace::open(&workspace)?;
+            let _lock = lock_writer(
+                &workspace,
+                "use-sae",
+                Some(std::time::Duration::from_secs(30)),
+            )?;
+            let home = ws.sae_home(Some(&name))?;
+            ws.set_active_sae(&name)?;
+            emit_pretty(json, &serde_json::json!({ "active": name, "folder": home }))
         }
         Some(Command::Index {
             workspace,
@@ -706,16 +791,16 @@ fn run(cli: Cli) -> Result<()> {
             rebuild,
             json,
         }) => {
-            let _lock = lock_writer(&workspace, "index", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let _lock = lock_writer(&workspace, "index", None)?;
+            let (home, sae) = sae_of(&ws, sae.as_deref())?;
             let (job, bar) = progress_job("index");
             let opts = saescope::analysis::index::IndexOptions {
                 top_n,
                 rebuild,
                 ..Default::default()
             };
-            let report = saescope::analysis::index::build_index(&ws, &sae, &opts, &job)?;
+            let report = saescope::analysis::index::build_index(&ws, &home, &sae, &opts, &job)?;
             bar.finish_and_clear();
             emit_pretty(json, &report)
         }
@@ -736,9 +821,9 @@ fn run(cli: Cli) -> Result<()> {
             if ridge.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
                 anyhow::bail!("--ridge must be a finite number > 0");
             }
-            let _lock = lock_writer(&workspace, "ood", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let _lock = lock_writer(&workspace, "ood", None)?;
+            let (home, sae) = sae_of(&ws, sae.as_deref())?;
             let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
             let (job, bar) = progress_job("ood");
             let opts = saescope::analysis::ood::OodOptions {
@@ -758,7 +843,7 @@ fn run(cli: Cli) -> Result<()> {
                 &job,
             )?;
             bar.finish_and_clear();
-            let path = saescope::analysis::ood::save_results(&ws, &results)?;
+            let path = saescope::analysis::ood::save_results(&home, &results)?;
             let summary = saescope::analysis::ood::summary(&results, &path, 10);
             emit(json, &summary, || {
                 println!(
@@ -781,11 +866,11 @@ fn run(cli: Cli) -> Result<()> {
             class_ids,
             json,
         }) => {
-            let _lock = lock_writer(&workspace, "tree", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
-            let index = saescope::analysis::index::load_index(&ws)?;
-            let tops = saescope::analysis::index::load_image_top(&ws)?;
+            let _lock = lock_writer(&workspace, "tree", None)?;
+            let (home, sae) = sae_of(&ws, sae.as_deref())?;
+            let index = saescope::analysis::index::load_index(&home)?;
+            let tops = saescope::analysis::index::load_image_top(&home)?;
             let classes = ws.dataset()?.classes;
             let tax = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
                 saescope::analysis::ontology::TaxonomyInput {
@@ -795,7 +880,7 @@ fn run(cli: Cli) -> Result<()> {
             });
             let onto =
                 saescope::analysis::ontology::build(&sae, &index, &tops, &classes, tax.as_ref())?;
-            let path = saescope::analysis::ontology::ontology_path(&ws.dir);
+            let path = saescope::analysis::ontology::ontology_path(&home);
             saescope::fsutil::write_json_atomic(&path, &onto)?;
             let summary = serde_json::json!({
                 "ontology_file": path,
@@ -808,6 +893,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Label {
             workspace,
+            sae,
             from_classes,
             clip,
             vocab,
@@ -818,16 +904,17 @@ fn run(cli: Cli) -> Result<()> {
             use saescope::analysis::labels::Labels;
             // Label edits are short: wait for another writer rather than fail, and hold the lock
             // across load → edit → save so concurrent edits are never lost.
+            let ws = saescope::store::Workspace::open(&workspace)?;
             let _lock = lock_writer(
                 &workspace,
                 "label",
                 Some(std::time::Duration::from_secs(30)),
             )?;
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let mut labels = Labels::load(&ws.dir)?;
+            let (home, _) = sae_of(&ws, sae.as_deref())?;
+            let mut labels = Labels::load(&home)?;
             let mut from_class = 0;
             if from_classes {
-                let index = saescope::analysis::index::load_index(&ws)?;
+                let index = saescope::analysis::index::load_index(&home)?;
                 from_class = saescope::analysis::labels::label_from_classes(
                     &mut labels,
                     &index,
@@ -836,7 +923,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let mut from_clip = 0;
             if clip {
-                let index = saescope::analysis::index::load_index(&ws)?;
+                let index = saescope::analysis::index::load_index(&home)?;
                 let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
                 let vocab = saescope::analysis::zero_shot::vocabulary(vocab.as_deref())?;
                 let (job, bar) = progress_job("clip labels");
@@ -864,9 +951,9 @@ fn run(cli: Cli) -> Result<()> {
                     .map_err(|_| anyhow::anyhow!("--set `{s}`: `{id}` is not a feature id"))?;
                 labels.set_manual(id, text);
             }
-            labels.save(&ws.dir)?;
+            labels.save(&home)?;
             let report = serde_json::json!({
-                "labels_file": Labels::path(&ws.dir),
+                "labels_file": Labels::path(&home),
                 "labels": labels.labels.len(),
                 "from_classes": from_class,
                 "from_clip": from_clip,
@@ -921,9 +1008,9 @@ fn run(cli: Cli) -> Result<()> {
         }) => {
             use saescope::analysis::export::{Selection, export, parse_ids};
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
-            let index = saescope::analysis::index::load_index(&ws)?;
-            let labels = saescope::analysis::labels::Labels::load(&ws.dir)?;
+            let (home, sae) = sae_of(&ws, sae.as_deref())?;
+            let index = saescope::analysis::index::load_index(&home)?;
+            let labels = saescope::analysis::labels::Labels::load(&home)?;
             let selection = match (&features, labelled) {
                 (Some(f), _) => Selection::Ids(parse_ids(f)?),
                 (None, true) => Selection::Labelled,
@@ -939,10 +1026,10 @@ fn run(cli: Cli) -> Result<()> {
             force,
             json,
         }) => {
-            let _lock = lock_writer(&workspace, "import-labels", None)?;
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
-            let report = saescope::analysis::export::import_labels(&ws, &sae, &from, force)?;
+            let _lock = lock_writer(&workspace, "import-labels", None)?;
+            let (home, sae) = sae_of(&ws, sae.as_deref())?;
+            let report = saescope::analysis::export::import_labels(&home, &sae, &from, force)?;
             emit_pretty(json, &report)
         }
         Some(Command::EvalSae {

@@ -58,6 +58,8 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         ],
         &ws,
     ));
+    // The SAE and everything computed from it live in its own folder.
+    let home = ws.join("saes/topk-256-k8");
 
     // Index: killed after 2 of 4 shards, then resumed; the result equals a clean rebuild.
     let crashed = cmd(&["index", "--top-n", "16", "--json"], &ws)
@@ -69,10 +71,10 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     assert_eq!(r["resumed_at_shard"], 2, "{r}");
     assert_eq!(r["images"], 240);
     assert_eq!(r["tokens"], 240 * 65);
-    let resumed = std::fs::read(ws.join("index/state-00003.safetensors")).unwrap();
+    let resumed = std::fs::read(home.join("index/state-00003.safetensors")).unwrap();
     let r2 = run_json(&mut cmd(&["index", "--top-n", "16", "--rebuild"], &ws));
     assert_eq!(r2["resumed_at_shard"], 0);
-    let rebuilt = std::fs::read(ws.join("index/state-00003.safetensors")).unwrap();
+    let rebuilt = std::fs::read(home.join("index/state-00003.safetensors")).unwrap();
     assert!(
         resumed == rebuilt,
         "resumed index differs from a clean build"
@@ -85,13 +87,13 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         &ws,
     ));
     assert!(l["from_classes"].as_u64().unwrap() > 100, "{l}");
-    let before = std::fs::read(ws.join("labels.json")).unwrap();
+    let before = std::fs::read(home.join("labels.json")).unwrap();
     let crashed = cmd(&["label", "--set", "7=never written", "--json"], &ws)
         .env("SAESCOPE_CRASH_MID_WRITE", "labels.json")
         .output()
         .unwrap();
     assert!(!crashed.status.success());
-    assert_eq!(std::fs::read(ws.join("labels.json")).unwrap(), before);
+    assert_eq!(std::fs::read(home.join("labels.json")).unwrap(), before);
     let labels: Value = serde_json::from_slice(&before).unwrap();
     assert_eq!(labels["labels"]["7"]["text"], "test label");
     assert_eq!(labels["labels"]["7"]["source"], "manual");
@@ -113,7 +115,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         assert!(e.wait().unwrap().success());
     }
     let edited: Value =
-        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
     for f in 200..220 {
         assert_eq!(
             edited["labels"][f.to_string()]["text"],
@@ -121,7 +123,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         );
     }
     // Put the labels back as they were for the export checks below.
-    std::fs::write(ws.join("labels.json"), &before).unwrap();
+    std::fs::write(home.join("labels.json"), &before).unwrap();
     for (args, says) in [
         (&["index", "--top-n", "0"][..], "--top-n must be at least 1"),
         (&["index", "--top-n", "100000000"][..], "lower --top-n"),
@@ -163,14 +165,18 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     let f0 = &exported["features"][0];
     assert!(f0["top_examples"][0]["patch_box"].is_array() || f0["top_examples"][0]["token"] == 0);
     assert!(out.join(f0["png"].as_str().unwrap()).is_file());
-    std::fs::rename(ws.join("labels.json"), tmp.path().join("labels.orig.json")).unwrap();
+    std::fs::rename(
+        home.join("labels.json"),
+        tmp.path().join("labels.orig.json"),
+    )
+    .unwrap();
     let i = run_json(cmd(&["import-labels", "--from"], &ws).arg(&out));
     assert_eq!(
         i["imported"].as_u64(),
         labels["labels"].as_object().map(|m| m.len() as u64)
     );
     let back: Value =
-        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
     assert_eq!(back, labels, "labels changed through export → import");
     let out2 = tmp.path().join("export2");
     run_json(cmd(&["export", "--no-png", "--out"], &ws).arg(&out2));
@@ -215,7 +221,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
             .unwrap()
             .is_empty()
     );
-    assert!(ws.join("ood/results.json").is_file());
+    assert!(home.join("ood/results.json").is_file());
     // The ridges came from the fit folder alone.
     assert_eq!(o["ridges_chosen_on_held_out_fit"], true, "{o}");
 
@@ -260,6 +266,88 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         t["features_in_tree"].as_u64(),
         Some(256 - r2["dead_features"].as_u64().unwrap())
     );
+
+    // A second SAE goes beside the first (and becomes the active one); labels stay with their
+    // own SAE, and either can be chosen by name.
+    let first_labels = std::fs::read(home.join("labels.json")).unwrap();
+    let second = run_json(&mut cmd(
+        &[
+            "train", "--d-sae", "64", "--k", "4", "--tokens", "50000", "--batch", "1024",
+        ],
+        &ws,
+    ));
+    assert_eq!(second["name"], "topk-64-k4");
+    run_json(&mut cmd(&["label", "--set", "3=second SAE's label"], &ws));
+    assert_eq!(
+        std::fs::read(home.join("labels.json")).unwrap(),
+        first_labels
+    );
+    let l2: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("saes/topk-64-k4/labels.json")).unwrap())
+            .unwrap();
+    assert_eq!(l2["labels"]["3"]["text"], "second SAE's label");
+    assert_eq!(l2["labels"].as_object().unwrap().len(), 1);
+    let list = run_json(&mut cmd(&["saes"], &ws));
+    let names: Vec<(&str, bool)> = list["saes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["active"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(names, [("topk-256-k8", false), ("topk-64-k4", true)]);
+    run_json(&mut cmd(
+        &["label", "--sae", "topk-256-k8", "--set", "5=by name"],
+        &ws,
+    ));
+    run_json(&mut cmd(&["use-sae", "topk-256-k8"], &ws));
+    let l1: Value =
+        serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(l1["labels"]["5"]["text"], "by name");
+    let bad = cmd(&["label", "--sae", "nope", "--set", "1=x", "--json"], &ws)
+        .output()
+        .unwrap();
+    let says = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        !bad.status.success()
+            && says.contains("no SAE called `nope`")
+            && says.contains("topk-64-k4"),
+        "{says}"
+    );
+
+    // A workspace from before SAEs were versioned (WS/sae, analyses at the top) is moved to
+    // WS/saes/<name>/ on first open, with its index and labels, and works as before.
+    let legacy = tmp.path().join("legacy");
+    std::fs::create_dir_all(&legacy).unwrap();
+    for f in ["workspace.json", "dataset.json"] {
+        std::fs::copy(ws.join(f), legacy.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(ws.join("activations"), legacy.join("activations")).unwrap();
+    let old = legacy.join("sae");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        std::fs::copy(home.join(f), old.join(f)).unwrap();
+    }
+    std::fs::copy(home.join("labels.json"), legacy.join("labels.json")).unwrap();
+    std::fs::create_dir_all(legacy.join("index")).unwrap();
+    for e in std::fs::read_dir(home.join("index")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), legacy.join("index").join(e.file_name())).unwrap();
+    }
+    std::fs::write(legacy.join(".labels.json.tmp-999999999"), "torn").unwrap();
+    let list = run_json(&mut cmd(&["saes"], &legacy));
+    assert_eq!(list["saes"][0]["name"], "topk-256-k8", "{list}");
+    assert_eq!(list["saes"][0]["index"], true, "{list}");
+    assert!(!legacy.join("sae").exists() && !legacy.join("labels.json").exists());
+    assert!(
+        !legacy.join(".labels.json.tmp-999999999").exists(),
+        "crash leftover kept"
+    );
+    let moved: Value = serde_json::from_slice(
+        &std::fs::read(legacy.join("saes/topk-256-k8/labels.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(moved, l1);
+    run_json(cmd(&["export", "--no-png", "--out"], &legacy).arg(tmp.path().join("e3")));
 }
 
 /// WordNet ids of the chosen classes, in sorted class order.
@@ -329,6 +417,7 @@ fn clip_zero_shot_labels() {
         ],
         &ws,
     ));
+    let home = ws.join("saes/topk-32-k4");
     run_json(&mut cmd(&["index", "--top-n", "8"], &ws));
     let vocab = tmp.path().join("vocab.txt");
     std::fs::write(&vocab, "solar panel\nrust\n").unwrap();
@@ -341,7 +430,7 @@ fn clip_zero_shot_labels() {
     );
     assert!(l["from_clip"].as_u64().unwrap() > 0, "{l}");
     let labels: Value =
-        serde_json::from_slice(&std::fs::read(ws.join("labels.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
     assert_eq!(labels["labels"]["0"]["text"], "kept by hand");
     let mut concepts: Vec<String> = saescope::analysis::zero_shot::BUILTIN_CONCEPTS
         .iter()

@@ -272,7 +272,7 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
         );
         assert!(!ok, "{args:?} was accepted");
         assert!(v["error"].as_str().unwrap().contains(says), "{args:?}: {v}");
-        assert!(!ws.join("sae").exists(), "{args:?} left an SAE folder");
+        assert!(!ws.join("saes").exists(), "{args:?} left an SAE folder");
     }
 }
 

@@ -56,7 +56,54 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
             .arg(&ws),
     );
     assert_eq!(t["final_l0"], 8.0);
-    assert!(ws.join("sae/cfg.json").is_file() && ws.join("sae/metrics.jsonl").is_file());
+    assert_eq!(t["name"], "topk-256-k8");
+    let first = ws.join("saes/topk-256-k8");
+    assert!(first.join("cfg.json").is_file() && first.join("metrics.jsonl").is_file());
+    let weights = std::fs::read(first.join("sae_weights.safetensors")).unwrap();
+    // The same run again is reported as trained, not run again; the same name with other
+    // settings is refused; neither touches the SAE.
+    let again = run_json(
+        Command::new(exe)
+            .args([
+                "train",
+                "--d-sae",
+                "256",
+                "--k",
+                "8",
+                "--tokens",
+                "300000",
+                "--batch",
+                "1024",
+                "--workspace",
+            ])
+            .arg(&ws),
+    );
+    assert_eq!(again["already_trained"], true, "{again}");
+    assert_eq!(again["final_fve"], t["final_fve"]);
+    let other = Command::new(exe)
+        .args([
+            "train",
+            "--json",
+            "--name",
+            "topk-256-k8",
+            "--d-sae",
+            "256",
+            "--k",
+            "4",
+            "--tokens",
+            "300000",
+            "--workspace",
+        ])
+        .arg(&ws)
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stdout);
+    assert!(err.contains("another --name"), "{err}");
+    assert_eq!(
+        std::fs::read(first.join("sae_weights.safetensors")).unwrap(),
+        weights
+    );
     let e = run_json(
         Command::new(exe)
             .args(["eval-sae", "--workspace"])
@@ -120,12 +167,15 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
         !crashed.status.success(),
         "the fault injection should abort"
     );
-    assert!(ws.join("sae/checkpoint/checkpoint.json").is_file());
-    // Other settings do not silently throw the unfinished run away.
+    let btk_home = ws.join("saes/batchtopk-256-k8");
+    assert!(btk_home.join("checkpoint/checkpoint.json").is_file());
+    // Other settings under its name do not silently throw the unfinished run away.
     let out = Command::new(exe)
         .args([
             "train",
             "--json",
+            "--name",
+            "batchtopk-256-k8",
             "--d-sae",
             "128",
             "--k",
@@ -142,13 +192,13 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
     assert_eq!(r["resumed_from_step"], 60);
     assert_eq!(r["steps"], 293);
     assert!(
-        !ws.join("sae/checkpoint").exists(),
+        !btk_home.join("checkpoint").exists(),
         "checkpoint left behind"
     );
     let threshold = r["threshold"].as_f64().unwrap();
     assert!(threshold > 0.0, "learned threshold {threshold}");
     // The metrics log runs once through the steps, with no repeats from the resumed part.
-    let steps: Vec<u64> = std::fs::read_to_string(ws.join("sae/metrics.jsonl"))
+    let steps: Vec<u64> = std::fs::read_to_string(btk_home.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
@@ -193,7 +243,7 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
     );
     let scale = r["input_scale"].as_f64().unwrap();
     let cfg: Value =
-        serde_json::from_slice(&std::fs::read(ws.join("sae/cfg.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(ws.join("saes/relu-256/cfg.json")).unwrap()).unwrap();
     assert_eq!(cfg["architecture"], "standard");
     assert_eq!(cfg["normalize_activations"], "none");
     assert!(

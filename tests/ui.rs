@@ -242,7 +242,7 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run();
     std::thread::sleep(std::time::Duration::from_millis(700));
     h.run_steps(3);
-    let saved = saescope::analysis::labels::Labels::load(&ws).unwrap();
+    let saved = saescope::analysis::labels::Labels::load(&ws.join("saes/topk-64-k4")).unwrap();
     assert_eq!(saved.labels[&first].text, format!("{label} edge"));
     assert_eq!(
         saved.labels[&first].source,

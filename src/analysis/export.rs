@@ -316,7 +316,7 @@ pub struct ImportReport {
 
 /// Applies an export's labels to the workspace (manual labels in the workspace win over
 /// non-manual imported ones). Refuses an export made with a different SAE unless `force`.
-pub fn import_labels(ws: &Workspace, sae: &Sae, from: &Path, force: bool) -> Result<ImportReport> {
+pub fn import_labels(home: &Path, sae: &Sae, from: &Path, force: bool) -> Result<ImportReport> {
     let f = read_export(from)?;
     let mine = sae_fingerprint(sae);
     if f.sae_fingerprint != mine && !force {
@@ -326,7 +326,7 @@ pub fn import_labels(ws: &Workspace, sae: &Sae, from: &Path, force: bool) -> Res
             f.sae_fingerprint
         )));
     }
-    let mut labels = Labels::load(&ws.dir)?;
+    let mut labels = Labels::load(home)?;
     let (mut imported, mut kept_manual) = (0, 0);
     for feat in &f.features {
         if let Some(l) = &feat.label {
@@ -345,7 +345,7 @@ pub fn import_labels(ws: &Workspace, sae: &Sae, from: &Path, force: bool) -> Res
             }
         }
     }
-    labels.save(&ws.dir)?;
+    labels.save(home)?;
     Ok(ImportReport {
         imported,
         kept_manual,

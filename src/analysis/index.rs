@@ -228,20 +228,9 @@ impl TokenStats {
     }
 }
 
-/// A fingerprint that changes whenever the SAE's weights do.
+/// A fingerprint that changes whenever the SAE's weights do (see [`Sae::fingerprint`]).
 pub fn sae_fingerprint(sae: &Sae) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for v in sae
-        .w_enc
-        .iter()
-        .chain(&sae.b_enc)
-        .chain(&sae.w_dec)
-        .chain(&sae.b_dec)
-        .step_by(7)
-    {
-        h = (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    format!("d_sae={} fnv={h:016x}", sae.d_sae)
+    sae.fingerprint()
 }
 
 /// Encodes one shard chunk by chunk and feeds each image's summary to `sink` (in image order,
@@ -387,13 +376,16 @@ pub fn state_bytes_bound(
     (top + stats + classes * d_in * 8) as u64
 }
 
-pub fn index_dir(ws: &Workspace) -> PathBuf {
-    ws.dir.join(INDEX_DIR)
+/// The index of the SAE whose folder is `home` (`WS/saes/<name>/index`).
+pub fn index_dir(home: &Path) -> PathBuf {
+    home.join(INDEX_DIR)
 }
 
-/// Builds (or resumes, or reuses) the workspace's feature index for `sae`.
+/// Builds (or resumes, or reuses) the feature index of `sae` (whose folder is `home`) over the
+/// workspace's activations.
 pub fn build_index(
     ws: &Workspace,
+    home: &Path,
     sae: &Sae,
     opts: &IndexOptions,
     job: &Job,
@@ -436,7 +428,7 @@ pub fn build_index(
         top_n: opts.top_n,
         sae_fingerprint: sae_fingerprint(sae),
     };
-    let dir = index_dir(ws);
+    let dir = index_dir(home);
     std::fs::create_dir_all(&dir).at(&dir)?;
     let previous: Option<ProgressFile> = {
         let p = dir.join(PROGRESS);
@@ -555,22 +547,21 @@ fn image_top_file(shard: usize) -> String {
     format!("images-{shard:05}.safetensors")
 }
 
-/// Loads a complete index of the workspace; errors tell how to build it.
-pub fn load_index(ws: &Workspace) -> Result<FeatureIndex> {
-    let dir = index_dir(ws);
+/// Loads the complete index of the SAE whose folder is `home`; errors tell how to build it.
+pub fn load_index(home: &Path) -> Result<FeatureIndex> {
+    let dir = index_dir(home);
     let p = dir.join(PROGRESS);
     if !p.exists() {
         return Err(Error::Workspace(format!(
-            "{}: no feature index yet; run `saescope index --workspace {}`",
-            ws.dir.display(),
-            ws.dir.display()
+            "{}: no feature index yet for this SAE; run `saescope index`",
+            home.display(),
         )));
     }
     let progress: ProgressFile = fsutil::read_json(&p)?;
     if !progress.complete {
         return Err(Error::Workspace(format!(
             "{}: the feature index is unfinished ({} shards done); re-run `saescope index` to complete it",
-            ws.dir.display(),
+            home.display(),
             progress.shards_done
         )));
     }
@@ -578,8 +569,8 @@ pub fn load_index(ws: &Workspace) -> Result<FeatureIndex> {
 }
 
 /// Every image's top features (image id → strongest first), read from the per-shard files.
-pub fn load_image_top(ws: &Workspace) -> Result<HashMap<u32, Vec<(u32, f32)>>> {
-    let dir = index_dir(ws);
+pub fn load_image_top(home: &Path) -> Result<HashMap<u32, Vec<(u32, f32)>>> {
+    let dir = index_dir(home);
     let mut out = HashMap::new();
     let mut s = 0;
     loop {

@@ -50,13 +50,14 @@ pub struct Labels {
 }
 
 impl Labels {
-    pub fn path(ws_dir: &Path) -> PathBuf {
-        ws_dir.join(LABELS_FILE)
+    /// The labels of the SAE whose folder is `home` (`WS/saes/<name>/labels.json`).
+    pub fn path(home: &Path) -> PathBuf {
+        home.join(LABELS_FILE)
     }
 
-    /// The workspace's labels (empty if none were saved yet).
-    pub fn load(ws_dir: &Path) -> Result<Labels> {
-        let p = Self::path(ws_dir);
+    /// The SAE's labels (empty if none were saved yet).
+    pub fn load(home: &Path) -> Result<Labels> {
+        let p = Self::path(home);
         if !p.exists() {
             return Ok(Labels {
                 format: "saescope-labels-v1".into(),
@@ -66,8 +67,8 @@ impl Labels {
         fsutil::read_json(&p)
     }
 
-    pub fn save(&self, ws_dir: &Path) -> Result<()> {
-        fsutil::write_json_atomic(&Self::path(ws_dir), self)
+    pub fn save(&self, home: &Path) -> Result<()> {
+        fsutil::write_json_atomic(&Self::path(home), self)
     }
 
     /// Sets a label unless a manual one is there and `label` is not manual.

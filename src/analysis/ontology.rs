@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Where a workspace keeps its ontology.
-pub fn ontology_path(ws_dir: &Path) -> PathBuf {
-    ws_dir.join("ontology.json")
+pub fn ontology_path(home: &Path) -> PathBuf {
+    home.join("ontology.json")
 }
 
 /// How the feature tree weighs decoder geometry against co-activation (0..=1).

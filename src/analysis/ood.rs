@@ -840,14 +840,14 @@ pub fn run(
     })
 }
 
-/// Where a workspace keeps its OOD results.
-pub fn results_path(ws_dir: &Path) -> PathBuf {
-    ws_dir.join("ood").join("results.json")
+/// Where the SAE whose folder is `home` keeps its OOD results.
+pub fn results_path(home: &Path) -> PathBuf {
+    home.join("ood").join("results.json")
 }
 
-/// Writes the full results to WS/ood/results.json (atomically); returns the path.
-pub fn save_results(ws: &crate::store::Workspace, r: &OodResults) -> Result<PathBuf> {
-    let p = results_path(&ws.dir);
+/// Writes the full results to `home`/ood/results.json (atomically); returns the path.
+pub fn save_results(home: &Path, r: &OodResults) -> Result<PathBuf> {
+    let p = results_path(home);
     crate::fsutil::write_json_atomic(&p, r)?;
     Ok(p)
 }

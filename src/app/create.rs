@@ -5,7 +5,6 @@
 use super::jobs::BackgroundJob;
 use crate::analysis::index::{IndexOptions, build_index};
 use crate::backbone::{ModelSpec, PosInterpolation, TokenSelection, load_backbone};
-use crate::sae::formats::save_saelens;
 use crate::sae::workflow::{TrainOptions, train, workspace_sae};
 use crate::store::Workspace;
 use crate::store::extract::{ExtractOptions, extract};
@@ -102,22 +101,29 @@ impl CreateRequest {
             job,
         )?;
         let ws = Workspace::open(&ws_dir)?;
-        let sae = if self.sae_file.trim().is_empty() {
-            if workspace_sae(&ws, None).is_err() {
-                let mut t = TrainOptions::topk(self.d_sae, self.k);
-                if self.train_mtokens > 0.0 {
-                    t.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
-                }
-                train(&ws, &t, job)?;
+        let home = if self.sae_file.trim().is_empty() {
+            let mut t = TrainOptions::topk(self.d_sae, self.k);
+            if self.train_mtokens > 0.0 {
+                t.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
             }
-            workspace_sae(&ws, None)?
+            // A finished SAE of these settings is reported, not trained again.
+            let r = train(&ws, &t, job)?;
+            ws.sae_dir(&r.name)
         } else {
-            // Keep a copy in the workspace (native format) so it is self-contained.
-            let sae = workspace_sae(&ws, Some(&PathBuf::from(self.sae_file.trim())))?;
-            save_saelens(&sae, &ws.dir.join(crate::sae::workflow::SAE_DIR))?;
-            sae
+            // Keep a copy in the workspace (SAELens format) so it is self-contained.
+            let from = PathBuf::from(self.sae_file.trim());
+            let name = from
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "imported".into());
+            let _lock = crate::store::lock::lock_writer(&ws.dir, "import SAE", None)?;
+            let home = crate::sae::workflow::import_sae(&ws, &from, &name)?;
+            ws.set_active_sae(&name)?;
+            home
         };
-        let ix = build_index(&ws, &sae, &IndexOptions::default(), job)?;
+        let sae = workspace_sae(&ws, Some(&home))?;
+        let _lock = crate::store::lock::lock_writer(&ws.dir, "index", None)?;
+        let ix = build_index(&ws, &home, &sae, &IndexOptions::default(), job)?;
         Ok(format!(
             "{} images, {} features indexed ({} skipped images)",
             ex.extracted_images,

@@ -36,6 +36,8 @@ pub enum SortBy {
 }
 
 pub struct Explorer {
+    /// The folder of the SAE shown (`WS/saes/<name>/`), None while the workspace has none.
+    pub home: Option<std::path::PathBuf>,
     pub ws: Workspace,
     /// The image view's chooser: a dataset image number, or a file path.
     pub image_pick: usize,
@@ -94,13 +96,28 @@ impl Explorer {
     pub fn open(dir: &Path) -> crate::Result<Explorer> {
         let ws = Workspace::open(dir)?;
         let ds = ws.dataset()?;
-        let sae = workspace_sae(&ws, None).ok();
-        let index = load_index(&ws).ok();
-        let labels = Labels::load(&ws.dir)?;
+        // No SAE yet is a state the page offers to fix; a broken one is an error shown on it.
+        let home = ws.sae_home(None).ok();
+        let mut error = None;
+        let mut shown = |e: crate::Error| error.get_or_insert(e.to_string()).clone();
+        let sae = home
+            .as_ref()
+            .and_then(|h| workspace_sae(&ws, Some(h)).map_err(&mut shown).ok());
+        let index = home.as_ref().and_then(|h| {
+            crate::analysis::index::index_dir(h)
+                .exists()
+                .then(|| load_index(h).map_err(&mut shown).ok())
+                .flatten()
+        });
+        let labels = match &home {
+            Some(h) => Labels::load(h)?,
+            None => Labels::default(),
+        };
         let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
         let mut x = Explorer {
             ws,
             ds,
+            home,
             sae,
             index,
             labels,
@@ -120,7 +137,7 @@ impl Explorer {
             token_indices,
             thumbs: Thumbs::default(),
             jobs: Vec::new(),
-            error: None,
+            error,
             image_view: None,
             backbone: Default::default(),
             export_dir: String::new(),
@@ -139,9 +156,10 @@ impl Explorer {
 
     /// (Re)reads the OOD results and ontology the workspace holds, if any.
     fn load_results(&mut self) {
-        self.ood = crate::fsutil::read_json(&crate::analysis::ood::results_path(&self.ws.dir)).ok();
+        let Some(home) = &self.home else { return };
+        self.ood = crate::fsutil::read_json(&crate::analysis::ood::results_path(home)).ok();
         self.ontology =
-            crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(&self.ws.dir)).ok();
+            crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(home)).ok();
     }
 
     pub fn select(&mut self, feature: u32) {
@@ -162,7 +180,18 @@ impl Explorer {
         {
             self.labels.set_manual(f, &self.label_edit);
             self.order_key = None; // label sort and search see the new text
-            if let Err(e) = self.labels.save(&self.ws.dir) {
+            let saved = match &self.home {
+                Some(h) => crate::store::lock::lock_writer(
+                    &self.ws.dir,
+                    "explorer (labels)",
+                    Some(Duration::from_secs(5)),
+                )
+                .and_then(|_lock| self.labels.save(h)),
+                None => Err(crate::Error::Workspace(
+                    "labels belong to an SAE: train or import one first".into(),
+                )),
+            };
+            if let Err(e) = saved {
                 self.error = Some(e.to_string());
             }
         }
@@ -222,8 +251,10 @@ impl Explorer {
             .count();
         if done > self.jobs_reloaded {
             self.jobs_reloaded = done;
-            if self.index.is_none() {
-                self.index = load_index(&self.ws).ok();
+            if self.index.is_none()
+                && let Some(h) = &self.home
+            {
+                self.index = load_index(h).ok();
             }
             self.load_results();
         }
@@ -305,10 +336,13 @@ impl Explorer {
                 .clicked()
         {
             let ws = Workspace::open(&self.ws.dir);
+            let home = self.home.clone();
             self.jobs
                 .push(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
                     let ws = ws?;
-                    let r = build_index(&ws, &sae, &IndexOptions::default(), job)?;
+                    let home = home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                    let _lock = crate::store::lock::lock_writer(&ws.dir, "explorer (index)", None)?;
+                    let r = build_index(&ws, &home, &sae, &IndexOptions::default(), job)?;
                     Ok(format!("{} images, {} features", r.images, r.features))
                 }));
         }
@@ -659,11 +693,12 @@ impl Explorer {
                 self.ws.dir.clone(),
                 std::path::PathBuf::from(self.export_dir.trim()),
             );
-            let (sae, labels) = (self.sae.clone(), self.labels.clone());
+            let (sae, labels, home) = (self.sae.clone(), self.labels.clone(), self.home.clone());
             self.jobs
                 .push(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
                     let ws = Workspace::open(&dir)?;
-                    let index = load_index(&ws)?;
+                    let home = home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                    let index = load_index(&home)?;
                     let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
                     let r = export(&ws, &sae, &index, &labels, &selection, &out, true)?;
                     // The folder's name: short, and the full path is in the form above.
@@ -856,7 +891,8 @@ impl Explorer {
                     .on_hover_text("Fit, score every folder, compute AUROC / FPR95")
                     .clicked()
                 {
-                    let (dir, sae) = (self.ws.dir.clone(), self.sae.clone());
+                    let (dir, sae, home) =
+                        (self.ws.dir.clone(), self.sae.clone(), self.home.clone());
                     let fit = std::path::PathBuf::from(self.ood_fit.trim());
                     let id = std::path::PathBuf::from(self.ood_id.trim());
                     let others: Vec<std::path::PathBuf> = self
@@ -888,7 +924,11 @@ impl Explorer {
                                 },
                                 job,
                             )?;
-                            ood::save_results(&ws, &r)?;
+                            let home =
+                                home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                            let _lock =
+                                crate::store::lock::lock_writer(&ws.dir, "explorer (OOD)", None)?;
+                            ood::save_results(&home, &r)?;
                             let best = r
                                 .results
                                 .iter()
@@ -1039,13 +1079,21 @@ impl Explorer {
                     )
                     .clicked()
                 {
-                    let (dir, sae) = (self.ws.dir.clone(), self.sae.clone());
+                    let (dir, sae, home) =
+                        (self.ws.dir.clone(), self.sae.clone(), self.home.clone());
                     self.jobs
                         .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |_job| {
                             let ws = Workspace::open(&dir)?;
                             let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                            let index = load_index(&ws)?;
-                            let tops = crate::analysis::index::load_image_top(&ws)?;
+                            let home =
+                                home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
+                            let _lock = crate::store::lock::lock_writer(
+                                &ws.dir,
+                                "explorer (ontology)",
+                                None,
+                            )?;
+                            let index = load_index(&home)?;
+                            let tops = crate::analysis::index::load_image_top(&home)?;
                             let classes = ws.dataset()?.classes;
                             let o = crate::analysis::ontology::build(
                                 &sae,
@@ -1055,7 +1103,7 @@ impl Explorer {
                                 tax.as_ref(),
                             )?;
                             crate::fsutil::write_json_atomic(
-                                &crate::analysis::ontology::ontology_path(&ws.dir),
+                                &crate::analysis::ontology::ontology_path(&home),
                                 &o,
                             )?;
                             Ok(format!("{} features in the tree", o.features.len()))

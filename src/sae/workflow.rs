@@ -15,7 +15,7 @@ use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
 use crate::store::reuse::{HiddenBatch, LayerActivations};
 use candle_core::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -47,9 +47,35 @@ pub struct TrainOptions {
     /// holds one CLS row per 256 patch rows, so an SAE spends little of its budget on the CLS
     /// token, which is what a pooled read-out (the probe, a classifier head) depends on.
     pub cls_weight: u32,
+    /// The SAE's folder name under `WS/saes/`; default from the settings (see [`Self::name`]).
+    pub name: Option<String>,
 }
 
 impl TrainOptions {
+    /// The SAE's name: given, or `{arch}-{d_sae}-k{k}` (`-cls{w}` with a CLS weight, `-seed{s}`
+    /// with another seed).
+    pub fn name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let arch = match self.arch {
+            TrainArch::TopK => "topk",
+            TrainArch::BatchTopK => "batchtopk",
+            TrainArch::Relu { .. } => "relu",
+        };
+        let mut name = format!("{arch}-{}", self.d_sae);
+        if !matches!(self.arch, TrainArch::Relu { .. }) {
+            name.push_str(&format!("-k{}", self.k));
+        }
+        if self.cls_weight > 1 {
+            name.push_str(&format!("-cls{}", self.cls_weight));
+        }
+        if self.seed != 0 {
+            name.push_str(&format!("-seed{}", self.seed));
+        }
+        name
+    }
+
     /// Checks every option before any work or write: each error names the option, its valid
     /// range and the value given. `d_in` is the store's width (for the memory estimate).
     pub fn validate(&self, d_in: usize) -> Result<()> {
@@ -119,11 +145,12 @@ impl TrainOptions {
             checkpoint_every: None,
             restart: false,
             cls_weight: 1,
+            name: None,
         }
     }
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainReport {
     pub sae: String,
     pub arch: TrainArch,
@@ -142,7 +169,24 @@ pub struct TrainReport {
     pub threshold: Option<f32>,
     /// How many times as often each CLS row was drawn as a patch row.
     pub cls_weight: u32,
+    /// The SAE's name in the workspace (`saes/<name>/`; empty outside a workspace).
+    #[serde(default)]
+    pub name: String,
+    /// True when this SAE had already been trained with these settings: nothing was run, and
+    /// this is the report of that run.
+    #[serde(default)]
+    pub already_trained: bool,
 }
+
+/// What a finished training run leaves beside its SAE (`train.json`): the settings it ran with
+/// and its report, so a re-run with the same settings reports it instead of training again.
+#[derive(Serialize, Deserialize)]
+struct FinishedRun {
+    settings: RunSettings,
+    report: TrainReport,
+}
+
+const FINISHED_FILE: &str = "train.json";
 
 /// Random batches from all shards, reading one shard at a time into a bounded shuffle buffer.
 struct ShuffleStream<'a> {
@@ -232,8 +276,14 @@ impl<'a> ShuffleStream<'a> {
     }
 }
 
+/// Trains an SAE into `WS/saes/<name>/` and makes it the workspace's active SAE. Never replaces
+/// another SAE: a finished one of that name with the same settings is reported as trained, one
+/// with other settings is an error asking for another `--name`.
 pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainReport> {
+    let name = opts.name();
+    crate::store::workspace::check_sae_name(&name)?;
     let _lock = crate::store::lock::lock_writer(&ws.dir, "train", None)?;
+    let home = ws.sae_dir(&name);
     let store = ActivationStore::open(&ws.activations_dir())?;
     if !store.manifest.is_complete() {
         return Err(Error::Workspace(format!(
@@ -259,7 +309,10 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
         .has_cls
         .then(|| store.manifest.token_indices.iter().position(|&t| t == 0))
         .flatten();
-    train_on_store(&store, &ws.dir.join(SAE_DIR), meta, cls_row, opts, job)
+    let mut report = train_on_store(&store, &home, meta, cls_row, opts, job)?;
+    report.name = name.clone();
+    ws.set_active_sae(&name)?;
+    Ok(report)
 }
 
 /// Trains on any complete activation store, checkpointing into (and saving the SAE to) `sae_dir`.
@@ -299,6 +352,21 @@ pub fn train_on_store(
         normalize: opts.normalize,
         cls_weight: opts.cls_weight,
     };
+    if sae_dir.join("cfg.json").is_file() {
+        let finished: Option<FinishedRun> =
+            crate::fsutil::read_json(&sae_dir.join(FINISHED_FILE)).ok();
+        return match finished {
+            Some(f) if f.settings == settings => Ok(TrainReport {
+                already_trained: true,
+                ..f.report
+            }),
+            _ => Err(Error::Workspace(format!(
+                "{} already holds an SAE trained with other settings (or imported); it is kept: \
+                 give this run another --name",
+                sae_dir.display()
+            ))),
+        };
+    }
     std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
     let previous = checkpoint::read_index(sae_dir)?;
     if let Some(p) = &previous
@@ -437,7 +505,7 @@ pub fn train_on_store(
     checkpoint::remove(sae_dir)?;
     let seconds = seconds_before + start.elapsed().as_secs_f64();
     let run_tokens = trainer.tokens_seen - resumed_from_step * opts.batch as u64;
-    Ok(TrainReport {
+    let report = TrainReport {
         sae: sae_dir.display().to_string(),
         arch: opts.arch,
         steps,
@@ -452,7 +520,18 @@ pub fn train_on_store(
         input_scale,
         threshold: matches!(opts.arch, TrainArch::BatchTopK).then_some(trainer.threshold),
         cls_weight: opts.cls_weight,
-    })
+        name: String::new(),
+        already_trained: false,
+    };
+    // After the SAE itself: a crash in between leaves an SAE that a re-run will not replace.
+    crate::fsutil::write_json_atomic(
+        &sae_dir.join(FINISHED_FILE),
+        &FinishedRun {
+            settings,
+            report: report.clone(),
+        },
+    )?;
+    Ok(report)
 }
 
 /// Σ‖x − mean‖² over a batch (the FVE denominator).
@@ -515,12 +594,143 @@ pub struct EvalReport {
     pub spliced_accuracy: Option<f64>,
 }
 
-/// The SAE saved in a workspace (or `sae_path`), checked against the workspace's layer width.
+/// The folder of the SAE that `--sae` names: an SAE of the workspace by name or by its folder,
+/// or (None) the active one. An SAE folder from elsewhere is imported first (copied into
+/// `saes/<its folder name>/`), because its analyses are written beside it.
+pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
+    match sae_arg {
+        None => ws.sae_home(None),
+        Some(p) => {
+            if let Some(name) = plain_name(p)
+                && ws.sae_dir(name).join("cfg.json").is_file()
+            {
+                return Ok(ws.sae_dir(name));
+            }
+            if !p.is_dir() {
+                // Not a folder: report it as a name of this workspace (lists the SAEs there).
+                return ws.sae_home(Some(&p.to_string_lossy()));
+            }
+            let inside = std::fs::canonicalize(p)
+                .ok()
+                .zip(std::fs::canonicalize(ws.saes_dir()).ok())
+                .is_some_and(|(p, saes)| p.parent() == Some(saes.as_path()));
+            if inside {
+                return Ok(p.to_path_buf());
+            }
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "imported".into());
+            import_sae(ws, p, &name)
+        }
+    }
+}
+
+/// One SAE of a workspace, as `saescope saes` and the explorer list them.
+#[derive(Clone, Debug, Serialize)]
+pub struct SaeSummary {
+    pub name: String,
+    pub active: bool,
+    pub architecture: String,
+    pub d_sae: usize,
+    pub k: Option<f64>,
+    /// From its training run (absent for imported SAEs).
+    pub tokens: Option<u64>,
+    pub final_fve: Option<f64>,
+    pub final_l0: Option<f64>,
+    pub dead_fraction: Option<f64>,
+    pub cls_weight: Option<u32>,
+    /// Which analyses exist beside it.
+    pub index: bool,
+    pub labels: usize,
+    pub ontology: bool,
+    pub ood: bool,
+}
+
+/// Every finished SAE of the workspace, by name.
+pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
+    let active = ws.active_sae().ok();
+    ws.sae_names()
+        .into_iter()
+        .map(|name| {
+            let home = ws.sae_dir(&name);
+            let cfg: serde_json::Value =
+                crate::fsutil::read_json(&home.join("cfg.json")).unwrap_or_default();
+            let run: Option<FinishedRun> = crate::fsutil::read_json(&home.join(FINISHED_FILE)).ok();
+            let r = run.map(|f| f.report);
+            SaeSummary {
+                active: active.as_deref() == Some(name.as_str()),
+                architecture: cfg["architecture"].as_str().unwrap_or("?").to_string(),
+                d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
+                k: cfg["k"].as_f64(),
+                tokens: r.as_ref().map(|r| r.tokens),
+                final_fve: r.as_ref().map(|r| r.final_fve),
+                final_l0: r.as_ref().map(|r| r.final_l0),
+                dead_fraction: r.as_ref().map(|r| r.dead_fraction),
+                cls_weight: r.as_ref().map(|r| r.cls_weight),
+                index: crate::store::workspace::index_complete(&home),
+                labels: crate::fsutil::read_json::<serde_json::Value>(&home.join("labels.json"))
+                    .ok()
+                    .and_then(|v| v["labels"].as_object().map(|m| m.len()))
+                    .unwrap_or(0),
+                ontology: home.join("ontology.json").is_file(),
+                ood: home.join("ood").join("results.json").is_file(),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// A one-component path that can be an SAE name.
+fn plain_name(p: &Path) -> Option<&str> {
+    let mut c = p.components();
+    match (c.next(), c.next()) {
+        (Some(std::path::Component::Normal(n)), None) => n.to_str(),
+        _ => None,
+    }
+}
+
+/// Copies the SAE in `from` (any supported format) into `WS/saes/<name>/` in SAELens layout and
+/// returns that folder. Importing the same weights again is a no-op; a different SAE under an
+/// existing name is refused (nothing is overwritten).
+pub fn import_sae(ws: &Workspace, from: &Path, name: &str) -> Result<PathBuf> {
+    crate::store::workspace::check_sae_name(name)?;
+    let sae = checked_sae(ws, &load_sae(from)?, from)?;
+    let home = ws.sae_dir(name);
+    if home.join("cfg.json").is_file() {
+        let existing = load_sae(&home)?;
+        if existing.fingerprint() == sae.fingerprint() {
+            return Ok(home);
+        }
+        return Err(Error::Workspace(format!(
+            "{} already holds another SAE called `{name}`; it is kept. Copy {} to a folder of \
+             another name and pass that",
+            ws.dir.display(),
+            from.display()
+        )));
+    }
+    save_saelens(&sae, &home)?;
+    Ok(home)
+}
+
+/// The SAE that `--sae` names (see [`sae_home`]; a folder from elsewhere is read in place, not
+/// imported), checked against the workspace's layer width and position interpolation.
 pub fn workspace_sae(ws: &Workspace, sae_path: Option<&Path>) -> Result<Sae> {
-    let p: PathBuf = sae_path
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ws.dir.join(SAE_DIR));
-    let sae = load_sae(&p)?;
+    let p: PathBuf = match sae_path {
+        None => ws.sae_home(None)?,
+        Some(p) => match plain_name(p) {
+            Some(name) if ws.sae_dir(name).join("cfg.json").is_file() => ws.sae_dir(name),
+            _ if p.exists() => p.to_path_buf(),
+            _ => ws.sae_home(Some(&p.to_string_lossy()))?,
+        },
+    };
+    checked_sae(ws, &load_sae(&p)?, &p)
+}
+
+/// `sae` if it fits the workspace's layer (width, position interpolation).
+fn checked_sae(ws: &Workspace, sae: &Sae, p: &Path) -> Result<Sae> {
+    let sae = sae.clone();
+
     sae.check_fits(
         ws.config.backbone.d_model,
         &format!("layer {} of {}", ws.config.layer, ws.config.backbone.name),

@@ -179,7 +179,8 @@ fn extract_into(
     };
     let act_dir = ws.activations_dir();
     std::fs::create_dir_all(&act_dir).map_err(|e| Error::io(&act_dir, e))?;
-    remove_stale_temp_files(&act_dir);
+    // Under the writer lock: no other writer is running.
+    crate::fsutil::remove_stale_temp_files(&act_dir, 0, true);
 
     let bytes_per_image = token_indices.len() * info.d_model * opts.dtype.bytes();
     let manifest_path = act_dir.join(MANIFEST_FILE);
@@ -311,17 +312,5 @@ fn crash_point_for_tests(shard: usize) {
         == Some(shard)
     {
         std::process::abort();
-    }
-}
-
-/// Temporary files of a killed run (`.name.tmp-PID`) are garbage: the real files were never replaced.
-fn remove_stale_temp_files(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.contains(".tmp-") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
     }
 }
