@@ -329,6 +329,51 @@ fn explorer_browses_features_ood_and_ontology() {
     assert_eq!(x.tab, saescope::app::explorer::Tab::Feature);
 }
 
+/// A workspace with two SAEs: the panel lists both side by side (figures from training, which
+/// analyses exist) and "Use" switches the explorer to the other one.
+#[test]
+fn workspace_panel_lists_and_switches_saes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_saescope"))
+        .args([
+            "train", "--d-sae", "32", "--k", "4", "--tokens", "30000", "--batch", "512",
+        ])
+        .arg("--workspace")
+        .arg(&ws)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1100.0, 600.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    h.state_mut().open_workspace(ws.clone());
+    h.run_steps(3);
+    // The new SAE is active and has no index yet; the first one has all its analyses.
+    assert!(h.state().explorer.as_ref().unwrap().index.is_none());
+    h.get_by_label("SAEs (2)");
+    h.get_by_label("topk-32-k4");
+    h.get_by_label_contains("ontology, OOD");
+    h.get_by_label("none yet");
+    h.get_by_role_and_label(Role::Button, "Use").click();
+    h.run_steps(3);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert!(x.index.is_some(), "switched to the indexed SAE");
+    assert!(x.home.as_ref().unwrap().ends_with("saes/topk-64-k4"));
+    // Fold the workspace summary (it shows temporary paths) for a stable snapshot.
+    h.get_by_label("Workspace").click();
+    h.run_steps(2);
+    h.snapshot("workspace_saes");
+}
+
 /// A new user's flow with no terminal: fill the "new workspace" form, create (extract → train →
 /// index in the background, with progress), and land in the explorer with real features.
 #[test]

@@ -309,9 +309,25 @@ pub fn start(req: &CreateRequest, ctx: &egui::Context) -> BackgroundJob {
     BackgroundJob::spawn("Create workspace", ctx, move |job| r.run(job))
 }
 
-/// Live training curves from WS/sae/metrics.jsonl (read when asked; small file).
-pub fn metrics_plot(ui: &mut egui::Ui, ws_dir: &std::path::Path) {
-    let Ok(text) = std::fs::read_to_string(ws_dir.join("sae/metrics.jsonl")) else {
+/// The SAE folder whose training log changed last (`WS/saes/<name>/`): the one being trained.
+pub fn training_folder(ws_dir: &std::path::Path) -> PathBuf {
+    std::fs::read_dir(ws_dir.join(crate::store::workspace::SAES_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.path().join(crate::sae::workflow::METRICS_FILE);
+            Some((std::fs::metadata(&m).ok()?.modified().ok()?, e.path()))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_default()
+}
+
+/// Live training curves from an SAE folder's metrics.jsonl (read when asked; small file).
+pub fn metrics_plot(ui: &mut egui::Ui, sae_home: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(sae_home.join(crate::sae::workflow::METRICS_FILE))
+    else {
         return;
     };
     let rows: Vec<serde_json::Value> = text

@@ -52,6 +52,8 @@ pub struct LastView {
 pub struct OpenWorkspace {
     pub dir: PathBuf,
     pub summary: Vec<(String, String)>,
+    /// The workspace's SAEs (`WS/saes/`), the active one marked.
+    pub saes: Vec<crate::sae::workflow::SaeSummary>,
 }
 
 pub struct SaescopeApp {
@@ -127,7 +129,10 @@ impl SaescopeApp {
                         self.error = Some(e.to_string());
                     }
                 }
-                self.open = Some(OpenWorkspace { dir, summary });
+                let saes = Workspace::open(&dir)
+                    .map(|ws| crate::sae::workflow::list_saes(&ws))
+                    .unwrap_or_default();
+                self.open = Some(OpenWorkspace { dir, summary, saes });
             }
             Err(e) => self.error = Some(e.to_string()),
         }
@@ -259,7 +264,10 @@ impl SaescopeApp {
         let mut finished = None;
         if let Some(j) = &self.create_job {
             j.ui(ui);
-            create::metrics_plot(ui, std::path::Path::new(self.create.workspace.trim()));
+            create::metrics_plot(
+                ui,
+                &create::training_folder(std::path::Path::new(self.create.workspace.trim())),
+            );
             match j.state() {
                 jobs::JobState::Done(_) => {
                     finished = Some(PathBuf::from(self.create.workspace.trim()))
@@ -312,17 +320,111 @@ impl SaescopeApp {
                         }
                     });
             });
+        let mut use_sae = None;
+        if !ws.saes.is_empty() {
+            egui::CollapsingHeader::new(format!("SAEs ({})", ws.saes.len()))
+                .default_open(!has_index || ws.saes.len() > 1)
+                .show(ui, |ui| {
+                    use_sae = sae_table_ui(ui, &ws.saes);
+                    if let Some(active) = ws.saes.iter().find(|s| s.active) {
+                        egui::CollapsingHeader::new(format!("Training curves: {}", active.name))
+                            .show(ui, |ui| {
+                                create::metrics_plot(ui, &ws.dir.join("saes").join(&active.name))
+                            });
+                    }
+                });
+        }
         if let Some(err) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, err);
         }
         if let Some(x) = &mut self.explorer {
             x.ui(ui);
         }
+        if let Some(name) = use_sae {
+            let dir = ws.dir.clone();
+            let switched = Workspace::open(&dir).and_then(|w| {
+                let _lock = crate::store::lock::lock_writer(
+                    &dir,
+                    "explorer (choose SAE)",
+                    Some(std::time::Duration::from_secs(5)),
+                )?;
+                w.set_active_sae(&name)
+            });
+            match switched {
+                Ok(()) => self.open_workspace(dir),
+                Err(e) => self.error = Some(format!("Could not switch to SAE {name}: {e}")),
+            }
+            return;
+        }
         if close {
             self.open = None;
             self.explorer = None;
         }
     }
+}
+
+/// The workspace's SAEs side by side; returns the name whose "Use" button was clicked.
+fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::sae::workflow::SaeSummary]) -> Option<String> {
+    let mut chosen = None;
+    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".to_string(), f);
+    egui::Grid::new("sae_table")
+        .num_columns(10)
+        .striped(true)
+        .show(ui, |ui| {
+            for h in [
+                "", "SAE", "Type", "Latents", "k", "Tokens", "FVE", "L0", "Dead", "Analyses",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for s in saes {
+                if s.active {
+                    ui.label("active")
+                        .on_hover_text("Shown below and used when no SAE is named");
+                } else if ui
+                    .button("Use")
+                    .on_hover_text(format!("Explore {} instead", s.name))
+                    .clicked()
+                {
+                    chosen = Some(s.name.clone());
+                }
+                ui.label(&s.name);
+                ui.label(&s.architecture);
+                ui.label(s.d_sae.to_string());
+                ui.label(opt(s.k, &|k| format!("{k}")));
+                ui.label(opt(s.tokens.map(|t| t as f64), &|t| {
+                    if t >= 1e6 {
+                        format!("{:.1} M", t / 1e6)
+                    } else {
+                        format!("{:.0} k", t / 1e3)
+                    }
+                }));
+                ui.label(opt(s.final_fve, &|v| format!("{v:.3}")))
+                    .on_hover_text("Fraction of variance explained, last training batch");
+                ui.label(opt(s.final_l0, &|v| format!("{v:.1}")));
+                ui.label(opt(s.dead_fraction, &|v| format!("{:.1}%", v * 100.0)));
+                let mut parts = Vec::new();
+                if s.index {
+                    parts.push("index".to_string());
+                }
+                if s.labels > 0 {
+                    parts.push(format!("{} labels", s.labels));
+                }
+                if s.ontology {
+                    parts.push("ontology".into());
+                }
+                if s.ood {
+                    parts.push("OOD".into());
+                }
+                ui.label(if parts.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    parts.join(", ")
+                });
+                ui.end_row();
+            }
+        });
+    chosen
 }
 
 fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
