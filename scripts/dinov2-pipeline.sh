@@ -147,7 +147,7 @@ run_stage() {
       done ;;
     train) stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
         --tokens "$TOKENS" --cls-weight "$CLS_WEIGHT" ;;
-    eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/sae" \
+    eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/saes/topk-$D_SAE-k$K" \
         --images "$TEST" ;;
     index) stage index "$B" index --workspace "$OUT/ws-train" ;;
     labels) stage labels "$B" label --workspace "$OUT/ws-train" --from-classes ;;

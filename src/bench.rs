@@ -159,7 +159,7 @@ pub fn bench_extract(
 /// GFLOP/s of one `rows × d → 4d` GEMM (the MLP's first layer) through the backbone's GEMM path,
 /// best of three.
 fn bare_gemm_gflop_s(rows: usize, d: usize) -> f64 {
-    let mut rng = crate::sae::train::Rng::new(1);
+    let mut rng = crate::rng::Rng::new(1);
     let w: Vec<f32> = (0..d * 4 * d).map(|_| rng.normal() * 0.05).collect();
     let x: Vec<f32> = (0..rows * d).map(|_| rng.normal()).collect();
     let lin = crate::backbone::cpu_fast::FastLinear::from_parts(w, None, d, 4 * d);
@@ -231,7 +231,8 @@ pub fn bench_sae_train(
     steps: usize,
     peer: Option<&Path>,
 ) -> Result<SaeTrainBench> {
-    use crate::sae::train::{Rng, TrainArch, TrainConfig, Trainer};
+    use crate::rng::Rng;
+    use crate::sae::train::{TrainArch, TrainConfig, Trainer};
     let mut rng = Rng::new(0);
     let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();
     let cfg = TrainConfig {

@@ -20,32 +20,6 @@ pub struct ClassifyReport {
     pub images_per_s: f64,
 }
 
-/// Maps each dataset class to the model's logit index: by name when the model has class names,
-/// else by sorted folder order (which must then match the number of logits).
-pub fn class_mapping(
-    ds: &Dataset,
-    class_names: Option<&[String]>,
-    n_logits: usize,
-) -> Result<Vec<usize>> {
-    match class_names {
-        Some(names) => ds
-            .classes
-            .iter()
-            .map(|c| {
-                names.iter().position(|n| n == c).ok_or_else(|| {
-                    Error::Invalid(format!("folder class `{c}` is not one of the model's classes ({}); rename the folder", names.join(", ")))
-                })
-            })
-            .collect(),
-        None if ds.classes.len() == n_logits => Ok((0..n_logits).collect()),
-        None => Err(Error::Invalid(format!(
-            "the model has {n_logits} outputs but the folder has {} class sub-folders and the model config names no classes; \
-             add \"class_names\" to the model config",
-            ds.classes.len()
-        ))),
-    }
-}
-
 pub fn classify(
     backbone: &dyn Backbone,
     ds: &Dataset,
@@ -86,11 +60,9 @@ pub fn classify(
             })?;
             let map = match &mapping {
                 Some(m) => m,
-                None => mapping.insert(class_mapping(
-                    ds,
-                    info.class_names.as_deref(),
-                    logits.dim(1)?,
-                )?),
+                None => {
+                    mapping.insert(ds.class_mapping(info.class_names.as_deref(), logits.dim(1)?)?)
+                }
             };
             for (pred, &i) in argmax_last(&logits)?.into_iter().zip(&ok) {
                 let c = ds.images[i].class.unwrap_or(0) as usize;

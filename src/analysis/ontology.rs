@@ -302,7 +302,7 @@ mod tests {
     /// Classes with a known two-level structure: profiles built from group + subgroup signals.
     #[test]
     fn class_tree_recovers_a_planted_hierarchy_and_scores_it() {
-        let mut rng = crate::sae::train::Rng::new(7);
+        let mut rng = crate::rng::Rng::new(7);
         let d = 40;
         let group: Vec<Vec<f64>> = (0..2)
             .map(|_| (0..d).map(|_| rng.normal() as f64).collect())

@@ -990,7 +990,7 @@ mod tests {
     #[test]
     fn mahalanobis_contributions_sum_to_the_distance() {
         let mut m = Moments::new(3);
-        let mut rng = crate::sae::train::Rng::new(4);
+        let mut rng = crate::rng::Rng::new(4);
         let rows: Vec<f32> = (0..300)
             .flat_map(|_| {
                 let a = rng.normal();
@@ -1017,7 +1017,7 @@ mod tests {
     #[test]
     fn ridge_choice_follows_the_amount_of_fit_data() {
         let d = 40;
-        let mut rng = crate::sae::train::Rng::new(9);
+        let mut rng = crate::rng::Rng::new(9);
         // Strongly correlated data: x = A·z with a random mixing matrix.
         let a: Vec<f32> = (0..d * d).map(|_| rng.normal()).collect();
         let mut sample = |n: usize| -> Vec<f32> {

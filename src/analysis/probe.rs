@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn logistic_regression_separates_blobs_and_converges() {
         let (d, c) = (4, 3);
-        let mut rng = crate::sae::train::Rng::new(7);
+        let mut rng = crate::rng::Rng::new(7);
         let mut x = Vec::new();
         let mut y = Vec::new();
         for i in 0..300 {
@@ -494,7 +494,7 @@ mod tests {
     #[test]
     fn the_gradient_matches_finite_differences() {
         let (d, c) = (3, 4);
-        let mut rng = crate::sae::train::Rng::new(3);
+        let mut rng = crate::rng::Rng::new(3);
         let x: Vec<f32> = (0..30 * d).map(|_| rng.normal()).collect();
         let y: Vec<usize> = (0..30).map(|i| i % c).collect();
         let p: Vec<f32> = (0..d * c + c).map(|_| rng.normal() * 0.3).collect();

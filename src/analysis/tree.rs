@@ -585,7 +585,7 @@ pub fn split_purity(split: &(Vec<usize>, Vec<usize>), truth: &[usize]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sae::train::Rng;
+    use crate::rng::Rng;
     use crate::shared::shared_path;
 
     /// The classic UPGMA example (Wikipedia): points a..e.

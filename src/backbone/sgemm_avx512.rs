@@ -290,7 +290,7 @@ mod tests {
             eprintln!("no AVX-512 on this CPU: kernel not exercised");
             return;
         }
-        let mut rng = crate::sae::train::Rng::new(7);
+        let mut rng = crate::rng::Rng::new(7);
         for &(m, k, n) in &[(1, 1, 1), (37, 300, 70), (205, 512, 96), (13, 257, 33)] {
             let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
             let bm: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
@@ -325,7 +325,7 @@ mod tests {
         if !available() {
             return;
         }
-        let mut rng = crate::sae::train::Rng::new(3);
+        let mut rng = crate::rng::Rng::new(3);
         let (m, k, n, ld) = (29, 64, 45, 150);
         let a: Vec<f32> = (0..m * ld).map(|_| rng.normal()).collect();
         let bt: Vec<f32> = (0..n * ld).map(|_| rng.normal()).collect(); // B[kk][j] = bt[j·ld + kk]

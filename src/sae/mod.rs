@@ -260,7 +260,7 @@ impl Sae {
     /// A TopK SAE with N(0, scale²) encoder and decoder weights from a seeded generator: for
     /// benchmarks and tests that need an SAE of a given shape, not a trained one.
     pub fn random_topk(d_in: usize, d_sae: usize, k: usize, scale: f32, seed: u64) -> Sae {
-        let mut rng = train::Rng::new(seed);
+        let mut rng = crate::rng::Rng::new(seed);
         let mut v = |n: usize| (0..n).map(|_| rng.normal() * scale).collect::<Vec<f32>>();
         Sae {
             d_in,

@@ -5,11 +5,12 @@
 
 use super::checkpoint::{self, RunSettings};
 use super::formats::{load_sae, save_saelens};
-use super::train::{Rng, TrainArch, TrainConfig, Trainer};
+use super::train::{TrainArch, TrainConfig, Trainer};
 use super::{Sae, SaeMeta};
 use crate::backbone::{Backbone, argmax_last};
 use crate::error::{Error, Result};
 use crate::job::{Job, Progress};
+use crate::rng::Rng;
 use crate::store::Dataset;
 use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
@@ -828,11 +829,7 @@ pub fn evaluate(
                 .ok_or_else(|| Error::Invalid("no logits".into()))?;
             let mapping = match &mapping {
                 Some(m) => m,
-                None => mapping.insert(crate::analysis::classify::class_mapping(
-                    &ds,
-                    names.as_deref(),
-                    logits.dim(1)?,
-                )?),
+                None => mapping.insert(ds.class_mapping(names.as_deref(), logits.dim(1)?)?),
             };
             for ((p, ps), &i) in argmax_last(&logits)?
                 .into_iter()

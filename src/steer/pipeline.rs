@@ -10,7 +10,7 @@ use crate::backbone::clip::{self, TextTransformer};
 use crate::backbone::tokenizer::ClipTokenizer;
 use crate::backbone::weights::Weights;
 use crate::error::{Error, Result};
-use crate::sae::train::Rng;
+use crate::rng::Rng;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::stable_diffusion::{

@@ -4,7 +4,7 @@
 
 use super::config::ScheduleSpec;
 use crate::error::{Error, Result};
-use crate::sae::train::Rng;
+use crate::rng::Rng;
 use candle_core::{Device, Tensor};
 
 pub struct EulerAncestral {

@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::sae::train::Rng;
+use crate::rng::Rng;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::stable_diffusion::{unet_2d, vae};

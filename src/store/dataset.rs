@@ -42,6 +42,32 @@ fn class_of(rel_path: &str) -> Option<&str> {
 }
 
 impl Dataset {
+    /// Maps each dataset class to the model's logit index: by name when the model has class names,
+    /// else by sorted folder order (which must then match the number of logits).
+    pub fn class_mapping(
+        &self,
+        class_names: Option<&[String]>,
+        n_logits: usize,
+    ) -> Result<Vec<usize>> {
+        match class_names {
+            Some(names) => self
+                .classes
+                .iter()
+                .map(|c| {
+                    names.iter().position(|n| n == c).ok_or_else(|| {
+                        Error::Invalid(format!("folder class `{c}` is not one of the model's classes ({}); rename the folder", names.join(", ")))
+                    })
+                })
+                .collect(),
+            None if self.classes.len() == n_logits => Ok((0..n_logits).collect()),
+            None => Err(Error::Invalid(format!(
+                "the model has {n_logits} outputs but the folder has {} class sub-folders and the model config names no classes; \
+                 add \"class_names\" to the model config",
+                self.classes.len()
+            ))),
+        }
+    }
+
     /// Lists image files under `root` (recursively, symlinks followed, hidden files ignored).
     pub fn scan(root: &Path) -> Result<Dataset> {
         if !root.is_dir() {
