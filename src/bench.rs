@@ -233,6 +233,28 @@ pub fn bench_sae_train(
 ) -> Result<SaeTrainBench> {
     use crate::rng::Rng;
     use crate::sae::train::{TrainArch, TrainConfig, Trainer};
+    if d_in == 0 || steps == 0 {
+        return Err(Error::Invalid(format!(
+            "--d-in and --steps must be at least 1 (got {d_in} and {steps})"
+        )));
+    }
+    crate::sae::workflow::TrainOptions {
+        batch,
+        ..crate::sae::workflow::TrainOptions::topk(d_sae, k)
+    }
+    .validate(d_in)?;
+    // The random data: four batches.
+    let data_bytes = (batch as f64) * 4.0 * (d_in as f64) * 4.0;
+    if let Some(avail) = crate::memory::available_bytes()
+        && data_bytes > 0.5 * avail as f64
+    {
+        return Err(Error::Invalid(format!(
+            "--batch {batch} × --d-in {d_in} needs {:.1} GB of data, more than half the {:.1} GB \
+             available: lower them",
+            data_bytes / 1e9,
+            avail as f64 / 1e9
+        )));
+    }
     let mut rng = Rng::new(0);
     let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();
     let cfg = TrainConfig {

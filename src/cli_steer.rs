@@ -174,17 +174,6 @@ pub enum SteerCommand {
     },
 }
 
-impl SteerCommand {
-    pub fn json(&self) -> bool {
-        match self {
-            SteerCommand::TrainSae { json, .. }
-            | SteerCommand::Generate { json, .. }
-            | SteerCommand::Discover { json, .. }
-            | SteerCommand::MakeTiny { json, .. } => *json,
-        }
-    }
-}
-
 #[derive(Serialize)]
 struct GenerateReport {
     pipeline: String,

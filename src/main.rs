@@ -185,7 +185,7 @@ enum Command {
         json: bool,
     },
     /// Build the feature index (top images per feature, frequencies, histograms, per-image top
-    /// features) into WS/index; resumes an interrupted build.
+    /// features) into the SAE's folder (WS/saes/<name>/index); resumes an interrupted build.
     Index {
         #[arg(long)]
         workspace: PathBuf,
@@ -204,7 +204,7 @@ enum Command {
     },
     /// OOD detection: fit on in-distribution images, score the in-distribution folder and each
     /// OOD folder with SAE and baseline methods (AUROC, FPR at 95% TPR). Full per-image results
-    /// go to WS/ood/results.json.
+    /// go to WS/saes/<name>/ood/results.json.
     Ood {
         #[arg(long)]
         workspace: PathBuf,
@@ -235,7 +235,7 @@ enum Command {
         json: bool,
     },
     /// Ontology: a tree over features and class trees (SAE profiles and raw activations),
-    /// compared with a taxonomy (e.g. WordNet) when given. Written to WS/ontology.json.
+    /// compared with a taxonomy (e.g. WordNet) when given. Written to WS/saes/<name>/ontology.json.
     Tree {
         #[arg(long)]
         workspace: PathBuf,
@@ -471,33 +471,25 @@ impl ModelArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let json = match &cli.command {
-        Some(
-            Command::Info { json, .. }
-            | Command::Extract { json, .. }
-            | Command::Classify { json, .. }
-            | Command::Probe { json, .. }
-            | Command::Train { json, .. }
-            | Command::EvalSae { json, .. }
-            | Command::Index { json, .. }
-            | Command::Ood { json, .. }
-            | Command::Tree { json, .. }
-            | Command::Label { json, .. }
-            | Command::Heatmap { json, .. }
-            | Command::Export { json, .. }
-            | Command::ImportLabels { json, .. },
-        ) => *json,
-        Some(Command::Bench {
-            which:
-                BenchCommand::Extract { json, .. }
-                | BenchCommand::SaeTrain { json, .. }
-                | BenchCommand::Index { json, .. }
-                | BenchCommand::Gui { json, .. }
-                | BenchCommand::Steer { json, .. },
-        }) => *json,
-        Some(Command::Steer { which }) => which.json(),
-        _ => false,
+    // `--json` anywhere asks for a JSON object as the last stdout line, errors included (usage
+    // errors too, which clap would otherwise only print to stderr).
+    let json = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            if json && usage {
+                let msg = e.render().to_string();
+                let first = msg.lines().next().unwrap_or("invalid arguments");
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": format!("{first} (see --help)") })
+                );
+            }
+            e.exit()
+        }
     };
     if let Err(e) = run(cli) {
         let msg = format!("{e:#}");

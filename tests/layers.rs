@@ -86,11 +86,18 @@ fn modules_import_only_layers_below_them() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut bad = Vec::new();
     check_dir(&src, &src, &mut bad);
-    assert!(bad.is_empty(), "imports against the layering:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "imports against the layering:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]
 fn the_checker_sees_grouped_and_qualified_imports() {
-    assert_eq!(named_modules("use crate::{sae, store::X};"), ["sae", "store"]);
+    assert_eq!(
+        named_modules("use crate::{sae, store::X};"),
+        ["sae", "store"]
+    );
     assert_eq!(named_modules("let r = crate::app::run();"), ["app"]);
 }

@@ -1,0 +1,366 @@
+//! No panic is reachable from the CLI: every numeric or free-text option of every command, set
+//! to each edge value (0, -1, huge, NaN, ±inf, empty, garbage) with the others valid, on a tiny
+//! workspace, plus random combinations of them. Each run must end with a JSON object on its last
+//! stdout line and an ordinary exit (0, 1, or 2 for a usage error): never a panic (exit 101) or
+//! an abort (a signal).
+
+use saescope::shared::shared_path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+const EDGES: [&str; 10] = [
+    "0",
+    "-1",
+    "1",
+    "18446744073709551616",
+    "4294967297",
+    "nan",
+    "inf",
+    "-inf",
+    "",
+    "x=1",
+];
+
+/// A run that is still going after this long is doing real work on a valid value: it is stopped
+/// and counted as no panic (the options it got were accepted, which is not what is tested).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Fixture {
+    ws: PathBuf,
+    images: PathBuf,
+    model: Vec<String>,
+    tmp: PathBuf,
+}
+
+/// Runs `args` with `--json`; returns a description of the failure, if any.
+fn run(args: &[String]) -> Option<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_saescope"))
+        .args(args)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code();
+    let json_last = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .is_some_and(|v| v.is_object());
+    let bad = match code {
+        None => Some("killed by a signal (abort?)".to_string()),
+        Some(101) => Some("panicked".to_string()),
+        _ if stderr.contains("panicked") => Some("panic message".to_string()),
+        _ if !json_last => Some("last stdout line is not a JSON object".to_string()),
+        Some(0..=2) => None,
+        Some(c) => Some(format!("exit code {c}")),
+    };
+    bad.map(|why| {
+        format!(
+            "{why}: saescope {}\n  stdout: {}\n  stderr: {}",
+            args.join(" "),
+            stdout.lines().last().unwrap_or(""),
+            stderr.lines().last().unwrap_or("")
+        )
+    })
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn fixture(tmp: &Path) -> Fixture {
+    let images = tmp.join("images");
+    common::subset("data/cifar10/test", &["cat", "ship"], 8, &images);
+    let model = vec![
+        "--model".to_string(),
+        shared_path("models/vit-cifar10/vit_cifar10.pth")
+            .display()
+            .to_string(),
+        "--model-config".to_string(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/models/vit-cifar10.json")
+            .display()
+            .to_string(),
+    ];
+    let ws = tmp.join("ws");
+    let p = |x: &Path| x.display().to_string();
+    let setup: Vec<Vec<String>> = vec![
+        [
+            s(&[
+                "extract",
+                "--layer",
+                "3",
+                "--images",
+                &p(&images),
+                "--workspace",
+                &p(&ws),
+            ]),
+            model.clone(),
+        ]
+        .concat(),
+        s(&[
+            "train",
+            "--workspace",
+            &p(&ws),
+            "--d-sae",
+            "32",
+            "--k",
+            "4",
+            "--tokens",
+            "4000",
+            "--batch",
+            "256",
+        ]),
+        s(&["index", "--workspace", &p(&ws), "--top-n", "4"]),
+    ];
+    for a in &setup {
+        let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+            .args(a)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "setup {a:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Fixture {
+        ws,
+        images,
+        model,
+        tmp: tmp.to_path_buf(),
+    }
+}
+
+/// Each command with valid options, and the names of the options to vary.
+fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
+    let p = |x: &Path| x.display().to_string();
+    let ws = p(&f.ws);
+    let img = p(&f.images);
+    let one_image = p(&f.images.join("cat").join(
+        std::fs::read_dir(f.images.join("cat"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name(),
+    ));
+    let fresh = p(&f.tmp.join("fresh"));
+    let out = p(&f.tmp.join("out"));
+    vec![
+        (
+            [
+                s(&[
+                    "extract",
+                    "--layer",
+                    "3",
+                    "--images",
+                    &img,
+                    "--workspace",
+                    &fresh,
+                ]),
+                f.model.clone(),
+            ]
+            .concat(),
+            vec![
+                "--layer",
+                "--batch",
+                "--shard-images",
+                "--tokens",
+                "--dtype",
+            ],
+        ),
+        (
+            [s(&["classify", "--images", &img]), f.model.clone()].concat(),
+            vec!["--batch"],
+        ),
+        (
+            s(&[
+                "train",
+                "--workspace",
+                &ws,
+                "--d-sae",
+                "16",
+                "--k",
+                "2",
+                "--tokens",
+                "2000",
+                "--batch",
+                "128",
+            ]),
+            vec![
+                "--d-sae",
+                "--k",
+                "--tokens",
+                "--batch",
+                "--lr",
+                "--l1",
+                "--cls-weight",
+                "--checkpoint-every",
+                "--name",
+                "--arch",
+                "--seed",
+            ],
+        ),
+        (s(&["index", "--workspace", &ws]), vec!["--top-n", "--sae"]),
+        (
+            s(&["eval-sae", "--workspace", &ws, "--images", &img]),
+            vec!["--batch", "--sae"],
+        ),
+        (
+            s(&[
+                "ood",
+                "--workspace",
+                &ws,
+                "--fit",
+                &img,
+                "--id",
+                &img,
+                "--ood",
+                &img,
+            ]),
+            vec!["--batch", "--ridge"],
+        ),
+        (
+            [
+                s(&[
+                    "probe",
+                    "--fit",
+                    &img,
+                    "--eval",
+                    &img,
+                    "--workspace",
+                    &ws,
+                    "--spliced",
+                ]),
+                f.model.clone(),
+            ]
+            .concat(),
+            vec!["--batch", "--l2"],
+        ),
+        (s(&["tree", "--workspace", &ws]), vec!["--sae"]),
+        (s(&["label", "--workspace", &ws]), vec!["--set", "--sae"]),
+        (
+            s(&[
+                "heatmap",
+                "--workspace",
+                &ws,
+                "--image",
+                &one_image,
+                "--features",
+                "0",
+            ]),
+            vec!["--features", "--image"],
+        ),
+        (
+            s(&["export", "--workspace", &ws, "--out", &out, "--no-png"]),
+            vec!["--features"],
+        ),
+        (s(&["use-sae", "--workspace", &ws, "topk-32-k4"]), vec![]),
+        (s(&["saes", "--workspace", &ws]), vec![]),
+        (
+            s(&[
+                "bench",
+                "sae-train",
+                "--d-in",
+                "8",
+                "--d-sae",
+                "16",
+                "--k",
+                "2",
+                "--batch",
+                "16",
+                "--steps",
+                "2",
+            ]),
+            vec!["--d-in", "--d-sae", "--k", "--batch", "--steps"],
+        ),
+        (
+            [
+                s(&[
+                    "bench", "extract", "--images", &img, "--limit", "4", "--batch", "2",
+                ]),
+                f.model.clone(),
+            ]
+            .concat(),
+            vec!["--limit", "--batch", "--layer", "--rounds"],
+        ),
+        (s(&["bench", "index", "--workspace", &ws]), vec!["--rows"]),
+    ]
+}
+
+/// `base` with `opt` set to `value` (replacing its value when present, else appended).
+fn with(base: &[String], opt: &str, value: &str) -> Vec<String> {
+    let mut a = base.to_vec();
+    match a.iter().position(|x| x == opt) {
+        Some(i) if i + 1 < a.len() && !a[i + 1].starts_with("--") => a[i + 1] = value.to_string(),
+        _ => {
+            a.push(opt.to_string());
+            a.push(value.to_string());
+        }
+    }
+    a
+}
+
+#[test]
+fn no_option_value_makes_the_cli_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path());
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    for (base, opts) in commands(&f) {
+        runs += 1;
+        failures.extend(run(&base));
+        for opt in &opts {
+            for v in EDGES {
+                runs += 1;
+                failures.extend(run(&with(&base, opt, v)));
+            }
+        }
+    }
+    // Random combinations: two options of one command set to edge values at once.
+    let mut rng = saescope::rng::Rng::new(2026);
+    let cmds = commands(&f);
+    for _ in 0..40 {
+        let (base, opts) = &cmds[rng.below(cmds.len())];
+        if opts.is_empty() {
+            continue;
+        }
+        let mut a = base.clone();
+        for _ in 0..2 {
+            a = with(
+                &a,
+                opts[rng.below(opts.len())],
+                EDGES[rng.below(EDGES.len())],
+            );
+        }
+        runs += 1;
+        failures.extend(run(&a));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} runs failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
