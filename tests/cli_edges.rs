@@ -364,3 +364,66 @@ fn no_option_value_makes_the_cli_panic() {
         failures.join("\n")
     );
 }
+
+/// The shape of a JSON value: object keys (sorted, recursively), `[shape of the first item]` for
+/// arrays, and the type of a scalar.
+fn shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
+        Value::String(_) => "string".into(),
+        Value::Number(_) => "number".into(),
+        Value::Bool(_) => "bool".into(),
+        Value::Null => "null".into(),
+    }
+}
+
+/// Every command's JSON keeps its shape for the same inputs: the keys (and value types) of each
+/// command's report are compared with `tests/fixtures/cli-json-shapes.json`. A deliberate change
+/// is recorded with `UPDATE_JSON_SHAPES=1 cargo test --test cli_edges json_shapes` and shows in
+/// the diff. (Fields that are null on one run and a number on another are written as found.)
+#[test]
+fn every_command_keeps_its_json_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path());
+    let mut shapes = serde_json::Map::new();
+    for (args, _) in commands(&f) {
+        let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+            .args(&args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+        assert!(out.status.success(), "{args:?}: {v}");
+        let name = args
+            .iter()
+            .take_while(|a| !a.starts_with("--"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ");
+        shapes.insert(name, shape(&v));
+    }
+    let got = serde_json::Value::Object(shapes);
+    let file =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cli-json-shapes.json");
+    if std::env::var("UPDATE_JSON_SHAPES").is_ok() {
+        std::fs::write(&file, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        return;
+    }
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    for (cmd, w) in want.as_object().unwrap() {
+        assert_eq!(
+            got.get(cmd),
+            Some(w),
+            "`saescope {cmd} --json` changed shape (record a deliberate change with UPDATE_JSON_SHAPES=1)"
+        );
+    }
+    assert_eq!(
+        got.as_object().unwrap().len(),
+        want.as_object().unwrap().len()
+    );
+}
