@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod job;
 pub mod linalg;
 pub mod memory;
+pub mod ops;
 pub mod rng;
 pub mod sae;
 pub mod shared;

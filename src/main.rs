@@ -542,16 +542,7 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
 
 use saescope::store::lock::lock_writer;
 
-/// The folder and weights of the SAE that `--sae` names (a name, a folder, or the active one;
-/// a folder from elsewhere is imported into the workspace first).
-fn sae_of(
-    ws: &saescope::store::Workspace,
-    arg: Option<&Path>,
-) -> Result<(PathBuf, saescope::sae::Sae)> {
-    let home = saescope::sae::workflow::sae_home(ws, arg)?;
-    let sae = saescope::sae::workflow::workspace_sae(ws, Some(&home))?;
-    Ok((home, sae))
-}
+use saescope::ops::sae_of;
 
 #[cfg(feature = "gui")]
 fn open_app(workspace: Option<PathBuf>) -> Result<()> {
@@ -783,16 +774,19 @@ fn run(cli: Cli) -> Result<()> {
             rebuild,
             json,
         }) => {
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let _lock = lock_writer(&workspace, "index", None)?;
-            let (home, sae) = sae_of(&ws, sae.as_deref())?;
             let (job, bar) = progress_job("index");
-            let opts = saescope::analysis::index::IndexOptions {
-                top_n,
-                rebuild,
-                ..Default::default()
-            };
-            let report = saescope::analysis::index::build_index(&ws, &home, &sae, &opts, &job)?;
+            let report = saescope::ops::analyse::build_index(
+                &saescope::ops::analyse::IndexRequest {
+                    workspace,
+                    sae,
+                    options: saescope::analysis::index::IndexOptions {
+                        top_n,
+                        rebuild,
+                        ..Default::default()
+                    },
+                },
+                &job,
+            )?;
             bar.finish_and_clear();
             emit_pretty(json, &report)
         }
@@ -807,35 +801,24 @@ fn run(cli: Cli) -> Result<()> {
             reuse,
             json,
         }) => {
-            if batch == 0 {
-                anyhow::bail!("--batch must be at least 1");
-            }
-            if ridge.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-                anyhow::bail!("--ridge must be a finite number > 0");
-            }
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let _lock = lock_writer(&workspace, "ood", None)?;
-            let (home, sae) = sae_of(&ws, sae.as_deref())?;
-            let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
             let (job, bar) = progress_job("ood");
-            let opts = saescope::analysis::ood::OodOptions {
-                batch,
-                ridge_codes: ridge,
-                reuse_stores: std::iter::once(workspace.clone()).chain(reuse).collect(),
-                ..Default::default()
-            };
-            let results = saescope::analysis::ood::run(
-                &b,
-                &sae,
-                ws.config.layer,
-                &fit,
-                &id,
-                &ood,
-                &opts,
+            let (results, path) = saescope::ops::analyse::ood(
+                &saescope::ops::analyse::OodRequest {
+                    workspace,
+                    sae,
+                    fit,
+                    id,
+                    ood,
+                    options: saescope::analysis::ood::OodOptions {
+                        batch,
+                        ridge_codes: ridge,
+                        reuse_stores: reuse,
+                        ..Default::default()
+                    },
+                },
                 &job,
             )?;
             bar.finish_and_clear();
-            let path = saescope::analysis::ood::save_results(&home, &results)?;
             let summary = saescope::analysis::ood::summary(&results, &path, 10);
             emit(json, &summary, || {
                 println!(
@@ -858,30 +841,21 @@ fn run(cli: Cli) -> Result<()> {
             class_ids,
             json,
         }) => {
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let _lock = lock_writer(&workspace, "tree", None)?;
-            let (home, sae) = sae_of(&ws, sae.as_deref())?;
-            let index = saescope::analysis::index::load_index(&home)?;
-            let tops = saescope::analysis::index::load_image_top(&home)?;
-            let classes = ws.dataset()?.classes;
-            let tax = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
+            let taxonomy = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
                 saescope::analysis::ontology::TaxonomyInput {
                     taxonomy,
                     class_ids,
                 }
             });
-            let onto =
-                saescope::analysis::ontology::build(&sae, &index, &tops, &classes, tax.as_ref())?;
-            let path = saescope::analysis::ontology::ontology_path(&home);
-            saescope::fsutil::write_json_atomic(&path, &onto)?;
-            let summary = serde_json::json!({
-                "ontology_file": path,
-                "features_in_tree": onto.features.len(),
-                "class_tree_sae": onto.class_tree_sae.as_ref().map(|t| &t.comparison),
-                "class_tree_raw": onto.class_tree_raw.as_ref().map(|t| &t.comparison),
-                "taxonomy_top_split": onto.taxonomy_top_split,
-            });
-            emit_pretty(json, &summary)
+            let (_, report) = saescope::ops::analyse::tree(
+                &saescope::ops::analyse::TreeRequest {
+                    workspace,
+                    sae,
+                    taxonomy,
+                },
+                &saescope::job::Job::default(),
+            )?;
+            emit_pretty(json, &report)
         }
         Some(Command::Label {
             workspace,
@@ -893,64 +867,32 @@ fn run(cli: Cli) -> Result<()> {
             set,
             json,
         }) => {
-            use saescope::analysis::labels::Labels;
-            // Label edits are short: wait for another writer rather than fail, and hold the lock
-            // across load → edit → save so concurrent edits are never lost.
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let _lock = lock_writer(
-                &workspace,
-                "label",
-                Some(std::time::Duration::from_secs(30)),
+            let set =
+                set.iter()
+                    .map(|s| {
+                        let (id, text) = s.split_once('=').ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--set `{s}`: expected FEATURE=TEXT, e.g. --set \"12=striped fur\""
+                            )
+                        })?;
+                        let id: u32 = id.trim().parse().map_err(|_| {
+                            anyhow::anyhow!("--set `{s}`: `{id}` is not a feature id")
+                        })?;
+                        Ok((id, text.to_string()))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+            let (job, bar) = progress_job("labels");
+            let report = saescope::ops::analyse::label(
+                &saescope::ops::analyse::LabelRequest {
+                    workspace,
+                    sae,
+                    from_classes,
+                    clip: clip.then_some((vocab, examples)),
+                    set,
+                },
+                &job,
             )?;
-            let (home, _) = sae_of(&ws, sae.as_deref())?;
-            let mut labels = Labels::load(&home)?;
-            let mut from_class = 0;
-            if from_classes {
-                let index = saescope::analysis::index::load_index(&home)?;
-                from_class = saescope::analysis::labels::label_from_classes(
-                    &mut labels,
-                    &index,
-                    &ws.dataset()?,
-                )?;
-            }
-            let mut from_clip = 0;
-            if clip {
-                let index = saescope::analysis::index::load_index(&home)?;
-                let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
-                let vocab = saescope::analysis::zero_shot::vocabulary(vocab.as_deref())?;
-                let (job, bar) = progress_job("clip labels");
-                from_clip = saescope::analysis::zero_shot::label_with_clip(
-                    &mut labels,
-                    &index,
-                    &ws.dataset()?,
-                    &ws.config.model,
-                    &b,
-                    &vocab,
-                    examples,
-                    &job,
-                )?;
-                bar.finish_and_clear();
-            }
-            for s in &set {
-                let (id, text) = s.split_once('=').ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "--set `{s}`: expected FEATURE=TEXT, e.g. --set \"12=striped fur\""
-                    )
-                })?;
-                let id: u32 = id
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--set `{s}`: `{id}` is not a feature id"))?;
-                labels.set_manual(id, text);
-            }
-            labels.save(&home)?;
-            let report = serde_json::json!({
-                "labels_file": Labels::path(&home),
-                "labels": labels.labels.len(),
-                "from_classes": from_class,
-                "from_clip": from_clip,
-                "manual_set": set.len(),
-            });
+            bar.finish_and_clear();
             emit_pretty(json, &report)
         }
         Some(Command::Heatmap {

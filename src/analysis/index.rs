@@ -326,6 +326,7 @@ pub fn bench_summarise(shard: &ShardData, sae: &Sae, tokens: usize) -> u64 {
     ix.n_images
 }
 
+#[derive(Clone, Debug)]
 pub struct IndexOptions {
     pub top_n: usize,
     /// Rows encoded per GEMM.

@@ -203,6 +203,7 @@ pub fn load_class_ids(path: &Path, n_classes: usize) -> Result<Vec<String>> {
     Ok(ids)
 }
 
+#[derive(Clone, Debug)]
 pub struct TaxonomyInput {
     pub taxonomy: PathBuf,
     pub class_ids: PathBuf,

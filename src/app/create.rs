@@ -3,12 +3,8 @@
 //! whose stages all resume, so an interrupted creation continues after a restart.
 
 use super::jobs::BackgroundJob;
-use crate::analysis::index::{IndexOptions, build_index};
-use crate::backbone::{ModelSpec, PosInterpolation, TokenSelection, load_backbone};
-use crate::sae::workflow::{TrainOptions, train, workspace_sae};
-use crate::store::Workspace;
-use crate::store::extract::{ExtractOptions, extract};
-use crate::store::workspace::StoreDType;
+use crate::backbone::{ModelSpec, PosInterpolation};
+use crate::sae::workflow::TrainOptions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -83,52 +79,25 @@ impl CreateRequest {
         // DINOv2 ignore anyway.
         spec.pos_interpolation = (self.pos_interpolation != PosInterpolation::Transformers)
             .then_some(self.pos_interpolation);
-        let backbone = load_backbone(&spec, &candle_core::Device::Cpu)?;
-        let ws_dir = PathBuf::from(self.workspace.trim());
-        let opts = ExtractOptions {
-            layer: self.layer,
-            tokens: TokenSelection::All,
-            dtype: StoreDType::F16,
-            batch_size: 64,
-            images_per_shard: None,
-        };
-        let ex = extract(
-            &ws_dir,
-            &spec,
-            &backbone,
-            &PathBuf::from(self.images.trim()),
-            &opts,
+        let mut train = TrainOptions::topk(self.d_sae, self.k);
+        if self.train_mtokens > 0.0 {
+            train.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
+        }
+        let sae_file = self.sae_file.trim();
+        let r = crate::ops::create::create(
+            &crate::ops::create::CreateRequest {
+                model: spec,
+                layer: self.layer,
+                images: PathBuf::from(self.images.trim()),
+                workspace: PathBuf::from(self.workspace.trim()),
+                sae_file: (!sae_file.is_empty()).then(|| PathBuf::from(sae_file)),
+                train,
+            },
             job,
         )?;
-        let ws = Workspace::open(&ws_dir)?;
-        let home = if self.sae_file.trim().is_empty() {
-            let mut t = TrainOptions::topk(self.d_sae, self.k);
-            if self.train_mtokens > 0.0 {
-                t.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
-            }
-            // A finished SAE of these settings is reported, not trained again.
-            let r = train(&ws, &t, job)?;
-            ws.sae_dir(&r.name)
-        } else {
-            // Keep a copy in the workspace (SAELens format) so it is self-contained.
-            let from = PathBuf::from(self.sae_file.trim());
-            let name = from
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "imported".into());
-            let _lock = crate::store::lock::lock_writer(&ws.dir, "import SAE", None)?;
-            let home = crate::sae::workflow::import_sae(&ws, &from, &name)?;
-            ws.set_active_sae(&name)?;
-            home
-        };
-        let sae = workspace_sae(&ws, Some(&home))?;
-        let _lock = crate::store::lock::lock_writer(&ws.dir, "index", None)?;
-        let ix = build_index(&ws, &home, &sae, &IndexOptions::default(), job)?;
         Ok(format!(
             "{} images, {} features indexed ({} skipped images)",
-            ex.extracted_images,
-            ix.features,
-            ex.skipped.len()
+            r.extracted_images, r.features, r.skipped_images
         ))
     }
 }

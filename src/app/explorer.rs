@@ -4,9 +4,7 @@
 use super::image_view::{ImageView, SharedBackbone};
 use super::jobs::{BackgroundJob, JobState};
 use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
-use crate::analysis::index::{
-    FeatureIndex, HIST_BINS, IndexOptions, build_index, hist_edge, load_index,
-};
+use crate::analysis::index::{FeatureIndex, HIST_BINS, IndexOptions, hist_edge, load_index};
 use crate::analysis::labels::{Labels, class_scores};
 use crate::analysis::ontology::Ontology;
 use crate::analysis::ood::OodResults;
@@ -323,10 +321,10 @@ impl Explorer {
     }
 
     fn no_index_ui(&mut self, ui: &mut egui::Ui) {
-        let Some(sae) = self.sae.clone() else {
+        if self.sae.is_none() {
             ui.label("This workspace has no SAE yet. Train one: saescope train --workspace <this folder> --d-sae 2048 --k 16");
             return;
-        };
+        }
         ui.label("No feature index yet: it lists every feature's top images and statistics.");
         let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
         if !running
@@ -335,14 +333,14 @@ impl Explorer {
                 .on_hover_text("Stream the activations through the SAE (resumable)")
                 .clicked()
         {
-            let ws = Workspace::open(&self.ws.dir);
-            let home = self.home.clone();
+            let request = crate::ops::analyse::IndexRequest {
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                options: IndexOptions::default(),
+            };
             self.jobs
                 .push(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
-                    let ws = ws?;
-                    let home = home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                    let _lock = crate::store::lock::lock_writer(&ws.dir, "explorer (index)", None)?;
-                    let r = build_index(&ws, &home, &sae, &IndexOptions::default(), job)?;
+                    let r = crate::ops::analyse::build_index(&request, job)?;
                     Ok(format!("{} images, {} features", r.images, r.features))
                 }));
         }
@@ -891,44 +889,23 @@ impl Explorer {
                     .on_hover_text("Fit, score every folder, compute AUROC / FPR95")
                     .clicked()
                 {
-                    let (dir, sae, home) =
-                        (self.ws.dir.clone(), self.sae.clone(), self.home.clone());
-                    let fit = std::path::PathBuf::from(self.ood_fit.trim());
-                    let id = std::path::PathBuf::from(self.ood_id.trim());
-                    let others: Vec<std::path::PathBuf> = self
-                        .ood_other
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(std::path::PathBuf::from)
-                        .collect();
+                    let request = crate::ops::analyse::OodRequest {
+                        workspace: self.ws.dir.clone(),
+                        sae: self.home.clone(),
+                        fit: std::path::PathBuf::from(self.ood_fit.trim()),
+                        id: std::path::PathBuf::from(self.ood_id.trim()),
+                        ood: self
+                            .ood_other
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(std::path::PathBuf::from)
+                            .collect(),
+                        options: Default::default(),
+                    };
                     self.jobs
                         .push(BackgroundJob::spawn("OOD", ui.ctx(), move |job| {
-                            use crate::analysis::ood;
-                            let ws = Workspace::open(&dir)?;
-                            let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                            let b = crate::backbone::load_backbone(
-                                &ws.config.model,
-                                &candle_core::Device::Cpu,
-                            )?;
-                            let r = ood::run(
-                                &b,
-                                &sae,
-                                ws.config.layer,
-                                &fit,
-                                &id,
-                                &others,
-                                &ood::OodOptions {
-                                    reuse_stores: vec![dir.clone()],
-                                    ..Default::default()
-                                },
-                                job,
-                            )?;
-                            let home =
-                                home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                            let _lock =
-                                crate::store::lock::lock_writer(&ws.dir, "explorer (OOD)", None)?;
-                            ood::save_results(&home, &r)?;
+                            let (r, _) = crate::ops::analyse::ood(&request, job)?;
                             let best = r
                                 .results
                                 .iter()
@@ -1079,33 +1056,14 @@ impl Explorer {
                     )
                     .clicked()
                 {
-                    let (dir, sae, home) =
-                        (self.ws.dir.clone(), self.sae.clone(), self.home.clone());
+                    let request = crate::ops::analyse::TreeRequest {
+                        workspace: self.ws.dir.clone(),
+                        sae: self.home.clone(),
+                        taxonomy: tax,
+                    };
                     self.jobs
-                        .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |_job| {
-                            let ws = Workspace::open(&dir)?;
-                            let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                            let home =
-                                home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                            let _lock = crate::store::lock::lock_writer(
-                                &ws.dir,
-                                "explorer (ontology)",
-                                None,
-                            )?;
-                            let index = load_index(&home)?;
-                            let tops = crate::analysis::index::load_image_top(&home)?;
-                            let classes = ws.dataset()?.classes;
-                            let o = crate::analysis::ontology::build(
-                                &sae,
-                                &index,
-                                &tops,
-                                &classes,
-                                tax.as_ref(),
-                            )?;
-                            crate::fsutil::write_json_atomic(
-                                &crate::analysis::ontology::ontology_path(&home),
-                                &o,
-                            )?;
+                        .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |job| {
+                            let (o, _) = crate::ops::analyse::tree(&request, job)?;
                             Ok(format!("{} features in the tree", o.features.len()))
                         }));
                 }

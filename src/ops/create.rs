@@ -1,0 +1,78 @@
+//! A workspace from nothing: extract a layer over an image folder, train an SAE (or import one),
+//! and index it; the app's "new workspace" form runs this.
+
+use crate::backbone::{ModelSpec, TokenSelection, load_backbone};
+use crate::error::Result;
+use crate::job::Job;
+use crate::sae::workflow::{TrainOptions, import_sae, train, workspace_sae};
+use crate::store::Workspace;
+use crate::store::extract::{ExtractOptions, extract};
+use crate::store::lock::lock_writer;
+use crate::store::workspace::StoreDType;
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    pub model: ModelSpec,
+    pub layer: usize,
+    pub images: PathBuf,
+    pub workspace: PathBuf,
+    /// An SAE to import instead of training one.
+    pub sae_file: Option<PathBuf>,
+    pub train: TrainOptions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateReport {
+    pub extracted_images: usize,
+    pub skipped_images: usize,
+    pub sae: String,
+    pub features: usize,
+}
+
+pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
+    let backbone = load_backbone(&r.model, &candle_core::Device::Cpu)?;
+    let opts = ExtractOptions {
+        layer: r.layer,
+        tokens: TokenSelection::All,
+        dtype: StoreDType::F16,
+        batch_size: 64,
+        images_per_shard: None,
+    };
+    let ex = extract(&r.workspace, &r.model, &backbone, &r.images, &opts, job)?;
+    let ws = Workspace::open(&r.workspace)?;
+    let home = match &r.sae_file {
+        // A finished SAE of these settings is reported, not trained again.
+        None => ws.sae_dir(&train(&ws, &r.train, job)?.name),
+        Some(from) => {
+            // Kept as a copy in the workspace (SAELens layout) so it is self-contained.
+            let name = from
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "imported".into());
+            let _lock = lock_writer(&ws.dir, "import SAE", None)?;
+            let home = import_sae(&ws, from, &name)?;
+            ws.set_active_sae(&name)?;
+            home
+        }
+    };
+    let sae = workspace_sae(&ws, Some(&home))?;
+    let _lock = lock_writer(&ws.dir, "index", None)?;
+    let ix = crate::analysis::index::build_index(
+        &ws,
+        &home,
+        &sae,
+        &crate::analysis::index::IndexOptions::default(),
+        job,
+    )?;
+    Ok(CreateReport {
+        extracted_images: ex.extracted_images,
+        skipped_images: ex.skipped.len(),
+        sae: home
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        features: ix.features,
+    })
+}
