@@ -542,8 +542,6 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
 
 use saescope::store::lock::lock_writer;
 
-use saescope::ops::sae_of;
-
 #[cfg(feature = "gui")]
 fn open_app(workspace: Option<PathBuf>) -> Result<()> {
     saescope::app::run_native_app(workspace)
@@ -940,17 +938,19 @@ fn run(cli: Cli) -> Result<()> {
             no_png,
             json,
         }) => {
-            use saescope::analysis::export::{Selection, export, parse_ids};
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let (home, sae) = sae_of(&ws, sae.as_deref())?;
-            let index = saescope::analysis::index::load_index(&home)?;
-            let labels = saescope::analysis::labels::Labels::load(&home)?;
+            use saescope::analysis::export::{Selection, parse_ids};
             let selection = match (&features, labelled) {
                 (Some(f), _) => Selection::Ids(parse_ids(f)?),
                 (None, true) => Selection::Labelled,
                 (None, false) => Selection::Alive,
             };
-            let report = export(&ws, &sae, &index, &labels, &selection, &out, !no_png)?;
+            let report = saescope::ops::share::export(&saescope::ops::share::ExportRequest {
+                workspace,
+                sae,
+                selection,
+                out,
+                pngs: !no_png,
+            })?;
             emit_pretty(json, &report)
         }
         Some(Command::ImportLabels {
@@ -960,10 +960,13 @@ fn run(cli: Cli) -> Result<()> {
             force,
             json,
         }) => {
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let _lock = lock_writer(&workspace, "import-labels", None)?;
-            let (home, sae) = sae_of(&ws, sae.as_deref())?;
-            let report = saescope::analysis::export::import_labels(&home, &sae, &from, force)?;
+            let report =
+                saescope::ops::share::import_labels(&saescope::ops::share::ImportLabelsRequest {
+                    workspace,
+                    sae,
+                    from,
+                    force,
+                })?;
             emit_pretty(json, &report)
         }
         Some(Command::EvalSae {

@@ -680,25 +680,23 @@ impl Explorer {
             .on_hover_text("Write features.json, features.csv and png/")
             .clicked()
         {
-            use crate::analysis::export::{Selection, export};
+            use crate::analysis::export::Selection;
             self.save_label_now();
             let selection = match self.export_what {
                 ExportWhat::All => Selection::Alive,
                 ExportWhat::Labelled => Selection::Labelled,
                 ExportWhat::SearchResult => Selection::Ids(self.order.clone()),
             };
-            let (dir, out) = (
-                self.ws.dir.clone(),
-                std::path::PathBuf::from(self.export_dir.trim()),
-            );
-            let (sae, labels, home) = (self.sae.clone(), self.labels.clone(), self.home.clone());
+            let request = crate::ops::share::ExportRequest {
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                selection,
+                out: std::path::PathBuf::from(self.export_dir.trim()),
+                pngs: true,
+            };
             self.jobs
                 .push(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
-                    let ws = Workspace::open(&dir)?;
-                    let home = home.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                    let index = load_index(&home)?;
-                    let sae = sae.ok_or_else(|| crate::Error::Invalid("no SAE".into()))?;
-                    let r = export(&ws, &sae, &index, &labels, &selection, &out, true)?;
+                    let r = crate::ops::share::export(&request)?;
                     // The folder's name: short, and the full path is in the form above.
                     let name = r
                         .out
