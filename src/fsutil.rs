@@ -95,6 +95,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn temp_files_of_dead_writers_go_and_live_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let sub = d.path().join("index");
+        std::fs::create_dir_all(&sub).unwrap();
+        // pid 4294967 is above Linux's pid_max: never a live process.
+        let dead = sub.join(".progress.json.tmp-4294967");
+        let live = d
+            .path()
+            .join(format!(".labels.json.tmp-{}", std::process::id()));
+        let real = d.path().join("labels.json");
+        for p in [&dead, &live, &real] {
+            std::fs::write(p, "x").unwrap();
+        }
+        assert_eq!(
+            remove_stale_temp_files(d.path(), 0, false),
+            0,
+            "depth 0 stays at the top"
+        );
+        assert_eq!(remove_stale_temp_files(d.path(), 1, false), 1);
+        assert!(!dead.exists() && live.exists() && real.exists());
+        // With the writer lock held nobody else writes: every temp file is stale.
+        assert_eq!(remove_stale_temp_files(d.path(), 1, true), 1);
+        assert!(!live.exists() && real.exists());
+    }
+
+    #[test]
     fn atomic_write_replaces_whole_file_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.json");

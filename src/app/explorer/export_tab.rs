@@ -1,0 +1,64 @@
+//! The Export tab: write features (JSON, CSV, PNGs) to share.
+
+use super::*;
+
+impl Explorer {
+    pub(super) fn export_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label("Export features with their labels, statistics, top examples and PNGs (format: docs/FORMATS.md).");
+        ui.horizontal(|ui| {
+            ui.label("Features:");
+            ui.selectable_value(
+                &mut self.export_what,
+                ExportWhat::Labelled,
+                format!("labelled ({})", self.labels.labels.len()),
+            );
+            ui.selectable_value(&mut self.export_what, ExportWhat::All, "all that fire");
+            ui.selectable_value(
+                &mut self.export_what,
+                ExportWhat::SearchResult,
+                format!("search result ({})", self.order.len()),
+            );
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label("Output folder");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.export_dir)
+                    .hint_text("folder to write")
+                    .desired_width(320.0),
+            )
+            .labelled_by(l.id);
+        });
+        let ready = !self.export_dir.trim().is_empty() && self.sae.is_some();
+        if ui
+            .add_enabled(ready, egui::Button::new("Export"))
+            .on_hover_text("Write features.json, features.csv and png/")
+            .clicked()
+        {
+            use crate::analysis::export::Selection;
+            self.save_label_now();
+            let selection = match self.export_what {
+                ExportWhat::All => Selection::Alive,
+                ExportWhat::Labelled => Selection::Labelled,
+                ExportWhat::SearchResult => Selection::Ids(self.order.clone()),
+            };
+            let request = crate::ops::share::ExportRequest {
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                selection,
+                out: std::path::PathBuf::from(self.export_dir.trim()),
+                pngs: true,
+            };
+            self.jobs
+                .push(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
+                    let r = crate::ops::share::export(&request)?;
+                    // The folder's name: short, and the full path is in the form above.
+                    let name = r
+                        .out
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Ok(format!("{} features written to {name}/", r.features))
+                }));
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The Image tab: any image with the features active on it and their heatmaps.
+
+use super::*;
+
+impl Explorer {
+    pub(super) fn open_image(
+        &mut self,
+        ctx: &egui::Context,
+        title: String,
+        img: image::RgbImage,
+        feature: Option<u32>,
+    ) {
+        let Some(sae) = self.sae.clone() else {
+            self.error = Some("this workspace has no SAE to encode images with".into());
+            return;
+        };
+        self.image_view = Some(ImageView::open(
+            title,
+            img,
+            feature,
+            &self.ws,
+            sae,
+            self.backbone.clone(),
+            ctx,
+        ));
+        self.tab = Tab::Image;
+    }
+
+    pub(super) fn image_ui(&mut self, ui: &mut egui::Ui) {
+        // Choose any dataset image by number, or any image file by path (or drop one).
+        let n = self.ds.len();
+        let mut open: Option<(String, Result<image::RgbImage, String>)> = None;
+        ui.horizontal(|ui| {
+            let l = ui.label("Dataset image");
+            ui.add(egui::DragValue::new(&mut self.image_pick).range(0..=n.saturating_sub(1)))
+                .labelled_by(l.id)
+                .on_hover_text(format!("0 to {}", n.saturating_sub(1)));
+            for (text, step) in [("<", -1i64), (">", 1)] {
+                if ui
+                    .button(text)
+                    .on_hover_text("Previous / next image")
+                    .clicked()
+                    && n > 0
+                {
+                    self.image_pick = (self.image_pick as i64 + step).rem_euclid(n as i64) as usize;
+                    open = Some((
+                        self.ds.images[self.image_pick].path.clone(),
+                        self.ds.load(self.image_pick),
+                    ));
+                }
+            }
+            if ui
+                .button("Open image")
+                .on_hover_text("Show this dataset image")
+                .clicked()
+                && n > 0
+            {
+                let i = self.image_pick.min(n - 1);
+                open = Some((self.ds.images[i].path.clone(), self.ds.load(i)));
+            }
+            ui.separator();
+            let l = ui.label("Image file");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.image_path)
+                    .hint_text("/path/to/image.png")
+                    .desired_width(260.0),
+            )
+            .labelled_by(l.id);
+            if ui
+                .button("Open file")
+                .on_hover_text("Show any image file (or drop one on the window)")
+                .clicked()
+            {
+                let p = std::path::PathBuf::from(self.image_path.trim());
+                open = Some((p.display().to_string(), ImageView::load_file(&p)));
+            }
+        });
+        if let Some((title, img)) = open {
+            match img {
+                Ok(img) => self.open_image(ui.ctx(), title, img, self.selected),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        let geometry = self.ws.config.backbone.geometry;
+        let labels = self.labels.clone();
+        let label_of = |f: u32| {
+            labels
+                .labels
+                .get(&f)
+                .map(|l| l.text.clone())
+                .unwrap_or_default()
+        };
+        // Out of `self` while drawn, so its top features can fetch thumbnails.
+        let Some(mut v) = self.image_view.take() else {
+            ui.label("Open an image above, click a top image on a feature page, or drop any image file on the window.");
+            return;
+        };
+        let ctx = ui.ctx().clone();
+        let picked = v.ui(ui, &geometry, &label_of, &mut |f| {
+            self.thumb(&ctx, f, ThumbKind::Crop)
+        });
+        self.image_view = Some(v);
+        if let Some(f) = picked {
+            self.select(f);
+        }
+    }
+}

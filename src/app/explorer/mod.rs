@@ -1,0 +1,497 @@
+//! The workspace explorer: feature grid, feature page, OOD and ontology views, and the jobs that
+//! build what they show. Everything shown comes from library types loaded from the workspace.
+//! Each tab has its own file.
+
+mod export_tab;
+mod feature_page;
+mod image_tab;
+mod ontology_tab;
+mod ood_tab;
+
+use super::image_view::{ImageView, SharedBackbone};
+use super::jobs::{BackgroundJob, JobState};
+use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
+use crate::analysis::index::{FeatureIndex, HIST_BINS, IndexOptions, hist_edge, load_index};
+use crate::analysis::labels::{Labels, class_scores};
+use crate::analysis::ontology::Ontology;
+use crate::analysis::ood::OodResults;
+use crate::analysis::tree::Dendrogram;
+use crate::sae::Sae;
+use crate::sae::workflow::workspace_sae;
+use crate::store::{Dataset, Workspace};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tab {
+    Features,
+    Feature,
+    Image,
+    Ood,
+    Ontology,
+    Export,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SortBy {
+    Frequency,
+    MaxActivation,
+    Label,
+    Id,
+}
+
+pub struct Explorer {
+    /// The folder of the SAE shown (`WS/saes/<name>/`), None while the workspace has none.
+    pub home: Option<std::path::PathBuf>,
+    pub ws: Workspace,
+    /// The image view's chooser: a dataset image number, or a file path.
+    pub image_pick: usize,
+    pub image_path: String,
+    pub ds: Dataset,
+    pub sae: Option<Sae>,
+    pub index: Option<FeatureIndex>,
+    pub labels: Labels,
+    pub ood: Option<OodResults>,
+    pub ontology: Option<Ontology>,
+    pub tab: Tab,
+    pub selected: Option<u32>,
+    pub sort: SortBy,
+    pub search: String,
+    /// Features shown in the grid, in order (recomputed when sort/search/labels change).
+    pub order: Vec<u32>,
+    /// What `order` was computed for; None when labels changed since.
+    order_key: Option<(SortBy, String)>,
+    pub label_edit: String,
+    label_changed: Option<Instant>,
+    nearest: Option<(u32, Vec<(u32, f32)>)>,
+    token_indices: Vec<usize>,
+    thumbs: Thumbs,
+    pub jobs: Vec<BackgroundJob>,
+    pub error: Option<String>,
+    pub image_view: Option<ImageView>,
+    backbone: SharedBackbone,
+    pub export_dir: String,
+    pub export_what: ExportWhat,
+    jobs_reloaded: usize,
+    /// OOD form: fit folder, in-distribution folder, OOD folders (one per line).
+    pub ood_fit: String,
+    pub ood_id: String,
+    pub ood_other: String,
+    /// Ontology form: taxonomy file and class-id file (both optional).
+    pub tree_taxonomy: String,
+    pub tree_class_ids: String,
+    pub tree_search: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportWhat {
+    All,
+    Labelled,
+    SearchResult,
+}
+
+/// Labels are saved this long after the last keystroke.
+const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
+/// Every card has this exact size, so the grid's column count is exact.
+const CARD: egui::Vec2 = egui::vec2(172.0, 92.0);
+
+impl Explorer {
+    /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
+    /// as jobs or CLI hints in the UI rather than failing.
+    pub fn open(dir: &Path) -> crate::Result<Explorer> {
+        let ws = Workspace::open(dir)?;
+        let ds = ws.dataset()?;
+        // No SAE yet is a state the page offers to fix; a broken one is an error shown on it.
+        let home = ws.sae_home(None).ok();
+        let mut error = None;
+        let mut shown = |e: crate::Error| error.get_or_insert(e.to_string()).clone();
+        let sae = home
+            .as_ref()
+            .and_then(|h| workspace_sae(&ws, Some(h)).map_err(&mut shown).ok());
+        let index = home.as_ref().and_then(|h| {
+            crate::analysis::index::index_dir(h)
+                .exists()
+                .then(|| load_index(h).map_err(&mut shown).ok())
+                .flatten()
+        });
+        let labels = match &home {
+            Some(h) => Labels::load(h)?,
+            None => Labels::default(),
+        };
+        let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
+        let mut x = Explorer {
+            ws,
+            ds,
+            home,
+            sae,
+            index,
+            labels,
+            ood: None,
+            ontology: None,
+            image_pick: 0,
+            image_path: String::new(),
+            tab: Tab::Features,
+            selected: None,
+            sort: SortBy::Frequency,
+            search: String::new(),
+            order: Vec::new(),
+            order_key: None,
+            label_edit: String::new(),
+            label_changed: None,
+            nearest: None,
+            token_indices,
+            thumbs: Thumbs::default(),
+            jobs: Vec::new(),
+            error,
+            image_view: None,
+            backbone: Default::default(),
+            export_dir: String::new(),
+            export_what: ExportWhat::Labelled,
+            jobs_reloaded: 0,
+            ood_fit: String::new(),
+            ood_id: String::new(),
+            ood_other: String::new(),
+            tree_taxonomy: String::new(),
+            tree_class_ids: String::new(),
+            tree_search: String::new(),
+        };
+        x.load_results();
+        Ok(x)
+    }
+
+    /// (Re)reads the OOD results and ontology the workspace holds, if any.
+    fn load_results(&mut self) {
+        let Some(home) = &self.home else { return };
+        self.ood = crate::fsutil::read_json(&crate::analysis::ood::results_path(home)).ok();
+        self.ontology =
+            crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(home)).ok();
+    }
+
+    pub fn select(&mut self, feature: u32) {
+        self.save_label_now();
+        self.selected = Some(feature);
+        self.label_edit = self
+            .labels
+            .labels
+            .get(&feature)
+            .map(|l| l.text.clone())
+            .unwrap_or_default();
+        self.tab = Tab::Feature;
+    }
+
+    fn save_label_now(&mut self) {
+        if self.label_changed.take().is_some()
+            && let Some(f) = self.selected
+        {
+            self.labels.set_manual(f, &self.label_edit);
+            self.order_key = None; // label sort and search see the new text
+            let saved = match &self.home {
+                Some(h) => crate::store::lock::lock_writer(
+                    &self.ws.dir,
+                    "explorer (labels)",
+                    Some(Duration::from_secs(5)),
+                )
+                .and_then(|_lock| self.labels.save(h)),
+                None => Err(crate::Error::Workspace(
+                    "labels belong to an SAE: train or import one first".into(),
+                )),
+            };
+            if let Err(e) = saved {
+                self.error = Some(e.to_string());
+            }
+        }
+    }
+
+    fn refresh_order(&mut self) {
+        let Some(index) = &self.index else {
+            self.order.clear();
+            return;
+        };
+        let key = (self.sort, self.search.clone());
+        if self.order_key.as_ref() == Some(&key) {
+            return;
+        }
+        let q = self.search.trim().to_lowercase();
+        let label = |j: u32| self.labels.labels.get(&j).map(|l| l.text.to_lowercase());
+        let mut v: Vec<u32> = (0..index.d_sae as u32)
+            .filter(|&j| {
+                q.is_empty() || j.to_string() == q || label(j).is_some_and(|l| l.contains(&q))
+            })
+            .collect();
+        match self.sort {
+            SortBy::Frequency => v.sort_by(|&a, &b| {
+                index.token_count[b as usize]
+                    .cmp(&index.token_count[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::MaxActivation => v.sort_by(|&a, &b| {
+                index.max_act[b as usize]
+                    .total_cmp(&index.max_act[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::Label => {
+                v.sort_by_key(|&j| (label(j).is_none(), label(j).unwrap_or_default(), j))
+            }
+            SortBy::Id => {}
+        }
+        self.order = v;
+        self.order_key = Some(key);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.thumbs.begin_frame();
+        if self
+            .label_changed
+            .is_some_and(|t| t.elapsed() >= AUTOSAVE_AFTER)
+        {
+            self.save_label_now();
+        } else if self.label_changed.is_some() {
+            ui.ctx().request_repaint_after(AUTOSAVE_AFTER);
+        }
+        // Reload what newly finished jobs produced.
+        let done = self
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.state(), JobState::Done(_)))
+            .count();
+        if done > self.jobs_reloaded {
+            self.jobs_reloaded = done;
+            if self.index.is_none()
+                && let Some(h) = &self.home
+            {
+                self.index = load_index(h).ok();
+            }
+            self.load_results();
+        }
+        let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .find(|p| p.is_file())
+        });
+        if let Some(p) = dropped {
+            match ImageView::load_file(&p) {
+                Ok(img) => self.open_image(ui.ctx(), p.display().to_string(), img, self.selected),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        ui.horizontal(|ui| {
+            for (tab, name, tip) in [
+                (
+                    Tab::Features,
+                    "Features",
+                    "All features, sorted and searchable",
+                ),
+                (Tab::Feature, "Feature", "The selected feature's page"),
+                (
+                    Tab::Image,
+                    "Image",
+                    "One image with feature heatmaps (drop any image on the window)",
+                ),
+                (Tab::Ood, "OOD", "Out-of-distribution scores"),
+                (Tab::Ontology, "Ontology", "Feature and class trees"),
+                (
+                    Tab::Export,
+                    "Export",
+                    "Share labelled features (JSON, CSV, PNGs)",
+                ),
+            ] {
+                if ui
+                    .selectable_label(self.tab == tab, name)
+                    .on_hover_text(tip)
+                    .clicked()
+                {
+                    self.tab = tab;
+                }
+            }
+        });
+        for j in &self.jobs {
+            j.ui(ui);
+        }
+        if let Some(e) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ui.separator();
+        if self.index.is_none() {
+            self.no_index_ui(ui);
+            return;
+        }
+        match self.tab {
+            Tab::Features => self.grid_ui(ui),
+            Tab::Feature => self.feature_ui(ui),
+            Tab::Image => self.image_ui(ui),
+            Tab::Ood => self.ood_ui(ui),
+            Tab::Ontology => self.ontology_ui(ui),
+            Tab::Export => self.export_ui(ui),
+        }
+    }
+
+    fn no_index_ui(&mut self, ui: &mut egui::Ui) {
+        if self.sae.is_none() {
+            ui.label("This workspace has no SAE yet. Train one: saescope train --workspace <this folder> --d-sae 2048 --k 16");
+            return;
+        }
+        ui.label("No feature index yet: it lists every feature's top images and statistics.");
+        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
+        if !running
+            && ui
+                .button("Build index")
+                .on_hover_text("Stream the activations through the SAE (resumable)")
+                .clicked()
+        {
+            let request = crate::ops::analyse::IndexRequest {
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                options: IndexOptions::default(),
+            };
+            self.jobs
+                .push(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
+                    let r = crate::ops::analyse::build_index(&request, job)?;
+                    Ok(format!("{} images, {} features", r.images, r.features))
+                }));
+        }
+    }
+
+    fn thumb(
+        &mut self,
+        ctx: &egui::Context,
+        f: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        let Explorer {
+            index,
+            ds,
+            ws,
+            token_indices,
+            thumbs,
+            ..
+        } = self;
+        let src = ThumbSource {
+            index: index.as_ref()?,
+            ds,
+            geometry: &ws.config.backbone.geometry,
+            token_indices,
+            preprocessor: ws.config.preprocessor.as_ref(),
+        };
+        thumbs.get(ctx, &src, f, kind)
+    }
+
+    fn grid_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Search:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("label or id")
+                    .desired_width(180.0),
+            );
+            let sort_label = ui.label("Sort by");
+            egui::ComboBox::from_id_salt("grid_sort")
+                .selected_text(format!("{:?}", self.sort))
+                .show_ui(ui, |ui| {
+                    for s in [
+                        SortBy::Frequency,
+                        SortBy::MaxActivation,
+                        SortBy::Label,
+                        SortBy::Id,
+                    ] {
+                        ui.selectable_value(&mut self.sort, s, format!("{s:?}"));
+                    }
+                })
+                .response
+                .labelled_by(sort_label.id);
+        });
+        self.refresh_order();
+        ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
+        let clicked = self.features_grid(ui);
+        if let Some(f) = clicked {
+            self.select(f);
+        }
+    }
+
+    /// The virtualised grid: only visible rows are laid out. Returns a clicked feature.
+    pub fn features_grid(&mut self, ui: &mut egui::Ui) -> Option<u32> {
+        let cols = ((ui.available_width() / (CARD.x + 6.0)).floor() as usize).max(1);
+        let rows = self.order.len().div_ceil(cols);
+        let mut clicked = None;
+        let ctx = ui.ctx().clone();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
+                for r in range {
+                    ui.horizontal(|ui| {
+                        for c in 0..cols {
+                            let Some(&f) = self.order.get(r * cols + c) else {
+                                break;
+                            };
+                            if self.card(ui, &ctx, f) {
+                                clicked = Some(f);
+                            }
+                        }
+                    });
+                }
+            });
+        clicked
+    }
+
+    fn card(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, f: u32) -> bool {
+        let label = self.labels.labels.get(&f).map(|l| l.text.clone());
+        let freq = self
+            .index
+            .as_ref()
+            .map_or(0.0, |i| i.token_frequency(f as usize));
+        let tex = self.thumb(ctx, f, ThumbKind::Crop);
+        // Long labels are shortened on the card (the full one is on the feature page).
+        let mut short: String = label.as_deref().unwrap_or("").chars().take(14).collect();
+        if label.as_ref().is_some_and(|l| l.chars().count() > 14) {
+            short.push_str("..");
+        }
+        let text = format!("#{f}\n{short}\n{:.3}%", freq * 100.0);
+        let button = match tex {
+            Some(t) => egui::Button::image_and_text(
+                egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
+                text,
+            ),
+            None => egui::Button::new(text),
+        };
+        ui.add_sized(CARD, button)
+            .on_hover_text(format!("Feature {f}: open its page"))
+            .clicked()
+    }
+
+    fn running(&self) -> bool {
+        self.jobs.iter().any(|j| j.state() == JobState::Running)
+    }
+}
+
+/// A grid row: a caption and the single-line text field it names.
+fn labelled_text_row(ui: &mut egui::Ui, caption: &str, value: &mut String, hint: &str) {
+    let l = ui.label(caption);
+    ui.add(
+        egui::TextEdit::singleline(value)
+            .hint_text(hint)
+            .desired_width(360.0),
+    )
+    .labelled_by(l.id);
+    ui.end_row();
+}
+
+/// Equal-width histogram of `v` as (bin centre, share of values).
+fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    if v.is_empty() || hi <= lo {
+        return Vec::new();
+    }
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for &x in v {
+        counts[(((x - lo) / w) as usize).min(bins - 1)] += 1;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (lo + (i as f64 + 0.5) * w, c as f64 / v.len() as f64))
+        .collect()
+}

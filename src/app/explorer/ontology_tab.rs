@@ -1,0 +1,244 @@
+//! The Ontology tab: the form that builds the trees, the feature tree and the class trees.
+
+use super::*;
+
+impl Explorer {
+    /// Build the trees, optionally against a taxonomy (e.g. WordNet).
+    pub(super) fn tree_form(&mut self, ui: &mut egui::Ui) {
+        egui::CollapsingHeader::new("Build trees")
+            .default_open(self.ontology.is_none())
+            .show(ui, |ui| {
+                egui::Grid::new("tree_form").num_columns(2).show(ui, |ui| {
+                    for (caption, value, hint) in [
+                        (
+                            "Taxonomy (optional)",
+                            &mut self.tree_taxonomy,
+                            "WordNet node-link .json or parent/child lines",
+                        ),
+                        (
+                            "Class ids (optional)",
+                            &mut self.tree_class_ids,
+                            "one taxonomy id per class, sorted class order",
+                        ),
+                    ] {
+                        labelled_text_row(ui, caption, value, hint);
+                    }
+                });
+                let tax = (!self.tree_taxonomy.trim().is_empty()
+                    && !self.tree_class_ids.trim().is_empty())
+                .then(|| crate::analysis::ontology::TaxonomyInput {
+                    taxonomy: self.tree_taxonomy.trim().into(),
+                    class_ids: self.tree_class_ids.trim().into(),
+                });
+                let ready = self.sae.is_some() && self.index.is_some() && !self.running();
+                if ui
+                    .add_enabled(ready, egui::Button::new("Build trees"))
+                    .on_hover_text(
+                        "Feature tree and class trees (compared with the taxonomy when given)",
+                    )
+                    .clicked()
+                {
+                    let request = crate::ops::analyse::TreeRequest {
+                        workspace: self.ws.dir.clone(),
+                        sae: self.home.clone(),
+                        taxonomy: tax,
+                    };
+                    self.jobs
+                        .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |job| {
+                            let (o, _) = crate::ops::analyse::tree(&request, job)?;
+                            Ok(format!("{} features in the tree", o.features.len()))
+                        }));
+                }
+            });
+    }
+
+    pub(super) fn ontology_ui(&mut self, ui: &mut egui::Ui) {
+        self.tree_form(ui);
+        let Some(o) = self.ontology.clone() else {
+            ui.label("No trees yet: build them above.");
+            return;
+        };
+        if let Some((a, b)) = &o.taxonomy_top_split {
+            ui.label(format!(
+                "Taxonomy's top split: {{{}}} / {{{}}}",
+                a.join(", "),
+                b.join(", ")
+            ));
+        }
+        // Class trees side by side: SAE profiles, raw activations, and the taxonomy itself.
+        let trees: Vec<(&str, &crate::analysis::ontology::ClassTree)> = [
+            ("Class tree (SAE features)", &o.class_tree_sae),
+            ("Class tree (raw activations)", &o.class_tree_raw),
+            ("Taxonomy", &o.taxonomy_tree),
+        ]
+        .into_iter()
+        .filter_map(|(n, t)| t.as_ref().map(|t| (n, t)))
+        .collect();
+        ui.columns(trees.len().max(1), |cols| {
+            for (ui, (name, t)) in cols.iter_mut().zip(&trees) {
+                ui.label(egui::RichText::new(*name).strong());
+                if let Some(c) = &t.comparison {
+                    ui.label(format!(
+                        "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
+                        c.cophenetic_correlation, c.top_split_purity
+                    ));
+                }
+                let names = t.classes.clone();
+                let mut style = TreeStyle {
+                    leaf_text: &|i| names[i].clone(),
+                    leaf_thumb: &mut |_| None,
+                    leaf_rank: &|_| 0.0,
+                    matches: None,
+                    salt: name,
+                };
+                tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+            }
+        });
+        ui.separator();
+        ui.horizontal(|ui| {
+            ui.label(
+                egui::RichText::new(format!("Feature tree ({} features)", o.features.len()))
+                    .strong(),
+            );
+            let l = ui.label("Search tree:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.tree_search)
+                    .hint_text("label or id")
+                    .desired_width(160.0),
+            )
+            .labelled_by(l.id);
+        });
+        let feats = o.features.clone();
+        let q = self.tree_search.trim().to_lowercase();
+        let label_of = |f: u32| {
+            self.labels
+                .labels
+                .get(&f)
+                .map(|l| l.text.clone())
+                .unwrap_or_default()
+        };
+        let matches: Option<std::collections::HashSet<usize>> = (!q.is_empty()).then(|| {
+            (0..feats.len())
+                .filter(|&i| {
+                    feats[i].to_string() == q || label_of(feats[i]).to_lowercase().contains(&q)
+                })
+                .collect()
+        });
+        let texts: Vec<String> = feats
+            .iter()
+            .map(|&f| format!("#{f} {}", label_of(f)))
+            .collect();
+        let ctx = ui.ctx().clone();
+        let mut go = None;
+        // A node's thumbnails are its most frequent features.
+        let counts: Vec<f64> = feats
+            .iter()
+            .map(|&f| {
+                self.index
+                    .as_ref()
+                    .and_then(|ix| ix.token_count.get(f as usize))
+                    .map_or(0.0, |&c| c as f64)
+            })
+            .collect();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let mut thumb = |i: usize| self.thumb(&ctx, feats[i], ThumbKind::Crop);
+                let mut style = TreeStyle {
+                    leaf_text: &|i| texts[i].clone(),
+                    leaf_thumb: &mut thumb,
+                    leaf_rank: &|i| counts[i],
+                    matches: matches.as_ref(),
+                    salt: "features",
+                };
+                tree_node(
+                    ui,
+                    &o.feature_tree,
+                    o.feature_tree.root(),
+                    &mut style,
+                    &mut go,
+                );
+            });
+        if let Some(i) = go {
+            self.select(feats[i]);
+        }
+    }
+}
+
+/// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).
+fn tree_node(
+    ui: &mut egui::Ui,
+    d: &Dendrogram,
+    node: usize,
+    style: &mut TreeStyle,
+    clicked: &mut Option<usize>,
+) {
+    match d.children(node) {
+        None => {
+            let text = (style.leaf_text)(node);
+            let button = match (style.leaf_thumb)(node) {
+                Some(t) => egui::Button::image_and_text(
+                    egui::Image::new(&t).fit_to_exact_size(egui::vec2(28.0, 28.0)),
+                    text,
+                ),
+                None => egui::Button::new(text),
+            };
+            if ui.add(button).on_hover_text("Open").clicked() {
+                *clicked = Some(node);
+            }
+        }
+        Some((a, b)) => {
+            let leaves = d.leaves(node);
+            if let Some(m) = style.matches
+                && !leaves.iter().any(|l| m.contains(l))
+            {
+                return;
+            }
+            let h = d.merges[node - d.n].height;
+            let id = ui.make_persistent_id((style.salt, node));
+            let mut state = egui::collapsing_header::CollapsingState::load_with_default_open(
+                ui.ctx(),
+                id,
+                leaves.len() <= 12,
+            );
+            if style.matches.is_some() {
+                state.set_open(true);
+            }
+            // The header shows the node's most representative leaves (up to 4 thumbnails).
+            let mut reps = leaves.clone();
+            reps.sort_by(|x, y| (style.leaf_rank)(*y).total_cmp(&(style.leaf_rank)(*x)));
+            reps.truncate(4);
+            state
+                .show_header(ui, |ui| {
+                    for r in reps {
+                        if let Some(t) = (style.leaf_thumb)(r) {
+                            ui.add(
+                                egui::Image::new(&t)
+                                    .fit_to_exact_size(egui::vec2(20.0, 20.0))
+                                    .alt_text(format!(
+                                        "representative {}",
+                                        (style.leaf_text)(r).trim_start_matches('#')
+                                    )),
+                            );
+                        }
+                    }
+                    ui.label(format!("{} leaves · height {h:.3}", leaves.len()));
+                })
+                .body(|ui| {
+                    tree_node(ui, d, a, style, clicked);
+                    tree_node(ui, d, b, style, clicked);
+                });
+        }
+    }
+}
+
+/// How a dendrogram is drawn: leaf captions and thumbnails, and an optional search filter.
+struct TreeStyle<'a> {
+    leaf_text: &'a dyn Fn(usize) -> String,
+    leaf_thumb: &'a mut dyn FnMut(usize) -> Option<egui::TextureHandle>,
+    /// Which leaves represent an internal node in its header (highest first).
+    leaf_rank: &'a dyn Fn(usize) -> f64,
+    /// Only subtrees holding one of these leaves are shown (and opened).
+    matches: Option<&'a std::collections::HashSet<usize>>,
+    salt: &'a str,
+}
