@@ -260,6 +260,8 @@ fn steer_cli_trains_generates_and_discovers() {
     assert!(r["heldout_tokens"].as_u64().unwrap() > 1000, "{r}");
     let sae = saescope::sae::formats::load_sae(&folder.join("sae")).unwrap();
     assert_eq!((sae.d_in, sae.d_sae), (TEXT_WIDTH, 256));
+    // The train-sae output folder itself is accepted wherever an SAE is asked for.
+    assert_eq!(saescope::sae::formats::load_sae(&folder).unwrap(), sae);
 
     let out = tmp.path().join("gen");
     let generate_with = |features: &[&str]| {

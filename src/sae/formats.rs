@@ -72,8 +72,13 @@ pub fn load_sae(path: &Path) -> Result<Sae> {
                 read_json_opt(&path.join("config.json"))?,
             );
         }
+        // A folder that holds its SAE one level down: `steer train-sae --out DIR` writes DIR/sae.
+        if path.join("sae").join(SAELENS_WEIGHTS).is_file() {
+            return load_saelens(&path.join("sae"));
+        }
         return Err(Error::Invalid(format!(
-            "{}: no SAE found (looked for {SAELENS_WEIGHTS}, sae.safetensors, ae.pt)",
+            "{}: no SAE found (looked for {SAELENS_WEIGHTS}, sae.safetensors, ae.pt, and \
+             sae/{SAELENS_WEIGHTS})",
             path.display()
         )));
     }
