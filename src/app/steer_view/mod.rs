@@ -1,0 +1,532 @@
+//! The steering view: a diffusion pipeline and a text-encoder SAE, a prompt, sliders on SAE
+//! features, and the unsteered and steered images side by side. Dragging regenerates live:
+//! changes are debounced, the generation in flight is cancelled, the preview decoder answers
+//! first and the full decoder runs once the sliders rest. Training a text SAE and attribute
+//! discovery run as background jobs from here too. The panels have their own files.
+
+mod controls;
+mod discovery;
+mod setup;
+
+use super::dialogs::{Pick, Picker};
+use super::jobs::{BackgroundJob, JobState};
+use crate::sae::Sae;
+use crate::steer::discover::{self, ClipScorer, DiscoverOptions, Discovery};
+use crate::steer::edit::{EditMode, FeatureEdit, TokenScope};
+use crate::steer::pipeline::{GenerateOptions, Pipeline};
+use crate::steer::session::{self, Decoder, default_device};
+use candle_core::Tensor;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Quiet time after the last change before a new generation starts.
+const DEBOUNCE: Duration = Duration::from_millis(120);
+/// Quiet time before the full decoder replaces the preview.
+const REST: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Slider {
+    pub feature: usize,
+    pub value: f32,
+    /// Clamp the feature to `value` instead of adding value·W_dec[f].
+    pub clamp: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScopeChoice {
+    /// Every position, padding included.
+    All,
+    /// The prompt's tokens and its EOS.
+    Prompt,
+    /// Tokens the user picked.
+    Chosen,
+}
+
+/// What the user set up; remembered between runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SteerSettings {
+    pub pipeline: String,
+    pub sae: String,
+    pub preview_decoder: String,
+    /// Where "Train text SAE" writes (its SAE lands in `<folder>/sae`).
+    pub train_folder: String,
+    pub clip: String,
+    pub prompt: String,
+    pub seed: u64,
+    pub size: usize,
+    pub steps: usize,
+    /// Which tokens the sliders edit.
+    pub scope: ScopeChoice,
+    /// Positions edited when `scope` is `Chosen`.
+    pub chosen_tokens: Vec<usize>,
+    pub sliders: Vec<Slider>,
+}
+
+impl Default for SteerSettings {
+    fn default() -> Self {
+        SteerSettings {
+            pipeline: String::new(),
+            sae: String::new(),
+            preview_decoder: String::new(),
+            train_folder: String::new(),
+            clip: String::new(),
+            prompt: "a watercolor painting of a lighthouse at sunset".into(),
+            seed: 0,
+            size: 256,
+            steps: 0,
+            scope: ScopeChoice::All,
+            chosen_tokens: Vec::new(),
+            sliders: Vec::new(),
+        }
+    }
+}
+
+/// Everything one generation depends on: a change to any of it regenerates.
+#[derive(Clone, Debug, PartialEq)]
+struct Request {
+    prompt: String,
+    opts: GenerateOptions,
+    edits: Vec<FeatureEdit>,
+}
+
+pub struct Loaded {
+    pub pipe: Pipeline,
+    pub sae: Option<Sae>,
+}
+
+/// One side of the comparison.
+pub struct Shown {
+    pub texture: egui::TextureHandle,
+    pub latents: Tensor,
+    pub decoder: Decoder,
+    pub seconds: f64,
+}
+
+struct GenOutput {
+    request: Request,
+    base: (Tensor, RgbImage),
+    steered: (Tensor, RgbImage),
+    decoder: Decoder,
+    seconds: f64,
+    identical: bool,
+}
+
+/// A generation (or a full-decoder pass) on its own thread.
+struct Task {
+    cancel: Arc<AtomicBool>,
+    progress: Arc<Mutex<(usize, usize, String)>>,
+    result: Arc<Mutex<Option<crate::Result<GenOutput>>>>,
+}
+
+impl Task {
+    fn spawn(
+        ctx: &egui::Context,
+        work: impl FnOnce(&AtomicBool, &dyn Fn(usize, usize, &str)) -> crate::Result<GenOutput>
+        + Send
+        + 'static,
+    ) -> Task {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Mutex::new((0, 0, String::from("starting"))));
+        let result = Arc::new(Mutex::new(None));
+        let (c, p, r, ctx) = (
+            cancel.clone(),
+            progress.clone(),
+            result.clone(),
+            ctx.clone(),
+        );
+        std::thread::spawn(move || {
+            let ctx2 = ctx.clone();
+            let report = move |done: usize, total: usize, what: &str| {
+                if let Ok(mut g) = p.lock() {
+                    *g = (done, total, what.to_string());
+                }
+                ctx2.request_repaint();
+            };
+            let out = work(&c, &report);
+            if let Ok(mut g) = r.lock() {
+                *g = Some(out);
+            }
+            ctx.request_repaint();
+        });
+        Task {
+            cancel,
+            progress,
+            result,
+        }
+    }
+
+    fn take(&self) -> Option<crate::Result<GenOutput>> {
+        self.result.lock().ok()?.take()
+    }
+}
+
+#[derive(Default)]
+pub struct SteerView {
+    pub settings: SteerSettings,
+    pub loaded: Option<Arc<Loaded>>,
+    load_slot: Arc<Mutex<Option<Arc<Loaded>>>>,
+    pub jobs: Vec<BackgroundJob>,
+    task: Option<Task>,
+    /// The request the running task computes.
+    running: Option<Request>,
+    /// Changed inputs waiting out the debounce.
+    pending: Option<(Request, Instant)>,
+    /// What the images show.
+    pub shown_request: Option<ShownRequest>,
+    pub unsteered: Option<Shown>,
+    pub steered: Option<Shown>,
+    pub identical: bool,
+    last_change: Option<Instant>,
+    /// A request the user cancelled: not restarted until the inputs change or Generate is pressed.
+    cancelled: Option<Request>,
+    pub error: Option<String>,
+    discovery_slot: Arc<Mutex<Option<Discovery>>>,
+    pub discovery: Option<Discovery>,
+    discovery_dir: Option<PathBuf>,
+    strip_textures: Vec<(String, egui::TextureHandle)>,
+    sae_slot: Arc<Mutex<Option<PathBuf>>>,
+    pub discover_candidates: usize,
+    picker: Picker,
+    /// The prompt's tokens (text per position), cached per prompt.
+    prompt_tokens: Option<(String, Vec<(usize, String)>)>,
+}
+
+/// Opaque wrapper so tests can check which request is shown.
+pub struct ShownRequest(Request);
+
+impl SteerView {
+    pub fn new(settings: SteerSettings, picker: Picker) -> Self {
+        SteerView {
+            settings,
+            discover_candidates: 6,
+            picker,
+            ..Default::default()
+        }
+    }
+
+    /// The edits of the images on screen.
+    pub fn shown_edits(&self) -> Vec<FeatureEdit> {
+        self.shown_request
+            .as_ref()
+            .map(|r| r.0.edits.clone())
+            .unwrap_or_default()
+    }
+
+    /// Is a generation or decoder pass running?
+    pub fn busy(&self) -> bool {
+        self.task.is_some()
+    }
+
+    fn edits(&self) -> Vec<FeatureEdit> {
+        let tokens = match self.settings.scope {
+            ScopeChoice::All => TokenScope::All,
+            ScopeChoice::Prompt => TokenScope::Prompt,
+            ScopeChoice::Chosen => TokenScope::Positions(self.settings.chosen_tokens.clone()),
+        };
+        self.settings
+            .sliders
+            .iter()
+            .map(|s| FeatureEdit {
+                feature: s.feature,
+                mode: if s.clamp {
+                    EditMode::Clamp(s.value)
+                } else {
+                    EditMode::Add(s.value)
+                },
+                tokens: tokens.clone(),
+            })
+            .collect()
+    }
+
+    fn request(&self, pipe: &Pipeline) -> Request {
+        let d = pipe.default_options();
+        let s = &self.settings;
+        Request {
+            prompt: s.prompt.clone(),
+            opts: GenerateOptions {
+                seed: s.seed,
+                steps: if s.steps == 0 { d.steps } else { s.steps },
+                width: s.size,
+                height: s.size,
+                ..d
+            },
+            edits: self.edits(),
+        }
+    }
+
+    fn start_load(&mut self, ctx: &egui::Context) {
+        let s = self.settings.clone();
+        let slot = self.load_slot.clone();
+        self.loaded = None;
+        self.unsteered = None;
+        self.steered = None;
+        self.shown_request = None;
+        self.jobs
+            .push(BackgroundJob::spawn("Load pipeline", ctx, move |job| {
+                let device = default_device(false);
+                let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
+                let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
+                job.check()?;
+                let sae = match s.sae.trim() {
+                    "" => None,
+                    p => {
+                        let sae = crate::sae::formats::load_sae(Path::new(p))?;
+                        sae.check_fits(pipe.embedding_width(), "this pipeline's text encoder")?;
+                        Some(sae)
+                    }
+                };
+                let msg = format!(
+                    "{} loaded ({} px native{}{})",
+                    pipe.name,
+                    pipe.native_size,
+                    if pipe.preview.is_some() {
+                        ", TAESD preview"
+                    } else {
+                        ""
+                    },
+                    sae.as_ref()
+                        .map(|s| format!(", SAE with {} features", s.d_sae))
+                        .unwrap_or_default()
+                );
+                if let Ok(mut g) = slot.lock() {
+                    *g = Some(Arc::new(Loaded { pipe, sae }));
+                }
+                Ok(msg)
+            }));
+    }
+
+    /// Starts a generation for `req`, reusing the unsteered image when only sliders changed.
+    fn start_generation(&mut self, req: Request, ctx: &egui::Context) {
+        let Some(loaded) = self.loaded.clone() else {
+            return;
+        };
+        if let Some(t) = &self.task {
+            t.cancel.store(true, Ordering::Relaxed);
+        }
+        let base_reusable = self
+            .shown_request
+            .as_ref()
+            .is_some_and(|s| s.0.prompt == req.prompt && s.0.opts == req.opts);
+        let base = base_reusable
+            .then(|| self.unsteered.as_ref().map(|u| u.latents.clone()))
+            .flatten();
+        self.running = Some(req.clone());
+        self.task = Some(Task::spawn(ctx, move |cancel, report| {
+            let t0 = Instant::now();
+            let pipe = &loaded.pipe;
+            let steps = req.opts.steps;
+            let any_edit = req.edits.iter().any(|e| !e.is_noop());
+            let total = steps * (usize::from(base.is_none()) + usize::from(any_edit));
+            let cond = pipe.encode_prompt(&req.prompt)?;
+            let mut done = 0;
+            let mut step = |what: &str| {
+                done += 1;
+                report(done, total.max(1), what);
+                !cancel.load(Ordering::Relaxed)
+            };
+            let base_latents = match base {
+                Some(l) => l,
+                None => pipe.denoise(&cond, &req.opts, &mut |_, _| step("unsteered"))?,
+            };
+            let base_image = session::decode(pipe, &base_latents, Decoder::Preview)?;
+            let (steered, identical) = if any_edit {
+                let sae = loaded.sae.as_ref().ok_or_else(|| {
+                    crate::Error::Invalid(
+                        "sliders need a text-encoder SAE: set one and press Load".into(),
+                    )
+                })?;
+                let edited = crate::steer::edit::apply(sae, &cond, &req.edits)?;
+                let l = pipe.denoise(&edited, &req.opts, &mut |_, _| step("steered"))?;
+                let img = session::decode(pipe, &l, Decoder::Preview)?;
+                ((l, img), false)
+            } else {
+                ((base_latents.clone(), base_image.clone()), true)
+            };
+            Ok(GenOutput {
+                request: req,
+                base: (base_latents, base_image),
+                steered,
+                decoder: Decoder::Preview,
+                seconds: t0.elapsed().as_secs_f64(),
+                identical,
+            })
+        }));
+    }
+
+    /// Decodes what is shown with the full VAE.
+    fn start_full_decode(&mut self, ctx: &egui::Context) {
+        let (Some(loaded), Some(u), Some(s), Some(req)) = (
+            self.loaded.clone(),
+            self.unsteered.as_ref(),
+            self.steered.as_ref(),
+            self.shown_request.as_ref(),
+        ) else {
+            return;
+        };
+        let (ul, sl, req, identical) = (
+            u.latents.clone(),
+            s.latents.clone(),
+            req.0.clone(),
+            self.identical,
+        );
+        self.running = Some(req.clone());
+        self.task = Some(Task::spawn(ctx, move |cancel, report| {
+            let t0 = Instant::now();
+            report(0, 2, "full decoder");
+            let ui = session::decode(&loaded.pipe, &ul, Decoder::Full)?;
+            if cancel.load(Ordering::Relaxed) {
+                return Err(crate::Error::Cancelled);
+            }
+            report(1, 2, "full decoder");
+            let si = if identical {
+                ui.clone()
+            } else {
+                session::decode(&loaded.pipe, &sl, Decoder::Full)?
+            };
+            Ok(GenOutput {
+                request: req,
+                base: (ul, ui),
+                steered: (sl, si),
+                decoder: Decoder::Full,
+                seconds: t0.elapsed().as_secs_f64(),
+                identical,
+            })
+        }));
+    }
+
+    /// Picks up finished work and starts what the current inputs need.
+    fn drive(&mut self, ctx: &egui::Context) {
+        if let Some(l) = self.load_slot.lock().ok().and_then(|mut g| g.take()) {
+            self.loaded = Some(l);
+            if self.settings.size == 0 {
+                self.settings.size = 256;
+            }
+        }
+        if let Some(p) = self.sae_slot.lock().ok().and_then(|mut g| g.take()) {
+            self.settings.sae = p.display().to_string();
+            self.start_load(ctx);
+        }
+        if let Some(d) = self.discovery_slot.lock().ok().and_then(|mut g| g.take()) {
+            self.discovery = Some(d);
+            self.strip_textures.clear();
+        }
+        if let Some(t) = &self.task
+            && let Some(result) = t.take()
+        {
+            self.task = None;
+            self.running = None;
+            match result {
+                Ok(out) => {
+                    let tex = |name: &str, img: &RgbImage| {
+                        ctx.load_texture(
+                            name,
+                            egui::ColorImage::from_rgb(
+                                [img.width() as usize, img.height() as usize],
+                                img.as_raw(),
+                            ),
+                            egui::TextureOptions::LINEAR,
+                        )
+                    };
+                    self.unsteered = Some(Shown {
+                        texture: tex("steer-unsteered", &out.base.1),
+                        latents: out.base.0,
+                        decoder: out.decoder,
+                        seconds: out.seconds,
+                    });
+                    self.steered = Some(Shown {
+                        texture: tex("steer-steered", &out.steered.1),
+                        latents: out.steered.0,
+                        decoder: out.decoder,
+                        seconds: out.seconds,
+                    });
+                    self.identical = out.identical;
+                    self.shown_request = Some(ShownRequest(out.request));
+                    self.error = None;
+                }
+                Err(crate::Error::Cancelled) => {}
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        let Some(loaded) = self.loaded.clone() else {
+            return;
+        };
+        let want = self.request(&loaded.pipe);
+        // A cancelled request stays cancelled only until the inputs change.
+        if self.cancelled.as_ref().is_some_and(|c| c != &want) {
+            self.cancelled = None;
+        }
+        let shown_is_wanted = self.shown_request.as_ref().is_some_and(|s| s.0 == want);
+        let up_to_date = shown_is_wanted
+            || self.running.as_ref() == Some(&want)
+            || self.cancelled.as_ref() == Some(&want);
+        let now = Instant::now();
+        if !up_to_date {
+            match &self.pending {
+                Some((r, _)) if r == &want => {}
+                _ => {
+                    self.pending = Some((want.clone(), now));
+                    self.last_change = Some(now);
+                }
+            }
+        }
+        if let Some((r, since)) = self.pending.clone() {
+            if r != want {
+                self.pending = None;
+            } else if now.duration_since(since) >= DEBOUNCE {
+                self.pending = None;
+                self.start_generation(r, ctx);
+            } else {
+                ctx.request_repaint_after(DEBOUNCE);
+            }
+        }
+        // Sliders at rest and the preview on screen: run the full decoder.
+        let dragging = ctx.input(|i| i.pointer.any_down());
+        let rested = self
+            .last_change
+            .is_none_or(|t| now.duration_since(t) >= REST);
+        let preview_shown = self
+            .steered
+            .as_ref()
+            .is_some_and(|s| s.decoder == Decoder::Preview);
+        if self.task.is_none() && self.pending.is_none() && preview_shown && shown_is_wanted {
+            if rested && !dragging {
+                self.start_full_decode(ctx);
+            } else {
+                ctx.request_repaint_after(REST);
+            }
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        let ctx = ui.ctx().clone();
+        self.drive(&ctx);
+        for (field, slot) in [
+            ("pipeline folder", &mut self.settings.pipeline),
+            ("text SAE", &mut self.settings.sae),
+            ("preview decoder", &mut self.settings.preview_decoder),
+            ("CLIP model", &mut self.settings.clip),
+        ] {
+            if let Some(p) = self.picker.take(field) {
+                *slot = p.display().to_string();
+            }
+        }
+        egui::ScrollArea::vertical()
+            .id_salt("steer_scroll")
+            .show(ui, |ui| {
+                self.setup_ui(ui);
+                ui.separator();
+                self.controls_ui(ui);
+                ui.separator();
+                self.images_ui(ui);
+                ui.separator();
+                self.discovery_ui(ui);
+            });
+        self.jobs
+            .retain(|j| j.state() == JobState::Running || !j.title.starts_with("Load"));
+    }
+}
