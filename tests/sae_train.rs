@@ -39,22 +39,16 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
             .arg("--workspace")
             .arg(&ws),
     );
-    let t = run_json(
-        Command::new(exe)
-            .args([
-                "train",
-                "--d-sae",
-                "256",
-                "--k",
-                "8",
-                "--tokens",
-                "300000",
-                "--batch",
-                "1024",
-                "--workspace",
-            ])
-            .arg(&ws),
-    );
+    let topk = || {
+        let mut c = Command::new(exe);
+        c.args([
+            "train", "--d-sae", "256", "--k", "8", "--tokens", "300000", "--batch", "1024",
+        ])
+        .arg("--workspace")
+        .arg(&ws);
+        c
+    };
+    let t = run_json(&mut topk());
     assert_eq!(t["final_l0"], 8.0);
     assert_eq!(t["name"], "topk-256-k8");
     let first = ws.join("saes/topk-256-k8");
@@ -62,22 +56,7 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
     let weights = std::fs::read(first.join("sae_weights.safetensors")).unwrap();
     // The same run again is reported as trained, not run again; the same name with other
     // settings is refused; neither touches the SAE.
-    let again = run_json(
-        Command::new(exe)
-            .args([
-                "train",
-                "--d-sae",
-                "256",
-                "--k",
-                "8",
-                "--tokens",
-                "300000",
-                "--batch",
-                "1024",
-                "--workspace",
-            ])
-            .arg(&ws),
-    );
+    let again = run_json(&mut topk());
     assert_eq!(again["already_trained"], true, "{again}");
     assert_eq!(again["final_fve"], t["final_fve"]);
     let other = Command::new(exe)
