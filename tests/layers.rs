@@ -13,7 +13,7 @@ fn layer(module: &str) -> Option<u32> {
         "analysis" => 4,
         "steer" => 5,
         "ops" => 6,
-        "app" | "bench" | "main" | "cli_steer" => 7,
+        "app" | "bench" | "main" | "cli" | "cli_steer" => 7,
         _ => return None,
     })
 }

@@ -1,0 +1,38 @@
+//! `saescope classify`: Accuracy of a model's classifier head on a folder of class sub-folders.
+
+use super::*;
+
+#[derive(Args)]
+pub struct ClassifyArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    images: PathBuf,
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: ClassifyArgs) -> Result<()> {
+    let ClassifyArgs {
+        model,
+        images,
+        batch,
+        json,
+    } = a;
+    let (_, b) = model.load()?;
+    let ds = saescope::store::Dataset::scan(&images)?;
+    let (job, bar) = progress_job("classify");
+    let report = saescope::analysis::classify::classify(&b, &ds, batch, &job)?;
+    bar.finish_and_clear();
+    emit(json, &report, || {
+        println!(
+            "accuracy {:.4} on {} images ({:.0} images/s)",
+            report.accuracy, report.n, report.images_per_s
+        );
+        for (c, a) in &report.per_class {
+            println!("  {c:<16} {a:.4}");
+        }
+    })
+}

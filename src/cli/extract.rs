@@ -1,0 +1,69 @@
+//! `saescope extract`: Extract activations of one layer over an image folder into a workspace
+//! (resumable).
+
+use super::*;
+
+#[derive(Args)]
+pub struct ExtractArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Residual stream after this block (0-based).
+    #[arg(long)]
+    layer: usize,
+    /// Image folder (class = sub-folder).
+    #[arg(long)]
+    images: PathBuf,
+    #[arg(long)]
+    workspace: PathBuf,
+    #[arg(long, value_enum, default_value = "all")]
+    tokens: TokenSelection,
+    #[arg(long, value_enum, default_value = "f16")]
+    dtype: StoreDType,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Images per shard (default: about 64 MiB per shard).
+    #[arg(long)]
+    shard_images: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: ExtractArgs) -> Result<()> {
+    let ExtractArgs {
+        model,
+        layer,
+        images,
+        workspace,
+        tokens,
+        dtype,
+        batch,
+        shard_images,
+        json,
+    } = a;
+    let (spec, b) = model.load()?;
+    let (job, bar) = progress_job("extract");
+    let opts = saescope::store::extract::ExtractOptions {
+        layer,
+        tokens,
+        dtype,
+        batch_size: batch,
+        images_per_shard: shard_images,
+    };
+    let report = saescope::store::extract::extract(&workspace, &spec, &b, &images, &opts, &job)?;
+    bar.finish_and_clear();
+    emit(json, &report, || {
+        println!(
+            "{} images → {} rows × {} in {} shards ({} reused) at {:.0} images/s; {} skipped",
+            report.extracted_images,
+            report.rows,
+            report.d_model,
+            report.shards,
+            report.shards_reused,
+            report.images_per_s,
+            report.skipped.len()
+        );
+        for s in &report.skipped {
+            println!("  skipped {}: {}", s.path, s.reason);
+        }
+    })
+}

@@ -1,0 +1,90 @@
+//! `saescope train`: Train an SAE on a workspace's activations, saved to WS/saes/<name>/ in SAELens
+//! format (never over another SAE) and made the workspace's active SAE. An interrupted run (crash,
+//! Ctrl-C, cancel) resumes from its last checkpoint when re-run with the same settings.
+
+use super::*;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[arg(long)]
+    workspace: PathBuf,
+    /// The SAE's folder name under WS/saes/ (default: from the settings, e.g. topk-1536-k32).
+    /// A finished SAE of that name with the same settings is reported, not trained again.
+    #[arg(long)]
+    name: Option<String>,
+    /// topk, batchtopk or relu (L1 penalty weighted by decoder norms).
+    #[arg(long, default_value = "topk")]
+    arch: String,
+    #[arg(long)]
+    d_sae: usize,
+    /// Active latents per token (topk; batchtopk on average). Ignored by relu.
+    #[arg(long, default_value_t = 32)]
+    k: usize,
+    /// L1 coefficient (relu), on normalised activations if --normalize.
+    #[arg(long, default_value_t = 5.0)]
+    l1: f32,
+    /// Scale activations to mean norm √d_in before training (folded into the saved SAE).
+    #[arg(long)]
+    normalize: bool,
+    /// Checkpoint every N steps (default: every 60 s).
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    /// Discard an unfinished run's checkpoint instead of resuming it.
+    #[arg(long)]
+    restart: bool,
+    /// Draw each CLS row this many times as often as a patch row (1 to 1024; default 1).
+    /// The store holds one CLS row per image, so without it the SAE spends little on the
+    /// token that pooled read-outs (probes, classifier heads) depend on.
+    #[arg(long, default_value_t = 1)]
+    cls_weight: u32,
+    /// Training tokens (default: 10 passes over the store).
+    #[arg(long)]
+    tokens: Option<u64>,
+    #[arg(long, default_value_t = 4096)]
+    batch: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    let TrainArgs {
+        workspace,
+        name,
+        arch,
+        d_sae,
+        k,
+        l1,
+        normalize,
+        checkpoint_every,
+        restart,
+        cls_weight,
+        tokens,
+        batch,
+        lr,
+        seed,
+        json,
+    } = a;
+    let arch = saescope::sae::train::TrainArch::parse(&arch, l1)?;
+    let ws = saescope::store::Workspace::open(&workspace)?;
+    let (job, bar) = progress_job("train");
+    let opts = saescope::sae::workflow::TrainOptions {
+        arch,
+        tokens,
+        batch,
+        lr,
+        seed,
+        normalize,
+        checkpoint_every,
+        restart,
+        cls_weight,
+        name,
+        ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
+    };
+    let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
+    bar.finish_and_clear();
+    emit_pretty(json, &report)
+}

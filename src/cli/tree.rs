@@ -1,0 +1,48 @@
+//! `saescope tree`: Ontology: a tree over features and class trees (SAE profiles and raw
+//! activations), compared with a taxonomy (e.g. WordNet) when given. Written to
+//! WS/saes/<name>/ontology.json.
+
+use super::*;
+
+#[derive(Args)]
+pub struct TreeArgs {
+    #[arg(long)]
+    workspace: PathBuf,
+    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
+    #[arg(long)]
+    sae: Option<PathBuf>,
+    /// Taxonomy: networkx node-link JSON or "parent child" lines (e.g. WordNet).
+    #[arg(long, requires = "class_ids")]
+    taxonomy: Option<PathBuf>,
+    /// One taxonomy id per class, in sorted class-folder order (e.g. cifar10-wnids.txt).
+    #[arg(long, requires = "taxonomy")]
+    class_ids: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: TreeArgs) -> Result<()> {
+    let TreeArgs {
+        workspace,
+        sae,
+        taxonomy,
+        class_ids,
+        json,
+    } = a;
+    let taxonomy = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
+        saescope::analysis::ontology::TaxonomyInput {
+            taxonomy,
+            class_ids,
+        }
+    });
+    let (_, report) = saescope::ops::analyse::tree(
+        &saescope::ops::analyse::TreeRequest {
+            workspace,
+            sae,
+            taxonomy,
+        },
+        &saescope::job::Job::default(),
+    )?;
+    emit_pretty(json, &report)
+}
