@@ -372,6 +372,25 @@ fn workspace_panel_lists_and_switches_saes() {
     h.get_by_label("Workspace").click();
     h.run_steps(2);
     h.snapshot("workspace_saes");
+    // Sorting by maximum activation shows that value on the cards, under a readable name.
+    h.get_by_role_and_label(Role::ComboBox, "Sort by").click();
+    h.run_steps(2);
+    h.get_by_label("Max activation").click();
+    h.run_steps(3);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.sort, saescope::app::explorer::SortBy::MaxActivation);
+    let top = x.order[0];
+    // The card's text as the grid writes it: id, label (shortened past 14 characters), value.
+    let want = {
+        let i = x.index.as_ref().unwrap();
+        let label = x.labels.labels.get(&top).map_or("", |l| l.text.as_str());
+        let mut short: String = label.chars().take(14).collect();
+        if label.chars().count() > 14 {
+            short.push_str("..");
+        }
+        format!("#{top}\n{short}\nmax {:.3}", i.max_act[top as usize])
+    };
+    h.get_by_label_contains(&want);
 }
 
 /// A new user's flow with no terminal: fill the "new workspace" form, create (extract → train →

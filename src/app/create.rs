@@ -96,8 +96,8 @@ impl CreateRequest {
             job,
         )?;
         Ok(format!(
-            "{} images, {} features indexed ({} skipped images)",
-            r.extracted_images, r.features, r.skipped_images
+            "{} images, {} features indexed, {} labelled from classes ({} skipped images)",
+            r.extracted_images, r.features, r.labelled_from_classes, r.skipped_images
         ))
     }
 }

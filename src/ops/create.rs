@@ -29,6 +29,9 @@ pub struct CreateReport {
     pub skipped_images: usize,
     pub sae: String,
     pub features: usize,
+    /// Features labelled with their most precise class (class sub-folders only), so search by
+    /// class name works from the start.
+    pub labelled_from_classes: usize,
 }
 
 pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
@@ -66,7 +69,18 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
         &crate::analysis::index::IndexOptions::default(),
         job,
     )?;
+    let ds = ws.dataset()?;
+    let labelled_from_classes = if ds.classes.is_empty() {
+        0
+    } else {
+        let idx = crate::analysis::index::load_index(&home)?;
+        let mut l = crate::analysis::labels::Labels::load(&home)?;
+        let n = crate::analysis::labels::label_from_classes(&mut l, &idx, &ds)?;
+        l.save(&home)?;
+        n
+    };
     Ok(CreateReport {
+        labelled_from_classes,
         extracted_images: ex.extracted_images,
         skipped_images: ex.skipped.len(),
         sae: home

@@ -40,6 +40,18 @@ pub enum SortBy {
     Id,
 }
 
+impl SortBy {
+    /// The name shown in the sort menu.
+    pub fn name(self) -> &'static str {
+        match self {
+            SortBy::Frequency => "Frequency",
+            SortBy::MaxActivation => "Max activation",
+            SortBy::Label => "Label",
+            SortBy::Id => "Id",
+        }
+    }
+}
+
 pub struct Explorer {
     /// The folder of the SAE shown (`WS/saes/<name>/`), None while the workspace has none.
     pub home: Option<std::path::PathBuf>,
@@ -387,7 +399,7 @@ impl Explorer {
             );
             let sort_label = ui.label("Sort by");
             egui::ComboBox::from_id_salt("grid_sort")
-                .selected_text(format!("{:?}", self.sort))
+                .selected_text(self.sort.name())
                 .show_ui(ui, |ui| {
                     for s in [
                         SortBy::Frequency,
@@ -395,7 +407,7 @@ impl Explorer {
                         SortBy::Label,
                         SortBy::Id,
                     ] {
-                        ui.selectable_value(&mut self.sort, s, format!("{s:?}"));
+                        ui.selectable_value(&mut self.sort, s, s.name());
                     }
                 })
                 .response
@@ -446,7 +458,12 @@ impl Explorer {
         if label.as_ref().is_some_and(|l| l.chars().count() > 14) {
             short.push_str("..");
         }
-        let text = format!("#{f}\n{short}\n{:.3}%", freq * 100.0);
+        // The card shows the value the grid is sorted by (frequency for label and id order).
+        let value = match (self.sort, &self.index) {
+            (SortBy::MaxActivation, Some(i)) => format!("max {:.3}", i.max_act[f as usize]),
+            _ => format!("{:.3}%", freq * 100.0),
+        };
+        let text = format!("#{f}\n{short}\n{value}");
         let button = match tex {
             Some(t) => egui::Button::image_and_text(
                 egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
