@@ -333,7 +333,12 @@ impl Explorer {
             Tab::Features => self.grid_ui(ui),
             Tab::Feature => self.feature_ui(ui),
             Tab::Image => self.image_ui(ui),
-            Tab::Ood => self.ood_ui(ui),
+            // The form, table, curves and histograms are taller than a laptop window.
+            Tab::Ood => {
+                egui::ScrollArea::vertical()
+                    .id_salt("ood_scroll")
+                    .show(ui, |ui| self.ood_ui(ui));
+            }
             Tab::Ontology => self.ontology_ui(ui),
             Tab::Export => self.export_ui(ui),
         }

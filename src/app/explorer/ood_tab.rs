@@ -104,7 +104,9 @@ impl Explorer {
             .default_y_bounds(0.0, 1.0)
             .x_axis_label("false positive rate")
             .y_axis_label("true positive rate")
-            .legend(egui_plot::Legend::default())
+            .allow_scroll(false)
+            // Below the diagonal, where ROC curves of any useful score never go.
+            .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
             .show(ui, |p| {
                 for m in &r.results {
                     let pts: Vec<[f64; 2]> = m.roc.iter().map(|&(x, y)| [x, y]).collect();

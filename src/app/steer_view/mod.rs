@@ -266,6 +266,7 @@ impl SteerView {
         self.unsteered = None;
         self.steered = None;
         self.shown_request = None;
+        self.jobs.retain(|j| !j.title.starts_with("Load"));
         self.jobs
             .push(BackgroundJob::spawn("Load pipeline", ctx, move |job| {
                 let device = default_device(false);
@@ -526,7 +527,10 @@ impl SteerView {
                 ui.separator();
                 self.discovery_ui(ui);
             });
-        self.jobs
-            .retain(|j| j.state() == JobState::Running || !j.title.starts_with("Load"));
+        // A finished load leaves the list; a failed one stays, with its error, until the next load.
+        self.jobs.retain(|j| {
+            !j.title.starts_with("Load")
+                || matches!(j.state(), JobState::Running | JobState::Failed(_))
+        });
     }
 }
