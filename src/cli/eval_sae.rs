@@ -5,15 +5,11 @@ use super::*;
 
 #[derive(Args)]
 pub struct EvalSaeArgs {
-    #[arg(long)]
-    workspace: PathBuf,
+    #[command(flatten)]
+    target: SaeArgs,
     /// Images to evaluate on (e.g. the test split).
     #[arg(long)]
     images: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
     #[arg(long, default_value_t = 256)]
     batch: usize,
     #[arg(long)]
@@ -22,9 +18,8 @@ pub struct EvalSaeArgs {
 
 pub fn run(a: EvalSaeArgs) -> Result<()> {
     let EvalSaeArgs {
-        workspace,
+        target: SaeArgs { workspace, sae },
         images,
-        sae,
         batch,
         json,
     } = a;

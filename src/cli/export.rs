@@ -4,12 +4,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct ExportArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     #[arg(long)]
     out: PathBuf,
     /// Feature ids, e.g. 3,10-12 (default: every feature that fired).
@@ -27,8 +23,7 @@ pub struct ExportArgs {
 
 pub fn run(a: ExportArgs) -> Result<()> {
     let ExportArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         out,
         features,
         labelled,

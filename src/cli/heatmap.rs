@@ -5,12 +5,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct HeatmapArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     #[arg(long)]
     image: PathBuf,
     /// Feature ids, e.g. 3,10-12.
@@ -25,8 +21,7 @@ pub struct HeatmapArgs {
 
 pub fn run(a: HeatmapArgs) -> Result<()> {
     let HeatmapArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         image,
         features,
         out,

@@ -5,12 +5,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct ImportLabelsArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     #[arg(long)]
     from: PathBuf,
     /// Import even if the export was made with another SAE.
@@ -22,8 +18,7 @@ pub struct ImportLabelsArgs {
 
 pub fn run(a: ImportLabelsArgs) -> Result<()> {
     let ImportLabelsArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         from,
         force,
         json,

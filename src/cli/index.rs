@@ -5,12 +5,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct IndexArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     /// Top images kept per feature.
     #[arg(long, default_value_t = 64)]
     top_n: usize,
@@ -23,8 +19,7 @@ pub struct IndexArgs {
 
 pub fn run(a: IndexArgs) -> Result<()> {
     let IndexArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         top_n,
         rebuild,
         json,

@@ -5,12 +5,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct LabelArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     /// Label every feature with its most precise class among its top images.
     #[arg(long)]
     from_classes: bool,
@@ -32,8 +28,7 @@ pub struct LabelArgs {
 
 pub fn run(a: LabelArgs) -> Result<()> {
     let LabelArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         from_classes,
         clip,
         vocab,

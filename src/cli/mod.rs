@@ -19,3 +19,14 @@ pub mod saes;
 pub mod train;
 pub mod tree;
 pub mod use_sae;
+
+/// The workspace and the SAE in it that a command works on.
+#[derive(Args)]
+pub struct SaeArgs {
+    #[arg(long)]
+    pub workspace: PathBuf,
+    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
+    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
+}

@@ -6,12 +6,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct OodArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     /// In-distribution images to fit on (e.g. the train split).
     #[arg(long)]
     fit: PathBuf,
@@ -37,8 +33,7 @@ pub struct OodArgs {
 
 pub fn run(a: OodArgs) -> Result<()> {
     let OodArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         fit,
         id,
         ood,

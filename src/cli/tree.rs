@@ -6,12 +6,8 @@ use super::*;
 
 #[derive(Args)]
 pub struct TreeArgs {
-    #[arg(long)]
-    workspace: PathBuf,
-    /// The SAE: a name under WS/saes/ or an SAE folder/file (one from elsewhere is imported
-    /// into WS/saes/ when analyses are written for it). Default: the workspace's active SAE.
-    #[arg(long)]
-    sae: Option<PathBuf>,
+    #[command(flatten)]
+    target: SaeArgs,
     /// Taxonomy: networkx node-link JSON or "parent child" lines (e.g. WordNet).
     #[arg(long, requires = "class_ids")]
     taxonomy: Option<PathBuf>,
@@ -24,8 +20,7 @@ pub struct TreeArgs {
 
 pub fn run(a: TreeArgs) -> Result<()> {
     let TreeArgs {
-        workspace,
-        sae,
+        target: SaeArgs { workspace, sae },
         taxonomy,
         class_ids,
         json,
