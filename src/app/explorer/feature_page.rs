@@ -43,8 +43,7 @@ impl Explorer {
             v
         };
         let n_top = index.top[j].len().min(16);
-        let d_sae = index.d_sae;
-        // Left/right arrows step through features (when no text field has the keyboard).
+        // Left/right arrows step through the grid's order (when no text field has the keyboard).
         if !ui.ctx().egui_wants_keyboard_input() {
             let (left, right) = ui.input(|i| {
                 (
@@ -52,29 +51,51 @@ impl Explorer {
                     i.key_pressed(egui::Key::ArrowRight),
                 )
             });
-            if left && f > 0 {
-                self.select(f - 1);
-                return;
-            }
-            if right && (f as usize + 1) < d_sae {
-                self.select(f + 1);
+            let step = if left {
+                -1
+            } else if right {
+                1
+            } else {
+                0
+            };
+            if step != 0
+                && let Some(g) = self.neighbour(f, step)
+            {
+                self.select(g);
                 return;
             }
         }
+        let (prev, next) = (self.neighbour(f, -1), self.neighbour(f, 1));
         ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!self.back.is_empty(), egui::Button::new("Back"))
+                .on_hover_text("The feature page shown before this one")
+                .clicked()
+            {
+                self.go(false);
+            }
+            if ui
+                .add_enabled(!self.forward.is_empty(), egui::Button::new("Forward"))
+                .clicked()
+            {
+                self.go(true);
+            }
             ui.heading(format!("Feature {f}"));
             if ui
-                .button("< Previous")
-                .on_hover_text("Previous feature")
+                .add_enabled(prev.is_some(), egui::Button::new("< Previous"))
+                .on_hover_text("The feature before this one in the grid (its sort and search)")
                 .clicked()
-                && f > 0
+                && let Some(g) = prev
             {
-                self.select(f - 1);
+                self.select(g);
             }
-            if ui.button("Next >").on_hover_text("Next feature").clicked()
-                && (f as usize + 1) < d_sae
+            if ui
+                .add_enabled(next.is_some(), egui::Button::new("Next >"))
+                .on_hover_text("The feature after this one in the grid (its sort and search)")
+                .clicked()
+                && let Some(g) = next
             {
-                self.select(f + 1);
+                self.select(g);
             }
         });
         ui.horizontal(|ui| {

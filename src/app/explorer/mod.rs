@@ -76,6 +76,9 @@ pub struct Explorer {
     pub label_edit: String,
     label_changed: Option<Instant>,
     nearest: Option<(u32, Vec<(u32, f32)>)>,
+    /// Feature pages visited before the current one, and those left by Back.
+    pub back: Vec<u32>,
+    pub forward: Vec<u32>,
     token_indices: Vec<usize>,
     thumbs: Thumbs,
     pub jobs: Vec<BackgroundJob>,
@@ -151,6 +154,8 @@ impl Explorer {
             label_edit: String::new(),
             label_changed: None,
             nearest: None,
+            back: Vec::new(),
+            forward: Vec::new(),
             token_indices,
             thumbs: Thumbs::default(),
             jobs: Vec::new(),
@@ -179,7 +184,46 @@ impl Explorer {
             crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(home)).ok();
     }
 
+    /// Opens a feature's page, remembering the page it came from for Back.
     pub fn select(&mut self, feature: u32) {
+        if let Some(prev) = self.selected
+            && prev != feature
+        {
+            self.back.push(prev);
+            self.forward.clear();
+        }
+        self.show(feature);
+    }
+
+    /// Back (`forward` false) or Forward through the feature pages visited.
+    pub fn go(&mut self, forward: bool) {
+        let (from, to) = if forward {
+            (&mut self.forward, &mut self.back)
+        } else {
+            (&mut self.back, &mut self.forward)
+        };
+        if let Some(f) = from.pop() {
+            to.extend(self.selected);
+            self.show(f);
+        }
+    }
+
+    /// The feature before (`step` −1) or after (+1) `f` in the grid's current order (its sort and
+    /// search), or by id when the grid does not hold `f`.
+    pub fn neighbour(&self, f: u32, step: isize) -> Option<u32> {
+        match self.order.iter().position(|&x| x == f) {
+            Some(i) => i
+                .checked_add_signed(step)
+                .and_then(|j| self.order.get(j).copied()),
+            None => {
+                let d_sae = self.index.as_ref().map_or(0, |i| i.d_sae) as isize;
+                let j = f as isize + step;
+                (0..d_sae).contains(&j).then_some(j as u32)
+            }
+        }
+    }
+
+    fn show(&mut self, feature: u32) {
         self.save_label_now();
         self.selected = Some(feature);
         self.label_edit = self
