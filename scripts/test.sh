@@ -27,13 +27,22 @@ if [ ! -d "$shared/models" ]; then
 fi
 
 # Lints and formatting are part of the suite (rustup adds the components if they are missing).
+# A toolchain where they cannot be had says so loudly and goes on to the tests.
 if command -v rustup >/dev/null; then
   for c in clippy rustfmt; do
-    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" || true
   done
 fi
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check
+else
+  echo "WARNING: rustfmt is not available for this toolchain; formatting NOT checked" >&2
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --locked --all-targets -- -D warnings
+else
+  echo "WARNING: clippy is not available for this toolchain; lints NOT checked" >&2
+fi
 # The headless build (library + CLI, no windowing dependencies) keeps compiling.
 cargo check --locked --no-default-features --all-targets
 
