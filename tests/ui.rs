@@ -395,6 +395,29 @@ fn workspace_panel_lists_and_switches_saes() {
     h.get_by_label_contains(&want);
 }
 
+/// A damaged analysis file is an error on the page, not "not computed yet".
+#[test]
+fn a_corrupt_ood_file_is_reported_not_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    std::fs::write(ws.join("saes/topk-64-k4/ood/results.json"), "{ torn").unwrap();
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1100.0, 600.0))
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    h.state_mut().open_workspace(ws.clone());
+    h.run_steps(3);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert!(x.ood.is_none());
+    let err = x.error.clone().unwrap_or_default();
+    assert!(err.contains("results.json"), "{err}");
+    assert!(
+        x.index.is_some() && x.ontology.is_some(),
+        "the rest still loads"
+    );
+}
+
 /// A new user's flow with no terminal: fill the "new workspace" form, create (extract → train →
 /// index in the background, with progress), and land in the explorer with real features.
 #[test]

@@ -117,9 +117,17 @@ impl Explorer {
         let ws = Workspace::open(dir)?;
         let ds = ws.dataset()?;
         // No SAE yet is a state the page offers to fix; a broken one is an error shown on it.
-        let home = ws.sae_home(None).ok();
         let mut error = None;
         let mut shown = |e: crate::Error| error.get_or_insert(e.to_string()).clone();
+        // Several SAEs and none active is a choice to make (the SAE table's Use), not "none yet".
+        let home = match ws.sae_home(None) {
+            Ok(h) => Some(h),
+            Err(e) if !ws.sae_names().is_empty() => {
+                shown(e);
+                None
+            }
+            Err(_) => None,
+        };
         let sae = home
             .as_ref()
             .and_then(|h| workspace_sae(&ws, Some(h)).map_err(&mut shown).ok());
@@ -179,9 +187,23 @@ impl Explorer {
     /// (Re)reads the OOD results and ontology the workspace holds, if any.
     fn load_results(&mut self) {
         let Some(home) = &self.home else { return };
-        self.ood = crate::fsutil::read_json(&crate::analysis::ood::results_path(home)).ok();
-        self.ontology =
-            crate::fsutil::read_json(&crate::analysis::ontology::ontology_path(home)).ok();
+        // Absent files are "not computed yet"; unreadable ones are errors, shown.
+        fn read<T: serde::de::DeserializeOwned>(
+            path: &Path,
+            error: &mut Option<String>,
+        ) -> Option<T> {
+            if !path.exists() {
+                return None;
+            }
+            crate::fsutil::read_json(path)
+                .map_err(|e| *error = Some(e.to_string()))
+                .ok()
+        }
+        self.ood = read(&crate::analysis::ood::results_path(home), &mut self.error);
+        self.ontology = read(
+            &crate::analysis::ontology::ontology_path(home),
+            &mut self.error,
+        );
     }
 
     /// Opens a feature's page, remembering the page it came from for Back.
@@ -314,8 +336,12 @@ impl Explorer {
             self.jobs_reloaded = done;
             if self.index.is_none()
                 && let Some(h) = &self.home
+                && crate::analysis::index::index_dir(h).exists()
             {
-                self.index = load_index(h).ok();
+                match load_index(h) {
+                    Ok(i) => self.index = Some(i),
+                    Err(e) => self.error = Some(e.to_string()),
+                }
             }
             self.load_results();
         }
