@@ -548,6 +548,11 @@ fn image_top_file(shard: usize) -> String {
     format!("images-{shard:05}.safetensors")
 }
 
+/// True when the SAE whose folder is `home` has a finished feature index.
+pub fn is_complete(home: &Path) -> bool {
+    fsutil::read_json::<ProgressFile>(&index_dir(home).join(PROGRESS)).is_ok_and(|p| p.complete)
+}
+
 /// Loads the complete index of the SAE whose folder is `home`; errors tell how to build it.
 pub fn load_index(home: &Path) -> Result<FeatureIndex> {
     let dir = index_dir(home);

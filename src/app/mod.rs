@@ -53,7 +53,7 @@ pub struct OpenWorkspace {
     pub dir: PathBuf,
     pub summary: Vec<(String, String)>,
     /// The workspace's SAEs (`WS/saes/`), the active one marked.
-    pub saes: Vec<crate::sae::workflow::SaeSummary>,
+    pub saes: Vec<crate::ops::saes::SaeSummary>,
 }
 
 pub struct SaescopeApp {
@@ -130,7 +130,7 @@ impl SaescopeApp {
                     }
                 }
                 let saes = Workspace::open(&dir)
-                    .map(|ws| crate::sae::workflow::list_saes(&ws))
+                    .map(|ws| crate::ops::saes::list_saes(&ws))
                     .unwrap_or_default();
                 self.open = Some(OpenWorkspace { dir, summary, saes });
             }
@@ -364,7 +364,7 @@ impl SaescopeApp {
 }
 
 /// The workspace's SAEs side by side; returns the name whose "Use" button was clicked.
-fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::sae::workflow::SaeSummary]) -> Option<String> {
+fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::ops::saes::SaeSummary]) -> Option<String> {
     let mut chosen = None;
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".to_string(), f);
     egui::Grid::new("sae_table")

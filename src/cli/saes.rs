@@ -14,7 +14,7 @@ pub struct SaesArgs {
 pub fn run(a: SaesArgs) -> Result<()> {
     let SaesArgs { workspace, json } = a;
     let ws = saescope::store::Workspace::open(&workspace)?;
-    let list = saescope::sae::workflow::list_saes(&ws);
+    let list = saescope::ops::saes::list_saes(&ws);
     emit(json, &serde_json::json!({ "saes": list }), || {
         for s in &list {
             println!(

@@ -4,7 +4,7 @@
 use crate::backbone::{ModelSpec, TokenSelection, load_backbone};
 use crate::error::Result;
 use crate::job::Job;
-use crate::sae::workflow::{TrainOptions, import_sae, train, workspace_sae};
+use crate::sae::workflow::{TrainOptions, sae_home, train, workspace_sae};
 use crate::store::Workspace;
 use crate::store::extract::{ExtractOptions, extract};
 use crate::store::lock::lock_writer;
@@ -50,12 +50,12 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
         None => ws.sae_dir(&train(&ws, &r.train, job)?.name),
         Some(from) => {
             // Kept as a copy in the workspace (SAELens layout) so it is self-contained.
-            let name = from
+            let _lock = lock_writer(&ws.dir, "import SAE", None)?;
+            let home = sae_home(&ws, Some(from))?;
+            let name = home
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "imported".into());
-            let _lock = lock_writer(&ws.dir, "import SAE", None)?;
-            let home = import_sae(&ws, from, &name)?;
+                .unwrap_or_default();
             ws.set_active_sae(&name)?;
             home
         }

@@ -596,8 +596,8 @@ pub struct EvalReport {
 }
 
 /// The folder of the SAE that `--sae` names: an SAE of the workspace by name or by its folder,
-/// or (None) the active one. An SAE folder from elsewhere is imported first (copied into
-/// `saes/<its folder name>/`), because its analyses are written beside it.
+/// or (None) the active one. An SAE folder or file from elsewhere is imported first (copied into
+/// `saes/<its file name>/`), because its analyses are written beside it.
 pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
     match sae_arg {
         None => ws.sae_home(None),
@@ -607,8 +607,8 @@ pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
             {
                 return Ok(ws.sae_dir(name));
             }
-            if !p.is_dir() {
-                // Not a folder: report it as a name of this workspace (lists the SAEs there).
+            if !p.exists() {
+                // Neither a name nor a path: report it as a name (the error lists the SAEs).
                 return ws.sae_home(Some(&p.to_string_lossy()));
             }
             let inside = std::fs::canonicalize(p)
@@ -627,59 +627,12 @@ pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
     }
 }
 
-/// One SAE of a workspace, as `saescope saes` and the explorer list them.
-#[derive(Clone, Debug, Serialize)]
-pub struct SaeSummary {
-    pub name: String,
-    pub active: bool,
-    pub architecture: String,
-    pub d_sae: usize,
-    pub k: Option<f64>,
-    /// From its training run (absent for imported SAEs).
-    pub tokens: Option<u64>,
-    pub final_fve: Option<f64>,
-    pub final_l0: Option<f64>,
-    pub dead_fraction: Option<f64>,
-    pub cls_weight: Option<u32>,
-    /// Which analyses exist beside it.
-    pub index: bool,
-    pub labels: usize,
-    pub ontology: bool,
-    pub ood: bool,
-}
-
-/// Every finished SAE of the workspace, by name.
-pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
-    let active = ws.active_sae().ok();
-    ws.sae_names()
-        .into_iter()
-        .map(|name| {
-            let home = ws.sae_dir(&name);
-            let cfg: serde_json::Value =
-                crate::fsutil::read_json(&home.join("cfg.json")).unwrap_or_default();
-            let run: Option<FinishedRun> = crate::fsutil::read_json(&home.join(FINISHED_FILE)).ok();
-            let r = run.map(|f| f.report);
-            SaeSummary {
-                active: active.as_deref() == Some(name.as_str()),
-                architecture: cfg["architecture"].as_str().unwrap_or("?").to_string(),
-                d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
-                k: cfg["k"].as_f64(),
-                tokens: r.as_ref().map(|r| r.tokens),
-                final_fve: r.as_ref().map(|r| r.final_fve),
-                final_l0: r.as_ref().map(|r| r.final_l0),
-                dead_fraction: r.as_ref().map(|r| r.dead_fraction),
-                cls_weight: r.as_ref().map(|r| r.cls_weight),
-                index: crate::store::workspace::index_complete(&home),
-                labels: crate::fsutil::read_json::<serde_json::Value>(&home.join("labels.json"))
-                    .ok()
-                    .and_then(|v| v["labels"].as_object().map(|m| m.len()))
-                    .unwrap_or(0),
-                ontology: home.join("ontology.json").is_file(),
-                ood: home.join("ood").join("results.json").is_file(),
-                name,
-            }
-        })
-        .collect()
+/// The report of the finished training run that left the SAE in `home` (None for imported
+/// SAEs, or ones trained before `train.json` was written).
+pub fn finished_report(home: &Path) -> Option<TrainReport> {
+    crate::fsutil::read_json::<FinishedRun>(&home.join(FINISHED_FILE))
+        .ok()
+        .map(|f| f.report)
 }
 
 /// A one-component path that can be an SAE name.

@@ -22,13 +22,6 @@ const ACTIVE_FILE: &str = "active.json";
 const LEGACY_SAE_DIR: &str = "sae";
 const LEGACY_ANALYSES: [&str; 4] = ["index", "labels.json", "ontology.json", "ood"];
 
-/// True when the SAE whose folder is `home` has a finished feature index (its progress file says
-/// complete; read here, below the analysis layer, for listings).
-pub fn index_complete(home: &Path) -> bool {
-    fsutil::read_json::<serde_json::Value>(&home.join("index").join("progress.json"))
-        .is_ok_and(|v| v["complete"].as_bool() == Some(true))
-}
-
 #[derive(Serialize, Deserialize)]
 struct ActiveSae {
     name: String,

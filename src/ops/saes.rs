@@ -1,0 +1,55 @@
+//! A workspace's SAEs side by side, as `saescope saes` and the app's SAE table list them.
+
+use crate::analysis::{index, labels, ontology, ood};
+use crate::store::Workspace;
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SaeSummary {
+    pub name: String,
+    pub active: bool,
+    pub architecture: String,
+    pub d_sae: usize,
+    pub k: Option<f64>,
+    /// From its training run (absent for imported SAEs).
+    pub tokens: Option<u64>,
+    pub final_fve: Option<f64>,
+    pub final_l0: Option<f64>,
+    pub dead_fraction: Option<f64>,
+    pub cls_weight: Option<u32>,
+    /// Which analyses exist beside it.
+    pub index: bool,
+    pub labels: usize,
+    pub ontology: bool,
+    pub ood: bool,
+}
+
+/// Every finished SAE of the workspace, by name.
+pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
+    let active = ws.active_sae().ok();
+    ws.sae_names()
+        .into_iter()
+        .map(|name| {
+            let home = ws.sae_dir(&name);
+            let cfg: serde_json::Value =
+                crate::fsutil::read_json(&home.join("cfg.json")).unwrap_or_default();
+            let r = crate::sae::workflow::finished_report(&home);
+            SaeSummary {
+                active: active.as_deref() == Some(name.as_str()),
+                architecture: cfg["architecture"].as_str().unwrap_or("?").to_string(),
+                d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
+                k: cfg["k"].as_f64(),
+                tokens: r.as_ref().map(|r| r.tokens),
+                final_fve: r.as_ref().map(|r| r.final_fve),
+                final_l0: r.as_ref().map(|r| r.final_l0),
+                dead_fraction: r.as_ref().map(|r| r.dead_fraction),
+                cls_weight: r.as_ref().map(|r| r.cls_weight),
+                index: index::is_complete(&home),
+                labels: labels::Labels::load(&home).map_or(0, |l| l.labels.len()),
+                ontology: ontology::ontology_path(&home).is_file(),
+                ood: ood::results_path(&home).is_file(),
+                name,
+            }
+        })
+        .collect()
+}
