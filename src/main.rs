@@ -68,6 +68,9 @@ enum Command {
     Label(cli::label::LabelArgs),
     /// Heatmap of features over any image (in the dataset or not): JSON grid and a PNG overlay.
     Heatmap(cli::heatmap::HeatmapArgs),
+    /// Edit SAE features in the model's stream: one image's prediction before and after
+    /// (--image), or features' causal effects on a class over the workspace's images (--class).
+    Intervene(cli::intervene::InterveneArgs),
     /// Export features (JSON + CSV + PNGs) to share; see docs/FORMATS.md.
     Export(cli::export::ExportArgs),
     /// Import the labels of an export (features.json or its folder) into a workspace.
@@ -313,6 +316,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Tree(a)) => cli::tree::run(a),
         Some(Command::Label(a)) => cli::label::run(a),
         Some(Command::Heatmap(a)) => cli::heatmap::run(a),
+        Some(Command::Intervene(a)) => cli::intervene::run(a),
         Some(Command::Export(a)) => cli::export::run(a),
         Some(Command::ImportLabels(a)) => cli::import_labels::run(a),
         Some(Command::EvalSae(a)) => cli::eval_sae::run(a),

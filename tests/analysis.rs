@@ -324,7 +324,8 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     std::os::unix::fs::symlink(ws.join("activations"), legacy.join("activations")).unwrap();
     let old = legacy.join("sae");
     std::fs::create_dir_all(&old).unwrap();
-    for f in ["cfg.json", "sae_weights.safetensors"] {
+    // Legacy SAEs had a training log but no train.json.
+    for f in ["cfg.json", "sae_weights.safetensors", "metrics.jsonl"] {
         std::fs::copy(home.join(f), old.join(f)).unwrap();
     }
     std::fs::copy(home.join("labels.json"), legacy.join("labels.json")).unwrap();
@@ -337,6 +338,11 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     let list = run_json(&mut cmd(&["saes"], &legacy));
     assert_eq!(list["saes"][0]["name"], "topk-256-k8", "{list}");
     assert_eq!(list["saes"][0]["index"], true, "{list}");
+    // Its figures come from the training log's last line.
+    let log = std::fs::read_to_string(home.join("metrics.jsonl")).unwrap();
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(list["saes"][0]["final_fve"], last["fve"], "{list}");
+    assert_eq!(list["saes"][0]["tokens"], last["tokens"], "{list}");
     assert!(!legacy.join("sae").exists() && !legacy.join("labels.json").exists());
     assert!(
         !legacy.join(".labels.json.tmp-999999999").exists(),
@@ -348,6 +354,111 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     .unwrap();
     assert_eq!(moved, l1);
     run_json(cmd(&["export", "--no-png", "--out"], &legacy).arg(tmp.path().join("e3")));
+
+    // Interventions on a ship image: a clamp to 0 of a feature that is off on every token
+    // changes nothing, bit for bit (the rest of the model is run and compared); ablating its
+    // strongest feature moves the output.
+    let ship = std::fs::read_dir(test.join("ship"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let maps = run_json(cmd(&["heatmap", "--features", "0-255", "--image"], &ws).arg(&ship));
+    let peak = |m: &Value| {
+        m["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(std::iter::once(&m["cls"]))
+            .filter_map(Value::as_f64)
+            .fold(0.0f64, f64::max)
+    };
+    let maps = maps["heatmaps"].as_array().unwrap();
+    let off = maps.iter().find(|m| peak(m) == 0.0).unwrap()["feature"].clone();
+    let strongest = maps
+        .iter()
+        .max_by(|a, b| peak(a).total_cmp(&peak(b)))
+        .unwrap()["feature"]
+        .clone();
+    let iv = |features: &Value, extra: &[&str]| {
+        run_json(
+            cmd(&["intervene", "--image"], &ws)
+                .arg(&ship)
+                .arg("--features")
+                .arg(features.to_string())
+                .args(extra),
+        )
+    };
+    let same = iv(&off, &["--mode", "clamp", "--value", "0"]);
+    assert_eq!(same["codes_changed"], 0, "{same}");
+    assert_eq!(same["identical"], true, "{same}");
+    assert_eq!(same["pooled_cosine"], 1.0);
+    let moved = iv(&strongest, &[]);
+    assert!(moved["codes_changed"].as_u64().unwrap() > 0, "{moved}");
+    assert_eq!(moved["identical"], false);
+    let probs: f64 = moved["class_probs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["edited"].as_f64().unwrap())
+        .sum();
+    assert!((probs - 1.0).abs() < 1e-4, "{probs}");
+
+    // Causal effects of the top-lift ship features over the workspace's ship images, beside
+    // random features of matching frequency (never the measured ones), saved beside the SAE.
+    let fx = run_json(&mut cmd(
+        &[
+            "intervene",
+            "--class",
+            "ship",
+            "--top-lift",
+            "3",
+            "--random",
+            "4",
+            "--min-images",
+            "5",
+        ],
+        &ws,
+    ));
+    let effects = fx["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 3, "{fx}");
+    assert_eq!(fx["images"], 30);
+    let measured: Vec<u64> = effects
+        .iter()
+        .map(|e| e["feature"].as_u64().unwrap())
+        .collect();
+    for e in effects {
+        let random = e["random"].as_array().unwrap();
+        assert_eq!(random.len(), 4);
+        assert!(
+            random
+                .iter()
+                .all(|r| !measured.contains(&r["feature"].as_u64().unwrap()))
+        );
+        assert!(e["lift"].as_f64().unwrap() > 1.0, "{e}");
+    }
+    let saved: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(home.join("effects.json")).unwrap()).unwrap();
+    assert_eq!(saved.len(), 3);
+    // Re-measuring one feature replaces its entry instead of adding a second.
+    run_json(
+        cmd(
+            &[
+                "intervene",
+                "--class",
+                "ship",
+                "--random",
+                "2",
+                "--features",
+            ],
+            &ws,
+        )
+        .arg(measured[0].to_string()),
+    );
+    let saved: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(home.join("effects.json")).unwrap()).unwrap();
+    assert_eq!(saved.len(), 3);
 }
 
 /// WordNet ids of the chosen classes, in sorted class order.

@@ -212,10 +212,7 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run_steps(6);
     assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(first));
     h.get_by_label(&format!("Feature {first}"));
-    assert!(
-        h.query_by_label_contains("precision (top images)")
-            .is_some()
-    );
+    assert!(h.query_by_label_contains("lift").is_some());
     h.snapshot("explorer_feature_page");
 
     // Arrow keys step through the grid's order (the first card has no previous one); Back
@@ -329,6 +326,145 @@ fn explorer_browses_features_ood_and_ontology() {
     let x = h.state().explorer.as_ref().unwrap();
     assert_eq!(x.selected, Some(first));
     assert_eq!(x.tab, saescope::app::explorer::Tab::Feature);
+}
+
+/// Interventions in the image view (ablate from a top feature's +, a clamp to 0 that changes
+/// nothing, painted patches) and a causal effect measured from the feature page.
+#[test]
+fn image_view_intervenes_and_feature_page_measures_causal_effects() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
+    input.focus();
+    input.type_text(ws.to_str().unwrap());
+    h.run();
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    h.run_steps(6);
+    // Sort by class lift: the cards show each feature's best class and lift, most selective
+    // first; Reverse puts the least selective first.
+    h.get_by_role_and_label(Role::ComboBox, "Sort by").click();
+    h.run_steps(2);
+    h.get_by_label("Class lift").click();
+    h.run_steps(2);
+    let lifts = |h: &Harness<'static, SaescopeApp>| -> Vec<f64> {
+        let x = h.state().explorer.as_ref().unwrap();
+        let index = x.index.as_ref().unwrap();
+        x.order
+            .iter()
+            .map(|&f| index.best_lift(f as usize).unwrap().1)
+            .collect()
+    };
+    let l = lifts(&h);
+    assert!(l.windows(2).all(|w| w[0] >= w[1]), "{l:?}");
+    assert!(
+        h.query_by_label_contains(&format!("lift {:.1}x", l[0]))
+            .is_some()
+    );
+    h.get_by_label("Reverse").click();
+    h.run_steps(2);
+    let r = lifts(&h);
+    assert!(r.windows(2).all(|w| w[0] <= w[1]), "{r:?}");
+    h.get_by_label("Reverse").click();
+    h.run_steps(2);
+    let first = h.state().explorer.as_ref().unwrap().order[0];
+    h.get_by_label_contains(&format!("#{first}\n")).click();
+    h.run_steps(6);
+    h.get_by_label("top image 1").click();
+    h.run_steps(2);
+    wait_for(&mut h, |h| {
+        h.query_by_label("Top features of this image").is_some()
+    });
+    let view = |h: &Harness<'static, SaescopeApp>| {
+        h.state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .image_view
+            .as_ref()
+            .unwrap()
+            .intervene
+            .features
+            .clone()
+    };
+    // The image's strongest feature, ablated on every patch: the prediction table appears.
+    h.get_all_by_role_and_label(Role::Button, "+")
+        .next()
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    assert_eq!(view(&h).len(), 1);
+    wait_for(&mut h, |h| {
+        h.query_by_label_contains("Prediction:").is_some()
+            || h.query_by_label_contains("No code changed").is_some()
+    });
+    assert!(
+        h.query_by_label_contains("Where the output changed")
+            .is_some()
+            || h.query_by_label_contains("No code changed").is_some()
+    );
+    h.snapshot("explorer_intervene");
+
+    // Clamp to 0 a feature that is off everywhere on this image: nothing changes, bit for bit.
+    let off = {
+        let x = h.state().explorer.as_ref().unwrap();
+        let codes = x.image_view.as_ref().unwrap().codes().expect("encoded");
+        let d_sae = x.sae.as_ref().unwrap().d_sae as u32;
+        (0..d_sae)
+            .find(|&j| (0..codes.rows()).all(|r| codes.row(r).all(|(k, _)| k != j)))
+            .expect("with k=4 of 64 some feature is off on every token")
+    };
+    h.get_by_label_contains(" ×").click(); // the chip removes it
+    h.run_steps(2);
+    assert!(view(&h).is_empty());
+    let add = h.get_by_role_and_label(Role::TextInput, "Add feature");
+    add.focus();
+    add.type_text(&off.to_string());
+    h.run();
+    h.get_by_role_and_label(Role::Button, "Add").click();
+    h.run_steps(2);
+    assert_eq!(view(&h), vec![off]);
+    h.get_by_role_and_label(Role::RadioButton, "Clamp").click();
+    h.run_steps(2);
+    let settled = |h: &Harness<'static, SaescopeApp>| {
+        h.query_by_label_contains("running the model").is_none()
+            && (h.query_by_label_contains("No code changed").is_some()
+                || h.query_by_label_contains("Prediction:").is_some())
+    };
+    wait_for(&mut h, settled);
+    assert!(
+        h.query_by_label_contains("bit for bit").is_some(),
+        "a clamp to 0 of a feature that is off must change nothing"
+    );
+
+    // Painted patches: choosing them with nothing painted asks for paint instead of running.
+    h.get_by_role_and_label(Role::RadioButton, "Painted patches")
+        .click();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("Paint some patches").is_some());
+
+    // The feature page measures the first feature's causal effect on a class in the background.
+    h.get_by_role_and_label(Role::Button, "Feature").click();
+    h.run_steps(3);
+    h.get_by_role_and_label(Role::Button, "Measure causal effect")
+        .click_accesskit();
+    h.run_steps(2);
+    wait_for(&mut h, |h| {
+        !h.state().explorer.as_ref().unwrap().effects.is_empty()
+    });
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("random features of its frequency")
+            .is_some()
+    );
+    let saved = saescope::analysis::causal::load_effects(&ws.join("saes/topk-64-k4")).unwrap();
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].feature, first);
 }
 
 /// A workspace with two SAEs: the panel lists both side by side (figures from training, which
@@ -470,6 +606,24 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
         "{:?}",
         h.state().create.problem()
     );
+    // As the fields are typed, the form says what they hold (worked out in the background).
+    wait_for(&mut h, |h| {
+        h.query_by_label_contains("40 images, 2 classes (cat, ship)")
+            .is_some()
+            && h.query_by_label_contains("6 layers (0 to 5), width 128")
+                .is_some()
+    });
+    // A layer the model lacks is named before anything runs.
+    let layer = h.get_by_role_and_label(Role::SpinButton, "Layer");
+    layer.set_value_accesskit(9.0);
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("this model has layers 0 to 5")
+            .is_some()
+    );
+    h.get_by_role_and_label(Role::SpinButton, "Layer")
+        .set_value_accesskit(3.0);
+    h.run_steps(2);
     if relative.is_file() {
         h.snapshot("new_workspace_form");
     }
@@ -560,7 +714,15 @@ fn wait_for(
                 }
             }
         }
-        assert!(start.elapsed().as_secs() < 120, "timed out");
+        if start.elapsed().as_secs() >= 120 {
+            let jobs: Vec<String> = h.state().explorer.as_ref().map_or(Vec::new(), |x| {
+                x.jobs
+                    .iter()
+                    .map(|j| format!("{}: {:?}", j.title, j.state()))
+                    .collect()
+            });
+            panic!("timed out; jobs: {jobs:?}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(100));
         h.run_steps(1);
     }
@@ -773,7 +935,15 @@ fn wait_steer(
         if let Some(e) = &h.state().steer.error {
             panic!("steering error: {e}");
         }
-        assert!(start.elapsed().as_secs() < 120, "timed out");
+        if start.elapsed().as_secs() >= 120 {
+            let jobs: Vec<String> = h.state().explorer.as_ref().map_or(Vec::new(), |x| {
+                x.jobs
+                    .iter()
+                    .map(|j| format!("{}: {:?}", j.title, j.state()))
+                    .collect()
+            });
+            panic!("timed out; jobs: {jobs:?}");
+        }
         std::thread::sleep(std::time::Duration::from_millis(40));
         h.run_steps(1);
     }

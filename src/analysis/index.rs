@@ -148,6 +148,24 @@ impl FeatureIndex {
     pub fn mean_active(&self, j: usize) -> f64 {
         self.act_sum[j] / self.token_count[j].max(1) as f64
     }
+    /// How many times more often class `c` is among the images where feature `j` fires than
+    /// among all images: P(c | j fires) / P(c). 1 = no preference; 0 when it never fires.
+    pub fn lift(&self, j: usize, c: usize) -> f64 {
+        let (fired, size) = (self.image_count[j], self.class_sizes[c]);
+        if fired == 0 || size == 0 {
+            return 0.0;
+        }
+        let p_c_given_j = self.class_images[j * self.n_classes + c] as f64 / fired as f64;
+        p_c_given_j / (size as f64 / self.n_images.max(1) as f64)
+    }
+
+    /// The class with the highest lift for feature `j` and that lift (None without classes).
+    pub fn best_lift(&self, j: usize) -> Option<(usize, f64)> {
+        (0..self.n_classes)
+            .map(|c| (c, self.lift(j, c)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
     /// Features that never fired on the indexed data.
     pub fn dead(&self) -> usize {
         self.token_count.iter().filter(|&&c| c == 0).count()

@@ -1,9 +1,11 @@
 //! Analyses over models, activations and SAEs. Each is a library function with a CLI command.
 
+pub mod causal;
 pub mod classify;
 pub mod export;
 pub mod heatmap;
 pub mod index;
+pub mod intervene;
 pub mod labels;
 pub mod ontology;
 pub mod ood;

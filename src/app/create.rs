@@ -137,6 +137,8 @@ pub fn form_ui(
         }
     }
     let mut go = false;
+    // The model's layer count once the model field names one that loads.
+    let mut n_layers: Option<usize> = None;
     // Each field is labelled by its caption (screen readers and UI tests find it by name).
     let text_row = |ui: &mut egui::Ui,
                     caption: &str,
@@ -170,6 +172,17 @@ pub fn form_ui(
                 "Class sub-folders become class labels",
                 Some(("image folder", Pick::Folder)),
             );
+            // What the typed folder holds (a row only once something is typed).
+            if !req.images.trim().is_empty() {
+                ui.label("");
+                super::live_hint::live_hint(
+                    ui,
+                    "images",
+                    &req.images,
+                    super::live_hint::describe_folder,
+                );
+                ui.end_row();
+            }
             text_row(
                 ui,
                 "Model",
@@ -186,6 +199,19 @@ pub fn form_ui(
                 "heads, norm placement, mean/std (see docs/FORMATS.md)",
                 Some(("model config", Pick::File)),
             );
+            // The typed model's layers and width (a row only once something is typed).
+            if !req.model.trim().is_empty() {
+                ui.label("");
+                let model_key = format!("{}\0{}", req.model.trim(), req.model_config.trim());
+                let model = super::live_hint::live_hint(
+                    ui,
+                    "model",
+                    &model_key,
+                    super::live_hint::describe_model,
+                );
+                n_layers = model.and_then(|a| a.ok()).and_then(|a| a.1);
+                ui.end_row();
+            }
             let l = ui.label("DINOv2 positions");
             egui::ComboBox::from_id_salt("pos_interpolation")
                 .selected_text(match req.pos_interpolation {
@@ -212,9 +238,19 @@ pub fn form_ui(
                 );
             ui.end_row();
             let l = ui.label("Layer");
-            ui.add(egui::DragValue::new(&mut req.layer).range(0..=64))
-                .labelled_by(l.id)
-                .on_hover_text("Residual stream after this block (0-based)");
+            ui.horizontal(|ui| {
+                ui.add(egui::DragValue::new(&mut req.layer).range(0..=64))
+                    .labelled_by(l.id)
+                    .on_hover_text("Residual stream after this block (0-based)");
+                if let Some(n) = n_layers
+                    && req.layer >= n
+                {
+                    ui.colored_label(
+                        ui.visuals().error_fg_color,
+                        format!("this model has layers 0 to {}", n - 1),
+                    );
+                }
+            });
             ui.end_row();
             text_row(
                 ui,
@@ -253,7 +289,15 @@ pub fn form_ui(
                 ui.end_row();
             }
         });
-    let problem = req.problem();
+    let problem = req.problem().or_else(|| {
+        n_layers.filter(|&n| req.layer >= n).map(|n| {
+            format!(
+                "layer {} does not exist: the model has layers 0 to {}",
+                req.layer,
+                n - 1
+            )
+        })
+    });
     ui.horizontal(|ui| {
         let create = ui.add_enabled(
             problem.is_none() && !busy,

@@ -1,23 +1,37 @@
 //! The image view: one image (from the dataset or dropped on the window) with the heatmap of a
-//! chosen feature over it, the features active under the pointer, and the image's top features.
-//! Encoding runs on a background thread (the backbone is loaded once and kept).
+//! chosen feature over it, the features active under the pointer, the image's top features and
+//! the intervention panel. Encoding runs on a background thread (the backbone is loaded once and
+//! kept).
 
-use crate::analysis::heatmap::{Heatmap, encode_image, model_view, overlay};
+use super::intervene_panel::InterventionPanel;
+use crate::analysis::heatmap::{Heatmap, model_view, overlay};
+use crate::analysis::intervene::{Prepared, is_patch};
 use crate::backbone::{TokenGeometry, VisionTransformer, load_backbone};
-use crate::sae::{Sae, SparseCodes};
+use crate::sae::Sae;
 use crate::store::Workspace;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The workspace's backbone, loaded on first use and shared by later encodings.
 pub type SharedBackbone = Arc<OnceLock<std::result::Result<VisionTransformer, String>>>;
 
+/// Filled by the background thread: the prepared image, or why it could not be.
+type PreparedSlot = Arc<Mutex<Option<Result<Arc<Prepared>, String>>>>;
+
 pub struct ImageView {
     pub title: String,
     pub image: image::RgbImage,
-    /// Per token (all tokens of the sequence) once encoded.
-    codes: Arc<Mutex<Option<Result<SparseCodes, String>>>>,
+    /// The stream at the tapped layer, its codes (all tokens) and the unedited output, once run.
+    prepared: PreparedSlot,
     pub feature: Option<u32>,
     overlay: Option<(u32, egui::TextureHandle)>,
+    sae: Arc<Sae>,
+    backbone: SharedBackbone,
+    pub intervene: InterventionPanel,
+    /// The patch right-clicked last (its features fill the context menu).
+    menu_token: Option<usize>,
+    /// While a paint stroke lasts: whether it paints (true) or erases, and where it was last.
+    stroke_paints: Option<bool>,
+    last_paint: Option<egui::Pos2>,
 }
 
 impl ImageView {
@@ -31,20 +45,25 @@ impl ImageView {
         backbone: SharedBackbone,
         ctx: &egui::Context,
     ) -> ImageView {
-        let codes = Arc::new(Mutex::new(None));
-        let (slot, img, spec, layer, ctx) = (
-            codes.clone(),
+        let prepared = Arc::new(Mutex::new(None));
+        let sae = Arc::new(sae);
+        let (slot, img, spec, layer, ctx, s, b) = (
+            prepared.clone(),
             image.clone(),
             ws.config.model.clone(),
             ws.config.layer,
             ctx.clone(),
+            sae.clone(),
+            backbone.clone(),
         );
         std::thread::spawn(move || {
-            let b = backbone.get_or_init(|| {
+            let b = b.get_or_init(|| {
                 load_backbone(&spec, &candle_core::Device::Cpu).map_err(|e| e.to_string())
             });
             let r = match b {
-                Ok(b) => encode_image(b, &sae, layer, &img).map_err(|e| e.to_string()),
+                Ok(b) => Prepared::new(b, &s, layer, &img)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
             if let Ok(mut g) = slot.lock() {
@@ -58,9 +77,23 @@ impl ImageView {
             title,
             // Shown as the model saw it, so heatmap cells sit on the pixels each patch covered.
             image: model_view(&image, ws.config.preprocessor.as_ref(), input),
-            codes,
+            prepared,
             feature,
             overlay: None,
+            sae,
+            backbone,
+            intervene: InterventionPanel::default(),
+            menu_token: None,
+            stroke_paints: None,
+            last_paint: None,
+        }
+    }
+
+    /// The image's SAE codes (every token), once encoded.
+    pub fn codes(&self) -> Option<crate::sae::SparseCodes> {
+        match &*self.prepared.lock().ok()? {
+            Some(Ok(p)) => Some(p.codes.clone()),
+            _ => None,
         }
     }
 
@@ -78,8 +111,8 @@ impl ImageView {
         thumb_of: &mut dyn FnMut(u32) -> Option<egui::TextureHandle>,
     ) -> Option<u32> {
         ui.heading(&self.title);
-        let guard = self.codes.lock().ok()?;
-        let codes = match &*guard {
+        let guard = self.prepared.lock().ok()?;
+        let prepared = match &*guard {
             None => {
                 ui.horizontal(|ui| {
                     ui.add(egui::Spinner::new());
@@ -91,9 +124,10 @@ impl ImageView {
                 ui.colored_label(ui.visuals().error_fg_color, e);
                 return None;
             }
-            Some(Ok(c)) => c.clone(),
+            Some(Ok(p)) => p.clone(),
         };
         drop(guard);
+        let codes = &prepared.codes;
         let tokens: Vec<usize> = (0..codes.rows()).collect();
         // Image-level top features: max over tokens.
         let mut best: std::collections::BTreeMap<u32, f32> = Default::default();
@@ -151,6 +185,7 @@ impl ImageView {
             );
             self.overlay = Some((f, tex));
         }
+        let mut add = None;
         ui.horizontal_top(|ui| {
             let Some((_, tex)) = &self.overlay else {
                 return;
@@ -158,17 +193,79 @@ impl ImageView {
             let resp = ui.add(
                 egui::Image::new(tex)
                     .fit_to_exact_size(egui::vec2(320.0, 320.0))
-                    .sense(egui::Sense::hover()),
+                    .sense(egui::Sense::click_and_drag()),
             );
-            // Hover: which patch, and what fires there.
-            if let Some(p) = resp.hover_pos() {
-                let u = ((p - resp.rect.min) / resp.rect.size())
+            let rect = resp.rect;
+            // The sequence position of the patch under a screen point.
+            let token_at = |p: egui::Pos2| {
+                let u = ((p - rect.min) / rect.size())
                     .clamp(egui::vec2(0.0, 0.0), egui::vec2(0.999, 0.999));
                 let (col, row) = (
                     (u.x * geometry.grid_w as f32) as usize,
                     (u.y * geometry.grid_h as f32) as usize,
                 );
-                let token = geometry.prefix_tokens() + row * geometry.grid_w + col;
+                (
+                    row,
+                    col,
+                    geometry.prefix_tokens() + row * geometry.grid_w + col,
+                )
+            };
+            // Painting patches for the intervention (Shift erases): from where the button went
+            // down, along the whole path the pointer took since the last frame.
+            let held = resp.is_pointer_button_down_on() || resp.clicked();
+            if self.intervene.painted_only
+                && held
+                && let Some(p) = ui.input(|i| i.pointer.interact_pos())
+            {
+                let erase = ui.input(|i| i.modifiers.shift);
+                let paints = *self.stroke_paints.get_or_insert(!erase);
+                let from = self
+                    .last_paint
+                    .or_else(|| ui.input(|i| i.pointer.press_origin()))
+                    .unwrap_or(p);
+                let cell = rect.width() / geometry.grid_w.max(1) as f32;
+                let steps = ((p - from).length() / (cell / 3.0)).ceil().max(1.0) as usize;
+                for s in 0..=steps {
+                    let (_, _, t) = token_at(from + (p - from) * (s as f32 / steps as f32));
+                    if is_patch(geometry, t) {
+                        if paints {
+                            self.intervene.painted.insert(t);
+                        } else {
+                            self.intervene.painted.remove(&t);
+                        }
+                    }
+                }
+                self.last_paint = Some(p);
+            }
+            if !held {
+                self.stroke_paints = None;
+                self.last_paint = None;
+            }
+            if self.intervene.painted_only {
+                let (cw, ch) = (
+                    rect.width() / geometry.grid_w as f32,
+                    rect.height() / geometry.grid_h as f32,
+                );
+                for &t in &self.intervene.painted {
+                    let i = t - geometry.prefix_tokens();
+                    let (row, col) = (i / geometry.grid_w, i % geometry.grid_w);
+                    let min = rect.min + egui::vec2(col as f32 * cw, row as f32 * ch);
+                    ui.painter().rect_stroke(
+                        egui::Rect::from_min_size(min, egui::vec2(cw, ch)),
+                        0.0,
+                        egui::Stroke::new(2.0, egui::Color32::WHITE),
+                        egui::StrokeKind::Inside,
+                    );
+                }
+            }
+            if resp.secondary_clicked()
+                && let Some(p) = resp.interact_pointer_pos()
+            {
+                self.menu_token = Some(token_at(p).2);
+            }
+            // Hover: which patch, and what fires there.
+            let resp = if let Some(p) = resp.hover_pos() {
+                let (row, col, token) = token_at(p);
                 if token < codes.rows() {
                     let mut here: Vec<(u32, f32)> = codes.row(token).collect();
                     here.sort_by(|a, b| b.1.total_cmp(&a.1));
@@ -178,9 +275,45 @@ impl ImageView {
                         .map(|&(j, v)| format!("#{j} {} {v:.2}", label_of(j)))
                         .collect::<Vec<_>>()
                         .join("\n");
-                    resp.on_hover_text(format!("patch ({row}, {col})\n{text}"));
+                    resp.on_hover_text(format!(
+                        "patch ({row}, {col})\n{text}\n(right-click to intervene on these)"
+                    ))
+                } else {
+                    resp
                 }
-            }
+            } else {
+                resp
+            };
+            let menu_token = self.menu_token;
+            resp.context_menu(|ui| {
+                let Some(t) = menu_token.filter(|&t| t < codes.rows()) else {
+                    ui.label("no patch here");
+                    return;
+                };
+                let mut here: Vec<(u32, f32)> = codes.row(t).collect();
+                here.sort_by(|a, b| b.1.total_cmp(&a.1));
+                let i = t.saturating_sub(geometry.prefix_tokens());
+                ui.label(
+                    egui::RichText::new(format!(
+                        "patch ({}, {})",
+                        i / geometry.grid_w.max(1),
+                        i % geometry.grid_w.max(1)
+                    ))
+                    .weak(),
+                );
+                if here.is_empty() {
+                    ui.label("no feature fires on this patch");
+                }
+                for (j, v) in here.into_iter().take(12) {
+                    if ui
+                        .button(format!("Intervene on #{j} {} ({v:.2})", label_of(j)))
+                        .clicked()
+                    {
+                        add = Some(j);
+                        ui.close();
+                    }
+                }
+            });
             ui.vertical(|ui| {
                 ui.label(egui::RichText::new("Top features of this image").strong());
                 for &(j, v) in top.iter().take(12) {
@@ -194,12 +327,45 @@ impl ImageView {
                         None => egui::Button::new(text),
                     }
                     .selected(selected);
-                    if ui.add(button).on_hover_text("Show its heatmap").clicked() {
-                        self.feature = Some(j);
-                    }
+                    ui.horizontal(|ui| {
+                        if ui
+                            .small_button("+")
+                            .on_hover_text(format!("Intervene on #{j}"))
+                            .clicked()
+                        {
+                            add = Some(j);
+                        }
+                        if ui.add(button).on_hover_text("Show its heatmap").clicked() {
+                            self.feature = Some(j);
+                        }
+                    });
                 }
             });
+            // The intervention panel in a third column, so its result shows beside the image.
+            ui.vertical(|ui| {
+                ui.set_max_width(560.0);
+                if let Some(j) = add.take() {
+                    self.intervene.add(j);
+                }
+                let ctx = ui.ctx().clone();
+                self.intervene
+                    .update(&prepared, &self.sae, &self.backbone, &ctx);
+                let d_sae = self.sae.d_sae;
+                let on_image: Vec<u32> = top.iter().map(|t| t.0).collect();
+                self.intervene.ui(
+                    ui,
+                    &self.image,
+                    geometry,
+                    d_sae,
+                    self.feature,
+                    &on_image,
+                    label_of,
+                );
+            });
         });
+        if let Some(j) = add {
+            self.intervene.add(j);
+        }
         open
     }
 }

@@ -6,7 +6,9 @@ pub mod create;
 pub mod dialogs;
 pub mod explorer;
 pub mod image_view;
+pub mod intervene_panel;
 pub mod jobs;
+pub mod live_hint;
 pub mod steer_view;
 pub mod thumbs;
 

@@ -12,6 +12,7 @@ pub mod heatmap;
 pub mod import_labels;
 pub mod index;
 pub mod info;
+pub mod intervene;
 pub mod label;
 pub mod ood;
 pub mod probe;

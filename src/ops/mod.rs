@@ -6,6 +6,7 @@
 
 pub mod analyse;
 pub mod create;
+pub mod intervene;
 pub mod saes;
 pub mod share;
 

@@ -34,15 +34,25 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
             let cfg: serde_json::Value =
                 crate::fsutil::read_json(&home.join("cfg.json")).unwrap_or_default();
             let r = crate::sae::workflow::finished_report(&home);
+            // Without a report (SAEs trained before train.json existed), the training log's
+            // last line has the same figures.
+            let last = r.is_none().then(|| last_metrics(&home)).flatten();
+            let from_log = |k: &str| last.as_ref().and_then(|m| m[k].as_f64());
             SaeSummary {
                 active: active.as_deref() == Some(name.as_str()),
                 architecture: cfg["architecture"].as_str().unwrap_or("?").to_string(),
                 d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
                 k: cfg["k"].as_f64(),
-                tokens: r.as_ref().map(|r| r.tokens),
-                final_fve: r.as_ref().map(|r| r.final_fve),
-                final_l0: r.as_ref().map(|r| r.final_l0),
-                dead_fraction: r.as_ref().map(|r| r.dead_fraction),
+                tokens: r
+                    .as_ref()
+                    .map(|r| r.tokens)
+                    .or(from_log("tokens").map(|t| t as u64)),
+                final_fve: r.as_ref().map(|r| r.final_fve).or(from_log("fve")),
+                final_l0: r.as_ref().map(|r| r.final_l0).or(from_log("l0")),
+                dead_fraction: r
+                    .as_ref()
+                    .map(|r| r.dead_fraction)
+                    .or(from_log("dead_fraction")),
                 cls_weight: r.as_ref().map(|r| r.cls_weight),
                 index: index::is_complete(&home),
                 labels: labels::Labels::load(&home).map_or(0, |l| l.labels.len()),
@@ -52,4 +62,11 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
             }
         })
         .collect()
+}
+
+/// The last entry of an SAE's training log (`metrics.jsonl`), if it has one.
+fn last_metrics(home: &std::path::Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(home.join("metrics.jsonl")).ok()?;
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    serde_json::from_str(line).ok()
 }

@@ -1,6 +1,12 @@
 //! The feature page: top images with heatmaps, statistics, histogram, class figures, label.
 
 use super::*;
+use crate::analysis::causal::EffectOptions;
+use crate::ops::intervene::EffectRequest;
+
+/// A feature firing on at least this share of tokens is flagged as dense (SAE evaluations
+/// commonly call features above 10% token frequency dense).
+const DENSE_TOKEN_FREQUENCY: f64 = 0.10;
 
 impl Explorer {
     pub(super) fn feature_ui(&mut self, ui: &mut egui::Ui) {
@@ -33,16 +39,29 @@ impl Explorer {
             })
             .filter(|p| p.1 > 0.0)
             .collect();
-        let classes: Vec<(String, f64, f64)> = {
-            let mut v: Vec<_> = class_scores(index, &self.ds, j)
-                .into_iter()
-                .map(|(c, p, r)| (self.ds.classes[c].clone(), p, r))
+        // Per class: lift over the base rate, share of the class's images it fires on, and
+        // its mean (per-image max) activation there; highest lift first.
+        let nc = index.n_classes;
+        let classes: Vec<(String, f64, f64, f64)> = {
+            let mut v: Vec<_> = (0..nc.min(self.ds.classes.len()))
+                .filter(|&c| index.class_sizes[c] > 0)
+                .map(|c| {
+                    let fired = index.class_images[j * nc + c];
+                    (
+                        self.ds.classes[c].clone(),
+                        index.lift(j, c),
+                        fired as f64 / index.class_sizes[c] as f64,
+                        index.class_act[j * nc + c] / fired.max(1) as f64,
+                    )
+                })
                 .collect();
             v.sort_by(|a, b| b.1.total_cmp(&a.1));
-            v.truncate(5);
+            v.truncate(6);
             v
         };
-        let n_top = index.top[j].len().min(16);
+        let n_top = index.top[j].len();
+        let token_freq = index.token_frequency(j);
+        let zero_images = 1.0 - index.image_frequency(j);
         // Left/right arrows step through the grid's order (when no text field has the keyboard).
         if !ui.ctx().egui_wants_keyboard_input() {
             let (left, right) = ui.input(|i| {
@@ -128,40 +147,72 @@ impl Explorer {
                             ui.end_row();
                         }
                     });
-                ui.label(egui::RichText::new("Top images (heatmap of this feature)").strong());
+                if token_freq >= DENSE_TOKEN_FREQUENCY {
+                    ui.colored_label(
+                        ui.visuals().warn_fg_color,
+                        format!(
+                            "Dense feature: fires on {:.1}% of tokens (at least {:.0}%). Dense features \
+                             rarely stand for one concept; read its images with care.",
+                            token_freq * 100.0,
+                            DENSE_TOKEN_FREQUENCY * 100.0
+                        ),
+                    );
+                }
+                ui.label(
+                    egui::RichText::new(format!(
+                        "Top images ({n_top} stored; heatmap of this feature; activation and class under each)"
+                    ))
+                    .strong(),
+                );
                 let mut open_image: Option<u32> = None;
                 let ctx = ui.ctx().clone();
-                ui.horizontal_wrapped(|ui| {
+                // A grid as wide as the page: every stored image reachable by scrolling down.
+                let cols = ((ui.available_width() / 114.0).floor() as usize).max(1);
+                egui::Grid::new(("top_images", f)).show(ui, |ui| {
                     for rank in 0..n_top {
+                        if rank > 0 && rank % cols == 0 {
+                            ui.end_row();
+                        }
                         let tex = self.thumb(&ctx, f, ThumbKind::Overlay(rank as u16));
                         let e = &self.index.as_ref().map(|i| i.top[j][rank].clone());
                         let Some(e) = e else { continue };
                         let name = self.ds.images[e.image as usize].path.clone();
-                        match tex {
-                            Some(t) => {
-                                let img = egui::Image::new(&t)
-                                    .fit_to_exact_size(egui::vec2(96.0, 96.0))
-                                    .alt_text(format!("top image {}", rank + 1));
-                                if ui
-                                    .add(egui::Button::image(img))
-                                    .on_hover_text(format!(
-                                        "{name}: activation {:.3} (click to open)",
-                                        e.value
-                                    ))
-                                    .clicked()
-                                {
-                                    open_image = Some(e.image);
+                        let class = self.ds.images[e.image as usize]
+                            .class
+                            .and_then(|c| self.ds.classes.get(c as usize).cloned())
+                            .unwrap_or_default();
+                        ui.vertical(|ui| {
+                            ui.set_width(96.0);
+                            match tex {
+                                Some(t) => {
+                                    let img = egui::Image::new(&t)
+                                        .fit_to_exact_size(egui::vec2(88.0, 88.0))
+                                        .alt_text(format!("top image {}", rank + 1));
+                                    if ui
+                                        .add(egui::Button::image(img))
+                                        .on_hover_text(format!(
+                                            "{name}: activation {:.3} (click to open)",
+                                            e.value
+                                        ))
+                                        .clicked()
+                                    {
+                                        open_image = Some(e.image);
+                                    }
+                                }
+                                None => {
+                                    ui.add_sized([96.0, 96.0], egui::Spinner::new());
                                 }
                             }
-                            None => {
-                                ui.add_sized([96.0, 96.0], egui::Spinner::new());
-                            }
-                        }
+                            ui.label(
+                                egui::RichText::new(format!("{:.2} {class}", e.value)).small(),
+                            );
+                        });
                     }
                 });
                 if let Some(i) = open_image {
                     match self.ds.load(i as usize) {
                         Ok(img) => {
+                            self.image_pick = i as usize;
                             let title = self.ds.images[i as usize].path.clone();
                             self.open_image(ui.ctx(), title, img, Some(f));
                         }
@@ -169,7 +220,13 @@ impl Explorer {
                     }
                 }
                 ui.label(egui::RichText::new("Activation histogram (log10 activation)").strong());
-                egui_plot::Plot::new("hist")
+                ui.label(format!(
+                    "Zero on {:.1}% of images and {:.2}% of tokens; the bars count the tokens where it fires.",
+                    zero_images * 100.0,
+                    (1.0 - token_freq) * 100.0
+                ));
+                // One plot per feature, so each opens fitted to its own bars.
+                egui_plot::Plot::new(("hist", f))
                     .height(140.0)
                     .allow_scroll(false)
                     .show(ui, |p| {
@@ -181,20 +238,25 @@ impl Explorer {
                     });
                 ui.label(egui::RichText::new("Classes it fires on").strong());
                 egui::Grid::new("classes")
-                    .num_columns(3)
+                    .num_columns(4)
                     .striped(true)
                     .show(ui, |ui| {
-                        ui.label("class");
-                        ui.label("precision (top images)");
-                        ui.label("recall (class images)");
+                        ui.label("class").on_hover_text("highest lift first");
+                        ui.label("lift").on_hover_text(
+                            "P(class | fires) / P(class): how much more often the class is among the images it fires on than among all",
+                        );
+                        ui.label("fires on (class images)");
+                        ui.label("mean max activation there");
                         ui.end_row();
-                        for (c, p, r) in &classes {
+                        for (c, lift, share, act) in &classes {
                             ui.label(c);
-                            ui.label(format!("{p:.2}"));
-                            ui.label(format!("{r:.3}"));
+                            ui.label(format!("{lift:.2}×"));
+                            ui.label(format!("{:.1}%", share * 100.0));
+                            ui.label(format!("{act:.3}"));
                             ui.end_row();
                         }
                     });
+                self.effect_ui(ui, f);
                 ui.label(egui::RichText::new("Nearest features (decoder cosine)").strong());
                 let near = self.nearest(f);
                 let mut go = None;
@@ -250,5 +312,78 @@ impl Explorer {
         v.truncate(8);
         self.nearest = Some((f, v.clone()));
         v
+    }
+
+    /// The causal effects measured for `f` (ablated on every token of a class's images, beside
+    /// random features of matching frequency) and a button to measure one.
+    fn effect_ui(&mut self, ui: &mut egui::Ui, f: u32) {
+        ui.label(egui::RichText::new("Causal effect (ablation)").strong())
+            .on_hover_text(
+                "Ablate this feature on every token of each image of a class and measure how the \
+             class's probability moves, beside random features of about the same frequency",
+            );
+        let mine: Vec<_> = self
+            .effects
+            .iter()
+            .filter(|e| e.feature == f)
+            .cloned()
+            .collect();
+        for e in &mine {
+            ui.label(format!(
+                "on {} ({} images): ΔP {:+.4} (Δ logit {:+.3}); random features of its frequency: {:+.4} ± {:.4}; stronger than {:.0}% of them",
+                e.class,
+                e.images,
+                e.ablated.mean_dprob,
+                e.ablated.mean_dlogit,
+                e.random_mean_dprob,
+                e.random_std_dprob,
+                e.beats_random * 100.0
+            ));
+        }
+        if self.ds.classes.is_empty() {
+            ui.label(
+                egui::RichText::new("The images have no class folders to measure against.").weak(),
+            );
+            return;
+        }
+        let busy = self
+            .jobs
+            .iter()
+            .any(|j| j.title == "Causal effect" && j.state() == JobState::Running);
+        ui.horizontal(|ui| {
+            let c = self.effect_class.min(self.ds.classes.len() - 1);
+            let l = ui.label("Measure on class");
+            egui::ComboBox::from_id_salt("effect_class")
+                .selected_text(self.ds.classes[c].clone())
+                .show_ui(ui, |ui| {
+                    for (i, name) in self.ds.classes.iter().enumerate() {
+                        ui.selectable_value(&mut self.effect_class, i, name);
+                    }
+                })
+                .response
+                .labelled_by(l.id);
+            if ui
+                .add_enabled(!busy, egui::Button::new("Measure causal effect"))
+                .on_hover_text("Runs the model from the tapped layer on the class's images (the workspace's stored activations are reused)")
+                .clicked()
+            {
+                let r = EffectRequest {
+                    workspace: self.ws.dir.clone(),
+                    sae: self.home.clone(),
+                    class: self.ds.classes[c].clone(),
+                    features: vec![f],
+                    top_lift: 0,
+                    min_images: 0,
+                    options: EffectOptions::default(),
+                };
+                self.jobs.push(BackgroundJob::spawn("Causal effect", ui.ctx(), move |job| {
+                    let rep = crate::ops::intervene::effects(&r, job)?;
+                    Ok(format!(
+                        "feature {f} on {}: ΔP {:+.4}, random {:+.4}",
+                        rep.class, rep.mean_dprob, rep.random_mean_dprob
+                    ))
+                }));
+            }
+        });
     }
 }

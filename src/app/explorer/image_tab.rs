@@ -96,9 +96,16 @@ impl Explorer {
             return;
         };
         let ctx = ui.ctx().clone();
-        let picked = v.ui(ui, &geometry, &label_of, &mut |f| {
-            self.thumb(&ctx, f, ThumbKind::Crop)
-        });
+        // The view and its intervention panel are taller than a laptop window.
+        let picked = egui::ScrollArea::vertical()
+            .id_salt("image_scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                v.ui(ui, &geometry, &label_of, &mut |f| {
+                    self.thumb(&ctx, f, ThumbKind::Crop)
+                })
+            })
+            .inner;
         self.image_view = Some(v);
         if let Some(f) = picked {
             self.select(f);

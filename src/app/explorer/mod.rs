@@ -12,7 +12,7 @@ use super::image_view::{ImageView, SharedBackbone};
 use super::jobs::{BackgroundJob, JobState};
 use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
 use crate::analysis::index::{FeatureIndex, HIST_BINS, IndexOptions, hist_edge, load_index};
-use crate::analysis::labels::{Labels, class_scores};
+use crate::analysis::labels::Labels;
 use crate::analysis::ontology::Ontology;
 use crate::analysis::ood::OodResults;
 use crate::analysis::tree::Dendrogram;
@@ -36,6 +36,8 @@ pub enum Tab {
 pub enum SortBy {
     Frequency,
     MaxActivation,
+    /// The highest class lift (how class-selective a feature is).
+    ClassLift,
     Label,
     Id,
 }
@@ -46,6 +48,7 @@ impl SortBy {
         match self {
             SortBy::Frequency => "Frequency",
             SortBy::MaxActivation => "Max activation",
+            SortBy::ClassLift => "Class lift",
             SortBy::Label => "Label",
             SortBy::Id => "Id",
         }
@@ -72,7 +75,9 @@ pub struct Explorer {
     /// Features shown in the grid, in order (recomputed when sort/search/labels change).
     pub order: Vec<u32>,
     /// What `order` was computed for; None when labels changed since.
-    order_key: Option<(SortBy, String)>,
+    order_key: Option<(SortBy, bool, String)>,
+    /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
+    pub reverse: bool,
     pub label_edit: String,
     label_changed: Option<Instant>,
     nearest: Option<(u32, Vec<(u32, f32)>)>,
@@ -96,6 +101,9 @@ pub struct Explorer {
     pub tree_taxonomy: String,
     pub tree_class_ids: String,
     pub tree_search: String,
+    /// Causal effects measured for this SAE's features, and the feature page's class choice.
+    pub effects: Vec<crate::analysis::causal::FeatureEffect>,
+    pub effect_class: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +167,7 @@ impl Explorer {
             search: String::new(),
             order: Vec::new(),
             order_key: None,
+            reverse: false,
             label_edit: String::new(),
             label_changed: None,
             nearest: None,
@@ -179,6 +188,8 @@ impl Explorer {
             tree_taxonomy: String::new(),
             tree_class_ids: String::new(),
             tree_search: String::new(),
+            effects: Vec::new(),
+            effect_class: 0,
         };
         x.load_results();
         Ok(x)
@@ -204,6 +215,11 @@ impl Explorer {
             &crate::analysis::ontology::ontology_path(home),
             &mut self.error,
         );
+        self.effects = read(
+            &crate::analysis::causal::effects_path(home),
+            &mut self.error,
+        )
+        .unwrap_or_default();
     }
 
     /// Opens a feature's page, remembering the page it came from for Back.
@@ -248,6 +264,14 @@ impl Explorer {
     fn show(&mut self, feature: u32) {
         self.save_label_now();
         self.selected = Some(feature);
+        // The causal-effect form starts on the class this feature is most selective for.
+        if let Some((c, _)) = self
+            .index
+            .as_ref()
+            .and_then(|i| i.best_lift(feature as usize))
+        {
+            self.effect_class = c;
+        }
         self.label_edit = self
             .labels
             .labels
@@ -285,7 +309,7 @@ impl Explorer {
             self.order.clear();
             return;
         };
-        let key = (self.sort, self.search.clone());
+        let key = (self.sort, self.reverse, self.search.clone());
         if self.order_key.as_ref() == Some(&key) {
             return;
         }
@@ -307,10 +331,23 @@ impl Explorer {
                     .total_cmp(&index.max_act[a as usize])
                     .then(a.cmp(&b))
             }),
+            SortBy::ClassLift => {
+                let lift: Vec<f64> = (0..index.d_sae)
+                    .map(|j| index.best_lift(j).map_or(0.0, |b| b.1))
+                    .collect();
+                v.sort_by(|&a, &b| {
+                    lift[b as usize]
+                        .total_cmp(&lift[a as usize])
+                        .then(a.cmp(&b))
+                })
+            }
             SortBy::Label => {
                 v.sort_by_key(|&j| (label(j).is_none(), label(j).unwrap_or_default(), j))
             }
             SortBy::Id => {}
+        }
+        if self.reverse {
+            v.reverse();
         }
         self.order = v;
         self.order_key = Some(key);
@@ -479,6 +516,7 @@ impl Explorer {
                     for s in [
                         SortBy::Frequency,
                         SortBy::MaxActivation,
+                        SortBy::ClassLift,
                         SortBy::Label,
                         SortBy::Id,
                     ] {
@@ -487,6 +525,8 @@ impl Explorer {
                 })
                 .response
                 .labelled_by(sort_label.id);
+            ui.checkbox(&mut self.reverse, "Reverse")
+                .on_hover_text("Lowest first (Z to A for labels)");
         });
         self.refresh_order();
         ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
@@ -536,6 +576,21 @@ impl Explorer {
         // The card shows the value the grid is sorted by (frequency for label and id order).
         let value = match (self.sort, &self.index) {
             (SortBy::MaxActivation, Some(i)) => format!("max {:.3}", i.max_act[f as usize]),
+            // "lift 4.1x ship", cut to the card's width (the page has the full figures).
+            (SortBy::ClassLift, Some(i)) => match i.best_lift(f as usize) {
+                Some((c, l)) => {
+                    let v = format!(
+                        "lift {l:.1}x {}",
+                        self.ds.classes.get(c).map_or("", String::as_str)
+                    );
+                    let mut short: String = v.chars().take(15).collect();
+                    if v.chars().count() > 15 {
+                        short.push_str("..");
+                    }
+                    short
+                }
+                None => "no classes".into(),
+            },
             _ => format!("{:.3}%", freq * 100.0),
         };
         let text = format!("#{f}\n{short}\n{value}");
@@ -547,7 +602,16 @@ impl Explorer {
             None => egui::Button::new(text),
         };
         ui.add_sized(CARD, button)
-            .on_hover_text(format!("Feature {f}: open its page"))
+            .on_hover_text(format!(
+                "Feature {f}: open its page\n{}\n{}",
+                label.as_deref().unwrap_or("(no label)"),
+                match self.sort {
+                    SortBy::MaxActivation => "its largest activation on the indexed images",
+                    SortBy::ClassLift =>
+                        "its most selective class and lift: how much more often that class is among the images it fires on",
+                    _ => "the share of tokens it fires on",
+                }
+            ))
             .clicked()
     }
 

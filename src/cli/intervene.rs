@@ -1,0 +1,178 @@
+//! `saescope intervene`: edit SAE features in the model's stream and see what the model does.
+//! With --image: one image, its prediction before and after and where the output changed.
+//! With --class: each feature's causal effect on that class over the workspace's images
+//! (ablated on every token, beside random features of matching frequency), saved beside the SAE.
+
+use super::*;
+use saescope::analysis::intervene::{EditMode, FeatureEdit, Intervention, TokenScope};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    /// Set the features to 0.
+    Ablate,
+    /// Set them to --value (also where they were inactive).
+    Clamp,
+    /// Multiply them by --value.
+    Scale,
+}
+
+#[derive(Args)]
+pub struct InterveneArgs {
+    #[command(flatten)]
+    target: SaeArgs,
+    /// One image to edit (any file). Either this or --class.
+    #[arg(long, conflicts_with_all = ["class", "top_lift"])]
+    image: Option<PathBuf>,
+    /// Measure the features' causal effects on this class (a class folder of the workspace).
+    #[arg(long)]
+    class: Option<String>,
+    /// Feature ids, e.g. 3,10-12.
+    #[arg(long)]
+    features: Option<String>,
+    /// With --class: also the N features with the highest lift for the class.
+    #[arg(long, default_value_t = 0)]
+    top_lift: usize,
+    /// With --top-lift: pass over features firing on fewer images (their lifts rest on a few).
+    #[arg(long, default_value_t = 20)]
+    min_images: u64,
+    /// With --class: random features of matching frequency per feature.
+    #[arg(long, default_value_t = 10)]
+    random: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "ablate")]
+    mode: Mode,
+    /// The clamp value or the scale factor.
+    #[arg(long)]
+    value: Option<f32>,
+    /// Tokens edited (--image): `all`, `patches`, or sequence positions like 1,5-9.
+    #[arg(long, default_value = "all")]
+    tokens: String,
+    /// Classes listed before and after (--image).
+    #[arg(long, default_value_t = 5)]
+    top: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: InterveneArgs) -> Result<()> {
+    let features = match &a.features {
+        Some(s) => saescope::analysis::export::parse_ids(s)?,
+        None => Vec::new(),
+    };
+    match (&a.image, &a.class) {
+        (Some(image), None) => one_image(&a, image, features),
+        (None, Some(class)) => effects(&a, class, features),
+        _ => anyhow::bail!(
+            "say what to intervene on: --image FILE (one image) or --class NAME (causal effects over the workspace's images of that class)"
+        ),
+    }
+}
+
+fn one_image(a: &InterveneArgs, image: &std::path::Path, features: Vec<u32>) -> Result<()> {
+    if features.is_empty() {
+        anyhow::bail!("name the features to edit: --features 3,10-12");
+    }
+    let mode = match (a.mode, a.value) {
+        (Mode::Ablate, None) => EditMode::Ablate,
+        (Mode::Ablate, Some(_)) => anyhow::bail!("--mode ablate takes no --value"),
+        (Mode::Clamp, Some(v)) => EditMode::Clamp(v),
+        (Mode::Scale, Some(v)) => EditMode::Scale(v),
+        (_, None) => anyhow::bail!("--mode clamp and --mode scale need --value"),
+    };
+    let scope = match a.tokens.trim() {
+        "all" => TokenScope::All,
+        "patches" => TokenScope::Patches,
+        list => TokenScope::Tokens(
+            saescope::analysis::export::parse_ids(list)
+                .map_err(|e| anyhow::anyhow!("--tokens: {e} (or use `all` / `patches`)"))?
+                .into_iter()
+                .map(|t| t as usize)
+                .collect(),
+        ),
+    };
+    let r = saescope::ops::intervene::ImageRequest {
+        workspace: a.target.workspace.clone(),
+        sae: a.target.sae.clone(),
+        image: image.to_path_buf(),
+        intervention: Intervention {
+            edits: features
+                .iter()
+                .map(|&feature| FeatureEdit { feature, mode })
+                .collect(),
+            scope,
+        },
+        top_k: a.top,
+    };
+    let out = saescope::ops::intervene::image(&r)?;
+    emit(a.json, &out, || {
+        println!(
+            "{} codes changed on {} tokens at layer {}{}",
+            out.codes_changed,
+            out.tokens_edited,
+            out.layer,
+            if out.identical {
+                " — the output is unchanged, bit for bit"
+            } else {
+                ""
+            }
+        );
+        for (o, e) in out.original.iter().zip(&out.edited) {
+            println!(
+                "  {:>16} {:.4}   →   {:>16} {:.4}",
+                o.class, o.prob, e.class, e.prob
+            );
+        }
+        println!("  pooled output cosine {:.6}", out.pooled_cosine);
+    })
+}
+
+fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>) -> Result<()> {
+    if a.value.is_some() || !matches!(a.mode, Mode::Ablate) {
+        anyhow::bail!("--class measures ablations only: drop --mode/--value");
+    }
+    let r = saescope::ops::intervene::EffectRequest {
+        workspace: a.target.workspace.clone(),
+        sae: a.target.sae.clone(),
+        class: class.to_string(),
+        features,
+        top_lift: a.top_lift,
+        min_images: a.min_images,
+        options: saescope::analysis::causal::EffectOptions {
+            random: a.random,
+            seed: a.seed,
+            batch: a.batch,
+        },
+    };
+    let (job, bar) = progress_job("effects");
+    let report = saescope::ops::intervene::effects(&r, &job)?;
+    bar.finish_and_clear();
+    emit(a.json, &report, || {
+        println!(
+            "causal effects on `{}` over {} images (ablated on every token; Δ = edited − original)",
+            report.class, report.images
+        );
+        println!("  feature   lift   ΔP(class)   random ΔP (mean ± sd)   beats random");
+        for e in &report.effects {
+            println!(
+                "  {:>7} {:>6.2} {:>11.5}   {:>9.5} ± {:<9.5}   {:>5.0}%",
+                e.feature,
+                e.lift,
+                e.ablated.mean_dprob,
+                e.random_mean_dprob,
+                e.random_std_dprob,
+                100.0 * e.beats_random
+            );
+        }
+        println!(
+            "  mean ΔP {:.5} vs random {:.5}; {} of {} features beyond their random mean; saved to {}",
+            report.mean_dprob,
+            report.random_mean_dprob,
+            report.features_beyond_random,
+            report.effects.len(),
+            report.saved_to.display()
+        );
+    })
+}
