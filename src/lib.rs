@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod app;
 pub mod backbone;
 pub mod bench;
+pub mod device;
 pub mod error;
 pub mod fsutil;
 pub mod job;

@@ -220,9 +220,17 @@ fn main() {
             use clap::error::ErrorKind;
             let usage = !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
             if json && usage {
+                // The message up to the usage line, on one line (a missing argument's name is on
+                // the line after "not provided:").
                 let msg = e.render().to_string();
-                let first = msg.lines().next().unwrap_or("invalid arguments");
-                let first = first.strip_prefix("error: ").unwrap_or(first);
+                let first = msg
+                    .lines()
+                    .take_while(|l| !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let first = first.strip_prefix("error: ").unwrap_or(&first);
                 println!(
                     "{}",
                     serde_json::json!({ "error": format!("{first} (see --help)") })

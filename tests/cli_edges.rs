@@ -318,6 +318,7 @@ fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
         ),
         (s(&["use-sae", "--workspace", &ws, "topk-32-k4"]), vec![]),
         (s(&["saes", "--workspace", &ws]), vec![]),
+        (s(&["info", "--devices"]), vec![]),
         (
             s(&[
                 "bench",

@@ -1,17 +1,60 @@
-//! `saescope info`: Describe a model: layers, width, token geometry, preprocessing.
+//! `saescope info`: Describe a model (layers, width, token geometry, preprocessing), or with
+//! --devices the compute devices this build and machine offer.
 
 use super::*;
 
 #[derive(Args)]
 pub struct InfoArgs {
-    #[command(flatten)]
-    model: ModelArgs,
+    /// Hugging Face id (org/name), a folder with config.json + *.safetensors, or a PyTorch .pth ViT.
+    #[arg(long, required_unless_present = "devices")]
+    model: Option<String>,
+    /// JSON config for a .pth ViT (heads, mean/std, class names); default: <checkpoint>.json beside it.
+    #[arg(long)]
+    model_config: Option<PathBuf>,
+    /// DINOv2 position interpolation to non-native grids (`transformers` or `original`).
+    #[arg(long, value_enum)]
+    pos_interpolation: Option<backbone::PosInterpolation>,
+    /// List the compute devices (cpu, cuda, metal), which can be used, and why not.
+    #[arg(long)]
+    devices: bool,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(a: InfoArgs) -> Result<()> {
-    let InfoArgs { model, json } = a;
+    let InfoArgs {
+        model,
+        model_config,
+        pos_interpolation,
+        devices,
+        json,
+    } = a;
+    if devices {
+        let (_, auto) = saescope::device::resolve(saescope::device::DeviceChoice::Auto)?;
+        let value = serde_json::json!({
+            "devices": saescope::device::devices(),
+            "auto": auto,
+        });
+        return emit(json, &value, || {
+            for d in saescope::device::devices() {
+                let state = if d.available {
+                    "available"
+                } else {
+                    "not available"
+                };
+                println!("{:<8} {state}: {}", d.device, d.detail);
+            }
+            println!("--device auto would use {auto}");
+        });
+    }
+    let Some(model) = model else {
+        anyhow::bail!("name a model (--model ID|FOLDER|FILE.pth) or ask for --devices");
+    };
+    let model = ModelArgs {
+        model,
+        model_config,
+        pos_interpolation,
+    };
     let (_, b) = model.load()?;
     let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
     emit_pretty(json, &value)

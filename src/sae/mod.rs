@@ -4,6 +4,7 @@
 //! subtraction only when `apply_b_dec_to_input` (saev's encoder does not subtract it).
 
 pub mod checkpoint;
+pub mod device;
 pub mod formats;
 pub mod train;
 pub mod workflow;
