@@ -286,6 +286,21 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run_steps(3);
     assert!(h.query_by_label("sae_mahalanobis").is_some());
     h.snapshot("explorer_ood");
+    // Method names explain themselves, and a most-unusual image opens in the image view with
+    // the heatmap of the feature that contributed most to its score.
+    h.run_steps(6); // thumbnails: a few per frame
+    let unusual = h.query_all_by_label_contains("unusual image ").count();
+    assert_eq!(unusual, 8, "8 thumbnails of the most unusual MNIST images");
+    h.get_all_by_label_contains("unusual image ")
+        .next()
+        .unwrap()
+        .click_accesskit();
+    h.run_steps(2);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.tab, saescope::app::explorer::Tab::Image);
+    assert!(x.image_view.as_ref().unwrap().feature.is_some());
+    h.get_by_role_and_label(Role::Button, "OOD").click();
+    h.run_steps(2);
 
     // Export the labelled features from the Export view (a background job).
     h.get_by_role_and_label(Role::Button, "Export").click();
@@ -401,12 +416,14 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     assert_eq!(view(&h).len(), 1);
     wait_for(&mut h, |h| {
         h.query_by_label_contains("Prediction:").is_some()
-            || h.query_by_label_contains("No code changed").is_some()
+            || h.query_by_label_contains("No feature activation changed")
+                .is_some()
     });
     assert!(
         h.query_by_label_contains("Where the output changed")
             .is_some()
-            || h.query_by_label_contains("No code changed").is_some()
+            || h.query_by_label_contains("No feature activation changed")
+                .is_some()
     );
     h.snapshot("explorer_intervene");
 
@@ -433,7 +450,9 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     h.run_steps(2);
     let settled = |h: &Harness<'static, SaescopeApp>| {
         h.query_by_label_contains("running the model").is_none()
-            && (h.query_by_label_contains("No code changed").is_some()
+            && (h
+                .query_by_label_contains("No feature activation changed")
+                .is_some()
                 || h.query_by_label_contains("Prediction:").is_some())
     };
     wait_for(&mut h, settled);

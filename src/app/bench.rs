@@ -16,6 +16,13 @@ pub struct GridBench {
     pub max_ms: f64,
     /// Frames measured after thumbnails of the visible rows were made (the steady state).
     pub warm_frames: usize,
+    /// Opening feature pages: from the click to the frame in which every top image is drawn
+    /// (thumbnails made from the index, within the per-frame budget), over `pages_opened` pages.
+    pub pages_opened: usize,
+    pub page_open_median_ms: f64,
+    pub page_open_max_ms: f64,
+    /// Frames the page took to fill.
+    pub page_open_frames_max: usize,
 }
 
 pub fn bench_grid(ws: &Path, items: usize, frames: usize) -> crate::Result<GridBench> {
@@ -70,6 +77,33 @@ pub fn bench_grid(ws: &Path, items: usize, frames: usize) -> crate::Result<GridB
             },
         ]));
     }
+    // Feature pages, as a click on a card opens them: the whole explorer is drawn each frame
+    // until the page's top images are all there.
+    let d_sae = x.index.as_ref().map_or(0, |i| i.d_sae);
+    let pages: Vec<u32> = (0..d_sae as u32)
+        .step_by((d_sae / 20).max(1))
+        .take(20)
+        .collect();
+    let mut open_ms = Vec::new();
+    let mut open_frames = 0;
+    for &f in &pages {
+        x.select(f);
+        let t = Instant::now();
+        let mut n = 0;
+        while n < 50 {
+            n += 1;
+            let out = ctx.run_ui(input(vec![hover.clone()]), |ui| {
+                egui::CentralPanel::default().show(ui, |ui| x.ui(ui));
+            });
+            std::hint::black_box(ctx.tessellate(out.shapes, out.pixels_per_point).len());
+            if x.feature_page_ready(f) {
+                break;
+            }
+        }
+        open_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        open_frames = open_frames.max(n);
+    }
+    open_ms.sort_by(f64::total_cmp);
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() - 1) as f64 * p).round() as usize];
     Ok(GridBench {
@@ -80,5 +114,9 @@ pub fn bench_grid(ws: &Path, items: usize, frames: usize) -> crate::Result<GridB
         p95_ms: pct(0.95),
         max_ms: *times.last().unwrap_or(&0.0),
         warm_frames: 20,
+        pages_opened: open_ms.len(),
+        page_open_median_ms: open_ms.get(open_ms.len() / 2).copied().unwrap_or(0.0),
+        page_open_max_ms: open_ms.last().copied().unwrap_or(0.0),
+        page_open_frames_max: open_frames,
     })
 }

@@ -311,7 +311,7 @@ impl InterventionPanel {
     ) {
         if out.identical {
             ui.label(format!(
-                "No code changed ({} features off on the chosen patches): the output is the original, bit for bit.",
+                "No feature activation changed ({} features off on the chosen patches, or set to what they were): the output is the original, bit for bit.",
                 out.edits.len()
             ));
             return;
@@ -354,7 +354,7 @@ impl InterventionPanel {
                     ui.label("This model has no classifier head: the pooled output is compared.");
                 }
                 ui.label(format!(
-                    "{} codes changed on {} patches · pooled output cosine {:.5}",
+                    "{} feature activations changed on {} patches · pooled output cosine {:.5}",
                     out.codes_changed, out.tokens_edited, out.pooled_cosine
                 ));
             });
@@ -369,7 +369,8 @@ impl InterventionPanel {
                         [img.width() as usize, img.height() as usize],
                         img.as_raw(),
                     ),
-                    egui::TextureOptions::LINEAR,
+                    // Crisp patch cells, like the image beside it.
+                    egui::TextureOptions::NEAREST,
                 );
                 self.effect_tex = Some((ran.clone(), tex));
             }

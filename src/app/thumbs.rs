@@ -46,6 +46,11 @@ pub struct ThumbSource<'a> {
 }
 
 impl Thumbs {
+    /// Whether a thumbnail has been made (or found impossible) already.
+    pub fn is_ready(&self, feature: u32, kind: ThumbKind) -> bool {
+        self.cache.contains_key(&(feature, kind))
+    }
+
     pub fn begin_frame(&mut self) {
         self.budget = self.per_frame;
     }

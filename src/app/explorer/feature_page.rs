@@ -330,14 +330,17 @@ impl Explorer {
             .collect();
         for e in &mine {
             ui.label(format!(
-                "on {} ({} images): ΔP {:+.4} (Δ logit {:+.3}); random features of its frequency: {:+.4} ± {:.4}; stronger than {:.0}% of them",
+                "on {} ({} images, {} where it fires): ΔP {:+.4} (Δ logit {:+.3}); random features of its frequency: {:+.4} ± {:.4}; it lowers P({}) more than {} of {} of them",
                 e.class,
                 e.images,
+                e.ablated.images_changed,
                 e.ablated.mean_dprob,
                 e.ablated.mean_dlogit,
                 e.random_mean_dprob,
                 e.random_std_dprob,
-                e.beats_random * 100.0
+                e.class,
+                (e.beats_random * e.random.len() as f64).round() as usize,
+                e.random.len()
             ));
         }
         if self.ds.classes.is_empty() {
@@ -354,6 +357,7 @@ impl Explorer {
             let c = self.effect_class.min(self.ds.classes.len() - 1);
             let l = ui.label("Measure on class");
             egui::ComboBox::from_id_salt("effect_class")
+                .height(320.0)
                 .selected_text(self.ds.classes[c].clone())
                 .show_ui(ui, |ui| {
                     for (i, name) in self.ds.classes.iter().enumerate() {

@@ -104,6 +104,10 @@ pub struct Explorer {
     /// Causal effects measured for this SAE's features, and the feature page's class choice.
     pub effects: Vec<crate::analysis::causal::FeatureEffect>,
     pub effect_class: usize,
+    /// Thumbnails of the OOD page's most unusual images (None: unreadable).
+    ood_thumbs: std::collections::HashMap<std::path::PathBuf, Option<egui::TextureHandle>>,
+    /// Made this frame (a few per frame, so the page never stalls).
+    ood_thumbs_made: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +194,8 @@ impl Explorer {
             tree_search: String::new(),
             effects: Vec::new(),
             effect_class: 0,
+            ood_thumbs: Default::default(),
+            ood_thumbs_made: 0,
         };
         x.load_results();
         Ok(x)
@@ -355,6 +361,7 @@ impl Explorer {
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.thumbs.begin_frame();
+        self.ood_thumbs_made = 0;
         if self
             .label_changed
             .is_some_and(|t| t.elapsed() >= AUTOSAVE_AFTER)
@@ -499,6 +506,37 @@ impl Explorer {
             preprocessor: ws.config.preprocessor.as_ref(),
         };
         thumbs.get(ctx, &src, f, kind)
+    }
+
+    /// Whether the feature page of `f` is fully drawn: every top image's thumbnail made.
+    pub fn feature_page_ready(&self, f: u32) -> bool {
+        let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
+        (0..n).all(|r| self.thumbs.is_ready(f, ThumbKind::Overlay(r as u16)))
+    }
+
+    /// A 64-px thumbnail of an image file, made once (a few per frame).
+    fn ood_thumb(&mut self, ctx: &egui::Context, file: &Path) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.ood_thumbs.get(file) {
+            return t.clone();
+        }
+        self.ood_thumbs_made += 1;
+        if self.ood_thumbs_made > 6 {
+            ctx.request_repaint();
+            return None;
+        }
+        let tex = crate::store::dataset::load_rgb(file).ok().map(|img| {
+            let small = image::imageops::thumbnail(&img, 64, 64);
+            ctx.load_texture(
+                format!("ood-thumb-{}", file.display()),
+                egui::ColorImage::from_rgb(
+                    [small.width() as usize, small.height() as usize],
+                    small.as_raw(),
+                ),
+                egui::TextureOptions::NEAREST,
+            )
+        });
+        self.ood_thumbs.insert(file.to_path_buf(), tex.clone());
+        tex
     }
 
     fn grid_ui(&mut self, ui: &mut egui::Ui) {

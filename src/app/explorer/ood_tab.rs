@@ -89,7 +89,7 @@ impl Explorer {
                 }
                 ui.end_row();
                 for m in &r.results {
-                    ui.label(&m.method);
+                    ui.label(&m.method).on_hover_text(method_help(&m.method));
                     ui.label(&m.ood_set);
                     ui.label(format!("{:.4}", m.auroc));
                     ui.label(format!("{:.4}", m.fpr95));
@@ -97,25 +97,56 @@ impl Explorer {
                 }
             });
         ui.label(egui::RichText::new("ROC curves").strong());
-        egui_plot::Plot::new("roc")
-            .height(240.0)
-            .width(520.0)
-            .default_x_bounds(0.0, 1.0)
-            .default_y_bounds(0.0, 1.0)
-            .x_axis_label("false positive rate")
-            .y_axis_label("true positive rate")
-            .allow_scroll(false)
-            // Below the diagonal, where ROC curves of any useful score never go.
-            .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
-            .show(ui, |p| {
-                for m in &r.results {
-                    let pts: Vec<[f64; 2]> = m.roc.iter().map(|&(x, y)| [x, y]).collect();
-                    p.line(egui_plot::Line::new(
-                        format!("{} · {}", m.method, m.ood_set),
-                        egui_plot::PlotPoints::from(pts),
-                    ));
+        // The legend sits beside the plot, never over the curves.
+        let color = |i: usize| {
+            const TAB10: [(u8, u8, u8); 10] = [
+                (31, 119, 180),
+                (255, 127, 14),
+                (44, 160, 44),
+                (214, 39, 40),
+                (148, 103, 189),
+                (140, 86, 75),
+                (227, 119, 194),
+                (127, 127, 127),
+                (188, 189, 34),
+                (23, 190, 207),
+            ];
+            let (r, g, b) = TAB10[i % TAB10.len()];
+            egui::Color32::from_rgb(r, g, b)
+        };
+        ui.horizontal_top(|ui| {
+            egui_plot::Plot::new("roc")
+                .height(240.0)
+                .width(380.0)
+                .default_x_bounds(0.0, 1.0)
+                .default_y_bounds(0.0, 1.0)
+                .x_axis_label("false positive rate")
+                .y_axis_label("true positive rate")
+                .allow_scroll(false)
+                .show(ui, |p| {
+                    for (i, m) in r.results.iter().enumerate() {
+                        let pts: Vec<[f64; 2]> = m.roc.iter().map(|&(x, y)| [x, y]).collect();
+                        p.line(
+                            egui_plot::Line::new(
+                                format!("{} · {}", m.method, m.ood_set),
+                                egui_plot::PlotPoints::from(pts),
+                            )
+                            .color(color(i)),
+                        );
+                    }
+                });
+            ui.vertical(|ui| {
+                for (i, m) in r.results.iter().enumerate() {
+                    ui.horizontal(|ui| {
+                        let (rect, _) =
+                            ui.allocate_exact_size(egui::vec2(14.0, 4.0), egui::Sense::hover());
+                        ui.painter().rect_filled(rect, 1.0, color(i));
+                        ui.label(format!("{} · {} ({:.3})", m.method, m.ood_set, m.auroc))
+                            .on_hover_text(method_help(&m.method));
+                    });
                 }
             });
+        });
         // The most unusual images of each OOD set by SAE Mahalanobis, with their features.
         let mi = crate::analysis::ood::sae_method_index("sae_mahalanobis").unwrap_or(2);
         ui.label(
@@ -147,35 +178,114 @@ impl Explorer {
                 }
             });
         let mut go = None;
-        for s in r.sets.iter().filter(|s| !s.in_distribution) {
-            ui.label(egui::RichText::new(format!("Most unusual in {}", s.name)).strong());
-            let mut imgs: Vec<_> = s.images.iter().collect();
-            imgs.sort_by(|a, b| {
-                b.scores[mi]
-                    .unwrap_or(f64::MIN)
-                    .total_cmp(&a.scores[mi].unwrap_or(f64::MIN))
-            });
-            for i in imgs.into_iter().take(8) {
-                ui.horizontal(|ui| {
-                    ui.label(format!(
-                        "{}  score {:.1}",
-                        i.path,
-                        i.scores[mi].unwrap_or(f64::NAN)
-                    ));
-                    for &(fid, c) in &i.contributions[mi] {
-                        if ui
-                            .small_button(format!("#{fid}"))
-                            .on_hover_text(format!("contribution {c:.1}: open feature {fid}"))
-                            .clicked()
-                        {
-                            go = Some(fid);
-                        }
-                    }
+        let mut open: Option<(std::path::PathBuf, Option<u32>)> = None;
+        let sets: Vec<_> = r
+            .sets
+            .iter()
+            .filter(|s| !s.in_distribution)
+            .map(|s| {
+                let mut imgs: Vec<_> = s.images.iter().collect();
+                imgs.sort_by(|a, b| {
+                    b.scores[mi]
+                        .unwrap_or(f64::MIN)
+                        .total_cmp(&a.scores[mi].unwrap_or(f64::MIN))
                 });
+                let top: Vec<_> = imgs
+                    .into_iter()
+                    .take(8)
+                    .map(|i| {
+                        (
+                            s.dir.join(&i.path),
+                            i.path.clone(),
+                            i.scores[mi].unwrap_or(f64::NAN),
+                            i.contributions[mi].clone(),
+                        )
+                    })
+                    .collect();
+                (s.name.clone(), top)
+            })
+            .collect();
+        for (name, top) in sets {
+            ui.label(egui::RichText::new(format!("Most unusual in {name}")).strong())
+                .on_hover_text(
+                    "By SAE Mahalanobis; click an image to open it with the heatmap of the \
+                     feature that contributed most",
+                );
+            ui.horizontal_wrapped(|ui| {
+                for (file, path, score, contributions) in top {
+                    ui.vertical(|ui| {
+                        let tip = format!(
+                            "{path}\nscore {score:.1}\ncontributions: {}",
+                            contributions
+                                .iter()
+                                .map(|(f, c)| format!("#{f} {c:.1}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                        let clicked = match self.ood_thumb(ui.ctx(), &file) {
+                            Some(t) => ui
+                                .add(egui::Button::image(
+                                    egui::Image::new(&t)
+                                        .fit_to_exact_size(egui::vec2(64.0, 64.0))
+                                        .alt_text(format!("unusual image {path}")),
+                                ))
+                                .on_hover_text(&tip)
+                                .clicked(),
+                            None => ui.button(&path).on_hover_text(&tip).clicked(),
+                        };
+                        if clicked {
+                            open = Some((file.clone(), contributions.first().map(|c| c.0)));
+                        }
+                        ui.horizontal(|ui| {
+                            for &(fid, c) in contributions.iter().take(3) {
+                                if ui
+                                    .small_button(format!("#{fid}"))
+                                    .on_hover_text(format!(
+                                        "contribution {c:.1}: open feature {fid}"
+                                    ))
+                                    .clicked()
+                                {
+                                    go = Some(fid);
+                                }
+                            }
+                        });
+                    });
+                }
+            });
+        }
+        if let Some((file, feature)) = open {
+            match super::ImageView::load_file(&file) {
+                Ok(img) => self.open_image(ui.ctx(), file.display().to_string(), img, feature),
+                Err(e) => self.error = Some(e),
             }
         }
         if let Some(g) = go {
             self.select(g);
         }
+    }
+}
+
+/// What each OOD method scores, for its tooltip.
+fn method_help(method: &str) -> &'static str {
+    match method {
+        "sae_reconstruction" => {
+            "Share of the image's activations the SAE cannot reconstruct: unfamiliar inputs are explained worse"
+        }
+        "sae_rarity" => {
+            "Activation-weighted surprise of the features the image fires, by how rarely each fired on the fit images"
+        }
+        "sae_mahalanobis" => {
+            "Mahalanobis distance of the image's mean SAE code from the fit images' (covariance ridge chosen on held-out fit images)"
+        }
+        "sae_cls_mahalanobis" => {
+            "Mahalanobis distance of the CLS token's SAE code: the SAE counterpart of the raw CLS baseline"
+        }
+        "msp" => {
+            "Baseline: one minus the classifier's top softmax probability (models with a head)"
+        }
+        "raw_cls_mahalanobis" => {
+            "Baseline: Mahalanobis distance of the raw CLS activation at the tapped layer (token mean without CLS)"
+        }
+        _ => "",
     }
 }
