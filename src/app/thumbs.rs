@@ -51,6 +51,42 @@ impl Thumbs {
         self.cache.contains_key(&(feature, kind))
     }
 
+    /// Makes the missing thumbnails among `kinds` of `feature` at once, in parallel (within this
+    /// frame's budget): a feature page's top images arrive together instead of one by one.
+    pub fn prefetch(
+        &mut self,
+        ctx: &egui::Context,
+        src: &ThumbSource,
+        feature: u32,
+        kinds: &[ThumbKind],
+    ) {
+        use rayon::prelude::*;
+        let missing: Vec<ThumbKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.cache.contains_key(&(feature, *k)))
+            .collect();
+        let todo = &missing[..missing.len().min(self.budget)];
+        if todo.len() < missing.len() {
+            ctx.request_repaint();
+        }
+        self.budget -= todo.len();
+        let made: Vec<(ThumbKind, Option<image::RgbImage>)> = todo
+            .par_iter()
+            .map(|&k| (k, make(src, feature, k)))
+            .collect();
+        for (kind, img) in made {
+            let tex = img.map(|img| {
+                ctx.load_texture(
+                    format!("thumb-{feature}-{kind:?}"),
+                    to_color_image(&img),
+                    egui::TextureOptions::NEAREST,
+                )
+            });
+            self.cache.insert((feature, kind), tex);
+        }
+    }
+
     pub fn begin_frame(&mut self) {
         self.budget = self.per_frame;
     }

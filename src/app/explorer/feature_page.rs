@@ -166,6 +166,7 @@ impl Explorer {
                 );
                 let mut open_image: Option<u32> = None;
                 let ctx = ui.ctx().clone();
+                self.prefetch_page(&ctx, f);
                 // A grid as wide as the page: every stored image reachable by scrolling down.
                 let cols = ((ui.available_width() / 114.0).floor() as usize).max(1);
                 egui::Grid::new(("top_images", f)).show(ui, |ui| {

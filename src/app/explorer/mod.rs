@@ -508,6 +508,31 @@ impl Explorer {
         thumbs.get(ctx, &src, f, kind)
     }
 
+    /// Makes the top-image thumbnails of `f`'s page together (in parallel, within the frame's
+    /// budget).
+    fn prefetch_page(&mut self, ctx: &egui::Context, f: u32) {
+        let Explorer {
+            index,
+            ds,
+            ws,
+            token_indices,
+            thumbs,
+            ..
+        } = self;
+        let Some(index) = index.as_ref() else { return };
+        let kinds: Vec<ThumbKind> = (0..index.top[f as usize].len())
+            .map(|r| ThumbKind::Overlay(r as u16))
+            .collect();
+        let src = ThumbSource {
+            index,
+            ds,
+            geometry: &ws.config.backbone.geometry,
+            token_indices,
+            preprocessor: ws.config.preprocessor.as_ref(),
+        };
+        thumbs.prefetch(ctx, &src, f, &kinds);
+    }
+
     /// Whether the feature page of `f` is fully drawn: every top image's thumbnail made.
     pub fn feature_page_ready(&self, f: u32) -> bool {
         let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
