@@ -165,6 +165,24 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     let f0 = &exported["features"][0];
     assert!(f0["top_examples"][0]["patch_box"].is_array() || f0["top_examples"][0]["token"] == 0);
     assert!(out.join(f0["png"].as_str().unwrap()).is_file());
+    // Each PNG says which feature it shows and its label, in its text chunks.
+    let reader = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(out.join(f0["png"].as_str().unwrap())).unwrap(),
+    ))
+    .read_info()
+    .unwrap();
+    let text: std::collections::HashMap<String, String> = reader
+        .info()
+        .utf8_text
+        .iter()
+        .map(|c| (c.keyword.clone(), c.get_text().unwrap()))
+        .collect();
+    assert_eq!(text["saescope:feature"], f0["id"].to_string());
+    assert_eq!(
+        text["saescope:label"],
+        f0["label"]["text"].as_str().unwrap()
+    );
+    assert!(text["Title"].starts_with(&format!("saescope feature {}: ", f0["id"])));
     std::fs::rename(
         home.join("labels.json"),
         tmp.path().join("labels.orig.json"),

@@ -195,7 +195,11 @@ pub fn export(
                 }
                 let cols = crops.len().max(1);
                 crops.extend(overlays);
-                fsutil::write_atomic(&out.join(&rel), &png_bytes(&grid(&crops, cols, 2))?)?;
+                let label = labels.labels.get(&j).map(|l| l.text.as_str());
+                fsutil::write_atomic(
+                    &out.join(&rel),
+                    &png_bytes(&grid(&crops, cols, 2), j, label)?,
+                )?;
                 Some(rel)
             } else {
                 None
@@ -236,11 +240,30 @@ pub fn export(
     })
 }
 
-fn png_bytes(img: &image::RgbImage) -> Result<Vec<u8>> {
-    let mut buf = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut buf, image::ImageFormat::Png)
-        .map_err(|e| Error::Invalid(format!("cannot encode PNG: {e}")))?;
-    Ok(buf.into_inner())
+/// The PNG of a feature's tiles, carrying its id and label in text chunks (`Title`,
+/// `saescope:feature`, `saescope:label`; UTF-8 iTXt) so a shared file still says what it shows.
+fn png_bytes(img: &image::RgbImage, feature: u32, label: Option<&str>) -> Result<Vec<u8>> {
+    let err = |e: png::EncodingError| Error::Invalid(format!("cannot encode PNG: {e}"));
+    let mut buf = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut buf, img.width(), img.height());
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let title = match label {
+            Some(l) => format!("saescope feature {feature}: {l}"),
+            None => format!("saescope feature {feature}"),
+        };
+        enc.add_itxt_chunk("Title".into(), title).map_err(err)?;
+        enc.add_itxt_chunk("saescope:feature".into(), feature.to_string())
+            .map_err(err)?;
+        if let Some(l) = label {
+            enc.add_itxt_chunk("saescope:label".into(), l.to_string())
+                .map_err(err)?;
+        }
+        let mut w = enc.write_header().map_err(err)?;
+        w.write_image_data(img.as_raw()).map_err(err)?;
+    }
+    Ok(buf)
 }
 
 fn csv_field(s: &str) -> String {
