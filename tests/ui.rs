@@ -484,6 +484,26 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     let saved = saescope::analysis::causal::load_effects(&ws.join("saes/topk-64-k4")).unwrap();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].feature, first);
+
+    // Typed inputs are remembered: an OOD folder typed, the workspace closed and reopened.
+    h.get_by_role_and_label(Role::Button, "OOD").click();
+    h.run_steps(2);
+    h.get_by_label("Score folders").click();
+    h.run_steps(2);
+    let field = h.get_by_role_and_label(Role::TextInput, "In-distribution to score");
+    field.focus();
+    field.type_text("/data/cifar/test");
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, "< Workspaces")
+        .click();
+    h.run_steps(2);
+    assert!(h.state().explorer.is_none());
+    h.state_mut().open_workspace(ws.clone());
+    h.run_steps(2);
+    assert_eq!(
+        h.state().explorer.as_ref().unwrap().ood_id,
+        "/data/cifar/test"
+    );
 }
 
 /// A workspace with two SAEs: the panel lists both side by side (figures from training, which

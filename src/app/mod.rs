@@ -31,6 +31,8 @@ pub struct Persisted {
     pub mode: Mode,
     /// The steering view's pipeline, SAE, prompt and sliders.
     pub steer: steer_view::SteerSettings,
+    /// Each workspace's typed explorer inputs (OOD and ontology forms, export folder, …).
+    pub inputs: std::collections::BTreeMap<PathBuf, explorer::FormInputs>,
 }
 
 /// The two top-level views: vision workspaces, and diffusion steering.
@@ -114,6 +116,18 @@ impl SaescopeApp {
         app
     }
 
+    /// Keeps the open explorer's typed inputs for its workspace (restored when it reopens).
+    fn remember_inputs(&mut self) {
+        if let Some(x) = &self.explorer {
+            let inputs = x.inputs();
+            if inputs == explorer::FormInputs::default() {
+                self.persisted.inputs.remove(&x.ws.dir);
+            } else {
+                self.persisted.inputs.insert(x.ws.dir.clone(), inputs);
+            }
+        }
+    }
+
     /// Opens a workspace folder and summarises it; errors are shown, never panicked on.
     pub fn open_workspace(&mut self, dir: PathBuf) {
         match summarise(&dir) {
@@ -121,8 +135,12 @@ impl SaescopeApp {
                 self.persisted.recent_workspaces.retain(|p| p != &dir);
                 self.persisted.recent_workspaces.insert(0, dir.clone());
                 self.persisted.recent_workspaces.truncate(MAX_RECENT);
+                self.remember_inputs();
                 match explorer::Explorer::open(&dir) {
-                    Ok(x) => {
+                    Ok(mut x) => {
+                        if let Some(f) = self.persisted.inputs.get(&dir) {
+                            x.restore_inputs(f.clone());
+                        }
                         self.explorer = Some(x);
                         self.error = None;
                     }
@@ -359,6 +377,7 @@ impl SaescopeApp {
             return;
         }
         if close {
+            self.remember_inputs();
             self.open = None;
             self.explorer = None;
         }
@@ -480,6 +499,7 @@ impl eframe::App for SaescopeApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.remember_inputs();
         self.persisted.last_view = self.explorer.as_ref().map(|x| LastView {
             workspace: x.ws.dir.clone(),
             tab: x.tab,

@@ -110,6 +110,21 @@ pub struct Explorer {
     ood_thumbs_made: usize,
 }
 
+/// The explorer's typed inputs, remembered per workspace between runs.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FormInputs {
+    pub ood_fit: String,
+    pub ood_id: String,
+    pub ood_other: String,
+    pub tree_taxonomy: String,
+    pub tree_class_ids: String,
+    pub tree_search: String,
+    pub export_dir: String,
+    pub image_path: String,
+    pub reverse: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExportWhat {
     All,
@@ -531,6 +546,35 @@ impl Explorer {
             preprocessor: ws.config.preprocessor.as_ref(),
         };
         thumbs.prefetch(ctx, &src, f, &kinds);
+    }
+
+    /// What the user typed into the explorer's forms.
+    pub fn inputs(&self) -> FormInputs {
+        FormInputs {
+            ood_fit: self.ood_fit.clone(),
+            ood_id: self.ood_id.clone(),
+            ood_other: self.ood_other.clone(),
+            tree_taxonomy: self.tree_taxonomy.clone(),
+            tree_class_ids: self.tree_class_ids.clone(),
+            tree_search: self.tree_search.clone(),
+            export_dir: self.export_dir.clone(),
+            image_path: self.image_path.clone(),
+            reverse: self.reverse,
+        }
+    }
+
+    /// Puts back what was typed in an earlier run.
+    pub fn restore_inputs(&mut self, f: FormInputs) {
+        self.ood_fit = f.ood_fit;
+        self.ood_id = f.ood_id;
+        self.ood_other = f.ood_other;
+        self.tree_taxonomy = f.tree_taxonomy;
+        self.tree_class_ids = f.tree_class_ids;
+        self.tree_search = f.tree_search;
+        self.export_dir = f.export_dir;
+        self.image_path = f.image_path;
+        self.reverse = f.reverse;
+        self.order_key = None;
     }
 
     /// Whether the feature page of `f` is fully drawn: every top image's thumbnail made.
