@@ -36,6 +36,27 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
     h.snapshot("start_page_error");
 }
 
+/// Browse… on a machine where no file dialog can open (no desktop portal, as here and in CI)
+/// says so beside the button instead of doing nothing.
+#[test]
+fn browse_says_when_no_file_dialog_can_open() {
+    let mut h = harness();
+    h.run();
+    h.get_all_by_role_and_label(Role::Button, "Browse...")
+        .next()
+        .unwrap()
+        .click();
+    let start = std::time::Instant::now();
+    while h
+        .query_by_label_contains("no file dialog can open here")
+        .is_none()
+    {
+        assert!(start.elapsed().as_secs() < 20, "no notice");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        h.run_steps(1);
+    }
+}
+
 #[test]
 fn theme_toggle_switches_to_dark() {
     let mut h = harness();

@@ -13,22 +13,42 @@ pub enum Pick {
 #[derive(Clone, Default)]
 pub struct Picker {
     answer: Arc<Mutex<Option<(&'static str, PathBuf)>>>,
+    /// A field whose dialog could not open, shown beside its Browse button until the next try.
+    failed: Arc<Mutex<Option<&'static str>>>,
 }
+
+/// A dialog that comes back empty sooner than this never showed (no desktop portal or GTK):
+/// nobody can pick or cancel in that time.
+const NO_DIALOG: std::time::Duration = std::time::Duration::from_millis(400);
 
 impl Picker {
     /// Opens a dialog for `field`; the chosen path arrives through [`Picker::take`].
     pub fn open(&self, field: &'static str, kind: Pick, ctx: &egui::Context) {
-        let (slot, ctx) = (self.answer.clone(), ctx.clone());
+        let (slot, failed, ctx) = (self.answer.clone(), self.failed.clone(), ctx.clone());
+        if let Ok(mut f) = failed.lock() {
+            *f = None;
+        }
         std::thread::spawn(move || {
+            let start = std::time::Instant::now();
             let d = rfd::FileDialog::new();
             let chosen = match kind {
                 Pick::Folder => d.pick_folder(),
                 Pick::File => d.pick_file(),
             };
-            if let (Some(p), Ok(mut g)) = (chosen, slot.lock()) {
-                *g = Some((field, p));
-                ctx.request_repaint();
+            match chosen {
+                Some(p) => {
+                    if let Ok(mut g) = slot.lock() {
+                        *g = Some((field, p));
+                    }
+                }
+                None if start.elapsed() < NO_DIALOG => {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(field);
+                    }
+                }
+                None => {}
             }
+            ctx.request_repaint();
         });
     }
 
@@ -49,6 +69,12 @@ impl Picker {
             .clicked()
         {
             self.open(field, kind, ui.ctx());
+        }
+        if self.failed.lock().is_ok_and(|f| *f == Some(field)) {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                "no file dialog can open here (no desktop portal): type the path",
+            );
         }
     }
 }

@@ -127,7 +127,13 @@ impl BackgroundJob {
                     ui.label("cancelled (run it again to resume)");
                 }
                 JobState::Failed(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, e);
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new(super::words::gui_words(&e))
+                                .color(ui.visuals().error_fg_color),
+                        )
+                        .wrap(),
+                    );
                 }
             }
         });

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod live_hint;
 pub mod steer_view;
 pub mod thumbs;
+pub mod words;
 
 use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
@@ -235,7 +236,12 @@ impl SaescopeApp {
             }
         });
         if let Some(err) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, err);
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(words::gui_words(err)).color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
+            );
         }
         ui.add_space(8.0);
         ui.label(egui::RichText::new("Recent").strong());
@@ -355,7 +361,12 @@ impl SaescopeApp {
                 });
         }
         if let Some(err) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, err);
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(words::gui_words(err)).color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
+            );
         }
         if let Some(x) = &mut self.explorer {
             x.ui(ui);

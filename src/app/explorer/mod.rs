@@ -451,7 +451,13 @@ impl Explorer {
             j.ui(ui);
         }
         if let Some(e) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, e);
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(super::words::gui_words(e))
+                        .color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
+            );
         }
         ui.separator();
         if self.index.is_none() {
