@@ -38,12 +38,14 @@ step() {
   echo "== $*"
   if "$@"; then echo "   ok ($(( $(date +%s) - t0 )) s)"; else status=1; echo "   FAILED ($(( $(date +%s) - t0 )) s)"; fi
 }
+# Its own target folder: the CUDA build never replaces the CPU build's binaries.
+export CARGO_TARGET_DIR=target/cuda
 step cargo check --locked --no-default-features --features cuda --lib --bins
 step cargo build --locked --release --no-default-features --features cuda --lib
 # The binary needs libcuda.so from a driver to link; say plainly when it is missing.
 if cargo build --locked --release --no-default-features --features cuda --bin saescope \
-  --target-dir target/cuda-bin 2>target/cuda-link.log; then
-  echo "== binary linked: target/cuda-bin/release/saescope"
+  2>target/cuda-link.log; then
+  echo "== binary linked: target/cuda/release/saescope"
 else
   echo "== binary did not link (expected without an NVIDIA driver): $(grep -m1 -E 'cannot find|undefined' target/cuda-link.log || tail -1 target/cuda-link.log)"
 fi
