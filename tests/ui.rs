@@ -204,14 +204,10 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     ws
 }
 
-/// Browse a real analysed workspace: feature grid, a feature page with heatmaps and label
-/// autosave, OOD view and ontology view — with a snapshot of each.
-#[test]
-fn explorer_browses_features_ood_and_ontology() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = analysed_workspace(tmp.path());
+/// The app at `size`, with `ws` opened from the start page as a user would (typed, Open).
+fn explorer_on(ws: &std::path::Path, size: egui::Vec2) -> Harness<'static, SaescopeApp> {
     let mut h = Harness::builder()
-        .with_size(egui::vec2(1100.0, 800.0))
+        .with_size(size)
         .with_theme(egui::Theme::Light)
         .wgpu()
         .build_eframe(|cc| SaescopeApp::new(cc));
@@ -222,6 +218,16 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run();
     h.get_by_role_and_label(Role::Button, "Open").click();
     h.run_steps(6); // thumbnails arrive within a few frames
+    h
+}
+
+/// Browse a real analysed workspace: feature grid, a feature page with heatmaps and label
+/// autosave, OOD view and ontology view — with a snapshot of each.
+#[test]
+fn explorer_browses_features_ood_and_ontology() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    let mut h = explorer_on(&ws, egui::vec2(1100.0, 800.0));
     let x = h.state().explorer.as_ref().expect("explorer open");
     assert!(x.index.is_some() && x.ood.is_some() && x.ontology.is_some());
     let first = x.order[0];
@@ -370,18 +376,7 @@ fn explorer_browses_features_ood_and_ontology() {
 fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = analysed_workspace(tmp.path());
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1280.0, 800.0))
-        .with_theme(egui::Theme::Light)
-        .wgpu()
-        .build_eframe(|cc| SaescopeApp::new(cc));
-    h.run();
-    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
-    input.focus();
-    input.type_text(ws.to_str().unwrap());
-    h.run();
-    h.get_by_role_and_label(Role::Button, "Open").click();
-    h.run_steps(6);
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
     // Sort by class lift: the cards show each feature's best class and lift, most selective
     // first; Reverse puts the least selective first.
     h.get_by_role_and_label(Role::ComboBox, "Sort by").click();

@@ -376,11 +376,6 @@ impl Outcome {
     }
 }
 
-/// The sequence position of patch (row, col).
-pub fn patch_token(geometry: &TokenGeometry, row: usize, col: usize) -> usize {
-    geometry.prefix_tokens() + row * geometry.grid_w + col
-}
-
 /// Whether `token` is a patch (painting only selects patches).
 pub fn is_patch(geometry: &TokenGeometry, token: usize) -> bool {
     matches!(geometry.kind(token), TokenKind::Patch { .. })

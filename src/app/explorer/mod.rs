@@ -505,12 +505,8 @@ impl Explorer {
         }
     }
 
-    fn thumb(
-        &mut self,
-        ctx: &egui::Context,
-        f: u32,
-        kind: ThumbKind,
-    ) -> Option<egui::TextureHandle> {
+    /// The index-backed thumbnail source and the cache, borrowed apart.
+    fn thumb_parts(&mut self) -> Option<(ThumbSource<'_>, &mut Thumbs)> {
         let Explorer {
             index,
             ds,
@@ -526,32 +522,27 @@ impl Explorer {
             token_indices,
             preprocessor: ws.config.preprocessor.as_ref(),
         };
+        Some((src, thumbs))
+    }
+
+    fn thumb(
+        &mut self,
+        ctx: &egui::Context,
+        f: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        let (src, thumbs) = self.thumb_parts()?;
         thumbs.get(ctx, &src, f, kind)
     }
 
     /// Makes the top-image thumbnails of `f`'s page together (in parallel, within the frame's
     /// budget).
     fn prefetch_page(&mut self, ctx: &egui::Context, f: u32) {
-        let Explorer {
-            index,
-            ds,
-            ws,
-            token_indices,
-            thumbs,
-            ..
-        } = self;
-        let Some(index) = index.as_ref() else { return };
-        let kinds: Vec<ThumbKind> = (0..index.top[f as usize].len())
-            .map(|r| ThumbKind::Overlay(r as u16))
-            .collect();
-        let src = ThumbSource {
-            index,
-            ds,
-            geometry: &ws.config.backbone.geometry,
-            token_indices,
-            preprocessor: ws.config.preprocessor.as_ref(),
-        };
-        thumbs.prefetch(ctx, &src, f, &kinds);
+        let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
+        let kinds: Vec<ThumbKind> = (0..n).map(|r| ThumbKind::Overlay(r as u16)).collect();
+        if let Some((src, thumbs)) = self.thumb_parts() {
+            thumbs.prefetch(ctx, &src, f, &kinds);
+        }
     }
 
     /// What the user typed into the explorer's forms.
