@@ -55,7 +55,11 @@ pub fn live_hint(
         }
         Some(Err(e)) => {
             ui.add(
-                egui::Label::new(egui::RichText::new(e).color(ui.visuals().error_fg_color)).wrap(),
+                egui::Label::new(
+                    egui::RichText::new(super::words::gui_words(e))
+                        .color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
             );
         }
     }
