@@ -517,7 +517,7 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     h.state_mut().open_workspace(ws.clone());
     h.run_steps(2);
     assert_eq!(
-        h.state().explorer.as_ref().unwrap().ood_id,
+        h.state().explorer.as_ref().unwrap().form.ood_id,
         "/data/cifar/test"
     );
 }

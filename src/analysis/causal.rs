@@ -194,6 +194,11 @@ pub fn causal_effects(
             }
         };
         let class_prob = |z: &[f32]| softmax(z)[c] as f64;
+        // Each image's unedited logit and probability of the class, once per image.
+        let before: Vec<Option<(f32, f64)>> = original
+            .iter()
+            .map(|r| r.logits.as_deref().map(|z| (z[c], class_prob(z))))
+            .collect();
         n += b;
         for (&f, sum) in sums.iter_mut() {
             // Only images where f fires change; the rest add exactly 0.
@@ -218,11 +223,11 @@ pub fn causal_effects(
             }
             let out = finish(backbone, layer, &edited, hit.len())?;
             for (&i, r) in hit.iter().zip(&out) {
-                let (Some(z0), Some(z1)) = (&original[i].logits, &r.logits) else {
+                let (Some((logit0, p0)), Some(z1)) = (before[i], &r.logits) else {
                     continue;
                 };
-                sum.mean_dlogit += (z1[c] - z0[c]) as f64;
-                sum.mean_dprob += class_prob(z1) - class_prob(z0);
+                sum.mean_dlogit += (z1[c] - logit0) as f64;
+                sum.mean_dprob += class_prob(z1) - p0;
                 sum.images_changed += 1;
             }
         }

@@ -363,9 +363,6 @@ impl ImageView {
                 );
             });
         });
-        if let Some(j) = add {
-            self.intervene.add(j);
-        }
         open
     }
 }

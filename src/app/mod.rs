@@ -120,11 +120,12 @@ impl SaescopeApp {
     /// Keeps the open explorer's typed inputs for its workspace (restored when it reopens).
     fn remember_inputs(&mut self) {
         if let Some(x) = &self.explorer {
-            let inputs = x.inputs();
-            if inputs == explorer::FormInputs::default() {
+            if x.form == explorer::FormInputs::default() {
                 self.persisted.inputs.remove(&x.ws.dir);
             } else {
-                self.persisted.inputs.insert(x.ws.dir.clone(), inputs);
+                self.persisted
+                    .inputs
+                    .insert(x.ws.dir.clone(), x.form.clone());
             }
         }
     }
@@ -140,7 +141,7 @@ impl SaescopeApp {
                 match explorer::Explorer::open(&dir) {
                     Ok(mut x) => {
                         if let Some(f) = self.persisted.inputs.get(&dir) {
-                            x.restore_inputs(f.clone());
+                            x.form = f.clone();
                         }
                         self.explorer = Some(x);
                         self.error = None;

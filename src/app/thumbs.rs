@@ -18,6 +18,8 @@ pub enum ThumbKind {
 
 pub struct Thumbs {
     cache: HashMap<(u32, ThumbKind), Option<egui::TextureHandle>>,
+    /// 64-px thumbnails of image files outside the index (the OOD page's unusual images).
+    files: HashMap<std::path::PathBuf, Option<egui::TextureHandle>>,
     /// Thumbnails still allowed this frame.
     budget: usize,
     pub per_frame: usize,
@@ -27,14 +29,25 @@ impl Default for Thumbs {
     fn default() -> Self {
         Thumbs {
             cache: HashMap::new(),
+            files: HashMap::new(),
             budget: 0,
             per_frame: 24,
         }
     }
 }
 
-fn to_color_image(img: &image::RgbImage) -> egui::ColorImage {
-    egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw())
+/// A thumbnail's texture (nearest-neighbour: patch cells stay crisp).
+fn texture(
+    ctx: &egui::Context,
+    feature: u32,
+    kind: ThumbKind,
+    img: &image::RgbImage,
+) -> egui::TextureHandle {
+    ctx.load_texture(
+        format!("thumb-{feature}-{kind:?}"),
+        egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw()),
+        egui::TextureOptions::NEAREST,
+    )
 }
 
 pub struct ThumbSource<'a> {
@@ -76,15 +89,38 @@ impl Thumbs {
             .map(|&k| (k, make(src, feature, k)))
             .collect();
         for (kind, img) in made {
-            let tex = img.map(|img| {
-                ctx.load_texture(
-                    format!("thumb-{feature}-{kind:?}"),
-                    to_color_image(&img),
-                    egui::TextureOptions::NEAREST,
-                )
-            });
+            let tex = img.map(|img| texture(ctx, feature, kind, &img));
             self.cache.insert((feature, kind), tex);
         }
+    }
+
+    /// A 64-px thumbnail of any image file (None: unreadable, or not made yet this frame).
+    pub fn file(
+        &mut self,
+        ctx: &egui::Context,
+        path: &std::path::Path,
+    ) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.files.get(path) {
+            return t.clone();
+        }
+        if self.budget == 0 {
+            ctx.request_repaint();
+            return None;
+        }
+        self.budget -= 1;
+        let tex = crate::store::dataset::load_rgb(path).ok().map(|img| {
+            let small = image::imageops::thumbnail(&img, 64, 64);
+            ctx.load_texture(
+                format!("file-thumb-{}", path.display()),
+                egui::ColorImage::from_rgb(
+                    [small.width() as usize, small.height() as usize],
+                    small.as_raw(),
+                ),
+                egui::TextureOptions::NEAREST,
+            )
+        });
+        self.files.insert(path.to_path_buf(), tex.clone());
+        tex
     }
 
     pub fn begin_frame(&mut self) {
@@ -108,13 +144,7 @@ impl Thumbs {
             return None;
         }
         self.budget -= 1;
-        let tex = make(src, feature, kind).map(|img| {
-            ctx.load_texture(
-                format!("thumb-{feature}-{kind:?}"),
-                to_color_image(&img),
-                egui::TextureOptions::NEAREST,
-            )
-        });
+        let tex = make(src, feature, kind).map(|img| texture(ctx, feature, kind, &img));
         self.cache.insert((feature, kind), tex.clone());
         tex
     }

@@ -31,12 +31,10 @@ pub fn run(a: InfoArgs) -> Result<()> {
     } = a;
     if devices {
         let (_, auto) = saescope::device::resolve(saescope::device::DeviceChoice::Auto)?;
-        let value = serde_json::json!({
-            "devices": saescope::device::devices(),
-            "auto": auto,
-        });
+        let list = saescope::device::devices();
+        let value = serde_json::json!({ "devices": list, "auto": auto });
         return emit(json, &value, || {
-            for d in saescope::device::devices() {
+            for d in &list {
                 let state = if d.available {
                     "available"
                 } else {

@@ -9,7 +9,7 @@
 
 use super::{Sae, SaeActivation};
 use crate::error::Result;
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 
 /// The longest row one `arg_sort_last_dim` is asked to sort.
 pub const SORT_CHUNK: usize = 8192;
@@ -125,26 +125,28 @@ pub fn top_k(x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
     Ok((idx.gather(&order, 1)?, vals.gather(&order, 1)?))
 }
 
-/// Codes as the CPU path's sparse form would list them, for comparisons: per row, the
-/// (feature, value) pairs that are not zero, by feature.
-pub fn dense_to_rows(codes: &Tensor) -> Result<Vec<Vec<(u32, f32)>>> {
-    let codes = codes.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    let rows: Vec<Vec<f32>> = codes.to_vec2()?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            r.into_iter()
-                .enumerate()
-                .filter(|&(_, v)| v != 0.0)
-                .map(|(j, v)| (j as u32, v))
-                .collect()
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Codes as the CPU path's sparse form would list them, for comparisons: per row, the
+    /// (feature, value) pairs that are not zero, by feature.
+    fn dense_to_rows(codes: &Tensor) -> Result<Vec<Vec<(u32, f32)>>> {
+        let codes = codes
+            .to_dtype(candle_core::DType::F32)?
+            .to_device(&Device::Cpu)?;
+        let rows: Vec<Vec<f32>> = codes.to_vec2()?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .enumerate()
+                    .filter(|&(_, v)| v != 0.0)
+                    .map(|(j, v)| (j as u32, v))
+                    .collect()
+            })
+            .collect())
+    }
 
     fn inputs(rows: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::rng::Rng::new(seed);

@@ -22,13 +22,13 @@ impl Explorer {
         ui.horizontal(|ui| {
             let l = ui.label("Output folder");
             ui.add(
-                egui::TextEdit::singleline(&mut self.export_dir)
+                egui::TextEdit::singleline(&mut self.form.export_dir)
                     .hint_text("folder to write")
                     .desired_width(320.0),
             )
             .labelled_by(l.id);
         });
-        let ready = !self.export_dir.trim().is_empty() && self.sae.is_some();
+        let ready = !self.form.export_dir.trim().is_empty() && self.sae.is_some();
         if ui
             .add_enabled(ready, egui::Button::new("Export"))
             .on_hover_text("Write features.json, features.csv and png/")
@@ -45,7 +45,7 @@ impl Explorer {
                 workspace: self.ws.dir.clone(),
                 sae: self.home.clone(),
                 selection,
-                out: std::path::PathBuf::from(self.export_dir.trim()),
+                out: std::path::PathBuf::from(self.form.export_dir.trim()),
                 pngs: true,
             };
             self.jobs

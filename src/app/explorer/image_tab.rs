@@ -61,7 +61,7 @@ impl Explorer {
             ui.separator();
             let l = ui.label("Image file");
             ui.add(
-                egui::TextEdit::singleline(&mut self.image_path)
+                egui::TextEdit::singleline(&mut self.form.image_path)
                     .hint_text("/path/to/image.png")
                     .desired_width(260.0),
             )
@@ -71,7 +71,7 @@ impl Explorer {
                 .on_hover_text("Show any image file (or drop one on the window)")
                 .clicked()
             {
-                let p = std::path::PathBuf::from(self.image_path.trim());
+                let p = std::path::PathBuf::from(self.form.image_path.trim());
                 open = Some((p.display().to_string(), ImageView::load_file(&p)));
             }
         });

@@ -59,9 +59,8 @@ pub struct Explorer {
     /// The folder of the SAE shown (`WS/saes/<name>/`), None while the workspace has none.
     pub home: Option<std::path::PathBuf>,
     pub ws: Workspace,
-    /// The image view's chooser: a dataset image number, or a file path.
+    /// The image view's chooser: a dataset image number (the file path is in `form`).
     pub image_pick: usize,
-    pub image_path: String,
     pub ds: Dataset,
     pub sae: Option<Sae>,
     pub index: Option<FeatureIndex>,
@@ -76,8 +75,6 @@ pub struct Explorer {
     pub order: Vec<u32>,
     /// What `order` was computed for; None when labels changed since.
     order_key: Option<(SortBy, bool, String)>,
-    /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
-    pub reverse: bool,
     pub label_edit: String,
     label_changed: Option<Instant>,
     nearest: Option<(u32, Vec<(u32, f32)>)>,
@@ -90,38 +87,31 @@ pub struct Explorer {
     pub error: Option<String>,
     pub image_view: Option<ImageView>,
     backbone: SharedBackbone,
-    pub export_dir: String,
     pub export_what: ExportWhat,
     jobs_reloaded: usize,
-    /// OOD form: fit folder, in-distribution folder, OOD folders (one per line).
-    pub ood_fit: String,
-    pub ood_id: String,
-    pub ood_other: String,
-    /// Ontology form: taxonomy file and class-id file (both optional).
-    pub tree_taxonomy: String,
-    pub tree_class_ids: String,
-    pub tree_search: String,
+    /// Everything typed into the explorer's forms (remembered per workspace).
+    pub form: FormInputs,
     /// Causal effects measured for this SAE's features, and the feature page's class choice.
     pub effects: Vec<crate::analysis::causal::FeatureEffect>,
     pub effect_class: usize,
-    /// Thumbnails of the OOD page's most unusual images (None: unreadable).
-    ood_thumbs: std::collections::HashMap<std::path::PathBuf, Option<egui::TextureHandle>>,
-    /// Made this frame (a few per frame, so the page never stalls).
-    ood_thumbs_made: usize,
 }
 
 /// The explorer's typed inputs, remembered per workspace between runs.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct FormInputs {
+    /// OOD form: fit folder, in-distribution folder, OOD folders (one per line).
     pub ood_fit: String,
     pub ood_id: String,
     pub ood_other: String,
+    /// Ontology form: taxonomy file and class-id file (both optional), and the tree search.
     pub tree_taxonomy: String,
     pub tree_class_ids: String,
     pub tree_search: String,
     pub export_dir: String,
+    /// The image view's file path.
     pub image_path: String,
+    /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
     pub reverse: bool,
 }
 
@@ -179,14 +169,12 @@ impl Explorer {
             ood: None,
             ontology: None,
             image_pick: 0,
-            image_path: String::new(),
             tab: Tab::Features,
             selected: None,
             sort: SortBy::Frequency,
             search: String::new(),
             order: Vec::new(),
             order_key: None,
-            reverse: false,
             label_edit: String::new(),
             label_changed: None,
             nearest: None,
@@ -198,19 +186,11 @@ impl Explorer {
             error,
             image_view: None,
             backbone: Default::default(),
-            export_dir: String::new(),
             export_what: ExportWhat::Labelled,
             jobs_reloaded: 0,
-            ood_fit: String::new(),
-            ood_id: String::new(),
-            ood_other: String::new(),
-            tree_taxonomy: String::new(),
-            tree_class_ids: String::new(),
-            tree_search: String::new(),
+            form: FormInputs::default(),
             effects: Vec::new(),
             effect_class: 0,
-            ood_thumbs: Default::default(),
-            ood_thumbs_made: 0,
         };
         x.load_results();
         Ok(x)
@@ -330,7 +310,7 @@ impl Explorer {
             self.order.clear();
             return;
         };
-        let key = (self.sort, self.reverse, self.search.clone());
+        let key = (self.sort, self.form.reverse, self.search.clone());
         if self.order_key.as_ref() == Some(&key) {
             return;
         }
@@ -367,7 +347,7 @@ impl Explorer {
             }
             SortBy::Id => {}
         }
-        if self.reverse {
+        if self.form.reverse {
             v.reverse();
         }
         self.order = v;
@@ -376,7 +356,6 @@ impl Explorer {
 
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.thumbs.begin_frame();
-        self.ood_thumbs_made = 0;
         if self
             .label_changed
             .is_some_and(|t| t.elapsed() >= AUTOSAVE_AFTER)
@@ -545,64 +524,10 @@ impl Explorer {
         }
     }
 
-    /// What the user typed into the explorer's forms.
-    pub fn inputs(&self) -> FormInputs {
-        FormInputs {
-            ood_fit: self.ood_fit.clone(),
-            ood_id: self.ood_id.clone(),
-            ood_other: self.ood_other.clone(),
-            tree_taxonomy: self.tree_taxonomy.clone(),
-            tree_class_ids: self.tree_class_ids.clone(),
-            tree_search: self.tree_search.clone(),
-            export_dir: self.export_dir.clone(),
-            image_path: self.image_path.clone(),
-            reverse: self.reverse,
-        }
-    }
-
-    /// Puts back what was typed in an earlier run.
-    pub fn restore_inputs(&mut self, f: FormInputs) {
-        self.ood_fit = f.ood_fit;
-        self.ood_id = f.ood_id;
-        self.ood_other = f.ood_other;
-        self.tree_taxonomy = f.tree_taxonomy;
-        self.tree_class_ids = f.tree_class_ids;
-        self.tree_search = f.tree_search;
-        self.export_dir = f.export_dir;
-        self.image_path = f.image_path;
-        self.reverse = f.reverse;
-        self.order_key = None;
-    }
-
     /// Whether the feature page of `f` is fully drawn: every top image's thumbnail made.
     pub fn feature_page_ready(&self, f: u32) -> bool {
         let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
         (0..n).all(|r| self.thumbs.is_ready(f, ThumbKind::Overlay(r as u16)))
-    }
-
-    /// A 64-px thumbnail of an image file, made once (a few per frame).
-    fn ood_thumb(&mut self, ctx: &egui::Context, file: &Path) -> Option<egui::TextureHandle> {
-        if let Some(t) = self.ood_thumbs.get(file) {
-            return t.clone();
-        }
-        self.ood_thumbs_made += 1;
-        if self.ood_thumbs_made > 6 {
-            ctx.request_repaint();
-            return None;
-        }
-        let tex = crate::store::dataset::load_rgb(file).ok().map(|img| {
-            let small = image::imageops::thumbnail(&img, 64, 64);
-            ctx.load_texture(
-                format!("ood-thumb-{}", file.display()),
-                egui::ColorImage::from_rgb(
-                    [small.width() as usize, small.height() as usize],
-                    small.as_raw(),
-                ),
-                egui::TextureOptions::NEAREST,
-            )
-        });
-        self.ood_thumbs.insert(file.to_path_buf(), tex.clone());
-        tex
     }
 
     fn grid_ui(&mut self, ui: &mut egui::Ui) {
@@ -629,7 +554,7 @@ impl Explorer {
                 })
                 .response
                 .labelled_by(sort_label.id);
-            ui.checkbox(&mut self.reverse, "Reverse")
+            ui.checkbox(&mut self.form.reverse, "Reverse")
                 .on_hover_text("Lowest first (Z to A for labels)");
         });
         self.refresh_order();

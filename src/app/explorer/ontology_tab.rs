@@ -12,23 +12,23 @@ impl Explorer {
                     for (caption, value, hint) in [
                         (
                             "Taxonomy (optional)",
-                            &mut self.tree_taxonomy,
+                            &mut self.form.tree_taxonomy,
                             "WordNet node-link .json or parent/child lines",
                         ),
                         (
                             "Class ids (optional)",
-                            &mut self.tree_class_ids,
+                            &mut self.form.tree_class_ids,
                             "one taxonomy id per class, sorted class order",
                         ),
                     ] {
                         labelled_text_row(ui, caption, value, hint);
                     }
                 });
-                let tax = (!self.tree_taxonomy.trim().is_empty()
-                    && !self.tree_class_ids.trim().is_empty())
+                let tax = (!self.form.tree_taxonomy.trim().is_empty()
+                    && !self.form.tree_class_ids.trim().is_empty())
                 .then(|| crate::analysis::ontology::TaxonomyInput {
-                    taxonomy: self.tree_taxonomy.trim().into(),
-                    class_ids: self.tree_class_ids.trim().into(),
+                    taxonomy: self.form.tree_taxonomy.trim().into(),
+                    class_ids: self.form.tree_class_ids.trim().into(),
                 });
                 let ready = self.sae.is_some() && self.index.is_some() && !self.running();
                 if ui
@@ -102,14 +102,14 @@ impl Explorer {
             );
             let l = ui.label("Search tree:");
             ui.add(
-                egui::TextEdit::singleline(&mut self.tree_search)
+                egui::TextEdit::singleline(&mut self.form.tree_search)
                     .hint_text("label or id")
                     .desired_width(160.0),
             )
             .labelled_by(l.id);
         });
         let feats = o.features.clone();
-        let q = self.tree_search.trim().to_lowercase();
+        let q = self.form.tree_search.trim().to_lowercase();
         let label_of = |f: u32| {
             self.labels
                 .labels

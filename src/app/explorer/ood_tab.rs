@@ -5,8 +5,8 @@ use super::*;
 impl Explorer {
     /// Fit on in-distribution images, score another in-distribution folder and OOD folders.
     pub(super) fn ood_form(&mut self, ui: &mut egui::Ui) {
-        if self.ood_fit.is_empty() {
-            self.ood_fit = self.ws.config.images.display().to_string();
+        if self.form.ood_fit.is_empty() {
+            self.form.ood_fit = self.ws.config.images.display().to_string();
         }
         egui::CollapsingHeader::new("Score folders")
             .default_open(self.ood.is_none())
@@ -15,12 +15,12 @@ impl Explorer {
                     for (caption, value, hint) in [
                         (
                             "Fit on (in-distribution)",
-                            &mut self.ood_fit,
+                            &mut self.form.ood_fit,
                             "e.g. the training images",
                         ),
                         (
                             "In-distribution to score",
-                            &mut self.ood_id,
+                            &mut self.form.ood_id,
                             "e.g. the test images",
                         ),
                     ] {
@@ -28,7 +28,7 @@ impl Explorer {
                     }
                     let l = ui.label("Other folders (one per line)");
                     ui.add(
-                        egui::TextEdit::multiline(&mut self.ood_other)
+                        egui::TextEdit::multiline(&mut self.form.ood_other)
                             .desired_rows(2)
                             .desired_width(360.0),
                     )
@@ -37,7 +37,7 @@ impl Explorer {
                 });
                 let ready = self.sae.is_some()
                     && !self.running()
-                    && [&self.ood_fit, &self.ood_id, &self.ood_other]
+                    && [&self.form.ood_fit, &self.form.ood_id, &self.form.ood_other]
                         .iter()
                         .all(|s| !s.trim().is_empty());
                 if ui
@@ -48,9 +48,10 @@ impl Explorer {
                     let request = crate::ops::analyse::OodRequest {
                         workspace: self.ws.dir.clone(),
                         sae: self.home.clone(),
-                        fit: std::path::PathBuf::from(self.ood_fit.trim()),
-                        id: std::path::PathBuf::from(self.ood_id.trim()),
+                        fit: std::path::PathBuf::from(self.form.ood_fit.trim()),
+                        id: std::path::PathBuf::from(self.form.ood_id.trim()),
                         ood: self
+                            .form
                             .ood_other
                             .lines()
                             .map(str::trim)
@@ -222,7 +223,7 @@ impl Explorer {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         );
-                        let clicked = match self.ood_thumb(ui.ctx(), &file) {
+                        let clicked = match self.thumbs.file(ui.ctx(), &file) {
                             Some(t) => ui
                                 .add(egui::Button::image(
                                     egui::Image::new(&t)
