@@ -212,8 +212,13 @@ impl Explorer {
                     "By SAE Mahalanobis; click an image to open it with the heatmap of the \
                      feature that contributed most",
                 );
-            ui.horizontal_wrapped(|ui| {
-                for (file, path, score, contributions) in top {
+            // A grid as wide as the page (vertical cells do not wrap in a wrapped row).
+            let cols = ((ui.available_width() / 190.0).floor() as usize).max(1);
+            egui::Grid::new(("unusual", name.clone())).show(ui, |ui| {
+                for (k, (file, path, score, contributions)) in top.into_iter().enumerate() {
+                    if k > 0 && k % cols == 0 {
+                        ui.end_row();
+                    }
                     ui.vertical(|ui| {
                         let tip = format!(
                             "{path}\nscore {score:.1}\ncontributions: {}",
