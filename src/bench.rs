@@ -3,8 +3,9 @@
 
 use crate::backbone::Backbone;
 use crate::error::{Error, Result};
+use crate::sae::train::DecoderKind;
 use crate::store::Dataset;
-use crate::store::extract::decode_images;
+use crate::store::extract::for_each_decoded;
 use candle_core::Device;
 use serde::Serialize;
 use std::path::Path;
@@ -64,7 +65,7 @@ pub fn bench_extract(
     peer_args: &[String],
 ) -> Result<ExtractBench> {
     let rounds = rounds.max(1);
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
     let ids: Vec<usize> = (0..ds.len().min(limit)).collect();
     let n_layers = backbone.info().n_layers;
     if layer >= n_layers {
@@ -74,30 +75,39 @@ pub fn bench_extract(
         )));
     }
 
-    // End to end: decode, preprocess, forward to the layer.
+    // End to end as extraction runs it: decode (one batch ahead, on another thread),
+    // preprocess, forward to the layer, and the copy back to the host.
     let t0 = Instant::now();
     let mut batches = Vec::new();
-    for chunk in ids.chunks(batch_size) {
-        let (images, _, _) = decode_images(ds, chunk);
+    let chunks: Vec<Vec<usize>> = ids.chunks(batch_size).map(<[usize]>::to_vec).collect();
+    for_each_decoded(ds, chunks, |_, (images, _, _)| {
         let (pixels, _) = backbone.preprocessor().batch(&images, &device)?;
-        backbone.forward_to(&pixels, layer)?;
+        backbone
+            .forward_to(&pixels, layer)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         batches.push(pixels);
-    }
+        Ok(())
+    })?;
     let end_to_end = ids.len() as f64 / t0.elapsed().as_secs_f64();
 
     let time = |f: &dyn Fn(&candle_core::Tensor) -> Result<()>| -> Result<f64> {
         f(&batches[0])?; // warm-up
+        device.synchronize()?;
         let t = Instant::now();
         for b in &batches {
             f(b)?;
         }
+        // A GPU queues its work: the clock stops when it is done.
+        device.synchronize()?;
         Ok(ids.len() as f64 / t.elapsed().as_secs_f64())
     };
     let gflop = backbone.forward_flops(layer) / 1e9;
     let gemm = bare_gemm_gflop_s(
         batch_size.min(ids.len()).max(1) * backbone.info().geometry.n_tokens(),
         backbone.info().d_model,
-    );
+        &device,
+    )?;
     // A peer told where to stop (`--layer`) is compared with our forward to that layer.
     let peer_stops_at_layer = peer_args.iter().any(|a| a == "--layer");
     let (mut fulls, mut to_layers, mut peers, mut round_rates) =
@@ -158,7 +168,26 @@ pub fn bench_extract(
 
 /// GFLOP/s of one `rows × d → 4d` GEMM (the MLP's first layer) through the backbone's GEMM path,
 /// best of three.
-fn bare_gemm_gflop_s(rows: usize, d: usize) -> f64 {
+/// The bare GEMM rate of the MLP's first layer shape: the CPU fast kernel on the CPU, candle's
+/// matmul (cuBLAS on CUDA) on another device.
+fn bare_gemm_gflop_s(rows: usize, d: usize, device: &candle_core::Device) -> Result<f64> {
+    if device.is_cpu() {
+        return Ok(bare_cpu_gemm_gflop_s(rows, d));
+    }
+    let x = candle_core::Tensor::randn(0f32, 1.0, (rows, d), device)?;
+    let w = candle_core::Tensor::randn(0f32, 0.05, (d, 4 * d), device)?;
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        device.synchronize()?;
+        let t = Instant::now();
+        std::hint::black_box(x.matmul(&w)?);
+        device.synchronize()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (rows * d * 4 * d) as f64 / best / 1e9)
+}
+
+fn bare_cpu_gemm_gflop_s(rows: usize, d: usize) -> f64 {
     let mut rng = crate::rng::Rng::new(1);
     let w: Vec<f32> = (0..d * 4 * d).map(|_| rng.normal() * 0.05).collect();
     let x: Vec<f32> = (0..rows * d).map(|_| rng.normal()).collect();
@@ -220,19 +249,35 @@ pub struct SaeTrainBench {
     pub tokens_per_s: f64,
     pub peer_tokens_per_s: Option<f64>,
     pub speedup_vs_peer: Option<f64>,
+    /// Where the steps ran (`cpu`, `cuda:0`, `metal:0`).
+    pub device: String,
+    /// The device trainer's decoder form; `None`: the CPU trainer's own sparse kernels.
+    pub decoder: Option<DecoderKind>,
 }
 
-/// TopK SAE training throughput on random data (the peer's setup: Adam, unit-norm decoder).
-pub fn bench_sae_train(
-    d_in: usize,
-    d_sae: usize,
-    k: usize,
-    batch: usize,
-    steps: usize,
-    peer: Option<&Path>,
-) -> Result<SaeTrainBench> {
+/// What `bench sae-train` runs: the shapes, the decoder form, and the peer run beside it.
+#[derive(Clone, Debug)]
+pub struct SaeTrainBenchOptions {
+    pub d_in: usize,
+    pub d_sae: usize,
+    pub k: usize,
+    pub batch: usize,
+    pub steps: usize,
+    /// None: the CPU trainer's own kernels on the CPU, the dense decoder elsewhere.
+    pub decoder: Option<DecoderKind>,
+    /// A PyTorch peer script printing `N tokens/s`, and extra arguments for it.
+    pub peer: Option<std::path::PathBuf>,
+    pub peer_args: Vec<String>,
+}
+
+/// TopK SAE training throughput on random data (the peer's setup: Adam, unit-norm decoder) on
+/// `device`: the CPU trainer on the CPU when `decoder` is `None`, else the device trainer with
+/// that decoder form. The clock stops after the device has finished the last step.
+pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeTrainBench> {
+    let (d_in, d_sae, k, batch, steps, decoder) =
+        (o.d_in, o.d_sae, o.k, o.batch, o.steps, o.decoder);
     use crate::rng::Rng;
-    use crate::sae::train::{TrainArch, TrainConfig, Trainer};
+    use crate::sae::train::{DeviceTrainer, TrainArch, TrainConfig, Trainer};
     if d_in == 0 || steps == 0 {
         return Err(Error::Invalid(format!(
             "--d-in and --steps must be at least 1 (got {d_in} and {steps})"
@@ -273,29 +318,57 @@ pub fn bench_sae_train(
     };
     let mut t = Trainer::new(cfg, &data[..batch * d_in]);
     let slice = |s: usize| &data[(s % 4) * batch * d_in..(s % 4 + 1) * batch * d_in];
-    for s in 0..3 {
-        t.train_step(slice(s)); // warm-up, as the peer does
-    }
-    let start = Instant::now();
-    for s in 0..steps {
-        t.train_step(slice(s));
-    }
-    let rate = (batch * steps) as f64 / start.elapsed().as_secs_f64();
-    let peer_rate = match peer {
-        Some(p) => Some(run_peer_rate(
-            p,
-            &[
-                "--d-in",
-                &d_in.to_string(),
-                "--d-sae",
-                &d_sae.to_string(),
-                "--k",
-                &k.to_string(),
-                "--batch",
-                &batch.to_string(),
-            ],
-            "tokens/s",
-        )?),
+    let decoder = match decoder {
+        None if !device.is_cpu() => Some(DecoderKind::Dense),
+        d => d,
+    };
+    let rate = match decoder {
+        None => {
+            for s in 0..3 {
+                t.train_step(slice(s)); // warm-up, as the peer does
+            }
+            let start = Instant::now();
+            for s in 0..steps {
+                t.train_step(slice(s));
+            }
+            (batch * steps) as f64 / start.elapsed().as_secs_f64()
+        }
+        Some(kind) => {
+            let mut dt = DeviceTrainer::new(&t, device, kind)?;
+            let xs = (0..4)
+                .map(|s| candle_core::Tensor::from_slice(slice(s), (batch, d_in), device))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            for x in xs.iter().take(3) {
+                dt.train_step(x)?;
+            }
+            device.synchronize()?;
+            let start = Instant::now();
+            for s in 0..steps {
+                dt.train_step(&xs[s % 4])?;
+            }
+            device.synchronize()?;
+            (batch * steps) as f64 / start.elapsed().as_secs_f64()
+        }
+    };
+    let peer_rate = match &o.peer {
+        Some(p) => {
+            let shape = [
+                "--d-in".to_string(),
+                d_in.to_string(),
+                "--d-sae".into(),
+                d_sae.to_string(),
+                "--k".into(),
+                k.to_string(),
+                "--batch".into(),
+                batch.to_string(),
+            ];
+            let args: Vec<&str> = shape
+                .iter()
+                .chain(&o.peer_args)
+                .map(String::as_str)
+                .collect();
+            Some(run_peer_rate(p, &args, "tokens/s")?)
+        }
         None => None,
     };
     Ok(SaeTrainBench {
@@ -308,6 +381,8 @@ pub fn bench_sae_train(
         tokens_per_s: rate,
         peer_tokens_per_s: peer_rate,
         speedup_vs_peer: peer_rate.map(|p| rate / p),
+        device: crate::device::name(device),
+        decoder,
     })
 }
 

@@ -1,12 +1,12 @@
 //! `saescope steer …`: the diffusion-steering commands of the binary (see `saescope::steer`).
 
-use crate::{emit_pretty, progress_job};
+use crate::{Ctx, emit_pretty, progress_job};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use saescope::steer::discover::{self, ClipScorer, DiscoverOptions};
 use saescope::steer::edit::{FeatureEdit, TokenScope};
 use saescope::steer::pipeline::{GenerateOptions, Pipeline};
-use saescope::steer::session::{self, Decoder, default_device};
+use saescope::steer::session::{self, Decoder};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -20,15 +20,11 @@ pub struct PipelineArgs {
     /// pipeline's `taesd/` folder when it has one, else the full VAE.
     #[arg(long)]
     pub preview_decoder: Option<String>,
-    /// Run on the CPU even when built with cuda/metal and a GPU is present.
-    #[arg(long)]
-    pub cpu: bool,
 }
 
 impl PipelineArgs {
-    pub fn load(&self) -> Result<Pipeline> {
-        let device = default_device(self.cpu);
-        Pipeline::load(&self.pipeline, self.preview_decoder.as_deref(), &device)
+    pub fn load(&self, device: &candle_core::Device) -> Result<Pipeline> {
+        Pipeline::load(&self.pipeline, self.preview_decoder.as_deref(), device)
             .with_context(|| format!("loading pipeline `{}`", self.pipeline))
     }
 }
@@ -90,8 +86,6 @@ pub enum SteerCommand {
         batch: usize,
         #[arg(long)]
         restart: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// Generate unsteered and steered images for a prompt.
     Generate {
@@ -116,8 +110,6 @@ pub enum SteerCommand {
         /// Output folder for unsteered.png, steered.png and side_by_side.png.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        #[arg(long)]
-        json: bool,
     },
     /// Rank SAE features by how consistently steering with them moves a CLIP-scored attribute.
     Discover {
@@ -151,8 +143,6 @@ pub enum SteerCommand {
         sampling: SamplingArgs,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long)]
-        json: bool,
     },
     /// Write a tiny random-weight SD-style pipeline (diffusers layout) to try the tools on.
     MakeTiny {
@@ -169,8 +159,6 @@ pub enum SteerCommand {
         sdxl: bool,
         #[arg(long, default_value_t = 7)]
         seed: u64,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -200,7 +188,7 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn run(cmd: SteerCommand) -> Result<()> {
+pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         SteerCommand::MakeTiny {
             out,
@@ -208,7 +196,6 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             turbo,
             sdxl,
             seed,
-            json,
         } => {
             let tok = tokenizer
                 .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
@@ -220,7 +207,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             };
             saescope::steer::tiny::write_tiny(&out, &tok, seed, kind)?;
             emit_pretty(
-                json,
+                ctx,
                 &serde_json::json!({ "pipeline": out, "kind": format!("{kind:?}"), "seed": seed }),
             )
         }
@@ -233,9 +220,8 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             tokens,
             batch,
             restart,
-            json,
         } => {
-            let pipe = pipeline.load()?;
+            let pipe = pipeline.load(&ctx.device()?)?;
             let (job, bar) = progress_job("train-sae");
             let d = saescope::steer::corpus::default_train_options(pipe.embedding_width());
             let opts = saescope::sae::workflow::TrainOptions {
@@ -257,7 +243,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
                 &job,
             )?;
             bar.finish_and_clear();
-            emit_pretty(json, &report)
+            emit_pretty(ctx, &report)
         }
         SteerCommand::Generate {
             pipeline,
@@ -268,10 +254,9 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             sampling,
             preview,
             out,
-            json,
         } => {
             let start = std::time::Instant::now();
-            let pipe = pipeline.load()?;
+            let pipe = pipeline.load(&ctx.device()?)?;
             let scope = TokenScope::parse(&tokens)?;
             let edits = features
                 .iter()
@@ -292,33 +277,32 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             } else {
                 Decoder::Full
             };
-            let cond = pipe.encode_prompt(&prompt)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let plain =
-                session::generate(&pipe, None, &cond, &[], &opts, decoder, &mut |_, _| true)?;
+            let pair = session::steered_pair(
+                &pipe,
+                sae.as_ref(),
+                &prompt,
+                &edits,
+                &opts,
+                decoder,
+                None,
+                &mut |_, _, _| true,
+            )?;
             let unsteered = out.join("unsteered.png");
-            save_png(&plain.image, &unsteered)?;
+            save_png(&pair.base.1, &unsteered)?;
             let (mut steered, mut side, mut diff) = (None, None, None);
             if !edits.is_empty() {
-                let g = session::generate(
-                    &pipe,
-                    sae.as_ref(),
-                    &cond,
-                    &edits,
-                    &opts,
-                    decoder,
-                    &mut |_, _| true,
-                )?;
+                let g = &pair.steered.1;
                 let p = out.join("steered.png");
-                save_png(&g.image, &p)?;
+                save_png(g, &p)?;
                 let s = out.join("side_by_side.png");
-                save_png(&discover::hstack(&[&plain.image, &g.image]), &s)?;
-                diff = Some(session::mean_abs_diff(&plain.image, &g.image));
+                save_png(&discover::hstack(&[&pair.base.1, g]), &s)?;
+                diff = Some(session::mean_abs_diff(&pair.base.1, g));
                 steered = Some(p);
                 side = Some(s);
             }
             emit_pretty(
-                json,
+                ctx,
                 &GenerateReport {
                     pipeline: pipe.name.clone(),
                     prompt,
@@ -347,9 +331,8 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             vocab,
             sampling,
             out,
-            json,
         } => {
-            let pipe = pipeline.load()?;
+            let pipe = pipeline.load(&ctx.device()?)?;
             let sae = saescope::sae::formats::load_sae(&sae)?;
             let scorer = ClipScorer::load(&clip, clip_tokenizer.as_deref(), &pipe.device)
                 .with_context(|| format!("loading CLIP `{clip}`"))?;
@@ -396,7 +379,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
             let result = discover::discover(&pipe, &sae, &scorer, &opts, &out, &job)?;
             bar.finish_and_clear();
             emit_pretty(
-                json,
+                ctx,
                 &serde_json::json!({
                     "out": out,
                     "discovery": out.join(discover::DISCOVERY_FILE),

@@ -5,14 +5,17 @@
 
 use crate::error::{Error, Result};
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChoice {
     Cpu,
     Cuda(usize),
     Metal,
+    /// The default everywhere (CLI, app, library requests): the best device this build and
+    /// machine offer, the CPU when there is no other.
+    #[default]
     Auto,
 }
 
@@ -81,8 +84,25 @@ pub fn devices() -> Vec<DeviceStatus> {
     out
 }
 
-/// The device `choice` names, and a line saying what was picked and why.
+/// The device `choice` names, and a line saying what was picked and why. The answer is kept for
+/// the process's life: every use case asking for the same choice gets the same device (a CUDA
+/// context is made once, and tensors from two use cases can meet).
 pub fn resolve(choice: DeviceChoice) -> Result<(Device, String)> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RESOLVED: OnceLock<Mutex<HashMap<DeviceChoice, (Device, String)>>> = OnceLock::new();
+    let cache = RESOLVED.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = cache.lock().ok().and_then(|m| m.get(&choice).cloned()) {
+        return Ok(hit);
+    }
+    let fresh = resolve_uncached(choice)?;
+    if let Ok(mut m) = cache.lock() {
+        m.insert(choice, fresh.clone());
+    }
+    Ok(fresh)
+}
+
+fn resolve_uncached(choice: DeviceChoice) -> Result<(Device, String)> {
     match choice {
         DeviceChoice::Cpu => Ok((Device::Cpu, "cpu (asked for)".into())),
         DeviceChoice::Auto => {
@@ -106,6 +126,27 @@ pub fn resolve(choice: DeviceChoice) -> Result<(Device, String)> {
                 ))
             }),
     }
+}
+
+/// A device's short name as `--device` spells it: `cpu`, `cuda:N`, `metal`.
+pub fn name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { .. } => "metal".into(),
+    }
+}
+
+/// The device that the device-generic tests run their candle path on: `SAESCOPE_TEST_DEVICE`
+/// (`cpu`, `cuda`, `cuda:N`, `metal`; default `cpu`). The references they compare with stay
+/// the CPU fast paths, so `SAESCOPE_TEST_DEVICE=cuda` (scripts/gpu-bench.sh) checks that a GPU
+/// run only changes where the same ops execute.
+pub fn test_device() -> Result<Device> {
+    let choice = match std::env::var("SAESCOPE_TEST_DEVICE") {
+        Ok(s) if !s.trim().is_empty() => s.parse()?,
+        _ => DeviceChoice::Cpu,
+    };
+    resolve(choice).map(|(d, _)| d)
 }
 
 /// Opens a CUDA or Metal device, or says why it cannot.

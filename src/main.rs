@@ -23,6 +23,37 @@ use std::sync::atomic::AtomicBool;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Print one JSON object as the last line of stdout (errors too, as {"error": …}).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Where models and SAEs run: cpu, cuda, cuda:N, metal, or auto (the first of CUDA, Metal
+    /// and the CPU that this build and machine offer). `saescope info --devices` lists them.
+    #[arg(long, global = true, default_value = "auto")]
+    device: saescope::device::DeviceChoice,
+}
+
+/// What every command gets from the global flags. The device is resolved when a command first
+/// asks for it, and the line saying what was picked and why goes into its report.
+pub struct Ctx {
+    pub json: bool,
+    choice: saescope::device::DeviceChoice,
+    /// The device's name and the line saying why it was picked, once a command asked for it.
+    used: std::cell::RefCell<Option<(String, String)>>,
+}
+
+impl Ctx {
+    /// The device to run on (resolving `auto`); recorded in the command's report.
+    pub fn device(&self) -> Result<candle_core::Device> {
+        let (device, why) = saescope::device::resolve(self.choice)?;
+        *self.used.borrow_mut() = Some((saescope::device::name(&device), why));
+        Ok(device)
+    }
+
+    /// The choice itself, for the operations layer's requests (checked and recorded here).
+    pub fn device_choice(&self) -> Result<saescope::device::DeviceChoice> {
+        self.device()?;
+        Ok(self.choice)
+    }
 }
 
 #[derive(Subcommand)]
@@ -97,8 +128,6 @@ enum BenchCommand {
         items: usize,
         #[arg(long, default_value_t = 300)]
         frames: usize,
-        #[arg(long)]
-        json: bool,
     },
     /// The index's encode step against the bare dense GEMM on the same rows (first shard).
     Index {
@@ -110,8 +139,6 @@ enum BenchCommand {
         sae: Option<PathBuf>,
         #[arg(long, default_value_t = 65_000)]
         rows: usize,
-        #[arg(long)]
-        json: bool,
     },
     /// Steering: slider change → preview latency (tiny pipeline) and per-step UNet time at
     /// 256×256 with SD-Turbo-sized random weights.
@@ -125,10 +152,6 @@ enum BenchCommand {
         /// CLIP tokenizer.json for the tiny pipeline (default: ../shared/data/clip/tokenizer.json).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        #[arg(long)]
-        cpu: bool,
-        #[arg(long)]
-        json: bool,
     },
     /// TopK SAE training throughput on random data (tokens/s).
     SaeTrain {
@@ -142,11 +165,18 @@ enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// The PyTorch peer (e.g. ../shared/bench/peer_sae_train.py), run in the same command.
+        /// The PyTorch peer (e.g. ../shared/bench/peer_sae_train.py, or bench/peer_sae_train.py
+        /// which takes --device), run in the same command.
         #[arg(long)]
         peer: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
+        /// Extra argument for the peer (repeatable), e.g. `--peer-arg=--device --peer-arg=cuda`.
+        #[arg(long, allow_hyphen_values = true)]
+        peer_arg: Vec<String>,
+        /// The device trainer's decoder form: `sparse` (gather the active rows, index_add the
+        /// gradients) or `dense` (codes as a dense matrix, GEMMs). Default: the CPU trainer's
+        /// own kernels on the CPU, `dense` on a GPU.
+        #[arg(long, value_enum)]
+        decoder: Option<saescope::sae::train::DecoderKind>,
     },
     /// Backbone throughput: forward-only and end to end (decode + preprocess + forward).
     Extract {
@@ -175,8 +205,6 @@ enum BenchCommand {
         /// then see the same stretches of load (1 to 50).
         #[arg(long, default_value_t = 1)]
         rounds: usize,
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -202,9 +230,12 @@ impl ModelArgs {
         Ok(spec)
     }
 
-    fn load(&self) -> Result<(ModelSpec, backbone::VisionTransformer)> {
+    fn load(
+        &self,
+        device: &candle_core::Device,
+    ) -> Result<(ModelSpec, backbone::VisionTransformer)> {
         let spec = self.spec()?;
-        let b = backbone::load_backbone(&spec, &candle_core::Device::Cpu)
+        let b = backbone::load_backbone(&spec, device)
             .with_context(|| format!("loading model `{}`", self.model))?;
         Ok((spec, b))
     }
@@ -239,7 +270,12 @@ fn main() {
             e.exit()
         }
     };
-    if let Err(e) = run(cli) {
+    let ctx = Ctx {
+        json: cli.json,
+        choice: cli.device,
+        used: std::cell::RefCell::new(None),
+    };
+    if let Err(e) = run(cli.command, &ctx) {
         let msg = format!("{e:#}");
         if json {
             println!("{}", serde_json::json!({ "error": msg }));
@@ -249,18 +285,29 @@ fn main() {
     }
 }
 
-fn emit<T: Serialize>(json: bool, value: &T, human: impl FnOnce()) -> Result<()> {
-    if json {
-        println!("{}", serde_json::to_string(value)?);
+/// Prints a command's report: one JSON line with `--json` (with `device`, where it ran, and
+/// `device_choice`, why, when it used one), else the human form and the device on stderr.
+fn emit<T: Serialize>(ctx: &Ctx, value: &T, human: impl FnOnce()) -> Result<()> {
+    let device = ctx.used.borrow().clone();
+    if ctx.json {
+        let mut v = serde_json::to_value(value)?;
+        if let (Some(obj), Some((name, why))) = (v.as_object_mut(), device) {
+            obj.entry("device").or_insert(name.into());
+            obj.entry("device_choice").or_insert(why.into());
+        }
+        println!("{}", serde_json::to_string(&v)?);
     } else {
         human();
+        if let Some((_, why)) = device {
+            eprintln!("device: {why}");
+        }
     }
     Ok(())
 }
 
 /// `emit` whose human form is the same report, pretty-printed.
-fn emit_pretty<T: Serialize>(json: bool, value: &T) -> Result<()> {
-    emit(json, value, || {
+fn emit_pretty<T: Serialize>(ctx: &Ctx, value: &T) -> Result<()> {
+    emit(ctx, value, || {
         println!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
@@ -308,26 +355,26 @@ fn no_gui() -> anyhow::Error {
     )
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
+    match command {
         None => open_app(None),
         Some(Command::Gui { workspace }) => open_app(workspace),
-        Some(Command::Info(a)) => cli::info::run(a),
-        Some(Command::Extract(a)) => cli::extract::run(a),
-        Some(Command::Classify(a)) => cli::classify::run(a),
-        Some(Command::Probe(a)) => cli::probe::run(a),
-        Some(Command::Train(a)) => cli::train::run(a),
-        Some(Command::Saes(a)) => cli::saes::run(a),
-        Some(Command::UseSae(a)) => cli::use_sae::run(a),
-        Some(Command::Index(a)) => cli::index::run(a),
-        Some(Command::Ood(a)) => cli::ood::run(a),
-        Some(Command::Tree(a)) => cli::tree::run(a),
-        Some(Command::Label(a)) => cli::label::run(a),
-        Some(Command::Heatmap(a)) => cli::heatmap::run(a),
-        Some(Command::Intervene(a)) => cli::intervene::run(a),
-        Some(Command::Export(a)) => cli::export::run(a),
-        Some(Command::ImportLabels(a)) => cli::import_labels::run(a),
-        Some(Command::EvalSae(a)) => cli::eval_sae::run(a),
+        Some(Command::Info(a)) => cli::info::run(a, ctx),
+        Some(Command::Extract(a)) => cli::extract::run(a, ctx),
+        Some(Command::Classify(a)) => cli::classify::run(a, ctx),
+        Some(Command::Probe(a)) => cli::probe::run(a, ctx),
+        Some(Command::Train(a)) => cli::train::run(a, ctx),
+        Some(Command::Saes(a)) => cli::saes::run(a, ctx),
+        Some(Command::UseSae(a)) => cli::use_sae::run(a, ctx),
+        Some(Command::Index(a)) => cli::index::run(a, ctx),
+        Some(Command::Ood(a)) => cli::ood::run(a, ctx),
+        Some(Command::Tree(a)) => cli::tree::run(a, ctx),
+        Some(Command::Label(a)) => cli::label::run(a, ctx),
+        Some(Command::Heatmap(a)) => cli::heatmap::run(a, ctx),
+        Some(Command::Intervene(a)) => cli::intervene::run(a, ctx),
+        Some(Command::Export(a)) => cli::export::run(a, ctx),
+        Some(Command::ImportLabels(a)) => cli::import_labels::run(a, ctx),
+        Some(Command::EvalSae(a)) => cli::eval_sae::run(a, ctx),
         Some(Command::Bench {
             which:
                 BenchCommand::SaeTrain {
@@ -337,12 +384,22 @@ fn run(cli: Cli) -> Result<()> {
                     batch,
                     steps,
                     peer,
-                    json,
+                    peer_arg,
+                    decoder,
                 },
         }) => {
-            let report =
-                saescope::bench::bench_sae_train(d_in, d_sae, k, batch, steps, peer.as_deref())?;
-            emit_pretty(json, &report)
+            let options = saescope::bench::SaeTrainBenchOptions {
+                d_in,
+                d_sae,
+                k,
+                batch,
+                steps,
+                decoder,
+                peer,
+                peer_args: peer_arg,
+            };
+            let report = saescope::bench::bench_sae_train(&ctx.device()?, &options)?;
+            emit_pretty(ctx, &report)
         }
         Some(Command::Bench {
             which:
@@ -355,7 +412,6 @@ fn run(cli: Cli) -> Result<()> {
                     peer,
                     peer_arg,
                     rounds,
-                    json,
                 },
         }) => {
             if batch == 0 || limit == 0 {
@@ -364,7 +420,7 @@ fn run(cli: Cli) -> Result<()> {
             if !(1..=50).contains(&rounds) {
                 anyhow::bail!("--rounds must be between 1 and 50 (got {rounds})");
             }
-            let (_, b) = model.load()?;
+            let (_, b) = model.load(&ctx.device()?)?;
             let ds = saescope::store::Dataset::scan(&images)?;
             let layer = layer.unwrap_or(b.info().n_layers / 2);
             let report = saescope::bench::bench_extract(
@@ -377,29 +433,27 @@ fn run(cli: Cli) -> Result<()> {
                 peer.as_deref().map(Path::new),
                 &peer_arg,
             )?;
-            emit_pretty(json, &report)
+            emit_pretty(ctx, &report)
         }
-        Some(Command::Steer { which }) => cli_steer::run(which),
+        Some(Command::Steer { which }) => cli_steer::run(which, ctx),
         Some(Command::Bench {
             which:
                 BenchCommand::Steer {
                     tiny_size,
                     unet_size,
                     tokenizer,
-                    cpu,
-                    json,
                 },
         }) => {
             let tok = tokenizer
                 .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
-            let device = saescope::steer::session::default_device(cpu);
+            let device = ctx.device()?;
             let report = saescope::steer::bench::run(
                 &tok,
                 tiny_size,
                 (unet_size > 0).then_some(unet_size),
                 &device,
             )?;
-            emit_pretty(json, &report)
+            emit_pretty(ctx, &report)
         }
         Some(Command::Bench {
             which:
@@ -407,17 +461,16 @@ fn run(cli: Cli) -> Result<()> {
                     workspace,
                     items,
                     frames,
-                    json,
                 },
         }) => {
             #[cfg(feature = "gui")]
             {
                 let report = saescope::app::bench::bench_grid(&workspace, items, frames)?;
-                emit_pretty(json, &report)
+                emit_pretty(ctx, &report)
             }
             #[cfg(not(feature = "gui"))]
             {
-                let _ = (workspace, items, frames, json);
+                let _ = (workspace, items, frames);
                 Err(no_gui())
             }
         }
@@ -427,13 +480,13 @@ fn run(cli: Cli) -> Result<()> {
                     workspace,
                     sae,
                     rows,
-                    json,
                 },
         }) => {
             let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
+            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?
+                .on_device(&ctx.device()?)?;
             let report = saescope::bench::bench_index(&ws, &sae, rows)?;
-            emit_pretty(json, &report)
+            emit_pretty(ctx, &report)
         }
     }
 }

@@ -33,6 +33,9 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
         "the error is shown in the window"
     );
     assert!(h.state().open.is_none());
+    // The status bar says where jobs run: auto picks the CPU in this build.
+    h.get_by_role_and_label(Role::ComboBox, "Device:");
+    h.get_by_label("runs on cpu");
     h.snapshot("start_page_error");
 }
 

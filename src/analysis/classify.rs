@@ -5,7 +5,6 @@ use crate::error::{Error, Result};
 use crate::job::{Job, Progress};
 use crate::store::extract::decode_images;
 use crate::store::{Dataset, Skipped};
-use candle_core::Device;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -27,7 +26,7 @@ pub fn classify(
     job: &Job,
 ) -> Result<ClassifyReport> {
     let start = Instant::now();
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
     let info = backbone.info();
     let n_layers = info.n_layers;
     let labelled: Vec<usize> = (0..ds.len())

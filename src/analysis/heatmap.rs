@@ -6,7 +6,6 @@
 use crate::backbone::{Backbone, TokenGeometry, TokenKind};
 use crate::error::{Error, Result};
 use crate::sae::Sae;
-use candle_core::Device;
 use image::{Rgb, RgbImage, imageops};
 use serde::Serialize;
 use std::path::Path;
@@ -73,7 +72,7 @@ pub fn encode_image(
 ) -> Result<crate::sae::SparseCodes> {
     let (pixels, _) = backbone
         .preprocessor()
-        .batch(std::slice::from_ref(img), &Device::Cpu)?;
+        .batch(std::slice::from_ref(img), backbone.device())?;
     let hidden = backbone.forward_to(&pixels, layer)?;
     let h: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
     Ok(sae.encode_sparse(&h))

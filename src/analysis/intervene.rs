@@ -10,7 +10,7 @@
 use crate::backbone::{Backbone, TokenGeometry, TokenKind, TokenSelection};
 use crate::error::{Error, Result};
 use crate::sae::{Sae, SparseCodes};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 /// What happens to a chosen feature's code.
@@ -188,7 +188,7 @@ pub fn finish(
     batch: usize,
 ) -> Result<Vec<Readout>> {
     let (t, d) = (backbone.info().geometry.n_tokens(), backbone.info().d_model);
-    let x = Tensor::from_slice(hidden, (batch, t, d), &Device::Cpu)?;
+    let x = Tensor::from_slice(hidden, (batch, t, d), backbone.device())?;
     let out = backbone.finish_from(&x, layer)?;
     let last: Vec<f32> = out.last.flatten_all()?.to_vec1()?;
     let pooled: Vec<f32> = out.pooled.flatten_all()?.to_vec1()?;
@@ -227,7 +227,7 @@ impl Prepared {
         sae.check_fits(backbone.info().d_model, &format!("layer {layer}"))?;
         let (pixels, _) = backbone
             .preprocessor()
-            .batch(std::slice::from_ref(img), &Device::Cpu)?;
+            .batch(std::slice::from_ref(img), backbone.device())?;
         let hidden: Vec<f32> = backbone
             .forward_to(&pixels, layer)?
             .flatten_all()?

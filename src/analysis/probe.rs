@@ -15,7 +15,7 @@ use crate::linalg::{RhsLayout, matmul};
 use crate::sae::Sae;
 use crate::store::reuse::{HiddenBatch, LayerActivations};
 use crate::store::{Dataset, Workspace};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -87,7 +87,7 @@ fn pooled_features(
     job: &Job,
     what: &str,
 ) -> Result<Features> {
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
     let labelled: Vec<usize> = (0..ds.len())
         .filter(|&i| ds.images[i].class.is_some())
         .collect();

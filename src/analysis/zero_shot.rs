@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::job::{Job, Progress};
 use crate::store::Dataset;
 use crate::store::extract::decode_images;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -192,7 +192,7 @@ pub fn label_with_clip(
             backbone.info().family
         )));
     }
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
     let Resolved::Folder(dir) = spec.resolve()? else {
         return Err(Error::Invalid(
             "CLIP models are read from a folder or hub id".into(),

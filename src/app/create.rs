@@ -71,7 +71,11 @@ impl CreateRequest {
     }
 
     /// Runs the whole pipeline (each stage resumes what an earlier run left).
-    pub fn run(&self, job: &crate::job::Job) -> crate::Result<String> {
+    pub fn run(
+        &self,
+        device: crate::device::DeviceChoice,
+        job: &crate::job::Job,
+    ) -> crate::Result<String> {
         let config =
             (!self.model_config.trim().is_empty()).then(|| PathBuf::from(self.model_config.trim()));
         let mut spec = ModelSpec::from_cli(self.model.trim(), config.as_deref())?;
@@ -87,6 +91,7 @@ impl CreateRequest {
         let r = crate::ops::create::create(
             &crate::ops::create::CreateRequest {
                 model: spec,
+                device,
                 layer: self.layer,
                 images: PathBuf::from(self.images.trim()),
                 workspace: PathBuf::from(self.workspace.trim()),
@@ -317,9 +322,13 @@ pub fn form_ui(
 }
 
 /// Starts the pipeline as a background job.
-pub fn start(req: &CreateRequest, ctx: &egui::Context) -> BackgroundJob {
+pub fn start(
+    req: &CreateRequest,
+    device: crate::device::DeviceChoice,
+    ctx: &egui::Context,
+) -> BackgroundJob {
     let r = req.clone();
-    BackgroundJob::spawn("Create workspace", ctx, move |job| r.run(job))
+    BackgroundJob::spawn("Create workspace", ctx, move |job| r.run(device, job))
 }
 
 /// The SAE folder whose training log changed last (`WS/saes/<name>/`): the one being trained.

@@ -36,6 +36,7 @@ pub struct ImageView {
 
 impl ImageView {
     /// Starts encoding `image` in the background.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         title: String,
         image: image::RgbImage,
@@ -43,6 +44,7 @@ impl ImageView {
         ws: &Workspace,
         sae: Sae,
         backbone: SharedBackbone,
+        device: crate::device::DeviceChoice,
         ctx: &egui::Context,
     ) -> ImageView {
         let prepared = Arc::new(Mutex::new(None));
@@ -58,7 +60,9 @@ impl ImageView {
         );
         std::thread::spawn(move || {
             let b = b.get_or_init(|| {
-                load_backbone(&spec, &candle_core::Device::Cpu).map_err(|e| e.to_string())
+                crate::device::resolve(device)
+                    .and_then(|(d, _)| load_backbone(&spec, &d))
+                    .map_err(|e| e.to_string())
             });
             let r = match b {
                 Ok(b) => Prepared::new(b, &s, layer, &img)

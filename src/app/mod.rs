@@ -34,6 +34,8 @@ pub struct Persisted {
     pub steer: steer_view::SteerSettings,
     /// Each workspace's typed explorer inputs (OOD and ontology forms, export folder, …).
     pub inputs: std::collections::BTreeMap<PathBuf, explorer::FormInputs>,
+    /// Where models and SAEs run (the status bar's choice).
+    pub device: crate::device::DeviceChoice,
 }
 
 /// The two top-level views: vision workspaces, and diffusion steering.
@@ -207,6 +209,56 @@ impl SaescopeApp {
         });
     }
 
+    /// The device choice, and what it resolves to here and why.
+    fn status_bar_ui(&mut self, ui: &mut egui::Ui) {
+        use crate::device::DeviceChoice;
+        ui.horizontal(|ui| {
+            let l = ui.label("Device:");
+            let before = self.persisted.device;
+            egui::ComboBox::from_id_salt("device")
+                .selected_text(self.persisted.device.to_string())
+                .show_ui(ui, |ui| {
+                    for c in [
+                        DeviceChoice::Auto,
+                        DeviceChoice::Cpu,
+                        DeviceChoice::Cuda(0),
+                        DeviceChoice::Metal,
+                    ] {
+                        ui.selectable_value(&mut self.persisted.device, c, c.to_string());
+                    }
+                })
+                .response
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "Where models and SAEs run for jobs started from now on (auto: the first of \
+                     CUDA, Metal and the CPU that this build and machine offer)",
+                );
+            match crate::device::resolve(self.persisted.device) {
+                Ok((device, why)) => {
+                    ui.label(
+                        egui::RichText::new(format!("runs on {}", crate::device::name(&device)))
+                            .weak(),
+                    )
+                    .on_hover_text(why);
+                }
+                Err(e) => {
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new(e.to_string()).color(ui.visuals().error_fg_color),
+                        )
+                        .wrap(),
+                    );
+                }
+            }
+            if before != self.persisted.device {
+                // The image view's model was loaded on the old device.
+                if let Some(x) = &mut self.explorer {
+                    x.forget_backbone();
+                }
+            }
+        });
+    }
+
     fn start_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Workspaces");
         ui.label("A workspace holds one model layer's activations over an image folder, and everything computed from them.");
@@ -286,7 +338,7 @@ impl SaescopeApp {
         }
         if create::form_ui(ui, &mut self.create, busy, &self.picker) {
             self.persisted.pending_create = Some(self.create.clone());
-            self.create_job = Some(create::start(&self.create, ui.ctx()));
+            self.create_job = Some(create::start(&self.create, self.persisted.device, ui.ctx()));
         }
         let mut finished = None;
         if let Some(j) = &self.create_job {
@@ -499,6 +551,12 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
 impl eframe::App for SaescopeApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar_ui(ui));
+        egui::Panel::bottom("status_bar").show(ui, |ui| self.status_bar_ui(ui));
+        // Every view starts its jobs on the device chosen here.
+        self.steer.device = self.persisted.device;
+        if let Some(x) = &mut self.explorer {
+            x.device = self.persisted.device;
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             if self.persisted.mode == Mode::Steering {
                 self.steer.ui(ui)

@@ -14,6 +14,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Where the weights live (and so where this layer runs).
+    pub fn device(&self) -> &candle_core::Device {
+        self.w_t.device()
+    }
+
     /// From PyTorch layout: `weight` [out, in], `bias` [out].
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Linear {
@@ -287,6 +292,10 @@ pub struct PatchEmbed {
 }
 
 impl PatchEmbed {
+    pub fn device(&self) -> &candle_core::Device {
+        self.proj.device()
+    }
+
     /// `weight` [D, C, p, p] as PyTorch's Conv2d stores it.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (d, c, p, p2) = weight.dims4()?;

@@ -17,7 +17,7 @@ pub mod torch_vit;
 pub mod weights;
 
 use crate::error::{Error, Result};
-use candle_core::{D, Tensor};
+use candle_core::{D, Device, Tensor};
 use layers::{Block, LayerNorm, Linear, PatchEmbed};
 use preprocess::Preprocessor;
 use serde::{Deserialize, Serialize};
@@ -136,6 +136,8 @@ pub struct BackboneInfo {
 pub trait Backbone: Send + Sync {
     fn info(&self) -> &BackboneInfo;
     fn preprocessor(&self) -> &Preprocessor;
+    /// The device the weights live on: inputs are made there and the forward runs there.
+    fn device(&self) -> &Device;
     /// pixels [B, 3, H, W] → residual stream after block `layer` [B, T, D]; later blocks are not run.
     fn forward_to(&self, pixels: &Tensor, layer: usize) -> Result<Tensor>;
     /// The embeddings (index 0) and the output of every block, like HF's `hidden_states`.
@@ -356,6 +358,10 @@ impl Backbone for VisionTransformer {
 
     fn preprocessor(&self) -> &Preprocessor {
         &self.preprocessor
+    }
+
+    fn device(&self) -> &Device {
+        self.embeddings.patch.device()
     }
 
     fn forward_to(&self, pixels: &Tensor, layer: usize) -> Result<Tensor> {

@@ -10,23 +10,26 @@ pub struct ClassifyArgs {
     images: PathBuf,
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: ClassifyArgs) -> Result<()> {
+pub fn run(a: ClassifyArgs, ctx: &Ctx) -> Result<()> {
     let ClassifyArgs {
         model,
         images,
         batch,
-        json,
     } = a;
-    let (_, b) = model.load()?;
-    let ds = saescope::store::Dataset::scan(&images)?;
     let (job, bar) = progress_job("classify");
-    let report = saescope::analysis::classify::classify(&b, &ds, batch, &job)?;
+    let report = saescope::ops::measure::classify(
+        &saescope::ops::measure::ClassifyRequest {
+            model: model.spec()?,
+            device: ctx.device_choice()?,
+            images,
+            batch,
+        },
+        &job,
+    )?;
     bar.finish_and_clear();
-    emit(json, &report, || {
+    emit(ctx, &report, || {
         println!(
             "accuracy {:.4} on {} images ({:.0} images/s)",
             report.accuracy, report.n, report.images_per_s

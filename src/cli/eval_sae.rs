@@ -12,22 +12,25 @@ pub struct EvalSaeArgs {
     images: PathBuf,
     #[arg(long, default_value_t = 256)]
     batch: usize,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: EvalSaeArgs) -> Result<()> {
+pub fn run(a: EvalSaeArgs, ctx: &Ctx) -> Result<()> {
     let EvalSaeArgs {
         target: SaeArgs { workspace, sae },
         images,
         batch,
-        json,
     } = a;
-    let ws = saescope::store::Workspace::open(&workspace)?;
-    let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?;
-    let b = backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
     let (job, bar) = progress_job("eval-sae");
-    let report = saescope::sae::workflow::evaluate(&ws, &b, &sae, &images, batch, &job)?;
+    let report = saescope::ops::measure::evaluate(
+        &saescope::ops::measure::EvalRequest {
+            workspace,
+            sae,
+            device: ctx.device_choice()?,
+            images,
+            batch,
+        },
+        &job,
+    )?;
     bar.finish_and_clear();
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

@@ -17,18 +17,15 @@ pub struct ExportArgs {
     /// Skip the per-feature PNGs.
     #[arg(long)]
     no_png: bool,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: ExportArgs) -> Result<()> {
+pub fn run(a: ExportArgs, ctx: &Ctx) -> Result<()> {
     let ExportArgs {
         target: SaeArgs { workspace, sae },
         out,
         features,
         labelled,
         no_png,
-        json,
     } = a;
     use saescope::analysis::export::{Selection, parse_ids};
     let selection = match (&features, labelled) {
@@ -43,5 +40,5 @@ pub fn run(a: ExportArgs) -> Result<()> {
         out,
         pngs: !no_png,
     })?;
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

@@ -24,11 +24,9 @@ pub struct ExtractArgs {
     /// Images per shard (default: about 64 MiB per shard).
     #[arg(long)]
     shard_images: Option<usize>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: ExtractArgs) -> Result<()> {
+pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
     let ExtractArgs {
         model,
         layer,
@@ -38,20 +36,26 @@ pub fn run(a: ExtractArgs) -> Result<()> {
         dtype,
         batch,
         shard_images,
-        json,
     } = a;
-    let (spec, b) = model.load()?;
     let (job, bar) = progress_job("extract");
-    let opts = saescope::store::extract::ExtractOptions {
-        layer,
-        tokens,
-        dtype,
-        batch_size: batch,
-        images_per_shard: shard_images,
-    };
-    let report = saescope::store::extract::extract(&workspace, &spec, &b, &images, &opts, &job)?;
+    let report = saescope::ops::build::extract(
+        &saescope::ops::build::ExtractRequest {
+            model: model.spec()?,
+            device: ctx.device_choice()?,
+            images,
+            workspace,
+            options: saescope::store::extract::ExtractOptions {
+                layer,
+                tokens,
+                dtype,
+                batch_size: batch,
+                images_per_shard: shard_images,
+            },
+        },
+        &job,
+    )?;
     bar.finish_and_clear();
-    emit(json, &report, || {
+    emit(ctx, &report, || {
         println!(
             "{} images → {} rows × {} in {} shards ({} reused) at {:.0} images/s; {} skipped",
             report.extracted_images,

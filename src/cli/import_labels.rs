@@ -12,16 +12,13 @@ pub struct ImportLabelsArgs {
     /// Import even if the export was made with another SAE.
     #[arg(long)]
     force: bool,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: ImportLabelsArgs) -> Result<()> {
+pub fn run(a: ImportLabelsArgs, ctx: &Ctx) -> Result<()> {
     let ImportLabelsArgs {
         target: SaeArgs { workspace, sae },
         from,
         force,
-        json,
     } = a;
     let report = saescope::ops::share::import_labels(&saescope::ops::share::ImportLabelsRequest {
         workspace,
@@ -29,5 +26,5 @@ pub fn run(a: ImportLabelsArgs) -> Result<()> {
         from,
         force,
     })?;
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

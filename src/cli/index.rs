@@ -13,20 +13,18 @@ pub struct IndexArgs {
     /// Rebuild from scratch.
     #[arg(long)]
     rebuild: bool,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: IndexArgs) -> Result<()> {
+pub fn run(a: IndexArgs, ctx: &Ctx) -> Result<()> {
     let IndexArgs {
         target: SaeArgs { workspace, sae },
         top_n,
         rebuild,
-        json,
     } = a;
     let (job, bar) = progress_job("index");
     let report = saescope::ops::analyse::build_index(
         &saescope::ops::analyse::IndexRequest {
+            device: ctx.device_choice()?,
             workspace,
             sae,
             options: saescope::analysis::index::IndexOptions {
@@ -38,5 +36,5 @@ pub fn run(a: IndexArgs) -> Result<()> {
         &job,
     )?;
     bar.finish_and_clear();
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

@@ -17,23 +17,20 @@ pub struct InfoArgs {
     /// List the compute devices (cpu, cuda, metal), which can be used, and why not.
     #[arg(long)]
     devices: bool,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: InfoArgs) -> Result<()> {
+pub fn run(a: InfoArgs, ctx: &Ctx) -> Result<()> {
     let InfoArgs {
         model,
         model_config,
         pos_interpolation,
         devices,
-        json,
     } = a;
     if devices {
         let (_, auto) = saescope::device::resolve(saescope::device::DeviceChoice::Auto)?;
         let list = saescope::device::devices();
         let value = serde_json::json!({ "devices": list, "auto": auto });
-        return emit(json, &value, || {
+        return emit(ctx, &value, || {
             for d in &list {
                 let state = if d.available {
                     "available"
@@ -53,7 +50,7 @@ pub fn run(a: InfoArgs) -> Result<()> {
         model_config,
         pos_interpolation,
     };
-    let (_, b) = model.load()?;
+    let (_, b) = model.load(&ctx.device()?)?;
     let value = serde_json::json!({ "model": b.info(), "preprocessing": b.preprocessor() });
-    emit_pretty(json, &value)
+    emit_pretty(ctx, &value)
 }

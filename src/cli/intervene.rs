@@ -53,25 +53,28 @@ pub struct InterveneArgs {
     top: usize,
     #[arg(long, default_value_t = 64)]
     batch: usize,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: InterveneArgs) -> Result<()> {
+pub fn run(a: InterveneArgs, ctx: &Ctx) -> Result<()> {
     let features = match &a.features {
         Some(s) => saescope::analysis::export::parse_ids(s)?,
         None => Vec::new(),
     };
     match (&a.image, &a.class) {
-        (Some(image), None) => one_image(&a, image, features),
-        (None, Some(class)) => effects(&a, class, features),
+        (Some(image), None) => one_image(&a, image, features, ctx),
+        (None, Some(class)) => effects(&a, class, features, ctx),
         _ => anyhow::bail!(
             "say what to intervene on: --image FILE (one image) or --class NAME (causal effects over the workspace's images of that class)"
         ),
     }
 }
 
-fn one_image(a: &InterveneArgs, image: &std::path::Path, features: Vec<u32>) -> Result<()> {
+fn one_image(
+    a: &InterveneArgs,
+    image: &std::path::Path,
+    features: Vec<u32>,
+    ctx: &Ctx,
+) -> Result<()> {
     if features.is_empty() {
         anyhow::bail!("name the features to edit: --features 3,10-12");
     }
@@ -94,6 +97,7 @@ fn one_image(a: &InterveneArgs, image: &std::path::Path, features: Vec<u32>) -> 
         ),
     };
     let r = saescope::ops::intervene::ImageRequest {
+        device: ctx.device_choice()?,
         workspace: a.target.workspace.clone(),
         sae: a.target.sae.clone(),
         image: image.to_path_buf(),
@@ -107,7 +111,7 @@ fn one_image(a: &InterveneArgs, image: &std::path::Path, features: Vec<u32>) -> 
         top_k: a.top,
     };
     let out = saescope::ops::intervene::image(&r)?;
-    emit(a.json, &out, || {
+    emit(ctx, &out, || {
         println!(
             "{} codes changed on {} tokens at layer {}{}",
             out.codes_changed,
@@ -129,11 +133,12 @@ fn one_image(a: &InterveneArgs, image: &std::path::Path, features: Vec<u32>) -> 
     })
 }
 
-fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>) -> Result<()> {
+fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>, ctx: &Ctx) -> Result<()> {
     if a.value.is_some() || !matches!(a.mode, Mode::Ablate) {
         anyhow::bail!("--class measures ablations only: drop --mode/--value");
     }
     let r = saescope::ops::intervene::EffectRequest {
+        device: ctx.device_choice()?,
         workspace: a.target.workspace.clone(),
         sae: a.target.sae.clone(),
         class: class.to_string(),
@@ -149,7 +154,7 @@ fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>) -> Result<()> {
     let (job, bar) = progress_job("effects");
     let report = saescope::ops::intervene::effects(&r, &job)?;
     bar.finish_and_clear();
-    emit(a.json, &report, || {
+    emit(ctx, &report, || {
         println!(
             "causal effects on `{}` over {} images (ablated on every token; Δ = edited − original)",
             report.class, report.images

@@ -22,11 +22,9 @@ pub struct LabelArgs {
     /// Manual label, e.g. --set "12=striped fur" (an empty text removes the label).
     #[arg(long = "set")]
     set: Vec<String>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: LabelArgs) -> Result<()> {
+pub fn run(a: LabelArgs, ctx: &Ctx) -> Result<()> {
     let LabelArgs {
         target: SaeArgs { workspace, sae },
         from_classes,
@@ -34,7 +32,6 @@ pub fn run(a: LabelArgs) -> Result<()> {
         vocab,
         examples,
         set,
-        json,
     } = a;
     let set = set
         .iter()
@@ -52,6 +49,12 @@ pub fn run(a: LabelArgs) -> Result<()> {
     let (job, bar) = progress_job("labels");
     let report = saescope::ops::analyse::label(
         &saescope::ops::analyse::LabelRequest {
+            // Only CLIP zero-shot labels run a model.
+            device: if clip {
+                ctx.device_choice()?
+            } else {
+                Default::default()
+            },
             workspace,
             sae,
             from_classes,
@@ -61,5 +64,5 @@ pub fn run(a: LabelArgs) -> Result<()> {
         &job,
     )?;
     bar.finish_and_clear();
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

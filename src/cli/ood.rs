@@ -27,11 +27,9 @@ pub struct OodArgs {
     /// images they hold instead of recomputing them (repeatable; --workspace is always read).
     #[arg(long)]
     reuse: Vec<PathBuf>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: OodArgs) -> Result<()> {
+pub fn run(a: OodArgs, ctx: &Ctx) -> Result<()> {
     let OodArgs {
         target: SaeArgs { workspace, sae },
         fit,
@@ -40,11 +38,11 @@ pub fn run(a: OodArgs) -> Result<()> {
         batch,
         ridge,
         reuse,
-        json,
     } = a;
     let (job, bar) = progress_job("ood");
     let (results, path) = saescope::ops::analyse::ood(
         &saescope::ops::analyse::OodRequest {
+            device: ctx.device_choice()?,
             workspace,
             sae,
             fit,
@@ -61,7 +59,7 @@ pub fn run(a: OodArgs) -> Result<()> {
     )?;
     bar.finish_and_clear();
     let summary = saescope::analysis::ood::summary(&results, &path, 10);
-    emit(json, &summary, || {
+    emit(ctx, &summary, || {
         println!(
             "{:<22} {:<22} {:>7} {:>7}",
             "method", "OOD set", "AUROC", "FPR95"

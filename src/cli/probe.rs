@@ -29,11 +29,9 @@ pub struct ProbeArgs {
     reuse: Vec<PathBuf>,
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: ProbeArgs) -> Result<()> {
+pub fn run(a: ProbeArgs, ctx: &Ctx) -> Result<()> {
     let ProbeArgs {
         model,
         fit,
@@ -43,38 +41,27 @@ pub fn run(a: ProbeArgs) -> Result<()> {
         l2,
         reuse,
         batch,
-        json,
     } = a;
-    if batch == 0 {
-        anyhow::bail!("--batch must be at least 1");
-    }
-    if l2.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-        anyhow::bail!("--l2 must be a finite number ≥ 0");
-    }
-    let (_, b) = model.load()?;
-    // With a workspace, the model runs to its layer (or reads it from its store) and
-    // finishes from there; the pooled output is the same.
-    let (layer, sae) = match &workspace {
-        Some(ws) => {
-            let ws = saescope::store::Workspace::open(ws)?;
-            let sae = spliced
-                .then(|| saescope::sae::workflow::workspace_sae(&ws, None))
-                .transpose()?;
-            (ws.config.layer, sae)
-        }
-        None => (b.info().n_layers - 1, None),
-    };
-    let opts = saescope::analysis::probe::ProbeOptions {
-        batch,
-        l2,
-        reuse_stores: workspace.iter().cloned().chain(reuse).collect(),
-        ..Default::default()
-    };
     let (job, bar) = progress_job("probe");
-    let report =
-        saescope::analysis::probe::probe(&b, sae.as_ref(), layer, &fit, &eval, &opts, &job)?;
+    let report = saescope::ops::measure::probe(
+        &saescope::ops::measure::ProbeRequest {
+            model: model.spec()?,
+            device: ctx.device_choice()?,
+            fit,
+            eval,
+            workspace,
+            spliced,
+            options: saescope::analysis::probe::ProbeOptions {
+                batch,
+                l2,
+                reuse_stores: reuse,
+                ..Default::default()
+            },
+        },
+        &job,
+    )?;
     bar.finish_and_clear();
-    emit(json, &report, || {
+    emit(ctx, &report, || {
         println!(
             "probe on {} classes: fit {} images, eval {} images",
             report.classes.len(),

@@ -7,15 +7,13 @@ use super::*;
 pub struct SaesArgs {
     #[arg(long)]
     workspace: PathBuf,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: SaesArgs) -> Result<()> {
-    let SaesArgs { workspace, json } = a;
+pub fn run(a: SaesArgs, ctx: &Ctx) -> Result<()> {
+    let SaesArgs { workspace } = a;
     let ws = saescope::store::Workspace::open(&workspace)?;
     let list = saescope::ops::saes::list_saes(&ws);
-    emit(json, &serde_json::json!({ "saes": list }), || {
+    emit(ctx, &serde_json::json!({ "saes": list }), || {
         for s in &list {
             println!(
                 "{} {:<28} d_sae {:<6} FVE {:<6} L0 {:<6} index {} labels {}",

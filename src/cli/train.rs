@@ -46,11 +46,9 @@ pub struct TrainArgs {
     lr: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: TrainArgs) -> Result<()> {
+pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
     let TrainArgs {
         workspace,
         name,
@@ -66,10 +64,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
         batch,
         lr,
         seed,
-        json,
     } = a;
     let arch = saescope::sae::train::TrainArch::parse(&arch, l1)?;
-    let ws = saescope::store::Workspace::open(&workspace)?;
     let (job, bar) = progress_job("train");
     let opts = saescope::sae::workflow::TrainOptions {
         arch,
@@ -84,7 +80,14 @@ pub fn run(a: TrainArgs) -> Result<()> {
         name,
         ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
     };
-    let report = saescope::sae::workflow::train(&ws, &opts, &job)?;
+    let report = saescope::ops::build::train(
+        &saescope::ops::build::TrainRequest {
+            workspace,
+            device: ctx.device_choice()?,
+            options: opts,
+        },
+        &job,
+    )?;
     bar.finish_and_clear();
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

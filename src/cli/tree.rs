@@ -14,16 +14,13 @@ pub struct TreeArgs {
     /// One taxonomy id per class, in sorted class-folder order (e.g. cifar10-wnids.txt).
     #[arg(long, requires = "taxonomy")]
     class_ids: Option<PathBuf>,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: TreeArgs) -> Result<()> {
+pub fn run(a: TreeArgs, ctx: &Ctx) -> Result<()> {
     let TreeArgs {
         target: SaeArgs { workspace, sae },
         taxonomy,
         class_ids,
-        json,
     } = a;
     let taxonomy = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
         saescope::analysis::ontology::TaxonomyInput {
@@ -39,5 +36,5 @@ pub fn run(a: TreeArgs) -> Result<()> {
         },
         &saescope::job::Job::default(),
     )?;
-    emit_pretty(json, &report)
+    emit_pretty(ctx, &report)
 }

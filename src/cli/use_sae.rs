@@ -9,16 +9,10 @@ pub struct UseSaeArgs {
     workspace: PathBuf,
     /// Its name under WS/saes/ (see `saescope saes`).
     name: String,
-    #[arg(long)]
-    json: bool,
 }
 
-pub fn run(a: UseSaeArgs) -> Result<()> {
-    let UseSaeArgs {
-        workspace,
-        name,
-        json,
-    } = a;
+pub fn run(a: UseSaeArgs, ctx: &Ctx) -> Result<()> {
+    let UseSaeArgs { workspace, name } = a;
     let ws = saescope::store::Workspace::open(&workspace)?;
     let _lock = lock_writer(
         &workspace,
@@ -27,5 +21,5 @@ pub fn run(a: UseSaeArgs) -> Result<()> {
     )?;
     let home = ws.sae_home(Some(&name))?;
     ws.set_active_sae(&name)?;
-    emit_pretty(json, &serde_json::json!({ "active": name, "folder": home }))
+    emit_pretty(ctx, &serde_json::json!({ "active": name, "folder": home }))
 }

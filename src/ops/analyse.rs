@@ -1,7 +1,8 @@
 //! The feature analyses of a workspace's SAE: index, OOD, ontology and labels.
 
-use super::sae_of;
+use super::{device_of, sae_of};
 use crate::analysis::{index, labels, ontology, ood};
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::store::Workspace;
@@ -14,6 +15,7 @@ use std::time::Duration;
 pub struct IndexRequest {
     pub workspace: PathBuf,
     pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
     pub options: index::IndexOptions,
 }
 
@@ -22,6 +24,7 @@ pub fn build_index(r: &IndexRequest, job: &Job) -> Result<index::IndexReport> {
     let ws = Workspace::open(&r.workspace)?;
     let _lock = lock_writer(&ws.dir, "index", None)?;
     let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
+    let sae = sae.on_device(&device_of(r.device)?)?;
     index::build_index(&ws, &home, &sae, &r.options, job)
 }
 
@@ -29,6 +32,7 @@ pub fn build_index(r: &IndexRequest, job: &Job) -> Result<index::IndexReport> {
 pub struct OodRequest {
     pub workspace: PathBuf,
     pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
     pub fit: PathBuf,
     pub id: PathBuf,
     pub ood: Vec<PathBuf>,
@@ -54,8 +58,10 @@ pub fn ood(r: &OodRequest, job: &Job) -> Result<(ood::OodResults, PathBuf)> {
     }
     let ws = Workspace::open(&r.workspace)?;
     let _lock = lock_writer(&ws.dir, "ood", None)?;
+    let device = device_of(r.device)?;
     let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
-    let b = crate::backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
     let mut options = r.options.clone();
     if !options.reuse_stores.contains(&r.workspace) {
         options.reuse_stores.insert(0, r.workspace.clone());
@@ -121,6 +127,7 @@ pub fn tree(r: &TreeRequest, _job: &Job) -> Result<(ontology::Ontology, TreeRepo
 #[derive(Clone, Debug, Default)]
 pub struct LabelRequest {
     pub workspace: PathBuf,
+    pub device: DeviceChoice,
     pub sae: Option<PathBuf>,
     /// Label every feature with its most precise class among its top images.
     pub from_classes: bool,
@@ -155,7 +162,7 @@ pub fn label(r: &LabelRequest, job: &Job) -> Result<LabelReport> {
     let mut from_clip = 0;
     if let Some((vocab, examples)) = &r.clip {
         let idx = index::load_index(&home)?;
-        let b = crate::backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+        let b = crate::backbone::load_backbone(&ws.config.model, &device_of(r.device)?)?;
         let vocab = crate::analysis::zero_shot::vocabulary(vocab.as_deref())?;
         from_clip = crate::analysis::zero_shot::label_with_clip(
             &mut l,

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 #[derive(Clone, Debug)]
 pub struct CreateRequest {
     pub model: ModelSpec,
+    /// Where the backbone, the training and the index run (`train.device` is replaced by it).
+    pub device: crate::device::DeviceChoice,
     pub layer: usize,
     pub images: PathBuf,
     pub workspace: PathBuf,
@@ -35,7 +37,8 @@ pub struct CreateReport {
 }
 
 pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
-    let backbone = load_backbone(&r.model, &candle_core::Device::Cpu)?;
+    let device = super::device_of(r.device)?;
+    let backbone = load_backbone(&r.model, &device)?;
     let opts = ExtractOptions {
         layer: r.layer,
         tokens: TokenSelection::All,
@@ -47,7 +50,13 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
     let ws = Workspace::open(&r.workspace)?;
     let home = match &r.sae_file {
         // A finished SAE of these settings is reported, not trained again.
-        None => ws.sae_dir(&train(&ws, &r.train, job)?.name),
+        None => {
+            let options = TrainOptions {
+                device: device.clone(),
+                ..r.train.clone()
+            };
+            ws.sae_dir(&train(&ws, &options, job)?.name)
+        }
         Some(from) => {
             // Kept as a copy in the workspace (SAELens layout) so it is self-contained.
             let _lock = lock_writer(&ws.dir, "import SAE", None)?;
@@ -60,7 +69,7 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
             home
         }
     };
-    let sae = workspace_sae(&ws, Some(&home))?;
+    let sae = workspace_sae(&ws, Some(&home))?.on_device(&device)?;
     let _lock = lock_writer(&ws.dir, "index", None)?;
     let ix = crate::analysis::index::build_index(
         &ws,

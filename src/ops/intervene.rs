@@ -2,10 +2,11 @@
 //! only), and features' causal effects on a class over the workspace's images (saved beside
 //! the SAE, for the feature pages).
 
-use super::sae_of;
+use super::{device_of, sae_of};
 use crate::analysis::causal::{self, EffectOptions, FeatureEffect};
 use crate::analysis::index;
 use crate::analysis::intervene::{Intervention, Outcome, Prepared};
+use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::store::Workspace;
@@ -19,6 +20,7 @@ use std::time::Instant;
 pub struct ImageRequest {
     pub workspace: PathBuf,
     pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
     pub image: PathBuf,
     pub intervention: Intervention,
     /// Classes listed before and after.
@@ -33,7 +35,9 @@ pub fn image(r: &ImageRequest) -> Result<Outcome> {
         .validate(&sae, &ws.config.backbone.geometry)?;
     let img = crate::store::dataset::load_rgb(&r.image)
         .map_err(|e| Error::Invalid(format!("{}: {e}", r.image.display())))?;
-    let b = crate::backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+    let device = device_of(r.device)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
     let prepared = Prepared::new(&b, &sae, ws.config.layer, &img)?;
     prepared.run(&b, &sae, &r.intervention, r.top_k)
 }
@@ -42,6 +46,7 @@ pub fn image(r: &ImageRequest) -> Result<Outcome> {
 pub struct EffectRequest {
     pub workspace: PathBuf,
     pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
     /// A class (sub-folder name) of the workspace's images.
     pub class: String,
     pub features: Vec<u32>,
@@ -104,7 +109,9 @@ pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
             "no features to measure: name some (--feature) or ask for the top ones by lift (--top-lift N)".into(),
         ));
     }
-    let b = crate::backbone::load_backbone(&ws.config.model, &candle_core::Device::Cpu)?;
+    let device = device_of(r.device)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
     let source = LayerActivations::new(&b, ws.config.layer, std::slice::from_ref(&ws));
     let effects = causal::causal_effects(
         &b,

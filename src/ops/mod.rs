@@ -5,8 +5,10 @@
 //! instead of the analysis modules, so a use case is written once.
 
 pub mod analyse;
+pub mod build;
 pub mod create;
 pub mod intervene;
+pub mod measure;
 pub mod saes;
 pub mod share;
 
@@ -14,6 +16,11 @@ use crate::error::Result;
 use crate::sae::Sae;
 use crate::store::Workspace;
 use std::path::{Path, PathBuf};
+
+/// The device a request's choice names (resolved once per process; see [`crate::device`]).
+pub fn device_of(choice: crate::device::DeviceChoice) -> Result<candle_core::Device> {
+    crate::device::resolve(choice).map(|(d, _)| d)
+}
 
 /// The folder and weights of the SAE that `sae` names: a name under `WS/saes/`, an SAE folder
 /// (one from elsewhere is imported), or None for the active one. Call under the writer lock when

@@ -7,12 +7,16 @@
 //! winners: candle's CUDA `arg_sort_last_dim` fails on rows longer than 8,192 (candle issue
 //! #2361), and SAEs have 16k latents and more.
 
-use super::{Sae, SaeActivation};
+use super::{Sae, SaeActivation, SparseCodes};
 use crate::error::Result;
 use candle_core::{D, Device, Tensor};
 
 /// The longest row one `arg_sort_last_dim` is asked to sort.
 pub const SORT_CHUNK: usize = 8192;
+
+/// Rows sent to the device per encode step (with 16k latents, 4,096 rows of pre-activations
+/// are 256 MiB).
+pub const ENCODE_ROWS: usize = 4096;
 
 /// An SAE's weights on a device.
 pub struct DeviceSae {
@@ -80,6 +84,53 @@ impl DeviceSae {
         })
     }
 
+    /// The active features of rows x [rows, d_in] (host memory), in the CPU path's sparse form
+    /// (by feature within a row, zeros dropped). Rows go to the device in blocks of
+    /// [`ENCODE_ROWS`]; a TopK SAE brings back only its k winners per row, the others their
+    /// dense codes.
+    pub fn encode_sparse(&self, x: &[f32]) -> Result<SparseCodes> {
+        let d_in = self.b_dec.dim(0)?;
+        let device = self.w_enc.device();
+        let mut codes = SparseCodes {
+            row_start: vec![0],
+            ids: Vec::new(),
+            vals: Vec::new(),
+        };
+        for block in x.chunks(ENCODE_ROWS * d_in) {
+            let rows = block.len() / d_in;
+            let xt = Tensor::from_slice(block, (rows, d_in), device)?;
+            let lists: Vec<Vec<(u32, f32)>> = match self.activation {
+                SaeActivation::TopK { k } => {
+                    let (idx, vals) = top_k(&self.pre(&xt)?, k.min(self.d_sae))?;
+                    let idx: Vec<Vec<u32>> = idx.to_device(&Device::Cpu)?.to_vec2()?;
+                    let vals: Vec<Vec<f32>> = vals.to_device(&Device::Cpu)?.to_vec2()?;
+                    idx.into_iter()
+                        .zip(vals)
+                        .map(|(i, v)| i.into_iter().zip(v).collect())
+                        .collect()
+                }
+                _ => {
+                    let dense: Vec<Vec<f32>> =
+                        self.encode(&xt)?.to_device(&Device::Cpu)?.to_vec2()?;
+                    dense
+                        .into_iter()
+                        .map(|r| (0u32..).zip(r).collect())
+                        .collect()
+                }
+            };
+            for mut list in lists {
+                list.retain(|&(_, v)| v > 0.0);
+                list.sort_unstable_by_key(|&(j, _)| j);
+                for (j, v) in list {
+                    codes.ids.push(j);
+                    codes.vals.push(v);
+                }
+                codes.row_start.push(codes.ids.len());
+            }
+        }
+        Ok(codes)
+    }
+
     /// Reconstructions [rows, d_in] of codes [rows, d_sae].
     pub fn decode(&self, f: &Tensor) -> Result<Tensor> {
         let out = f.matmul(&self.w_dec)?.broadcast_add(&self.b_dec)?;
@@ -129,6 +180,11 @@ pub fn top_k(x: &Tensor, k: usize) -> Result<(Tensor, Tensor)> {
 mod tests {
     use super::*;
 
+    /// The CPU unless `SAESCOPE_TEST_DEVICE` names another (see `crate::device::test_device`).
+    fn dev_under_test() -> Device {
+        crate::device::test_device().unwrap()
+    }
+
     /// Codes as the CPU path's sparse form would list them, for comparisons: per row, the
     /// (feature, value) pairs that are not zero, by feature.
     fn dense_to_rows(codes: &Tensor) -> Result<Vec<Vec<(u32, f32)>>> {
@@ -151,6 +207,34 @@ mod tests {
     fn inputs(rows: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = crate::rng::Rng::new(seed);
         (0..rows * d).map(|_| rng.normal()).collect()
+    }
+
+    /// `Sae::encode_sparse` with a device engine (here the CPU device) brings back the same
+    /// sparse codes as the CPU path, across more rows than one device block, for TopK wider than
+    /// a sort chunk and for a thresholded activation.
+    #[test]
+    fn encode_sparse_through_a_device_engine_equals_the_cpu_path() {
+        let d_in = 12;
+        let rows = ENCODE_ROWS + 37;
+        let x = inputs(rows, d_in, 21);
+        let wide = Sae::random_topk(d_in, 9_000, 8, 0.3, 3);
+        let mut relu = Sae::random_topk(d_in, 200, 8, 0.3, 4);
+        relu.activation = SaeActivation::Relu;
+        relu.b_enc = vec![-0.4; 200];
+        for sae in [wide, relu] {
+            let want = sae.encode_sparse(&x);
+            let on_dev = sae.clone().with_device_engine(&dev_under_test()).unwrap();
+            assert!(format!("{:?}", on_dev.engine) == "device");
+            let got = on_dev.encode_sparse(&x);
+            assert_eq!(got.row_start, want.row_start, "{:?}", sae.activation);
+            assert_eq!(got.ids, want.ids, "{:?}", sae.activation);
+            for (a, b) in got.vals.iter().zip(&want.vals) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+            // On the CPU device `on_device` keeps the CPU path.
+            let cpu = sae.on_device(&Device::Cpu).unwrap();
+            assert!(format!("{:?}", cpu.engine) == "cpu");
+        }
     }
 
     /// Encode and decode as tensor ops on the CPU device equal the CPU fast path, for every
@@ -182,8 +266,8 @@ mod tests {
         cases.push(jump);
         let x = inputs(rows, d_in, 9);
         for sae in &cases {
-            let dev = DeviceSae::new(sae, &Device::Cpu).unwrap();
-            let xt = Tensor::from_slice(&x, (rows, d_in), &Device::Cpu).unwrap();
+            let dev = DeviceSae::new(sae, &dev_under_test()).unwrap();
+            let xt = Tensor::from_slice(&x, (rows, d_in), &dev_under_test()).unwrap();
             let codes = dev.encode(&xt).unwrap();
             let got = dense_to_rows(&codes).unwrap();
             let want = sae.encode_sparse(&x);
@@ -221,7 +305,7 @@ mod tests {
     fn chunked_top_k_equals_one_sort() {
         let (rows, n, k) = (5, 3 * SORT_CHUNK + 123, 40);
         let x = inputs(rows, n, 2);
-        let xt = Tensor::from_slice(&x, (rows, n), &Device::Cpu).unwrap();
+        let xt = Tensor::from_slice(&x, (rows, n), &dev_under_test()).unwrap();
         let (idx, vals) = top_k(&xt, k).unwrap();
         let idx: Vec<Vec<u32>> = idx.to_vec2().unwrap();
         let vals: Vec<Vec<f32>> = vals.to_vec2().unwrap();

@@ -5,7 +5,7 @@
 //! (`encoder.weight`, `pre_bias`, `latent_bias`, `decoder.weight`). Pickles are read for
 //! tensors only.
 
-use super::{Sae, SaeActivation, SaeMeta};
+use super::{Engine, Sae, SaeActivation, SaeMeta};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use candle_core::{DType, Device, Tensor};
@@ -228,6 +228,7 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
             .and_then(|v| v.as_bool())
             .unwrap_or(true),
         input_scale: None,
+        engine: Engine::default(),
         meta: SaeMeta {
             model_name: cfg
                 .pointer("/metadata/model_name")
@@ -356,6 +357,7 @@ pub fn load_saev(path: &Path) -> Result<Sae> {
             .unwrap_or(SaeActivation::Relu),
         apply_b_dec_to_input: false,
         input_scale: None,
+        engine: Engine::default(),
         meta: SaeMeta {
             source_format: Some("saev".into()),
             ..Default::default()
@@ -396,6 +398,7 @@ pub fn load_sparsify(dir: &Path) -> Result<Sae> {
         activation: SaeActivation::TopK { k },
         apply_b_dec_to_input: true,
         input_scale: None,
+        engine: Engine::default(),
         meta: SaeMeta {
             source_format: Some("sparsify".into()),
             ..Default::default()
@@ -477,6 +480,7 @@ fn load_dictionary_learning(t: &Tensors, cfg: &Value, path: &Path) -> Result<Sae
         activation,
         apply_b_dec_to_input: true,
         input_scale: None,
+        engine: Engine::default(),
         meta: SaeMeta {
             source_format: Some("dictionary_learning".into()),
             ..Default::default()
@@ -522,6 +526,7 @@ fn load_openai(t: &Tensors, cfg: &Value, path: &Path) -> Result<Sae> {
             .unwrap_or(SaeActivation::Relu),
         apply_b_dec_to_input: true,
         input_scale: None,
+        engine: Engine::default(),
         meta: SaeMeta {
             source_format: Some("openai".into()),
             ..Default::default()

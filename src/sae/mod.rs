@@ -61,9 +61,52 @@ pub struct Sae {
     /// Inputs are multiplied by this before encoding and reconstructions divided by it.
     pub input_scale: Option<f32>,
     pub meta: SaeMeta,
+    /// Where encoding runs: the CPU path below, or a device (see [`Sae::on_device`]).
+    pub engine: Engine,
+}
+
+/// The SAE's weights on a compute device, when encoding should run there instead of on the
+/// CPU path. Not part of what an SAE *is*: two SAEs with equal weights are equal wherever they
+/// run.
+#[derive(Clone, Default)]
+pub struct Engine(Option<std::sync::Arc<device::DeviceSae>>);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "device" } else { "cpu" })
+    }
+}
+
+impl PartialEq for Engine {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl Sae {
+    /// This SAE with its encoding on `device`: the CPU keeps the cache-blocked sparse path
+    /// below; any other device gets the weights copied there once, and [`Sae::encode_sparse`]
+    /// runs the GEMM and top-k there and brings back only the active features.
+    pub fn on_device(mut self, device: &candle_core::Device) -> Result<Sae> {
+        self.engine = if device.is_cpu() {
+            Engine::default()
+        } else {
+            Engine(Some(std::sync::Arc::new(device::DeviceSae::new(
+                &self, device,
+            )?)))
+        };
+        Ok(self)
+    }
+
+    /// Like [`Sae::on_device`] for any device, the CPU included: lets tests run the device path
+    /// on the CPU.
+    pub fn with_device_engine(mut self, device: &candle_core::Device) -> Result<Sae> {
+        self.engine = Engine(Some(std::sync::Arc::new(device::DeviceSae::new(
+            &self, device,
+        )?)));
+        Ok(self)
+    }
+
     /// Changes whenever the weights do (FNV-1a over every 7th weight, with d_sae): binds an
     /// index or an imported copy to the SAE it came from.
     pub fn fingerprint(&self) -> String {
@@ -165,6 +208,14 @@ impl Sae {
     /// Works in cache-sized blocks of rows, one per thread: each block's GEMM output is scanned
     /// while still in cache and never materialised for the whole batch.
     pub fn encode_sparse(&self, x: &[f32]) -> SparseCodes {
+        if let Some(dev) = &self.engine.0 {
+            match dev.encode_sparse(x) {
+                Ok(codes) => return codes,
+                // A device failure (out of memory, lost context) must not lose the user's run:
+                // say so once and fall back to the CPU path, which gives the same codes.
+                Err(e) => warn_device_fallback(&e),
+            }
+        }
         const BLOCK: usize = 1024;
         let (d_in, d_sae) = (self.d_in, self.d_sae);
         let scale = self.input_scale.unwrap_or(1.0);
@@ -274,6 +325,7 @@ impl Sae {
             activation: SaeActivation::TopK { k },
             apply_b_dec_to_input: true,
             input_scale: None,
+            engine: Engine::default(),
             meta: SaeMeta::default(),
         }
     }
@@ -362,6 +414,12 @@ fn above(row: &[f32], threshold: impl Fn(usize) -> f32) -> Vec<(u32, f32)> {
         .collect()
 }
 
+/// Says once per process that device encoding failed and the CPU took over.
+fn warn_device_fallback(e: &Error) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| eprintln!("warning: SAE encoding on the device failed ({e}); using the CPU"));
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -379,6 +437,7 @@ mod tests {
             activation: SaeActivation::Relu,
             apply_b_dec_to_input: true,
             input_scale: None,
+            engine: Engine::default(),
             meta: SaeMeta::default(),
         };
         let rows = [1.0, -2.0, 0.5, 0.0, -3.0, 4.0];
@@ -401,6 +460,7 @@ mod tests {
             activation,
             apply_b_dec_to_input: true,
             input_scale: None,
+            engine: Engine::default(),
             meta: SaeMeta::default(),
         }
     }

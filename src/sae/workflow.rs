@@ -5,7 +5,7 @@
 
 use super::checkpoint::{self, RunSettings};
 use super::formats::{load_sae, save_saelens};
-use super::train::{TrainArch, TrainConfig, Trainer};
+use super::train::{DecoderKind, DeviceTrainer, TrainArch, TrainConfig, Trainer};
 use super::{Sae, SaeMeta};
 use crate::backbone::{Backbone, argmax_last};
 use crate::error::{Error, Result};
@@ -50,6 +50,10 @@ pub struct TrainOptions {
     pub cls_weight: u32,
     /// The SAE's folder name under `WS/saes/`; default from the settings (see [`Self::name`]).
     pub name: Option<String>,
+    /// Where the training steps run: the CPU trainer's sparse kernels on `Device::Cpu`, the
+    /// device trainer (candle ops, dense codes) elsewhere. Checkpoints, metrics and resume are
+    /// the same either way, so a run may resume on another device.
+    pub device: Device,
 }
 
 impl TrainOptions {
@@ -147,6 +151,7 @@ impl TrainOptions {
             restart: false,
             cls_weight: 1,
             name: None,
+            device: Device::Cpu,
         }
     }
 }
@@ -177,6 +182,13 @@ pub struct TrainReport {
     /// this is the report of that run.
     #[serde(default)]
     pub already_trained: bool,
+    /// Where the steps ran (`cpu`, `cuda:0`, `metal:0`).
+    #[serde(default = "cpu_name")]
+    pub device: String,
+}
+
+fn cpu_name() -> String {
+    "cpu".into()
 }
 
 /// What a finished training run leaves beside its SAE (`train.json`): the settings it ran with
@@ -438,6 +450,7 @@ pub fn train_on_store(
         checkpoint::restore(sae_dir, p, &mut trainer)?;
         seconds_before = p.seconds;
     }
+    let mut trainer = Steps::new(trainer, &opts.device)?;
     let metrics_path = sae_dir.join(METRICS_FILE);
     let mut metrics = open_metrics(&metrics_path, resumed_from_step)?;
     let crash_after: Option<u64> = std::env::var("SAESCOPE_CRASH_AFTER_CHECKPOINT")
@@ -447,24 +460,23 @@ pub fn train_on_store(
     let start = Instant::now();
     let mut last_checkpoint = Instant::now();
     let (mut last_loss, mut last_fve, mut last_l0) = (0f32, 0f64, 0f64);
-    for step in trainer.step..steps {
+    for step in trainer.step()..steps {
         if let Err(e) = job.check() {
             // Cancelled: keep the progress so the next run resumes here.
             let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(sae_dir, &trainer, &settings, input_scale, secs)?;
+            checkpoint::save(sae_dir, trainer.synced()?, &settings, input_scale, secs)?;
             return Err(e);
         }
         stream.batch(opts.batch, &mut batch)?;
         scale(&mut batch);
-        let g = trainer.train_step(&batch);
-        let rows = batch.len() / d_in;
+        let g = trainer.train_step(&batch)?;
         last_loss = g.loss;
         last_fve = 1.0 - g.sq_err / batch_variance(&batch, d_in).max(1e-12);
-        last_l0 = g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64;
+        last_l0 = g.l0;
         if step % 20 == 0 || step + 1 == steps {
             let dead =
                 trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen, "loss": g.loss, "aux_loss": g.aux_loss, "l1_loss": g.l1_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
+            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "l1_loss": g.l1_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
             let _ = writeln!(metrics, "{line}");
             job.report(Progress {
                 done: step + 1,
@@ -480,13 +492,13 @@ pub fn train_on_store(
             });
         }
         let due = match opts.checkpoint_every {
-            Some(n) => trainer.step.is_multiple_of(n.max(1)),
+            Some(n) => trainer.step().is_multiple_of(n.max(1)),
             None => last_checkpoint.elapsed().as_secs() >= 60,
         };
         if due && step + 1 < steps {
             let _ = metrics.flush();
             let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(sae_dir, &trainer, &settings, input_scale, secs)?;
+            checkpoint::save(sae_dir, trainer.synced()?, &settings, input_scale, secs)?;
             last_checkpoint = Instant::now();
             checkpoints_written += 1;
             if crash_after == Some(checkpoints_written) {
@@ -495,6 +507,7 @@ pub fn train_on_store(
             }
         }
     }
+    let trainer = trainer.synced()?;
     let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
     let mut sae = trainer.to_sae(SaeMeta {
         source_format: Some("saelens".into()),
@@ -523,6 +536,7 @@ pub fn train_on_store(
         cls_weight: opts.cls_weight,
         name: String::new(),
         already_trained: false,
+        device: crate::device::name(&opts.device),
     };
     // After the SAE itself: a crash in between leaves an SAE that a re-run will not replace.
     crate::fsutil::write_json_atomic(
@@ -533,6 +547,92 @@ pub fn train_on_store(
         },
     )?;
     Ok(report)
+}
+
+/// What the metrics read from one training step.
+struct StepStats {
+    loss: f32,
+    aux_loss: f32,
+    l1_loss: f32,
+    sq_err: f64,
+    /// Active latents per row, on average.
+    l0: f64,
+}
+
+/// The training steps: the CPU trainer, or a device trainer whose state is written back into
+/// the CPU one for checkpoints and the saved SAE.
+struct Steps {
+    cpu: Trainer,
+    device: Option<DeviceTrainer>,
+}
+
+impl Steps {
+    /// On a GPU the codes are dense: GEMMs are what it is fast at, while candle's CUDA
+    /// `index_add` (the sparse form's gradient scatter) runs one thread per column.
+    fn new(cpu: Trainer, device: &Device) -> Result<Self> {
+        let device = match device.is_cpu() {
+            true => None,
+            false => Some(DeviceTrainer::new(&cpu, device, DecoderKind::Dense)?),
+        };
+        Ok(Steps { cpu, device })
+    }
+
+    fn train_step(&mut self, batch: &[f32]) -> Result<StepStats> {
+        Ok(match &mut self.device {
+            None => {
+                let g = self.cpu.train_step(batch);
+                let rows = batch.len() / self.cpu.cfg.d_in;
+                StepStats {
+                    loss: g.loss,
+                    aux_loss: g.aux_loss,
+                    l1_loss: g.l1_loss,
+                    sq_err: g.sq_err,
+                    l0: g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64,
+                }
+            }
+            Some(d) => {
+                let d_in = self.cpu.cfg.d_in;
+                let x = Tensor::from_slice(batch, (batch.len() / d_in, d_in), d.device())?;
+                let g = d.train_step(&x)?;
+                StepStats {
+                    loss: g.loss,
+                    aux_loss: g.aux_loss,
+                    l1_loss: g.l1_loss,
+                    sq_err: g.sq_err,
+                    l0: g.l0,
+                }
+            }
+        })
+    }
+
+    fn step(&self) -> u64 {
+        self.device.as_ref().map_or(self.cpu.step, |d| d.step())
+    }
+
+    fn tokens_seen(&self) -> u64 {
+        self.device
+            .as_ref()
+            .map_or(self.cpu.tokens_seen, |d| d.tokens_seen())
+    }
+
+    fn lr_at(&self, step: u64) -> f32 {
+        self.cpu.lr_at(step)
+    }
+
+    fn dead_mask(&self) -> Vec<bool> {
+        match &self.device {
+            None => self.cpu.dead_mask(),
+            Some(d) => d.dead_mask(),
+        }
+    }
+
+    /// The CPU trainer, holding the device trainer's state when there is one.
+    fn synced(&mut self) -> Result<&Trainer> {
+        if let Some(d) = &self.device {
+            d.write_back(&mut self.cpu)?;
+        }
+        Ok(&self.cpu)
+    }
 }
 
 /// Σ‖x − mean‖² over a batch (the FVE denominator).
@@ -711,7 +811,7 @@ pub fn evaluate(
     job: &Job,
 ) -> Result<EvalReport> {
     let ds = Dataset::scan(images)?;
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
     let layer = ws.config.layer;
     let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
     let names = backbone.info().class_names.clone();
@@ -862,6 +962,61 @@ mod tests {
         // Weight 4: 4 CLS draws for every 3 patch rows of an image.
         let weighted = cls_share(Some((0, 3)));
         assert!((weighted - 4.0 / 7.0).abs() < 0.03, "4 in 7: {weighted}");
+    }
+
+    /// The training loop's device branch (here a device trainer on the CPU device) reports the
+    /// same step statistics as the CPU branch, and `synced` hands checkpoints the same state.
+    #[test]
+    fn steps_on_a_device_trainer_match_the_cpu_trainer() {
+        let cfg = TrainConfig {
+            arch: TrainArch::TopK,
+            d_in: 16,
+            d_sae: 64,
+            k: 4,
+            k_aux: 8,
+            aux_coeff: 1.0 / 32.0,
+            dead_after_tokens: 32,
+            lr: 1e-3,
+            warmup_steps: 1,
+            total_steps: 4,
+            l1_warmup_steps: 1,
+            seed: 2,
+        };
+        let mut rng = Rng::new(4);
+        let data: Vec<f32> = (0..4 * 32 * 16).map(|_| rng.normal()).collect();
+        let mut cpu = Steps::new(Trainer::new(cfg.clone(), &data), &Device::Cpu).unwrap();
+        let start = Trainer::new(cfg, &data);
+        let device = DeviceTrainer::new(&start, &Device::Cpu, DecoderKind::Dense).unwrap();
+        let mut dev = Steps {
+            cpu: start,
+            device: Some(device),
+        };
+        for batch in data.chunks(32 * 16) {
+            let (a, b) = (
+                cpu.train_step(batch).unwrap(),
+                dev.train_step(batch).unwrap(),
+            );
+            assert!((a.loss - b.loss).abs() <= 1e-4 * a.loss);
+            assert!((a.aux_loss - b.aux_loss).abs() <= 1e-4 * a.aux_loss);
+            assert!((a.sq_err - b.sq_err).abs() <= 1e-4 * a.sq_err);
+            assert_eq!(a.l0, b.l0);
+            assert_eq!(cpu.dead_mask(), dev.dead_mask());
+        }
+        assert_eq!((dev.step(), dev.tokens_seen()), (4, 128));
+        // Before `synced` the CPU copy still holds the initial state.
+        assert_eq!(dev.cpu.step, 0);
+        let (a, b) = (cpu.synced().unwrap(), dev.synced().unwrap());
+        assert_eq!((a.step, a.tokens_seen), (b.step, b.tokens_seen));
+        assert_eq!(a.last_fired, b.last_fired);
+        for ((name, x), (_, y)) in a.state().into_iter().zip(b.state()) {
+            let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let err = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0f32, f32::max);
+            assert!(err <= 1e-4 * scale, "{name}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use super::edit::{self, FeatureEdit};
 use super::pipeline::{Conditioning, GenerateOptions, Pipeline};
 use crate::error::Result;
 use crate::sae::Sae;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use image::RgbImage;
 use serde::Serialize;
 use std::time::Instant;
@@ -54,6 +54,63 @@ pub fn generate(
     })
 }
 
+/// An unsteered and a steered image of one prompt and seed: the comparison the CLI's
+/// `steer generate` writes and the app's sliders show.
+pub struct Pair {
+    pub base: (Tensor, RgbImage),
+    pub steered: (Tensor, RgbImage),
+    /// No edit changes anything: the steered side is the unsteered one, not run again.
+    pub identical: bool,
+    pub seconds: f64,
+}
+
+/// Makes the unsteered image (or reuses `base_latents` from an earlier pair with the same prompt
+/// and options, as the sliders do) and the steered one. `on_step(done, total, side)` is called
+/// after each sampler step over both sides; returning false cancels.
+#[allow(clippy::too_many_arguments)]
+pub fn steered_pair(
+    pipe: &Pipeline,
+    sae: Option<&Sae>,
+    prompt: &str,
+    edits: &[FeatureEdit],
+    opts: &GenerateOptions,
+    decoder: Decoder,
+    base_latents: Option<Tensor>,
+    on_step: &mut dyn FnMut(usize, usize, &str) -> bool,
+) -> Result<Pair> {
+    let t0 = Instant::now();
+    let any_edit = edits.iter().any(|e| !e.is_noop());
+    let total = (opts.steps * (usize::from(base_latents.is_none()) + usize::from(any_edit))).max(1);
+    let cond = pipe.encode_prompt(prompt)?;
+    let mut done = 0;
+    let mut step = |side: &str| {
+        done += 1;
+        on_step(done, total, side)
+    };
+    let base_latents = match base_latents {
+        Some(l) => l,
+        None => pipe.denoise(&cond, opts, &mut |_, _| step("unsteered"))?,
+    };
+    let base_image = decode(pipe, &base_latents, decoder)?;
+    let (steered, identical) = if any_edit {
+        let sae = sae.ok_or_else(|| {
+            crate::Error::Invalid("steering edits need a text-encoder SAE: give one".into())
+        })?;
+        let edited = edit::apply(sae, &cond, edits)?;
+        let l = pipe.denoise(&edited, opts, &mut |_, _| step("steered"))?;
+        let img = decode(pipe, &l, decoder)?;
+        ((l, img), false)
+    } else {
+        ((base_latents.clone(), base_image.clone()), true)
+    };
+    Ok(Pair {
+        base: (base_latents, base_image),
+        steered,
+        identical,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
 pub fn decode(pipe: &Pipeline, latents: &Tensor, decoder: Decoder) -> Result<RgbImage> {
     match decoder {
         Decoder::Preview => pipe.decode_preview(latents),
@@ -70,20 +127,4 @@ pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
         .map(|(x, y)| (*x as f64 - *y as f64).abs())
         .sum::<f64>()
         / n as f64
-}
-
-/// The GPU when saescope was built with `cuda` or `metal` and one is present, else the CPU.
-pub fn default_device(force_cpu: bool) -> Device {
-    if force_cpu {
-        return Device::Cpu;
-    }
-    #[cfg(feature = "cuda")]
-    if let Ok(d) = Device::new_cuda(0) {
-        return d;
-    }
-    #[cfg(feature = "metal")]
-    if let Ok(d) = Device::new_metal(0) {
-        return d;
-    }
-    Device::Cpu
 }

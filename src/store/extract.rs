@@ -86,6 +86,34 @@ pub fn decode_images(ds: &Dataset, ids: &[usize]) -> (Vec<RgbImage>, Vec<usize>,
     (images, ok, skipped)
 }
 
+/// Decoded images of one batch: the images, their dataset ids, and those that failed.
+type Decoded = (Vec<RgbImage>, Vec<usize>, Vec<Skipped>);
+
+/// Calls `work` on each batch in order while the next batch is decoded on another thread, so
+/// the forward pass (on a GPU above all) does not wait for JPEG decoding. Decoding stops as soon
+/// as `work` fails.
+pub fn for_each_decoded(
+    ds: &Dataset,
+    batches: Vec<Vec<usize>>,
+    mut work: impl FnMut(Vec<usize>, Decoded) -> Result<()>,
+) -> Result<()> {
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<usize>, Decoded)>(1);
+        s.spawn(move || {
+            for ids in batches {
+                let decoded = decode_images(ds, &ids);
+                if tx.send((ids, decoded)).is_err() {
+                    return; // the consumer stopped
+                }
+            }
+        });
+        for (ids, decoded) in rx {
+            work(ids, decoded)?;
+        }
+        Ok(())
+    })
+}
+
 /// Runs the backbone to `layer` on images and keeps the selected tokens: [B, tokens, D].
 pub fn activations_for(
     backbone: &dyn Backbone,
@@ -215,7 +243,7 @@ fn extract_into(
     let per_shard = manifest.images_per_shard;
     let planned = manifest.planned_shards();
     let reused = manifest.shards.len();
-    let device = Device::Cpu;
+    let device = backbone.device().clone();
 
     let total = ds.len() as u64;
     let mut done: u64 = manifest
@@ -241,11 +269,12 @@ fn extract_into(
             Vec::with_capacity((last - first) * token_indices.len() * info.d_model);
         let mut image_ids: Vec<u32> = Vec::with_capacity(last - first);
         let mut skipped = Vec::new();
-        for chunk_start in (first..last).step_by(opts.batch_size.max(1)) {
+        let batches: Vec<Vec<usize>> = (first..last)
+            .step_by(opts.batch_size.max(1))
+            .map(|s| (s..(s + opts.batch_size).min(last)).collect())
+            .collect();
+        for_each_decoded(&ds, batches, |ids, (images, ok, bad)| {
             job.check()?;
-            let ids: Vec<usize> =
-                (chunk_start..(chunk_start + opts.batch_size).min(last)).collect();
-            let (images, ok, bad) = decode_images(&ds, &ids);
             skipped.extend(bad);
             if !images.is_empty() {
                 let t = activations_for(backbone, &images, opts.layer, &token_indices, &device)?;
@@ -260,7 +289,8 @@ fn extract_into(
                 unit: "images",
                 message: format!("shard {}/{planned}", k + 1),
             });
-        }
+            Ok(())
+        })?;
         let file = activations::shard_file_name(k);
         let bytes = activations::encode_shard(&acts, info.d_model, &image_ids, opts.dtype)?;
         fsutil::write_atomic(&act_dir.join(&file), &bytes)?;

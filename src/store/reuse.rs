@@ -11,7 +11,7 @@ use super::extract::decode_images;
 use super::workspace::Workspace;
 use crate::backbone::Backbone;
 use crate::error::Result;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -153,7 +153,10 @@ impl<'a> LayerActivations<'a> {
         let (images, computed_ok, skipped) = decode_images(ds, &missing);
         let mut computed: HashMap<usize, Vec<f32>> = HashMap::new();
         if !images.is_empty() {
-            let (pixels, _) = self.backbone.preprocessor().batch(&images, &Device::Cpu)?;
+            let (pixels, _) = self
+                .backbone
+                .preprocessor()
+                .batch(&images, self.backbone.device())?;
             let h = self.backbone.forward_to(&pixels, self.layer)?;
             let per = h.elem_count() / images.len();
             let flat: Vec<f32> = h.flatten_all()?.to_vec1()?;
@@ -181,7 +184,11 @@ impl<'a> LayerActivations<'a> {
         let hidden = if ok.is_empty() {
             None
         } else {
-            Some(Tensor::from_vec(data, (ok.len(), t, d), &Device::Cpu)?)
+            Some(Tensor::from_vec(
+                data,
+                (ok.len(), t, d),
+                self.backbone.device(),
+            )?)
         };
         Ok(HiddenBatch {
             hidden,

@@ -373,6 +373,7 @@ impl Explorer {
                 .clicked()
             {
                 let r = EffectRequest {
+                    device: self.device,
                     workspace: self.ws.dir.clone(),
                     sae: self.home.clone(),
                     class: self.ds.classes[c].clone(),

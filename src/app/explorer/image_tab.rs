@@ -21,6 +21,7 @@ impl Explorer {
             &self.ws,
             sae,
             self.backbone.clone(),
+            self.device,
             ctx,
         ));
         self.tab = Tab::Image;

@@ -87,6 +87,8 @@ pub struct Explorer {
     pub error: Option<String>,
     pub image_view: Option<ImageView>,
     backbone: SharedBackbone,
+    /// Where models and SAEs run for jobs started here (the app's status-bar choice).
+    pub device: crate::device::DeviceChoice,
     pub export_what: ExportWhat,
     jobs_reloaded: usize,
     /// Everything typed into the explorer's forms (remembered per workspace).
@@ -128,6 +130,12 @@ const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
 const CARD: egui::Vec2 = egui::vec2(172.0, 92.0);
 
 impl Explorer {
+    /// Drops the model loaded for the image view (after the device changed): the next image
+    /// loads it again where the jobs now run.
+    pub fn forget_backbone(&mut self) {
+        self.backbone = Default::default();
+    }
+
     /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
     /// as jobs or CLI hints in the UI rather than failing.
     pub fn open(dir: &Path) -> crate::Result<Explorer> {
@@ -186,6 +194,7 @@ impl Explorer {
             error,
             image_view: None,
             backbone: Default::default(),
+            device: Default::default(),
             export_what: ExportWhat::Labelled,
             jobs_reloaded: 0,
             form: FormInputs::default(),
@@ -472,6 +481,7 @@ impl Explorer {
                 .clicked()
         {
             let request = crate::ops::analyse::IndexRequest {
+                device: self.device,
                 workspace: self.ws.dir.clone(),
                 sae: self.home.clone(),
                 options: IndexOptions::default(),

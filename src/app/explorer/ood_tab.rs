@@ -46,6 +46,7 @@ impl Explorer {
                     .clicked()
                 {
                     let request = crate::ops::analyse::OodRequest {
+                        device: self.device,
                         workspace: self.ws.dir.clone(),
                         sae: self.home.clone(),
                         fit: std::path::PathBuf::from(self.form.ood_fit.trim()),

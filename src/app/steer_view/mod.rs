@@ -14,7 +14,7 @@ use crate::sae::Sae;
 use crate::steer::discover::{self, ClipScorer, DiscoverOptions, Discovery};
 use crate::steer::edit::{EditMode, FeatureEdit, TokenScope};
 use crate::steer::pipeline::{GenerateOptions, Pipeline};
-use crate::steer::session::{self, Decoder, default_device};
+use crate::steer::session::{self, Decoder};
 use candle_core::Tensor;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,8 @@ impl Task {
 #[derive(Default)]
 pub struct SteerView {
     pub settings: SteerSettings,
+    /// Where the pipeline is loaded (the app's status-bar choice).
+    pub device: crate::device::DeviceChoice,
     pub loaded: Option<Arc<Loaded>>,
     load_slot: Arc<Mutex<Option<Arc<Loaded>>>>,
     pub jobs: Vec<BackgroundJob>,
@@ -203,6 +205,7 @@ impl SteerView {
     pub fn new(settings: SteerSettings, picker: Picker) -> Self {
         SteerView {
             settings,
+            device: Default::default(),
             discover_candidates: 6,
             picker,
             ..Default::default()
@@ -261,6 +264,7 @@ impl SteerView {
 
     fn start_load(&mut self, ctx: &egui::Context) {
         let s = self.settings.clone();
+        let device = self.device;
         let slot = self.load_slot.clone();
         self.loaded = None;
         self.unsteered = None;
@@ -269,7 +273,7 @@ impl SteerView {
         self.jobs.retain(|j| !j.title.starts_with("Load"));
         self.jobs
             .push(BackgroundJob::spawn("Load pipeline", ctx, move |job| {
-                let device = default_device(false);
+                let (device, _) = crate::device::resolve(device)?;
                 let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
                 let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
                 job.check()?;
@@ -318,43 +322,31 @@ impl SteerView {
             .flatten();
         self.running = Some(req.clone());
         self.task = Some(Task::spawn(ctx, move |cancel, report| {
-            let t0 = Instant::now();
-            let pipe = &loaded.pipe;
-            let steps = req.opts.steps;
-            let any_edit = req.edits.iter().any(|e| !e.is_noop());
-            let total = steps * (usize::from(base.is_none()) + usize::from(any_edit));
-            let cond = pipe.encode_prompt(&req.prompt)?;
-            let mut done = 0;
-            let mut step = |what: &str| {
-                done += 1;
-                report(done, total.max(1), what);
-                !cancel.load(Ordering::Relaxed)
-            };
-            let base_latents = match base {
-                Some(l) => l,
-                None => pipe.denoise(&cond, &req.opts, &mut |_, _| step("unsteered"))?,
-            };
-            let base_image = session::decode(pipe, &base_latents, Decoder::Preview)?;
-            let (steered, identical) = if any_edit {
-                let sae = loaded.sae.as_ref().ok_or_else(|| {
-                    crate::Error::Invalid(
-                        "sliders need a text-encoder SAE: set one and press Load".into(),
-                    )
-                })?;
-                let edited = crate::steer::edit::apply(sae, &cond, &req.edits)?;
-                let l = pipe.denoise(&edited, &req.opts, &mut |_, _| step("steered"))?;
-                let img = session::decode(pipe, &l, Decoder::Preview)?;
-                ((l, img), false)
-            } else {
-                ((base_latents.clone(), base_image.clone()), true)
-            };
+            if loaded.sae.is_none() && req.edits.iter().any(|e| !e.is_noop()) {
+                return Err(crate::Error::Invalid(
+                    "sliders need a text-encoder SAE: set one and press Load".into(),
+                ));
+            }
+            let pair = session::steered_pair(
+                &loaded.pipe,
+                loaded.sae.as_ref(),
+                &req.prompt,
+                &req.edits,
+                &req.opts,
+                Decoder::Preview,
+                base,
+                &mut |done, total, side| {
+                    report(done, total, side);
+                    !cancel.load(Ordering::Relaxed)
+                },
+            )?;
             Ok(GenOutput {
                 request: req,
-                base: (base_latents, base_image),
-                steered,
+                base: pair.base,
+                steered: pair.steered,
                 decoder: Decoder::Preview,
-                seconds: t0.elapsed().as_secs_f64(),
-                identical,
+                seconds: pair.seconds,
+                identical: pair.identical,
             })
         }));
     }

@@ -7,17 +7,23 @@
 //! inference threshold as a running mean of the smallest kept activation), both with AuxK
 //! (Gao et al., 2024) reviving dead latents and unit-norm decoder rows; ReLU with an L1 penalty
 //! weighted by decoder row norms (decoder rows free). Adam with warm-up and linear decay.
+//!
+//! [`DeviceTrainer`] runs the same training as candle ops on a GPU (or any candle device); it
+//! starts from a [`Trainer`] and writes its state back into one, so checkpoints and the saved
+//! SAE come from this module either way.
 
 mod adam;
+mod device;
 mod grads;
 mod topk;
 
 use adam::Adam;
+pub use device::{DecoderKind, DeviceGrads, DeviceTrainer};
 pub use grads::Grads;
 pub use topk::select_active;
 pub(crate) use topk::{top_k_biased, top_k_row};
 
-use super::{Sae, SaeActivation, SaeMeta};
+use super::{Engine, Sae, SaeActivation, SaeMeta};
 use crate::linalg::{RhsLayout, matmul};
 use crate::rng::Rng;
 use rayon::prelude::*;
@@ -72,6 +78,50 @@ pub struct TrainConfig {
     /// ReLU: the L1 coefficient ramps up linearly over these steps (avoids early dead latents).
     pub l1_warmup_steps: u64,
     pub seed: u64,
+}
+
+impl TrainConfig {
+    /// The learning rate at `step`: linear warm-up, then constant, then linear decay to zero
+    /// over the last 20% of training.
+    pub fn lr_at(&self, step: u64) -> f32 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f32 / self.warmup_steps as f32;
+        }
+        let decay_start = (self.total_steps as f64 * 0.8) as u64;
+        if step >= decay_start && self.total_steps > decay_start {
+            let frac = (self.total_steps - step) as f32 / (self.total_steps - decay_start) as f32;
+            return self.lr * frac.max(0.0);
+        }
+        self.lr
+    }
+
+    /// The L1 coefficient at `step` (ReLU only; ramps up over `l1_warmup_steps`).
+    pub fn l1_at(&self, step: u64) -> f32 {
+        match self.arch {
+            TrainArch::Relu { l1 } => {
+                l1 * ((step + 1) as f32 / self.l1_warmup_steps.max(1) as f32).min(1.0)
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// Latents whose last firing (`last_fired`, in tokens) is `dead_after` tokens or more ago.
+fn dead_mask(last_fired: &[u64], tokens_seen: u64, dead_after: u64) -> Vec<bool> {
+    last_fired
+        .iter()
+        .map(|&t| tokens_seen.saturating_sub(t) >= dead_after && tokens_seen >= dead_after)
+        .collect()
+}
+
+/// The BatchTopK inference threshold after a batch whose smallest kept activation is `m`: a
+/// running mean (dictionary_learning's BatchTopK rule); `threshold` < 0 means unset.
+fn running_threshold(threshold: f32, m: f32) -> f32 {
+    if threshold < 0.0 {
+        m
+    } else {
+        0.99 * threshold + 0.01 * m
+    }
 }
 
 /// Named state tensors of a trainer, in a fixed order (checkpoints store exactly these).
@@ -151,38 +201,21 @@ impl Trainer {
     }
 
     pub fn lr_at(&self, step: u64) -> f32 {
-        let c = &self.cfg;
-        if step < c.warmup_steps {
-            return c.lr * (step + 1) as f32 / c.warmup_steps as f32;
-        }
-        // Linear decay to zero over the last 20% of training.
-        let decay_start = (c.total_steps as f64 * 0.8) as u64;
-        if step >= decay_start && c.total_steps > decay_start {
-            let frac = (c.total_steps - step) as f32 / (c.total_steps - decay_start) as f32;
-            return c.lr * frac.max(0.0);
-        }
-        c.lr
+        self.cfg.lr_at(step)
     }
 
     /// The L1 coefficient at `step` (ReLU only; ramps up over `l1_warmup_steps`).
     pub fn l1_at(&self, step: u64) -> f32 {
-        match self.cfg.arch {
-            TrainArch::Relu { l1 } => {
-                l1 * ((step + 1) as f32 / self.cfg.l1_warmup_steps.max(1) as f32).min(1.0)
-            }
-            _ => 0.0,
-        }
+        self.cfg.l1_at(step)
     }
 
     /// Latents that have not fired for `dead_after_tokens` tokens.
     pub fn dead_mask(&self) -> Vec<bool> {
-        self.last_fired
-            .iter()
-            .map(|&t| {
-                self.tokens_seen.saturating_sub(t) >= self.cfg.dead_after_tokens
-                    && self.tokens_seen >= self.cfg.dead_after_tokens
-            })
-            .collect()
+        dead_mask(
+            &self.last_fired,
+            self.tokens_seen,
+            self.cfg.dead_after_tokens,
+        )
     }
 
     /// One optimisation step on a batch; returns the batch's gradients/statistics.
@@ -197,12 +230,7 @@ impl Trainer {
             }
         }
         if let Some(m) = g.min_kept {
-            // Running mean of the batch threshold (dictionary_learning's BatchTopK rule).
-            self.threshold = if self.threshold < 0.0 {
-                m
-            } else {
-                0.99 * self.threshold + 0.01 * m
-            };
+            self.threshold = running_threshold(self.threshold, m);
         }
         self.step += 1;
         let lr = self.lr_at(self.step - 1);
@@ -299,6 +327,7 @@ impl Trainer {
             activation,
             apply_b_dec_to_input: true,
             input_scale: None,
+            engine: Engine::default(),
             meta,
         }
     }
