@@ -244,7 +244,8 @@ impl SaescopeApp {
                 Err(e) => {
                     ui.add(
                         egui::Label::new(
-                            egui::RichText::new(e.to_string()).color(ui.visuals().error_fg_color),
+                            egui::RichText::new(words::gui_words(&e.to_string()))
+                                .color(ui.visuals().error_fg_color),
                         )
                         .wrap(),
                     );

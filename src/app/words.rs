@@ -3,7 +3,12 @@
 
 /// CLI options and the form fields that set them, longest option first so that `--model` does
 /// not match inside `--model-config`.
-const FIELDS: [(&str, &str); 7] = [
+const FIELDS: [(&str, &str); 8] = [
+    // The device refusal names both ways out; in the app they are entries of one menu.
+    (
+        "use --device cpu or --device auto",
+        "choose cpu or auto in the status bar's Device menu",
+    ),
     ("--model-config", "the Model config (.pth) field"),
     ("--pos-interpolation", "the DINOv2 positions choice"),
     ("--workspace", "the Workspace folder field"),
@@ -48,6 +53,10 @@ mod tests {
         assert_eq!(
             gui_words("layer 9 does not exist; check --layer"),
             "layer 9 does not exist; check the Layer field"
+        );
+        assert_eq!(
+            gui_words("device cuda:0 cannot be used: no driver; use --device cpu or --device auto"),
+            "device cuda:0 cannot be used: no driver; choose cpu or auto in the status bar's Device menu"
         );
         assert_eq!(gui_words("nothing to translate"), "nothing to translate");
         let quoted = "not a workspace; create one with `saescope extract --workspace D`";
