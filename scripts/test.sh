@@ -2,7 +2,8 @@
 # Runs saescope's whole test suite on a fresh Debian machine: installs the system packages the
 # tests need when they are missing (Mesa's software Vulkan driver for the headless UI tests),
 # then checks formatting (`cargo fmt --check`) and lints (`cargo clippy -- -D warnings`) and runs
-# `cargo test`. Needs ../shared beside the project (or SAESCOPE_SHARED).
+# `cargo test` over the workspace (saescope and its UI tests in crates/ui-tests). Needs ../shared
+# beside the project (or SAESCOPE_SHARED).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,11 +40,12 @@ else
   echo "WARNING: rustfmt is not available for this toolchain; formatting NOT checked" >&2
 fi
 if cargo clippy --version >/dev/null 2>&1; then
-  cargo clippy --locked --all-targets -- -D warnings
+  cargo clippy --locked --workspace --all-targets -- -D warnings
 else
   echo "WARNING: clippy is not available for this toolchain; lints NOT checked" >&2
 fi
 # The headless build (library + CLI, no windowing dependencies) keeps compiling.
 cargo check --locked --no-default-features --all-targets
 
-cargo test --locked "$@"
+# The workspace: saescope and crates/ui-tests (the app driven headless).
+cargo test --locked --workspace "$@"

@@ -85,6 +85,9 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Evaluate a workspace's SAE on an image folder: FVE, MSE, L0, dead/dense, spliced accuracy.
     EvalSae(cli::eval_sae::EvalSaeArgs),
+    /// Make the built-in example workspace, no download needed: synthetic images of four
+    /// classes and a small random-weight model, extracted, with an SAE trained and indexed.
+    Example(cli::example::ExampleArgs),
     /// Build the feature index (top images per feature, frequencies, histograms, per-image top
     /// features) into the SAE's folder (WS/saes/<name>/index); resumes an interrupted build.
     Index(cli::index::IndexArgs),
@@ -375,6 +378,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::Export(a)) => cli::export::run(a, ctx),
         Some(Command::ImportLabels(a)) => cli::import_labels::run(a, ctx),
         Some(Command::EvalSae(a)) => cli::eval_sae::run(a, ctx),
+        Some(Command::Example(a)) => cli::example::run(a, ctx),
         Some(Command::Bench {
             which:
                 BenchCommand::SaeTrain {

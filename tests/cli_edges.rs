@@ -319,6 +319,11 @@ fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
         (s(&["use-sae", "--workspace", &ws, "topk-32-k4"]), vec![]),
         (s(&["saes", "--workspace", &ws]), vec![]),
         (s(&["info", "--devices"]), vec![]),
+        // Only its base form: an edge value of --out would be a folder name (made in the cwd).
+        (
+            s(&["example", "--out", &f.tmp.join("example").to_string_lossy()]),
+            vec![],
+        ),
         (
             s(&[
                 "bench",

@@ -336,6 +336,8 @@ mod tests {
             class_raw: Vec::new(),
             d_in: 0,
             top: vec![Vec::new(); 8],
+            samples: vec![Vec::new(); 8],
+            has_samples: true,
         }
     }
 

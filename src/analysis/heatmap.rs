@@ -212,6 +212,43 @@ pub fn patch_crop(
     imageops::resize(&crop, size, size, imageops::FilterType::Nearest)
 }
 
+/// The model view of an image ([`model_view`], `input` pixels) scaled to `size`×`size`, with
+/// the patch `[x0, y0, x1, y1]` (model-input pixels) outlined: the whole image, and where in it.
+pub fn outlined_patch(
+    model: &RgbImage,
+    input: (usize, usize),
+    patch_box: [f32; 4],
+    size: u32,
+) -> RgbImage {
+    let mut out = imageops::resize(model, size, size, imageops::FilterType::Triangle);
+    let (sx, sy) = (
+        size as f32 / input.0.max(1) as f32,
+        size as f32 / input.1.max(1) as f32,
+    );
+    let last = size.saturating_sub(1);
+    let x0 = ((patch_box[0] * sx) as u32).min(last);
+    let y0 = ((patch_box[1] * sy) as u32).min(last);
+    let x1 = ((patch_box[2] * sx).ceil() as u32).clamp(x0 + 1, size) - 1;
+    let y1 = ((patch_box[3] * sy).ceil() as u32).clamp(y0 + 1, size) - 1;
+    // Two pixels wide, inside the box: yellow on a dark line so it shows on any image.
+    for (inset, colour) in [(0, Rgb([255, 220, 0])), (1, Rgb([20, 20, 20]))] {
+        let (a0, b0) = (x0 + inset, y0 + inset);
+        let (a1, b1) = (
+            x1.saturating_sub(inset).max(a0),
+            y1.saturating_sub(inset).max(b0),
+        );
+        for x in a0..=a1 {
+            out.put_pixel(x, b0, colour);
+            out.put_pixel(x, b1, colour);
+        }
+        for y in b0..=b1 {
+            out.put_pixel(a0, y, colour);
+            out.put_pixel(a1, y, colour);
+        }
+    }
+    out
+}
+
 /// Tiles in a grid with `pad` pixels of dark background between them.
 pub fn grid(tiles: &[RgbImage], cols: usize, pad: u32) -> RgbImage {
     let (tw, th) = tiles.first().map_or((1, 1), |t| t.dimensions());
@@ -246,6 +283,25 @@ mod tests {
             grid_w: 3,
             patch_size: 4,
         }
+    }
+
+    #[test]
+    fn outlined_patch_frames_the_patch_and_keeps_the_rest() {
+        // A 32×32 model view of grey, the patch [8, 4, 12, 8] (4-px patches), shown at 64 px.
+        let model = RgbImage::from_pixel(32, 32, Rgb([128, 128, 128]));
+        let out = outlined_patch(&model, (32, 32), [8.0, 4.0, 12.0, 8.0], 64);
+        assert_eq!(out.dimensions(), (64, 64));
+        let yellow = Rgb([255, 220, 0]);
+        // The box is 16..24 × 8..16 at 2× scale: its corners and edges are yellow.
+        for (x, y) in [(16, 8), (23, 8), (16, 15), (23, 15), (20, 8), (16, 12)] {
+            assert_eq!(*out.get_pixel(x, y), yellow, "({x}, {y})");
+        }
+        // Inside the frame and away from it, the image is untouched.
+        assert_eq!(*out.get_pixel(20, 12), Rgb([128, 128, 128]));
+        assert_eq!(*out.get_pixel(40, 40), Rgb([128, 128, 128]));
+        // A box at the image's edge stays inside the image.
+        let edge = outlined_patch(&model, (32, 32), [28.0, 28.0, 32.0, 32.0], 64);
+        assert_eq!(*edge.get_pixel(63, 63), yellow);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The feature index: for every SAE feature its top images (by strongest patch, with that
 //! image's per-token activations for heatmaps), firing frequencies, mean activation, a
-//! log-spaced histogram and per-class counts; for every image its top features.
+//! log-spaced histogram, per-class counts and a uniform random sample of the images where it
+//! fires (the feature page's examples across the activation range); for every image its top
+//! features.
 //!
 //! Built by streaming the activation store shard by shard. Memory is bounded independently of
 //! the number of images: the top lists hold d_sae × top_n × (tokens + 3) values, the per-feature
@@ -34,6 +36,10 @@ const HIST_LO: f32 = 1e-3;
 const PROCESS_OVERHEAD: u64 = 64 << 20;
 /// Top features kept per image.
 pub const IMAGE_TOP: usize = 32;
+/// Images kept per feature in its random sample (examples across the activation range).
+pub const SAMPLES: usize = 32;
+/// The index format written now; a partial index of another format is rebuilt, not resumed.
+const FORMAT: &str = "saescope-index-v2";
 
 /// Lower edge of histogram bin `b` (bin 0 is everything below 1e-3).
 pub fn hist_edge(b: usize) -> f32 {
@@ -84,6 +90,21 @@ pub struct TopEntry {
     pub tokens: Vec<f32>,
 }
 
+/// One image of a feature's random sample: its strongest token and that activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleEntry {
+    pub image: u32,
+    pub token: u32,
+    pub value: f32,
+}
+
+/// The sampling key of (feature, image). Each feature keeps the [`SAMPLES`] images with the
+/// smallest keys among those where it fires (bottom-k sampling): a uniform sample that does not
+/// depend on the order images arrive in, so a resumed index holds the same one.
+fn sample_key(feature: u32, image: u32) -> u64 {
+    crate::rng::Rng::new(((feature as u64) << 32) | image as u64).next_u64()
+}
+
 /// Everything the index holds for analysis and display.
 #[derive(Clone, Debug)]
 pub struct FeatureIndex {
@@ -113,6 +134,10 @@ pub struct FeatureIndex {
     pub d_in: usize,
     /// Per feature, best first.
     pub top: Vec<Vec<TopEntry>>,
+    /// Per feature, a uniform random sample of the images where it fires (by sampling key).
+    pub samples: Vec<Vec<SampleEntry>>,
+    /// False for indexes written before samples were kept (they load with no samples).
+    pub has_samples: bool,
 }
 
 impl FeatureIndex {
@@ -135,7 +160,28 @@ impl FeatureIndex {
             class_raw: vec![0.0; n_classes * d_in],
             d_in,
             top: vec![Vec::new(); d_sae],
+            samples: vec![Vec::new(); d_sae],
+            has_samples: true,
         }
+    }
+
+    /// `n` examples of feature `j` at evenly spaced quantiles of its image-level activation
+    /// (over the images where it fires, estimated from its random sample): (quantile, position
+    /// in `samples[j]`), weakest first. Fewer when the sample is smaller than `n`.
+    pub fn quantile_examples(&self, j: usize, n: usize) -> Vec<(f64, usize)> {
+        let Some(s) = self.samples.get(j) else {
+            return Vec::new();
+        };
+        let mut order: Vec<usize> = (0..s.len()).collect();
+        order.sort_by(|&a, &b| s[a].value.total_cmp(&s[b].value).then(a.cmp(&b)));
+        let n = n.min(s.len());
+        (0..n)
+            .map(|q| {
+                let quantile = (q as f64 + 0.5) / n as f64;
+                let i = ((quantile * s.len() as f64) as usize).min(s.len() - 1);
+                (quantile, order[i])
+            })
+            .collect()
     }
 
     /// Fraction of tokens on which feature `j` fires.
@@ -184,6 +230,21 @@ impl FeatureIndex {
         for f in summary.features {
             let j = f.feature as usize;
             self.image_count[j] += 1;
+            let key = sample_key(f.feature, summary.image);
+            let sample = &mut self.samples[j];
+            let key_of = |e: &SampleEntry| sample_key(f.feature, e.image);
+            if sample.len() < SAMPLES || sample.last().is_some_and(|e| key < key_of(e)) {
+                let pos = sample.partition_point(|e| key_of(e) < key);
+                sample.insert(
+                    pos,
+                    SampleEntry {
+                        image: summary.image,
+                        token: f.argmax,
+                        value: f.max,
+                    },
+                );
+                sample.truncate(SAMPLES);
+            }
             if let Some(c) = summary.class {
                 self.class_images[j * self.n_classes + c] += 1;
                 self.class_act[j * self.n_classes + c] += f.max as f64;
@@ -391,7 +452,7 @@ pub fn state_bytes_bound(
     d_in: usize,
 ) -> u64 {
     let top = d_sae * top_n * (tokens * 4 + 40);
-    let stats = d_sae * (HIST_BINS * 8 + classes * 16 + 8 + 8 + 8 + 4);
+    let stats = d_sae * (HIST_BINS * 8 + classes * 16 + 8 + 8 + 8 + 4 + SAMPLES * 12);
     (top + stats + classes * d_in * 8) as u64
 }
 
@@ -457,7 +518,7 @@ pub fn build_index(
             None
         }
     };
-    let resume = previous.filter(|p| p.settings == settings);
+    let resume = previous.filter(|p| p.settings == settings && p.format == FORMAT);
     let mut index = match &resume {
         Some(p) => read_state(&dir.join(&p.state_file))?,
         None => FeatureIndex::new(
@@ -509,7 +570,7 @@ pub fn build_index(
         fsutil::write_json_atomic(
             &dir.join(PROGRESS),
             &ProgressFile {
-                format: "saescope-index-v1".into(),
+                format: FORMAT.into(),
                 settings: settings.clone(),
                 shards_done: s + 1,
                 complete,
@@ -740,6 +801,18 @@ fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
             pat[(j * n + r) * t..(j * n + r + 1) * t].copy_from_slice(&e.tokens);
         }
     }
+    let mut s_len = vec![0u32; d_sae];
+    let mut s_img = vec![0u32; d_sae * SAMPLES];
+    let mut s_tok = vec![0u32; d_sae * SAMPLES];
+    let mut s_val = vec![0f32; d_sae * SAMPLES];
+    for (j, sample) in ix.samples.iter().enumerate() {
+        s_len[j] = sample.len() as u32;
+        for (r, e) in sample.iter().enumerate() {
+            s_img[j * SAMPLES + r] = e.image;
+            s_tok[j * SAMPLES + r] = e.token;
+            s_val[j * SAMPLES + r] = e.value;
+        }
+    }
     let shape = vec![
         d_sae as u64,
         n as u64,
@@ -765,6 +838,10 @@ fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
         ("top_token", Tensor::U32(tok)),
         ("top_value", Tensor::F32(val)),
         ("top_tokens", Tensor::F32(pat)),
+        ("sample_len", Tensor::U32(s_len)),
+        ("sample_image", Tensor::U32(s_img)),
+        ("sample_token", Tensor::U32(s_tok)),
+        ("sample_value", Tensor::F32(s_val)),
     ])?;
     fsutil::write_atomic(path, &bytes)
 }
@@ -818,12 +895,121 @@ fn read_state(path: &Path) -> Result<FeatureIndex> {
             })
             .collect();
     }
+    // Indexes written before samples were kept have none (the feature page says to rebuild).
+    ix.has_samples = st.tensor("sample_len").is_ok();
+    if ix.has_samples {
+        let len = u32s(&st, "sample_len", path)?;
+        let img = u32s(&st, "sample_image", path)?;
+        let tok = u32s(&st, "sample_token", path)?;
+        let val = f32s(&st, "sample_value", path)?;
+        let k = SAMPLES;
+        if len.len() != d_sae
+            || img.len() != d_sae * k
+            || tok.len() != d_sae * k
+            || val.len() != d_sae * k
+            || len.iter().any(|&l| l as usize > k)
+        {
+            return Err(corrupt(path, "sample table sizes disagree with the header"));
+        }
+        for j in 0..d_sae {
+            ix.samples[j] = (j * k..j * k + len[j] as usize)
+                .map(|i| SampleEntry {
+                    image: img[i],
+                    token: tok[i],
+                    value: val[i],
+                })
+                .collect();
+        }
+    }
     Ok(ix)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An image in which feature 0 fires at `value` on token 1 (a single class-less image).
+    fn one_feature_image(image: u32, value: f32) -> ImageSummary {
+        ImageSummary {
+            image,
+            class: None,
+            mean_raw: vec![0.0; 2],
+            features: vec![FeatureInImage {
+                feature: 0,
+                max: value,
+                argmax: 1,
+                hits: vec![(1, value)],
+            }],
+            top: vec![(0, value)],
+        }
+    }
+
+    #[test]
+    fn feature_samples_are_uniform_and_independent_of_image_order() {
+        let images: Vec<u32> = (0..500).collect();
+        let value = |i: u32| (i % 97) as f32 + 0.5;
+        let build = |order: &[u32]| {
+            let mut ix = FeatureIndex::new(1, 2, 4, 3, 0);
+            for &i in order {
+                ix.add_image(one_feature_image(i, value(i)));
+            }
+            ix
+        };
+        let forward = build(&images);
+        let reversed: Vec<u32> = images.iter().rev().copied().collect();
+        let backward = build(&reversed);
+        assert_eq!(forward.samples[0].len(), SAMPLES);
+        assert_eq!(forward.samples[0], backward.samples[0]);
+        // The sample is the SAMPLES images of smallest key (bottom-k), with their values.
+        let mut by_key = images.clone();
+        by_key.sort_by_key(|&i| sample_key(0, i));
+        let want: Vec<u32> = by_key[..SAMPLES].to_vec();
+        let got: Vec<u32> = forward.samples[0].iter().map(|e| e.image).collect();
+        assert_eq!(got, want);
+        assert!(
+            forward.samples[0]
+                .iter()
+                .all(|e| e.value == value(e.image) && e.token == 1)
+        );
+        // Not the first or the strongest images: a sample from the whole range.
+        assert!(got.iter().any(|&i| i >= 250) && got.iter().any(|&i| i < 250));
+
+        // Quantile examples: weakest first, spread over the sample.
+        let q = forward.quantile_examples(0, 8);
+        assert_eq!(q.len(), 8);
+        let values: Vec<f32> = q
+            .iter()
+            .map(|&(_, i)| forward.samples[0][i].value)
+            .collect();
+        assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+        assert!(values[7] > values[0]);
+        assert!((q[0].0 - 0.0625).abs() < 1e-12 && (q[7].0 - 0.9375).abs() < 1e-12);
+        let mut sorted: Vec<f32> = forward.samples[0].iter().map(|e| e.value).collect();
+        sorted.sort_by(f32::total_cmp);
+        assert_eq!(values[0], sorted[2]);
+        assert_eq!(values[7], sorted[30]);
+        // A feature that never fired has none; asking for more than the sample gives the sample.
+        assert!(
+            FeatureIndex::new(2, 2, 4, 3, 0)
+                .quantile_examples(1, 8)
+                .is_empty()
+        );
+        assert_eq!(forward.quantile_examples(0, 100).len(), SAMPLES);
+    }
+
+    #[test]
+    fn feature_samples_survive_the_state_file() {
+        let mut ix = FeatureIndex::new(1, 2, 4, 3, 0);
+        for i in 0..50 {
+            ix.add_image(one_feature_image(i, i as f32));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.safetensors");
+        write_state(&p, &ix).unwrap();
+        let back = read_state(&p).unwrap();
+        assert!(back.has_samples);
+        assert_eq!(back.samples, ix.samples);
+    }
 
     #[test]
     fn histogram_bins_are_log_spaced() {

@@ -4,24 +4,25 @@
 //! kept).
 
 use super::intervene_panel::InterventionPanel;
+use super::jobs::{BackgroundJob, JobOutput, JobState};
 use crate::analysis::heatmap::{Heatmap, model_view, overlay};
 use crate::analysis::intervene::{Prepared, is_patch};
 use crate::backbone::{TokenGeometry, VisionTransformer, load_backbone};
 use crate::sae::Sae;
 use crate::store::Workspace;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The workspace's backbone, loaded on first use and shared by later encodings.
 pub type SharedBackbone = Arc<OnceLock<std::result::Result<VisionTransformer, String>>>;
 
-/// Filled by the background thread: the prepared image, or why it could not be.
-type PreparedSlot = Arc<Mutex<Option<Result<Arc<Prepared>, String>>>>;
-
 pub struct ImageView {
     pub title: String,
     pub image: image::RgbImage,
-    /// The stream at the tapped layer, its codes (all tokens) and the unedited output, once run.
-    prepared: PreparedSlot,
+    /// Encoding the image: the stream at the tapped layer, its codes (all tokens) and the
+    /// unedited output, handed over to `prepared` when done.
+    encoding: BackgroundJob,
+    encoded: JobOutput<Arc<Prepared>>,
+    prepared: Option<Arc<Prepared>>,
     pub feature: Option<u32>,
     overlay: Option<(u32, egui::TextureHandle)>,
     sae: Arc<Sae>,
@@ -47,41 +48,33 @@ impl ImageView {
         device: crate::device::DeviceChoice,
         ctx: &egui::Context,
     ) -> ImageView {
-        let prepared = Arc::new(Mutex::new(None));
         let sae = Arc::new(sae);
-        let (slot, img, spec, layer, ctx, s, b) = (
-            prepared.clone(),
+        let (img, spec, layer, s, b) = (
             image.clone(),
             ws.config.model.clone(),
             ws.config.layer,
-            ctx.clone(),
             sae.clone(),
             backbone.clone(),
         );
-        std::thread::spawn(move || {
-            let b = b.get_or_init(|| {
-                crate::device::resolve(device)
-                    .and_then(|(d, _)| load_backbone(&spec, &d))
-                    .map_err(|e| e.to_string())
+        let (encoding, encoded) =
+            BackgroundJob::spawn_with_output("Encode image", ctx, move |_| {
+                let b = b.get_or_init(|| {
+                    crate::device::resolve(device)
+                        .and_then(|(d, _)| load_backbone(&spec, &d))
+                        .map_err(|e| e.to_string())
+                });
+                let b = b.as_ref().map_err(|e| crate::Error::Invalid(e.clone()))?;
+                Ok((Arc::new(Prepared::new(b, &s, layer, &img)?), String::new()))
             });
-            let r = match b {
-                Ok(b) => Prepared::new(b, &s, layer, &img)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            };
-            if let Ok(mut g) = slot.lock() {
-                *g = Some(r);
-            }
-            ctx.request_repaint();
-        });
         let g = ws.config.backbone.geometry;
         let input = (g.grid_w * g.patch_size, g.grid_h * g.patch_size);
         ImageView {
             title,
             // Shown as the model saw it, so heatmap cells sit on the pixels each patch covered.
             image: model_view(&image, ws.config.preprocessor.as_ref(), input),
-            prepared,
+            encoding,
+            encoded,
+            prepared: None,
             feature,
             overlay: None,
             sae,
@@ -95,10 +88,7 @@ impl ImageView {
 
     /// The image's SAE codes (every token), once encoded.
     pub fn codes(&self) -> Option<crate::sae::SparseCodes> {
-        match &*self.prepared.lock().ok()? {
-            Some(Ok(p)) => Some(p.codes.clone()),
-            _ => None,
-        }
+        self.prepared.as_ref().map(|p| p.codes.clone())
     }
 
     /// Loads an image file for the view (errors name the file).
@@ -115,22 +105,23 @@ impl ImageView {
         thumb_of: &mut dyn FnMut(u32) -> Option<egui::TextureHandle>,
     ) -> Option<u32> {
         ui.heading(&self.title);
-        let guard = self.prepared.lock().ok()?;
-        let prepared = match &*guard {
-            None => {
-                ui.horizontal(|ui| {
-                    ui.add(egui::Spinner::new());
-                    ui.label("encoding the image…");
-                });
-                return None;
+        if let Some(p) = self.encoded.take() {
+            self.prepared = Some(p);
+        }
+        let Some(prepared) = self.prepared.clone() else {
+            match self.encoding.state() {
+                JobState::Failed(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, super::words::gui_words(&e));
+                }
+                _ => {
+                    ui.horizontal(|ui| {
+                        ui.add(egui::Spinner::new());
+                        ui.label("encoding the image…");
+                    });
+                }
             }
-            Some(Err(e)) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
-                return None;
-            }
-            Some(Ok(p)) => p.clone(),
+            return None;
         };
-        drop(guard);
         let codes = &prepared.codes;
         let tokens: Vec<usize> = (0..codes.rows()).collect();
         // Image-level top features: max over tokens.

@@ -5,6 +5,7 @@
 //! on a background thread.
 
 use super::image_view::SharedBackbone;
+use super::jobs::{BackgroundJob, JobOutput, JobState};
 use crate::analysis::heatmap::overlay;
 use crate::analysis::intervene::{
     EditMode, FeatureEdit, Intervention, Outcome, Prepared, TokenScope,
@@ -12,8 +13,7 @@ use crate::analysis::intervene::{
 use crate::backbone::TokenGeometry;
 use crate::sae::Sae;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -21,8 +21,6 @@ pub enum Mode {
     Clamp,
     Scale,
 }
-
-type Slot = Arc<Mutex<Option<(Intervention, Result<Outcome, String>)>>>;
 
 pub struct InterventionPanel {
     pub features: Vec<u32>,
@@ -36,8 +34,10 @@ pub struct InterventionPanel {
     /// The "add a feature" field: an id or words of a label.
     pub find: String,
     pub find_error: Option<String>,
-    result: Slot,
-    running: Arc<AtomicBool>,
+    /// The run in progress: the intervention it computes and its job.
+    run: Option<(Intervention, BackgroundJob, JobOutput<Outcome>)>,
+    /// The last finished run: what it computed and its outcome, or why it failed.
+    result: Option<(Intervention, Result<Outcome, String>)>,
     /// The intervention last sent to run (a new run starts only when the form differs).
     sent: Option<Intervention>,
     /// The effect map's texture and the intervention it shows.
@@ -54,8 +54,8 @@ impl Default for InterventionPanel {
             painted: BTreeSet::new(),
             find: String::new(),
             find_error: None,
-            result: Default::default(),
-            running: Default::default(),
+            run: None,
+            result: None,
             sent: None,
             effect_tex: None,
         }
@@ -108,31 +108,43 @@ impl InterventionPanel {
         if self.sent.as_ref() == Some(&iv) {
             return;
         }
-        if self.running.swap(true, Ordering::AcqRel) {
+        self.poll();
+        if self.run.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(30));
             return;
         }
         self.sent = Some(iv.clone());
-        let (p, s, b, slot, running, ctx) = (
-            prepared.clone(),
-            sae.clone(),
-            backbone.clone(),
-            self.result.clone(),
-            self.running.clone(),
-            ctx.clone(),
-        );
-        std::thread::spawn(move || {
-            let out = match b.get() {
-                Some(Ok(b)) => p.run(b, &s, &iv, 5).map_err(|e| e.to_string()),
-                Some(Err(e)) => Err(e.clone()),
-                None => Err("the model is still loading; try again".into()),
+        let (p, s, b, edit) = (prepared.clone(), sae.clone(), backbone.clone(), iv.clone());
+        let (job, output) = BackgroundJob::spawn_with_output("Intervention", ctx, move |_| {
+            let b = match b.get() {
+                Some(Ok(b)) => b,
+                Some(Err(e)) => return Err(crate::Error::Invalid(e.clone())),
+                None => {
+                    return Err(crate::Error::Invalid(
+                        "the model is still loading; try again".into(),
+                    ));
+                }
             };
-            if let Ok(mut g) = slot.lock() {
-                *g = Some((iv, out));
-            }
-            running.store(false, Ordering::Release);
-            ctx.request_repaint();
+            Ok((p.run(b, &s, &edit, 5)?, String::new()))
         });
+        self.run = Some((iv, job, output));
+    }
+
+    /// Moves a finished run's outcome (or why it failed) into `result`.
+    fn poll(&mut self) {
+        if self.run.as_ref().is_none_or(|(_, job, _)| job.is_running()) {
+            return;
+        }
+        let Some((iv, job, output)) = self.run.take() else {
+            return;
+        };
+        let out = match job.state() {
+            JobState::Failed(e) => Err(e),
+            _ => output
+                .take()
+                .ok_or_else(|| "the run stopped before it finished".to_string()),
+        };
+        self.result = Some((iv, out));
     }
 
     /// The feature that `find` names: an id, or a feature whose label contains the words — the
@@ -270,8 +282,9 @@ impl InterventionPanel {
         let Some(iv) = self.intervention() else {
             return;
         };
-        let shown = self.result.lock().ok().and_then(|g| g.clone());
-        let running = self.running.load(Ordering::Acquire) || self.sent.as_ref() != Some(&iv);
+        self.poll();
+        let shown = self.result.clone();
+        let running = self.run.is_some() || self.sent.as_ref() != Some(&iv);
         if running {
             ui.horizontal(|ui| {
                 ui.add(egui::Spinner::new());

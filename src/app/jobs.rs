@@ -1,5 +1,8 @@
 //! Background jobs for the app: a library call on its own thread, with live progress, rate, ETA
-//! and a cancel flag. The UI thread only reads a mutex-guarded snapshot each frame.
+//! and a cancel flag. The UI thread only reads a mutex-guarded snapshot each frame. Every piece
+//! of background work in the app (workspace creation, analyses, pipeline loading, generations,
+//! interventions, image encodings) is one of these; a job that hands a value back to its view
+//! does so through its typed [`JobOutput`].
 
 use crate::job::{Job, Progress};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +27,16 @@ pub struct BackgroundJob {
     stage: Arc<Mutex<(Instant, u64)>>,
 }
 
+/// The value a finished job hands back to the view that started it, taken once. It is in place
+/// before the job's state turns to `Done`.
+pub struct JobOutput<T>(Arc<Mutex<Option<T>>>);
+
+impl<T> JobOutput<T> {
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().ok()?.take()
+    }
+}
+
 impl BackgroundJob {
     /// Runs `work` on a new thread; its `Ok` text is shown when it finishes.
     pub fn spawn(
@@ -31,6 +44,18 @@ impl BackgroundJob {
         ctx: &egui::Context,
         work: impl FnOnce(&Job) -> crate::Result<String> + Send + 'static,
     ) -> Self {
+        Self::spawn_with_output(title, ctx, move |job| work(job).map(|msg| ((), msg))).0
+    }
+
+    /// Runs `work` on a new thread; it returns a value for the view (through the [`JobOutput`])
+    /// and the text shown when it finishes.
+    pub fn spawn_with_output<T: Send + 'static>(
+        title: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce(&Job) -> crate::Result<(T, String)> + Send + 'static,
+    ) -> (Self, JobOutput<T>) {
+        let output = Arc::new(Mutex::new(None));
+        let out = output.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(None));
         let state = Arc::new(Mutex::new(JobState::Running));
@@ -52,7 +77,12 @@ impl BackgroundJob {
         std::thread::spawn(move || {
             let result = work(&job);
             let next = match result {
-                Ok(msg) => JobState::Done(msg),
+                Ok((value, msg)) => {
+                    if let Ok(mut g) = out.lock() {
+                        *g = Some(value);
+                    }
+                    JobState::Done(msg)
+                }
                 Err(crate::Error::Cancelled) => JobState::Cancelled,
                 Err(e) => JobState::Failed(e.to_string()),
             };
@@ -61,13 +91,23 @@ impl BackgroundJob {
             }
             c3.request_repaint();
         });
-        BackgroundJob {
+        let job = BackgroundJob {
             title: title.to_string(),
             cancel,
             progress,
             state,
             stage,
-        }
+        };
+        (job, JobOutput(output))
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state() == JobState::Running
+    }
+
+    /// The last progress the work reported.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress.lock().ok().and_then(|g| g.clone())
     }
 
     pub fn state(&self) -> JobState {
@@ -83,7 +123,7 @@ impl BackgroundJob {
 
     /// Progress bar, rate, ETA, message and a cancel button.
     pub fn ui(&self, ui: &mut egui::Ui) {
-        let p = self.progress.lock().ok().and_then(|g| g.clone());
+        let p = self.progress();
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new(&self.title).strong());
             match self.state() {

@@ -36,6 +36,8 @@ pub struct Persisted {
     pub inputs: std::collections::BTreeMap<PathBuf, explorer::FormInputs>,
     /// Where models and SAEs run (the status bar's choice).
     pub device: crate::device::DeviceChoice,
+    /// The built-in example's folder as typed (empty: `saescope-example` in the home folder).
+    pub example_folder: String,
 }
 
 /// The two top-level views: vision workspaces, and diffusion steering.
@@ -72,6 +74,8 @@ pub struct SaescopeApp {
     /// The "new workspace" form and its running pipeline.
     pub create: create::CreateRequest,
     pub create_job: Option<jobs::BackgroundJob>,
+    /// The built-in example being made, and its folder.
+    pub example_job: Option<(jobs::BackgroundJob, PathBuf)>,
     pub picker: dialogs::Picker,
     pub error: Option<String>,
     pub steer: steer_view::SteerView,
@@ -94,6 +98,7 @@ impl SaescopeApp {
         let last = persisted.last_view.clone();
         let mut app = SaescopeApp {
             path_input: String::new(),
+            example_job: None,
             create: persisted.pending_create.clone().unwrap_or_default(),
             persisted,
             open: None,
@@ -302,7 +307,7 @@ impl SaescopeApp {
         if self.persisted.recent_workspaces.is_empty() {
             ui.label(
                 egui::RichText::new(
-                    "No workspaces yet: create one below (or with `saescope extract`).",
+                    "No workspaces yet: make the built-in example or create one below (or with `saescope extract`).",
                 )
                 .weak(),
             );
@@ -320,8 +325,88 @@ impl SaescopeApp {
         if let Some(p) = clicked {
             self.open_workspace(p);
         }
+        ui.add_space(8.0);
+        self.example_ui(ui);
         ui.add_space(12.0);
         self.create_ui(ui);
+    }
+
+    /// The built-in example: one click makes a complete workspace (no download) and opens it.
+    fn example_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(egui::RichText::new("Built-in example").strong())
+            .on_hover_text(
+                "160 images of four classes (checks, discs, squares, stripes) drawn by saescope \
+                 and a small DINOv2-layout model with random weights, made here without a \
+                 download; then extracted, an SAE trained, indexed and labelled from the classes. \
+                 It shows how the tool works: a random model's features say nothing about what a \
+                 trained model learns.",
+            );
+        ui.label(
+            egui::RichText::new(
+                "No download: 160 drawn images of four classes and a small random-weight model, \
+                 made into a workspace in seconds, to see how everything works.",
+            )
+            .weak(),
+        );
+        let busy = self
+            .example_job
+            .as_ref()
+            .is_some_and(|(j, _)| j.is_running());
+        ui.horizontal(|ui| {
+            let cap = ui.label("Example folder:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.persisted.example_folder)
+                    .hint_text("~/saescope-example")
+                    .desired_width(300.0),
+            )
+            .labelled_by(cap.id);
+            if ui
+                .add_enabled(!busy, egui::Button::new("Make the example"))
+                .on_hover_text(
+                    "Draw the images, write a random-weight model, and build a workspace from \
+                     them (about a minute on a laptop); opens it when done",
+                )
+                .clicked()
+            {
+                let typed = self.persisted.example_folder.trim();
+                let home = std::env::var_os("HOME").map(PathBuf::from);
+                let folder = match (typed, home) {
+                    ("", Some(h)) => h.join("saescope-example"),
+                    (t, Some(h)) if t.starts_with("~/") => h.join(&t[2..]),
+                    ("", None) => PathBuf::from("saescope-example"),
+                    (t, _) => PathBuf::from(t),
+                };
+                let req = crate::ops::example::ExampleRequest {
+                    folder: folder.clone(),
+                    device: self.persisted.device,
+                };
+                let job = jobs::BackgroundJob::spawn("Built-in example", ui.ctx(), move |job| {
+                    let r = crate::ops::example::example(&req, job)?;
+                    Ok(format!(
+                        "{} images, {} features, {} labelled from classes",
+                        r.extracted_images, r.features, r.labelled_from_classes
+                    ))
+                });
+                self.example_job = Some((job, folder));
+            }
+        });
+        let mut finished = None;
+        if let Some((j, folder)) = &self.example_job {
+            j.ui(ui);
+            match j.state() {
+                jobs::JobState::Done(_) => {
+                    finished = Some(crate::ops::example::workspace_of(folder))
+                }
+                jobs::JobState::Running => ui
+                    .ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(300)),
+                _ => {}
+            }
+        }
+        if let Some(ws) = finished {
+            self.example_job = None;
+            self.open_workspace(ws);
+        }
     }
 
     /// New workspace: the form, then the running pipeline with progress and live curves.

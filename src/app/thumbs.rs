@@ -2,7 +2,9 @@
 //! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
 //! placeholder and the frame asks for a repaint.
 
-use crate::analysis::heatmap::{Heatmap, model_view, overlay, patch_crop, token_box};
+use crate::analysis::heatmap::{
+    Heatmap, model_view, outlined_patch, overlay, patch_crop, token_box,
+};
 use crate::analysis::index::FeatureIndex;
 use crate::backbone::TokenGeometry;
 use crate::store::Dataset;
@@ -14,6 +16,8 @@ pub enum ThumbKind {
     Crop,
     /// The `rank`-th top image with the feature's heatmap over it.
     Overlay(u16),
+    /// The `i`-th image of the feature's random sample, its strongest patch outlined.
+    Sample(u16),
 }
 
 pub struct Thumbs {
@@ -151,20 +155,27 @@ impl Thumbs {
 }
 
 fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbImage> {
-    let list = src.index.top.get(feature as usize)?;
+    if let ThumbKind::Sample(i) = kind {
+        let e = src.index.samples.get(feature as usize)?.get(i as usize)?;
+        let g = src.geometry;
+        let input = (g.grid_w * g.patch_size, g.grid_h * g.patch_size);
+        let img = model_view(
+            &src.ds.load(e.image as usize).ok()?,
+            src.preprocessor,
+            input,
+        );
+        let b = token_box(g, *src.token_indices.get(e.token as usize)?);
+        return Some(outlined_patch(&img, input, b, 96));
+    }
     let rank = match kind {
-        ThumbKind::Crop => 0,
         ThumbKind::Overlay(r) => r as usize,
+        _ => 0,
     };
-    let e = list.get(rank)?;
+    let e = src.index.top.get(feature as usize)?.get(rank)?;
     let img = src.ds.load(e.image as usize).ok()?;
     let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
     let img = model_view(&img, src.preprocessor, heat.input_size);
     match kind {
-        ThumbKind::Crop => {
-            let b = token_box(src.geometry, src.token_indices[e.token as usize]);
-            Some(patch_crop(&img, heat.input_size, b, 64))
-        }
         ThumbKind::Overlay(_) => Some(overlay(
             &img,
             &heat,
@@ -172,5 +183,9 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
             src.index.max_act[feature as usize],
             0.75,
         )),
+        _ => {
+            let b = token_box(src.geometry, src.token_indices[e.token as usize]);
+            Some(patch_crop(&img, heat.input_size, b, 64))
+        }
     }
 }

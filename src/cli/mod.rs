@@ -6,6 +6,7 @@ use super::*;
 
 pub mod classify;
 pub mod eval_sae;
+pub mod example;
 pub mod export;
 pub mod extract;
 pub mod heatmap;

@@ -7,6 +7,7 @@
 pub mod analyse;
 pub mod build;
 pub mod create;
+pub mod example;
 pub mod intervene;
 pub mod measure;
 pub mod saes;

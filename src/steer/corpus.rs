@@ -237,7 +237,8 @@ fn is_heldout(prompt: u32) -> bool {
 }
 
 /// Collects the corpus's embeddings into `out` (reused when already there for the same pipeline
-/// and corpus) and trains an SAE on them into `out/sae`.
+/// and corpus) and trains an SAE on them into `out/sae`, on the pipeline's device
+/// (`opts.device` is replaced by it).
 pub fn train_text_sae(
     pipe: &Pipeline,
     pipeline_source: &str,
@@ -322,7 +323,12 @@ pub fn train_text_sae(
         cls_weight: None,
     };
     let sae_dir = out.join(workflow::SAE_DIR);
-    let train = workflow::train_on_store(&store, &sae_dir, meta, None, opts, job)?;
+    // Trained where the pipeline runs (the CPU trainer on the CPU, the device trainer elsewhere).
+    let opts = TrainOptions {
+        device: pipe.device.clone(),
+        ..opts.clone()
+    };
+    let train = workflow::train_on_store(&store, &sae_dir, meta, None, &opts, job)?;
     let sae = crate::sae::formats::load_sae(&sae_dir)?;
     let (heldout_fve, heldout_l0) = crate::sae::fve_and_l0(&sae, &heldout);
     Ok(TextSaeReport {

@@ -210,6 +210,9 @@ impl Explorer {
                         });
                     }
                 });
+                if let Some(i) = self.quantiles_ui(ui, f) {
+                    open_image = Some(i);
+                }
                 if let Some(i) = open_image {
                     match self.ds.load(i as usize) {
                         Ok(img) => {
@@ -317,6 +320,87 @@ impl Explorer {
 
     /// The causal effects measured for `f` (ablated on every token of a class's images, beside
     /// random features of matching frequency) and a button to measure one.
+    /// Examples across the activation range: images of the feature's random sample at evenly
+    /// spaced quantiles of its activation, weakest first (the top images show only the peak).
+    /// Returns an image the user clicked.
+    fn quantiles_ui(&mut self, ui: &mut egui::Ui, f: u32) -> Option<u32> {
+        let ix = self.index.as_ref()?;
+        let j = f as usize;
+        ui.label(egui::RichText::new("Across the activation range").strong())
+            .on_hover_text(
+                "Images where the feature fires, at evenly spaced quantiles of its strongest \
+                 activation in the image, from a uniform random sample of those images kept by \
+                 the index: what it responds to at typical strengths, not only at its peak",
+            );
+        if !ix.has_samples {
+            ui.label(
+                egui::RichText::new(
+                    "This index predates these examples: rebuild it (saescope index --rebuild) to see them.",
+                )
+                .weak(),
+            );
+            return None;
+        }
+        let picks = ix.quantile_examples(j, QUANTILE_EXAMPLES);
+        if picks.is_empty() {
+            ui.label(egui::RichText::new("It fires on no image.").weak());
+            return None;
+        }
+        ui.label(
+            egui::RichText::new(format!(
+                "Quantiles of a random sample of {} of the {} images where it fires; its strongest patch outlined, activation and class under each",
+                ix.samples[j].len(),
+                ix.image_count[j]
+            ))
+            .weak(),
+        );
+        let entries: Vec<(f64, crate::analysis::index::SampleEntry, usize)> = picks
+            .iter()
+            .map(|&(q, i)| (q, ix.samples[j][i], i))
+            .collect();
+        let ctx = ui.ctx().clone();
+        let mut clicked = None;
+        ui.horizontal_wrapped(|ui| {
+            for (q, e, i) in entries {
+                let tex = self.thumb(&ctx, f, ThumbKind::Sample(i as u16));
+                let name = self.ds.images[e.image as usize].path.clone();
+                let class = self.ds.images[e.image as usize]
+                    .class
+                    .and_then(|c| self.ds.classes.get(c as usize).cloned())
+                    .unwrap_or_default();
+                ui.vertical(|ui| {
+                    ui.set_width(96.0);
+                    match tex {
+                        Some(t) => {
+                            let img = egui::Image::new(&t)
+                                .fit_to_exact_size(egui::vec2(88.0, 88.0))
+                                .alt_text(format!("quantile {:.0}% example", q * 100.0));
+                            if ui
+                                .add(egui::Button::image(img))
+                                .on_hover_text(format!(
+                                    "{name}: activation {:.3}, about the {:.0}th percentile (click to open)",
+                                    e.value,
+                                    q * 100.0
+                                ))
+                                .clicked()
+                            {
+                                clicked = Some(e.image);
+                            }
+                        }
+                        None => {
+                            ui.add_sized([96.0, 96.0], egui::Spinner::new());
+                        }
+                    }
+                    ui.label(
+                        egui::RichText::new(format!("p{:.0} {:.2}\n{class}", q * 100.0, e.value))
+                            .small(),
+                    );
+                });
+            }
+        });
+        clicked
+    }
+
     fn effect_ui(&mut self, ui: &mut egui::Ui, f: u32) {
         ui.label(egui::RichText::new("Causal effect (ablation)").strong())
             .on_hover_text(

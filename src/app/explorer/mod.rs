@@ -128,6 +128,8 @@ pub enum ExportWhat {
 const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
 /// Every card has this exact size, so the grid's column count is exact.
 const CARD: egui::Vec2 = egui::vec2(172.0, 92.0);
+/// Examples across the activation range on a feature page.
+const QUANTILE_EXAMPLES: usize = 8;
 
 impl Explorer {
     /// Drops the model loaded for the image view (after the device changed): the next image
@@ -527,17 +529,31 @@ impl Explorer {
     /// Makes the top-image thumbnails of `f`'s page together (in parallel, within the frame's
     /// budget).
     fn prefetch_page(&mut self, ctx: &egui::Context, f: u32) {
-        let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
-        let kinds: Vec<ThumbKind> = (0..n).map(|r| ThumbKind::Overlay(r as u16)).collect();
+        let kinds = self.page_thumbs(f);
         if let Some((src, thumbs)) = self.thumb_parts() {
             thumbs.prefetch(ctx, &src, f, &kinds);
         }
     }
 
-    /// Whether the feature page of `f` is fully drawn: every top image's thumbnail made.
+    /// The thumbnails the feature page of `f` shows: its top images and its examples across
+    /// the activation range.
+    fn page_thumbs(&self, f: u32) -> Vec<ThumbKind> {
+        let Some(ix) = self.index.as_ref() else {
+            return Vec::new();
+        };
+        let top = (0..ix.top[f as usize].len()).map(|r| ThumbKind::Overlay(r as u16));
+        let samples = ix
+            .quantile_examples(f as usize, QUANTILE_EXAMPLES)
+            .into_iter()
+            .map(|(_, i)| ThumbKind::Sample(i as u16));
+        top.chain(samples).collect()
+    }
+
+    /// Whether the feature page of `f` is fully drawn: every thumbnail made.
     pub fn feature_page_ready(&self, f: u32) -> bool {
-        let n = self.index.as_ref().map_or(0, |i| i.top[f as usize].len());
-        (0..n).all(|r| self.thumbs.is_ready(f, ThumbKind::Overlay(r as u16)))
+        self.page_thumbs(f)
+            .into_iter()
+            .all(|k| self.thumbs.is_ready(f, k))
     }
 
     fn grid_ui(&mut self, ui: &mut egui::Ui) {

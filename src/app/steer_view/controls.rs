@@ -111,7 +111,8 @@ impl SteerView {
                 let (done, total, what) = self
                     .task
                     .as_ref()
-                    .and_then(|t| t.progress.lock().ok().map(|g| g.clone()))
+                    .and_then(|t| t.job.progress())
+                    .map(|p| (p.done, p.total, p.message))
                     .unwrap_or_default();
                 ui.add(
                     egui::ProgressBar::new(if total > 0 {
@@ -128,7 +129,7 @@ impl SteerView {
                     .clicked()
                 {
                     if let Some(t) = &self.task {
-                        t.cancel.store(true, Ordering::Relaxed);
+                        t.job.cancel();
                     }
                     self.cancelled = self.running.clone();
                 }

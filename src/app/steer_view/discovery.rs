@@ -103,13 +103,10 @@ impl SteerView {
             )
         });
         self.discovery_dir = Some(out.clone());
-        let slot = self.discovery_slot.clone();
         let req = self.request(&loaded.pipe);
         let candidates = self.discover_candidates;
-        self.jobs.push(BackgroundJob::spawn(
-            "Discover attributes",
-            ctx,
-            move |job| {
+        let (job, output) =
+            BackgroundJob::spawn_with_output("Discover attributes", ctx, move |job| {
                 let Some(sae) = loaded.sae.as_ref() else {
                     return Err(crate::Error::Invalid("discovery needs a text SAE".into()));
                 };
@@ -131,11 +128,9 @@ impl SteerView {
                 };
                 let d = discover::discover(&loaded.pipe, sae, &scorer, &opts, &out, job)?;
                 let n = d.ranking.len();
-                if let Ok(mut g) = slot.lock() {
-                    *g = Some(d);
-                }
-                Ok(format!("{n} features ranked"))
-            },
-        ));
+                Ok((d, format!("{n} features ranked")))
+            });
+        self.jobs.push(job);
+        self.discovery_output = Some(output);
     }
 }

@@ -9,7 +9,8 @@ mod discovery;
 mod setup;
 
 use super::dialogs::{Pick, Picker};
-use super::jobs::{BackgroundJob, JobState};
+use super::jobs::{BackgroundJob, JobOutput, JobState};
+use crate::job::{Job, Progress};
 use crate::sae::Sae;
 use crate::steer::discover::{self, ClipScorer, DiscoverOptions, Discovery};
 use crate::steer::edit::{EditMode, FeatureEdit, TokenScope};
@@ -19,8 +20,7 @@ use candle_core::Tensor;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Quiet time after the last change before a new generation starts.
@@ -116,53 +116,42 @@ struct GenOutput {
     identical: bool,
 }
 
-/// A generation (or a full-decoder pass) on its own thread.
+/// A generation (or a full-decoder pass) on its own thread, and the images it hands back.
 struct Task {
-    cancel: Arc<AtomicBool>,
-    progress: Arc<Mutex<(usize, usize, String)>>,
-    result: Arc<Mutex<Option<crate::Result<GenOutput>>>>,
+    job: BackgroundJob,
+    output: JobOutput<GenOutput>,
 }
 
 impl Task {
     fn spawn(
         ctx: &egui::Context,
-        work: impl FnOnce(&AtomicBool, &dyn Fn(usize, usize, &str)) -> crate::Result<GenOutput>
-        + Send
-        + 'static,
+        work: impl FnOnce(&Job) -> crate::Result<GenOutput> + Send + 'static,
     ) -> Task {
-        let cancel = Arc::new(AtomicBool::new(false));
-        let progress = Arc::new(Mutex::new((0, 0, String::from("starting"))));
-        let result = Arc::new(Mutex::new(None));
-        let (c, p, r, ctx) = (
-            cancel.clone(),
-            progress.clone(),
-            result.clone(),
-            ctx.clone(),
-        );
-        std::thread::spawn(move || {
-            let ctx2 = ctx.clone();
-            let report = move |done: usize, total: usize, what: &str| {
-                if let Ok(mut g) = p.lock() {
-                    *g = (done, total, what.to_string());
-                }
-                ctx2.request_repaint();
-            };
-            let out = work(&c, &report);
-            if let Ok(mut g) = r.lock() {
-                *g = Some(out);
-            }
-            ctx.request_repaint();
+        let (job, output) = BackgroundJob::spawn_with_output("Generate", ctx, move |job| {
+            Ok((work(job)?, String::new()))
         });
-        Task {
-            cancel,
-            progress,
-            result,
-        }
+        Task { job, output }
     }
 
+    /// The finished generation's images or why there are none; `None` while it runs.
     fn take(&self) -> Option<crate::Result<GenOutput>> {
-        self.result.lock().ok()?.take()
+        match self.job.state() {
+            JobState::Running => None,
+            JobState::Done(_) => self.output.take().map(Ok),
+            JobState::Cancelled => Some(Err(crate::Error::Cancelled)),
+            JobState::Failed(e) => Some(Err(crate::Error::Invalid(e))),
+        }
     }
+}
+
+/// A generation's progress: denoising steps of one side, or decoder passes.
+fn report(job: &Job, done: usize, total: usize, what: &str) {
+    job.report(Progress {
+        done: done as u64,
+        total: total as u64,
+        unit: "steps",
+        message: what.to_string(),
+    });
 }
 
 #[derive(Default)]
@@ -171,7 +160,8 @@ pub struct SteerView {
     /// Where the pipeline is loaded (the app's status-bar choice).
     pub device: crate::device::DeviceChoice,
     pub loaded: Option<Arc<Loaded>>,
-    load_slot: Arc<Mutex<Option<Arc<Loaded>>>>,
+    /// The pipeline being loaded (handed over when the load job finishes).
+    load_output: Option<JobOutput<Arc<Loaded>>>,
     pub jobs: Vec<BackgroundJob>,
     task: Option<Task>,
     /// The request the running task computes.
@@ -187,11 +177,12 @@ pub struct SteerView {
     /// A request the user cancelled: not restarted until the inputs change or Generate is pressed.
     cancelled: Option<Request>,
     pub error: Option<String>,
-    discovery_slot: Arc<Mutex<Option<Discovery>>>,
+    discovery_output: Option<JobOutput<Discovery>>,
     pub discovery: Option<Discovery>,
     discovery_dir: Option<PathBuf>,
     strip_textures: Vec<(String, egui::TextureHandle)>,
-    sae_slot: Arc<Mutex<Option<PathBuf>>>,
+    /// The text SAE being trained (its folder, loaded when the job finishes).
+    sae_output: Option<JobOutput<PathBuf>>,
     pub discover_candidates: usize,
     picker: Picker,
     /// The prompt's tokens (text per position), cached per prompt.
@@ -265,44 +256,41 @@ impl SteerView {
     fn start_load(&mut self, ctx: &egui::Context) {
         let s = self.settings.clone();
         let device = self.device;
-        let slot = self.load_slot.clone();
         self.loaded = None;
         self.unsteered = None;
         self.steered = None;
         self.shown_request = None;
         self.jobs.retain(|j| !j.title.starts_with("Load"));
-        self.jobs
-            .push(BackgroundJob::spawn("Load pipeline", ctx, move |job| {
-                let (device, _) = crate::device::resolve(device)?;
-                let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
-                let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
-                job.check()?;
-                let sae = match s.sae.trim() {
-                    "" => None,
-                    p => {
-                        let sae = crate::sae::formats::load_sae(Path::new(p))?;
-                        sae.check_fits(pipe.embedding_width(), "this pipeline's text encoder")?;
-                        Some(sae)
-                    }
-                };
-                let msg = format!(
-                    "{} loaded ({} px native{}{})",
-                    pipe.name,
-                    pipe.native_size,
-                    if pipe.preview.is_some() {
-                        ", TAESD preview"
-                    } else {
-                        ""
-                    },
-                    sae.as_ref()
-                        .map(|s| format!(", SAE with {} features", s.d_sae))
-                        .unwrap_or_default()
-                );
-                if let Ok(mut g) = slot.lock() {
-                    *g = Some(Arc::new(Loaded { pipe, sae }));
+        let (job, output) = BackgroundJob::spawn_with_output("Load pipeline", ctx, move |job| {
+            let (device, _) = crate::device::resolve(device)?;
+            let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
+            let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
+            job.check()?;
+            let sae = match s.sae.trim() {
+                "" => None,
+                p => {
+                    let sae = crate::sae::formats::load_sae(Path::new(p))?;
+                    sae.check_fits(pipe.embedding_width(), "this pipeline's text encoder")?;
+                    Some(sae)
                 }
-                Ok(msg)
-            }));
+            };
+            let msg = format!(
+                "{} loaded ({} px native{}{})",
+                pipe.name,
+                pipe.native_size,
+                if pipe.preview.is_some() {
+                    ", TAESD preview"
+                } else {
+                    ""
+                },
+                sae.as_ref()
+                    .map(|s| format!(", SAE with {} features", s.d_sae))
+                    .unwrap_or_default()
+            );
+            Ok((Arc::new(Loaded { pipe, sae }), msg))
+        });
+        self.jobs.push(job);
+        self.load_output = Some(output);
     }
 
     /// Starts a generation for `req`, reusing the unsteered image when only sliders changed.
@@ -311,7 +299,7 @@ impl SteerView {
             return;
         };
         if let Some(t) = &self.task {
-            t.cancel.store(true, Ordering::Relaxed);
+            t.job.cancel();
         }
         let base_reusable = self
             .shown_request
@@ -321,7 +309,7 @@ impl SteerView {
             .then(|| self.unsteered.as_ref().map(|u| u.latents.clone()))
             .flatten();
         self.running = Some(req.clone());
-        self.task = Some(Task::spawn(ctx, move |cancel, report| {
+        self.task = Some(Task::spawn(ctx, move |job| {
             if loaded.sae.is_none() && req.edits.iter().any(|e| !e.is_noop()) {
                 return Err(crate::Error::Invalid(
                     "sliders need a text-encoder SAE: set one and press Load".into(),
@@ -336,8 +324,8 @@ impl SteerView {
                 Decoder::Preview,
                 base,
                 &mut |done, total, side| {
-                    report(done, total, side);
-                    !cancel.load(Ordering::Relaxed)
+                    report(job, done, total, side);
+                    job.check().is_ok()
                 },
             )?;
             Ok(GenOutput {
@@ -368,14 +356,12 @@ impl SteerView {
             self.identical,
         );
         self.running = Some(req.clone());
-        self.task = Some(Task::spawn(ctx, move |cancel, report| {
+        self.task = Some(Task::spawn(ctx, move |job| {
             let t0 = Instant::now();
-            report(0, 2, "full decoder");
+            report(job, 0, 2, "full decoder");
             let ui = session::decode(&loaded.pipe, &ul, Decoder::Full)?;
-            if cancel.load(Ordering::Relaxed) {
-                return Err(crate::Error::Cancelled);
-            }
-            report(1, 2, "full decoder");
+            job.check()?;
+            report(job, 1, 2, "full decoder");
             let si = if identical {
                 ui.clone()
             } else {
@@ -394,17 +380,17 @@ impl SteerView {
 
     /// Picks up finished work and starts what the current inputs need.
     fn drive(&mut self, ctx: &egui::Context) {
-        if let Some(l) = self.load_slot.lock().ok().and_then(|mut g| g.take()) {
+        if let Some(l) = self.load_output.as_ref().and_then(JobOutput::take) {
             self.loaded = Some(l);
             if self.settings.size == 0 {
                 self.settings.size = 256;
             }
         }
-        if let Some(p) = self.sae_slot.lock().ok().and_then(|mut g| g.take()) {
+        if let Some(p) = self.sae_output.as_ref().and_then(JobOutput::take) {
             self.settings.sae = p.display().to_string();
             self.start_load(ctx);
         }
-        if let Some(d) = self.discovery_slot.lock().ok().and_then(|mut g| g.take()) {
+        if let Some(d) = self.discovery_output.as_ref().and_then(JobOutput::take) {
             self.discovery = Some(d);
             self.strip_textures.clear();
         }

@@ -66,15 +66,14 @@ impl SteerView {
                     {
                         let out = PathBuf::from(self.settings.train_folder.trim());
                         let source = self.settings.pipeline.trim().to_string();
-                        let slot = self.sae_slot.clone();
-                        self.jobs.push(BackgroundJob::spawn("Train text SAE", ui.ctx(), move |job| {
+                        let (job, output) = BackgroundJob::spawn_with_output("Train text SAE", ui.ctx(), move |job| {
                             let opts = crate::steer::corpus::default_train_options(l.pipe.embedding_width());
                             let r = crate::steer::corpus::train_text_sae(&l.pipe, &source, None, &out, &opts, job)?;
-                            if let Ok(mut g) = slot.lock() {
-                                *g = Some(out.join(crate::sae::workflow::SAE_DIR));
-                            }
-                            Ok(format!("{} tokens from {} prompts; FVE {:.3}", r.tokens, r.prompts, r.train.final_fve))
-                        }));
+                            let msg = format!("{} tokens from {} prompts; FVE {:.3}", r.tokens, r.prompts, r.train.final_fve);
+                            Ok((out.join(crate::sae::workflow::SAE_DIR), msg))
+                        });
+                        self.jobs.push(job);
+                        self.sae_output = Some(output);
                     }
                 });
         }

@@ -6,6 +6,7 @@ use egui_kittest::kittest::Queryable;
 use saescope::app::SaescopeApp;
 use saescope::steer::session::Decoder;
 
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 
 fn harness() -> Harness<'static, SaescopeApp> {
@@ -91,8 +92,7 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
         )
         .unwrap();
     }
-    let config =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
+    let config = project("assets/models/vit-cifar10.json");
     let spec = ModelSpec::from_cli(
         shared_path("models/vit-cifar10/vit_cifar10.pth")
             .to_str()
@@ -134,11 +134,10 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
 }
 
 /// A small real workspace with everything the explorer shows: SAE, index, labels, OOD results
-/// and ontology, made through the CLI.
+/// and ontology, made through the operations layer with the CLI's default options.
 fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
+    use saescope::ops::{analyse, build};
     use saescope::shared::shared_path;
-    use std::process::Command;
-    let exe = env!("CARGO_BIN_EXE_saescope");
     let link = common::subset;
     // Two-level folders: OOD set names are the last two path components, kept stable here.
     let train = tmp.join("cifar/train");
@@ -158,53 +157,105 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     let mnist = tmp.join("mnist/test");
     link("data/mnist/test", &["1", "7"], 20, &mnist);
     let ws = tmp.join("ws");
-    let config =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/vit-cifar10.json");
-    let run = |args: &mut Command| {
-        let out = args.arg("--json").output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    };
-    run(Command::new(exe)
-        .args(["extract", "--layer", "3", "--model"])
-        .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
-        .arg("--model-config")
-        .arg(&config)
-        .arg("--images")
-        .arg(&train)
-        .arg("--workspace")
-        .arg(&ws));
-    let w = |c: &str| {
-        let mut cmd = Command::new(exe);
-        cmd.arg(c).arg("--workspace").arg(&ws);
-        cmd
-    };
-    run(w("train").args([
-        "--d-sae", "64", "--k", "4", "--tokens", "60000", "--batch", "512",
-    ]));
-    run(w("index").args(["--top-n", "16"]));
-    run(w("label").args(["--from-classes"]));
-    run(w("ood")
-        .arg("--fit")
-        .arg(&train)
-        .arg("--id")
-        .arg(&test)
-        .arg("--ood")
-        .arg(&mnist));
-    run(w("tree")
-        .arg("--taxonomy")
-        .arg(shared_path("data/wordnet/cifar10-graph-wordnet.json"))
-        .arg("--class-ids")
-        .arg({
-            // airplane, cat, frog, ship in sorted order
-            let p = tmp.join("wnids.txt");
-            std::fs::write(&p, "n02691156\nn02121620\nn01639765\nn04194289\n").unwrap();
-            p
-        }));
+    let job = saescope::job::Job::default();
+    let model = saescope::backbone::ModelSpec::from_cli(
+        &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
+        Some(&project("assets/models/vit-cifar10.json")),
+    )
+    .unwrap();
+    build::extract(
+        &build::ExtractRequest {
+            model,
+            device: Default::default(),
+            images: train.clone(),
+            workspace: ws.clone(),
+            options: saescope::store::extract::ExtractOptions {
+                layer: 3,
+                tokens: saescope::backbone::TokenSelection::All,
+                dtype: saescope::store::workspace::StoreDType::F16,
+                batch_size: 256,
+                images_per_shard: None,
+            },
+        },
+        &job,
+    )
+    .unwrap();
+    train_sae(&ws, 64, 60_000);
+    analyse::build_index(
+        &analyse::IndexRequest {
+            workspace: ws.clone(),
+            sae: None,
+            device: Default::default(),
+            options: saescope::analysis::index::IndexOptions {
+                top_n: 16,
+                ..Default::default()
+            },
+        },
+        &job,
+    )
+    .unwrap();
+    analyse::label(
+        &analyse::LabelRequest {
+            workspace: ws.clone(),
+            from_classes: true,
+            ..Default::default()
+        },
+        &job,
+    )
+    .unwrap();
+    analyse::ood(
+        &analyse::OodRequest {
+            workspace: ws.clone(),
+            sae: None,
+            device: Default::default(),
+            fit: train,
+            id: test,
+            ood: vec![mnist],
+            options: Default::default(),
+        },
+        &job,
+    )
+    .unwrap();
+    // airplane, cat, frog, ship in sorted order
+    let class_ids = tmp.join("wnids.txt");
+    std::fs::write(&class_ids, "n02691156\nn02121620\nn01639765\nn04194289\n").unwrap();
+    analyse::tree(
+        &analyse::TreeRequest {
+            workspace: ws.clone(),
+            sae: None,
+            taxonomy: Some(saescope::analysis::ontology::TaxonomyInput {
+                taxonomy: shared_path("data/wordnet/cifar10-graph-wordnet.json"),
+                class_ids,
+            }),
+        },
+        &job,
+    )
+    .unwrap();
     ws
+}
+
+/// Trains a TopK SAE (k 4, batch 512) on the workspace, as `saescope train` with these options.
+fn train_sae(ws: &std::path::Path, d_sae: usize, tokens: u64) {
+    saescope::ops::build::train(
+        &saescope::ops::build::TrainRequest {
+            workspace: ws.to_path_buf(),
+            device: Default::default(),
+            options: saescope::sae::workflow::TrainOptions {
+                tokens: Some(tokens),
+                batch: 512,
+                ..saescope::sae::workflow::TrainOptions::topk(d_sae, 4)
+            },
+        },
+        &saescope::job::Job::default(),
+    )
+    .unwrap();
+}
+
+/// A file of the saescope project (this crate lives in its `crates/ui-tests`).
+fn project(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// The app at `size`, with `ws` opened from the start page as a user would (typed, Open).
@@ -243,6 +294,18 @@ fn explorer_browses_features_ood_and_ontology() {
     assert_eq!(h.state().explorer.as_ref().unwrap().selected, Some(first));
     h.get_by_label(&format!("Feature {first}"));
     assert!(h.query_by_label_contains("lift").is_some());
+    // Examples across the activation range: eight images of the feature's random sample, at
+    // quantiles of their activation (weakest first), from the index.
+    h.get_by_label("Across the activation range");
+    let x = h.state().explorer.as_ref().unwrap();
+    let ix = x.index.as_ref().unwrap();
+    let picks = ix.quantile_examples(first as usize, 8);
+    assert_eq!(picks.len(), 8.min(ix.samples[first as usize].len()));
+    assert!(
+        picks.len() >= 2,
+        "the first feature fires on more than one image"
+    );
+    h.get_by_label("quantile 6% example");
     h.snapshot("explorer_feature_page");
 
     // Arrow keys step through the grid's order (the first card has no previous one); Back
@@ -531,20 +594,7 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
 fn workspace_panel_lists_and_switches_saes() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = analysed_workspace(tmp.path());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_saescope"))
-        .args([
-            "train", "--d-sae", "32", "--k", "4", "--tokens", "30000", "--batch", "512",
-        ])
-        .arg("--workspace")
-        .arg(&ws)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    train_sae(&ws, 32, 30_000);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1100.0, 600.0))
         .with_theme(egui::Theme::Light)
@@ -631,8 +681,9 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
             .unwrap();
         }
     }
-    // Relative to the crate root when ../shared is beside it (as CI has it): a stable snapshot.
-    let relative = std::path::Path::new("../shared/models/vit-cifar10/vit_cifar10.pth");
+    // Relative to this crate (crates/ui-tests, the tests' working folder) when ../shared is
+    // beside the project (as CI has it): a stable snapshot.
+    let relative = std::path::Path::new("../../../shared/models/vit-cifar10/vit_cifar10.pth");
     let model = if relative.is_file() {
         relative.to_path_buf()
     } else {
@@ -649,7 +700,7 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
         ("Model", model.display().to_string()),
         (
             "Model config (.pth)",
-            "assets/models/vit-cifar10.json".to_string(),
+            "../../assets/models/vit-cifar10.json".to_string(),
         ),
         ("Workspace folder", "target/ui-create-test/ws".to_string()),
     ];
@@ -1005,4 +1056,39 @@ fn wait_steer(
         std::thread::sleep(std::time::Duration::from_millis(40));
         h.run_steps(1);
     }
+}
+
+/// First run: the start page makes the built-in example (no download) in a typed folder and
+/// opens it in the explorer, with features labelled from its four classes.
+#[test]
+fn built_in_example_is_made_and_opened_from_the_start_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("example");
+    let mut h = harness();
+    h.run();
+    h.get_by_label("Built-in example");
+    // The field starts at ~/saescope-example; the test points it at a temporary folder.
+    h.get_by_role_and_label(Role::TextInput, "Example folder:");
+    h.state_mut().persisted.example_folder = folder.display().to_string();
+    h.run();
+    h.get_by_role_and_label(Role::Button, "Make the example")
+        .click_accesskit();
+    h.run();
+    let start = std::time::Instant::now();
+    while h.state().explorer.is_none() {
+        if let Some((j, _)) = &h.state().example_job
+            && let saescope::app::jobs::JobState::Failed(e) = j.state()
+        {
+            panic!("example failed: {e}");
+        }
+        assert!(start.elapsed().as_secs() < 300, "example never finished");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        h.run_steps(1);
+    }
+    h.run_steps(4);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert!(x.index.is_some());
+    assert_eq!(x.ds.classes, ["checks", "discs", "squares", "stripes"]);
+    assert!(!x.labels.labels.is_empty(), "labelled from classes");
+    assert!(folder.join("workspace/workspace.json").is_file());
 }
