@@ -911,8 +911,8 @@ fn read_state(path: &Path) -> Result<FeatureIndex> {
         {
             return Err(corrupt(path, "sample table sizes disagree with the header"));
         }
-        for j in 0..d_sae {
-            ix.samples[j] = (j * k..j * k + len[j] as usize)
+        for (j, (sample, &n)) in ix.samples.iter_mut().zip(&len).enumerate() {
+            *sample = (j * k..j * k + n as usize)
                 .map(|i| SampleEntry {
                     image: img[i],
                     token: tok[i],

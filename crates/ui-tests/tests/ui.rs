@@ -1067,24 +1067,26 @@ fn built_in_example_is_made_and_opened_from_the_start_page() {
     let mut h = harness();
     h.run();
     h.get_by_label("Built-in example");
-    // The field starts at ~/saescope-example; the test points it at a temporary folder.
-    h.get_by_role_and_label(Role::TextInput, "Example folder:");
-    h.state_mut().persisted.example_folder = folder.display().to_string();
+    // Empty means ~/saescope-example; the test types a temporary folder.
+    let input = h.get_by_role_and_label(Role::TextInput, "Example folder:");
+    input.focus();
+    input.type_text(&folder.display().to_string());
     h.run();
+    assert_eq!(
+        h.state().persisted.example_folder,
+        folder.display().to_string()
+    );
     h.get_by_role_and_label(Role::Button, "Make the example")
         .click_accesskit();
     h.run();
-    let start = std::time::Instant::now();
-    while h.state().explorer.is_none() {
+    wait_for(&mut h, |h| {
         if let Some((j, _)) = &h.state().example_job
             && let saescope::app::jobs::JobState::Failed(e) = j.state()
         {
             panic!("example failed: {e}");
         }
-        assert!(start.elapsed().as_secs() < 300, "example never finished");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        h.run_steps(1);
-    }
+        h.state().explorer.is_some()
+    });
     h.run_steps(4);
     let x = h.state().explorer.as_ref().unwrap();
     assert!(x.index.is_some());

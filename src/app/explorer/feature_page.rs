@@ -177,37 +177,16 @@ impl Explorer {
                         let tex = self.thumb(&ctx, f, ThumbKind::Overlay(rank as u16));
                         let e = &self.index.as_ref().map(|i| i.top[j][rank].clone());
                         let Some(e) = e else { continue };
-                        let name = self.ds.images[e.image as usize].path.clone();
-                        let class = self.ds.images[e.image as usize]
-                            .class
-                            .and_then(|c| self.ds.classes.get(c as usize).cloned())
-                            .unwrap_or_default();
-                        ui.vertical(|ui| {
-                            ui.set_width(96.0);
-                            match tex {
-                                Some(t) => {
-                                    let img = egui::Image::new(&t)
-                                        .fit_to_exact_size(egui::vec2(88.0, 88.0))
-                                        .alt_text(format!("top image {}", rank + 1));
-                                    if ui
-                                        .add(egui::Button::image(img))
-                                        .on_hover_text(format!(
-                                            "{name}: activation {:.3} (click to open)",
-                                            e.value
-                                        ))
-                                        .clicked()
-                                    {
-                                        open_image = Some(e.image);
-                                    }
-                                }
-                                None => {
-                                    ui.add_sized([96.0, 96.0], egui::Spinner::new());
-                                }
-                            }
-                            ui.label(
-                                egui::RichText::new(format!("{:.2} {class}", e.value)).small(),
-                            );
-                        });
+                        let (name, class) = self.image_facts(e.image);
+                        if image_tile(
+                            ui,
+                            tex,
+                            format!("top image {}", rank + 1),
+                            format!("{name}: activation {:.3} (click to open)", e.value),
+                            format!("{:.2} {class}", e.value),
+                        ) {
+                            open_image = Some(e.image);
+                        }
                     }
                 });
                 if let Some(i) = self.quantiles_ui(ui, f) {
@@ -363,39 +342,20 @@ impl Explorer {
         ui.horizontal_wrapped(|ui| {
             for (q, e, i) in entries {
                 let tex = self.thumb(&ctx, f, ThumbKind::Sample(i as u16));
-                let name = self.ds.images[e.image as usize].path.clone();
-                let class = self.ds.images[e.image as usize]
-                    .class
-                    .and_then(|c| self.ds.classes.get(c as usize).cloned())
-                    .unwrap_or_default();
-                ui.vertical(|ui| {
-                    ui.set_width(96.0);
-                    match tex {
-                        Some(t) => {
-                            let img = egui::Image::new(&t)
-                                .fit_to_exact_size(egui::vec2(88.0, 88.0))
-                                .alt_text(format!("quantile {:.0}% example", q * 100.0));
-                            if ui
-                                .add(egui::Button::image(img))
-                                .on_hover_text(format!(
-                                    "{name}: activation {:.3}, about the {:.0}th percentile (click to open)",
-                                    e.value,
-                                    q * 100.0
-                                ))
-                                .clicked()
-                            {
-                                clicked = Some(e.image);
-                            }
-                        }
-                        None => {
-                            ui.add_sized([96.0, 96.0], egui::Spinner::new());
-                        }
-                    }
-                    ui.label(
-                        egui::RichText::new(format!("p{:.0} {:.2}\n{class}", q * 100.0, e.value))
-                            .small(),
-                    );
-                });
+                let (name, class) = self.image_facts(e.image);
+                if image_tile(
+                    ui,
+                    tex,
+                    format!("quantile {:.0}% example", q * 100.0),
+                    format!(
+                        "{name}: activation {:.3}, about the {:.0}th percentile (click to open)",
+                        e.value,
+                        q * 100.0
+                    ),
+                    format!("p{:.0} {:.2}\n{class}", q * 100.0, e.value),
+                ) {
+                    clicked = Some(e.image);
+                }
             }
         });
         clicked
@@ -476,4 +436,35 @@ impl Explorer {
             }
         });
     }
+}
+
+/// One image tile of a feature page: the thumbnail as a button (a spinner until it is made),
+/// `caption` under it. Returns whether it was clicked.
+fn image_tile(
+    ui: &mut egui::Ui,
+    tex: Option<egui::TextureHandle>,
+    alt: String,
+    hover: String,
+    caption: String,
+) -> bool {
+    let mut clicked = false;
+    ui.vertical(|ui| {
+        ui.set_width(96.0);
+        match tex {
+            Some(t) => {
+                let img = egui::Image::new(&t)
+                    .fit_to_exact_size(egui::vec2(88.0, 88.0))
+                    .alt_text(alt);
+                clicked = ui
+                    .add(egui::Button::image(img))
+                    .on_hover_text(hover)
+                    .clicked();
+            }
+            None => {
+                ui.add_sized([96.0, 96.0], egui::Spinner::new());
+            }
+        }
+        ui.label(egui::RichText::new(caption).small());
+    });
+    clicked
 }

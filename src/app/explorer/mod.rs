@@ -549,6 +549,18 @@ impl Explorer {
         top.chain(samples).collect()
     }
 
+    /// A dataset image's file (as listed) and class name ("" when it has none).
+    fn image_facts(&self, image: u32) -> (String, String) {
+        let Some(e) = self.ds.images.get(image as usize) else {
+            return (String::new(), String::new());
+        };
+        let class = e
+            .class
+            .and_then(|c| self.ds.classes.get(c as usize).cloned())
+            .unwrap_or_default();
+        (e.path.clone(), class)
+    }
+
     /// Whether the feature page of `f` is fully drawn: every thumbnail made.
     pub fn feature_page_ready(&self, f: u32) -> bool {
         self.page_thumbs(f)
