@@ -426,3 +426,42 @@ fn tiny_sdxl_pipeline_concatenates_two_encoders_and_steers() {
     let (m, _, _) = generate(&pipe, &moved, &o);
     assert_ne!(m, a);
 }
+
+/// The features listed as active on a prompt are exactly the SAE's codes on the prompt's own
+/// tokens (BOS and padding left out): strongest first, with where and how often each fires.
+#[test]
+fn prompt_features_are_the_sae_codes_on_the_prompt_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipe = tiny(tmp.path(), true);
+    let sae = random_sae(TEXT_WIDTH, 64, 9);
+    let prompt = "a red lighthouse by the sea";
+    let listed = saescope::steer::session::prompt_features(&pipe, &sae, prompt, 1000).unwrap();
+    let cond = pipe.encode_prompt(prompt).unwrap();
+    let (x, d) = cond.rows().unwrap();
+    let mut want: std::collections::BTreeMap<u32, (f32, usize, usize)> = Default::default();
+    for pos in 1..=cond.eos_position {
+        for (j, v) in sae
+            .encode(&x[pos * d..(pos + 1) * d])
+            .into_iter()
+            .enumerate()
+        {
+            if v > 0.0 {
+                let e = want.entry(j as u32).or_insert((v, pos, 0));
+                e.2 += 1;
+                if v > e.0 {
+                    (e.0, e.1) = (v, pos);
+                }
+            }
+        }
+    }
+    assert!(!listed.is_empty());
+    assert_eq!(listed.len(), want.len());
+    for p in &listed {
+        let (max, pos, n) = want[&p.feature];
+        assert!((p.max - max).abs() < 1e-5, "feature {}", p.feature);
+        assert_eq!((p.position, p.tokens), (pos, n), "feature {}", p.feature);
+    }
+    assert!(listed.windows(2).all(|w| w[0].max >= w[1].max));
+    let top3 = saescope::steer::session::prompt_features(&pipe, &sae, prompt, 3).unwrap();
+    assert_eq!(top3[..], listed[..3]);
+}

@@ -279,6 +279,10 @@ impl SaescopeApp {
                 )
                 .labelled_by(l.id);
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            // A changed path is a new question: the old answer's error goes.
+            if edit.changed() {
+                self.error = None;
+            }
             self.picker
                 .button(ui, "workspace to open", dialogs::Pick::Folder);
             if let Some(p) = self.picker.take("workspace to open") {
@@ -294,13 +298,10 @@ impl SaescopeApp {
                 self.open_workspace(PathBuf::from(self.path_input.trim()));
             }
         });
-        if let Some(err) = &self.error {
-            ui.add(
-                egui::Label::new(
-                    egui::RichText::new(words::gui_words(err)).color(ui.visuals().error_fg_color),
-                )
-                .wrap(),
-            );
+        if let Some(err) = &self.error
+            && error_ui(ui, err)
+        {
+            self.error = None;
         }
         ui.add_space(8.0);
         ui.label(egui::RichText::new("Recent").strong());
@@ -499,13 +500,10 @@ impl SaescopeApp {
                     }
                 });
         }
-        if let Some(err) = &self.error {
-            ui.add(
-                egui::Label::new(
-                    egui::RichText::new(words::gui_words(err)).color(ui.visuals().error_fg_color),
-                )
-                .wrap(),
-            );
+        if let Some(err) = &self.error
+            && error_ui(ui, err)
+        {
+            self.error = None;
         }
         if let Some(x) = &mut self.explorer {
             x.ui(ui);
@@ -693,4 +691,23 @@ pub fn run_native_app(workspace: Option<PathBuf>) -> anyhow::Result<()> {
              (Debian/Ubuntu: apt-get install mesa-vulkan-drivers libvulkan1 libgl1-mesa-dri libegl1) and make sure \
              a display is available (DISPLAY or WAYLAND_DISPLAY; headless: xvfb-run saescope). The CLI works without a display."
         ))
+}
+
+/// An error where it happened: in the app's words, wrapped, with a Dismiss button. It stays
+/// until its cause changes or the user dismisses it; returns true when dismissed.
+pub(crate) fn error_ui(ui: &mut egui::Ui, msg: &str) -> bool {
+    let mut dismissed = false;
+    ui.horizontal_top(|ui| {
+        dismissed = ui
+            .small_button("Dismiss")
+            .on_hover_text("Hide this message")
+            .clicked();
+        ui.add(
+            egui::Label::new(
+                egui::RichText::new(words::gui_words(msg)).color(ui.visuals().error_fg_color),
+            )
+            .wrap(),
+        );
+    });
+    dismissed
 }

@@ -128,3 +128,89 @@ pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
         .sum::<f64>()
         / n as f64
 }
+
+/// A text-SAE feature active on a prompt: its strongest activation over the prompt's tokens
+/// (its EOS included, padding not), at which position, and on how many tokens it fires.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PromptFeature {
+    pub feature: u32,
+    pub max: f32,
+    pub position: usize,
+    pub tokens: usize,
+}
+
+/// The SAE features active on `prompt`, strongest first, `n` at most.
+pub fn prompt_features(
+    pipe: &Pipeline,
+    sae: &Sae,
+    prompt: &str,
+    n: usize,
+) -> Result<Vec<PromptFeature>> {
+    let c = pipe.encode_prompt(prompt)?;
+    let (rows, d) = c.rows()?;
+    let codes = sae.encode_sparse(&rows[d..(c.eos_position + 1) * d]);
+    let mut found: std::collections::BTreeMap<u32, PromptFeature> = Default::default();
+    for r in 0..codes.rows() {
+        for (feature, v) in codes.row(r) {
+            let e = found.entry(feature).or_insert(PromptFeature {
+                feature,
+                max: v,
+                position: r + 1,
+                tokens: 0,
+            });
+            e.tokens += 1;
+            if v > e.max {
+                e.max = v;
+                e.position = r + 1;
+            }
+        }
+    }
+    let mut v: Vec<PromptFeature> = found.into_values().collect();
+    v.sort_by(|a, b| b.max.total_cmp(&a.max).then(a.feature.cmp(&b.feature)));
+    v.truncate(n);
+    Ok(v)
+}
+
+/// Where two images of one size differ: per pixel the mean absolute difference over the
+/// channels, scaled by `gain` and drawn through the heatmap colours; with the mean absolute
+/// difference over all channels (0–255). None when the sizes differ.
+pub fn difference_image(a: &RgbImage, b: &RgbImage, gain: f32) -> Option<(RgbImage, f64)> {
+    if a.dimensions() != b.dimensions() {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut out = RgbImage::new(a.width(), a.height());
+    for ((pa, pb), po) in a.pixels().zip(b.pixels()).zip(out.pixels_mut()) {
+        let d: u32 = (0..3).map(|c| pa[c].abs_diff(pb[c]) as u32).sum();
+        total += d as u64;
+        let t = (d as f32 / (3.0 * 255.0) * gain).min(1.0);
+        *po = image::Rgb(crate::analysis::heatmap::colormap(t));
+    }
+    let n = (a.width() as u64 * a.height() as u64 * 3).max(1);
+    Some((out, total as f64 / n as f64))
+}
+
+#[cfg(test)]
+mod difference_tests {
+    use super::*;
+
+    #[test]
+    fn difference_image_is_zero_where_equal_and_hot_where_changed() {
+        let a = RgbImage::from_pixel(4, 2, image::Rgb([10, 20, 30]));
+        let mut b = a.clone();
+        b.put_pixel(1, 1, image::Rgb([250, 20, 30]));
+        let (d, mean) = difference_image(&a, &b, 4.0).unwrap();
+        assert_eq!(
+            *d.get_pixel(0, 0),
+            image::Rgb(crate::analysis::heatmap::colormap(0.0))
+        );
+        // 240 of 765 on one channel, ×4, saturates.
+        assert_eq!(
+            *d.get_pixel(1, 1),
+            image::Rgb(crate::analysis::heatmap::colormap(1.0))
+        );
+        assert!((mean - 240.0 / 24.0).abs() < 1e-9);
+        assert!(difference_image(&a, &RgbImage::new(2, 2), 4.0).is_none());
+        assert_eq!(difference_image(&a, &a, 4.0).unwrap().1, 0.0);
+    }
+}

@@ -259,55 +259,69 @@ fn extract_into(
         unit: "images",
         message: format!("{reused}/{planned} shards already done"),
     });
-    for k in 0..planned {
-        if manifest.shards.iter().any(|s| s.index == k) {
-            continue;
-        }
-        let first = k * per_shard;
-        let last = ((k + 1) * per_shard).min(ds.len());
-        let mut acts: Vec<f32> =
-            Vec::with_capacity((last - first) * token_indices.len() * info.d_model);
-        let mut image_ids: Vec<u32> = Vec::with_capacity(last - first);
-        let mut skipped = Vec::new();
-        let batches: Vec<Vec<usize>> = (first..last)
-            .step_by(opts.batch_size.max(1))
-            .map(|s| (s..(s + opts.batch_size).min(last)).collect())
-            .collect();
-        for_each_decoded(&ds, batches, |ids, (images, ok, bad)| {
-            job.check()?;
-            skipped.extend(bad);
-            if !images.is_empty() {
-                let t = activations_for(backbone, &images, opts.layer, &token_indices, &device)?;
-                acts.extend(t.flatten_all()?.to_vec1::<f32>()?);
-                image_ids.extend(ok.iter().map(|&i| i as u32));
+    // Each shard is encoded and written on another thread while the next one is computed; it
+    // enters the manifest (the commit point) once its file is whole.
+    let mut pending: Option<PendingShard> = None;
+    let result = (|| -> Result<()> {
+        for k in 0..planned {
+            if manifest.shards.iter().any(|s| s.index == k) {
+                continue;
             }
-            done += ids.len() as u64;
-            computed_images += ids.len();
-            job.report(Progress {
-                done,
-                total,
-                unit: "images",
-                message: format!("shard {}/{planned}", k + 1),
+            let first = k * per_shard;
+            let last = ((k + 1) * per_shard).min(ds.len());
+            let mut acts: Vec<f32> =
+                Vec::with_capacity((last - first) * token_indices.len() * info.d_model);
+            let mut image_ids: Vec<u32> = Vec::with_capacity(last - first);
+            let mut skipped = Vec::new();
+            let batches: Vec<Vec<usize>> = (first..last)
+                .step_by(opts.batch_size.max(1))
+                .map(|s| (s..(s + opts.batch_size).min(last)).collect())
+                .collect();
+            for_each_decoded(&ds, batches, |ids, (images, ok, bad)| {
+                job.check()?;
+                skipped.extend(bad);
+                if !images.is_empty() {
+                    let t =
+                        activations_for(backbone, &images, opts.layer, &token_indices, &device)?;
+                    acts.extend(t.flatten_all()?.to_vec1::<f32>()?);
+                    image_ids.extend(ok.iter().map(|&i| i as u32));
+                }
+                done += ids.len() as u64;
+                computed_images += ids.len();
+                job.report(Progress {
+                    done,
+                    total,
+                    unit: "images",
+                    message: format!("shard {}/{planned}", k + 1),
+                });
+                Ok(())
+            })?;
+            commit_shard(&mut manifest, &manifest_path, pending.take())?;
+            let file = activations::shard_file_name(k);
+            let shard = ShardInfo {
+                index: k,
+                file: file.clone(),
+                first_image: first,
+                planned_images: last - first,
+                images: image_ids.len(),
+                rows: acts.len() / info.d_model,
+                bytes: 0,
+                skipped,
+            };
+            let (path, d_model, dtype) = (act_dir.join(&file), info.d_model, opts.dtype);
+            let writer = std::thread::spawn(move || -> Result<u64> {
+                let bytes = activations::encode_shard(&acts, d_model, &image_ids, dtype)?;
+                fsutil::write_atomic(&path, &bytes)?;
+                Ok(bytes.len() as u64)
             });
-            Ok(())
-        })?;
-        let file = activations::shard_file_name(k);
-        let bytes = activations::encode_shard(&acts, info.d_model, &image_ids, opts.dtype)?;
-        fsutil::write_atomic(&act_dir.join(&file), &bytes)?;
-        crash_point_for_tests(k);
-        manifest.shards.push(ShardInfo {
-            index: k,
-            file,
-            first_image: first,
-            planned_images: last - first,
-            images: image_ids.len(),
-            rows: acts.len() / info.d_model,
-            bytes: bytes.len() as u64,
-            skipped,
-        });
-        manifest.shards.sort_by_key(|s| s.index);
-        fsutil::write_json_atomic(&manifest_path, &manifest)?;
-    }
+            pending = Some(PendingShard { shard, writer });
+        }
+        Ok(())
+    })();
+    // A shard already computed is kept even when a later one failed or was cancelled.
+    let committed = commit_shard(&mut manifest, &manifest_path, pending.take());
+    result?;
+    committed?;
     let compute_secs = compute_start.elapsed().as_secs_f64();
     let skipped = manifest.skipped();
     Ok(ExtractReport {
@@ -335,6 +349,31 @@ fn extract_into(
 
 /// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right
 /// after shard k's file is written and before the manifest lists it — the worst moment to die.
+/// A shard whose file is being encoded and written on another thread.
+struct PendingShard {
+    shard: ShardInfo,
+    /// Returns the file's size once it is written.
+    writer: std::thread::JoinHandle<Result<u64>>,
+}
+
+/// Waits for a pending shard's file and records the shard in the manifest (the commit point).
+fn commit_shard(
+    manifest: &mut Manifest,
+    manifest_path: &Path,
+    pending: Option<PendingShard>,
+) -> Result<()> {
+    let Some(PendingShard { mut shard, writer }) = pending else {
+        return Ok(());
+    };
+    shard.bytes = writer
+        .join()
+        .map_err(|_| Error::Invalid(format!("writing {} stopped unexpectedly", shard.file)))??;
+    crash_point_for_tests(shard.index);
+    manifest.shards.push(shard);
+    manifest.shards.sort_by_key(|s| s.index);
+    fsutil::write_json_atomic(manifest_path, manifest)
+}
+
 fn crash_point_for_tests(shard: usize) {
     if std::env::var("SAESCOPE_CRASH_AFTER_SHARD")
         .ok()

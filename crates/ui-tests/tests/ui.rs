@@ -38,6 +38,23 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
     h.get_by_role_and_label(Role::ComboBox, "Device:");
     h.get_by_label("runs on cpu");
     h.snapshot("start_page_error");
+    // The error stays until its cause changes: editing the path clears it.
+    let input = h.get_by_role_and_label(Role::TextInput, "Open workspace folder:");
+    input.focus();
+    input.type_text("2");
+    h.run();
+    assert!(h.state().error.is_none());
+    assert!(
+        h.query_by_label_contains("is not a saescope workspace")
+            .is_none()
+    );
+    // Opened again, it comes back, and Dismiss hides it.
+    h.get_by_role_and_label(Role::Button, "Open").click();
+    h.run();
+    assert!(h.state().error.is_some());
+    h.get_by_role_and_label(Role::Button, "Dismiss").click();
+    h.run();
+    assert!(h.state().error.is_none());
 }
 
 /// Browse… on a machine where no file dialog can open (no desktop portal, as here and in CI)
@@ -936,6 +953,36 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     h.run_steps(2);
     h.snapshot("steering_view");
 
+    // While a slider moves, the unsteered image stays the full decoder's (its latents are
+    // reused): whenever the steered side shows a preview, the unsteered side is still full.
+    h.get_by_role_and_label(Role::Slider, "Strength of slider 1")
+        .set_value_accesskit(3.0);
+    h.run_steps(1);
+    let unsteered_kept = |h: &Harness<'static, SaescopeApp>| {
+        let v = steer(h);
+        let preview = v
+            .steered
+            .as_ref()
+            .is_some_and(|s| s.decoder == Decoder::Preview);
+        if preview {
+            assert_eq!(v.unsteered.as_ref().unwrap().decoder, Decoder::Full);
+        }
+        preview
+    };
+    wait_steer(&mut h, |h| unsteered_kept(h) || steer(h).busy());
+    wait_steer(&mut h, |h| {
+        !unsteered_kept(h) && full_decoder_shown(h) && !steer(h).identical
+    });
+    // The difference view: where the steered image differs, through the same decoder.
+    h.get_by_role_and_label(Role::CheckBox, "Show the difference")
+        .click();
+    h.run_steps(2);
+    assert!(steer(&h).difference.as_ref().is_some_and(|(_, m)| *m > 0.0));
+    h.get_by_label("difference image");
+    h.get_by_role_and_label(Role::CheckBox, "Show the difference")
+        .click();
+    h.run_steps(1);
+
     // Cancel: a larger image takes long enough to catch in flight; it is not restarted until
     // asked, then Generate resumes it.
     pick_size(&mut h, "512 px");
@@ -1004,6 +1051,33 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     assert_eq!(
         h.state().steer.settings.sliders[1].feature,
         ranking[0].feature
+    );
+
+    // The SAE features active on the prompt are listed, strongest first; "+" adds a slider.
+    wait_steer(&mut h, |h| {
+        h.query_by_label_contains("SAE features on this prompt (")
+            .is_some()
+    });
+    let prompt = h.state().steer.settings.prompt.clone();
+    let loaded = steer(&h).loaded.clone().unwrap();
+    let want = saescope::steer::session::prompt_features(
+        &loaded.pipe,
+        loaded.sae.as_ref().unwrap(),
+        &prompt,
+        12,
+    )
+    .unwrap();
+    assert!(!want.is_empty());
+    h.get_by_label_contains(&format!("#{} · {:.2} on", want[0].feature, want[0].max));
+    h.get_all_by_role_and_label(Role::Button, "+")
+        .next()
+        .unwrap()
+        .click_accesskit();
+    h.run_steps(2);
+    assert_eq!(h.state().steer.settings.sliders.len(), 3);
+    assert_eq!(
+        h.state().steer.settings.sliders[2].feature,
+        want[0].feature as usize
     );
 }
 
@@ -1078,7 +1152,8 @@ fn built_in_example_is_made_and_opened_from_the_start_page() {
     );
     h.get_by_role_and_label(Role::Button, "Make the example")
         .click_accesskit();
-    h.run();
+    // The job repaints while it runs: step, don't wait for the UI to settle.
+    h.run_steps(1);
     wait_for(&mut h, |h| {
         if let Some((j, _)) = &h.state().example_job
             && let saescope::app::jobs::JobState::Failed(e) = j.state()

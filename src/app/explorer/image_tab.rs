@@ -25,6 +25,8 @@ impl Explorer {
             ctx,
         ));
         self.tab = Tab::Image;
+        // An image opened: an earlier failure to open one no longer holds.
+        self.error = None;
     }
 
     pub(super) fn image_ui(&mut self, ui: &mut egui::Ui) {

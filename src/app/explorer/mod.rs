@@ -440,14 +440,10 @@ impl Explorer {
         for j in &self.jobs {
             j.ui(ui);
         }
-        if let Some(e) = &self.error {
-            ui.add(
-                egui::Label::new(
-                    egui::RichText::new(super::words::gui_words(e))
-                        .color(ui.visuals().error_fg_color),
-                )
-                .wrap(),
-            );
+        if let Some(e) = &self.error
+            && super::error_ui(ui, e)
+        {
+            self.error = None;
         }
         ui.separator();
         if self.index.is_none() {

@@ -86,6 +86,7 @@ impl Explorer {
                 let names = t.classes.clone();
                 let mut style = TreeStyle {
                     leaf_text: &|i| names[i].clone(),
+                    leaf_tag: &|i| Some(names[i].clone()),
                     leaf_thumb: &mut |_| None,
                     leaf_rank: &|_| 0.0,
                     matches: None,
@@ -128,6 +129,7 @@ impl Explorer {
             .iter()
             .map(|&f| format!("#{f} {}", label_of(f)))
             .collect();
+        let tags: Vec<String> = feats.iter().map(|&f| label_of(f)).collect();
         let ctx = ui.ctx().clone();
         let mut go = None;
         // A node's thumbnails are its most frequent features.
@@ -146,6 +148,7 @@ impl Explorer {
                 let mut thumb = |i: usize| self.thumb(&ctx, feats[i], ThumbKind::Crop);
                 let mut style = TreeStyle {
                     leaf_text: &|i| texts[i].clone(),
+                    leaf_tag: &|i| Some(tags[i].clone()).filter(|t| !t.is_empty()),
                     leaf_thumb: &mut thumb,
                     leaf_rank: &|i| counts[i],
                     matches: matches.as_ref(),
@@ -222,7 +225,13 @@ fn tree_node(
                             );
                         }
                     }
-                    ui.label(format!("{} leaves · height {h:.3}", leaves.len()));
+                    let summary = tag_summary(leaves.iter().filter_map(|&l| (style.leaf_tag)(l)))
+                        .map(|s| format!(" · {s}"))
+                        .unwrap_or_default();
+                    ui.label(format!("{} leaves{summary} · height {h:.3}", leaves.len()))
+                        .on_hover_text(
+                            "The leaves' labels (classes for class trees), commonest first",
+                        );
                 })
                 .body(|ui| {
                     tree_node(ui, d, a, style, clicked);
@@ -235,10 +244,63 @@ fn tree_node(
 /// How a dendrogram is drawn: leaf captions and thumbnails, and an optional search filter.
 struct TreeStyle<'a> {
     leaf_text: &'a dyn Fn(usize) -> String,
+    /// A leaf's label (a class for class trees), summarised in its ancestors' headers.
+    leaf_tag: &'a dyn Fn(usize) -> Option<String>,
     leaf_thumb: &'a mut dyn FnMut(usize) -> Option<egui::TextureHandle>,
     /// Which leaves represent an internal node in its header (highest first).
     leaf_rank: &'a dyn Fn(usize) -> f64,
     /// Only subtrees holding one of these leaves are shown (and opened).
     matches: Option<&'a std::collections::HashSet<usize>>,
     salt: &'a str,
+}
+
+/// What a subtree holds, from its leaves' labels: the commonest first with their counts, three
+/// at most ("ship 7, airplane 3, cat, +4 more"); None when no leaf is labelled.
+fn tag_summary(tags: impl Iterator<Item = String>) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for t in tags {
+        // Long free-text labels are cut so a header stays one line.
+        let short: String = t.chars().take(24).collect();
+        *counts.entry(short).or_default() += 1;
+    }
+    let mut v: Vec<(String, usize)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    if v.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = v
+        .iter()
+        .take(3)
+        .map(|(t, n)| {
+            if *n > 1 {
+                format!("{t} {n}")
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    if v.len() > 3 {
+        parts.push(format!("+{} more", v.len() - 3));
+    }
+    Some(parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_summary;
+
+    #[test]
+    fn tag_summary_lists_the_commonest_labels_with_counts() {
+        let tags = ["ship", "cat", "ship", "frog", "ship", "cat", "dog", "deer"];
+        assert_eq!(
+            tag_summary(tags.iter().map(|s| s.to_string())).as_deref(),
+            Some("ship 3, cat 2, deer, +2 more")
+        );
+        assert_eq!(tag_summary(std::iter::empty()), None);
+        assert_eq!(
+            tag_summary(["a very long label that goes on and on".to_string()].into_iter())
+                .as_deref(),
+            Some("a very long label that g")
+        );
+    }
 }

@@ -90,6 +90,7 @@ impl SteerView {
         if let Some(i) = remove {
             self.settings.sliders.remove(i);
         }
+        self.prompt_features_ui(ui, &loaded);
         ui.horizontal(|ui| {
             if ui
                 .add_enabled(d_sae > 0, egui::Button::new("Add slider"))
@@ -200,7 +201,17 @@ impl SteerView {
             }
             return;
         };
-        let side = ((ui.available_width() - 24.0) / 2.0).clamp(96.0, 360.0);
+        ui.checkbox(&mut self.settings.show_difference, "Show the difference")
+            .on_hover_text(
+                "Where the steered image differs from the unsteered one (both through the same \
+                 decoder), ×4, in heatmap colours",
+            );
+        let columns = if self.settings.show_difference {
+            3.0
+        } else {
+            2.0
+        };
+        let side = ((ui.available_width() - 12.0 * columns) / columns).clamp(96.0, 360.0);
         ui.horizontal(|ui| {
             for (title, shown) in [("Unsteered", u), ("Steered", s)] {
                 ui.vertical(|ui| {
@@ -219,6 +230,19 @@ impl SteerView {
                     ui.label(egui::RichText::new(decoder).weak());
                 });
             }
+            if self.settings.show_difference
+                && let Some((tex, mean)) = &self.difference
+            {
+                ui.vertical(|ui| {
+                    ui.label(egui::RichText::new("Difference").strong());
+                    ui.add(
+                        egui::Image::new(tex)
+                            .fit_to_exact_size(egui::vec2(side, side))
+                            .alt_text("difference image"),
+                    );
+                    ui.label(egui::RichText::new(format!("mean |Δ| {mean:.1} of 255 · ×4")).weak());
+                });
+            }
         });
         if self.identical {
             ui.label(
@@ -227,6 +251,100 @@ impl SteerView {
                 )
                 .weak(),
             );
+        }
+    }
+
+    /// The SAE features active on the prompt (worked out in the background when the prompt
+    /// changes): strongest first, the token each fires on most, its discovery label when there
+    /// is one, and a button that adds a slider for it.
+    fn prompt_features_ui(&mut self, ui: &mut egui::Ui, loaded: &Arc<Loaded>) {
+        let Some(sae) = &loaded.sae else { return };
+        let prompt = self.settings.prompt.clone();
+        if let Some((p, job, output)) = &self.prompt_features_job
+            && !job.is_running()
+        {
+            let done = (p.clone(), output.take(), job.state());
+            self.prompt_features_job = None;
+            match done {
+                (p, Some(found), _) => self.prompt_features = Some((p, found)),
+                (_, None, JobState::Failed(e)) => self.error = Some(e),
+                _ => {}
+            }
+        }
+        let current = self
+            .prompt_features
+            .as_ref()
+            .is_some_and(|(p, _)| *p == prompt);
+        let asked = self
+            .prompt_features_job
+            .as_ref()
+            .is_some_and(|(p, _, _)| *p == prompt);
+        if !current && !asked && self.prompt_features_job.is_none() {
+            let (l, p) = (loaded.clone(), prompt.clone());
+            let (job, output) =
+                BackgroundJob::spawn_with_output("Prompt features", ui.ctx(), move |_| {
+                    let sae = l
+                        .sae
+                        .as_ref()
+                        .ok_or_else(|| crate::Error::Invalid("no text SAE is loaded".into()))?;
+                    Ok((
+                        session::prompt_features(&l.pipe, sae, &p, 12)?,
+                        String::new(),
+                    ))
+                });
+            self.prompt_features_job = Some((prompt.clone(), job, output));
+        }
+        let Some((_, found)) = self.prompt_features.as_ref().filter(|(p, _)| *p == prompt) else {
+            ui.label(egui::RichText::new("Finding the SAE features on this prompt…").weak());
+            return;
+        };
+        let tokens = loaded.pipe.prompt_tokens(&prompt);
+        let labels = self.discovery_labels();
+        let mut add = None;
+        egui::CollapsingHeader::new(format!("SAE features on this prompt ({})", found.len()))
+            .default_open(true)
+            .show(ui, |ui| {
+                if found.is_empty() {
+                    ui.label(egui::RichText::new("None fires on this prompt.").weak());
+                }
+                // Wrapped, a few to a row: the list must not push the images off the window.
+                ui.horizontal_wrapped(|ui| {
+                    for f in found {
+                        if ui
+                            .small_button("+")
+                            .on_hover_text("Add a slider for this feature")
+                            .clicked()
+                        {
+                            add = Some(f.feature);
+                        }
+                        let token = tokens
+                            .iter()
+                            .find(|(pos, _)| *pos == f.position)
+                            .map_or("(end)", |(_, t)| t.as_str());
+                        let label = labels
+                            .iter()
+                            .find(|(j, _)| *j == f.feature as usize)
+                            .map(|(_, t)| format!(" · {t}"))
+                            .unwrap_or_default();
+                        ui.label(format!(
+                            "#{} · {:.2} on \"{token}\"{label}",
+                            f.feature, f.max
+                        ))
+                        .on_hover_text(format!(
+                            "fires on {} token{} of the prompt",
+                            f.tokens,
+                            if f.tokens == 1 { "" } else { "s" }
+                        ));
+                        ui.add_space(10.0);
+                    }
+                });
+            });
+        if let Some(feature) = add.filter(|&f| (f as usize) < sae.d_sae) {
+            self.settings.sliders.push(Slider {
+                feature: feature as usize,
+                value: 0.0,
+                clamp: false,
+            });
         }
     }
 }

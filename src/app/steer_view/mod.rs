@@ -65,6 +65,8 @@ pub struct SteerSettings {
     /// Positions edited when `scope` is `Chosen`.
     pub chosen_tokens: Vec<usize>,
     pub sliders: Vec<Slider>,
+    /// Show where the steered image differs from the unsteered one.
+    pub show_difference: bool,
 }
 
 impl Default for SteerSettings {
@@ -82,6 +84,7 @@ impl Default for SteerSettings {
             scope: ScopeChoice::All,
             chosen_tokens: Vec::new(),
             sliders: Vec::new(),
+            show_difference: false,
         }
     }
 }
@@ -114,6 +117,8 @@ struct GenOutput {
     decoder: Decoder,
     seconds: f64,
     identical: bool,
+    /// The unsteered latents were an earlier pair's (only sliders changed).
+    base_reused: bool,
 }
 
 /// A generation (or a full-decoder pass) on its own thread, and the images it hands back.
@@ -172,6 +177,8 @@ pub struct SteerView {
     pub shown_request: Option<ShownRequest>,
     pub unsteered: Option<Shown>,
     pub steered: Option<Shown>,
+    /// Where the last pair differs (same decoder on both sides), and the mean |Δ| (0–255).
+    pub difference: Option<(egui::TextureHandle, f64)>,
     pub identical: bool,
     last_change: Option<Instant>,
     /// A request the user cancelled: not restarted until the inputs change or Generate is pressed.
@@ -185,6 +192,13 @@ pub struct SteerView {
     sae_output: Option<JobOutput<PathBuf>>,
     pub discover_candidates: usize,
     picker: Picker,
+    /// The SAE features active on a prompt, and the job finding them for another prompt.
+    prompt_features: Option<(String, Vec<session::PromptFeature>)>,
+    prompt_features_job: Option<(
+        String,
+        BackgroundJob,
+        JobOutput<Vec<session::PromptFeature>>,
+    )>,
     /// The prompt's tokens (text per position), cached per prompt.
     prompt_tokens: Option<(String, Vec<(usize, String)>)>,
 }
@@ -259,6 +273,10 @@ impl SteerView {
         self.loaded = None;
         self.unsteered = None;
         self.steered = None;
+        self.difference = None;
+        // Another pipeline or SAE: the features found on the prompt no longer apply.
+        self.prompt_features = None;
+        self.prompt_features_job = None;
         self.shown_request = None;
         self.jobs.retain(|j| !j.title.starts_with("Load"));
         let (job, output) = BackgroundJob::spawn_with_output("Load pipeline", ctx, move |job| {
@@ -308,6 +326,7 @@ impl SteerView {
         let base = base_reusable
             .then(|| self.unsteered.as_ref().map(|u| u.latents.clone()))
             .flatten();
+        let base_reused = base.is_some();
         self.running = Some(req.clone());
         self.task = Some(Task::spawn(ctx, move |job| {
             if loaded.sae.is_none() && req.edits.iter().any(|e| !e.is_noop()) {
@@ -331,6 +350,7 @@ impl SteerView {
             Ok(GenOutput {
                 request: req,
                 base: pair.base,
+                base_reused,
                 steered: pair.steered,
                 decoder: Decoder::Preview,
                 seconds: pair.seconds,
@@ -370,6 +390,7 @@ impl SteerView {
             Ok(GenOutput {
                 request: req,
                 base: (ul, ui),
+                base_reused: false,
                 steered: (sl, si),
                 decoder: Decoder::Full,
                 seconds: t0.elapsed().as_secs_f64(),
@@ -411,12 +432,24 @@ impl SteerView {
                             egui::TextureOptions::LINEAR,
                         )
                     };
-                    self.unsteered = Some(Shown {
-                        texture: tex("steer-unsteered", &out.base.1),
-                        latents: out.base.0,
-                        decoder: out.decoder,
-                        seconds: out.seconds,
-                    });
+                    // While sliders move, an unsteered image already through the full decoder
+                    // stays (its latents are the ones reused), not replaced by a preview.
+                    let keep_unsteered = out.base_reused
+                        && self
+                            .unsteered
+                            .as_ref()
+                            .is_some_and(|u| u.decoder == Decoder::Full);
+                    if !keep_unsteered {
+                        self.unsteered = Some(Shown {
+                            texture: tex("steer-unsteered", &out.base.1),
+                            latents: out.base.0,
+                            decoder: out.decoder,
+                            seconds: out.seconds,
+                        });
+                    }
+                    // Compared through the same decoder, so the difference is the steering's.
+                    self.difference = session::difference_image(&out.base.1, &out.steered.1, 4.0)
+                        .map(|(img, mean)| (tex("steer-difference", &img), mean));
                     self.steered = Some(Shown {
                         texture: tex("steer-steered", &out.steered.1),
                         latents: out.steered.0,
