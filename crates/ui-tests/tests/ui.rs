@@ -826,30 +826,44 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
     assert!(h.query_by_label_contains("Feature tree (").is_some());
 }
 
-/// Steps the app until `done` holds (background jobs), failing after a minute or on a failed job.
+/// Steps the app until `done` holds (explorer jobs), failing on a failed job or after two
+/// minutes.
 fn wait_for(
     h: &mut Harness<'static, SaescopeApp>,
     done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
 ) {
+    wait_until(h, done, |app| {
+        app.explorer
+            .as_ref()
+            .map_or(Vec::new(), |x| x.jobs.iter().collect())
+    });
+}
+
+/// Steps the app every 40 ms until `done` holds; fails when one of `jobs` failed, when the
+/// steering view shows an error, or after two minutes (listing the jobs).
+fn wait_until(
+    h: &mut Harness<'static, SaescopeApp>,
+    done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
+    jobs: impl Fn(&SaescopeApp) -> Vec<&saescope::app::jobs::BackgroundJob>,
+) {
     let start = std::time::Instant::now();
     while !done(h) {
-        if let Some(x) = &h.state().explorer {
-            for j in &x.jobs {
-                if let saescope::app::jobs::JobState::Failed(e) = j.state() {
-                    panic!("job failed: {e}");
-                }
+        for j in jobs(h.state()) {
+            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
+                panic!("job {} failed: {e}", j.title);
             }
         }
-        if start.elapsed().as_secs() >= 120 {
-            let jobs: Vec<String> = h.state().explorer.as_ref().map_or(Vec::new(), |x| {
-                x.jobs
-                    .iter()
-                    .map(|j| format!("{}: {:?}", j.title, j.state()))
-                    .collect()
-            });
-            panic!("timed out; jobs: {jobs:?}");
+        if let Some(e) = &h.state().steer.error {
+            panic!("steering error: {e}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        if start.elapsed().as_secs() >= 120 {
+            let list: Vec<String> = jobs(h.state())
+                .iter()
+                .map(|j| format!("{}: {:?}", j.title, j.state()))
+                .collect();
+            panic!("timed out; jobs: {list:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(40));
         h.run_steps(1);
     }
 }
@@ -1103,33 +1117,13 @@ fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope::app::steer_v
     &h.state().steer
 }
 
-/// Steps the app until `done` holds, failing on a failed steering job or after two minutes.
+/// Steps the app until `done` holds, failing on a failed steering job or error, or after two
+/// minutes.
 fn wait_steer(
     h: &mut Harness<'static, SaescopeApp>,
     done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
 ) {
-    let start = std::time::Instant::now();
-    while !done(h) {
-        for j in &h.state().steer.jobs {
-            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
-                panic!("job failed: {e}");
-            }
-        }
-        if let Some(e) = &h.state().steer.error {
-            panic!("steering error: {e}");
-        }
-        if start.elapsed().as_secs() >= 120 {
-            let jobs: Vec<String> = h.state().explorer.as_ref().map_or(Vec::new(), |x| {
-                x.jobs
-                    .iter()
-                    .map(|j| format!("{}: {:?}", j.title, j.state()))
-                    .collect()
-            });
-            panic!("timed out; jobs: {jobs:?}");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(40));
-        h.run_steps(1);
-    }
+    wait_until(h, done, |app| app.steer.jobs.iter().collect());
 }
 
 /// First run: the start page makes the built-in example (no download) in a typed folder and
