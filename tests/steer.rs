@@ -262,6 +262,18 @@ fn steer_cli_trains_generates_and_discovers() {
     assert_eq!((sae.d_in, sae.d_sae), (TEXT_WIDTH, 256));
     // The train-sae output folder itself is accepted wherever an SAE is asked for.
     assert_eq!(saescope::sae::formats::load_sae(&folder).unwrap(), sae);
+    // Each feature's strongest corpus prompts are written beside it (strongest first).
+    let top = saescope::steer::corpus::read_top_prompts(&folder.join("sae"))
+        .unwrap()
+        .expect("top_prompts.json");
+    assert_eq!(top.features.len(), 256);
+    let listed = top.features.iter().filter(|f| !f.is_empty()).count();
+    assert!(listed > 128, "{listed} of 256 features have top prompts");
+    for f in &top.features {
+        assert!(f.len() <= 5);
+        assert!(f.windows(2).all(|w| w[0].activation >= w[1].activation));
+        assert!(f.iter().all(|p| !p.prompt.is_empty() && p.activation > 0.0));
+    }
 
     let out = tmp.path().join("gen");
     let generate_with = |features: &[&str]| {

@@ -9,8 +9,8 @@ use super::pipeline::Pipeline;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::job::{Job, Progress};
-use crate::sae::SaeMeta;
 use crate::sae::workflow::{self, TrainOptions, TrainReport};
+use crate::sae::{Sae, SaeMeta};
 use crate::store::activations::{ActivationStore, write_single_shard_store};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -231,6 +231,96 @@ pub struct TextSaeReport {
     pub train: TrainReport,
 }
 
+/// Beside a text SAE's folder: each feature's strongest corpus prompts (what the steering view
+/// shows for a feature).
+pub const TOP_PROMPTS_FILE: &str = "top_prompts.json";
+/// Prompts kept per feature.
+const TOP_PROMPTS: usize = 5;
+
+/// A corpus prompt and a feature's strongest activation on its tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopPrompt {
+    pub prompt: String,
+    pub activation: f32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopPromptsFile {
+    pub format: String,
+    /// Per feature, strongest first.
+    pub features: Vec<Vec<TopPrompt>>,
+}
+
+/// Each feature's strongest prompts: (prompt index, its largest activation over the prompt's
+/// rows), strongest first, `n` at most. `prompt_of_row` names each row's prompt.
+pub fn top_prompts(
+    sae: &Sae,
+    rows: &[f32],
+    prompt_of_row: &[u32],
+    n: usize,
+) -> Vec<Vec<(u32, f32)>> {
+    let codes = sae.encode_sparse(rows);
+    let mut best: Vec<std::collections::HashMap<u32, f32>> = vec![Default::default(); sae.d_sae];
+    for (r, &p) in prompt_of_row.iter().enumerate().take(codes.rows()) {
+        for (j, v) in codes.row(r) {
+            let e = best[j as usize].entry(p).or_insert(v);
+            *e = e.max(v);
+        }
+    }
+    best.into_iter()
+        .map(|m| {
+            let mut v: Vec<(u32, f32)> = m.into_iter().collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            v.truncate(n);
+            v
+        })
+        .collect()
+}
+
+/// Writes `out/top_prompts.json` from the corpus embeddings in `out` (training and held-out).
+fn write_top_prompts(out: &Path, sae: &Sae, prompts: &[String]) -> Result<()> {
+    let (mut rows, mut ids) = (Vec::new(), Vec::new());
+    for sub in ["activations", "heldout"] {
+        let store = ActivationStore::open(&out.join(sub))?;
+        if !store.manifest.shards.is_empty() {
+            let shard = store.read_shard(0)?;
+            rows.extend_from_slice(&shard.activations);
+            ids.extend_from_slice(&shard.image_ids);
+        }
+    }
+    let features = top_prompts(sae, &rows, &ids, TOP_PROMPTS)
+        .into_iter()
+        .map(|list| {
+            list.into_iter()
+                .filter_map(|(p, activation)| {
+                    Some(TopPrompt {
+                        prompt: prompts.get(p as usize)?.clone(),
+                        activation,
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    fsutil::write_json_atomic(
+        &out.join(TOP_PROMPTS_FILE),
+        &TopPromptsFile {
+            format: "saescope-top-prompts-v1".into(),
+            features,
+        },
+    )
+}
+
+/// The top prompts beside a text SAE (`…/sae` or its folder); `None` when there is no such
+/// file (SAEs from elsewhere, or trained before it was written).
+pub fn read_top_prompts(sae_path: &Path) -> Result<Option<TopPromptsFile>> {
+    let file = [sae_path.parent(), Some(sae_path)]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(TOP_PROMPTS_FILE))
+        .find(|p| p.is_file());
+    file.map(|p| fsutil::read_json(&p)).transpose()
+}
+
 /// Every tenth prompt is held out for evaluation.
 fn is_heldout(prompt: u32) -> bool {
     prompt % 10 == 9
@@ -331,6 +421,7 @@ pub fn train_text_sae(
     let train = workflow::train_on_store(&store, &sae_dir, meta, None, &opts, job)?;
     let sae = crate::sae::formats::load_sae(&sae_dir)?;
     let (heldout_fve, heldout_l0) = crate::sae::fve_and_l0(&sae, &heldout);
+    write_top_prompts(out, &sae, &prompts)?;
     Ok(TextSaeReport {
         folder: out.display().to_string(),
         prompts: prompts.len(),
@@ -358,5 +449,41 @@ mod tests {
             .filter(|s| a.iter().any(|p| p.starts_with(*s)))
             .count();
         assert_eq!(styles, STYLES.len());
+    }
+}
+
+#[cfg(test)]
+mod top_prompt_tests {
+    use super::*;
+
+    /// Top prompts are each feature's largest activation per prompt, strongest first: checked
+    /// against the dense encoding row by row.
+    #[test]
+    fn top_prompts_rank_each_features_prompts_by_their_strongest_token() {
+        let sae = Sae::random_topk(8, 16, 3, 0.5, 7);
+        let mut rng = crate::rng::Rng::new(1);
+        let rows: Vec<f32> = (0..40 * 8).map(|_| rng.normal()).collect();
+        let ids: Vec<u32> = (0..40).map(|r| r / 4).collect(); // 10 prompts of 4 tokens
+        let got = top_prompts(&sae, &rows, &ids, 3);
+        assert_eq!(got.len(), 16);
+        for (j, list) in got.iter().enumerate() {
+            let mut want: Vec<(u32, f32)> = Vec::new();
+            for p in 0..10u32 {
+                let m = (0..4)
+                    .map(|t| sae.encode(&rows[(p as usize * 4 + t) * 8..][..8])[j])
+                    .fold(0f32, f32::max);
+                if m > 0.0 {
+                    want.push((p, m));
+                }
+            }
+            want.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            want.truncate(3);
+            assert_eq!(list.len(), want.len(), "feature {j}");
+            for (a, b) in list.iter().zip(&want) {
+                assert_eq!(a.0, b.0, "feature {j}");
+                assert!((a.1 - b.1).abs() < 1e-5);
+            }
+        }
+        assert!(got.iter().any(|l| !l.is_empty()));
     }
 }

@@ -1074,6 +1074,8 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     });
     let prompt = h.state().steer.settings.prompt.clone();
     let loaded = steer(&h).loaded.clone().unwrap();
+    // The text SAE was trained here, so its strongest corpus prompts came with it (on hover).
+    assert!(loaded.top_prompts.is_some());
     let want = saescope::steer::session::prompt_features(
         &loaded.pipe,
         loaded.sae.as_ref().unwrap(),

@@ -326,12 +326,29 @@ impl SteerView {
                             .find(|(j, _)| *j == f.feature as usize)
                             .map(|(_, t)| format!(" · {t}"))
                             .unwrap_or_default();
+                        // The feature's strongest corpus prompts, when its folder has them.
+                        let top: String = loaded
+                            .top_prompts
+                            .as_ref()
+                            .and_then(|t| t.features.get(f.feature as usize))
+                            .map(|list| {
+                                list.iter()
+                                    .take(3)
+                                    .map(|p| format!("\n  {:.2}  {}", p.activation, p.prompt))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let top = if top.is_empty() {
+                            top
+                        } else {
+                            format!("\nStrongest corpus prompts:{top}")
+                        };
                         ui.label(format!(
                             "#{} · {:.2} on \"{token}\"{label}",
                             f.feature, f.max
                         ))
                         .on_hover_text(format!(
-                            "fires on {} token{} of the prompt",
+                            "fires on {} token{} of the prompt{top}",
                             f.tokens,
                             if f.tokens == 1 { "" } else { "s" }
                         ));

@@ -100,6 +100,8 @@ struct Request {
 pub struct Loaded {
     pub pipe: Pipeline,
     pub sae: Option<Sae>,
+    /// Each SAE feature's strongest corpus prompts, when its folder has them.
+    pub top_prompts: Option<crate::steer::corpus::TopPromptsFile>,
 }
 
 /// One side of the comparison.
@@ -305,7 +307,16 @@ impl SteerView {
                     .map(|s| format!(", SAE with {} features", s.d_sae))
                     .unwrap_or_default()
             );
-            Ok((Arc::new(Loaded { pipe, sae }), msg))
+            let top_prompts = match s.sae.trim() {
+                "" => None,
+                p => crate::steer::corpus::read_top_prompts(Path::new(p))?,
+            };
+            let loaded = Loaded {
+                pipe,
+                sae,
+                top_prompts,
+            };
+            Ok((Arc::new(loaded), msg))
         });
         self.jobs.push(job);
         self.load_output = Some(output);
