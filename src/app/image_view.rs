@@ -24,7 +24,10 @@ pub struct ImageView {
     encoded: JobOutput<Arc<Prepared>>,
     prepared: Option<Arc<Prepared>>,
     pub feature: Option<u32>,
-    overlay: Option<(u32, egui::TextureHandle)>,
+    /// The shown feature's heatmap over the image, at the opacity it was made with.
+    overlay: Option<(u32, f32, egui::TextureHandle)>,
+    /// The image alone, for side by side.
+    plain: Option<egui::TextureHandle>,
     sae: Arc<Sae>,
     backbone: SharedBackbone,
     pub intervene: InterventionPanel,
@@ -77,6 +80,7 @@ impl ImageView {
             prepared: None,
             feature,
             overlay: None,
+            plain: None,
             sae,
             backbone,
             intervene: InterventionPanel::default(),
@@ -103,6 +107,7 @@ impl ImageView {
         geometry: &TokenGeometry,
         label_of: &dyn Fn(u32) -> String,
         thumb_of: &mut dyn FnMut(u32) -> Option<egui::TextureHandle>,
+        heat: super::explorer::HeatmapView,
     ) -> Option<u32> {
         ui.heading(&self.title);
         if let Some(p) = self.encoded.take() {
@@ -167,27 +172,38 @@ impl ImageView {
             }
         });
         let Some(f) = self.feature else { return open };
-        if self.overlay.as_ref().is_none_or(|o| o.0 != f) {
-            let heat = Heatmap::from_tokens(f, geometry, &tokens, &codes.feature_column(f));
-            let img = overlay(&self.image, &heat, heat.zoom_for(320), 0.0, 0.75);
-            let tex = ui.ctx().load_texture(
-                format!("image-view-{f}"),
+        let texture = |name: String, img: &image::RgbImage| {
+            ui.ctx().load_texture(
+                name,
                 egui::ColorImage::from_rgb(
                     [img.width() as usize, img.height() as usize],
                     img.as_raw(),
                 ),
                 egui::TextureOptions::LINEAR,
-            );
-            self.overlay = Some((f, tex));
+            )
+        };
+        if self
+            .overlay
+            .as_ref()
+            .is_none_or(|o| o.0 != f || o.1 != heat.opacity)
+        {
+            let map = Heatmap::from_tokens(f, geometry, &tokens, &codes.feature_column(f));
+            let img = overlay(&self.image, &map, map.zoom_for(320), 0.0, heat.opacity);
+            self.overlay = Some((f, heat.opacity, texture(format!("image-view-{f}"), &img)));
         }
+        if heat.side_by_side && self.plain.is_none() {
+            self.plain = Some(texture("image-view-plain".into(), &self.image));
+        }
+        // Side by side, both images are smaller so the panels beside them keep their room.
+        let side = if heat.side_by_side { 240.0 } else { 320.0 };
         let mut add = None;
         ui.horizontal_top(|ui| {
-            let Some((_, tex)) = &self.overlay else {
+            let Some((_, _, tex)) = &self.overlay else {
                 return;
             };
             let resp = ui.add(
                 egui::Image::new(tex)
-                    .fit_to_exact_size(egui::vec2(320.0, 320.0))
+                    .fit_to_exact_size(egui::vec2(side, side))
                     .sense(egui::Sense::click_and_drag()),
             );
             let rect = resp.rect;
@@ -309,6 +325,15 @@ impl ImageView {
                     }
                 }
             });
+            if heat.side_by_side
+                && let Some(t) = &self.plain
+            {
+                ui.add(
+                    egui::Image::new(t)
+                        .fit_to_exact_size(egui::vec2(side, side))
+                        .alt_text("the image without heatmap"),
+                );
+            }
             ui.vertical(|ui| {
                 ui.label(egui::RichText::new("Top features of this image").strong());
                 for &(j, v) in top.iter().take(12) {

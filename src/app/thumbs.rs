@@ -16,6 +16,8 @@ pub enum ThumbKind {
     Crop,
     /// The `rank`-th top image with the feature's heatmap over it.
     Overlay(u16),
+    /// The `rank`-th top image as the model saw it, without the heatmap (side by side).
+    Plain(u16),
     /// The `i`-th image of the feature's random sample, its strongest patch outlined.
     Sample(u16),
 }
@@ -60,6 +62,8 @@ pub struct ThumbSource<'a> {
     pub geometry: &'a TokenGeometry,
     pub token_indices: &'a [usize],
     pub preprocessor: Option<&'a crate::backbone::preprocess::Preprocessor>,
+    /// Heatmap opacity over the image (0 to 1).
+    pub alpha: f32,
 }
 
 impl Thumbs {
@@ -127,6 +131,12 @@ impl Thumbs {
         tex
     }
 
+    /// Drops the heatmap thumbnails (made again at the new opacity when next asked for).
+    pub fn forget_overlays(&mut self) {
+        self.cache
+            .retain(|(_, kind), _| !matches!(kind, ThumbKind::Overlay(_)));
+    }
+
     pub fn begin_frame(&mut self) {
         self.budget = self.per_frame;
     }
@@ -168,7 +178,7 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
         return Some(outlined_patch(&img, input, b, 96));
     }
     let rank = match kind {
-        ThumbKind::Overlay(r) => r as usize,
+        ThumbKind::Overlay(r) | ThumbKind::Plain(r) => r as usize,
         _ => 0,
     };
     let e = src.index.top.get(feature as usize)?.get(rank)?;
@@ -181,8 +191,17 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
             &heat,
             heat.zoom_for(128),
             src.index.max_act[feature as usize],
-            0.75,
+            src.alpha,
         )),
+        ThumbKind::Plain(_) => {
+            let z = heat.zoom_for(128);
+            Some(image::imageops::resize(
+                &img,
+                heat.input_size.0 as u32 * z,
+                heat.input_size.1 as u32 * z,
+                image::imageops::FilterType::Triangle,
+            ))
+        }
         _ => {
             let b = token_box(src.geometry, src.token_indices[e.token as usize]);
             Some(patch_crop(&img, heat.input_size, b, 64))

@@ -368,6 +368,23 @@ fn explorer_browses_features_ood_and_ontology() {
     h.get_by_role_and_label(Role::Button, "Feature").click();
     h.run_steps(6);
 
+    // Heatmap opacity and side by side: the thumbnails are made again at the new opacity, and
+    // each top image shows the plain image beside its heatmap.
+    h.get_by_role_and_label(Role::Slider, "Heatmap opacity")
+        .set_value_accesskit(0.3);
+    h.run_steps(2);
+    assert_eq!(h.state().explorer.as_ref().unwrap().form.heatmap.opacity, 0.3);
+    h.get_by_role_and_label(Role::CheckBox, "Side by side")
+        .click();
+    h.run_steps(6);
+    assert!(h.state().explorer.as_ref().unwrap().form.heatmap.side_by_side);
+    h.get_by_label("top image 1 without heatmap");
+    h.get_by_role_and_label(Role::CheckBox, "Side by side")
+        .click();
+    h.get_by_role_and_label(Role::Slider, "Heatmap opacity")
+        .set_value_accesskit(0.75);
+    h.run_steps(2);
+
     // A top image opens in the image view with this feature's heatmap (encoded in the
     // background by the real backbone).
     h.get_by_label("top image 1").click();

@@ -164,23 +164,31 @@ impl Explorer {
                     ))
                     .strong(),
                 );
+                if self.form.heatmap.controls_ui(ui) {
+                    self.thumbs.forget_overlays();
+                }
+                let side_by_side = self.form.heatmap.side_by_side;
                 let mut open_image: Option<u32> = None;
                 let ctx = ui.ctx().clone();
                 self.prefetch_page(&ctx, f);
                 // A grid as wide as the page: every stored image reachable by scrolling down.
-                let cols = ((ui.available_width() / 114.0).floor() as usize).max(1);
+                let tile = if side_by_side { 206.0 } else { 114.0 };
+                let cols = ((ui.available_width() / tile).floor() as usize).max(1);
                 egui::Grid::new(("top_images", f)).show(ui, |ui| {
                     for rank in 0..n_top {
                         if rank > 0 && rank % cols == 0 {
                             ui.end_row();
                         }
                         let tex = self.thumb(&ctx, f, ThumbKind::Overlay(rank as u16));
+                        let plain = side_by_side
+                            .then(|| self.thumb(&ctx, f, ThumbKind::Plain(rank as u16)));
                         let e = &self.index.as_ref().map(|i| i.top[j][rank].clone());
                         let Some(e) = e else { continue };
                         let (name, class) = self.image_facts(e.image);
                         if image_tile(
                             ui,
                             tex,
+                            plain,
                             format!("top image {}", rank + 1),
                             format!("{name}: activation {:.3} (click to open)", e.value),
                             format!("{:.2} {class}", e.value),
@@ -346,6 +354,7 @@ impl Explorer {
                 if image_tile(
                     ui,
                     tex,
+                    None,
                     format!("quantile {:.0}% example", q * 100.0),
                     format!(
                         "{name}: activation {:.3}, about the {:.0}th percentile (click to open)",
@@ -439,31 +448,49 @@ impl Explorer {
 }
 
 /// One image tile of a feature page: the thumbnail as a button (a spinner until it is made),
-/// `caption` under it. Returns whether it was clicked.
+/// with the plain image beside it when `plain` is given (side by side), `caption` under it.
+/// Returns whether it was clicked.
 fn image_tile(
     ui: &mut egui::Ui,
     tex: Option<egui::TextureHandle>,
+    plain: Option<Option<egui::TextureHandle>>,
     alt: String,
     hover: String,
     caption: String,
 ) -> bool {
     let mut clicked = false;
     ui.vertical(|ui| {
-        ui.set_width(96.0);
-        match tex {
-            Some(t) => {
-                let img = egui::Image::new(&t)
-                    .fit_to_exact_size(egui::vec2(88.0, 88.0))
-                    .alt_text(alt);
-                clicked = ui
-                    .add(egui::Button::image(img))
-                    .on_hover_text(hover)
-                    .clicked();
+        ui.set_width(if plain.is_some() { 188.0 } else { 96.0 });
+        ui.horizontal(|ui| {
+            if let Some(plain) = &plain {
+                match plain {
+                    Some(t) => {
+                        ui.add(
+                            egui::Image::new(t)
+                                .fit_to_exact_size(egui::vec2(88.0, 88.0))
+                                .alt_text(format!("{alt} without heatmap")),
+                        );
+                    }
+                    None => {
+                        ui.add_sized([88.0, 88.0], egui::Spinner::new());
+                    }
+                }
             }
-            None => {
-                ui.add_sized([96.0, 96.0], egui::Spinner::new());
+            match tex {
+                Some(t) => {
+                    let img = egui::Image::new(&t)
+                        .fit_to_exact_size(egui::vec2(88.0, 88.0))
+                        .alt_text(alt);
+                    clicked = ui
+                        .add(egui::Button::image(img))
+                        .on_hover_text(hover)
+                        .clicked();
+                }
+                None => {
+                    ui.add_sized([96.0, 96.0], egui::Spinner::new());
+                }
             }
-        }
+        });
         ui.label(egui::RichText::new(caption).small());
     });
     clicked

@@ -99,14 +99,22 @@ impl Explorer {
             return;
         };
         let ctx = ui.ctx().clone();
+        if self.form.heatmap.controls_ui(ui) {
+            self.thumbs.forget_overlays();
+        }
+        let heat = self.form.heatmap;
         // The view and its intervention panel are taller than a laptop window.
         let picked = egui::ScrollArea::vertical()
             .id_salt("image_scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                v.ui(ui, &geometry, &label_of, &mut |f| {
-                    self.thumb(&ctx, f, ThumbKind::Crop)
-                })
+                v.ui(
+                    ui,
+                    &geometry,
+                    &label_of,
+                    &mut |f| self.thumb(&ctx, f, ThumbKind::Crop),
+                    heat,
+                )
             })
             .inner;
         self.image_view = Some(v);

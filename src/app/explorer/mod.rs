@@ -115,6 +115,43 @@ pub struct FormInputs {
     pub image_path: String,
     /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
     pub reverse: bool,
+    /// How heatmaps are drawn on the feature page and in the image view.
+    pub heatmap: HeatmapView,
+}
+
+/// Heatmap display: opacity over the image, and the plain image beside it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct HeatmapView {
+    pub opacity: f32,
+    pub side_by_side: bool,
+}
+
+impl Default for HeatmapView {
+    fn default() -> Self {
+        HeatmapView {
+            opacity: 0.75,
+            side_by_side: false,
+        }
+    }
+}
+
+impl HeatmapView {
+    /// The opacity slider and the side-by-side switch; true when the opacity changed.
+    pub fn controls_ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            let l = ui.label("Heatmap opacity");
+            changed = ui
+                .add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).step_by(0.05))
+                .labelled_by(l.id)
+                .on_hover_text("0 shows the image alone, 1 the heatmap alone")
+                .changed();
+            ui.checkbox(&mut self.side_by_side, "Side by side")
+                .on_hover_text("Show the image without the heatmap beside each heatmap");
+        });
+        changed
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -500,6 +537,7 @@ impl Explorer {
             ws,
             token_indices,
             thumbs,
+            form,
             ..
         } = self;
         let src = ThumbSource {
@@ -508,6 +546,7 @@ impl Explorer {
             geometry: &ws.config.backbone.geometry,
             token_indices,
             preprocessor: ws.config.preprocessor.as_ref(),
+            alpha: form.heatmap.opacity,
         };
         Some((src, thumbs))
     }
@@ -537,7 +576,11 @@ impl Explorer {
         let Some(ix) = self.index.as_ref() else {
             return Vec::new();
         };
-        let top = (0..ix.top[f as usize].len()).map(|r| ThumbKind::Overlay(r as u16));
+        let n = ix.top[f as usize].len();
+        let plain = if self.form.heatmap.side_by_side { n } else { 0 };
+        let top = (0..n)
+            .map(|r| ThumbKind::Overlay(r as u16))
+            .chain((0..plain).map(|r| ThumbKind::Plain(r as u16)));
         let samples = ix
             .quantile_examples(f as usize, QUANTILE_EXAMPLES)
             .into_iter()
