@@ -373,11 +373,22 @@ fn explorer_browses_features_ood_and_ontology() {
     h.get_by_role_and_label(Role::Slider, "Heatmap opacity")
         .set_value_accesskit(0.3);
     h.run_steps(2);
-    assert_eq!(h.state().explorer.as_ref().unwrap().form.heatmap.opacity, 0.3);
+    assert_eq!(
+        h.state().explorer.as_ref().unwrap().form.heatmap.opacity,
+        0.3
+    );
     h.get_by_role_and_label(Role::CheckBox, "Side by side")
         .click();
     h.run_steps(6);
-    assert!(h.state().explorer.as_ref().unwrap().form.heatmap.side_by_side);
+    assert!(
+        h.state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .form
+            .heatmap
+            .side_by_side
+    );
     h.get_by_label("top image 1 without heatmap");
     h.get_by_role_and_label(Role::CheckBox, "Side by side")
         .click();
