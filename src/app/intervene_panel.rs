@@ -5,7 +5,7 @@
 //! on a background thread.
 
 use super::image_view::SharedBackbone;
-use super::jobs::{BackgroundJob, JobOutput, JobState};
+use super::jobs::{BackgroundJob, Ended, JobOutput};
 use crate::analysis::heatmap::overlay;
 use crate::analysis::intervene::{
     EditMode, FeatureEdit, Intervention, Outcome, Prepared, TokenScope,
@@ -132,19 +132,20 @@ impl InterventionPanel {
 
     /// Moves a finished run's outcome (or why it failed) into `result`.
     fn poll(&mut self) {
-        if self.run.as_ref().is_none_or(|(_, job, _)| job.is_running()) {
-            return;
+        let ended = self
+            .run
+            .as_ref()
+            .and_then(|(_, job, output)| output.ended(job));
+        if let Some(ended) = ended
+            && let Some((iv, _, _)) = self.run.take()
+        {
+            let out = match ended {
+                Ended::Done(outcome) => Ok(outcome),
+                Ended::Failed(e) => Err(e),
+                Ended::Cancelled => Err("the run stopped before it finished".to_string()),
+            };
+            self.result = Some((iv, out));
         }
-        let Some((iv, job, output)) = self.run.take() else {
-            return;
-        };
-        let out = match job.state() {
-            JobState::Failed(e) => Err(e),
-            _ => output
-                .take()
-                .ok_or_else(|| "the run stopped before it finished".to_string()),
-        };
-        self.result = Some((iv, out));
     }
 
     /// The feature that `find` names: an id, or a feature whose label contains the words — the

@@ -31,9 +31,27 @@ pub struct BackgroundJob {
 /// before the job's state turns to `Done`.
 pub struct JobOutput<T>(Arc<Mutex<Option<T>>>);
 
+/// How a job that hands back a value ended.
+pub enum Ended<T> {
+    Done(T),
+    Failed(String),
+    Cancelled,
+}
+
 impl<T> JobOutput<T> {
     pub fn take(&self) -> Option<T> {
         self.0.lock().ok()?.take()
+    }
+
+    /// How `job` (the job this output came with) ended, with its value; `None` while it runs.
+    /// It answers once for a job that is done: the value is taken.
+    pub fn ended(&self, job: &BackgroundJob) -> Option<Ended<T>> {
+        match job.state() {
+            JobState::Running => None,
+            JobState::Done(_) => self.take().map(Ended::Done),
+            JobState::Failed(e) => Some(Ended::Failed(e)),
+            JobState::Cancelled => Some(Ended::Cancelled),
+        }
     }
 }
 

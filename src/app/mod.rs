@@ -365,7 +365,7 @@ impl SaescopeApp {
                 .add_enabled(!busy, egui::Button::new("Make the example"))
                 .on_hover_text(
                     "Draw the images, write a random-weight model, and build a workspace from \
-                     them (about a minute on a laptop); opens it when done",
+                     them (a few seconds); opens it when done",
                 )
                 .clicked()
             {
@@ -391,17 +391,12 @@ impl SaescopeApp {
                 self.example_job = Some((job, folder));
             }
         });
+        // The job repaints the window as it reports and when it ends.
         let mut finished = None;
         if let Some((j, folder)) = &self.example_job {
             j.ui(ui);
-            match j.state() {
-                jobs::JobState::Done(_) => {
-                    finished = Some(crate::ops::example::workspace_of(folder))
-                }
-                jobs::JobState::Running => ui
-                    .ctx()
-                    .request_repaint_after(std::time::Duration::from_millis(300)),
-                _ => {}
+            if matches!(j.state(), jobs::JobState::Done(_)) {
+                finished = Some(crate::ops::example::workspace_of(folder));
             }
         }
         if let Some(ws) = finished {

@@ -60,14 +60,10 @@ pub fn example(r: &ExampleRequest, job: &Job) -> Result<CreateReport> {
     let created_folder = !folder.exists();
     let result = make(r, fresh, job);
     if result.is_err() && fresh {
-        // Nothing half-made stays: the folder (or what was written into the empty one) goes.
-        if created_folder {
-            let _ = std::fs::remove_dir_all(folder);
-        } else {
-            for sub in ["images", "model", "workspace", MARKER] {
-                let p = folder.join(sub);
-                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
-            }
+        // Nothing half-made stays: the folder was new or empty, and goes back to that.
+        let _ = std::fs::remove_dir_all(folder);
+        if !created_folder {
+            let _ = std::fs::create_dir(folder);
         }
     }
     result

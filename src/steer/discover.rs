@@ -229,15 +229,10 @@ pub fn discover(
     let mut max_act = vec![0f32; sae.d_sae];
     let mut fires = vec![0usize; sae.d_sae];
     for c in &conds {
-        let (rows, d) = c.rows()?;
-        let prompt_rows = &rows[d..(c.eos_position + 1) * d];
-        let codes = sae.encode_sparse(prompt_rows);
-        for r in 0..codes.rows() {
-            for (id, v) in codes.row(r) {
-                let j = id as usize;
-                max_act[j] = max_act[j].max(v);
-                fires[j] += 1;
-            }
+        for f in session::features_on(c, sae)? {
+            let j = f.feature as usize;
+            max_act[j] = max_act[j].max(f.max);
+            fires[j] += f.tokens;
         }
     }
     let features: Vec<usize> = if opts.features.is_empty() {

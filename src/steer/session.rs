@@ -146,7 +146,14 @@ pub fn prompt_features(
     prompt: &str,
     n: usize,
 ) -> Result<Vec<PromptFeature>> {
-    let c = pipe.encode_prompt(prompt)?;
+    let mut v = features_on(&pipe.encode_prompt(prompt)?, sae)?;
+    v.sort_by(|a, b| b.max.total_cmp(&a.max).then(a.feature.cmp(&b.feature)));
+    v.truncate(n);
+    Ok(v)
+}
+
+/// The SAE features active on an encoded prompt's own tokens (positions 1..=EOS), by feature id.
+pub fn features_on(c: &Conditioning, sae: &Sae) -> Result<Vec<PromptFeature>> {
     let (rows, d) = c.rows()?;
     let codes = sae.encode_sparse(&rows[d..(c.eos_position + 1) * d]);
     let mut found: std::collections::BTreeMap<u32, PromptFeature> = Default::default();
@@ -165,29 +172,23 @@ pub fn prompt_features(
             }
         }
     }
-    let mut v: Vec<PromptFeature> = found.into_values().collect();
-    v.sort_by(|a, b| b.max.total_cmp(&a.max).then(a.feature.cmp(&b.feature)));
-    v.truncate(n);
-    Ok(v)
+    Ok(found.into_values().collect())
 }
 
 /// Where two images of one size differ: per pixel the mean absolute difference over the
-/// channels, scaled by `gain` and drawn through the heatmap colours; with the mean absolute
-/// difference over all channels (0–255). None when the sizes differ.
-pub fn difference_image(a: &RgbImage, b: &RgbImage, gain: f32) -> Option<(RgbImage, f64)> {
+/// channels, scaled by `gain` and drawn through the heatmap colours (the figure for the whole
+/// image is [`mean_abs_diff`]). None when the sizes differ.
+pub fn difference_image(a: &RgbImage, b: &RgbImage, gain: f32) -> Option<RgbImage> {
     if a.dimensions() != b.dimensions() {
         return None;
     }
-    let mut total = 0u64;
     let mut out = RgbImage::new(a.width(), a.height());
     for ((pa, pb), po) in a.pixels().zip(b.pixels()).zip(out.pixels_mut()) {
         let d: u32 = (0..3).map(|c| pa[c].abs_diff(pb[c]) as u32).sum();
-        total += d as u64;
         let t = (d as f32 / (3.0 * 255.0) * gain).min(1.0);
         *po = image::Rgb(crate::analysis::heatmap::colormap(t));
     }
-    let n = (a.width() as u64 * a.height() as u64 * 3).max(1);
-    Some((out, total as f64 / n as f64))
+    Some(out)
 }
 
 #[cfg(test)]
@@ -199,7 +200,8 @@ mod difference_tests {
         let a = RgbImage::from_pixel(4, 2, image::Rgb([10, 20, 30]));
         let mut b = a.clone();
         b.put_pixel(1, 1, image::Rgb([250, 20, 30]));
-        let (d, mean) = difference_image(&a, &b, 4.0).unwrap();
+        let d = difference_image(&a, &b, 4.0).unwrap();
+        let mean = mean_abs_diff(&a, &b);
         assert_eq!(
             *d.get_pixel(0, 0),
             image::Rgb(crate::analysis::heatmap::colormap(0.0))
@@ -211,6 +213,6 @@ mod difference_tests {
         );
         assert!((mean - 240.0 / 24.0).abs() < 1e-9);
         assert!(difference_image(&a, &RgbImage::new(2, 2), 4.0).is_none());
-        assert_eq!(difference_image(&a, &a, 4.0).unwrap().1, 0.0);
+        assert_eq!(mean_abs_diff(&a, &a), 0.0);
     }
 }

@@ -347,8 +347,6 @@ fn extract_into(
     })
 }
 
-/// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right
-/// after shard k's file is written and before the manifest lists it — the worst moment to die.
 /// A shard whose file is being encoded and written on another thread.
 struct PendingShard {
     shard: ShardInfo,
@@ -374,6 +372,8 @@ fn commit_shard(
     fsutil::write_json_atomic(manifest_path, manifest)
 }
 
+/// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right
+/// after shard k's file is written and before the manifest lists it — the worst moment to die.
 fn crash_point_for_tests(shard: usize) {
     if std::env::var("SAESCOPE_CRASH_AFTER_SHARD")
         .ok()

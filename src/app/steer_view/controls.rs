@@ -260,26 +260,25 @@ impl SteerView {
     fn prompt_features_ui(&mut self, ui: &mut egui::Ui, loaded: &Arc<Loaded>) {
         let Some(sae) = &loaded.sae else { return };
         let prompt = self.settings.prompt.clone();
-        if let Some((p, job, output)) = &self.prompt_features_job
-            && !job.is_running()
+        let ended = self
+            .prompt_features_job
+            .as_ref()
+            .and_then(|(_, job, output)| output.ended(job));
+        if let Some(ended) = ended
+            && let Some((p, _, _)) = self.prompt_features_job.take()
         {
-            let done = (p.clone(), output.take(), job.state());
-            self.prompt_features_job = None;
-            match done {
-                (p, Some(found), _) => self.prompt_features = Some((p, found)),
-                (_, None, JobState::Failed(e)) => self.error = Some(e),
-                _ => {}
+            match ended {
+                Ended::Done(found) => self.prompt_features = Some((p, found)),
+                Ended::Failed(e) => self.error = Some(e),
+                Ended::Cancelled => {}
             }
         }
         let current = self
             .prompt_features
             .as_ref()
             .is_some_and(|(p, _)| *p == prompt);
-        let asked = self
-            .prompt_features_job
-            .as_ref()
-            .is_some_and(|(p, _, _)| *p == prompt);
-        if !current && !asked && self.prompt_features_job.is_none() {
+        // One job at a time: a prompt typed meanwhile is looked at when it ends.
+        if !current && self.prompt_features_job.is_none() {
             let (l, p) = (loaded.clone(), prompt.clone());
             let (job, output) =
                 BackgroundJob::spawn_with_output("Prompt features", ui.ctx(), move |_| {

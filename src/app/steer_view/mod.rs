@@ -9,7 +9,7 @@ mod discovery;
 mod setup;
 
 use super::dialogs::{Pick, Picker};
-use super::jobs::{BackgroundJob, JobOutput, JobState};
+use super::jobs::{BackgroundJob, Ended, JobOutput, JobState};
 use crate::job::{Job, Progress};
 use crate::sae::Sae;
 use crate::steer::discover::{self, ClipScorer, DiscoverOptions, Discovery};
@@ -142,12 +142,11 @@ impl Task {
 
     /// The finished generation's images or why there are none; `None` while it runs.
     fn take(&self) -> Option<crate::Result<GenOutput>> {
-        match self.job.state() {
-            JobState::Running => None,
-            JobState::Done(_) => self.output.take().map(Ok),
-            JobState::Cancelled => Some(Err(crate::Error::Cancelled)),
-            JobState::Failed(e) => Some(Err(crate::Error::Invalid(e))),
-        }
+        Some(match self.output.ended(&self.job)? {
+            Ended::Done(out) => Ok(out),
+            Ended::Failed(e) => Err(crate::Error::Invalid(e)),
+            Ended::Cancelled => Err(crate::Error::Cancelled),
+        })
     }
 }
 
@@ -286,12 +285,16 @@ impl SteerView {
             let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
             let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
             job.check()?;
-            let sae = match s.sae.trim() {
-                "" => None,
+            // The SAE, and its features' strongest corpus prompts when its folder has them.
+            let (sae, top_prompts) = match s.sae.trim() {
+                "" => (None, None),
                 p => {
                     let sae = crate::sae::formats::load_sae(Path::new(p))?;
                     sae.check_fits(pipe.embedding_width(), "this pipeline's text encoder")?;
-                    Some(sae)
+                    (
+                        Some(sae),
+                        crate::steer::corpus::read_top_prompts(Path::new(p))?,
+                    )
                 }
             };
             let msg = format!(
@@ -307,10 +310,6 @@ impl SteerView {
                     .map(|s| format!(", SAE with {} features", s.d_sae))
                     .unwrap_or_default()
             );
-            let top_prompts = match s.sae.trim() {
-                "" => None,
-                p => crate::steer::corpus::read_top_prompts(Path::new(p))?,
-            };
             let loaded = Loaded {
                 pipe,
                 sae,
@@ -460,7 +459,10 @@ impl SteerView {
                     }
                     // Compared through the same decoder, so the difference is the steering's.
                     self.difference = session::difference_image(&out.base.1, &out.steered.1, 4.0)
-                        .map(|(img, mean)| (tex("steer-difference", &img), mean));
+                        .map(|img| {
+                            let mean = session::mean_abs_diff(&out.base.1, &out.steered.1);
+                            (tex("steer-difference", &img), mean)
+                        });
                     self.steered = Some(Shown {
                         texture: tex("steer-steered", &out.steered.1),
                         latents: out.steered.0,
