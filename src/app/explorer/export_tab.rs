@@ -27,6 +27,10 @@ impl Explorer {
                     .desired_width(320.0),
             )
             .labelled_by(l.id);
+            self.picker.button(ui, "output folder", Pick::Folder);
+            if let Some(p) = self.picker.take("output folder") {
+                self.form.export_dir = p.display().to_string();
+            }
         });
         let ready = !self.form.export_dir.trim().is_empty() && self.sae.is_some();
         if ui

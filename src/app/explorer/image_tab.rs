@@ -69,6 +69,10 @@ impl Explorer {
                     .desired_width(260.0),
             )
             .labelled_by(l.id);
+            self.picker.button(ui, "image file", Pick::File);
+            if let Some(p) = self.picker.take("image file") {
+                self.form.image_path = p.display().to_string();
+            }
             if ui
                 .button("Open file")
                 .on_hover_text("Show any image file (or drop one on the window)")

@@ -8,6 +8,7 @@ mod image_tab;
 mod ontology_tab;
 mod ood_tab;
 
+use super::dialogs::{Pick, Picker};
 use super::image_view::{ImageView, SharedBackbone};
 use super::jobs::{BackgroundJob, JobState};
 use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
@@ -83,6 +84,8 @@ pub struct Explorer {
     pub forward: Vec<u32>,
     token_indices: Vec<usize>,
     thumbs: Thumbs,
+    /// File dialogs for the tabs' path fields.
+    picker: Picker,
     pub jobs: Vec<BackgroundJob>,
     pub error: Option<String>,
     pub image_view: Option<ImageView>,
@@ -229,6 +232,7 @@ impl Explorer {
             forward: Vec::new(),
             token_indices,
             thumbs: Thumbs::default(),
+            picker: Default::default(),
             jobs: Vec::new(),
             error,
             image_view: None,
@@ -726,15 +730,28 @@ impl Explorer {
     }
 }
 
-/// A grid row: a caption and the single-line text field it names.
-fn labelled_text_row(ui: &mut egui::Ui, caption: &str, value: &mut String, hint: &str) {
+/// A grid row: a caption, the single-line path field it names, and its Browse... button.
+fn labelled_path_row(
+    ui: &mut egui::Ui,
+    picker: &Picker,
+    kind: Pick,
+    caption: &'static str,
+    value: &mut String,
+    hint: &str,
+) {
     let l = ui.label(caption);
-    ui.add(
-        egui::TextEdit::singleline(value)
-            .hint_text(hint)
-            .desired_width(360.0),
-    )
-    .labelled_by(l.id);
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(value)
+                .hint_text(hint)
+                .desired_width(360.0),
+        )
+        .labelled_by(l.id);
+        picker.button(ui, caption, kind);
+    });
+    if let Some(p) = picker.take(caption) {
+        *value = p.display().to_string();
+    }
     ui.end_row();
 }
 

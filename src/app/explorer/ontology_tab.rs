@@ -21,7 +21,7 @@ impl Explorer {
                             "one taxonomy id per class, sorted class order",
                         ),
                     ] {
-                        labelled_text_row(ui, caption, value, hint);
+                        labelled_path_row(ui, &self.picker, Pick::File, caption, value, hint);
                     }
                 });
                 let tax = (!self.form.tree_taxonomy.trim().is_empty()

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The OOD form's multi-line folder field (its Browse... adds a line).
+const OTHER_FOLDERS: &str = "other folders";
+
 impl Explorer {
     /// Fit on in-distribution images, score another in-distribution folder and OOD folders.
     pub(super) fn ood_form(&mut self, ui: &mut egui::Ui) {
@@ -24,15 +27,26 @@ impl Explorer {
                             "e.g. the test images",
                         ),
                     ] {
-                        labelled_text_row(ui, caption, value, hint);
+                        labelled_path_row(ui, &self.picker, Pick::Folder, caption, value, hint);
                     }
                     let l = ui.label("Other folders (one per line)");
-                    ui.add(
-                        egui::TextEdit::multiline(&mut self.form.ood_other)
-                            .desired_rows(2)
-                            .desired_width(360.0),
-                    )
-                    .labelled_by(l.id);
+                    ui.horizontal(|ui| {
+                        ui.add(
+                            egui::TextEdit::multiline(&mut self.form.ood_other)
+                                .desired_rows(2)
+                                .desired_width(360.0),
+                        )
+                        .labelled_by(l.id);
+                        self.picker.button(ui, OTHER_FOLDERS, Pick::Folder);
+                    });
+                    // A chosen folder is added as another line.
+                    if let Some(p) = self.picker.take(OTHER_FOLDERS) {
+                        let other = &mut self.form.ood_other;
+                        if !other.trim().is_empty() && !other.ends_with('\n') {
+                            other.push('\n');
+                        }
+                        other.push_str(&p.display().to_string());
+                    }
                     ui.end_row();
                 });
                 let ready = self.sae.is_some()
