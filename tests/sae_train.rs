@@ -83,6 +83,35 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
         std::fs::read(first.join("sae_weights.safetensors")).unwrap(),
         weights
     );
+    // Trained on a subset (links to 30 of the workspace's images): only those count, the name
+    // says so, and a folder of none of its images is refused with the fix.
+    let some = tmp.path().join("some");
+    common::subset("data/cifar10/train", &["cat", "ship", "frog"], 10, &some);
+    let on = |dir: &std::path::Path| {
+        let mut c = topk();
+        c.arg("--images").arg(dir);
+        c
+    };
+    let sub = run_json(&mut on(&some));
+    assert_eq!(sub["images"], 30, "{sub}");
+    assert_eq!(sub["name"], "topk-256-k8-on-some");
+    assert_eq!(t["images"], 200);
+    let out = on(&shared_path("data/mnist/test"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("none of its") && err.contains("links to them"),
+        "{err}"
+    );
+    // Training made the subset SAE active; the checks below are on the first one.
+    run_json(
+        Command::new(exe)
+            .args(["use-sae", "topk-256-k8", "--workspace"])
+            .arg(&ws),
+    );
     let e = run_json(
         Command::new(exe)
             .args(["eval-sae", "--workspace"])

@@ -37,7 +37,11 @@ pub struct TrainArgs {
     /// token that pooled read-outs (probes, classifier heads) depend on.
     #[arg(long, default_value_t = 1)]
     cls_weight: u32,
-    /// Training tokens (default: 10 passes over the store).
+    /// Train only on the stored activations of the images under this folder (the workspace's
+    /// image files or links to them), e.g. to keep a selection split out of the SAE's training.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Training tokens (default: 10 passes over the store, or over the --images subset).
     #[arg(long)]
     tokens: Option<u64>,
     #[arg(long, default_value_t = 4096)]
@@ -60,6 +64,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         checkpoint_every,
         restart,
         cls_weight,
+        images,
         tokens,
         batch,
         lr,
@@ -78,6 +83,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         restart,
         cls_weight,
         name,
+        images,
         ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
     };
     let report = saescope::ops::build::train(

@@ -26,6 +26,10 @@ pub struct RunSettings {
     /// Absent in checkpoints written before `--cls-weight` existed: those ran with 1.
     #[serde(default = "one")]
     pub cls_weight: u32,
+    /// The images trained on, when not the whole store (`--images`): the folder and how many
+    /// of its images the store holds. Absent: every stored image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<String>,
 }
 
 fn one() -> u32 {

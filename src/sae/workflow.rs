@@ -17,6 +17,7 @@ use crate::store::activations::ActivationStore;
 use crate::store::reuse::{HiddenBatch, LayerActivations};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,6 +51,9 @@ pub struct TrainOptions {
     pub cls_weight: u32,
     /// The SAE's folder name under `WS/saes/`; default from the settings (see [`Self::name`]).
     pub name: Option<String>,
+    /// Train only on the stored rows of the images under this folder (matched by file, links
+    /// followed), e.g. to hold images out of the SAE's training for a selection split.
+    pub images: Option<PathBuf>,
     /// Where the training steps run: the CPU trainer's sparse kernels on `Device::Cpu`, the
     /// device trainer (candle ops, dense codes) elsewhere. Checkpoints, metrics and resume are
     /// the same either way, so a run may resume on another device.
@@ -77,6 +81,13 @@ impl TrainOptions {
         }
         if self.seed != 0 {
             name.push_str(&format!("-seed{}", self.seed));
+        }
+        if let Some(dir) = &self.images {
+            let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned());
+            name.push_str(&format!(
+                "-on-{}",
+                folder.unwrap_or_else(|| "subset".into())
+            ));
         }
         name
     }
@@ -151,6 +162,7 @@ impl TrainOptions {
             restart: false,
             cls_weight: 1,
             name: None,
+            images: None,
             device: Device::Cpu,
         }
     }
@@ -175,6 +187,12 @@ pub struct TrainReport {
     pub threshold: Option<f32>,
     /// How many times as often each CLS row was drawn as a patch row.
     pub cls_weight: u32,
+    /// Stored images the SAE was trained on (all of the store's unless `--images` was given).
+    #[serde(default)]
+    pub images: usize,
+    /// The folder given with `--images`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images_from: Option<String>,
     /// The SAE's name in the workspace (`saes/<name>/`; empty outside a workspace).
     #[serde(default)]
     pub name: String,
@@ -201,6 +219,14 @@ struct FinishedRun {
 
 const FINISHED_FILE: &str = "train.json";
 
+/// The dataset images a run trains on when it is not every stored image (`--images`).
+pub struct ImageSubset {
+    /// Dataset image ids.
+    pub ids: HashSet<u32>,
+    /// The folder they were given by, and how many of the workspace's images it holds.
+    pub label: String,
+}
+
 /// Random batches from all shards, reading one shard at a time into a bounded shuffle buffer.
 struct ShuffleStream<'a> {
     store: &'a ActivationStore,
@@ -212,6 +238,11 @@ struct ShuffleStream<'a> {
     cap_rows: usize,
     /// (position of the CLS row among an image's rows, extra copies of it per image).
     cls_extra: Option<(usize, usize)>,
+    /// Only these images' rows are drawn.
+    subset: Option<&'a HashSet<u32>>,
+    /// Rows added since the current pass over the shards began (a pass adding none means the
+    /// subset holds no stored image, which would otherwise loop forever).
+    rows_this_pass: usize,
 }
 
 impl<'a> ShuffleStream<'a> {
@@ -220,6 +251,7 @@ impl<'a> ShuffleStream<'a> {
         seed: u64,
         cap_rows: usize,
         cls_extra: Option<(usize, usize)>,
+        subset: Option<&'a HashSet<u32>>,
     ) -> Self {
         ShuffleStream {
             store,
@@ -230,10 +262,13 @@ impl<'a> ShuffleStream<'a> {
             d: store.manifest.d_model,
             cap_rows,
             cls_extra,
+            subset,
+            rows_this_pass: 0,
         }
     }
 
     fn refill(&mut self) -> Result<()> {
+        let per_image = self.store.manifest.tokens_per_image().max(1);
         while self.buffer.len() / self.d < self.cap_rows {
             if self.next_shard >= self.order.len() {
                 // New pass: shuffle the shard order.
@@ -243,18 +278,37 @@ impl<'a> ShuffleStream<'a> {
                     self.order.swap(i, j);
                 }
                 self.next_shard = 0;
+                self.rows_this_pass = 0;
             }
-            let shard = self.store.read_shard(self.order[self.next_shard])?;
+            let Some(&next) = self.order.get(self.next_shard) else {
+                return Err(Error::Workspace("the activation store is empty".into()));
+            };
+            let shard = self.store.read_shard(next)?;
             self.next_shard += 1;
-            self.buffer.extend_from_slice(&shard.activations);
-            if let Some((pos, extra)) = self.cls_extra {
-                let per_image = self.store.manifest.tokens_per_image().max(1);
-                for image in shard.activations.chunks(per_image * self.d) {
+            // `image_ids` has one entry per stored image; its rows are `per_image` consecutive rows.
+            let rows: Vec<&[f32]> = shard
+                .activations
+                .chunks(per_image * self.d)
+                .zip(&shard.image_ids)
+                .filter(|(_, id)| self.subset.is_none_or(|s| s.contains(id)))
+                .map(|(rows, _)| rows)
+                .collect();
+            for image in rows {
+                self.buffer.extend_from_slice(image);
+                self.rows_this_pass += image.len() / self.d;
+                if let Some((pos, extra)) = self.cls_extra {
                     let cls = &image[pos * self.d..(pos + 1) * self.d];
                     for _ in 0..extra {
                         self.buffer.extend_from_slice(cls);
                     }
                 }
+            }
+            if self.next_shard == self.order.len() && self.rows_this_pass == 0 {
+                return Err(Error::Workspace(
+                    "none of the images chosen for training is in the activation store \
+                     (all were skipped at extraction)"
+                        .into(),
+                ));
             }
             if self.store.manifest.shards.len() == 1 || self.buffer.len() / self.d >= self.cap_rows
             {
@@ -322,19 +376,57 @@ pub fn train(ws: &Workspace, opts: &TrainOptions, job: &Job) -> Result<TrainRepo
         .has_cls
         .then(|| store.manifest.token_indices.iter().position(|&t| t == 0))
         .flatten();
-    let mut report = train_on_store(&store, &home, meta, cls_row, opts, job)?;
+    let subset = match &opts.images {
+        Some(dir) => Some(image_subset(ws, dir)?),
+        None => None,
+    };
+    let mut report = train_on_store(&store, &home, meta, cls_row, subset.as_ref(), opts, job)?;
     report.name = name.clone();
     ws.set_active_sae(&name)?;
     Ok(report)
 }
 
+/// The workspace's images under `dir` (its files or links to them), for `--images`.
+fn image_subset(ws: &Workspace, dir: &Path) -> Result<ImageSubset> {
+    let wanted: HashSet<PathBuf> = {
+        let given = Dataset::scan(dir)?;
+        (0..given.len())
+            .filter_map(|i| given.abs_path(i).canonicalize().ok())
+            .collect()
+    };
+    let ds = ws.dataset()?;
+    let ids: HashSet<u32> = (0..ds.len())
+        .filter(|&i| {
+            ds.abs_path(i)
+                .canonicalize()
+                .is_ok_and(|p| wanted.contains(&p))
+        })
+        .map(|i| i as u32)
+        .collect();
+    if ids.is_empty() {
+        return Err(Error::Invalid(format!(
+            "--images {}: none of its {} images is one of this workspace's images (extracted from \
+             {}); give a folder of the workspace's image files or links to them",
+            dir.display(),
+            wanted.len(),
+            ds.root.display()
+        )));
+    }
+    Ok(ImageSubset {
+        label: format!("{} ({} images)", dir.display(), ids.len()),
+        ids,
+    })
+}
+
 /// Trains on any complete activation store, checkpointing into (and saving the SAE to) `sae_dir`.
-/// `cls_row`: the CLS row's position among each image's rows, if the store holds it.
+/// `cls_row`: the CLS row's position among each image's rows, if the store holds it; `subset`:
+/// the images to train on, when not all of the store's.
 pub fn train_on_store(
     store: &ActivationStore,
     sae_dir: &Path,
     meta: SaeMeta,
     cls_row: Option<usize>,
+    subset: Option<&ImageSubset>,
     opts: &TrainOptions,
     job: &Job,
 ) -> Result<TrainReport> {
@@ -351,7 +443,12 @@ pub fn train_on_store(
             ));
         }
     };
-    let total_rows = store.manifest.rows() as u64;
+    let stored_images: usize = store.manifest.shards.iter().map(|s| s.images).sum();
+    let images = subset.map_or(stored_images, |s| s.ids.len().min(stored_images));
+    let total_rows = match subset {
+        Some(_) => (images * store.manifest.tokens_per_image()) as u64,
+        None => store.manifest.rows() as u64,
+    };
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
     let steps = tokens.div_ceil(opts.batch as u64);
     let settings = RunSettings {
@@ -364,6 +461,7 @@ pub fn train_on_store(
         seed: opts.seed,
         normalize: opts.normalize,
         cls_weight: opts.cls_weight,
+        images: subset.map(|s| s.label.clone()),
     };
     if sae_dir.join("cfg.json").is_file() {
         let finished: Option<FinishedRun> =
@@ -400,7 +498,13 @@ pub fn train_on_store(
     let resumed_from_step = resume.as_ref().map_or(0, |p| p.step);
     // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
     let stream_seed = opts.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut stream = ShuffleStream::new(store, stream_seed, opts.buffer_rows, cls_extra);
+    let mut stream = ShuffleStream::new(
+        store,
+        stream_seed,
+        opts.buffer_rows,
+        cls_extra,
+        subset.map(|s| &s.ids),
+    );
     let mut batch = Vec::new();
     stream.batch(opts.batch.min(4096), &mut batch)?;
     let input_scale = match &resume {
@@ -534,6 +638,8 @@ pub fn train_on_store(
         input_scale,
         threshold: matches!(opts.arch, TrainArch::BatchTopK).then_some(trainer.threshold),
         cls_weight: opts.cls_weight,
+        images,
+        images_from: opts.images.as_ref().map(|d| d.display().to_string()),
         name: String::new(),
         already_trained: false,
         device: crate::device::name(&opts.device),
@@ -923,9 +1029,12 @@ pub fn evaluate(
 mod tests {
     use super::*;
 
-    /// A store of 10 images × 4 tokens (token 0 = CLS, value ≥ 100) and the share of CLS rows
-    /// the shuffle stream draws with `cls_extra`.
-    fn cls_share(cls_extra: Option<(usize, usize)>) -> f64 {
+    /// A store of 10 images × 4 tokens (row = [image id, token]; the CLS row, token 0, holds
+    /// 100 + id) and 10,000 rows drawn from it by the shuffle stream.
+    fn draws(
+        cls_extra: Option<(usize, usize)>,
+        subset: Option<&HashSet<u32>>,
+    ) -> Result<Vec<[f32; 2]>> {
         let dir = tempfile::tempdir().unwrap();
         let (d, images, tokens) = (2, 10, 4);
         let mut rows = Vec::new();
@@ -945,14 +1054,19 @@ mod tests {
         m["token_indices"] = serde_json::json!([0, 1, 2, 3]);
         std::fs::write(&manifest, m.to_string()).unwrap();
         let store = ActivationStore::open(&store_dir).unwrap();
-        let mut stream = ShuffleStream::new(&store, 1, 64, cls_extra);
+        let mut stream = ShuffleStream::new(&store, 1, 64, cls_extra, subset);
         let mut out = Vec::new();
-        let mut cls = 0usize;
+        let mut drawn = Vec::new();
         for _ in 0..200 {
-            stream.batch(50, &mut out).unwrap();
-            cls += out.chunks(d).filter(|r| r[0] >= 100.0).count();
+            stream.batch(50, &mut out)?;
+            drawn.extend(out.chunks(d).map(|r| [r[0], r[1]]));
         }
-        cls as f64 / 10_000.0
+        Ok(drawn)
+    }
+
+    fn cls_share(cls_extra: Option<(usize, usize)>) -> f64 {
+        let drawn = draws(cls_extra, None).unwrap();
+        drawn.iter().filter(|r| r[0] >= 100.0).count() as f64 / drawn.len() as f64
     }
 
     #[test]
@@ -962,6 +1076,28 @@ mod tests {
         // Weight 4: 4 CLS draws for every 3 patch rows of an image.
         let weighted = cls_share(Some((0, 3)));
         assert!((weighted - 4.0 / 7.0).abs() < 0.03, "4 in 7: {weighted}");
+    }
+
+    #[test]
+    fn an_image_subset_draws_only_its_images_rows() {
+        let subset: HashSet<u32> = [2, 7].into();
+        let drawn = draws(Some((0, 1)), Some(&subset)).unwrap();
+        let image = |r: &[f32; 2]| (r[0] as u32) % 100;
+        assert!(drawn.iter().all(|r| subset.contains(&image(r))));
+        for id in [2, 7] {
+            let n = drawn.iter().filter(|r| image(r) == id).count();
+            assert!(
+                (n as f64 / drawn.len() as f64 - 0.5).abs() < 0.05,
+                "{id}: {n}"
+            );
+        }
+        // Weight 2 on the subset: 2 CLS draws for every 3 patch rows.
+        let cls = drawn.iter().filter(|r| r[0] >= 100.0).count() as f64 / drawn.len() as f64;
+        assert!((cls - 0.4).abs() < 0.03, "{cls}");
+        // A subset the store does not hold is an error, not an endless loop.
+        let absent: HashSet<u32> = [42].into();
+        let err = draws(None, Some(&absent)).unwrap_err().to_string();
+        assert!(err.contains("none of the images"), "{err}");
     }
 
     /// The training loop's device branch (here a device trainer on the CPU device) reports the

@@ -418,7 +418,7 @@ pub fn train_text_sae(
         device: pipe.device.clone(),
         ..opts.clone()
     };
-    let train = workflow::train_on_store(&store, &sae_dir, meta, None, &opts, job)?;
+    let train = workflow::train_on_store(&store, &sae_dir, meta, None, None, &opts, job)?;
     let sae = crate::sae::formats::load_sae(&sae_dir)?;
     let (heldout_fve, heldout_l0) = crate::sae::fve_and_l0(&sae, &heldout);
     write_top_prompts(out, &sae, &prompts)?;
