@@ -249,6 +249,10 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
                 .pointer("/metadata/saescope_cls_weight")
                 .and_then(|v| v.as_u64())
                 .and_then(|v| u32::try_from(v).ok()),
+            training_images: cfg
+                .pointer("/metadata/saescope_training_images")
+                .and_then(|v| v.as_str())
+                .map(String::from),
         },
     };
     sae.validate()?;
@@ -279,6 +283,7 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
             "saescope_version": env!("CARGO_PKG_VERSION"),
             "saescope_pos_interpolation": s.meta.pos_interpolation,
             "saescope_cls_weight": s.meta.cls_weight,
+            "saescope_training_images": s.meta.training_images,
             // Training-time input normalisation, already folded into the weights above.
             "saescope_input_scale_folded": sae.input_scale,
         },

@@ -40,6 +40,10 @@ pub struct SaeMeta {
     /// (`--cls-weight`), when more than once.
     #[serde(default)]
     pub cls_weight: Option<u32>,
+    /// saescope training on some of a workspace's images only (`train --images`): the folder
+    /// and how many of the workspace's images it held.
+    #[serde(default)]
+    pub training_images: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

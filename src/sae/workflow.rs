@@ -616,6 +616,7 @@ pub fn train_on_store(
     let mut sae = trainer.to_sae(SaeMeta {
         source_format: Some("saelens".into()),
         cls_weight: (opts.cls_weight > 1).then_some(opts.cls_weight),
+        training_images: subset.map(|s| s.label.clone()),
         ..meta
     });
     sae.input_scale = input_scale;

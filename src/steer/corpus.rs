@@ -408,9 +408,7 @@ pub fn train_text_sae(
                 "text_encoder.hidden_states[-2] + text_encoder_2.hidden_states[-2]".into()
             }
         }),
-        source_format: None,
-        pos_interpolation: None,
-        cls_weight: None,
+        ..Default::default()
     };
     let sae_dir = out.join(workflow::SAE_DIR);
     // Trained where the pipeline runs (the CPU trainer on the CPU, the device trainer elsewhere).
