@@ -6,7 +6,8 @@
 # (clean and spliced), export. Each stage's JSON, wall time, peak RSS and disk go to $OUT.
 #
 # Usage: scripts/dinov2-pipeline.sh [STAGE...]   (default: every stage; OUT=/tmp/dino)
-# Extra stages, not in the default list: sweep-cls (the CLS weight, chosen on held-out train
+# Extra stages, not in the default list: select (the SAE chosen on train images it never saw,
+# see docs/BENCHMARKS.md), adopt (its choice made ws-train's SAE; ADOPT and SAE below), sweep-cls (the CLS weight, chosen on held-out train
 # images; CLS_WEIGHT below), sweep-probe (each sweep SAE's spliced probe on held-out
 # train images, the second selection rule) and probe-test2 (the probe on the unseen half of the
 # test split).
@@ -23,6 +24,9 @@ LAYER=${LAYER:-10}
 D_SAE=${D_SAE:-1536}
 K=${K:-32}
 TOKENS=${TOKENS:-8000000}
+# The SAE the later stages use, by name under ws-train/saes/ (adopt sets it from the select
+# stage's choice: ADOPT=sel-<candidate>).
+SAE=${SAE:-topk-$D_SAE-k$K}
 CLS_WEIGHT=${CLS_WEIGHT:-1}
 TEST_PER_CLASS=${TEST_PER_CLASS:-500}
 mkdir -p "$OUT"
@@ -163,11 +167,19 @@ run_stage() {
         stage "sweep-cls-probe-$w" "$B" probe --model "$M" --workspace "$ws" \
           --spliced --fit "$OUT/sets/probe-fit" --eval "$OUT/sets/probe-held"
       done ;;
+    adopt)
+      # The select stage's chosen SAE (trained on probe-fit), copied into ws-train as is and
+      # made its active SAE, instead of training the final SAE again.
+      local name
+      name=$(basename "$(find "$OUT/sweep/$ADOPT/saes" -mindepth 1 -maxdepth 1 -type d | head -n 1)")
+      mkdir -p "$OUT/ws-train/saes"
+      cp -r "$OUT/sweep/$ADOPT/saes/$name" "$OUT/ws-train/saes/"
+      stage adopt "$B" use-sae "$name" --workspace "$OUT/ws-train" ;;
     train) local tok=()
       [ "$TOKENS" = - ] || tok=(--tokens "$TOKENS")
       stage train "$B" train --workspace "$OUT/ws-train" --d-sae "$D_SAE" --k "$K" \
         "${tok[@]}" --cls-weight "$CLS_WEIGHT" ;;
-    eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/saes/topk-$D_SAE-k$K" \
+    eval) stage eval "$B" eval-sae --workspace "$OUT/ws-test" --sae "$OUT/ws-train/saes/$SAE" \
         --images "$TEST" ;;
     index) stage index "$B" index --workspace "$OUT/ws-train" ;;
     labels) stage labels "$B" label --workspace "$OUT/ws-train" --from-classes ;;

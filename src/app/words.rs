@@ -18,24 +18,62 @@ const FIELDS: [(&str, &str); 8] = [
     ("--d-sae", "the features field"),
 ];
 
-/// `msg` with CLI options replaced by the app's field names ("pass --x" → "fill in <field>"),
-/// except inside `backquoted` commands, which stay as written.
+/// Backquoted CLI commands that the app does with a button, and that button: (command, whether
+/// arguments may follow, button).
+const COMMANDS: [(&str, bool, &str); 3] = [
+    (
+        "saescope extract --workspace",
+        true,
+        "the New workspace form on the start page",
+    ),
+    (
+        "saescope train --workspace",
+        true,
+        "Train SAE on the explorer's Features tab",
+    ),
+    (
+        "saescope index",
+        false,
+        "Build index on the explorer's Features tab",
+    ),
+];
+
+/// `msg` with CLI options replaced by the app's field names ("pass --x" → "fill in <field>");
+/// a `backquoted` command becomes the app's button for it, or stays as written when it has none.
 pub fn gui_words(msg: &str) -> String {
-    msg.split('`')
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 {
-                return part.to_string();
+    let parts: Vec<&str> = msg.split('`').collect();
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 0 {
+            out.push_str(&with_field_names(part));
+            continue;
+        }
+        let button = COMMANDS.iter().find(|(cmd, args, _)| {
+            part.strip_prefix(cmd)
+                .is_some_and(|rest| rest.is_empty() || (*args && rest.starts_with(' ')))
+        });
+        match button {
+            Some((_, _, button)) => out.push_str(button),
+            None => {
+                out.push('`');
+                out.push_str(part);
+                // An unclosed quote stays unclosed.
+                if i + 1 < parts.len() {
+                    out.push('`');
+                }
             }
-            let mut out = part.to_string();
-            for (flag, field) in FIELDS {
-                out = out.replace(&format!("pass {flag}"), &format!("fill in {field} with"));
-                out = out.replace(flag, field);
-            }
-            out
-        })
-        .collect::<Vec<_>>()
-        .join("`")
+        }
+    }
+    out
+}
+
+fn with_field_names(text: &str) -> String {
+    let mut out = text.to_string();
+    for (flag, field) in FIELDS {
+        out = out.replace(&format!("pass {flag}"), &format!("fill in {field} with"));
+        out = out.replace(flag, field);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -59,7 +97,21 @@ mod tests {
             "device cuda:0 cannot be used: no driver; choose cpu or auto in the status bar's Device menu"
         );
         assert_eq!(gui_words("nothing to translate"), "nothing to translate");
-        let quoted = "not a workspace; create one with `saescope extract --workspace D`";
-        assert_eq!(gui_words(quoted), quoted);
+        assert_eq!(
+            gui_words("not a workspace; create one with `saescope extract --workspace D`"),
+            "not a workspace; create one with the New workspace form on the start page"
+        );
+        assert_eq!(
+            gui_words("no feature index yet for this SAE; run `saescope index`"),
+            "no feature index yet for this SAE; run Build index on the explorer's Features tab"
+        );
+        // Commands the app has no button for stay as written, and so does an unclosed quote.
+        for quoted in [
+            "run `saescope ood --workspace W` first",
+            "corrupt; run `saescope index --rebuild` to rebuild it",
+            "odd `quote",
+        ] {
+            assert_eq!(gui_words(quoted), quoted);
+        }
     }
 }

@@ -47,6 +47,47 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
         images_per_shard: None,
     };
     let ex = extract(&r.workspace, &r.model, &backbone, &r.images, &opts, job)?;
+    drop(backbone);
+    let s = add_sae(
+        &SaeRequest {
+            device: r.device,
+            workspace: r.workspace.clone(),
+            sae_file: r.sae_file.clone(),
+            train: r.train.clone(),
+        },
+        job,
+    )?;
+    Ok(CreateReport {
+        labelled_from_classes: s.labelled_from_classes,
+        extracted_images: ex.extracted_images,
+        skipped_images: ex.skipped.len(),
+        sae: s.sae,
+        features: s.features,
+    })
+}
+
+/// The SAE half of a new workspace, also offered by the explorer for a workspace that has
+/// activations but no SAE yet (e.g. made by `saescope extract` alone).
+#[derive(Clone, Debug)]
+pub struct SaeRequest {
+    pub device: crate::device::DeviceChoice,
+    pub workspace: PathBuf,
+    /// An SAE to import instead of training one.
+    pub sae_file: Option<PathBuf>,
+    pub train: TrainOptions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SaeReport {
+    pub sae: String,
+    pub features: usize,
+    pub labelled_from_classes: usize,
+}
+
+/// Trains (or imports) the workspace's SAE, makes it active, indexes it and labels its features
+/// with their most precise class.
+pub fn add_sae(r: &SaeRequest, job: &Job) -> Result<SaeReport> {
+    let device = super::device_of(r.device)?;
     let ws = Workspace::open(&r.workspace)?;
     let home = match &r.sae_file {
         // A finished SAE of these settings is reported, not trained again.
@@ -88,10 +129,8 @@ pub fn create(r: &CreateRequest, job: &Job) -> Result<CreateReport> {
         l.save(&home)?;
         n
     };
-    Ok(CreateReport {
+    Ok(SaeReport {
         labelled_from_classes,
-        extracted_images: ex.extracted_images,
-        skipped_images: ex.skipped.len(),
         sae: home
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

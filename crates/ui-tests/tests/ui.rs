@@ -33,6 +33,11 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
             .is_some(),
         "the error is shown in the window"
     );
+    // In the app's words: the form to use, not the CLI command.
+    assert!(
+        h.query_by_label_contains("create one with the New workspace form on the start page")
+            .is_some()
+    );
     assert!(h.state().open.is_none());
     // The status bar says where jobs run: auto picks the CPU in this build.
     h.get_by_role_and_label(Role::ComboBox, "Device:");
@@ -249,6 +254,70 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     )
     .unwrap();
     ws
+}
+
+/// A workspace made by `extract` alone (activations, no SAE) is not a dead end: the explorer
+/// offers Train SAE (then index and class labels, as a new workspace gets), and the grid opens.
+#[test]
+fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
+    use saescope::shared::shared_path;
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("cifar");
+    common::subset("data/cifar10/train", &["cat", "ship"], 12, &images);
+    let ws = tmp.path().join("ws");
+    let model = saescope::backbone::ModelSpec::from_cli(
+        &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
+        Some(&project("assets/models/vit-cifar10.json")),
+    )
+    .unwrap();
+    saescope::ops::build::extract(
+        &saescope::ops::build::ExtractRequest {
+            model,
+            device: Default::default(),
+            images,
+            workspace: ws.clone(),
+            options: saescope::store::extract::ExtractOptions {
+                layer: 3,
+                tokens: saescope::backbone::TokenSelection::All,
+                dtype: saescope::store::workspace::StoreDType::F16,
+                batch_size: 64,
+                images_per_shard: None,
+            },
+        },
+        &saescope::job::Job::default(),
+    )
+    .unwrap();
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    h.get_by_label_contains("no SAE yet");
+    assert!(
+        h.query_by_role_and_label(Role::Button, "Load SAE")
+            .is_none()
+    );
+    for (field, value) in [("features", 64.0), ("k", 4.0), ("M tokens", 0.05)] {
+        h.get_by_role_and_label(Role::SpinButton, field)
+            .set_value_accesskit(value);
+        h.run_steps(2);
+    }
+    h.get_by_role_and_label(Role::Button, "Train SAE").click();
+    h.run();
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .is_some_and(|x| x.index.is_some())
+    });
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.sae.as_ref().map(|s| (s.d_sae, s.d_in)), Some((64, 128)));
+    let home = x.home.clone().unwrap();
+    assert!(home.ends_with("saes/topk-64-k4"), "{}", home.display());
+    // 50,000 tokens were asked for; the run's report says how many it drew.
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("train.json")).unwrap()).unwrap();
+    assert_eq!(run["settings"]["tokens"], 50_000);
+    // Class labels came with it, so search by class works at once.
+    assert!(!x.labels.labels.is_empty());
+    h.run_steps(4);
+    assert!(h.query_by_label_contains("no SAE yet").is_none());
 }
 
 /// Trains a TopK SAE (k 4, batch 512) on the workspace, as `saescope train` with these options.

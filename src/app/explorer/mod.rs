@@ -120,6 +120,30 @@ pub struct FormInputs {
     pub reverse: bool,
     /// How heatmaps are drawn on the feature page and in the image view.
     pub heatmap: HeatmapView,
+    /// The SAE to train (or file to load) for a workspace that has none yet.
+    pub new_sae: NewSae,
+}
+
+/// A workspace's first SAE: a TopK SAE to train, or an SAE file to load instead.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NewSae {
+    pub d_sae: usize,
+    pub k: usize,
+    /// Training tokens in millions; 0 = ten passes over the activations.
+    pub mtokens: f64,
+    pub sae_file: String,
+}
+
+impl Default for NewSae {
+    fn default() -> Self {
+        NewSae {
+            d_sae: 2048,
+            k: 16,
+            mtokens: 0.0,
+            sae_file: String::new(),
+        }
+    }
 }
 
 /// Heatmap display: opacity over the image, and the plain image beside it.
@@ -424,6 +448,9 @@ impl Explorer {
             .count();
         if done > self.jobs_reloaded {
             self.jobs_reloaded = done;
+            if self.sae.is_none() {
+                self.adopt_new_sae();
+            }
             if self.index.is_none()
                 && let Some(h) = &self.home
                 && crate::analysis::index::index_dir(h).exists()
@@ -508,7 +535,7 @@ impl Explorer {
 
     fn no_index_ui(&mut self, ui: &mut egui::Ui) {
         if self.sae.is_none() {
-            ui.label("This workspace has no SAE yet. Train one: saescope train --workspace <this folder> --d-sae 2048 --k 16");
+            self.new_sae_ui(ui);
             return;
         }
         ui.label("No feature index yet: it lists every feature's top images and statistics.");
@@ -530,6 +557,100 @@ impl Explorer {
                     let r = crate::ops::analyse::build_index(&request, job)?;
                     Ok(format!("{} images, {} features", r.images, r.features))
                 }));
+        }
+    }
+
+    /// A workspace with activations but no SAE: train one (or load a file) here, then it is
+    /// indexed and its features labelled from the classes, as a new workspace's would be.
+    fn new_sae_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(
+            "This workspace has activations but no SAE yet. Train one here (it is then indexed \
+             and its features labelled from the class folders), or load an SAE file.",
+        );
+        let form = &mut self.form.new_sae;
+        egui::Grid::new("new_sae").num_columns(2).show(ui, |ui| {
+            labelled_path_row(
+                ui,
+                &self.picker,
+                Pick::File,
+                "SAE file (optional)",
+                &mut form.sae_file,
+                "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
+            );
+            if form.sae_file.trim().is_empty() {
+                ui.label("New TopK SAE");
+                ui.horizontal(|ui| {
+                    let l = ui.label("features");
+                    ui.add(egui::DragValue::new(&mut form.d_sae).range(16..=131072))
+                        .labelled_by(l.id);
+                    let l = ui.label("k");
+                    ui.add(egui::DragValue::new(&mut form.k).range(1..=1024))
+                        .labelled_by(l.id);
+                    let l = ui.label("M tokens");
+                    ui.add(
+                        egui::DragValue::new(&mut form.mtokens)
+                            .range(0.0..=1000.0)
+                            .speed(0.1),
+                    )
+                    .labelled_by(l.id)
+                    .on_hover_text("0 = ten passes over the activations");
+                });
+                ui.end_row();
+            }
+        });
+        let file = form.sae_file.trim();
+        let (title, tip) = if file.is_empty() {
+            (
+                "Train SAE",
+                "Train, index and label (resumable; cancel keeps the progress)",
+            )
+        } else {
+            (
+                "Load SAE",
+                "Copy the SAE into the workspace, then index and label it",
+            )
+        };
+        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
+        if running || !ui.button(title).on_hover_text(tip).clicked() {
+            return;
+        }
+        let mut train = crate::sae::workflow::TrainOptions::topk(form.d_sae, form.k);
+        if form.mtokens > 0.0 {
+            train.tokens = Some((form.mtokens * 1e6).round() as u64);
+        }
+        let request = crate::ops::create::SaeRequest {
+            device: self.device,
+            workspace: self.ws.dir.clone(),
+            sae_file: (!file.is_empty()).then(|| file.into()),
+            train,
+        };
+        self.jobs
+            .push(BackgroundJob::spawn(title, ui.ctx(), move |job| {
+                let r = crate::ops::create::add_sae(&request, job)?;
+                Ok(format!(
+                    "{}: {} features, {} labelled from classes",
+                    r.sae, r.features, r.labelled_from_classes
+                ))
+            }));
+    }
+
+    /// After a job: the SAE a workspace without one now has (made active by the job), with its
+    /// labels; the index is loaded by the caller.
+    fn adopt_new_sae(&mut self) {
+        let Ok(ws) = Workspace::open(&self.ws.dir) else {
+            return;
+        };
+        let Ok(home) = ws.sae_home(None) else {
+            return;
+        };
+        match workspace_sae(&ws, Some(&home)).and_then(|sae| Ok((sae, Labels::load(&home)?))) {
+            Ok((sae, labels)) => {
+                self.sae = Some(sae);
+                self.labels = labels;
+                self.home = Some(home);
+                self.ws = ws;
+            }
+            Err(e) => self.error = Some(e.to_string()),
         }
     }
 
