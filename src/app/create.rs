@@ -83,10 +83,7 @@ impl CreateRequest {
         // DINOv2 ignore anyway.
         spec.pos_interpolation = (self.pos_interpolation != PosInterpolation::Transformers)
             .then_some(self.pos_interpolation);
-        let mut train = TrainOptions::topk(self.d_sae, self.k);
-        if self.train_mtokens > 0.0 {
-            train.tokens = Some((self.train_mtokens as f64 * 1e6) as u64);
-        }
+        let train = topk_options(self.d_sae, self.k, self.train_mtokens as f64);
         let sae_file = self.sae_file.trim();
         let r = crate::ops::create::create(
             &crate::ops::create::CreateRequest {
@@ -274,23 +271,7 @@ pub fn form_ui(
                 Some(("SAE file", Pick::File)),
             );
             if req.sae_file.trim().is_empty() {
-                ui.label("New TopK SAE");
-                ui.horizontal(|ui| {
-                    let l = ui.label("features");
-                    ui.add(egui::DragValue::new(&mut req.d_sae).range(16..=131072))
-                        .labelled_by(l.id);
-                    let l = ui.label("k");
-                    ui.add(egui::DragValue::new(&mut req.k).range(1..=1024))
-                        .labelled_by(l.id);
-                    let l = ui.label("M tokens");
-                    ui.add(
-                        egui::DragValue::new(&mut req.train_mtokens)
-                            .range(0.0..=1000.0)
-                            .speed(0.1),
-                    )
-                    .labelled_by(l.id)
-                    .on_hover_text("0 = ten passes over the activations");
-                });
+                new_topk_fields(ui, &mut req.d_sae, &mut req.k, &mut req.train_mtokens);
                 ui.end_row();
             }
         });
@@ -322,6 +303,38 @@ pub fn form_ui(
 }
 
 /// Starts the pipeline as a background job.
+/// The grid row of a new TopK SAE's settings (features, k, training tokens in millions), in the
+/// new-workspace form and for a workspace without an SAE.
+pub fn new_topk_fields<T: egui::emath::Numeric>(
+    ui: &mut egui::Ui,
+    d_sae: &mut usize,
+    k: &mut usize,
+    mtokens: &mut T,
+) {
+    ui.label("New TopK SAE");
+    ui.horizontal(|ui| {
+        let l = ui.label("features");
+        ui.add(egui::DragValue::new(d_sae).range(16..=131072))
+            .labelled_by(l.id);
+        let l = ui.label("k");
+        ui.add(egui::DragValue::new(k).range(1..=1024))
+            .labelled_by(l.id);
+        let l = ui.label("M tokens");
+        ui.add(egui::DragValue::new(mtokens).range(0.0..=1000.0).speed(0.1))
+            .labelled_by(l.id)
+            .on_hover_text("0 = ten passes over the activations");
+    });
+}
+
+/// TopK training options from those fields (0 M tokens = the default ten passes).
+pub fn topk_options(d_sae: usize, k: usize, mtokens: f64) -> TrainOptions {
+    let mut train = TrainOptions::topk(d_sae, k);
+    if mtokens > 0.0 {
+        train.tokens = Some((mtokens * 1e6) as u64);
+    }
+    train
+}
+
 pub fn start(
     req: &CreateRequest,
     device: crate::device::DeviceChoice,

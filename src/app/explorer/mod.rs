@@ -578,23 +578,12 @@ impl Explorer {
                 "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
             );
             if form.sae_file.trim().is_empty() {
-                ui.label("New TopK SAE");
-                ui.horizontal(|ui| {
-                    let l = ui.label("features");
-                    ui.add(egui::DragValue::new(&mut form.d_sae).range(16..=131072))
-                        .labelled_by(l.id);
-                    let l = ui.label("k");
-                    ui.add(egui::DragValue::new(&mut form.k).range(1..=1024))
-                        .labelled_by(l.id);
-                    let l = ui.label("M tokens");
-                    ui.add(
-                        egui::DragValue::new(&mut form.mtokens)
-                            .range(0.0..=1000.0)
-                            .speed(0.1),
-                    )
-                    .labelled_by(l.id)
-                    .on_hover_text("0 = ten passes over the activations");
-                });
+                crate::app::create::new_topk_fields(
+                    ui,
+                    &mut form.d_sae,
+                    &mut form.k,
+                    &mut form.mtokens,
+                );
                 ui.end_row();
             }
         });
@@ -614,10 +603,7 @@ impl Explorer {
         if running || !ui.button(title).on_hover_text(tip).clicked() {
             return;
         }
-        let mut train = crate::sae::workflow::TrainOptions::topk(form.d_sae, form.k);
-        if form.mtokens > 0.0 {
-            train.tokens = Some((form.mtokens * 1e6).round() as u64);
-        }
+        let train = crate::app::create::topk_options(form.d_sae, form.k, form.mtokens);
         let request = crate::ops::create::SaeRequest {
             device: self.device,
             workspace: self.ws.dir.clone(),
