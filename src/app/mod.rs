@@ -448,6 +448,13 @@ impl SaescopeApp {
 
     /// The open workspace: its summary, then the explorer.
     fn workspace_ui(&mut self, ui: &mut egui::Ui) {
+        // The explorer trained or loaded the workspace's first SAE: list it.
+        if let (Some(open), Some(x)) = (&mut self.open, &self.explorer)
+            && open.saes.is_empty()
+            && x.sae.is_some()
+        {
+            open.saes = crate::ops::saes::list_saes(&x.ws);
+        }
         let Some(ws) = &self.open else { return };
         let mut close = false;
         ui.horizontal(|ui| {

@@ -318,6 +318,8 @@ fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
     assert!(!x.labels.labels.is_empty());
     h.run_steps(4);
     assert!(h.query_by_label_contains("no SAE yet").is_none());
+    // The workspace panel lists the new SAE.
+    assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(1));
 }
 
 /// Trains a TopK SAE (k 4, batch 512) on the workspace, as `saescope train` with these options.
