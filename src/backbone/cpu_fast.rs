@@ -6,7 +6,7 @@
 //! path (checked against it in tests and against PyTorch in tests/parity.rs).
 
 use super::layers::{Activation, Block};
-use super::sgemm_avx512;
+use super::sgemm;
 use crate::error::Result;
 use candle_core::Tensor;
 use rayon::prelude::*;
@@ -24,10 +24,10 @@ pub struct FastLinear {
     d_out: usize,
 }
 
-/// The weight in the layout the CPU's GEMM wants: packed panels for the AVX-512 kernel, or
-/// row-major [in, out] for the `gemm` crate.
+/// The weight in the layout the CPU's GEMM wants: packed panels for our AVX-512 or AVX2 kernel,
+/// or row-major [in, out] for the `gemm` crate.
 enum Weights {
-    Packed(sgemm_avx512::PackedB),
+    Packed(sgemm::PackedB),
     RowMajor(Vec<f32>),
 }
 
@@ -44,8 +44,8 @@ impl FastLinear {
 
     /// From a row-major [d_in, d_out] weight (benchmarks and tests).
     pub fn from_parts(w_t: Vec<f32>, bias: Option<Vec<f32>>, d_in: usize, d_out: usize) -> Self {
-        let weights = if sgemm_avx512::available() {
-            Weights::Packed(sgemm_avx512::PackedB::new(&w_t, d_in, d_out))
+        let weights = if sgemm::available() {
+            Weights::Packed(sgemm::PackedB::new(&w_t, d_in, d_out))
         } else {
             Weights::RowMajor(w_t)
         };
@@ -72,10 +72,8 @@ impl FastLinear {
             Weights::Packed(p) => {
                 let bias = self.bias.as_deref();
                 match act {
-                    None => sgemm_avx512::gemm(x, rows, p, bias, out, |_| {}),
-                    Some(act) => {
-                        sgemm_avx512::gemm(x, rows, p, bias, out, |s| activate_slice(s, act))
-                    }
+                    None => sgemm::gemm(x, rows, p, bias, out, |_| {}),
+                    Some(act) => sgemm::gemm(x, rows, p, bias, out, |s| activate_slice(s, act)),
                 }
             }
             Weights::RowMajor(w_t) => {
@@ -325,21 +323,21 @@ fn attention_into(
 fn attention_image(src: &[f32], out: &mut [f32], t: usize, heads: usize, d: usize, causal: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if sgemm_avx512::available() {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { attention_image_avx512(src, out, t, heads, d, causal) };
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the features the function is compiled for.
-            return unsafe { attention_image_avx2(src, out, t, heads, d, causal) };
+        match sgemm::best() {
+            // SAFETY: the CPU supports the features the functions are compiled for.
+            Some(sgemm::Isa::Avx512) => {
+                return unsafe { attention_image_avx512(src, out, t, heads, d, causal) };
+            }
+            Some(sgemm::Isa::Avx2) => {
+                return unsafe { attention_image_avx2(src, out, t, heads, d, causal) };
+            }
+            None => {}
         }
     }
     attention_image_generic(src, out, t, heads, d, causal)
 }
 
-/// One image's attention with the AVX-512 GEMM: per head, S = Q·Kᵀ reading Q in place from
-/// the qkv rows (K packed transposed), a scaled softmax, and O = P·V written straight into the
-/// head's columns of `out`.
+/// [`attention_image_packed`] with AVX-512 code generation for its softmax.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn attention_image_avx512(
@@ -350,23 +348,10 @@ unsafe fn attention_image_avx512(
     d: usize,
     causal: bool,
 ) {
-    let hd = d / heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut s = vec![0f32; t * t];
-    let mut keys = sgemm_avx512::PackedB::empty();
-    let mut values = sgemm_avx512::PackedB::empty();
-    for h in 0..heads {
-        let q = &src[h * hd..];
-        keys.repack(&src[d + h * hd..], 3 * d, hd, t, true);
-        values.repack(&src[2 * d + h * hd..], 3 * d, t, hd, false);
-        sgemm_avx512::gemm_strided(q, 3 * d, t, &keys, &mut s, t);
-        for (i, row) in s.chunks_mut(t).enumerate() {
-            softmax_scaled_row(row, if causal { i + 1 } else { t }, scale);
-        }
-        sgemm_avx512::gemm_strided(&s, t, t, &values, &mut out[h * hd..], d);
-    }
+    attention_image_packed(src, out, t, heads, d, causal)
 }
 
+/// [`attention_image_packed`] with AVX2 + FMA code generation for its softmax.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn attention_image_avx2(
@@ -377,7 +362,36 @@ unsafe fn attention_image_avx2(
     d: usize,
     causal: bool,
 ) {
-    attention_image_generic(src, out, t, heads, d, causal)
+    attention_image_packed(src, out, t, heads, d, causal)
+}
+
+/// One image's attention with our GEMM kernels: per head, S = Q·Kᵀ reading Q in place from the
+/// qkv rows (K packed transposed), a scaled softmax, and O = P·V written straight into the
+/// head's columns of `out`.
+#[inline(always)]
+fn attention_image_packed(
+    src: &[f32],
+    out: &mut [f32],
+    t: usize,
+    heads: usize,
+    d: usize,
+    causal: bool,
+) {
+    let hd = d / heads;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut s = vec![0f32; t * t];
+    let mut keys = sgemm::PackedB::empty();
+    let mut values = sgemm::PackedB::empty();
+    for h in 0..heads {
+        let q = &src[h * hd..];
+        keys.repack(&src[d + h * hd..], 3 * d, hd, t, true);
+        values.repack(&src[2 * d + h * hd..], 3 * d, t, hd, false);
+        sgemm::gemm_strided(q, 3 * d, t, &keys, &mut s, t);
+        for (i, row) in s.chunks_mut(t).enumerate() {
+            softmax_scaled_row(row, if causal { i + 1 } else { t }, scale);
+        }
+        sgemm::gemm_strided(&s, t, t, &values, &mut out[h * hd..], d);
+    }
 }
 
 /// Exact (erf) GELU in place, vectorised with AVX-512 or AVX2 + FMA when the CPU has them.

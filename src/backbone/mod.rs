@@ -9,7 +9,7 @@ pub mod dinov2;
 pub mod layers;
 pub mod pos_interp;
 pub mod preprocess;
-pub mod sgemm_avx512;
+pub mod sgemm;
 pub mod siglip;
 pub mod source;
 pub mod tokenizer;
