@@ -163,16 +163,7 @@ where
             // SAFETY: a_rows holds rows×k and c_rows rows×n; B was packed for a kernel this CPU
             // supports (PackedB is only built for detected ones).
             unsafe {
-                block(
-                    a_rows.as_ptr(),
-                    k,
-                    rows,
-                    b,
-                    bias,
-                    c_rows.as_mut_ptr(),
-                    n,
-                    true,
-                );
+                block(a_rows.as_ptr(), k, rows, b, bias, c_rows.as_mut_ptr(), n);
             }
             epilogue(c_rows);
         });
