@@ -1,9 +1,10 @@
 //! The CPU fast path for transformer blocks (f32). candle runs each op separately — batched
 //! attention becomes thousands of tiny single-threaded GEMM calls and every elementwise op is a
 //! single-threaded pass that allocates. Here a block is: GEMMs with the bias folded into the
-//! output (gemm crate, multi-threaded), one fused attention kernel per image (rayon over images),
-//! and fused residual + LayerNorm / activation passes over row chunks. Same math as the candle
-//! path (checked against it in tests and against PyTorch in tests/parity.rs).
+//! output (our AVX-512 / AVX2 kernels in `sgemm`, else the gemm crate; multi-threaded), one
+//! fused attention kernel per image (rayon over images), and fused residual + LayerNorm /
+//! activation passes over row chunks. Same math as the candle path (checked against it in tests
+//! and against PyTorch in tests/parity.rs).
 
 use super::layers::{Activation, Block};
 use super::sgemm;
