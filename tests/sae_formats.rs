@@ -179,3 +179,26 @@ fn bad_files_get_clear_errors() {
     let err = load_sae(&ints).unwrap_err().to_string();
     assert!(err.contains("must be floating point"), "{err}");
 }
+
+/// People pick the weights file, not the folder: a SAELens `sae_weights.safetensors` loads with
+/// its folder's cfg.json, and files that are not SAEs say so in words, not a parser's.
+#[test]
+fn a_saelens_weights_file_loads_and_other_files_say_what_is_wrong() {
+    let good = fixtures().join("saelens_jumprelu");
+    let by_file = load_sae(&good.join("sae_weights.safetensors")).unwrap();
+    let by_dir = load_sae(&good).unwrap();
+    assert_eq!(by_file.fingerprint(), by_dir.fingerprint());
+
+    let dir = tempfile::tempdir().unwrap();
+    // The weights without their cfg.json.
+    let lone = dir.path().join("sae_weights.safetensors");
+    std::fs::copy(good.join("sae_weights.safetensors"), &lone).unwrap();
+    let err = load_sae(&lone).unwrap_err().to_string();
+    assert!(err.contains("without their cfg.json"), "{err}");
+    // A pretty-printed JSON file that is not a saev checkpoint.
+    let json = dir.path().join("dataset.json");
+    std::fs::write(&json, "{\n  \"images\": []\n}\n").unwrap();
+    let err = load_sae(&json).unwrap_err().to_string();
+    assert!(err.contains("not an SAE file"), "{err}");
+    assert!(!err.contains("EOF"), "{err}");
+}

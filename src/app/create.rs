@@ -141,6 +141,8 @@ pub fn form_ui(
     let mut go = false;
     // The model's layer count once the model field names one that loads.
     let mut n_layers: Option<usize> = None;
+    // Why the typed SAE file cannot be loaded, once known (shown under the field too).
+    let mut sae_problem: Option<String> = None;
     // Each field is labelled by its caption (screen readers and UI tests find it by name).
     let text_row = |ui: &mut egui::Ui,
                     caption: &str,
@@ -273,17 +275,30 @@ pub fn form_ui(
             if req.sae_file.trim().is_empty() {
                 new_topk_fields(ui, &mut req.d_sae, &mut req.k, &mut req.train_mtokens);
                 ui.end_row();
+            } else {
+                ui.label("");
+                let sae = super::live_hint::live_hint(
+                    ui,
+                    "sae_file",
+                    &req.sae_file,
+                    super::live_hint::describe_sae,
+                );
+                sae_problem = sae.and_then(|a| a.err());
+                ui.end_row();
             }
         });
-    let problem = req.problem().or_else(|| {
-        n_layers.filter(|&n| req.layer >= n).map(|n| {
-            format!(
-                "layer {} does not exist: the model has layers 0 to {}",
-                req.layer,
-                n - 1
-            )
+    let problem = req
+        .problem()
+        .or_else(|| {
+            n_layers.filter(|&n| req.layer >= n).map(|n| {
+                format!(
+                    "layer {} does not exist: the model has layers 0 to {}",
+                    req.layer,
+                    n - 1
+                )
+            })
         })
-    });
+        .or(sae_problem.map(|_| "the SAE file cannot be loaded (see above)".to_string()));
     ui.horizontal(|ui| {
         let create = ui.add_enabled(
             problem.is_none() && !busy,
@@ -320,9 +335,30 @@ pub fn new_topk_fields<T: egui::emath::Numeric>(
         ui.add(egui::DragValue::new(k).range(1..=1024))
             .labelled_by(l.id);
         let l = ui.label("M tokens");
-        ui.add(egui::DragValue::new(mtokens).range(0.0..=1000.0).speed(0.1))
-            .labelled_by(l.id)
-            .on_hover_text("0 = ten passes over the activations");
+        // 0 means the default length; say so in the field rather than show a bare "0.0".
+        ui.add(
+            egui::DragValue::new(mtokens)
+                .range(0.0..=1000.0)
+                .speed(0.1)
+                .custom_formatter(|v, _| {
+                    if v == 0.0 {
+                        "10 passes".into()
+                    } else {
+                        format!("{v:.1}")
+                    }
+                })
+                .custom_parser(|t| {
+                    if t.contains("pass") {
+                        Some(0.0)
+                    } else {
+                        t.trim().parse().ok()
+                    }
+                }),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "Training length in millions of tokens; 0 = ten passes over the activations",
+        );
     });
 }
 
@@ -360,17 +396,18 @@ pub fn training_folder(ws_dir: &std::path::Path) -> PathBuf {
 }
 
 /// Live training curves from an SAE folder's metrics.jsonl (read when asked; small file).
-pub fn metrics_plot(ui: &mut egui::Ui, sae_home: &std::path::Path) {
+/// Draws nothing and returns false when the SAE has no training log (yet, or at all: loaded).
+pub fn metrics_plot(ui: &mut egui::Ui, sae_home: &std::path::Path) -> bool {
     let Ok(text) = std::fs::read_to_string(sae_home.join(crate::sae::workflow::METRICS_FILE))
     else {
-        return;
+        return false;
     };
     let rows: Vec<serde_json::Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     if rows.is_empty() {
-        return;
+        return false;
     }
     let series = |key: &str| -> Vec<[f64; 2]> {
         rows.iter()
@@ -396,4 +433,5 @@ pub fn metrics_plot(ui: &mut egui::Ui, sae_home: &std::path::Path) {
             });
         }
     });
+    true
 }

@@ -121,3 +121,29 @@ pub fn describe_model(key: &str) -> Answer {
         Some(info.n_layers),
     ))
 }
+
+/// An SAE file or folder: its layout, width and sparsity, or why it cannot be read.
+pub fn describe_sae(path: &str) -> Answer {
+    let sae = crate::sae::formats::load_sae(std::path::Path::new(path)).map_err(|e| {
+        // Name the field: the message is shown under it, before anything runs.
+        format!("SAE file: {e}")
+    })?;
+    let activation = match sae.activation {
+        crate::sae::SaeActivation::Relu => "ReLU".to_string(),
+        crate::sae::SaeActivation::TopK { k } => format!("TopK, k {k}"),
+        crate::sae::SaeActivation::BatchTopK { k, .. } => format!("BatchTopK, k {k}"),
+        crate::sae::SaeActivation::JumpRelu => "JumpReLU".to_string(),
+    };
+    let format = match sae.meta.source_format.as_deref() {
+        None | Some("saelens") => "SAELens",
+        Some("openai") => "OpenAI",
+        Some(other) => other,
+    };
+    Ok((
+        format!(
+            "{format} SAE: {} features over width {} ({activation})",
+            sae.d_sae, sae.d_in
+        ),
+        None,
+    ))
+}

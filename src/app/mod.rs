@@ -497,7 +497,16 @@ impl SaescopeApp {
                     if let Some(active) = ws.saes.iter().find(|s| s.active) {
                         egui::CollapsingHeader::new(format!("Training curves: {}", active.name))
                             .show(ui, |ui| {
-                                create::metrics_plot(ui, &ws.dir.join("saes").join(&active.name))
+                                let home = ws.dir.join("saes").join(&active.name);
+                                if !create::metrics_plot(ui, &home) {
+                                    ui.label(
+                                        egui::RichText::new(
+                                            "No training log: this SAE was loaded, not trained \
+                                             here.",
+                                        )
+                                        .weak(),
+                                    );
+                                }
                             });
                     }
                 });

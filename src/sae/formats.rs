@@ -88,6 +88,9 @@ pub fn load_sae(path: &Path) -> Result<Sae> {
             path.display()
         )));
     }
+    if let Some(folder) = saelens_folder_of(path) {
+        return load_saelens(&folder);
+    }
     let head = std::fs::read(path)
         .at(path)?
         .into_iter()
@@ -103,6 +106,13 @@ pub fn load_sae(path: &Path) -> Result<Sae> {
         .map(|p| fsutil::read_json(&p))
         .transpose()?;
     load_state_dict_file(path, cfg)
+}
+
+/// The SAELens folder a weights file belongs to (`DIR/sae_weights.safetensors` with
+/// `DIR/cfg.json` beside it): people pick the file, the format is the folder.
+pub fn saelens_folder_of(file: &Path) -> Option<std::path::PathBuf> {
+    let dir = file.parent()?;
+    (file.file_name()? == SAELENS_WEIGHTS && dir.join(SAELENS_CFG).is_file()).then(|| dir.into())
 }
 
 fn read_json_opt(p: &Path) -> Result<Option<Value>> {
@@ -334,9 +344,13 @@ pub fn load_saev(path: &Path) -> Result<Sae> {
         .iter()
         .position(|&b| b == b'\n')
         .ok_or_else(|| Error::Invalid(format!("{}: no JSON header line", path.display())))?;
-    let header: Value = serde_json::from_slice(&bytes[..nl]).map_err(|e| Error::Json {
-        path: path.into(),
-        error: e,
+    // A JSON file that is not a saev checkpoint (a config, a dataset list) is not an SAE.
+    let header: Value = serde_json::from_slice(&bytes[..nl]).map_err(|_| {
+        Error::Invalid(format!(
+            "{}: not an SAE file (it starts like JSON but is not a saev checkpoint: one JSON \
+             header line, then the weights). Pick an SAE's weights file or its folder",
+            path.display()
+        ))
     })?;
     let tmp = tempfile_beside(path)?;
     std::fs::write(&tmp, &bytes[nl + 1..]).at(&tmp)?;
@@ -422,6 +436,13 @@ fn load_state_dict_file(path: &Path, cfg: Option<Value>) -> Result<Sae> {
     }
     if t.contains_key("encoder.weight") && t.contains_key("decoder.weight") {
         return load_dictionary_learning(&t, &cfg, path);
+    }
+    if t.contains_key("W_enc") && t.contains_key("W_dec") {
+        return Err(Error::Invalid(format!(
+            "{}: SAELens weights without their cfg.json (it holds the architecture and k): \
+             put cfg.json beside the file, or pick the folder that has both",
+            path.display()
+        )));
     }
     let mut keys: Vec<&String> = t.keys().collect();
     keys.sort();

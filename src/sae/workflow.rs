@@ -815,9 +815,18 @@ pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
                 return Ok(ws.sae_dir(name));
             }
             if !p.exists() {
+                if plain_name(p).is_none() {
+                    return Err(Error::Invalid(format!(
+                        "{}: no such SAE file or folder",
+                        p.display()
+                    )));
+                }
                 // Neither a name nor a path: report it as a name (the error lists the SAEs).
                 return ws.sae_home(Some(&p.to_string_lossy()));
             }
+            // A SAELens weights file stands for its folder (and gives the SAE its name).
+            let folder = crate::sae::formats::saelens_folder_of(p);
+            let p = folder.as_deref().unwrap_or(p);
             let inside = std::fs::canonicalize(p)
                 .ok()
                 .zip(std::fs::canonicalize(ws.saes_dir()).ok())

@@ -260,33 +260,11 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
 /// offers Train SAE (then index and class labels, as a new workspace gets), and the grid opens.
 #[test]
 fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
-    use saescope::shared::shared_path;
     let tmp = tempfile::tempdir().unwrap();
     let images = tmp.path().join("cifar");
     common::subset("data/cifar10/train", &["cat", "ship"], 12, &images);
     let ws = tmp.path().join("ws");
-    let model = saescope::backbone::ModelSpec::from_cli(
-        &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
-        Some(&project("assets/models/vit-cifar10.json")),
-    )
-    .unwrap();
-    saescope::ops::build::extract(
-        &saescope::ops::build::ExtractRequest {
-            model,
-            device: Default::default(),
-            images,
-            workspace: ws.clone(),
-            options: saescope::store::extract::ExtractOptions {
-                layer: 3,
-                tokens: saescope::backbone::TokenSelection::All,
-                dtype: saescope::store::workspace::StoreDType::F16,
-                batch_size: 64,
-                images_per_shard: None,
-            },
-        },
-        &saescope::job::Job::default(),
-    )
-    .unwrap();
+    extract_cifar_layer3(&images, &ws);
     let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
     h.get_by_label_contains("no SAE yet");
     assert!(
@@ -320,6 +298,161 @@ fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
     assert!(h.query_by_label_contains("no SAE yet").is_none());
     // The workspace panel lists the new SAE.
     assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(1));
+}
+
+/// Load SAE on a workspace without one: the typed path is checked under the field (naming it)
+/// before anything runs, a SAELens weights file stands for its folder, and a failed load's
+/// message goes once the load succeeds instead of staying above the new result.
+#[test]
+fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("cifar");
+    common::subset("data/cifar10/train", &["cat", "ship"], 12, &images);
+    let (ws, other) = (tmp.path().join("ws"), tmp.path().join("other"));
+    extract_cifar_layer3(&images, &ws);
+    extract_cifar_layer3(&images, &other);
+    train_sae(&other, 64, 20_000);
+    let weights = other.join("saes/topk-64-k4/sae_weights.safetensors");
+    // An SAE of another width: it loads as a file but does not fit this layer.
+    let narrow = tmp.path().join("narrow");
+    saescope::sae::formats::save_saelens(
+        &saescope::sae::Sae::random_topk(64, 32, 4, 0.1, 1),
+        &narrow,
+    )
+    .unwrap();
+    // The CLI's path check: a path that does not exist is named as one, not as an SAE name.
+    let err = saescope::sae::workflow::sae_home(
+        &saescope::store::workspace::Workspace::open(&ws).unwrap(),
+        Some(&tmp.path().join("no/such/sae")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no such SAE file or folder"), "{err}");
+
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    let set_file = |h: &mut Harness<'static, SaescopeApp>, path: &std::path::Path| {
+        let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
+        field.focus();
+        h.run();
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        h.run();
+        let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
+        field.type_text(path.to_str().unwrap());
+        h.run_steps(2);
+        let typed = h
+            .state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .form
+            .new_sae
+            .sae_file
+            .clone();
+        assert_eq!(
+            typed,
+            path.to_str().unwrap(),
+            "the field holds the typed path"
+        );
+    };
+    let hint_shows = |h: &mut Harness<'static, SaescopeApp>, text: &str| {
+        wait_until(
+            h,
+            |h| h.query_by_label_contains(text).is_some(),
+            |_| Vec::new(),
+        );
+    };
+    let load_disabled = |h: &Harness<'static, SaescopeApp>| {
+        use egui_kittest::kittest::NodeT;
+        h.get_by_role_and_label(Role::Button, "Load SAE")
+            .accesskit_node()
+            .is_disabled()
+    };
+
+    set_file(&mut h, &tmp.path().join("no/such/sae_weights.safetensors"));
+    hint_shows(&mut h, "SAE file: ");
+    h.get_by_label_contains("no such SAE file or folder");
+    assert!(
+        load_disabled(&h),
+        "a path that cannot load does not start a job"
+    );
+
+    set_file(&mut h, &narrow);
+    hint_shows(&mut h, "SAELens SAE: 32 features over width 64");
+    assert!(!load_disabled(&h));
+    h.get_by_role_and_label(Role::Button, "Load SAE").click();
+    h.run_steps(1);
+    let failed = |h: &Harness<'static, SaescopeApp>| {
+        h.state().explorer.as_ref().is_some_and(|x| {
+            x.jobs
+                .iter()
+                .any(|j| matches!(j.state(), saescope::app::jobs::JobState::Failed(_)))
+        })
+    };
+    wait_until(&mut h, failed, |_| Vec::new());
+    h.run_steps(2);
+    h.get_by_label_contains("d_in=64");
+
+    set_file(&mut h, &weights);
+    hint_shows(
+        &mut h,
+        "SAELens SAE: 64 features over width 128 (TopK, k 4)",
+    );
+    h.get_by_role_and_label(Role::Button, "Load SAE").click();
+    h.run_steps(1);
+    wait_until(
+        &mut h,
+        |h| {
+            h.state()
+                .explorer
+                .as_ref()
+                .is_some_and(|x| x.index.is_some())
+        },
+        |_| Vec::new(),
+    );
+    h.run_steps(4);
+    let x = h.state().explorer.as_ref().unwrap();
+    // Named after the weights file's folder, not the file.
+    assert!(
+        x.home.as_ref().unwrap().ends_with("saes/topk-64-k4"),
+        "{:?}",
+        x.home
+    );
+    assert_eq!(x.jobs.len(), 1, "the failed load's line is gone");
+    assert!(h.query_by_label_contains("d_in=64").is_none());
+    // The workspace panel says why a loaded SAE has no curves.
+    h.get_by_label_contains("SAEs (1)").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Training curves: topk-64-k4")
+        .click();
+    h.run_steps(2);
+    h.get_by_label_contains("No training log: this SAE was loaded");
+}
+
+/// Layer-3 activations of the CIFAR-10 ViT over `images`, all tokens, into a new workspace.
+fn extract_cifar_layer3(images: &std::path::Path, ws: &std::path::Path) {
+    use saescope::shared::shared_path;
+    let model = saescope::backbone::ModelSpec::from_cli(
+        &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
+        Some(&project("assets/models/vit-cifar10.json")),
+    )
+    .unwrap();
+    saescope::ops::build::extract(
+        &saescope::ops::build::ExtractRequest {
+            model,
+            device: Default::default(),
+            images: images.to_path_buf(),
+            workspace: ws.to_path_buf(),
+            options: saescope::store::extract::ExtractOptions {
+                layer: 3,
+                tokens: saescope::backbone::TokenSelection::All,
+                dtype: saescope::store::workspace::StoreDType::F16,
+                batch_size: 64,
+                images_per_shard: None,
+            },
+        },
+        &saescope::job::Job::default(),
+    )
+    .unwrap();
 }
 
 /// Trains a TopK SAE (k 4, batch 512) on the workspace, as `saescope train` with these options.

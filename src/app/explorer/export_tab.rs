@@ -52,17 +52,16 @@ impl Explorer {
                 out: std::path::PathBuf::from(self.form.export_dir.trim()),
                 pngs: true,
             };
-            self.jobs
-                .push(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
-                    let r = crate::ops::share::export(&request)?;
-                    // The folder's name: short, and the full path is in the form above.
-                    let name = r
-                        .out
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    Ok(format!("{} features written to {name}/", r.features))
-                }));
+            self.push_job(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
+                let r = crate::ops::share::export(&request)?;
+                // The folder's name: short, and the full path is in the form above.
+                let name = r
+                    .out
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                Ok(format!("{} features written to {name}/", r.features))
+            }));
         }
     }
 }

@@ -435,7 +435,7 @@ impl Explorer {
                     min_images: 0,
                     options: EffectOptions::default(),
                 };
-                self.jobs.push(BackgroundJob::spawn("Causal effect", ui.ctx(), move |job| {
+                self.push_job(BackgroundJob::spawn("Causal effect", ui.ctx(), move |job| {
                     let rep = crate::ops::intervene::effects(&r, job)?;
                     Ok(format!(
                         "feature {f} on {}: ΔP {:+.4}, random {:+.4}",

@@ -552,11 +552,10 @@ impl Explorer {
                 sae: self.home.clone(),
                 options: IndexOptions::default(),
             };
-            self.jobs
-                .push(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
-                    let r = crate::ops::analyse::build_index(&request, job)?;
-                    Ok(format!("{} images, {} features", r.images, r.features))
-                }));
+            self.push_job(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
+                let r = crate::ops::analyse::build_index(&request, job)?;
+                Ok(format!("{} images, {} features", r.images, r.features))
+            }));
         }
     }
 
@@ -568,6 +567,7 @@ impl Explorer {
              and its features labelled from the class folders), or load an SAE file.",
         );
         let form = &mut self.form.new_sae;
+        let mut sae_ok = true;
         egui::Grid::new("new_sae").num_columns(2).show(ui, |ui| {
             labelled_path_row(
                 ui,
@@ -585,6 +585,17 @@ impl Explorer {
                     &mut form.mtokens,
                 );
                 ui.end_row();
+            } else {
+                ui.label("");
+                let sae = crate::app::live_hint::live_hint(
+                    ui,
+                    "new_sae_file",
+                    &form.sae_file,
+                    crate::app::live_hint::describe_sae,
+                );
+                // Unknown (still checking) counts as fine; a known failure is shown above.
+                sae_ok = !matches!(sae, Some(Err(_)));
+                ui.end_row();
             }
         });
         let file = form.sae_file.trim();
@@ -600,7 +611,12 @@ impl Explorer {
             )
         };
         let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
-        if running || !ui.button(title).on_hover_text(tip).clicked() {
+        if running
+            || !ui
+                .add_enabled(sae_ok, egui::Button::new(title))
+                .on_hover_text(tip)
+                .clicked()
+        {
             return;
         }
         let train = crate::app::create::topk_options(form.d_sae, form.k, form.mtokens);
@@ -610,14 +626,35 @@ impl Explorer {
             sae_file: (!file.is_empty()).then(|| file.into()),
             train,
         };
-        self.jobs
-            .push(BackgroundJob::spawn(title, ui.ctx(), move |job| {
-                let r = crate::ops::create::add_sae(&request, job)?;
-                Ok(format!(
-                    "{}: {} features, {} labelled from classes",
-                    r.sae, r.features, r.labelled_from_classes
-                ))
-            }));
+        self.push_job(BackgroundJob::spawn(title, ui.ctx(), move |job| {
+            let r = crate::ops::create::add_sae(&request, job)?;
+            Ok(format!(
+                "{}: {} features, {} labelled from classes",
+                r.sae, r.features, r.labelled_from_classes
+            ))
+        }));
+    }
+
+    /// Starts a job; the finished runs of the same job (same title) go from the list, so a
+    /// message stays until the same action runs again and is not left above its newer result.
+    fn push_job(&mut self, job: BackgroundJob) {
+        // Training and loading an SAE are one action: either result supersedes the other's.
+        let action = |title: &str| match title {
+            "Train SAE" | "Load SAE" => "new SAE".to_string(),
+            t => t.to_string(),
+        };
+        let mut dropped_done = 0;
+        self.jobs.retain(|j| {
+            let state = j.state();
+            let keep = action(&j.title) != action(&job.title) || state == JobState::Running;
+            if !keep && matches!(state, JobState::Done(_)) {
+                dropped_done += 1;
+            }
+            keep
+        });
+        // Finished jobs were counted as reloaded; keep the count in step with the list.
+        self.jobs_reloaded = self.jobs_reloaded.saturating_sub(dropped_done);
+        self.jobs.push(job);
     }
 
     /// After a job: the SAE a workspace without one now has (made active by the job), with its

@@ -43,11 +43,10 @@ impl Explorer {
                         sae: self.home.clone(),
                         taxonomy: tax,
                     };
-                    self.jobs
-                        .push(BackgroundJob::spawn("Ontology", ui.ctx(), move |job| {
-                            let (o, _) = crate::ops::analyse::tree(&request, job)?;
-                            Ok(format!("{} features in the tree", o.features.len()))
-                        }));
+                    self.push_job(BackgroundJob::spawn("Ontology", ui.ctx(), move |job| {
+                        let (o, _) = crate::ops::analyse::tree(&request, job)?;
+                        Ok(format!("{} features in the tree", o.features.len()))
+                    }));
                 }
             });
     }

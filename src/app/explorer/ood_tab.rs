@@ -75,17 +75,16 @@ impl Explorer {
                             .collect(),
                         options: Default::default(),
                     };
-                    self.jobs
-                        .push(BackgroundJob::spawn("OOD", ui.ctx(), move |job| {
-                            let (r, _) = crate::ops::analyse::ood(&request, job)?;
-                            let best = r
-                                .results
-                                .iter()
-                                .filter(|m| m.method.starts_with("sae_"))
-                                .map(|m| m.auroc)
-                                .fold(0.0, f64::max);
-                            Ok(format!("best SAE AUROC {best:.3}"))
-                        }));
+                    self.push_job(BackgroundJob::spawn("OOD", ui.ctx(), move |job| {
+                        let (r, _) = crate::ops::analyse::ood(&request, job)?;
+                        let best = r
+                            .results
+                            .iter()
+                            .filter(|m| m.method.starts_with("sae_"))
+                            .map(|m| m.auroc)
+                            .fold(0.0, f64::max);
+                        Ok(format!("best SAE AUROC {best:.3}"))
+                    }));
                 }
             });
     }
