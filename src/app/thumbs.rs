@@ -2,9 +2,7 @@
 //! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
 //! placeholder and the frame asks for a repaint.
 
-use crate::analysis::heatmap::{
-    Heatmap, model_view, outlined_patch, overlay, patch_crop, token_box,
-};
+use crate::analysis::heatmap::{Heatmap, model_view, outlined_patch, overlay, token_box};
 use crate::analysis::index::FeatureIndex;
 use crate::backbone::TokenGeometry;
 use crate::store::Dataset;
@@ -12,8 +10,9 @@ use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ThumbKind {
-    /// The feature's strongest patch (with context), from its best image.
-    Crop,
+    /// The feature's best image with its strongest patch outlined (grid cards, tree, chips):
+    /// a crop of the patch alone was a few blurred pixels on small images like CIFAR's.
+    Card,
     /// The `rank`-th top image with the feature's heatmap over it.
     Overlay(u16),
     /// The `rank`-th top image as the model saw it, without the heatmap (side by side).
@@ -204,7 +203,7 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
         }
         _ => {
             let b = token_box(src.geometry, src.token_indices[e.token as usize]);
-            Some(patch_crop(&img, heat.input_size, b, 64))
+            Some(outlined_patch(&img, heat.input_size, b, 64))
         }
     }
 }

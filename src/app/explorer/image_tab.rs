@@ -116,7 +116,7 @@ impl Explorer {
                     ui,
                     &geometry,
                     &label_of,
-                    &mut |f| self.thumb(&ctx, f, ThumbKind::Crop),
+                    &mut |f| self.thumb(&ctx, f, ThumbKind::Card),
                     heat,
                 )
             })

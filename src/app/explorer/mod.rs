@@ -821,7 +821,7 @@ impl Explorer {
             .index
             .as_ref()
             .map_or(0.0, |i| i.token_frequency(f as usize));
-        let tex = self.thumb(ctx, f, ThumbKind::Crop);
+        let tex = self.thumb(ctx, f, ThumbKind::Card);
         // Long labels are shortened on the card (the full one is on the feature page).
         let mut short: String = label.as_deref().unwrap_or("").chars().take(14).collect();
         if label.as_ref().is_some_and(|l| l.chars().count() > 14) {

@@ -144,7 +144,7 @@ impl Explorer {
         egui::ScrollArea::vertical()
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                let mut thumb = |i: usize| self.thumb(&ctx, feats[i], ThumbKind::Crop);
+                let mut thumb = |i: usize| self.thumb(&ctx, feats[i], ThumbKind::Card);
                 let mut style = TreeStyle {
                     leaf_text: &|i| texts[i].clone(),
                     leaf_tag: &|i| Some(tags[i].clone()).filter(|t| !t.is_empty()),
