@@ -347,8 +347,8 @@ pub fn load_saev(path: &Path) -> Result<Sae> {
     // A JSON file that is not a saev checkpoint (a config, a dataset list) is not an SAE.
     let header: Value = serde_json::from_slice(&bytes[..nl]).map_err(|_| {
         Error::Invalid(format!(
-            "{}: not an SAE file (it starts like JSON but is not a saev checkpoint: one JSON \
-             header line, then the weights). Pick an SAE's weights file or its folder",
+            "{}: not an SAE file (a JSON file, but not the one JSON-header format that holds \
+             SAE weights, saev's). Pick an SAE's weights file or its folder",
             path.display()
         ))
     })?;

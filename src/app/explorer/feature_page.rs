@@ -357,11 +357,11 @@ impl Explorer {
                     None,
                     format!("quantile {:.0}% example", q * 100.0),
                     format!(
-                        "{name}: activation {:.3}, about the {:.0}th percentile (click to open)",
+                        "{name}: activation {:.3}, at about the {:.0}% quantile of the images where it fires (click to open)",
                         e.value,
                         q * 100.0
                     ),
-                    format!("p{:.0} {:.2}\n{class}", q * 100.0, e.value),
+                    format!("{:.0}% · {:.2}\n{class}", q * 100.0, e.value),
                 ) {
                     clicked = Some(e.image);
                 }
