@@ -333,9 +333,9 @@ fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
     let set_file = |h: &mut Harness<'static, SaescopeApp>, path: &std::path::Path| {
         let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
         field.focus();
-        h.run();
+        h.run_steps(1);
         h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-        h.run();
+        h.run_steps(1);
         let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
         field.type_text(path.to_str().unwrap());
         h.run_steps(2);
@@ -957,7 +957,9 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
         let field = h.get_by_role_and_label(Role::TextInput, name);
         field.focus();
         field.type_text(v);
-        h.run();
+        // Fixed steps, not run(): a background hint arriving re-lays the form's grid, which
+        // repaints for several frames and can exceed run()'s settle limit.
+        h.run_steps(2);
     }
     assert!(
         h.state().create.problem().is_none(),
