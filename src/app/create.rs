@@ -141,8 +141,8 @@ pub fn form_ui(
     let mut go = false;
     // The model's layer count once the model field names one that loads.
     let mut n_layers: Option<usize> = None;
-    // Why the typed SAE file cannot be loaded, once known (shown under the field too).
-    let mut sae_problem: Option<String> = None;
+    // Whether the typed SAE file is known not to load (the reason is shown under the field).
+    let mut sae_fails = false;
     // Each field is labelled by its caption (screen readers and UI tests find it by name).
     let text_row = |ui: &mut egui::Ui,
                     caption: &str,
@@ -283,7 +283,7 @@ pub fn form_ui(
                     &req.sae_file,
                     super::live_hint::describe_sae,
                 );
-                sae_problem = sae.and_then(|a| a.err());
+                sae_fails = matches!(sae, Some(Err(_)));
                 ui.end_row();
             }
         });
@@ -298,7 +298,7 @@ pub fn form_ui(
                 )
             })
         })
-        .or(sae_problem.map(|_| "the SAE file cannot be loaded (see above)".to_string()));
+        .or(sae_fails.then(|| "the SAE file cannot be loaded (see above)".to_string()));
     ui.horizontal(|ui| {
         let create = ui.add_enabled(
             problem.is_none() && !busy,

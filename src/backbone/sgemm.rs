@@ -28,20 +28,27 @@ pub enum Isa {
     Avx2,
 }
 
+/// The AVX-512 register tile: rows × columns (two zmm vectors wide).
+const AVX512_MR: usize = 12;
+const AVX512_NR: usize = 32;
+/// The AVX2 register tile: rows × columns (two ymm vectors wide).
+const AVX2_MR: usize = 6;
+const AVX2_NR: usize = 16;
+
 impl Isa {
     /// Rows of the register tile.
     fn mr(self) -> usize {
         match self {
-            Isa::Avx512 => 12,
-            Isa::Avx2 => 6,
+            Isa::Avx512 => AVX512_MR,
+            Isa::Avx2 => AVX2_MR,
         }
     }
 
     /// Columns of the register tile, and so the width of B's packed panels.
     fn nr(self) -> usize {
         match self {
-            Isa::Avx512 => 32,
-            Isa::Avx2 => 16,
+            Isa::Avx512 => AVX512_NR,
+            Isa::Avx2 => AVX2_NR,
         }
     }
 
@@ -274,7 +281,7 @@ struct Tile {
 #[target_feature(enable = "avx512f")]
 unsafe fn kernel_avx512(t: &Tile, a: *const f32, c: *mut f32, rows: usize) {
     use std::arch::x86_64::*;
-    const MR: usize = 12;
+    const MR: usize = AVX512_MR;
     let (kc, b, cols, lda, ldc, bias) = (t.kc, t.b, t.cols, t.lda, t.ldc, t.bias);
     let m0: __mmask16 = if cols >= 16 {
         0xFFFF
@@ -313,8 +320,8 @@ unsafe fn kernel_avx512(t: &Tile, a: *const f32, c: *mut f32, rows: usize) {
             }
         }
         for kk in 0..kc {
-            let b0 = _mm512_loadu_ps(b.add(kk * 32));
-            let b1 = _mm512_loadu_ps(b.add(kk * 32 + 16));
+            let b0 = _mm512_loadu_ps(b.add(kk * AVX512_NR));
+            let b1 = _mm512_loadu_ps(b.add(kk * AVX512_NR + 16));
             for r in 0..MR {
                 // Rows past `rows` reread the last row (in bounds); their sums are not stored.
                 let av = _mm512_set1_ps(*a.add(r.min(rows - 1) * lda + kk));
@@ -337,7 +344,7 @@ unsafe fn kernel_avx512(t: &Tile, a: *const f32, c: *mut f32, rows: usize) {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2(t: &Tile, a: *const f32, c: *mut f32, rows: usize) {
     use std::arch::x86_64::*;
-    const MR: usize = 6;
+    const MR: usize = AVX2_MR;
     let (kc, b, cols, lda, ldc, bias) = (t.kc, t.b, t.cols, t.lda, t.ldc, t.bias);
     // Lane masks for the two 8-column halves (all ones = store the lane).
     let lanes =
@@ -372,8 +379,8 @@ unsafe fn kernel_avx2(t: &Tile, a: *const f32, c: *mut f32, rows: usize) {
             }
         }
         for kk in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(kk * 16));
-            let b1 = _mm256_loadu_ps(b.add(kk * 16 + 8));
+            let b0 = _mm256_loadu_ps(b.add(kk * AVX2_NR));
+            let b1 = _mm256_loadu_ps(b.add(kk * AVX2_NR + 8));
             for r in 0..MR {
                 let av = _mm256_broadcast_ss(&*rows_a[r].add(kk));
                 acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);

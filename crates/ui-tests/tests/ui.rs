@@ -158,7 +158,7 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
 /// A small real workspace with everything the explorer shows: SAE, index, labels, OOD results
 /// and ontology, made through the operations layer with the CLI's default options.
 fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
-    use saescope::ops::{analyse, build};
+    use saescope::ops::analyse;
     use saescope::shared::shared_path;
     let link = common::subset;
     // Two-level folders: OOD set names are the last two path components, kept stable here.
@@ -180,28 +180,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     link("data/mnist/test", &["1", "7"], 20, &mnist);
     let ws = tmp.join("ws");
     let job = saescope::job::Job::default();
-    let model = saescope::backbone::ModelSpec::from_cli(
-        &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
-        Some(&project("assets/models/vit-cifar10.json")),
-    )
-    .unwrap();
-    build::extract(
-        &build::ExtractRequest {
-            model,
-            device: Default::default(),
-            images: train.clone(),
-            workspace: ws.clone(),
-            options: saescope::store::extract::ExtractOptions {
-                layer: 3,
-                tokens: saescope::backbone::TokenSelection::All,
-                dtype: saescope::store::workspace::StoreDType::F16,
-                batch_size: 256,
-                images_per_shard: None,
-            },
-        },
-        &job,
-    )
-    .unwrap();
+    extract_cifar_layer3(&train, &ws);
     train_sae(&ws, 64, 60_000);
     analyse::build_index(
         &analyse::IndexRequest {
@@ -446,7 +425,7 @@ fn extract_cifar_layer3(images: &std::path::Path, ws: &std::path::Path) {
                 layer: 3,
                 tokens: saescope::backbone::TokenSelection::All,
                 dtype: saescope::store::workspace::StoreDType::F16,
-                batch_size: 64,
+                batch_size: 256,
                 images_per_shard: None,
             },
         },

@@ -639,10 +639,12 @@ impl Explorer {
     /// message stays until the same action runs again and is not left above its newer result.
     fn push_job(&mut self, job: BackgroundJob) {
         // Training and loading an SAE are one action: either result supersedes the other's.
-        let action = |title: &str| match title {
-            "Train SAE" | "Load SAE" => "new SAE".to_string(),
-            t => t.to_string(),
-        };
+        fn action(title: &str) -> &str {
+            match title {
+                "Train SAE" | "Load SAE" => "new SAE",
+                t => t,
+            }
+        }
         let mut dropped_done = 0;
         self.jobs.retain(|j| {
             let state = j.state();
