@@ -2,13 +2,16 @@
 //! headless. With `--json`, the last line of stdout is one JSON object (an `error` key on failure).
 
 mod cli;
-mod cli_steer;
+
+/// The library, as the CLI may see it: use cases and what they re-export (never the store's
+/// persistence or lock).
+use saescope_ops as ops;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use saescope::backbone::{self, Backbone, ModelSpec, TokenSelection};
-use saescope::job::Job;
-use saescope::store::workspace::StoreDType;
+use ops::backbone::{self, Backbone, ModelSpec, TokenSelection};
+use ops::job::Job;
+use ops::workspace::StoreDType;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,14 +32,14 @@ struct Cli {
     /// Where models and SAEs run: cpu, cuda, cuda:N, metal, or auto (the first of CUDA, Metal
     /// and the CPU that this build and machine offer). `saescope info --devices` lists them.
     #[arg(long, global = true, default_value = "auto")]
-    device: saescope::device::DeviceChoice,
+    device: ops::device::DeviceChoice,
 }
 
 /// What every command gets from the global flags. The device is resolved when a command first
 /// asks for it, and the line saying what was picked and why goes into its report.
 pub struct Ctx {
     pub json: bool,
-    choice: saescope::device::DeviceChoice,
+    choice: ops::device::DeviceChoice,
     /// The device's name and the line saying why it was picked, once a command asked for it.
     used: std::cell::RefCell<Option<(String, String)>>,
 }
@@ -44,13 +47,13 @@ pub struct Ctx {
 impl Ctx {
     /// The device to run on (resolving `auto`); recorded in the command's report.
     pub fn device(&self) -> Result<candle_core::Device> {
-        let (device, why) = saescope::device::resolve(self.choice)?;
-        *self.used.borrow_mut() = Some((saescope::device::name(&device), why));
+        let (device, why) = ops::device::resolve(self.choice)?;
+        *self.used.borrow_mut() = Some((ops::device::name(&device), why));
         Ok(device)
     }
 
     /// The choice itself, for the operations layer's requests (checked and recorded here).
-    pub fn device_choice(&self) -> Result<saescope::device::DeviceChoice> {
+    pub fn device_choice(&self) -> Result<ops::device::DeviceChoice> {
         self.device()?;
         Ok(self.choice)
     }
@@ -112,7 +115,7 @@ enum Command {
     /// Diffusion steering: text-encoder SAEs, steered generation, attribute discovery.
     Steer {
         #[command(subcommand)]
-        which: cli_steer::SteerCommand,
+        which: cli::steer::SteerCommand,
     },
     /// Benchmarks.
     Bench {
@@ -179,7 +182,7 @@ enum BenchCommand {
         /// gradients) or `dense` (codes as a dense matrix, GEMMs). Default: the CPU trainer's
         /// own kernels on the CPU, `dense` on a GPU.
         #[arg(long, value_enum)]
-        decoder: Option<saescope::sae::train::DecoderKind>,
+        decoder: Option<ops::sae::train::DecoderKind>,
     },
     /// Backbone throughput: forward-only and end to end (decode + preprocess + forward).
     Extract {
@@ -338,11 +341,9 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     (job, bar)
 }
 
-use saescope::store::lock::lock_writer;
-
 #[cfg(feature = "gui")]
 fn open_app(workspace: Option<PathBuf>) -> Result<()> {
-    saescope::app::run_native_app(workspace)
+    saescope_app::run_native_app(workspace)
 }
 
 #[cfg(not(feature = "gui"))]
@@ -392,7 +393,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
                     decoder,
                 },
         }) => {
-            let options = saescope::bench::SaeTrainBenchOptions {
+            let options = ops::bench::SaeTrainBenchOptions {
                 d_in,
                 d_sae,
                 k,
@@ -402,7 +403,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
                 peer,
                 peer_args: peer_arg,
             };
-            let report = saescope::bench::bench_sae_train(&ctx.device()?, &options)?;
+            let report = ops::bench::bench_sae_train(&ctx.device()?, &options)?;
             emit_pretty(ctx, &report)
         }
         Some(Command::Bench {
@@ -425,9 +426,9 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
                 anyhow::bail!("--rounds must be between 1 and 50 (got {rounds})");
             }
             let (_, b) = model.load(&ctx.device()?)?;
-            let ds = saescope::store::Dataset::scan(&images)?;
+            let ds = ops::workspace::Dataset::scan(&images)?;
             let layer = layer.unwrap_or(b.info().n_layers / 2);
-            let report = saescope::bench::bench_extract(
+            let report = ops::bench::bench_extract(
                 &b,
                 &ds,
                 layer,
@@ -439,7 +440,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
             )?;
             emit_pretty(ctx, &report)
         }
-        Some(Command::Steer { which }) => cli_steer::run(which, ctx),
+        Some(Command::Steer { which }) => cli::steer::run(which, ctx),
         Some(Command::Bench {
             which:
                 BenchCommand::Steer {
@@ -448,10 +449,10 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
                     tokenizer,
                 },
         }) => {
-            let tok = tokenizer
-                .unwrap_or_else(|| saescope::shared::shared_path("data/clip/tokenizer.json"));
+            let tok =
+                tokenizer.unwrap_or_else(|| ops::shared::shared_path("data/clip/tokenizer.json"));
             let device = ctx.device()?;
-            let report = saescope::steer::bench::run(
+            let report = ops::steer::bench::run(
                 &tok,
                 tiny_size,
                 (unet_size > 0).then_some(unet_size),
@@ -469,7 +470,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         }) => {
             #[cfg(feature = "gui")]
             {
-                let report = saescope::app::bench::bench_grid(&workspace, items, frames)?;
+                let report = saescope_app::bench::bench_grid(&workspace, items, frames)?;
                 emit_pretty(ctx, &report)
             }
             #[cfg(not(feature = "gui"))]
@@ -486,10 +487,10 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
                     rows,
                 },
         }) => {
-            let ws = saescope::store::Workspace::open(&workspace)?;
-            let sae = saescope::sae::workflow::workspace_sae(&ws, sae.as_deref())?
+            let ws = ops::workspace::Workspace::open(&workspace)?;
+            let sae = ops::sae::workflow::workspace_sae(&ws, sae.as_deref())?
                 .on_device(&ctx.device()?)?;
-            let report = saescope::bench::bench_index(&ws, &sae, rows)?;
+            let report = ops::bench::bench_index(&ws, &sae, rows)?;
             emit_pretty(ctx, &report)
         }
     }

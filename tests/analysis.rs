@@ -2,7 +2,7 @@
 //! mid-build and resumed), labels (a crash mid-write never corrupts them), export → import
 //! round trip, heatmaps for an image outside the dataset, OOD against MNIST, ontology tree.
 
-use saescope::shared::shared_path;
+use saescope_core::shared::shared_path;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -136,7 +136,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         );
     }
     {
-        let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
+        let _held = saescope_core::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
         for args in [
             &["train", "--d-sae", "64"][..],
             &["index"][..],
@@ -561,7 +561,7 @@ fn clip_zero_shot_labels() {
     let labels: Value =
         serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
     assert_eq!(labels["labels"]["0"]["text"], "kept by hand");
-    let mut concepts: Vec<String> = saescope::analysis::zero_shot::BUILTIN_CONCEPTS
+    let mut concepts: Vec<String> = saescope_core::analysis::zero_shot::BUILTIN_CONCEPTS
         .iter()
         .map(|s| s.to_string())
         .collect();
@@ -584,9 +584,9 @@ fn clip_zero_shot_labels() {
 /// image files (f32 store: bit for bit), whichever folder of links names them, across shards.
 #[test]
 fn stored_activations_are_reused_exactly() {
-    use saescope::backbone::{self, Backbone, ModelSpec};
-    use saescope::store::reuse::LayerActivations;
-    use saescope::store::{Dataset, Workspace};
+    use saescope_core::backbone::{self, Backbone, ModelSpec};
+    use saescope_core::store::reuse::LayerActivations;
+    use saescope_core::store::{Dataset, Workspace};
     let tmp = tempfile::tempdir().unwrap();
     let train = tmp.path().join("train");
     subset("data/cifar10/train", &["cat", "ship"], 7, &train);
@@ -626,8 +626,8 @@ fn stored_activations_are_reused_exactly() {
     assert_eq!(got.ok, ids);
     assert_eq!(source.reused(), 7, "7 of the 9 ships are in the store");
     let computed = LayerActivations::new(&b, 2, &[]).batch(&ds, &ids).unwrap();
-    let d =
-        saescope::linalg::max_abs_diff(&got.hidden.unwrap(), &computed.hidden.unwrap()).unwrap();
+    let d = saescope_core::linalg::max_abs_diff(&got.hidden.unwrap(), &computed.hidden.unwrap())
+        .unwrap();
     assert_eq!(d, 0.0, "stored rows differ from computed ones by {d:e}");
     // Another layer cannot be answered from this store.
     let l3 = LayerActivations::new(&b, 3, std::slice::from_ref(&ws));

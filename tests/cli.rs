@@ -1,6 +1,6 @@
 //! The CLI on real data: classifier accuracy, resumable extraction, skipped images, JSON errors.
 
-use saescope::shared::shared_path;
+use saescope_core::shared::shared_path;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -173,15 +173,16 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
 
     // The stored rows are the model's layer-3 activations of the right images.
     let store =
-        saescope::store::activations::ActivationStore::open(&ws.join("activations")).unwrap();
-    let ws_open = saescope::store::Workspace::open(&ws).unwrap();
+        saescope_core::store::activations::ActivationStore::open(&ws.join("activations")).unwrap();
+    let ws_open = saescope_core::store::Workspace::open(&ws).unwrap();
     let ds = ws_open.dataset().unwrap();
     let shard = store.read_shard(5).unwrap();
     let image = shard.image_ids[7] as usize;
-    let model = saescope::backbone::load_backbone(&ws_open.config.model, &candle_core::Device::Cpu)
-        .unwrap();
+    let model =
+        saescope_core::backbone::load_backbone(&ws_open.config.model, &candle_core::Device::Cpu)
+            .unwrap();
     let img = ds.load(image).unwrap();
-    let direct = saescope::store::extract::activations_for(
+    let direct = saescope_core::store::extract::activations_for(
         &model,
         &[img],
         3,
@@ -203,7 +204,7 @@ fn extract_resumes_after_a_crash_and_skips_bad_images() {
 
     // A second writer is refused while another holds the workspace, and is told who.
     {
-        let _held = saescope::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
+        let _held = saescope_core::store::lock::lock_writer(&ws, "held by the test", None).unwrap();
         let (ok, v) = run_json(&mut extract(None));
         let msg = v["error"].as_str().unwrap_or_default();
         assert!(

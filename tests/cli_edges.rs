@@ -4,7 +4,7 @@
 //! stdout line and an ordinary exit (0, 1, or 2 for a usage error): never a panic (exit 101) or
 //! an abort (a signal).
 
-use saescope::shared::shared_path;
+use saescope_core::shared::shared_path;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -385,7 +385,7 @@ fn no_option_value_makes_the_cli_panic() {
         }
     }
     // Random combinations: two options of one command set to edge values at once.
-    let mut rng = saescope::rng::Rng::new(2026);
+    let mut rng = saescope_core::rng::Rng::new(2026);
     let cmds = commands(&f);
     for _ in 0..40 {
         let (base, opts) = &cmds[rng.below(cmds.len())];

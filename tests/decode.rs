@@ -2,8 +2,8 @@
 //! ../shared/data: the per-class SHA-256 digests in tests/fixtures/pillow_rgb_digests.json were
 //! written by scripts/reference/pillow_rgb_digests.py (Pillow 13.0, libjpeg-turbo 3.2).
 
-use saescope::shared::shared_path;
-use saescope::store::dataset::load_rgb;
+use saescope_core::shared::shared_path;
+use saescope_core::store::dataset::load_rgb;
 use sha2::{Digest, Sha256};
 
 #[test]

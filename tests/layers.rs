@@ -18,10 +18,10 @@ fn layer(module: &str) -> Option<u32> {
     })
 }
 
-/// Every `crate::x` / `saescope::x` a source line names, including `crate::{x, y}` groups.
+/// Every `crate::x` / `saescope_core::x` a source line names, including `crate::{x, y}` groups.
 fn named_modules(line: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for prefix in ["crate::", "saescope::"] {
+    for prefix in ["crate::", "saescope_core::"] {
         let mut rest = line;
         while let Some(i) = rest.find(prefix) {
             rest = &rest[i + prefix.len()..];

@@ -2,8 +2,8 @@
 //! SigLIP checkpoints in ../shared/models against the reference implementation's outputs.
 
 use candle_core::{Device, Tensor};
-use saescope::backbone::{self, Backbone, ModelSpec};
-use saescope::shared::shared_path;
+use saescope_core::backbone::{self, Backbone, ModelSpec};
+use saescope_core::shared::shared_path;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -14,7 +14,7 @@ fn reference(rel: &str) -> HashMap<String, Tensor> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    saescope::linalg::max_abs_diff(a, b).expect("same shapes")
+    saescope_core::linalg::max_abs_diff(a, b).expect("same shapes")
 }
 
 fn assert_close(name: &str, got: &Tensor, want: &Tensor) {
@@ -141,7 +141,7 @@ fn real_dinov2_small_matches_transformers_from_image_files() {
     );
     let decoded: Vec<_> = images
         .iter()
-        .map(|f| saescope::store::dataset::load_rgb(&shared_path(f)).unwrap())
+        .map(|f| saescope_core::store::dataset::load_rgb(&shared_path(f)).unwrap())
         .collect();
     let (pixels, _) = m.preprocessor().batch(&decoded, &Device::Cpu).unwrap();
     let d = max_abs_diff(&pixels, &r["pixel_values"]);
@@ -256,7 +256,7 @@ fn cpu_fast_path_matches_the_candle_path() {
     ];
     // The candle path runs on the test device (the CPU unless SAESCOPE_TEST_DEVICE names a GPU,
     // as scripts/gpu-bench.sh does); the reference is always the CPU fast path.
-    let device = saescope::device::test_device().unwrap();
+    let device = saescope_core::device::test_device().unwrap();
     let bound = if device.is_cpu() { 1e-5 } else { 1e-3 };
     for (s, r, px) in cases {
         let r = reference(r);

@@ -3,8 +3,8 @@
 //! native SAELens format round trip.
 
 use candle_core::Device;
-use saescope::sae::formats::{load_sae, save_saelens};
-use saescope::sae::{Sae, SaeActivation};
+use saescope_core::sae::formats::{load_sae, save_saelens};
+use saescope_core::sae::{Sae, SaeActivation};
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! CIFAR-10 ViT activations through the CLI, then evaluate them with the tapped layer replaced
 //! by the reconstruction.
 
-use saescope::shared::shared_path;
+use saescope_core::shared::shared_path;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,11 +4,11 @@
 mod common;
 
 use candle_core::Device;
-use saescope::sae::Sae;
-use saescope::shared::shared_path;
-use saescope::steer::edit::{self, EditMode, FeatureEdit, TokenScope};
-use saescope::steer::pipeline::{GenerateOptions, Pipeline};
-use saescope::steer::tiny::{TEXT_WIDTH, write_tiny_pipeline};
+use saescope_core::sae::Sae;
+use saescope_core::shared::shared_path;
+use saescope_core::steer::edit::{self, EditMode, FeatureEdit, TokenScope};
+use saescope_core::steer::pipeline::{GenerateOptions, Pipeline};
+use saescope_core::steer::tiny::{TEXT_WIDTH, write_tiny_pipeline};
 
 fn tiny(dir: &std::path::Path, turbo: bool) -> Pipeline {
     write_tiny_pipeline(dir, &shared_path("data/clip/tokenizer.json"), 7, turbo).unwrap();
@@ -31,7 +31,7 @@ fn opts(pipe: &Pipeline, seed: u64) -> GenerateOptions {
 
 fn generate(
     pipe: &Pipeline,
-    cond: &saescope::steer::pipeline::Conditioning,
+    cond: &saescope_core::steer::pipeline::Conditioning,
     o: &GenerateOptions,
 ) -> (Vec<f32>, image::RgbImage, image::RgbImage) {
     let lat = pipe.denoise(cond, o, &mut |_, _| true).unwrap();
@@ -258,12 +258,12 @@ fn steer_cli_trains_generates_and_discovers() {
     let fve = r["heldout_fve"].as_f64().unwrap();
     assert!(fve > 0.5, "text SAE FVE on held-out prompts {fve}");
     assert!(r["heldout_tokens"].as_u64().unwrap() > 1000, "{r}");
-    let sae = saescope::sae::formats::load_sae(&folder.join("sae")).unwrap();
+    let sae = saescope_core::sae::formats::load_sae(&folder.join("sae")).unwrap();
     assert_eq!((sae.d_in, sae.d_sae), (TEXT_WIDTH, 256));
     // The train-sae output folder itself is accepted wherever an SAE is asked for.
-    assert_eq!(saescope::sae::formats::load_sae(&folder).unwrap(), sae);
+    assert_eq!(saescope_core::sae::formats::load_sae(&folder).unwrap(), sae);
     // Each feature's strongest corpus prompts are written beside it (strongest first).
-    let top = saescope::steer::corpus::read_top_prompts(&folder.join("sae"))
+    let top = saescope_core::steer::corpus::read_top_prompts(&folder.join("sae"))
         .unwrap()
         .expect("top_prompts.json");
     assert_eq!(top.features.len(), 256);
@@ -364,16 +364,16 @@ fn steer_cli_trains_generates_and_discovers() {
         "3 prompts × 2 seeds"
     );
     let export =
-        saescope::analysis::export::read_export(&disc.join("discovery-export.json")).unwrap();
+        saescope_core::analysis::export::read_export(&disc.join("discovery-export.json")).unwrap();
     assert_eq!(export.features.len(), 3);
     assert_eq!(
         export.sae_fingerprint,
-        saescope::analysis::index::sae_fingerprint(&sae)
+        saescope_core::analysis::index::sae_fingerprint(&sae)
     );
     let label = export.features[0].label.as_ref().unwrap();
     assert_eq!(
         label.source,
-        saescope::analysis::labels::LabelSource::Steering
+        saescope_core::analysis::labels::LabelSource::Steering
     );
     assert!(
         label.text.starts_with("more: ") || label.text.starts_with("less: "),
@@ -388,8 +388,8 @@ fn steer_cli_trains_generates_and_discovers() {
 /// seeded, and zero steering leaves it bit-identical too.
 #[test]
 fn tiny_sdxl_pipeline_concatenates_two_encoders_and_steers() {
-    use saescope::steer::pipeline::PipelineKind;
-    use saescope::steer::tiny::{TinyKind, write_tiny};
+    use saescope_core::steer::pipeline::PipelineKind;
+    use saescope_core::steer::tiny::{TinyKind, write_tiny};
     let dir = tempfile::tempdir().unwrap();
     write_tiny(
         dir.path(),
@@ -447,7 +447,7 @@ fn prompt_features_are_the_sae_codes_on_the_prompt_tokens() {
     let pipe = tiny(tmp.path(), true);
     let sae = random_sae(TEXT_WIDTH, 64, 9);
     let prompt = "a red lighthouse by the sea";
-    let listed = saescope::steer::session::prompt_features(&pipe, &sae, prompt, 1000).unwrap();
+    let listed = saescope_core::steer::session::prompt_features(&pipe, &sae, prompt, 1000).unwrap();
     let cond = pipe.encode_prompt(prompt).unwrap();
     let (x, d) = cond.rows().unwrap();
     let mut want: std::collections::BTreeMap<u32, (f32, usize, usize)> = Default::default();
@@ -474,6 +474,6 @@ fn prompt_features_are_the_sae_codes_on_the_prompt_tokens() {
         assert_eq!((p.position, p.tokens), (pos, n), "feature {}", p.feature);
     }
     assert!(listed.windows(2).all(|w| w[0].max >= w[1].max));
-    let top3 = saescope::steer::session::prompt_features(&pipe, &sae, prompt, 3).unwrap();
+    let top3 = saescope_core::steer::session::prompt_features(&pipe, &sae, prompt, 3).unwrap();
     assert_eq!(top3[..], listed[..3]);
 }

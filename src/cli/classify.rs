@@ -19,8 +19,8 @@ pub fn run(a: ClassifyArgs, ctx: &Ctx) -> Result<()> {
         batch,
     } = a;
     let (job, bar) = progress_job("classify");
-    let report = saescope::ops::measure::classify(
-        &saescope::ops::measure::ClassifyRequest {
+    let report = ops::measure::classify(
+        &ops::measure::ClassifyRequest {
             model: model.spec()?,
             device: ctx.device_choice()?,
             images,

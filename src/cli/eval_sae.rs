@@ -21,8 +21,8 @@ pub fn run(a: EvalSaeArgs, ctx: &Ctx) -> Result<()> {
         batch,
     } = a;
     let (job, bar) = progress_job("eval-sae");
-    let report = saescope::ops::measure::evaluate(
-        &saescope::ops::measure::EvalRequest {
+    let report = ops::measure::evaluate(
+        &ops::measure::EvalRequest {
             workspace,
             sae,
             device: ctx.device_choice()?,

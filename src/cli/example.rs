@@ -13,15 +13,15 @@ pub struct ExampleArgs {
 
 pub fn run(a: ExampleArgs, ctx: &Ctx) -> Result<()> {
     let (job, bar) = progress_job("example");
-    let report = saescope::ops::example::example(
-        &saescope::ops::example::ExampleRequest {
+    let report = ops::example::example(
+        &ops::example::ExampleRequest {
             folder: a.out.clone(),
             device: ctx.device_choice()?,
         },
         &job,
     )?;
     bar.finish_and_clear();
-    let workspace = saescope::ops::example::workspace_of(&a.out);
+    let workspace = ops::example::workspace_of(&a.out);
     let mut value = serde_json::to_value(&report)?;
     value["workspace"] = workspace.display().to_string().into();
     emit(ctx, &value, || {

@@ -27,13 +27,13 @@ pub fn run(a: ExportArgs, ctx: &Ctx) -> Result<()> {
         labelled,
         no_png,
     } = a;
-    use saescope::analysis::export::{Selection, parse_ids};
+    use ops::analysis::export::{Selection, parse_ids};
     let selection = match (&features, labelled) {
         (Some(f), _) => Selection::Ids(parse_ids(f)?),
         (None, true) => Selection::Labelled,
         (None, false) => Selection::Alive,
     };
-    let report = saescope::ops::share::export(&saescope::ops::share::ExportRequest {
+    let report = ops::share::export(&ops::share::ExportRequest {
         workspace,
         sae,
         selection,

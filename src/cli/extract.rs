@@ -38,13 +38,13 @@ pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
         shard_images,
     } = a;
     let (job, bar) = progress_job("extract");
-    let report = saescope::ops::build::extract(
-        &saescope::ops::build::ExtractRequest {
+    let report = ops::build::extract(
+        &ops::build::ExtractRequest {
             model: model.spec()?,
             device: ctx.device_choice()?,
             images,
             workspace,
-            options: saescope::store::extract::ExtractOptions {
+            options: ops::workspace::ExtractOptions {
                 layer,
                 tokens,
                 dtype,

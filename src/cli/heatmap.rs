@@ -24,12 +24,12 @@ pub fn run(a: HeatmapArgs, ctx: &Ctx) -> Result<()> {
         features,
         out,
     } = a;
-    let report = saescope::ops::measure::heatmap(&saescope::ops::measure::HeatmapRequest {
+    let report = ops::measure::heatmap(&ops::measure::HeatmapRequest {
         workspace,
         sae,
         device: ctx.device_choice()?,
         image,
-        features: saescope::analysis::export::parse_ids(&features)?,
+        features: ops::analysis::export::parse_ids(&features)?,
         png_dir: out,
     })?;
     emit_pretty(ctx, &report)

@@ -20,7 +20,7 @@ pub fn run(a: ImportLabelsArgs, ctx: &Ctx) -> Result<()> {
         from,
         force,
     } = a;
-    let report = saescope::ops::share::import_labels(&saescope::ops::share::ImportLabelsRequest {
+    let report = ops::share::import_labels(&ops::share::ImportLabelsRequest {
         workspace,
         sae,
         from,

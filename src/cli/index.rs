@@ -22,12 +22,12 @@ pub fn run(a: IndexArgs, ctx: &Ctx) -> Result<()> {
         rebuild,
     } = a;
     let (job, bar) = progress_job("index");
-    let report = saescope::ops::analyse::build_index(
-        &saescope::ops::analyse::IndexRequest {
+    let report = ops::analyse::build_index(
+        &ops::analyse::IndexRequest {
             device: ctx.device_choice()?,
             workspace,
             sae,
-            options: saescope::analysis::index::IndexOptions {
+            options: ops::analysis::index::IndexOptions {
                 top_n,
                 rebuild,
                 ..Default::default()

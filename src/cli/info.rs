@@ -27,8 +27,8 @@ pub fn run(a: InfoArgs, ctx: &Ctx) -> Result<()> {
         devices,
     } = a;
     if devices {
-        let (_, auto) = saescope::device::resolve(saescope::device::DeviceChoice::Auto)?;
-        let list = saescope::device::devices();
+        let (_, auto) = ops::device::resolve(ops::device::DeviceChoice::Auto)?;
+        let list = ops::device::devices();
         let value = serde_json::json!({ "devices": list, "auto": auto });
         return emit(ctx, &value, || {
             for d in &list {

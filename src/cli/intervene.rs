@@ -4,7 +4,7 @@
 //! (ablated on every token, beside random features of matching frequency), saved beside the SAE.
 
 use super::*;
-use saescope::analysis::intervene::{EditMode, FeatureEdit, Intervention, TokenScope};
+use ops::analysis::intervene::{EditMode, FeatureEdit, Intervention, TokenScope};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Mode {
@@ -57,7 +57,7 @@ pub struct InterveneArgs {
 
 pub fn run(a: InterveneArgs, ctx: &Ctx) -> Result<()> {
     let features = match &a.features {
-        Some(s) => saescope::analysis::export::parse_ids(s)?,
+        Some(s) => ops::analysis::export::parse_ids(s)?,
         None => Vec::new(),
     };
     match (&a.image, &a.class) {
@@ -89,14 +89,14 @@ fn one_image(
         "all" => TokenScope::All,
         "patches" => TokenScope::Patches,
         list => TokenScope::Tokens(
-            saescope::analysis::export::parse_ids(list)
+            ops::analysis::export::parse_ids(list)
                 .map_err(|e| anyhow::anyhow!("--tokens: {e} (or use `all` / `patches`)"))?
                 .into_iter()
                 .map(|t| t as usize)
                 .collect(),
         ),
     };
-    let r = saescope::ops::intervene::ImageRequest {
+    let r = ops::intervene::ImageRequest {
         device: ctx.device_choice()?,
         workspace: a.target.workspace.clone(),
         sae: a.target.sae.clone(),
@@ -110,7 +110,7 @@ fn one_image(
         },
         top_k: a.top,
     };
-    let out = saescope::ops::intervene::image(&r)?;
+    let out = ops::intervene::image(&r)?;
     emit(ctx, &out, || {
         println!(
             "{} codes changed on {} tokens at layer {}{}",
@@ -137,7 +137,7 @@ fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>, ctx: &Ctx) -> Res
     if a.value.is_some() || !matches!(a.mode, Mode::Ablate) {
         anyhow::bail!("--class measures ablations only: drop --mode/--value");
     }
-    let r = saescope::ops::intervene::EffectRequest {
+    let r = ops::intervene::EffectRequest {
         device: ctx.device_choice()?,
         workspace: a.target.workspace.clone(),
         sae: a.target.sae.clone(),
@@ -145,14 +145,14 @@ fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>, ctx: &Ctx) -> Res
         features,
         top_lift: a.top_lift,
         min_images: a.min_images,
-        options: saescope::analysis::causal::EffectOptions {
+        options: ops::analysis::causal::EffectOptions {
             random: a.random,
             seed: a.seed,
             batch: a.batch,
         },
     };
     let (job, bar) = progress_job("effects");
-    let report = saescope::ops::intervene::effects(&r, &job)?;
+    let report = ops::intervene::effects(&r, &job)?;
     bar.finish_and_clear();
     emit(ctx, &report, || {
         println!(

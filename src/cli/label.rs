@@ -47,8 +47,8 @@ pub fn run(a: LabelArgs, ctx: &Ctx) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let (job, bar) = progress_job("labels");
-    let report = saescope::ops::analyse::label(
-        &saescope::ops::analyse::LabelRequest {
+    let report = ops::analyse::label(
+        &ops::analyse::LabelRequest {
             // Only CLIP zero-shot labels run a model.
             device: if clip {
                 ctx.device_choice()?

@@ -1,5 +1,5 @@
 //! One file per CLI command: its arguments (`…Args`) and `run`, a thin layer over the library
-//! (`saescope::ops` and the modules below it). Shared helpers (`emit`, `progress_job`, `ModelArgs`)
+//! (`ops::ops` and the modules below it). Shared helpers (`emit`, `progress_job`, `ModelArgs`)
 //! live in `main.rs`.
 
 use super::*;
@@ -18,6 +18,7 @@ pub mod label;
 pub mod ood;
 pub mod probe;
 pub mod saes;
+pub mod steer;
 pub mod train;
 pub mod tree;
 pub mod use_sae;

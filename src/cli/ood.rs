@@ -40,15 +40,15 @@ pub fn run(a: OodArgs, ctx: &Ctx) -> Result<()> {
         reuse,
     } = a;
     let (job, bar) = progress_job("ood");
-    let (results, path) = saescope::ops::analyse::ood(
-        &saescope::ops::analyse::OodRequest {
+    let (results, path) = ops::analyse::ood(
+        &ops::analyse::OodRequest {
             device: ctx.device_choice()?,
             workspace,
             sae,
             fit,
             id,
             ood,
-            options: saescope::analysis::ood::OodOptions {
+            options: ops::analysis::ood::OodOptions {
                 batch,
                 ridge_codes: ridge,
                 reuse_stores: reuse,
@@ -58,7 +58,7 @@ pub fn run(a: OodArgs, ctx: &Ctx) -> Result<()> {
         &job,
     )?;
     bar.finish_and_clear();
-    let summary = saescope::analysis::ood::summary(&results, &path, 10);
+    let summary = ops::analysis::ood::summary(&results, &path, 10);
     emit(ctx, &summary, || {
         println!(
             "{:<22} {:<22} {:>7} {:>7}",

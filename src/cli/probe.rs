@@ -43,15 +43,15 @@ pub fn run(a: ProbeArgs, ctx: &Ctx) -> Result<()> {
         batch,
     } = a;
     let (job, bar) = progress_job("probe");
-    let report = saescope::ops::measure::probe(
-        &saescope::ops::measure::ProbeRequest {
+    let report = ops::measure::probe(
+        &ops::measure::ProbeRequest {
             model: model.spec()?,
             device: ctx.device_choice()?,
             fit,
             eval,
             workspace,
             spliced,
-            options: saescope::analysis::probe::ProbeOptions {
+            options: ops::analysis::probe::ProbeOptions {
                 batch,
                 l2,
                 reuse_stores: reuse,

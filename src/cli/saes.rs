@@ -11,8 +11,8 @@ pub struct SaesArgs {
 
 pub fn run(a: SaesArgs, ctx: &Ctx) -> Result<()> {
     let SaesArgs { workspace } = a;
-    let ws = saescope::store::Workspace::open(&workspace)?;
-    let list = saescope::ops::saes::list_saes(&ws);
+    let ws = ops::workspace::Workspace::open(&workspace)?;
+    let list = ops::saes::list_saes(&ws);
     emit(ctx, &serde_json::json!({ "saes": list }), || {
         for s in &list {
             println!(

@@ -70,9 +70,9 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         lr,
         seed,
     } = a;
-    let arch = saescope::sae::train::TrainArch::parse(&arch, l1)?;
+    let arch = ops::sae::train::TrainArch::parse(&arch, l1)?;
     let (job, bar) = progress_job("train");
-    let opts = saescope::sae::workflow::TrainOptions {
+    let opts = ops::sae::workflow::TrainOptions {
         arch,
         tokens,
         batch,
@@ -84,10 +84,10 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         cls_weight,
         name,
         images,
-        ..saescope::sae::workflow::TrainOptions::topk(d_sae, k)
+        ..ops::sae::workflow::TrainOptions::topk(d_sae, k)
     };
-    let report = saescope::ops::build::train(
-        &saescope::ops::build::TrainRequest {
+    let report = ops::build::train(
+        &ops::build::TrainRequest {
             workspace,
             device: ctx.device_choice()?,
             options: opts,

@@ -23,18 +23,18 @@ pub fn run(a: TreeArgs, ctx: &Ctx) -> Result<()> {
         class_ids,
     } = a;
     let taxonomy = taxonomy.zip(class_ids).map(|(taxonomy, class_ids)| {
-        saescope::analysis::ontology::TaxonomyInput {
+        ops::analysis::ontology::TaxonomyInput {
             taxonomy,
             class_ids,
         }
     });
-    let (_, report) = saescope::ops::analyse::tree(
-        &saescope::ops::analyse::TreeRequest {
+    let (_, report) = ops::analyse::tree(
+        &ops::analyse::TreeRequest {
             workspace,
             sae,
             taxonomy,
         },
-        &saescope::job::Job::default(),
+        &ops::job::Job::default(),
     )?;
     emit_pretty(ctx, &report)
 }

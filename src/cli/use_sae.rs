@@ -13,13 +13,6 @@ pub struct UseSaeArgs {
 
 pub fn run(a: UseSaeArgs, ctx: &Ctx) -> Result<()> {
     let UseSaeArgs { workspace, name } = a;
-    let ws = saescope::store::Workspace::open(&workspace)?;
-    let _lock = lock_writer(
-        &workspace,
-        "use-sae",
-        Some(std::time::Duration::from_secs(30)),
-    )?;
-    let home = ws.sae_home(Some(&name))?;
-    ws.set_active_sae(&name)?;
+    let home = ops::saes::use_sae(&workspace, &name)?;
     emit_pretty(ctx, &serde_json::json!({ "active": name, "folder": home }))
 }

@@ -2,7 +2,7 @@
 //! small class-folder subsets of the shared datasets (symlinks, nothing copied).
 #![allow(dead_code)] // each test file uses its own subset of these
 
-use saescope::shared::shared_path;
+use saescope_core::shared::shared_path;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;

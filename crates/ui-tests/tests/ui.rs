@@ -3,8 +3,8 @@
 use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use saescope::app::SaescopeApp;
-use saescope::steer::session::Decoder;
+use saescope_app::SaescopeApp;
+use saescope_core::steer::session::Decoder;
 
 #[path = "../../../tests/common/mod.rs"]
 mod common;
@@ -100,9 +100,9 @@ fn theme_toggle_switches_to_dark() {
 
 #[test]
 fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
-    use saescope::backbone::{ModelSpec, TokenSelection, load_backbone};
-    use saescope::shared::shared_path;
-    use saescope::store::extract::{ExtractOptions, extract};
+    use saescope_core::backbone::{ModelSpec, TokenSelection};
+    use saescope_core::shared::shared_path;
+    use saescope_core::store::extract::ExtractOptions;
     let tmp = tempfile::tempdir().unwrap();
     let images = tmp.path().join("images/cat");
     std::fs::create_dir_all(&images).unwrap();
@@ -122,21 +122,22 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
         Some(&config),
     )
     .unwrap();
-    let model = load_backbone(&spec, &candle_core::Device::Cpu).unwrap();
     let ws = tmp.path().join("ws");
     let opts = ExtractOptions {
         layer: 3,
         tokens: TokenSelection::Patch,
-        dtype: saescope::store::workspace::StoreDType::F16,
+        dtype: saescope_core::store::workspace::StoreDType::F16,
         batch_size: 8,
         images_per_shard: None,
     };
-    extract(
-        &ws,
-        &spec,
-        &model,
-        &tmp.path().join("images"),
-        &opts,
+    saescope_ops::build::extract(
+        &saescope_ops::build::ExtractRequest {
+            model: spec,
+            device: Default::default(),
+            images: tmp.path().join("images"),
+            workspace: ws.clone(),
+            options: opts,
+        },
         &Default::default(),
     )
     .unwrap();
@@ -158,8 +159,8 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
 /// A small real workspace with everything the explorer shows: SAE, index, labels, OOD results
 /// and ontology, made through the operations layer with the CLI's default options.
 fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
-    use saescope::ops::analyse;
-    use saescope::shared::shared_path;
+    use saescope_core::shared::shared_path;
+    use saescope_ops::analyse;
     let link = common::subset;
     // Two-level folders: OOD set names are the last two path components, kept stable here.
     let train = tmp.join("cifar/train");
@@ -179,7 +180,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
     let mnist = tmp.join("mnist/test");
     link("data/mnist/test", &["1", "7"], 20, &mnist);
     let ws = tmp.join("ws");
-    let job = saescope::job::Job::default();
+    let job = saescope_core::job::Job::default();
     extract_cifar_layer3(&train, &ws);
     train_sae(&ws, 64, 60_000);
     analyse::build_index(
@@ -187,7 +188,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
             workspace: ws.clone(),
             sae: None,
             device: Default::default(),
-            options: saescope::analysis::index::IndexOptions {
+            options: saescope_core::analysis::index::IndexOptions {
                 top_n: 16,
                 ..Default::default()
             },
@@ -224,7 +225,7 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
         &analyse::TreeRequest {
             workspace: ws.clone(),
             sae: None,
-            taxonomy: Some(saescope::analysis::ontology::TaxonomyInput {
+            taxonomy: Some(saescope_core::analysis::ontology::TaxonomyInput {
                 taxonomy: shared_path("data/wordnet/cifar10-graph-wordnet.json"),
                 class_ids,
             }),
@@ -294,14 +295,14 @@ fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
     let weights = other.join("saes/topk-64-k4/sae_weights.safetensors");
     // An SAE of another width: it loads as a file but does not fit this layer.
     let narrow = tmp.path().join("narrow");
-    saescope::sae::formats::save_saelens(
-        &saescope::sae::Sae::random_topk(64, 32, 4, 0.1, 1),
+    saescope_core::sae::formats::save_saelens(
+        &saescope_core::sae::Sae::random_topk(64, 32, 4, 0.1, 1),
         &narrow,
     )
     .unwrap();
     // The CLI's path check: a path that does not exist is named as one, not as an SAE name.
-    let err = saescope::sae::workflow::sae_home(
-        &saescope::store::workspace::Workspace::open(&ws).unwrap(),
+    let err = saescope_core::sae::workflow::sae_home(
+        &saescope_core::store::workspace::Workspace::open(&ws).unwrap(),
         Some(&tmp.path().join("no/such/sae")),
     )
     .unwrap_err()
@@ -364,7 +365,7 @@ fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
         h.state().explorer.as_ref().is_some_and(|x| {
             x.jobs
                 .iter()
-                .any(|j| matches!(j.state(), saescope::app::jobs::JobState::Failed(_)))
+                .any(|j| matches!(j.state(), saescope_app::jobs::JobState::Failed(_)))
         })
     };
     wait_until(&mut h, failed, |_| Vec::new());
@@ -409,44 +410,44 @@ fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
 
 /// Layer-3 activations of the CIFAR-10 ViT over `images`, all tokens, into a new workspace.
 fn extract_cifar_layer3(images: &std::path::Path, ws: &std::path::Path) {
-    use saescope::shared::shared_path;
-    let model = saescope::backbone::ModelSpec::from_cli(
+    use saescope_core::shared::shared_path;
+    let model = saescope_core::backbone::ModelSpec::from_cli(
         &shared_path("models/vit-cifar10/vit_cifar10.pth").to_string_lossy(),
         Some(&project("assets/models/vit-cifar10.json")),
     )
     .unwrap();
-    saescope::ops::build::extract(
-        &saescope::ops::build::ExtractRequest {
+    saescope_ops::build::extract(
+        &saescope_ops::build::ExtractRequest {
             model,
             device: Default::default(),
             images: images.to_path_buf(),
             workspace: ws.to_path_buf(),
-            options: saescope::store::extract::ExtractOptions {
+            options: saescope_core::store::extract::ExtractOptions {
                 layer: 3,
-                tokens: saescope::backbone::TokenSelection::All,
-                dtype: saescope::store::workspace::StoreDType::F16,
+                tokens: saescope_core::backbone::TokenSelection::All,
+                dtype: saescope_core::store::workspace::StoreDType::F16,
                 batch_size: 256,
                 images_per_shard: None,
             },
         },
-        &saescope::job::Job::default(),
+        &saescope_core::job::Job::default(),
     )
     .unwrap();
 }
 
 /// Trains a TopK SAE (k 4, batch 512) on the workspace, as `saescope train` with these options.
 fn train_sae(ws: &std::path::Path, d_sae: usize, tokens: u64) {
-    saescope::ops::build::train(
-        &saescope::ops::build::TrainRequest {
+    saescope_ops::build::train(
+        &saescope_ops::build::TrainRequest {
             workspace: ws.to_path_buf(),
             device: Default::default(),
-            options: saescope::sae::workflow::TrainOptions {
+            options: saescope_core::sae::workflow::TrainOptions {
                 tokens: Some(tokens),
                 batch: 512,
-                ..saescope::sae::workflow::TrainOptions::topk(d_sae, 4)
+                ..saescope_core::sae::workflow::TrainOptions::topk(d_sae, 4)
             },
         },
-        &saescope::job::Job::default(),
+        &saescope_core::job::Job::default(),
     )
     .unwrap();
 }
@@ -534,11 +535,11 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run();
     std::thread::sleep(std::time::Duration::from_millis(700));
     h.run_steps(3);
-    let saved = saescope::analysis::labels::Labels::load(&ws.join("saes/topk-64-k4")).unwrap();
+    let saved = saescope_core::analysis::labels::Labels::load(&ws.join("saes/topk-64-k4")).unwrap();
     assert_eq!(saved.labels[&first].text, format!("{label} edge"));
     assert_eq!(
         saved.labels[&first].source,
-        saescope::analysis::labels::LabelSource::Manual
+        saescope_core::analysis::labels::LabelSource::Manual
     );
     // The grid's search sees the renamed label at once.
     h.get_by_role_and_label(Role::Button, "Features").click();
@@ -618,7 +619,7 @@ fn explorer_browses_features_ood_and_ontology() {
         .click_accesskit();
     h.run_steps(2);
     let x = h.state().explorer.as_ref().unwrap();
-    assert_eq!(x.tab, saescope::app::explorer::Tab::Image);
+    assert_eq!(x.tab, saescope_app::explorer::Tab::Image);
     assert!(x.image_view.as_ref().unwrap().feature.is_some());
     h.get_by_role_and_label(Role::Button, "OOD").click();
     h.run_steps(2);
@@ -661,7 +662,7 @@ fn explorer_browses_features_ood_and_ontology() {
     h.run_steps(2);
     let x = h.state().explorer.as_ref().unwrap();
     assert_eq!(x.selected, Some(first));
-    assert_eq!(x.tab, saescope::app::explorer::Tab::Feature);
+    assert_eq!(x.tab, saescope_app::explorer::Tab::Feature);
 }
 
 /// Interventions in the image view (ablate from a top feature's +, a clamp to 0 that changes
@@ -791,7 +792,7 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
         h.query_by_label_contains("random features of its frequency")
             .is_some()
     );
-    let saved = saescope::analysis::causal::load_effects(&ws.join("saes/topk-64-k4")).unwrap();
+    let saved = saescope_core::analysis::causal::load_effects(&ws.join("saes/topk-64-k4")).unwrap();
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].feature, first);
 
@@ -852,7 +853,7 @@ fn workspace_panel_lists_and_switches_saes() {
     h.get_by_label("Max activation").click();
     h.run_steps(3);
     let x = h.state().explorer.as_ref().unwrap();
-    assert_eq!(x.sort, saescope::app::explorer::SortBy::MaxActivation);
+    assert_eq!(x.sort, saescope_app::explorer::SortBy::MaxActivation);
     let top = x.order[0];
     // The card's text as the grid writes it: id, label (shortened past 14 characters), value.
     let want = {
@@ -894,7 +895,7 @@ fn a_corrupt_ood_file_is_reported_not_hidden() {
 /// index in the background, with progress), and land in the explorer with real features.
 #[test]
 fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
-    use saescope::shared::shared_path;
+    use saescope_core::shared::shared_path;
     // Fixed relative paths keep the form snapshot stable.
     let root = std::path::Path::new("target/ui-create-test");
     let _ = std::fs::remove_dir_all(root);
@@ -977,7 +978,7 @@ fn new_workspace_flow_creates_trains_indexes_and_opens_the_explorer() {
     while h.state().explorer.is_none() {
         assert!(start.elapsed().as_secs() < 300, "creation did not finish");
         if let Some(j) = &h.state().create_job
-            && let saescope::app::jobs::JobState::Failed(e) = j.state()
+            && let saescope_app::jobs::JobState::Failed(e) = j.state()
         {
             panic!("creation failed: {e}");
         }
@@ -1057,12 +1058,12 @@ fn wait_for(
 fn wait_until(
     h: &mut Harness<'static, SaescopeApp>,
     done: impl Fn(&Harness<'static, SaescopeApp>) -> bool,
-    jobs: impl Fn(&SaescopeApp) -> Vec<&saescope::app::jobs::BackgroundJob>,
+    jobs: impl Fn(&SaescopeApp) -> Vec<&saescope_app::jobs::BackgroundJob>,
 ) {
     let start = std::time::Instant::now();
     while !done(h) {
         for j in jobs(h.state()) {
-            if let saescope::app::jobs::JobState::Failed(e) = j.state() {
+            if let saescope_app::jobs::JobState::Failed(e) = j.state() {
                 panic!("job {} failed: {e}", j.title);
             }
         }
@@ -1086,33 +1087,33 @@ fn wait_until(
 /// resume, and run attribute discovery with the tiny CLIP.
 #[test]
 fn steering_view_generates_steers_cancels_and_discovers() {
-    use saescope::shared::shared_path;
+    use saescope_core::shared::shared_path;
     // Fixed relative paths keep the snapshot stable.
     let root = std::path::Path::new("target/ui-steer-test");
     let _ = std::fs::remove_dir_all(root);
     let pipe_dir = root.join("tiny-sd-turbo");
-    saescope::steer::tiny::write_tiny_pipeline(
+    saescope_core::steer::tiny::write_tiny_pipeline(
         &pipe_dir,
         &shared_path("data/clip/tokenizer.json"),
         7,
         true,
     )
     .unwrap();
-    let pipe = saescope::steer::pipeline::Pipeline::load(
+    let pipe = saescope_core::steer::pipeline::Pipeline::load(
         pipe_dir.to_str().unwrap(),
         None,
         &candle_core::Device::Cpu,
     )
     .unwrap();
     let sae_dir = root.join("text-sae");
-    saescope::steer::corpus::train_text_sae(
+    saescope_core::steer::corpus::train_text_sae(
         &pipe,
         pipe_dir.to_str().unwrap(),
         None,
         &sae_dir,
-        &saescope::sae::workflow::TrainOptions {
+        &saescope_core::sae::workflow::TrainOptions {
             batch: 1024,
-            ..saescope::sae::workflow::TrainOptions::topk(128, 8)
+            ..saescope_core::sae::workflow::TrainOptions::topk(128, 8)
         },
         &Default::default(),
     )
@@ -1248,7 +1249,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     wait_steer(&mut h, |h| {
         full_decoder_shown(h)
             && steer(h).shown_edits().first().is_some_and(|e| {
-                e.tokens == saescope::steer::edit::TokenScope::Positions(vec![pos])
+                e.tokens == saescope_core::steer::edit::TokenScope::Positions(vec![pos])
             })
     });
     h.key_press(egui::Key::Escape); // closes the scope menu
@@ -1289,7 +1290,7 @@ fn steering_view_generates_steers_cancels_and_discovers() {
     let loaded = steer(&h).loaded.clone().unwrap();
     // The text SAE was trained here, so its strongest corpus prompts came with it (on hover).
     assert!(loaded.top_prompts.is_some());
-    let want = saescope::steer::session::prompt_features(
+    let want = saescope_core::steer::session::prompt_features(
         &loaded.pipe,
         loaded.sae.as_ref().unwrap(),
         &prompt,
@@ -1328,7 +1329,7 @@ fn full_decoder_shown(h: &Harness<'static, SaescopeApp>) -> bool {
         && !steer(h).busy()
 }
 
-fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope::app::steer_view::SteerView {
+fn steer<'a>(h: &'a Harness<'static, SaescopeApp>) -> &'a saescope_app::steer_view::SteerView {
     &h.state().steer
 }
 
@@ -1365,7 +1366,7 @@ fn built_in_example_is_made_and_opened_from_the_start_page() {
     h.run_steps(1);
     wait_for(&mut h, |h| {
         if let Some((j, _)) = &h.state().example_job
-            && let saescope::app::jobs::JobState::Failed(e) = j.state()
+            && let saescope_app::jobs::JobState::Failed(e) = j.state()
         {
             panic!("example failed: {e}");
         }

@@ -1,0 +1,921 @@
+//! The workspace explorer: feature grid, feature page, OOD and ontology views, and the jobs that
+//! build what they show. Everything shown comes from library types loaded from the workspace.
+//! Each tab has its own file.
+
+mod export_tab;
+mod feature_page;
+mod image_tab;
+mod ontology_tab;
+mod ood_tab;
+
+use super::dialogs::{Pick, Picker};
+use super::image_view::{ImageView, SharedBackbone};
+use super::jobs::{BackgroundJob, JobState};
+use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
+use crate::analysis::index::{FeatureIndex, HIST_BINS, IndexOptions, hist_edge, load_index};
+use crate::analysis::labels::Labels;
+use crate::analysis::ontology::Ontology;
+use crate::analysis::ood::OodResults;
+use crate::analysis::tree::Dendrogram;
+use crate::ops::workspace::{Dataset, Workspace};
+use crate::sae::Sae;
+use crate::sae::workflow::workspace_sae;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tab {
+    Features,
+    Feature,
+    Image,
+    Ood,
+    Ontology,
+    Export,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SortBy {
+    Frequency,
+    MaxActivation,
+    /// The highest class lift (how class-selective a feature is).
+    ClassLift,
+    Label,
+    Id,
+}
+
+impl SortBy {
+    /// The name shown in the sort menu.
+    pub fn name(self) -> &'static str {
+        match self {
+            SortBy::Frequency => "Frequency",
+            SortBy::MaxActivation => "Max activation",
+            SortBy::ClassLift => "Class lift",
+            SortBy::Label => "Label",
+            SortBy::Id => "Id",
+        }
+    }
+}
+
+pub struct Explorer {
+    /// The folder of the SAE shown (`WS/saes/<name>/`), None while the workspace has none.
+    pub home: Option<std::path::PathBuf>,
+    pub ws: Workspace,
+    /// The image view's chooser: a dataset image number (the file path is in `form`).
+    pub image_pick: usize,
+    pub ds: Dataset,
+    pub sae: Option<Sae>,
+    pub index: Option<FeatureIndex>,
+    pub labels: Labels,
+    pub ood: Option<OodResults>,
+    pub ontology: Option<Ontology>,
+    pub tab: Tab,
+    pub selected: Option<u32>,
+    pub sort: SortBy,
+    pub search: String,
+    /// Features shown in the grid, in order (recomputed when sort/search/labels change).
+    pub order: Vec<u32>,
+    /// What `order` was computed for; None when labels changed since.
+    order_key: Option<(SortBy, bool, String)>,
+    pub label_edit: String,
+    label_changed: Option<Instant>,
+    nearest: Option<(u32, Vec<(u32, f32)>)>,
+    /// Feature pages visited before the current one, and those left by Back.
+    pub back: Vec<u32>,
+    pub forward: Vec<u32>,
+    token_indices: Vec<usize>,
+    thumbs: Thumbs,
+    /// File dialogs for the tabs' path fields.
+    picker: Picker,
+    pub jobs: Vec<BackgroundJob>,
+    pub error: Option<String>,
+    pub image_view: Option<ImageView>,
+    backbone: SharedBackbone,
+    /// Where models and SAEs run for jobs started here (the app's status-bar choice).
+    pub device: crate::device::DeviceChoice,
+    pub export_what: ExportWhat,
+    jobs_reloaded: usize,
+    /// Everything typed into the explorer's forms (remembered per workspace).
+    pub form: FormInputs,
+    /// Causal effects measured for this SAE's features, and the feature page's class choice.
+    pub effects: Vec<crate::analysis::causal::FeatureEffect>,
+    pub effect_class: usize,
+}
+
+/// The explorer's typed inputs, remembered per workspace between runs.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct FormInputs {
+    /// OOD form: fit folder, in-distribution folder, OOD folders (one per line).
+    pub ood_fit: String,
+    pub ood_id: String,
+    pub ood_other: String,
+    /// Ontology form: taxonomy file and class-id file (both optional), and the tree search.
+    pub tree_taxonomy: String,
+    pub tree_class_ids: String,
+    pub tree_search: String,
+    pub export_dir: String,
+    /// The image view's file path.
+    pub image_path: String,
+    /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
+    pub reverse: bool,
+    /// How heatmaps are drawn on the feature page and in the image view.
+    pub heatmap: HeatmapView,
+    /// The SAE to train (or file to load) for a workspace that has none yet.
+    pub new_sae: NewSae,
+}
+
+/// A workspace's first SAE: a TopK SAE to train, or an SAE file to load instead.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct NewSae {
+    pub d_sae: usize,
+    pub k: usize,
+    /// Training tokens in millions; 0 = ten passes over the activations.
+    pub mtokens: f64,
+    pub sae_file: String,
+}
+
+impl Default for NewSae {
+    fn default() -> Self {
+        NewSae {
+            d_sae: 2048,
+            k: 16,
+            mtokens: 0.0,
+            sae_file: String::new(),
+        }
+    }
+}
+
+/// Heatmap display: opacity over the image, and the plain image beside it.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct HeatmapView {
+    pub opacity: f32,
+    pub side_by_side: bool,
+}
+
+impl Default for HeatmapView {
+    fn default() -> Self {
+        HeatmapView {
+            opacity: 0.75,
+            side_by_side: false,
+        }
+    }
+}
+
+impl HeatmapView {
+    /// The opacity slider and the side-by-side switch; true when the opacity changed.
+    pub fn controls_ui(&mut self, ui: &mut egui::Ui) -> bool {
+        let mut changed = false;
+        ui.horizontal(|ui| {
+            let l = ui.label("Heatmap opacity");
+            changed = ui
+                .add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).step_by(0.05))
+                .labelled_by(l.id)
+                .on_hover_text("0 shows the image alone, 1 the heatmap alone")
+                .changed();
+            ui.checkbox(&mut self.side_by_side, "Side by side")
+                .on_hover_text("Show the image without the heatmap beside each heatmap");
+        });
+        changed
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportWhat {
+    All,
+    Labelled,
+    SearchResult,
+}
+
+/// Labels are saved this long after the last keystroke.
+const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
+/// Every card has this exact size, so the grid's column count is exact.
+const CARD: egui::Vec2 = egui::vec2(172.0, 92.0);
+/// Examples across the activation range on a feature page.
+const QUANTILE_EXAMPLES: usize = 8;
+
+impl Explorer {
+    /// Drops the model loaded for the image view (after the device changed): the next image
+    /// loads it again where the jobs now run.
+    pub fn forget_backbone(&mut self) {
+        self.backbone = Default::default();
+    }
+
+    /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
+    /// as jobs or CLI hints in the UI rather than failing.
+    pub fn open(dir: &Path) -> crate::Result<Explorer> {
+        let ws = Workspace::open(dir)?;
+        let ds = ws.dataset()?;
+        // No SAE yet is a state the page offers to fix; a broken one is an error shown on it.
+        let mut error = None;
+        let mut shown = |e: crate::Error| error.get_or_insert(e.to_string()).clone();
+        // Several SAEs and none active is a choice to make (the SAE table's Use), not "none yet".
+        let home = match ws.sae_home(None) {
+            Ok(h) => Some(h),
+            Err(e) if !ws.sae_names().is_empty() => {
+                shown(e);
+                None
+            }
+            Err(_) => None,
+        };
+        let sae = home
+            .as_ref()
+            .and_then(|h| workspace_sae(&ws, Some(h)).map_err(&mut shown).ok());
+        let index = home.as_ref().and_then(|h| {
+            crate::analysis::index::index_dir(h)
+                .exists()
+                .then(|| load_index(h).map_err(&mut shown).ok())
+                .flatten()
+        });
+        let labels = match &home {
+            Some(h) => Labels::load(h)?,
+            None => Labels::default(),
+        };
+        let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
+        let mut x = Explorer {
+            ws,
+            ds,
+            home,
+            sae,
+            index,
+            labels,
+            ood: None,
+            ontology: None,
+            image_pick: 0,
+            tab: Tab::Features,
+            selected: None,
+            sort: SortBy::Frequency,
+            search: String::new(),
+            order: Vec::new(),
+            order_key: None,
+            label_edit: String::new(),
+            label_changed: None,
+            nearest: None,
+            back: Vec::new(),
+            forward: Vec::new(),
+            token_indices,
+            thumbs: Thumbs::default(),
+            picker: Default::default(),
+            jobs: Vec::new(),
+            error,
+            image_view: None,
+            backbone: Default::default(),
+            device: Default::default(),
+            export_what: ExportWhat::Labelled,
+            jobs_reloaded: 0,
+            form: FormInputs::default(),
+            effects: Vec::new(),
+            effect_class: 0,
+        };
+        x.load_results();
+        Ok(x)
+    }
+
+    /// (Re)reads the OOD results and ontology the workspace holds, if any.
+    fn load_results(&mut self) {
+        let Some(home) = &self.home else { return };
+        // Absent files are "not computed yet"; unreadable ones are errors, shown.
+        fn read<T: serde::de::DeserializeOwned>(
+            path: &Path,
+            error: &mut Option<String>,
+        ) -> Option<T> {
+            if !path.exists() {
+                return None;
+            }
+            crate::fsutil::read_json(path)
+                .map_err(|e| *error = Some(e.to_string()))
+                .ok()
+        }
+        self.ood = read(&crate::analysis::ood::results_path(home), &mut self.error);
+        self.ontology = read(
+            &crate::analysis::ontology::ontology_path(home),
+            &mut self.error,
+        );
+        self.effects = read(
+            &crate::analysis::causal::effects_path(home),
+            &mut self.error,
+        )
+        .unwrap_or_default();
+    }
+
+    /// Opens a feature's page, remembering the page it came from for Back.
+    pub fn select(&mut self, feature: u32) {
+        if let Some(prev) = self.selected
+            && prev != feature
+        {
+            self.back.push(prev);
+            self.forward.clear();
+        }
+        self.show(feature);
+    }
+
+    /// Back (`forward` false) or Forward through the feature pages visited.
+    pub fn go(&mut self, forward: bool) {
+        let (from, to) = if forward {
+            (&mut self.forward, &mut self.back)
+        } else {
+            (&mut self.back, &mut self.forward)
+        };
+        if let Some(f) = from.pop() {
+            to.extend(self.selected);
+            self.show(f);
+        }
+    }
+
+    /// The feature before (`step` −1) or after (+1) `f` in the grid's current order (its sort and
+    /// search), or by id when the grid does not hold `f`.
+    pub fn neighbour(&self, f: u32, step: isize) -> Option<u32> {
+        match self.order.iter().position(|&x| x == f) {
+            Some(i) => i
+                .checked_add_signed(step)
+                .and_then(|j| self.order.get(j).copied()),
+            None => {
+                let d_sae = self.index.as_ref().map_or(0, |i| i.d_sae) as isize;
+                let j = f as isize + step;
+                (0..d_sae).contains(&j).then_some(j as u32)
+            }
+        }
+    }
+
+    fn show(&mut self, feature: u32) {
+        self.save_label_now();
+        self.selected = Some(feature);
+        // The causal-effect form starts on the class this feature is most selective for.
+        if let Some((c, _)) = self
+            .index
+            .as_ref()
+            .and_then(|i| i.best_lift(feature as usize))
+        {
+            self.effect_class = c;
+        }
+        self.label_edit = self
+            .labels
+            .labels
+            .get(&feature)
+            .map(|l| l.text.clone())
+            .unwrap_or_default();
+        self.tab = Tab::Feature;
+    }
+
+    fn save_label_now(&mut self) {
+        if self.label_changed.take().is_some()
+            && let Some(f) = self.selected
+        {
+            self.order_key = None; // label sort and search see the new text
+            // Only this edit is written, onto the labels as they are on disk now: what another
+            // process saved meanwhile (`saescope label`) is kept, and shown from here on.
+            let saved = match &self.home {
+                Some(h) => crate::ops::analyse::set_labels(
+                    &self.ws.dir,
+                    h,
+                    &[(f, self.label_edit.clone())],
+                ),
+                None => Err(crate::ops::Error::Workspace(
+                    "labels belong to an SAE: train or import one first".into(),
+                )),
+            };
+            match saved {
+                Ok(labels) => self.labels = labels,
+                Err(e) => {
+                    self.labels.set_manual(f, &self.label_edit);
+                    self.error = Some(e.to_string());
+                }
+            }
+        }
+    }
+
+    fn refresh_order(&mut self) {
+        let Some(index) = &self.index else {
+            self.order.clear();
+            return;
+        };
+        let key = (self.sort, self.form.reverse, self.search.clone());
+        if self.order_key.as_ref() == Some(&key) {
+            return;
+        }
+        let q = self.search.trim().to_lowercase();
+        let label = |j: u32| self.labels.labels.get(&j).map(|l| l.text.to_lowercase());
+        let mut v: Vec<u32> = (0..index.d_sae as u32)
+            .filter(|&j| {
+                q.is_empty() || j.to_string() == q || label(j).is_some_and(|l| l.contains(&q))
+            })
+            .collect();
+        match self.sort {
+            SortBy::Frequency => v.sort_by(|&a, &b| {
+                index.token_count[b as usize]
+                    .cmp(&index.token_count[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::MaxActivation => v.sort_by(|&a, &b| {
+                index.max_act[b as usize]
+                    .total_cmp(&index.max_act[a as usize])
+                    .then(a.cmp(&b))
+            }),
+            SortBy::ClassLift => {
+                let lift: Vec<f64> = (0..index.d_sae)
+                    .map(|j| index.best_lift(j).map_or(0.0, |b| b.1))
+                    .collect();
+                v.sort_by(|&a, &b| {
+                    lift[b as usize]
+                        .total_cmp(&lift[a as usize])
+                        .then(a.cmp(&b))
+                })
+            }
+            SortBy::Label => {
+                v.sort_by_key(|&j| (label(j).is_none(), label(j).unwrap_or_default(), j))
+            }
+            SortBy::Id => {}
+        }
+        if self.form.reverse {
+            v.reverse();
+        }
+        self.order = v;
+        self.order_key = Some(key);
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui) {
+        self.thumbs.begin_frame();
+        if self
+            .label_changed
+            .is_some_and(|t| t.elapsed() >= AUTOSAVE_AFTER)
+        {
+            self.save_label_now();
+        } else if self.label_changed.is_some() {
+            ui.ctx().request_repaint_after(AUTOSAVE_AFTER);
+        }
+        // Reload what newly finished jobs produced.
+        let done = self
+            .jobs
+            .iter()
+            .filter(|j| matches!(j.state(), JobState::Done(_)))
+            .count();
+        if done > self.jobs_reloaded {
+            self.jobs_reloaded = done;
+            if self.sae.is_none() {
+                self.adopt_new_sae();
+            }
+            if self.index.is_none()
+                && let Some(h) = &self.home
+                && crate::analysis::index::index_dir(h).exists()
+            {
+                match load_index(h) {
+                    Ok(i) => self.index = Some(i),
+                    Err(e) => self.error = Some(e.to_string()),
+                }
+            }
+            self.load_results();
+        }
+        let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .find(|p| p.is_file())
+        });
+        if let Some(p) = dropped {
+            match ImageView::load_file(&p) {
+                Ok(img) => self.open_image(ui.ctx(), p.display().to_string(), img, self.selected),
+                Err(e) => self.error = Some(e),
+            }
+        }
+        ui.horizontal(|ui| {
+            for (tab, name, tip) in [
+                (
+                    Tab::Features,
+                    "Features",
+                    "All features, sorted and searchable",
+                ),
+                (Tab::Feature, "Feature", "The selected feature's page"),
+                (
+                    Tab::Image,
+                    "Image",
+                    "One image with feature heatmaps (drop any image on the window)",
+                ),
+                (Tab::Ood, "OOD", "Out-of-distribution scores"),
+                (Tab::Ontology, "Ontology", "Feature and class trees"),
+                (
+                    Tab::Export,
+                    "Export",
+                    "Share labelled features (JSON, CSV, PNGs)",
+                ),
+            ] {
+                if ui
+                    .selectable_label(self.tab == tab, name)
+                    .on_hover_text(tip)
+                    .clicked()
+                {
+                    self.tab = tab;
+                }
+            }
+        });
+        for j in &self.jobs {
+            j.ui(ui);
+        }
+        if let Some(e) = &self.error
+            && super::error_ui(ui, e)
+        {
+            self.error = None;
+        }
+        ui.separator();
+        if self.index.is_none() {
+            self.no_index_ui(ui);
+            return;
+        }
+        match self.tab {
+            Tab::Features => self.grid_ui(ui),
+            Tab::Feature => self.feature_ui(ui),
+            Tab::Image => self.image_ui(ui),
+            // The form, table, curves and histograms are taller than a laptop window.
+            Tab::Ood => {
+                egui::ScrollArea::vertical()
+                    .id_salt("ood_scroll")
+                    .show(ui, |ui| self.ood_ui(ui));
+            }
+            Tab::Ontology => self.ontology_ui(ui),
+            Tab::Export => self.export_ui(ui),
+        }
+    }
+
+    fn no_index_ui(&mut self, ui: &mut egui::Ui) {
+        if self.sae.is_none() {
+            self.new_sae_ui(ui);
+            return;
+        }
+        ui.label("No feature index yet: it lists every feature's top images and statistics.");
+        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
+        if !running
+            && ui
+                .button("Build index")
+                .on_hover_text("Stream the activations through the SAE (resumable)")
+                .clicked()
+        {
+            let request = crate::ops::analyse::IndexRequest {
+                device: self.device,
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                options: IndexOptions::default(),
+            };
+            self.push_job(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
+                let r = crate::ops::analyse::build_index(&request, job)?;
+                Ok(format!("{} images, {} features", r.images, r.features))
+            }));
+        }
+    }
+
+    /// A workspace with activations but no SAE: train one (or load a file) here, then it is
+    /// indexed and its features labelled from the classes, as a new workspace's would be.
+    fn new_sae_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(
+            "This workspace has activations but no SAE yet. Train one here (it is then indexed \
+             and its features labelled from the class folders), or load an SAE file.",
+        );
+        let form = &mut self.form.new_sae;
+        let mut sae_ok = true;
+        egui::Grid::new("new_sae").num_columns(2).show(ui, |ui| {
+            labelled_path_row(
+                ui,
+                &self.picker,
+                Pick::File,
+                "SAE file (optional)",
+                &mut form.sae_file,
+                "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
+            );
+            if form.sae_file.trim().is_empty() {
+                crate::create::new_topk_fields(ui, &mut form.d_sae, &mut form.k, &mut form.mtokens);
+                ui.end_row();
+            } else {
+                ui.label("");
+                let sae = crate::live_hint::live_hint(
+                    ui,
+                    "new_sae_file",
+                    &form.sae_file,
+                    crate::live_hint::describe_sae,
+                );
+                // Unknown (still checking) counts as fine; a known failure is shown above.
+                sae_ok = !matches!(sae, Some(Err(_)));
+                ui.end_row();
+            }
+        });
+        let file = form.sae_file.trim();
+        let (title, tip) = if file.is_empty() {
+            (
+                "Train SAE",
+                "Train, index and label (resumable; cancel keeps the progress)",
+            )
+        } else {
+            (
+                "Load SAE",
+                "Copy the SAE into the workspace, then index and label it",
+            )
+        };
+        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
+        if running
+            || !ui
+                .add_enabled(sae_ok, egui::Button::new(title))
+                .on_hover_text(tip)
+                .clicked()
+        {
+            return;
+        }
+        let train = crate::create::topk_options(form.d_sae, form.k, form.mtokens);
+        let request = crate::ops::create::SaeRequest {
+            device: self.device,
+            workspace: self.ws.dir.clone(),
+            sae_file: (!file.is_empty()).then(|| file.into()),
+            train,
+        };
+        self.push_job(BackgroundJob::spawn(title, ui.ctx(), move |job| {
+            let r = crate::ops::create::add_sae(&request, job)?;
+            Ok(format!(
+                "{}: {} features, {} labelled from classes",
+                r.sae, r.features, r.labelled_from_classes
+            ))
+        }));
+    }
+
+    /// Starts a job; the finished runs of the same job (same title) go from the list, so a
+    /// message stays until the same action runs again and is not left above its newer result.
+    fn push_job(&mut self, job: BackgroundJob) {
+        // Training and loading an SAE are one action: either result supersedes the other's.
+        fn action(title: &str) -> &str {
+            match title {
+                "Train SAE" | "Load SAE" => "new SAE",
+                t => t,
+            }
+        }
+        let mut dropped_done = 0;
+        self.jobs.retain(|j| {
+            let state = j.state();
+            let keep = action(&j.title) != action(&job.title) || state == JobState::Running;
+            if !keep && matches!(state, JobState::Done(_)) {
+                dropped_done += 1;
+            }
+            keep
+        });
+        // Finished jobs were counted as reloaded; keep the count in step with the list.
+        self.jobs_reloaded = self.jobs_reloaded.saturating_sub(dropped_done);
+        self.jobs.push(job);
+    }
+
+    /// After a job: the SAE a workspace without one now has (made active by the job), with its
+    /// labels; the index is loaded by the caller.
+    fn adopt_new_sae(&mut self) {
+        let Ok(ws) = Workspace::open(&self.ws.dir) else {
+            return;
+        };
+        let Ok(home) = ws.sae_home(None) else {
+            return;
+        };
+        match workspace_sae(&ws, Some(&home)).and_then(|sae| Ok((sae, Labels::load(&home)?))) {
+            Ok((sae, labels)) => {
+                self.sae = Some(sae);
+                self.labels = labels;
+                self.home = Some(home);
+                self.ws = ws;
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// The index-backed thumbnail source and the cache, borrowed apart.
+    fn thumb_parts(&mut self) -> Option<(ThumbSource<'_>, &mut Thumbs)> {
+        let Explorer {
+            index,
+            ds,
+            ws,
+            token_indices,
+            thumbs,
+            form,
+            ..
+        } = self;
+        let src = ThumbSource {
+            index: index.as_ref()?,
+            ds,
+            geometry: &ws.config.backbone.geometry,
+            token_indices,
+            preprocessor: ws.config.preprocessor.as_ref(),
+            alpha: form.heatmap.opacity,
+        };
+        Some((src, thumbs))
+    }
+
+    fn thumb(
+        &mut self,
+        ctx: &egui::Context,
+        f: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        let (src, thumbs) = self.thumb_parts()?;
+        thumbs.get(ctx, &src, f, kind)
+    }
+
+    /// Makes the top-image thumbnails of `f`'s page together (in parallel, within the frame's
+    /// budget).
+    fn prefetch_page(&mut self, ctx: &egui::Context, f: u32) {
+        let kinds = self.page_thumbs(f);
+        if let Some((src, thumbs)) = self.thumb_parts() {
+            thumbs.prefetch(ctx, &src, f, &kinds);
+        }
+    }
+
+    /// The thumbnails the feature page of `f` shows: its top images and its examples across
+    /// the activation range.
+    fn page_thumbs(&self, f: u32) -> Vec<ThumbKind> {
+        let Some(ix) = self.index.as_ref() else {
+            return Vec::new();
+        };
+        let n = ix.top[f as usize].len();
+        let plain = if self.form.heatmap.side_by_side { n } else { 0 };
+        let top = (0..n)
+            .map(|r| ThumbKind::Overlay(r as u16))
+            .chain((0..plain).map(|r| ThumbKind::Plain(r as u16)));
+        let samples = ix
+            .quantile_examples(f as usize, QUANTILE_EXAMPLES)
+            .into_iter()
+            .map(|(_, i)| ThumbKind::Sample(i as u16));
+        top.chain(samples).collect()
+    }
+
+    /// A dataset image's file (as listed) and class name ("" when it has none).
+    fn image_facts(&self, image: u32) -> (String, String) {
+        let Some(e) = self.ds.images.get(image as usize) else {
+            return (String::new(), String::new());
+        };
+        let class = e
+            .class
+            .and_then(|c| self.ds.classes.get(c as usize).cloned())
+            .unwrap_or_default();
+        (e.path.clone(), class)
+    }
+
+    /// Whether the feature page of `f` is fully drawn: every thumbnail made.
+    pub fn feature_page_ready(&self, f: u32) -> bool {
+        self.page_thumbs(f)
+            .into_iter()
+            .all(|k| self.thumbs.is_ready(f, k))
+    }
+
+    fn grid_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            ui.label("Search:");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.search)
+                    .hint_text("label or id")
+                    .desired_width(180.0),
+            );
+            let sort_label = ui.label("Sort by");
+            egui::ComboBox::from_id_salt("grid_sort")
+                .selected_text(self.sort.name())
+                .show_ui(ui, |ui| {
+                    for s in [
+                        SortBy::Frequency,
+                        SortBy::MaxActivation,
+                        SortBy::ClassLift,
+                        SortBy::Label,
+                        SortBy::Id,
+                    ] {
+                        ui.selectable_value(&mut self.sort, s, s.name());
+                    }
+                })
+                .response
+                .labelled_by(sort_label.id);
+            ui.checkbox(&mut self.form.reverse, "Reverse")
+                .on_hover_text("Lowest first (Z to A for labels)");
+        });
+        self.refresh_order();
+        ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
+        let clicked = self.features_grid(ui);
+        if let Some(f) = clicked {
+            self.select(f);
+        }
+    }
+
+    /// The virtualised grid: only visible rows are laid out. Returns a clicked feature.
+    pub fn features_grid(&mut self, ui: &mut egui::Ui) -> Option<u32> {
+        let cols = ((ui.available_width() / (CARD.x + 6.0)).floor() as usize).max(1);
+        let rows = self.order.len().div_ceil(cols);
+        let mut clicked = None;
+        let ctx = ui.ctx().clone();
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
+                for r in range {
+                    ui.horizontal(|ui| {
+                        for c in 0..cols {
+                            let Some(&f) = self.order.get(r * cols + c) else {
+                                break;
+                            };
+                            if self.card(ui, &ctx, f) {
+                                clicked = Some(f);
+                            }
+                        }
+                    });
+                }
+            });
+        clicked
+    }
+
+    fn card(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, f: u32) -> bool {
+        let label = self.labels.labels.get(&f).map(|l| l.text.clone());
+        let freq = self
+            .index
+            .as_ref()
+            .map_or(0.0, |i| i.token_frequency(f as usize));
+        let tex = self.thumb(ctx, f, ThumbKind::Card);
+        // Long labels are shortened on the card (the full one is on the feature page).
+        let mut short: String = label.as_deref().unwrap_or("").chars().take(14).collect();
+        if label.as_ref().is_some_and(|l| l.chars().count() > 14) {
+            short.push_str("..");
+        }
+        // The card shows the value the grid is sorted by (frequency for label and id order).
+        let value = match (self.sort, &self.index) {
+            (SortBy::MaxActivation, Some(i)) => format!("max {:.3}", i.max_act[f as usize]),
+            // "lift 4.1x ship", cut to the card's width (the page has the full figures).
+            (SortBy::ClassLift, Some(i)) => match i.best_lift(f as usize) {
+                Some((c, l)) => {
+                    let v = format!(
+                        "lift {l:.1}x {}",
+                        self.ds.classes.get(c).map_or("", String::as_str)
+                    );
+                    let mut short: String = v.chars().take(15).collect();
+                    if v.chars().count() > 15 {
+                        short.push_str("..");
+                    }
+                    short
+                }
+                None => "no classes".into(),
+            },
+            _ => format!("{:.3}%", freq * 100.0),
+        };
+        let text = format!("#{f}\n{short}\n{value}");
+        let button = match tex {
+            Some(t) => egui::Button::image_and_text(
+                egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
+                text,
+            ),
+            None => egui::Button::new(text),
+        };
+        ui.add_sized(CARD, button)
+            .on_hover_text(format!(
+                "Feature {f}: open its page\n{}\n{}",
+                label.as_deref().unwrap_or("(no label)"),
+                match self.sort {
+                    SortBy::MaxActivation => "its largest activation on the indexed images",
+                    SortBy::ClassLift =>
+                        "its most selective class and lift: how much more often that class is among the images it fires on",
+                    _ => "the share of tokens it fires on",
+                }
+            ))
+            .clicked()
+    }
+
+    fn running(&self) -> bool {
+        self.jobs.iter().any(|j| j.state() == JobState::Running)
+    }
+}
+
+/// A grid row: a caption, the single-line path field it names, and its Browse... button.
+fn labelled_path_row(
+    ui: &mut egui::Ui,
+    picker: &Picker,
+    kind: Pick,
+    caption: &'static str,
+    value: &mut String,
+    hint: &str,
+) {
+    let l = ui.label(caption);
+    ui.horizontal(|ui| {
+        ui.add(
+            egui::TextEdit::singleline(value)
+                .hint_text(hint)
+                .desired_width(360.0),
+        )
+        .labelled_by(l.id);
+        picker.button(ui, caption, kind);
+    });
+    if let Some(p) = picker.take(caption) {
+        *value = p.display().to_string();
+    }
+    ui.end_row();
+}
+
+/// Equal-width histogram of `v` as (bin centre, share of values).
+fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
+    let (lo, hi) = v
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    if v.is_empty() || hi <= lo {
+        return Vec::new();
+    }
+    let w = (hi - lo) / bins as f64;
+    let mut counts = vec![0usize; bins];
+    for &x in v {
+        counts[(((x - lo) / w) as usize).min(bins - 1)] += 1;
+    }
+    counts
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (lo + (i as f64 + 0.5) * w, c as f64 / v.len() as f64))
+        .collect()
+}

@@ -1,0 +1,199 @@
+//! Background jobs for the app: a library call on its own thread, with live progress, rate, ETA
+//! and a cancel flag. The UI thread only reads a mutex-guarded snapshot each frame. Every piece
+//! of background work in the app (workspace creation, analyses, pipeline loading, generations,
+//! interventions, image encodings) is one of these; a job that hands a value back to its view
+//! does so through its typed [`JobOutput`].
+
+use crate::job::{Job, Progress};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Running,
+    Done(String),
+    Failed(String),
+    Cancelled,
+}
+
+pub struct BackgroundJob {
+    pub title: String,
+    cancel: Arc<AtomicBool>,
+    progress: Arc<Mutex<Option<Progress>>>,
+    state: Arc<Mutex<JobState>>,
+    /// When the current stage (unit and total) began, and its count then: rate and ETA are
+    /// per stage, so a job of several stages (extract → train → index) or a resumed one reads right.
+    stage: Arc<Mutex<(Instant, u64)>>,
+}
+
+/// The value a finished job hands back to the view that started it, taken once. It is in place
+/// before the job's state turns to `Done`.
+pub struct JobOutput<T>(Arc<Mutex<Option<T>>>);
+
+/// How a job that hands back a value ended.
+pub enum Ended<T> {
+    Done(T),
+    Failed(String),
+    Cancelled,
+}
+
+impl<T> JobOutput<T> {
+    pub fn take(&self) -> Option<T> {
+        self.0.lock().ok()?.take()
+    }
+
+    /// How `job` (the job this output came with) ended, with its value; `None` while it runs.
+    /// It answers once for a job that is done: the value is taken.
+    pub fn ended(&self, job: &BackgroundJob) -> Option<Ended<T>> {
+        match job.state() {
+            JobState::Running => None,
+            JobState::Done(_) => self.take().map(Ended::Done),
+            JobState::Failed(e) => Some(Ended::Failed(e)),
+            JobState::Cancelled => Some(Ended::Cancelled),
+        }
+    }
+}
+
+impl BackgroundJob {
+    /// Runs `work` on a new thread; its `Ok` text is shown when it finishes.
+    pub fn spawn(
+        title: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce(&Job) -> crate::Result<String> + Send + 'static,
+    ) -> Self {
+        Self::spawn_with_output(title, ctx, move |job| work(job).map(|msg| ((), msg))).0
+    }
+
+    /// Runs `work` on a new thread; it returns a value for the view (through the [`JobOutput`])
+    /// and the text shown when it finishes.
+    pub fn spawn_with_output<T: Send + 'static>(
+        title: &str,
+        ctx: &egui::Context,
+        work: impl FnOnce(&Job) -> crate::Result<(T, String)> + Send + 'static,
+    ) -> (Self, JobOutput<T>) {
+        let output = Arc::new(Mutex::new(None));
+        let out = output.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(Mutex::new(None));
+        let state = Arc::new(Mutex::new(JobState::Running));
+        let stage = Arc::new(Mutex::new((Instant::now(), 0)));
+        let (p, s, c2, st) = (progress.clone(), state.clone(), ctx.clone(), stage.clone());
+        let c3 = ctx.clone();
+        let job = Job::new(cancel.clone(), move |pr: &Progress| {
+            if let Ok(mut g) = p.lock() {
+                let new_stage = g
+                    .as_ref()
+                    .is_none_or(|old: &Progress| old.unit != pr.unit || old.total != pr.total);
+                if new_stage && let Ok(mut t) = st.lock() {
+                    *t = (Instant::now(), pr.done);
+                }
+                *g = Some(pr.clone());
+            }
+            c2.request_repaint();
+        });
+        std::thread::spawn(move || {
+            let result = work(&job);
+            let next = match result {
+                Ok((value, msg)) => {
+                    if let Ok(mut g) = out.lock() {
+                        *g = Some(value);
+                    }
+                    JobState::Done(msg)
+                }
+                Err(crate::Error::Cancelled) => JobState::Cancelled,
+                Err(e) => JobState::Failed(e.to_string()),
+            };
+            if let Ok(mut g) = s.lock() {
+                *g = next;
+            }
+            c3.request_repaint();
+        });
+        let job = BackgroundJob {
+            title: title.to_string(),
+            cancel,
+            progress,
+            state,
+            stage,
+        };
+        (job, JobOutput(output))
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.state() == JobState::Running
+    }
+
+    /// The last progress the work reported.
+    pub fn progress(&self) -> Option<Progress> {
+        self.progress.lock().ok().and_then(|g| g.clone())
+    }
+
+    pub fn state(&self) -> JobState {
+        self.state
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or(JobState::Failed("poisoned".into()))
+    }
+
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Progress bar, rate, ETA, message and a cancel button.
+    pub fn ui(&self, ui: &mut egui::Ui) {
+        let p = self.progress();
+        ui.horizontal(|ui| {
+            ui.label(egui::RichText::new(&self.title).strong());
+            match self.state() {
+                JobState::Running => {
+                    let (done, total) = p.as_ref().map_or((0, 0), |p| (p.done, p.total));
+                    let frac = if total > 0 {
+                        done as f32 / total as f32
+                    } else {
+                        0.0
+                    };
+                    let (since, done0) =
+                        self.stage.lock().map(|g| *g).unwrap_or((Instant::now(), 0));
+                    let secs = since.elapsed().as_secs_f64();
+                    let rate = done.saturating_sub(done0) as f64 / secs.max(1e-3);
+                    let eta = if rate > 0.0 && total > done {
+                        format!(" · ETA {:.0} s", (total - done) as f64 / rate)
+                    } else {
+                        String::new()
+                    };
+                    let unit = p.as_ref().map_or("", |p| p.unit);
+                    ui.add(
+                        egui::ProgressBar::new(frac)
+                            .desired_width(360.0)
+                            .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
+                    );
+                    if let Some(p) = &p {
+                        ui.label(egui::RichText::new(&p.message).weak());
+                    }
+                    if ui
+                        .button("Cancel")
+                        .on_hover_text("Stop this job; it resumes where it stopped next time")
+                        .clicked()
+                    {
+                        self.cancel();
+                    }
+                }
+                JobState::Done(msg) => {
+                    ui.label(format!("done — {msg}"));
+                }
+                JobState::Cancelled => {
+                    ui.label("cancelled (run it again to resume)");
+                }
+                JobState::Failed(e) => {
+                    ui.add(
+                        egui::Label::new(
+                            egui::RichText::new(crate::words::gui_words(&e))
+                                .color(ui.visuals().error_fg_color),
+                        )
+                        .wrap(),
+                    );
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,209 @@
+//! Thumbnail textures (strongest-patch crops, heatmap overlays) made on demand from the index
+//! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
+//! placeholder and the frame asks for a repaint.
+
+use crate::analysis::heatmap::{Heatmap, model_view, outlined_patch, overlay, token_box};
+use crate::analysis::index::FeatureIndex;
+use crate::backbone::TokenGeometry;
+use crate::ops::workspace::Dataset;
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ThumbKind {
+    /// The feature's best image with its strongest patch outlined (grid cards, tree, chips):
+    /// a crop of the patch alone was a few blurred pixels on small images like CIFAR's.
+    Card,
+    /// The `rank`-th top image with the feature's heatmap over it.
+    Overlay(u16),
+    /// The `rank`-th top image as the model saw it, without the heatmap (side by side).
+    Plain(u16),
+    /// The `i`-th image of the feature's random sample, its strongest patch outlined.
+    Sample(u16),
+}
+
+pub struct Thumbs {
+    cache: HashMap<(u32, ThumbKind), Option<egui::TextureHandle>>,
+    /// 64-px thumbnails of image files outside the index (the OOD page's unusual images).
+    files: HashMap<std::path::PathBuf, Option<egui::TextureHandle>>,
+    /// Thumbnails still allowed this frame.
+    budget: usize,
+    pub per_frame: usize,
+}
+
+impl Default for Thumbs {
+    fn default() -> Self {
+        Thumbs {
+            cache: HashMap::new(),
+            files: HashMap::new(),
+            budget: 0,
+            per_frame: 24,
+        }
+    }
+}
+
+/// A thumbnail's texture (nearest-neighbour: patch cells stay crisp).
+fn texture(
+    ctx: &egui::Context,
+    feature: u32,
+    kind: ThumbKind,
+    img: &image::RgbImage,
+) -> egui::TextureHandle {
+    ctx.load_texture(
+        format!("thumb-{feature}-{kind:?}"),
+        egui::ColorImage::from_rgb([img.width() as usize, img.height() as usize], img.as_raw()),
+        egui::TextureOptions::NEAREST,
+    )
+}
+
+pub struct ThumbSource<'a> {
+    pub index: &'a FeatureIndex,
+    pub ds: &'a Dataset,
+    pub geometry: &'a TokenGeometry,
+    pub token_indices: &'a [usize],
+    pub preprocessor: Option<&'a crate::backbone::preprocess::Preprocessor>,
+    /// Heatmap opacity over the image (0 to 1).
+    pub alpha: f32,
+}
+
+impl Thumbs {
+    /// Whether a thumbnail has been made (or found impossible) already.
+    pub fn is_ready(&self, feature: u32, kind: ThumbKind) -> bool {
+        self.cache.contains_key(&(feature, kind))
+    }
+
+    /// Makes the missing thumbnails among `kinds` of `feature` at once, in parallel (within this
+    /// frame's budget): a feature page's top images arrive together instead of one by one.
+    pub fn prefetch(
+        &mut self,
+        ctx: &egui::Context,
+        src: &ThumbSource,
+        feature: u32,
+        kinds: &[ThumbKind],
+    ) {
+        use rayon::prelude::*;
+        let missing: Vec<ThumbKind> = kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.cache.contains_key(&(feature, *k)))
+            .collect();
+        let todo = &missing[..missing.len().min(self.budget)];
+        if todo.len() < missing.len() {
+            ctx.request_repaint();
+        }
+        self.budget -= todo.len();
+        let made: Vec<(ThumbKind, Option<image::RgbImage>)> = todo
+            .par_iter()
+            .map(|&k| (k, make(src, feature, k)))
+            .collect();
+        for (kind, img) in made {
+            let tex = img.map(|img| texture(ctx, feature, kind, &img));
+            self.cache.insert((feature, kind), tex);
+        }
+    }
+
+    /// A 64-px thumbnail of any image file (None: unreadable, or not made yet this frame).
+    pub fn file(
+        &mut self,
+        ctx: &egui::Context,
+        path: &std::path::Path,
+    ) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.files.get(path) {
+            return t.clone();
+        }
+        if self.budget == 0 {
+            ctx.request_repaint();
+            return None;
+        }
+        self.budget -= 1;
+        let tex = crate::ops::workspace::load_rgb(path).ok().map(|img| {
+            let small = image::imageops::thumbnail(&img, 64, 64);
+            ctx.load_texture(
+                format!("file-thumb-{}", path.display()),
+                egui::ColorImage::from_rgb(
+                    [small.width() as usize, small.height() as usize],
+                    small.as_raw(),
+                ),
+                egui::TextureOptions::NEAREST,
+            )
+        });
+        self.files.insert(path.to_path_buf(), tex.clone());
+        tex
+    }
+
+    /// Drops the heatmap thumbnails (made again at the new opacity when next asked for).
+    pub fn forget_overlays(&mut self) {
+        self.cache
+            .retain(|(_, kind), _| !matches!(kind, ThumbKind::Overlay(_)));
+    }
+
+    pub fn begin_frame(&mut self) {
+        self.budget = self.per_frame;
+    }
+
+    /// The texture, or None if it cannot exist (no such image) or is not made yet; in the
+    /// latter case a repaint is requested.
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        src: &ThumbSource,
+        feature: u32,
+        kind: ThumbKind,
+    ) -> Option<egui::TextureHandle> {
+        if let Some(t) = self.cache.get(&(feature, kind)) {
+            return t.clone();
+        }
+        if self.budget == 0 {
+            ctx.request_repaint();
+            return None;
+        }
+        self.budget -= 1;
+        let tex = make(src, feature, kind).map(|img| texture(ctx, feature, kind, &img));
+        self.cache.insert((feature, kind), tex.clone());
+        tex
+    }
+}
+
+fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbImage> {
+    if let ThumbKind::Sample(i) = kind {
+        let e = src.index.samples.get(feature as usize)?.get(i as usize)?;
+        let g = src.geometry;
+        let input = (g.grid_w * g.patch_size, g.grid_h * g.patch_size);
+        let img = model_view(
+            &src.ds.load(e.image as usize).ok()?,
+            src.preprocessor,
+            input,
+        );
+        let b = token_box(g, *src.token_indices.get(e.token as usize)?);
+        return Some(outlined_patch(&img, input, b, 96));
+    }
+    let rank = match kind {
+        ThumbKind::Overlay(r) | ThumbKind::Plain(r) => r as usize,
+        _ => 0,
+    };
+    let e = src.index.top.get(feature as usize)?.get(rank)?;
+    let img = src.ds.load(e.image as usize).ok()?;
+    let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
+    let img = model_view(&img, src.preprocessor, heat.input_size);
+    match kind {
+        ThumbKind::Overlay(_) => Some(overlay(
+            &img,
+            &heat,
+            heat.zoom_for(128),
+            src.index.max_act[feature as usize],
+            src.alpha,
+        )),
+        ThumbKind::Plain(_) => {
+            let z = heat.zoom_for(128);
+            Some(image::imageops::resize(
+                &img,
+                heat.input_size.0 as u32 * z,
+                heat.input_size.1 as u32 * z,
+                image::imageops::FilterType::Triangle,
+            ))
+        }
+        _ => {
+            let b = token_box(src.geometry, src.token_indices[e.token as usize]);
+            Some(outlined_patch(&img, heat.input_size, b, 64))
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! saescope's core: vision backbones, the workspace store, SAEs, analyses and diffusion steering.
+//!
+//! No front end lives here (no clap, egui or indicatif): the use cases are in `saescope-ops`,
+//! which the CLI and the app call. See `docs/ARCHITECTURE.md` for the crates and module map.
+
+pub mod analysis;
+pub mod backbone;
+pub mod device;
+pub mod error;
+pub mod fsutil;
+pub mod job;
+pub mod linalg;
+pub mod memory;
+pub mod rng;
+pub mod sae;
+pub mod shared;
+pub mod steer;
+pub mod store;
+
+pub use error::{Error, Result};
+
+/// `FromStr` for a unit enum from its names as flags and files spell them (the serde names), so
+/// the CLI parses them without the core depending on clap.
+#[macro_export]
+macro_rules! str_choices {
+    ($t:ty: $($name:literal => $v:expr),+ $(,)?) => {
+        impl std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($name => Ok($v),)+
+                    _ => Err(format!("expected one of: {}", [$($name),+].join(", "))),
+                }
+            }
+        }
+    };
+}

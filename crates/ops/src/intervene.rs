@@ -1,0 +1,143 @@
+//! Interventions on a workspace's model through its SAE: one image edited and run on (reads
+//! only), and features' causal effects on a class over the workspace's images (saved beside
+//! the SAE, for the feature pages).
+
+use super::{device_of, sae_of};
+use crate::analysis::causal::{self, EffectOptions, FeatureEffect};
+use crate::analysis::index;
+use crate::analysis::intervene::{Intervention, Outcome, Prepared};
+use crate::device::DeviceChoice;
+use crate::error::{Error, Result};
+use crate::job::Job;
+use crate::lock::{Hold, writer};
+use crate::store::Workspace;
+use crate::store::reuse::LayerActivations;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct ImageRequest {
+    pub workspace: PathBuf,
+    pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
+    pub image: PathBuf,
+    pub intervention: Intervention,
+    /// Classes listed before and after.
+    pub top_k: usize,
+}
+
+/// Edits one image's stream at the workspace's layer and runs the rest of the model.
+pub fn image(r: &ImageRequest) -> Result<Outcome> {
+    let ws = Workspace::open(&r.workspace)?;
+    let sae = crate::sae::workflow::workspace_sae(&ws, r.sae.as_deref())?;
+    r.intervention
+        .validate(&sae, &ws.config.backbone.geometry)?;
+    let img = crate::store::dataset::load_rgb(&r.image)
+        .map_err(|e| Error::Invalid(format!("{}: {e}", r.image.display())))?;
+    let device = device_of(r.device)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
+    let prepared = Prepared::new(&b, &sae, ws.config.layer, &img)?;
+    prepared.run(&b, &sae, &r.intervention, r.top_k)
+}
+
+#[derive(Clone, Debug)]
+pub struct EffectRequest {
+    pub workspace: PathBuf,
+    pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
+    /// A class (sub-folder name) of the workspace's images.
+    pub class: String,
+    pub features: Vec<u32>,
+    /// Also measure the features with the highest lift for the class (this many).
+    pub top_lift: usize,
+    /// Features firing on fewer images are passed over by `top_lift`.
+    pub min_images: u64,
+    pub options: EffectOptions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EffectReport {
+    pub class: String,
+    pub images: usize,
+    pub effects: Vec<FeatureEffect>,
+    /// Means over the measured features of their own and their random features' mean Δ P.
+    pub mean_dprob: f64,
+    pub random_mean_dprob: f64,
+    /// Measured features whose ablation lowered P(class) more than the mean of their random ones.
+    pub features_beyond_random: usize,
+    pub saved_to: PathBuf,
+    pub seconds: f64,
+}
+
+/// Measures the features' causal effects on the class and saves them beside the SAE.
+pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
+    let start = Instant::now();
+    if r.options.batch == 0 {
+        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+    }
+    let ws = Workspace::open(&r.workspace)?;
+    let _lock = writer(&ws.dir, "effects", Hold::Job)?;
+    let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
+    if !index::is_complete(&home) {
+        return Err(Error::Invalid(
+            "causal effects need the feature index (frequencies and lifts): build it first with `saescope index`".into(),
+        ));
+    }
+    let idx = index::load_index(&home)?;
+    let ds = ws.dataset()?;
+    let class = ds
+        .classes
+        .iter()
+        .position(|c| *c == r.class)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "class `{}` is not one of the workspace's classes ({})",
+                r.class,
+                ds.classes.join(", ")
+            ))
+        })?;
+    let mut features = r.features.clone();
+    for f in causal::top_lift(&idx, class, r.top_lift, r.min_images) {
+        if !features.contains(&f) {
+            features.push(f);
+        }
+    }
+    if features.is_empty() {
+        return Err(Error::Invalid(
+            "no features to measure: name some (--feature) or ask for the top ones by lift (--top-lift N)".into(),
+        ));
+    }
+    let device = device_of(r.device)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
+    let source = LayerActivations::new(&b, ws.config.layer, std::slice::from_ref(&ws));
+    let effects = causal::causal_effects(
+        &b,
+        &sae,
+        ws.config.layer,
+        &idx,
+        &ds,
+        &source,
+        class,
+        &features,
+        &r.options,
+        job,
+    )?;
+    causal::save_effects(&home, &effects)?;
+    let k = effects.len().max(1) as f64;
+    Ok(EffectReport {
+        class: r.class.clone(),
+        images: effects.first().map_or(0, |e| e.images),
+        mean_dprob: effects.iter().map(|e| e.ablated.mean_dprob).sum::<f64>() / k,
+        random_mean_dprob: effects.iter().map(|e| e.random_mean_dprob).sum::<f64>() / k,
+        features_beyond_random: effects
+            .iter()
+            .filter(|e| e.ablated.mean_dprob < e.random_mean_dprob)
+            .count(),
+        saved_to: causal::effects_path(&home),
+        effects,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
