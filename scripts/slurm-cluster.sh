@@ -22,8 +22,7 @@ up() {
 }
 logs() {
   for f in "$dir/slurmctld.log" "$dir/slurmd.log" /var/log/munge/munged.log; do
-    echo "--- tail of $f" >&2
-    $sudo tail -n 25 "$f" >&2 2>/dev/null || true
+    echo "--- tail of $f" >&2 && { $sudo tail -n 25 "$f" >&2 2>/dev/null || true; }
   done
 }
 
@@ -36,25 +35,23 @@ install_packages() {
   echo "installing Slurm packages: ${missing[*]}"
   # Without systemd the packages' postinst would start the daemons through their init scripts;
   # a temporary policy-rc.d (as in Docker images) stops that, this script starts them itself.
-  local policy=""
+  local policy="" rc=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     policy=/usr/sbin/policy-rc.d
     printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod 755 "$policy"
   fi
-  local rc=0
-  { $sudo apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-      "${missing[@]}" >/dev/null </dev/null; } || rc=$?
+  # `env` because sudo drops DEBIAN_FRONTEND from the environment; no stdin under CI.
+  { $sudo apt-get update -qq </dev/null && $sudo env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null </dev/null; } || rc=$?
   [ -n "$policy" ] && $sudo rm -f "$policy"
   [ $rc -eq 0 ] || die "apt-get install ${missing[*]} failed"
 }
 
 start_munge() {
   alive "$munge_pid" && return
-  # The munge postinst makes a key already; make one only where it is missing.
-  if ! $sudo test -s /etc/munge/munge.key; then
+  # The munge postinst makes a key (mungekey -c); make one only where it is missing.
+  $sudo test -s /etc/munge/munge.key ||
     $sudo dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-  fi
   $sudo chown munge:munge /etc/munge /etc/munge/munge.key
   $sudo chmod 0700 /etc/munge && $sudo chmod 0400 /etc/munge/munge.key
   # systemd's RuntimeDirectory would make /run/munge (socket + pidfile); do it by hand.
@@ -64,9 +61,11 @@ start_munge() {
 }
 
 write_conf() {
-  local mem
-  mem=$(free -m | awk '/^Mem:/ {print $2}')
-  mem=$((mem * 95 / 100)) # slurmd drains the node if it finds less memory than RealMemory
+  if [ -e /etc/slurm/slurm.conf ] && [ ! -L /etc/slurm/slurm.conf ]; then
+    die "/etc/slurm/slurm.conf exists and is not ours; move it away first"
+  fi
+  # 95%: slurmd drains the node when it finds less memory than RealMemory.
+  local mem=$(($(free -m | awk '/^Mem:/ {print $2}') * 95 / 100))
   $sudo install -d -m 0755 "$dir" "$dir/slurmctld" "$dir/slurmd" /etc/slurm
   $sudo tee "$dir/slurm.conf" >/dev/null <<EOF
 # Written by saescope scripts/slurm-cluster.sh: a throwaway single-node test cluster.
@@ -81,7 +80,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
-MailProg=/bin/true # silences "Configured MailProg is invalid" (no mail package)
+# No mail package here: without this slurmctld logs "Configured MailProg is invalid".
+MailProg=/bin/true
 StateSaveLocation=$dir/slurmctld
 SlurmdSpoolDir=$dir/slurmd
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -92,16 +92,14 @@ SlurmdLogFile=$dir/slurmd.log
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
-# Finished jobs leave squeue after a few seconds; cancelled tasks are killed fast.
+# squeue hides finished jobs at once; their records (squeue -t all, scontrol show job) go after
+# MinJobAge plus the purge cycle (~15 s). KillWait: scancel'ed jobs get SIGKILL after 5 s.
 MinJobAge=5
 KillWait=5
 InactiveLimit=0
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
-  if [ -e /etc/slurm/slurm.conf ] && [ ! -L /etc/slurm/slurm.conf ]; then
-    die "/etc/slurm/slurm.conf exists and is not ours; move it away first"
-  fi
   $sudo ln -sfn "$dir/slurm.conf" /etc/slurm/slurm.conf
 }
 
@@ -114,8 +112,8 @@ start() {
   # -c: forget jobs and node states of an earlier run, each start gives an empty cluster.
   $sudo /usr/sbin/slurmctld -c || { logs; die "slurmctld did not start"; }
   $sudo /usr/sbin/slurmd || { logs; die "slurmd did not start"; }
-  local state="" i
-  for i in $(seq 60); do # 30 s
+  local state=""
+  for _ in $(seq 60); do # 30 s
     state=$(node_state)
     case "$state" in
       idle* | mix* | alloc*) echo "slurm cluster up: node $host $state"; return ;;
@@ -128,42 +126,36 @@ start() {
 }
 
 kill_pidfile() { # TERM, wait up to 10 s, then KILL
-  local f=$1 pid i
+  local f=$1 pid
   alive "$f" || return 0
   pid=$(cat "$f")
   $sudo kill "$pid" 2>/dev/null || true
-  for i in $(seq 50); do $sudo kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  for _ in $(seq 50); do $sudo kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
   echo "slurm-cluster: $f ($pid) ignored SIGTERM, killing it" >&2
   $sudo kill -9 "$pid" 2>/dev/null || true
 }
 
 stop_slurm() {
-  # Cancel jobs first: their slurmstepd processes outlive slurmd otherwise.
-  if alive "$munge_pid" && alive "$dir/slurmctld.pid" && [ -n "$(timeout 5 squeue -h -o %A 2>/dev/null)" ]; then
-    timeout 5 squeue -h -o %i | xargs -r $sudo scancel 2>/dev/null || true
+  # Cancel jobs first (needs munged): their slurmstepd processes outlive slurmd otherwise.
+  if alive "$munge_pid" && alive "$dir/slurmctld.pid"; then
+    timeout 5 squeue -h -o %i 2>/dev/null | xargs -r $sudo scancel 2>/dev/null || true
     for _ in $(seq 20); do pgrep -x slurmstepd >/dev/null || break; sleep 0.5; done
   fi
   kill_pidfile "$dir/slurmd.pid"
   kill_pidfile "$dir/slurmctld.pid"
 }
 
-stop() {
-  stop_slurm
-  kill_pidfile "$munge_pid"
-  echo "slurm cluster stopped"
-}
+stop() { stop_slurm && kill_pidfile "$munge_pid" && echo "slurm cluster stopped"; }
 
 status() {
-  local d
-  for d in "$munge_pid" "$dir/slurmctld.pid" "$dir/slurmd.pid"; do
-    if alive "$d"; then echo "$(basename "$d" .pid): running ($(cat "$d"))"; else echo "$(basename "$d" .pid): stopped"; fi
+  local f
+  for f in "$munge_pid" "$dir/slurmctld.pid" "$dir/slurmd.pid"; do
+    echo "$(basename "$f" .pid): $(alive "$f" && echo "running ($(cat "$f"))" || echo stopped)"
   done
   if up; then sinfo; else echo "cluster: down"; return 1; fi
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) status ;;
+  start | stop | status) "$1" ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

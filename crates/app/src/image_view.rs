@@ -5,15 +5,13 @@
 
 use crate::analysis::heatmap::{Heatmap, model_view, overlay};
 use crate::analysis::intervene::{Prepared, is_patch};
-use crate::backbone::{TokenGeometry, VisionTransformer, load_backbone};
+use crate::backbone::{TokenGeometry, load_backbone};
 use crate::intervene_panel::InterventionPanel;
 use crate::jobs::{BackgroundJob, JobOutput, JobState};
 use crate::ops::workspace::Workspace;
 use crate::sae::Sae;
-use std::sync::{Arc, OnceLock};
-
-/// The workspace's backbone, loaded on first use and shared by later encodings.
-pub type SharedBackbone = Arc<OnceLock<std::result::Result<VisionTransformer, String>>>;
+use crate::view_state::{HeatmapView, SharedBackbone};
+use std::sync::Arc;
 
 pub struct ImageView {
     pub title: String,
@@ -107,7 +105,7 @@ impl ImageView {
         geometry: &TokenGeometry,
         label_of: &dyn Fn(u32) -> String,
         thumb_of: &mut dyn FnMut(u32) -> Option<egui::TextureHandle>,
-        heat: crate::explorer::HeatmapView,
+        heat: HeatmapView,
     ) -> Option<u32> {
         ui.heading(&self.title);
         if let Some(p) = self.encoded.take() {

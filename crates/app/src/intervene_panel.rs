@@ -9,9 +9,9 @@ use crate::analysis::intervene::{
     EditMode, FeatureEdit, Intervention, Outcome, Prepared, TokenScope,
 };
 use crate::backbone::TokenGeometry;
-use crate::image_view::SharedBackbone;
 use crate::jobs::{BackgroundJob, Ended, JobOutput};
 use crate::sae::Sae;
+use crate::view_state::SharedBackbone;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 

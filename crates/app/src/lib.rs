@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod live_hint;
 pub mod steer_view;
 pub mod thumbs;
+pub mod view_state;
 pub mod words;
 
 // The app's view of the library is ops (and what ops re-exports): paths below name

@@ -4,12 +4,14 @@
 
 mod export_tab;
 mod feature_page;
+mod grid;
 mod image_tab;
+mod new_sae;
 mod ontology_tab;
 mod ood_tab;
 
 use super::dialogs::{Pick, Picker};
-use super::image_view::{ImageView, SharedBackbone};
+use super::image_view::ImageView;
 use super::jobs::{BackgroundJob, JobState};
 use super::thumbs::{ThumbKind, ThumbSource, Thumbs};
 use crate::analysis::index::{FeatureIndex, HIST_BINS, IndexOptions, hist_edge, load_index};
@@ -20,6 +22,8 @@ use crate::analysis::tree::Dendrogram;
 use crate::ops::workspace::{Dataset, Workspace};
 use crate::sae::Sae;
 use crate::sae::workflow::workspace_sae;
+pub use crate::view_state::HeatmapView;
+use crate::view_state::SharedBackbone;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -143,41 +147,6 @@ impl Default for NewSae {
             mtokens: 0.0,
             sae_file: String::new(),
         }
-    }
-}
-
-/// Heatmap display: opacity over the image, and the plain image beside it.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct HeatmapView {
-    pub opacity: f32,
-    pub side_by_side: bool,
-}
-
-impl Default for HeatmapView {
-    fn default() -> Self {
-        HeatmapView {
-            opacity: 0.75,
-            side_by_side: false,
-        }
-    }
-}
-
-impl HeatmapView {
-    /// The opacity slider and the side-by-side switch; true when the opacity changed.
-    pub fn controls_ui(&mut self, ui: &mut egui::Ui) -> bool {
-        let mut changed = false;
-        ui.horizontal(|ui| {
-            let l = ui.label("Heatmap opacity");
-            changed = ui
-                .add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).step_by(0.05))
-                .labelled_by(l.id)
-                .on_hover_text("0 shows the image alone, 1 the heatmap alone")
-                .changed();
-            ui.checkbox(&mut self.side_by_side, "Side by side")
-                .on_hover_text("Show the image without the heatmap beside each heatmap");
-        });
-        changed
     }
 }
 
@@ -385,55 +354,6 @@ impl Explorer {
         }
     }
 
-    fn refresh_order(&mut self) {
-        let Some(index) = &self.index else {
-            self.order.clear();
-            return;
-        };
-        let key = (self.sort, self.form.reverse, self.search.clone());
-        if self.order_key.as_ref() == Some(&key) {
-            return;
-        }
-        let q = self.search.trim().to_lowercase();
-        let label = |j: u32| self.labels.labels.get(&j).map(|l| l.text.to_lowercase());
-        let mut v: Vec<u32> = (0..index.d_sae as u32)
-            .filter(|&j| {
-                q.is_empty() || j.to_string() == q || label(j).is_some_and(|l| l.contains(&q))
-            })
-            .collect();
-        match self.sort {
-            SortBy::Frequency => v.sort_by(|&a, &b| {
-                index.token_count[b as usize]
-                    .cmp(&index.token_count[a as usize])
-                    .then(a.cmp(&b))
-            }),
-            SortBy::MaxActivation => v.sort_by(|&a, &b| {
-                index.max_act[b as usize]
-                    .total_cmp(&index.max_act[a as usize])
-                    .then(a.cmp(&b))
-            }),
-            SortBy::ClassLift => {
-                let lift: Vec<f64> = (0..index.d_sae)
-                    .map(|j| index.best_lift(j).map_or(0.0, |b| b.1))
-                    .collect();
-                v.sort_by(|&a, &b| {
-                    lift[b as usize]
-                        .total_cmp(&lift[a as usize])
-                        .then(a.cmp(&b))
-                })
-            }
-            SortBy::Label => {
-                v.sort_by_key(|&j| (label(j).is_none(), label(j).unwrap_or_default(), j))
-            }
-            SortBy::Id => {}
-        }
-        if self.form.reverse {
-            v.reverse();
-        }
-        self.order = v;
-        self.order_key = Some(key);
-    }
-
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.thumbs.begin_frame();
         if self
@@ -537,103 +457,6 @@ impl Explorer {
         }
     }
 
-    fn no_index_ui(&mut self, ui: &mut egui::Ui) {
-        if self.sae.is_none() {
-            self.new_sae_ui(ui);
-            return;
-        }
-        ui.label("No feature index yet: it lists every feature's top images and statistics.");
-        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
-        if !running
-            && ui
-                .button("Build index")
-                .on_hover_text("Stream the activations through the SAE (resumable)")
-                .clicked()
-        {
-            let request = crate::ops::analyse::IndexRequest {
-                device: self.device,
-                workspace: self.ws.dir.clone(),
-                sae: self.home.clone(),
-                options: IndexOptions::default(),
-            };
-            self.push_job(BackgroundJob::spawn("Index", ui.ctx(), move |job| {
-                let r = crate::ops::analyse::build_index(&request, job)?;
-                Ok(format!("{} images, {} features", r.images, r.features))
-            }));
-        }
-    }
-
-    /// A workspace with activations but no SAE: train one (or load a file) here, then it is
-    /// indexed and its features labelled from the classes, as a new workspace's would be.
-    fn new_sae_ui(&mut self, ui: &mut egui::Ui) {
-        ui.label(
-            "This workspace has activations but no SAE yet. Train one here (it is then indexed \
-             and its features labelled from the class folders), or load an SAE file.",
-        );
-        let form = &mut self.form.new_sae;
-        let mut sae_ok = true;
-        egui::Grid::new("new_sae").num_columns(2).show(ui, |ui| {
-            labelled_path_row(
-                ui,
-                &self.picker,
-                Pick::File,
-                "SAE file (optional)",
-                &mut form.sae_file,
-                "SAELens, saev, dictionary_learning, sparsify or OpenAI layout",
-            );
-            if form.sae_file.trim().is_empty() {
-                crate::create::new_topk_fields(ui, &mut form.d_sae, &mut form.k, &mut form.mtokens);
-                ui.end_row();
-            } else {
-                ui.label("");
-                let sae = crate::live_hint::live_hint(
-                    ui,
-                    "new_sae_file",
-                    &form.sae_file,
-                    crate::live_hint::describe_sae,
-                );
-                // Unknown (still checking) counts as fine; a known failure is shown above.
-                sae_ok = !matches!(sae, Some(Err(_)));
-                ui.end_row();
-            }
-        });
-        let file = form.sae_file.trim();
-        let (title, tip) = if file.is_empty() {
-            (
-                "Train SAE",
-                "Train, index and label (resumable; cancel keeps the progress)",
-            )
-        } else {
-            (
-                "Load SAE",
-                "Copy the SAE into the workspace, then index and label it",
-            )
-        };
-        let running = self.jobs.iter().any(|j| j.state() == JobState::Running);
-        if running
-            || !ui
-                .add_enabled(sae_ok, egui::Button::new(title))
-                .on_hover_text(tip)
-                .clicked()
-        {
-            return;
-        }
-        let train = crate::create::topk_options(form.d_sae, form.k, form.mtokens);
-        let request = crate::ops::create::SaeRequest {
-            device: self.device,
-            workspace: self.ws.dir.clone(),
-            sae_file: (!file.is_empty()).then(|| file.into()),
-            train,
-        };
-        self.push_job(BackgroundJob::spawn(title, ui.ctx(), move |job| {
-            let r = crate::ops::create::add_sae(&request, job)?;
-            Ok(format!(
-                "{}: {} features, {} labelled from classes",
-                r.sae, r.features, r.labelled_from_classes
-            ))
-        }));
-    }
-
     /// Starts a job; the finished runs of the same job (same title) go from the list, so a
     /// message stays until the same action runs again and is not left above its newer result.
     fn push_job(&mut self, job: BackgroundJob) {
@@ -656,26 +479,6 @@ impl Explorer {
         // Finished jobs were counted as reloaded; keep the count in step with the list.
         self.jobs_reloaded = self.jobs_reloaded.saturating_sub(dropped_done);
         self.jobs.push(job);
-    }
-
-    /// After a job: the SAE a workspace without one now has (made active by the job), with its
-    /// labels; the index is loaded by the caller.
-    fn adopt_new_sae(&mut self) {
-        let Ok(ws) = Workspace::open(&self.ws.dir) else {
-            return;
-        };
-        let Ok(home) = ws.sae_home(None) else {
-            return;
-        };
-        match workspace_sae(&ws, Some(&home)).and_then(|sae| Ok((sae, Labels::load(&home)?))) {
-            Ok((sae, labels)) => {
-                self.sae = Some(sae);
-                self.labels = labels;
-                self.home = Some(home);
-                self.ws = ws;
-            }
-            Err(e) => self.error = Some(e.to_string()),
-        }
     }
 
     /// The index-backed thumbnail source and the cache, borrowed apart.
@@ -754,120 +557,6 @@ impl Explorer {
         self.page_thumbs(f)
             .into_iter()
             .all(|k| self.thumbs.is_ready(f, k))
-    }
-
-    fn grid_ui(&mut self, ui: &mut egui::Ui) {
-        ui.horizontal(|ui| {
-            ui.label("Search:");
-            ui.add(
-                egui::TextEdit::singleline(&mut self.search)
-                    .hint_text("label or id")
-                    .desired_width(180.0),
-            );
-            let sort_label = ui.label("Sort by");
-            egui::ComboBox::from_id_salt("grid_sort")
-                .selected_text(self.sort.name())
-                .show_ui(ui, |ui| {
-                    for s in [
-                        SortBy::Frequency,
-                        SortBy::MaxActivation,
-                        SortBy::ClassLift,
-                        SortBy::Label,
-                        SortBy::Id,
-                    ] {
-                        ui.selectable_value(&mut self.sort, s, s.name());
-                    }
-                })
-                .response
-                .labelled_by(sort_label.id);
-            ui.checkbox(&mut self.form.reverse, "Reverse")
-                .on_hover_text("Lowest first (Z to A for labels)");
-        });
-        self.refresh_order();
-        ui.label(egui::RichText::new(format!("{} features", self.order.len())).weak());
-        let clicked = self.features_grid(ui);
-        if let Some(f) = clicked {
-            self.select(f);
-        }
-    }
-
-    /// The virtualised grid: only visible rows are laid out. Returns a clicked feature.
-    pub fn features_grid(&mut self, ui: &mut egui::Ui) -> Option<u32> {
-        let cols = ((ui.available_width() / (CARD.x + 6.0)).floor() as usize).max(1);
-        let rows = self.order.len().div_ceil(cols);
-        let mut clicked = None;
-        let ctx = ui.ctx().clone();
-        egui::ScrollArea::vertical()
-            .auto_shrink([false, false])
-            .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
-                for r in range {
-                    ui.horizontal(|ui| {
-                        for c in 0..cols {
-                            let Some(&f) = self.order.get(r * cols + c) else {
-                                break;
-                            };
-                            if self.card(ui, &ctx, f) {
-                                clicked = Some(f);
-                            }
-                        }
-                    });
-                }
-            });
-        clicked
-    }
-
-    fn card(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, f: u32) -> bool {
-        let label = self.labels.labels.get(&f).map(|l| l.text.clone());
-        let freq = self
-            .index
-            .as_ref()
-            .map_or(0.0, |i| i.token_frequency(f as usize));
-        let tex = self.thumb(ctx, f, ThumbKind::Card);
-        // Long labels are shortened on the card (the full one is on the feature page).
-        let mut short: String = label.as_deref().unwrap_or("").chars().take(14).collect();
-        if label.as_ref().is_some_and(|l| l.chars().count() > 14) {
-            short.push_str("..");
-        }
-        // The card shows the value the grid is sorted by (frequency for label and id order).
-        let value = match (self.sort, &self.index) {
-            (SortBy::MaxActivation, Some(i)) => format!("max {:.3}", i.max_act[f as usize]),
-            // "lift 4.1x ship", cut to the card's width (the page has the full figures).
-            (SortBy::ClassLift, Some(i)) => match i.best_lift(f as usize) {
-                Some((c, l)) => {
-                    let v = format!(
-                        "lift {l:.1}x {}",
-                        self.ds.classes.get(c).map_or("", String::as_str)
-                    );
-                    let mut short: String = v.chars().take(15).collect();
-                    if v.chars().count() > 15 {
-                        short.push_str("..");
-                    }
-                    short
-                }
-                None => "no classes".into(),
-            },
-            _ => format!("{:.3}%", freq * 100.0),
-        };
-        let text = format!("#{f}\n{short}\n{value}");
-        let button = match tex {
-            Some(t) => egui::Button::image_and_text(
-                egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
-                text,
-            ),
-            None => egui::Button::new(text),
-        };
-        ui.add_sized(CARD, button)
-            .on_hover_text(format!(
-                "Feature {f}: open its page\n{}\n{}",
-                label.as_deref().unwrap_or("(no label)"),
-                match self.sort {
-                    SortBy::MaxActivation => "its largest activation on the indexed images",
-                    SortBy::ClassLift =>
-                        "its most selective class and lift: how much more often that class is among the images it fires on",
-                    _ => "the share of tokens it fires on",
-                }
-            ))
-            .clicked()
     }
 
     fn running(&self) -> bool {

@@ -3,8 +3,10 @@
 //! x̂ = (f·W_dec + b_dec) / s, with row vectors, `s` the optional input scale and the `b_dec`
 //! subtraction only when `apply_b_dec_to_input` (saev's encoder does not subtract it).
 
+pub mod catalog;
 pub mod checkpoint;
 pub mod device;
+pub mod evaluate;
 pub mod formats;
 pub mod train;
 pub mod workflow;

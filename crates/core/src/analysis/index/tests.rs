@@ -1,0 +1,137 @@
+use super::*;
+
+/// An image in which feature 0 fires at `value` on token 1 (a single class-less image).
+fn one_feature_image(image: u32, value: f32) -> ImageSummary {
+    ImageSummary {
+        image,
+        class: None,
+        mean_raw: vec![0.0; 2],
+        features: vec![FeatureInImage {
+            feature: 0,
+            max: value,
+            argmax: 1,
+            hits: vec![(1, value)],
+        }],
+        top: vec![(0, value)],
+    }
+}
+
+#[test]
+fn feature_samples_are_uniform_and_independent_of_image_order() {
+    let images: Vec<u32> = (0..500).collect();
+    let value = |i: u32| (i % 97) as f32 + 0.5;
+    let build = |order: &[u32]| {
+        let mut ix = FeatureIndex::new(1, 2, 4, 3, 0);
+        for &i in order {
+            ix.add_image(one_feature_image(i, value(i)));
+        }
+        ix
+    };
+    let forward = build(&images);
+    let reversed: Vec<u32> = images.iter().rev().copied().collect();
+    let backward = build(&reversed);
+    assert_eq!(forward.samples[0].len(), SAMPLES);
+    assert_eq!(forward.samples[0], backward.samples[0]);
+    // The sample is the SAMPLES images of smallest key (bottom-k), with their values.
+    let mut by_key = images.clone();
+    by_key.sort_by_key(|&i| sample_key(0, i));
+    let want: Vec<u32> = by_key[..SAMPLES].to_vec();
+    let got: Vec<u32> = forward.samples[0].iter().map(|e| e.image).collect();
+    assert_eq!(got, want);
+    assert!(
+        forward.samples[0]
+            .iter()
+            .all(|e| e.value == value(e.image) && e.token == 1)
+    );
+    // Not the first or the strongest images: a sample from the whole range.
+    assert!(got.iter().any(|&i| i >= 250) && got.iter().any(|&i| i < 250));
+
+    // Quantile examples: weakest first, spread over the sample.
+    let q = forward.quantile_examples(0, 8);
+    assert_eq!(q.len(), 8);
+    let values: Vec<f32> = q
+        .iter()
+        .map(|&(_, i)| forward.samples[0][i].value)
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    assert!(values[7] > values[0]);
+    assert!((q[0].0 - 0.0625).abs() < 1e-12 && (q[7].0 - 0.9375).abs() < 1e-12);
+    let mut sorted: Vec<f32> = forward.samples[0].iter().map(|e| e.value).collect();
+    sorted.sort_by(f32::total_cmp);
+    assert_eq!(values[0], sorted[2]);
+    assert_eq!(values[7], sorted[30]);
+    // A feature that never fired has none; asking for more than the sample gives the sample.
+    assert!(
+        FeatureIndex::new(2, 2, 4, 3, 0)
+            .quantile_examples(1, 8)
+            .is_empty()
+    );
+    assert_eq!(forward.quantile_examples(0, 100).len(), SAMPLES);
+}
+
+#[test]
+fn feature_samples_survive_the_state_file() {
+    let mut ix = FeatureIndex::new(1, 2, 4, 3, 0);
+    for i in 0..50 {
+        ix.add_image(one_feature_image(i, i as f32));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("state.safetensors");
+    write_state(&p, &ix).unwrap();
+    let back = read_state(&p).unwrap();
+    assert!(back.has_samples);
+    assert_eq!(back.samples, ix.samples);
+}
+
+#[test]
+fn histogram_bins_are_log_spaced() {
+    assert_eq!(hist_bin(0.0005), 0);
+    assert_eq!(hist_bin(0.001), 1);
+    assert_eq!(hist_bin(0.0011), 1);
+    assert_eq!(hist_bin(0.0013), 2);
+    assert_eq!(hist_bin(1.0), 31);
+    assert_eq!(hist_bin(1e6), HIST_BINS - 1);
+    assert!((hist_edge(31) - 1.0).abs() < 1e-5);
+    for b in 1..HIST_BINS - 1 {
+        assert_eq!(hist_bin(hist_edge(b) * 1.0001), b, "bin {b}");
+    }
+}
+
+#[test]
+fn top_lists_keep_the_best_images_in_order() {
+    let mut ix = FeatureIndex::new(2, 1, 3, 2, 1);
+    for (img, v) in [
+        (0u32, 1.0f32),
+        (1, 3.0),
+        (2, 2.0),
+        (3, 0.5),
+        (4, 2.5),
+        (5, 2.0),
+    ] {
+        ix.add_image(ImageSummary {
+            image: img,
+            class: Some(0),
+            mean_raw: vec![1.0],
+            features: vec![FeatureInImage {
+                feature: 1,
+                max: v,
+                argmax: 1,
+                hits: vec![(1, v)],
+            }],
+            top: vec![],
+        });
+    }
+    let got: Vec<(u32, f32)> = ix.top[1].iter().map(|e| (e.image, e.value)).collect();
+    assert_eq!(got, [(1, 3.0), (4, 2.5), (2, 2.0)]);
+    assert_eq!(ix.image_count, [0, 6]);
+    assert_eq!(ix.class_images, [0, 6]);
+    assert!(ix.top[0].is_empty());
+    // State files round-trip exactly.
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("s.safetensors");
+    write_state(&p, &ix).unwrap();
+    let back = read_state(&p).unwrap();
+    assert_eq!(back.top, ix.top);
+    assert_eq!(back.class_raw, ix.class_raw);
+    assert_eq!(back.n_images, 6);
+}

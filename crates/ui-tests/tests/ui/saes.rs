@@ -1,0 +1,226 @@
+//! A workspace's SAEs in the app: training or loading one from the explorer, listing and switching.
+
+use super::*;
+
+/// A workspace made by `extract` alone (activations, no SAE) is not a dead end: the explorer
+/// offers Train SAE (then index and class labels, as a new workspace gets), and the grid opens.
+#[test]
+fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("cifar");
+    common::subset("data/cifar10/train", &["cat", "ship"], 12, &images);
+    let ws = tmp.path().join("ws");
+    extract_cifar_layer3(&images, &ws);
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    h.get_by_label_contains("no SAE yet");
+    assert!(
+        h.query_by_role_and_label(Role::Button, "Load SAE")
+            .is_none()
+    );
+    for (field, value) in [("features", 64.0), ("k", 4.0), ("M tokens", 0.05)] {
+        h.get_by_role_and_label(Role::SpinButton, field)
+            .set_value_accesskit(value);
+        h.run_steps(2);
+    }
+    h.get_by_role_and_label(Role::Button, "Train SAE").click();
+    h.run();
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .is_some_and(|x| x.index.is_some())
+    });
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.sae.as_ref().map(|s| (s.d_sae, s.d_in)), Some((64, 128)));
+    let home = x.home.clone().unwrap();
+    assert!(home.ends_with("saes/topk-64-k4"), "{}", home.display());
+    // 50,000 tokens were asked for; the run's report says how many it drew.
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.join("train.json")).unwrap()).unwrap();
+    assert_eq!(run["settings"]["tokens"], 50_000);
+    // Class labels came with it, so search by class works at once.
+    assert!(!x.labels.labels.is_empty());
+    h.run_steps(4);
+    assert!(h.query_by_label_contains("no SAE yet").is_none());
+    // The workspace panel lists the new SAE.
+    assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(1));
+}
+
+/// Load SAE on a workspace without one: the typed path is checked under the field (naming it)
+/// before anything runs, a SAELens weights file stands for its folder, and a failed load's
+/// message goes once the load succeeds instead of staying above the new result.
+#[test]
+fn loading_an_sae_checks_the_file_first_and_a_success_replaces_the_old_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("cifar");
+    common::subset("data/cifar10/train", &["cat", "ship"], 12, &images);
+    let (ws, other) = (tmp.path().join("ws"), tmp.path().join("other"));
+    extract_cifar_layer3(&images, &ws);
+    extract_cifar_layer3(&images, &other);
+    train_sae(&other, 64, 20_000);
+    let weights = other.join("saes/topk-64-k4/sae_weights.safetensors");
+    // An SAE of another width: it loads as a file but does not fit this layer.
+    let narrow = tmp.path().join("narrow");
+    saescope_core::sae::formats::save_saelens(
+        &saescope_core::sae::Sae::random_topk(64, 32, 4, 0.1, 1),
+        &narrow,
+    )
+    .unwrap();
+    // The CLI's path check: a path that does not exist is named as one, not as an SAE name.
+    let err = saescope_core::sae::workflow::sae_home(
+        &saescope_core::store::workspace::Workspace::open(&ws).unwrap(),
+        Some(&tmp.path().join("no/such/sae")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no such SAE file or folder"), "{err}");
+
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    let set_file = |h: &mut Harness<'static, SaescopeApp>, path: &std::path::Path| {
+        let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
+        field.focus();
+        h.run_steps(1);
+        h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        h.run_steps(1);
+        let field = h.get_by_role_and_label(Role::TextInput, "SAE file (optional)");
+        field.type_text(path.to_str().unwrap());
+        h.run_steps(2);
+        let typed = h
+            .state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .form
+            .new_sae
+            .sae_file
+            .clone();
+        assert_eq!(
+            typed,
+            path.to_str().unwrap(),
+            "the field holds the typed path"
+        );
+    };
+    let hint_shows = |h: &mut Harness<'static, SaescopeApp>, text: &str| {
+        wait_until(
+            h,
+            |h| h.query_by_label_contains(text).is_some(),
+            |_| Vec::new(),
+        );
+    };
+    let load_disabled = |h: &Harness<'static, SaescopeApp>| {
+        use egui_kittest::kittest::NodeT;
+        h.get_by_role_and_label(Role::Button, "Load SAE")
+            .accesskit_node()
+            .is_disabled()
+    };
+
+    set_file(&mut h, &tmp.path().join("no/such/sae_weights.safetensors"));
+    hint_shows(&mut h, "SAE file: ");
+    h.get_by_label_contains("no such SAE file or folder");
+    assert!(
+        load_disabled(&h),
+        "a path that cannot load does not start a job"
+    );
+
+    set_file(&mut h, &narrow);
+    hint_shows(&mut h, "SAELens SAE: 32 features over width 64");
+    assert!(!load_disabled(&h));
+    h.get_by_role_and_label(Role::Button, "Load SAE").click();
+    h.run_steps(1);
+    let failed = |h: &Harness<'static, SaescopeApp>| {
+        h.state().explorer.as_ref().is_some_and(|x| {
+            x.jobs
+                .iter()
+                .any(|j| matches!(j.state(), saescope_app::jobs::JobState::Failed(_)))
+        })
+    };
+    wait_until(&mut h, failed, |_| Vec::new());
+    h.run_steps(2);
+    h.get_by_label_contains("d_in=64");
+
+    set_file(&mut h, &weights);
+    hint_shows(
+        &mut h,
+        "SAELens SAE: 64 features over width 128 (TopK, k 4)",
+    );
+    h.get_by_role_and_label(Role::Button, "Load SAE").click();
+    h.run_steps(1);
+    wait_until(
+        &mut h,
+        |h| {
+            h.state()
+                .explorer
+                .as_ref()
+                .is_some_and(|x| x.index.is_some())
+        },
+        |_| Vec::new(),
+    );
+    h.run_steps(4);
+    let x = h.state().explorer.as_ref().unwrap();
+    // Named after the weights file's folder, not the file.
+    assert!(
+        x.home.as_ref().unwrap().ends_with("saes/topk-64-k4"),
+        "{:?}",
+        x.home
+    );
+    assert_eq!(x.jobs.len(), 1, "the failed load's line is gone");
+    assert!(h.query_by_label_contains("d_in=64").is_none());
+    // The workspace panel says why a loaded SAE has no curves.
+    h.get_by_label_contains("SAEs (1)").click();
+    h.run_steps(2);
+    h.get_by_label_contains("Training curves: topk-64-k4")
+        .click();
+    h.run_steps(2);
+    h.get_by_label_contains("No training log: this SAE was loaded");
+}
+
+/// A workspace with two SAEs: the panel lists both side by side (figures from training, which
+/// analyses exist) and "Use" switches the explorer to the other one.
+#[test]
+fn workspace_panel_lists_and_switches_saes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    train_sae(&ws, 32, 30_000);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1100.0, 600.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run();
+    h.state_mut().open_workspace(ws.clone());
+    h.run_steps(3);
+    // The new SAE is active and has no index yet; the first one has all its analyses.
+    assert!(h.state().explorer.as_ref().unwrap().index.is_none());
+    h.get_by_label("SAEs (2)");
+    h.get_by_label("topk-32-k4");
+    h.get_by_label_contains("ontology, OOD");
+    h.get_by_label("none yet");
+    h.get_by_role_and_label(Role::Button, "Use").click();
+    h.run_steps(3);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert!(x.index.is_some(), "switched to the indexed SAE");
+    assert!(x.home.as_ref().unwrap().ends_with("saes/topk-64-k4"));
+    // Fold the workspace summary (it shows temporary paths) for a stable snapshot.
+    h.get_by_label("Workspace").click();
+    h.run_steps(2);
+    h.snapshot("workspace_saes");
+    // Sorting by maximum activation shows that value on the cards, under a readable name.
+    h.get_by_role_and_label(Role::ComboBox, "Sort by").click();
+    h.run_steps(2);
+    h.get_by_label("Max activation").click();
+    h.run_steps(3);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.sort, saescope_app::explorer::SortBy::MaxActivation);
+    let top = x.order[0];
+    // The card's text as the grid writes it: id, label (shortened past 14 characters), value.
+    let want = {
+        let i = x.index.as_ref().unwrap();
+        let label = x.labels.labels.get(&top).map_or("", |l| l.text.as_str());
+        let mut short: String = label.chars().take(14).collect();
+        if label.chars().count() > 14 {
+            short.push_str("..");
+        }
+        format!("#{top}\n{short}\nmax {:.3}", i.max_act[top as usize])
+    };
+    h.get_by_label_contains(&want);
+}
