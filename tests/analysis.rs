@@ -1,6 +1,7 @@
 //! Feature analysis end to end on real CIFAR-10 ViT activations through the CLI: index (killed
 //! mid-build and resumed), labels (a crash mid-write never corrupts them), export → import
 //! round trip, heatmaps for an image outside the dataset, OOD against MNIST, ontology tree.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use saescope_core::shared::shared_path;
 use serde_json::Value;

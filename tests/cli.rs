@@ -1,4 +1,5 @@
 //! The CLI on real data: classifier accuracy, resumable extraction, skipped images, JSON errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use saescope_core::shared::shared_path;
 use serde_json::Value;

@@ -3,6 +3,7 @@
 //! workspace, plus random combinations of them. Each run must end with a JSON object on its last
 //! stdout line and an ordinary exit (0, 1, or 2 for a usage error): never a panic (exit 101) or
 //! an abort (a signal).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use saescope_core::shared::shared_path;
 use std::path::{Path, PathBuf};

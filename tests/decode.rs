@@ -1,6 +1,7 @@
 //! Decoded pixels equal Pillow's (`Image.open(f).convert("RGB")`) on every image in
 //! ../shared/data: the per-class SHA-256 digests in tests/fixtures/pillow_rgb_digests.json were
 //! written by scripts/reference/pillow_rgb_digests.py (Pillow 13.0, libjpeg-turbo 3.2).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use saescope_core::shared::shared_path;
 use saescope_core::store::dataset::load_rgb;

@@ -3,6 +3,7 @@
 //! Inside the core: steer → analysis → sae → store → backbone → utilities; a module that names a
 //! layer above its own fails, with the file and line. Inside the app, no two modules import
 //! each other in a circle.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! Every hidden state of the real CIFAR-10 ViT and of the tiny CLIP (vision + text), DINOv2 and
 //! SigLIP checkpoints in ../shared/models against the reference implementation's outputs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use candle_core::{Device, Tensor};
 use saescope_core::backbone::{self, Backbone, ModelSpec};

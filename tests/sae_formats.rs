@@ -1,6 +1,7 @@
 //! Every SAE layout saescope reads, on files written by tests/fixtures/make_sae_fixtures.py in
 //! that layout, checked against the outputs the layout's own math gives in PyTorch; and the
 //! native SAELens format round trip.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use candle_core::Device;
 use saescope_core::sae::formats::{load_sae, save_saelens};

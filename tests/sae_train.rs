@@ -1,6 +1,7 @@
 //! Train SAEs (TopK, BatchTopK with a crash and resume, ReLU + L1 with normalisation) on real
 //! CIFAR-10 ViT activations through the CLI, then evaluate them with the tapped layer replaced
 //! by the reconstruction.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use saescope_core::shared::shared_path;
 use serde_json::Value;

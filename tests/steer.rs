@@ -1,5 +1,6 @@
 //! Diffusion steering on tiny random-weight SD-style pipelines written in diffusers layout:
 //! determinism, zero steering = bit-identical output, and exact conditioning edits.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 mod common;
 

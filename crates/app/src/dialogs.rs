@@ -28,7 +28,7 @@ impl Picker {
         if let Ok(mut f) = failed.lock() {
             *f = None;
         }
-        std::thread::spawn(move || {
+        crate::jobs::run_detached(move || {
             let start = std::time::Instant::now();
             let d = rfd::FileDialog::new();
             let chosen = match kind {

@@ -92,6 +92,7 @@ impl BackgroundJob {
             }
             c2.request_repaint();
         });
+        #[allow(clippy::disallowed_methods)] // the job module is where the app's threads start
         std::thread::spawn(move || {
             let result = work(&job);
             let next = match result {
@@ -196,4 +197,11 @@ impl BackgroundJob {
             }
         });
     }
+}
+
+/// Runs `work` off the UI thread with no progress or cancel (a file dialog, a quick check of a
+/// typed path): the app's one other way to start a thread, so every thread starts here.
+pub fn run_detached(work: impl FnOnce() + Send + 'static) {
+    #[allow(clippy::disallowed_methods)] // the job module is where the app's threads start
+    std::thread::spawn(work);
 }

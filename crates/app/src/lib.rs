@@ -1,5 +1,6 @@
 //! The desktop app (eframe + egui on wgpu). A thin layer over the library: it shows workspaces
 //! and starts library jobs; it computes nothing itself.
+#![cfg_attr(test, allow(clippy::disallowed_methods))] // unit tests write fixtures directly
 
 pub mod bench;
 pub mod create;

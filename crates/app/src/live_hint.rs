@@ -34,7 +34,7 @@ pub fn live_hint(
         if s.asked != input {
             s.asked = input.clone();
             let (shared, ctx, asked) = (shared.clone(), ui.ctx().clone(), input.clone());
-            std::thread::spawn(move || {
+            crate::jobs::run_detached(move || {
                 let a = work(&asked);
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 s.answer = Some((asked, a));

@@ -2,6 +2,7 @@
 //!
 //! No front end lives here (no clap, egui or indicatif): the use cases are in `saescope-ops`,
 //! which the CLI and the app call. See `docs/ARCHITECTURE.md` for the crates and module map.
+#![cfg_attr(test, allow(clippy::disallowed_methods))] // unit tests write fixtures directly
 
 pub mod analysis;
 pub mod backbone;
@@ -11,6 +12,7 @@ pub mod fsutil;
 pub mod job;
 pub mod linalg;
 pub mod memory;
+pub mod pod;
 pub mod rng;
 pub mod sae;
 pub mod shared;

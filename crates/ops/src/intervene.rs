@@ -106,7 +106,7 @@ pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
     }
     if features.is_empty() {
         return Err(Error::Invalid(
-            "no features to measure: name some (--feature) or ask for the top ones by lift (--top-lift N)".into(),
+            "no features to measure: name some (--features) or ask for the top ones by lift (--top-lift N)".into(),
         ));
     }
     let device = device_of(r.device)?;

@@ -7,6 +7,7 @@
 //! The front ends depend on this crate only. It re-exports the core's models, SAEs, analyses and
 //! steering types, but of the store only what reads ([`workspace`]): shard writing, the writer
 //! lock and the other persistence stay behind these functions.
+#![cfg_attr(test, allow(clippy::disallowed_methods))] // unit tests write fixtures directly
 
 pub mod analyse;
 pub mod bench;

@@ -22,6 +22,7 @@ pub enum Hold {
 
 /// Takes `ws_dir`'s writer lock for `what` (named to the next writer while held).
 pub fn writer(ws_dir: &Path, what: &str, hold: Hold) -> Result<WriterLock> {
+    #[allow(clippy::disallowed_methods)] // this is the one place
     lock_writer(ws_dir, what, (hold == Hold::Edit).then_some(EDIT_WAIT))
 }
 

@@ -90,6 +90,7 @@ pub struct PackedB {
 
 impl PackedB {
     /// Packs B for this CPU's fastest kernel. Panics if there is none (check [`available`]).
+    #[allow(clippy::expect_used)] // callers check `available()` first; others use the gemm crate
     pub fn new(b: &[f32], k: usize, n: usize) -> Self {
         Self::new_for(best().expect("sgemm: no kernel for this CPU"), b, k, n)
     }
@@ -103,6 +104,7 @@ impl PackedB {
     }
 
     /// An empty matrix to [`Self::repack`] into (attention packs K and V per head).
+    #[allow(clippy::expect_used)] // as in `new`
     pub fn empty() -> Self {
         Self::empty_for(best().expect("sgemm: no kernel for this CPU"))
     }

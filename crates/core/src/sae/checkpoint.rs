@@ -137,18 +137,14 @@ pub fn restore(sae_dir: &Path, index: &CheckpointIndex, trainer: &mut Trainer) -
     let fired = st
         .tensor("last_fired")
         .map_err(|e| corrupt(e.to_string()))?
-        .data()
-        .chunks_exact(8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .collect();
+        .data();
+    let fired = crate::pod::from_le_bytes::<u64>(fired)
+        .ok_or_else(|| corrupt("last_fired is not a whole number of u64 values".into()))?;
     let get = |name: &str, len: usize| -> Result<Vec<f32>> {
         debug_assert!(STATE_TENSORS.contains(&name));
         let t = st.tensor(name).map_err(|e| corrupt(e.to_string()))?;
-        let v: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
+        let v: Vec<f32> = crate::pod::from_le_bytes(t.data())
+            .ok_or_else(|| corrupt(format!("{name} is not a whole number of f32 values")))?;
         if v.len() != len {
             return Err(corrupt(format!(
                 "{name} has {} values, expected {len}",

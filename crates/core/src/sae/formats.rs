@@ -353,7 +353,7 @@ pub fn load_saev(path: &Path) -> Result<Sae> {
         ))
     })?;
     let tmp = tempfile_beside(path)?;
-    std::fs::write(&tmp, &bytes[nl + 1..]).at(&tmp)?;
+    crate::fsutil::write_atomic(&tmp, &bytes[nl + 1..])?;
     let t = read_tensors(&tmp);
     let _ = std::fs::remove_file(&tmp);
     let t = t?;

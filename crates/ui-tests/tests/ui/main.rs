@@ -1,4 +1,5 @@
 //! The desktop app driven headless with egui_kittest (rendered on Mesa's software Vulkan driver).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;

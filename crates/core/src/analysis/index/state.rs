@@ -14,30 +14,10 @@ pub(super) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
     let bytes: Vec<(&str, Dtype, usize, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, t)| match t {
-            Tensor::U32(v) => (
-                n,
-                Dtype::U32,
-                v.len(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
-            Tensor::U64(v) => (
-                n,
-                Dtype::U64,
-                v.len(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
-            Tensor::F32(v) => (
-                n,
-                Dtype::F32,
-                v.len(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
-            Tensor::F64(v) => (
-                n,
-                Dtype::F64,
-                v.len(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
+            Tensor::U32(v) => (n, Dtype::U32, v.len(), crate::pod::to_le_bytes(&v)),
+            Tensor::U64(v) => (n, Dtype::U64, v.len(), crate::pod::to_le_bytes(&v)),
+            Tensor::F32(v) => (n, Dtype::F32, v.len(), crate::pod::to_le_bytes(&v)),
+            Tensor::F64(v) => (n, Dtype::F64, v.len(), crate::pod::to_le_bytes(&v)),
         })
         .collect();
     let bad = |e: safetensors::SafeTensorError| Error::Invalid(format!("cannot encode index: {e}"));
@@ -62,28 +42,20 @@ pub(super) fn raw<'a>(st: &'a safetensors::SafeTensors, name: &str, p: &Path) ->
     Ok(st.tensor(name).map_err(|e| corrupt(p, e))?.data())
 }
 pub(super) fn u32s(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Result<Vec<u32>> {
-    Ok(raw(st, name, p)?
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-        .collect())
+    crate::pod::from_le_bytes(raw(st, name, p)?)
+        .ok_or_else(|| corrupt(p, format!("`{name}` is not a whole number of u32 values")))
 }
 pub(super) fn u64s(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Result<Vec<u64>> {
-    Ok(raw(st, name, p)?
-        .chunks_exact(8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
-        .collect())
+    crate::pod::from_le_bytes(raw(st, name, p)?)
+        .ok_or_else(|| corrupt(p, format!("`{name}` is not a whole number of u64 values")))
 }
 pub(super) fn f32s(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Result<Vec<f32>> {
-    Ok(raw(st, name, p)?
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect())
+    crate::pod::from_le_bytes(raw(st, name, p)?)
+        .ok_or_else(|| corrupt(p, format!("`{name}` is not a whole number of f32 values")))
 }
 pub(super) fn f64s(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Result<Vec<f64>> {
-    Ok(raw(st, name, p)?
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect())
+    crate::pod::from_le_bytes(raw(st, name, p)?)
+        .ok_or_else(|| corrupt(p, format!("`{name}` is not a whole number of f64 values")))
 }
 
 pub(super) fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
