@@ -4,6 +4,7 @@
 
 use super::*;
 
+pub mod bench;
 pub mod classify;
 pub mod eval_sae;
 pub mod example;
@@ -15,6 +16,7 @@ pub mod index;
 pub mod info;
 pub mod intervene;
 pub mod label;
+pub mod nearest;
 pub mod ood;
 pub mod probe;
 pub mod saes;

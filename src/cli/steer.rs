@@ -3,10 +3,11 @@
 use crate::{Ctx, emit_pretty, ops, progress_job};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use ops::steer::discover::{self, ClipScorer, DiscoverOptions};
+use ops::steer::discover;
 use ops::steer::edit::{FeatureEdit, TokenScope};
 use ops::steer::pipeline::{GenerateOptions, Pipeline};
 use ops::steer::session::{self, Decoder};
+use ops::steering;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -23,8 +24,15 @@ pub struct PipelineArgs {
 }
 
 impl PipelineArgs {
-    pub fn load(&self, device: &candle_core::Device) -> Result<Pipeline> {
-        Pipeline::load(&self.pipeline, self.preview_decoder.as_deref(), device)
+    /// The pipeline, with the text SAE `sae` checked to fit its text encoder.
+    pub fn load(&self, sae: Option<&Path>, ctx: &Ctx) -> Result<steering::Loaded> {
+        let request = steering::LoadRequest {
+            pipeline: self.pipeline.clone(),
+            preview_decoder: self.preview_decoder.clone(),
+            sae: sae.map(Path::to_path_buf),
+            device: ctx.device_choice()?,
+        };
+        steering::load(&request, &Default::default())
             .with_context(|| format!("loading pipeline `{}`", self.pipeline))
     }
 }
@@ -144,6 +152,19 @@ pub enum SteerCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The text SAE's features active on a prompt's tokens, strongest first (the Steering
+    /// view's "Features of this prompt").
+    PromptFeatures {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        #[arg(long)]
+        sae: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        /// At most this many features (1 to 1000).
+        #[arg(long, default_value_t = 12)]
+        n: usize,
+    },
     /// Write a tiny random-weight SD-style pipeline (diffusers layout) to try the tools on.
     MakeTiny {
         #[arg(long)]
@@ -190,6 +211,22 @@ fn save_png(img: &image::RgbImage, path: &Path) -> Result<()> {
 
 pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
+        SteerCommand::PromptFeatures {
+            pipeline,
+            sae,
+            prompt,
+            n,
+        } => {
+            if !(1..=1000).contains(&n) {
+                anyhow::bail!("--n must be between 1 and 1000 (got {n})");
+            }
+            let loaded = pipeline.load(Some(&sae), ctx)?;
+            let features = steering::prompt_features(&loaded, &prompt, n)?;
+            emit_pretty(
+                ctx,
+                &serde_json::json!({ "prompt": prompt, "features": features }),
+            )
+        }
         SteerCommand::MakeTiny {
             out,
             tokenizer,
@@ -221,24 +258,19 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             batch,
             restart,
         } => {
-            let pipe = pipeline.load(&ctx.device()?)?;
+            let pipe = pipeline.load(None, ctx)?.pipe;
             let (job, bar) = progress_job("train-sae");
-            let d = ops::steer::corpus::default_train_options(pipe.embedding_width());
-            let opts = ops::sae::workflow::TrainOptions {
-                tokens: tokens.or(d.tokens),
-                batch,
+            let request = steering::TextSaeRequest {
+                pipeline: pipeline.pipeline.clone(),
+                prompts,
+                out,
+                d_sae,
+                k,
+                tokens,
+                batch: Some(batch),
                 restart,
-                checkpoint_every: None,
-                ..ops::sae::workflow::TrainOptions::topk(d_sae.unwrap_or(d.d_sae), k.unwrap_or(d.k))
             };
-            let report = ops::steer::corpus::train_text_sae(
-                &pipe,
-                &pipeline.pipeline,
-                prompts.as_deref(),
-                &out,
-                &opts,
-                &job,
-            )?;
+            let report = steering::train_text_sae(&pipe, &request, &job)?;
             bar.finish_and_clear();
             emit_pretty(ctx, &report)
         }
@@ -253,21 +285,17 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             out,
         } => {
             let start = std::time::Instant::now();
-            let pipe = pipeline.load(&ctx.device()?)?;
             let scope = TokenScope::parse(&tokens)?;
             let edits = features
                 .iter()
                 .map(|f| FeatureEdit::parse(f, &scope))
                 .collect::<ops::Result<Vec<_>>>()?;
-            let sae = match &sae {
-                Some(p) => Some(ops::sae::formats::load_sae(p)?),
-                None if !edits.is_empty() => {
-                    anyhow::bail!(
-                        "--feature needs --sae (the text-encoder SAE the feature ids refer to)"
-                    )
-                }
-                None => None,
-            };
+            if sae.is_none() && !edits.is_empty() {
+                anyhow::bail!(
+                    "--feature needs --sae (the text-encoder SAE the feature ids refer to)"
+                )
+            }
+            let steering::Loaded { pipe, sae, .. } = pipeline.load(sae.as_deref(), ctx)?;
             let opts = sampling.options(&pipe);
             let decoder = if preview {
                 Decoder::Preview
@@ -329,33 +357,12 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             sampling,
             out,
         } => {
-            let pipe = pipeline.load(&ctx.device()?)?;
-            let sae = ops::sae::formats::load_sae(&sae)?;
-            let scorer = ClipScorer::load(&clip, clip_tokenizer.as_deref(), &pipe.device)
-                .with_context(|| format!("loading CLIP `{clip}`"))?;
-            let prompts = match &prompts {
-                Some(p) => ops::steer::corpus::read_prompt_file(p)?,
-                None => discover::DEFAULT_PROMPTS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
-            };
+            let loaded = pipeline.load(Some(&sae), ctx)?;
             let seeds = seeds
                 .split(',')
                 .map(|s| s.trim().parse::<u64>())
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .context("--seeds: expected numbers like 0,1,2")?;
-            let mut attributes: Vec<String> = discover::BUILTIN_ATTRIBUTES
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            if let Some(v) = &vocab {
-                for a in ops::steer::corpus::read_prompt_file(v)? {
-                    if !attributes.contains(&a) {
-                        attributes.push(a);
-                    }
-                }
-            }
             let features = match &features {
                 Some(f) => ops::analysis::export::parse_ids(f)?
                     .into_iter()
@@ -363,17 +370,20 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
                     .collect(),
                 None => Vec::new(),
             };
-            let opts = DiscoverOptions {
+            let request = steering::DiscoverRequest {
+                clip,
+                clip_tokenizer,
                 prompts,
                 seeds,
                 features,
                 candidates,
                 alpha,
-                attributes,
-                generate: sampling.options(&pipe),
+                vocab,
+                generate: sampling.options(&loaded.pipe),
+                out: out.clone(),
             };
             let (job, bar) = progress_job("discover");
-            let result = discover::discover(&pipe, &sae, &scorer, &opts, &out, &job)?;
+            let result = steering::discover(&loaded.pipe, loaded.sae.as_ref(), &request, &job)?;
             bar.finish_and_clear();
             emit_pretty(
                 ctx,

@@ -9,7 +9,10 @@ compile_error!("saescope's file formats are little-endian; big-endian targets ar
 
 /// The values in `bytes`, or None when its length is not a whole number of values.
 pub fn from_le_bytes<T: Pod>(bytes: &[u8]) -> Option<Vec<T>> {
-    bytes.len().is_multiple_of(size_of::<T>()).then(|| bytemuck::pod_collect_to_vec(bytes))
+    bytes
+        .len()
+        .is_multiple_of(size_of::<T>())
+        .then(|| bytemuck::pod_collect_to_vec(bytes))
 }
 
 /// The little-endian bytes of `values`.

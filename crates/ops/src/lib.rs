@@ -19,6 +19,7 @@ mod lock;
 pub mod measure;
 pub mod saes;
 pub mod share;
+pub mod steering;
 
 /// The whole store, for the use cases here; front ends see [`workspace`].
 pub(crate) use saescope_core::store;

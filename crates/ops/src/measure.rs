@@ -10,6 +10,7 @@ use crate::backbone::{Backbone, ModelSpec, load_backbone};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::job::Job;
+use crate::sae::Sae;
 use crate::sae::workflow::{self, EvalReport};
 use crate::store::{Dataset, Workspace};
 use serde::Serialize;
@@ -155,5 +156,42 @@ pub fn heatmap(r: &HeatmapRequest) -> Result<HeatmapReport> {
         image: r.image.clone(),
         heatmaps,
         png,
+    })
+}
+
+/// The `n` features of `sae` whose decoder directions are closest to `feature`'s (cosine): the
+/// feature page's "Nearest features", and `saescope nearest`.
+pub fn nearest_features(sae: &Sae, feature: u32, n: usize) -> Result<Vec<(u32, f32)>> {
+    sae.nearest_features(feature, n)
+}
+
+#[derive(Clone, Debug)]
+pub struct NearestRequest {
+    pub workspace: PathBuf,
+    pub sae: Option<PathBuf>,
+    pub feature: u32,
+    pub n: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NearestReport {
+    pub sae: PathBuf,
+    pub feature: u32,
+    /// (feature, decoder cosine), closest first.
+    pub nearest: Vec<(u32, f32)>,
+}
+
+/// [`nearest_features`] of a workspace SAE (read-only: an SAE from elsewhere is read in place).
+pub fn nearest(r: &NearestRequest) -> Result<NearestReport> {
+    let ws = Workspace::open(&r.workspace)?;
+    let sae = crate::sae::workflow::workspace_sae(&ws, r.sae.as_deref())?;
+    let home = match &r.sae {
+        Some(p) => p.clone(),
+        None => ws.sae_home(None)?,
+    };
+    Ok(NearestReport {
+        nearest: nearest_features(&sae, r.feature, r.n)?,
+        sae: home,
+        feature: r.feature,
     })
 }

@@ -1,6 +1,9 @@
 //! The feature page: top images with heatmaps, statistics, histogram, class figures, label.
 
 use super::*;
+
+/// Nearest features listed on a feature page.
+const NEAREST: usize = 8;
 use crate::analysis::causal::EffectOptions;
 use crate::ops::intervene::EffectRequest;
 
@@ -274,7 +277,7 @@ impl Explorer {
             });
     }
 
-    /// The 8 features whose decoder directions are closest to `f`'s (cached per feature).
+    /// The features whose decoder directions are closest to `f`'s (cached per feature).
     pub(super) fn nearest(&mut self, f: u32) -> Vec<(u32, f32)> {
         if let Some((g, v)) = &self.nearest
             && *g == f
@@ -284,23 +287,13 @@ impl Explorer {
         let Some(sae) = &self.sae else {
             return Vec::new();
         };
-        let d = sae.d_in;
-        let row = |j: usize| &sae.w_dec[j * d..(j + 1) * d];
-        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        let a = row(f as usize);
-        let na = norm(a);
-        let mut v: Vec<(u32, f32)> = (0..sae.d_sae)
-            .filter(|&j| j != f as usize)
-            .map(|j| {
-                let b = row(j);
-                (
-                    j as u32,
-                    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * norm(b)),
-                )
-            })
-            .collect();
-        v.sort_by(|x, y| y.1.total_cmp(&x.1));
-        v.truncate(8);
+        let v = match crate::ops::measure::nearest_features(sae, f, NEAREST) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                Vec::new()
+            }
+        };
         self.nearest = Some((f, v.clone()));
         v
     }

@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// Features listed for the prompt being typed.
+const PROMPT_FEATURES: usize = 12;
+
 impl SteerView {
     pub(super) fn controls_ui(&mut self, ui: &mut egui::Ui) {
         let Some(loaded) = self.loaded.clone() else {
@@ -282,12 +285,8 @@ impl SteerView {
             let (l, p) = (loaded.clone(), prompt.clone());
             let (job, output) =
                 BackgroundJob::spawn_with_output("Prompt features", ui.ctx(), move |_| {
-                    let sae = l
-                        .sae
-                        .as_ref()
-                        .ok_or_else(|| crate::Error::Invalid("no text SAE is loaded".into()))?;
                     Ok((
-                        session::prompt_features(&l.pipe, sae, &p, 12)?,
+                        crate::ops::steering::prompt_features(&l, &p, PROMPT_FEATURES)?,
                         String::new(),
                     ))
                 });

@@ -107,26 +107,24 @@ impl SteerView {
         let candidates = self.discover_candidates;
         let (job, output) =
             BackgroundJob::spawn_with_output("Discover attributes", ctx, move |job| {
-                let Some(sae) = loaded.sae.as_ref() else {
-                    return Err(crate::Error::Invalid("discovery needs a text SAE".into()));
-                };
-                let scorer = ClipScorer::load(&clip, None, &loaded.pipe.device)?;
-                let opts = DiscoverOptions {
-                    prompts: discover::DEFAULT_PROMPTS
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
+                let request = crate::ops::steering::DiscoverRequest {
+                    clip,
+                    clip_tokenizer: None,
+                    prompts: None,
                     seeds: vec![0, 1],
                     features: Vec::new(),
                     candidates,
                     alpha: None,
-                    attributes: discover::BUILTIN_ATTRIBUTES
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect(),
+                    vocab: None,
                     generate: req.opts,
+                    out,
                 };
-                let d = discover::discover(&loaded.pipe, sae, &scorer, &opts, &out, job)?;
+                let d = crate::ops::steering::discover(
+                    &loaded.pipe,
+                    loaded.sae.as_ref(),
+                    &request,
+                    job,
+                )?;
                 let n = d.ranking.len();
                 Ok((d, format!("{n} features ranked")))
             });

@@ -11,15 +11,15 @@ mod setup;
 use super::dialogs::{Pick, Picker};
 use super::jobs::{BackgroundJob, Ended, JobOutput, JobState};
 use crate::job::{Job, Progress};
-use crate::sae::Sae;
-use crate::steer::discover::{self, ClipScorer, DiscoverOptions, Discovery};
+pub use crate::ops::steering::Loaded;
+use crate::steer::discover::{self, Discovery};
 use crate::steer::edit::{EditMode, FeatureEdit, TokenScope};
 use crate::steer::pipeline::{GenerateOptions, Pipeline};
 use crate::steer::session::{self, Decoder};
 use candle_core::Tensor;
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,13 +95,6 @@ struct Request {
     prompt: String,
     opts: GenerateOptions,
     edits: Vec<FeatureEdit>,
-}
-
-pub struct Loaded {
-    pub pipe: Pipeline,
-    pub sae: Option<Sae>,
-    /// Each SAE feature's strongest corpus prompts, when its folder has them.
-    pub top_prompts: Option<crate::steer::corpus::TopPromptsFile>,
 }
 
 /// One side of the comparison.
@@ -281,22 +274,16 @@ impl SteerView {
         self.shown_request = None;
         self.jobs.retain(|j| !j.title.starts_with("Load"));
         let (job, output) = BackgroundJob::spawn_with_output("Load pipeline", ctx, move |job| {
-            let (device, _) = crate::device::resolve(device)?;
-            let preview = Some(s.preview_decoder.trim()).filter(|p| !p.is_empty());
-            let pipe = Pipeline::load(s.pipeline.trim(), preview, &device)?;
-            job.check()?;
-            // The SAE, and its features' strongest corpus prompts when its folder has them.
-            let (sae, top_prompts) = match s.sae.trim() {
-                "" => (None, None),
-                p => {
-                    let sae = crate::sae::formats::load_sae(Path::new(p))?;
-                    sae.check_fits(pipe.embedding_width(), "this pipeline's text encoder")?;
-                    (
-                        Some(sae),
-                        crate::steer::corpus::read_top_prompts(Path::new(p))?,
-                    )
-                }
+            let request = crate::ops::steering::LoadRequest {
+                pipeline: s.pipeline.trim().to_string(),
+                preview_decoder: Some(s.preview_decoder.trim().to_string()),
+                sae: Some(s.sae.trim())
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from),
+                device,
             };
+            let loaded = crate::ops::steering::load(&request, job)?;
+            let (pipe, sae) = (&loaded.pipe, &loaded.sae);
             let msg = format!(
                 "{} loaded ({} px native{}{})",
                 pipe.name,
@@ -310,11 +297,6 @@ impl SteerView {
                     .map(|s| format!(", SAE with {} features", s.d_sae))
                     .unwrap_or_default()
             );
-            let loaded = Loaded {
-                pipe,
-                sae,
-                top_prompts,
-            };
             Ok((Arc::new(loaded), msg))
         });
         self.jobs.push(job);

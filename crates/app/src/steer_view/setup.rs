@@ -67,10 +67,10 @@ impl SteerView {
                         let out = PathBuf::from(self.settings.train_folder.trim());
                         let source = self.settings.pipeline.trim().to_string();
                         let (job, output) = BackgroundJob::spawn_with_output("Train text SAE", ui.ctx(), move |job| {
-                            let opts = crate::steer::corpus::default_train_options(l.pipe.embedding_width());
-                            let r = crate::steer::corpus::train_text_sae(&l.pipe, &source, None, &out, &opts, job)?;
+                            let request = crate::ops::steering::TextSaeRequest { pipeline: source, out: out.clone(), ..Default::default() };
+                            let r = crate::ops::steering::train_text_sae(&l.pipe, &request, job)?;
                             let msg = format!("{} tokens from {} prompts; FVE {:.3}", r.tokens, r.prompts, r.train.final_fve);
-                            Ok((out.join(crate::sae::workflow::SAE_DIR), msg))
+                            Ok((crate::ops::steering::text_sae_dir(&out), msg))
                         });
                         self.jobs.push(job);
                         self.sae_output = Some(output);

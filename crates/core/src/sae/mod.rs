@@ -90,6 +90,33 @@ impl PartialEq for Engine {
 }
 
 impl Sae {
+    /// The `n` features whose decoder directions are closest to `feature`'s by cosine, closest
+    /// first (ties by id); an error names the range when `feature` is not one of this SAE's.
+    pub fn nearest_features(&self, feature: u32, n: usize) -> Result<Vec<(u32, f32)>> {
+        let f = feature as usize;
+        if f >= self.d_sae {
+            return Err(Error::Invalid(format!(
+                "feature {feature} is not one of this SAE's (0 to {})",
+                self.d_sae.saturating_sub(1)
+            )));
+        }
+        let d = self.d_in;
+        let row = |j: usize| &self.w_dec[j * d..(j + 1) * d];
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        let (a, na) = (row(f), norm(row(f)));
+        let mut v: Vec<(u32, f32)> = (0..self.d_sae)
+            .filter(|&j| j != f)
+            .map(|j| {
+                let b = row(j);
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                (j as u32, dot / (na * norm(b)))
+            })
+            .collect();
+        v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+        v.truncate(n);
+        Ok(v)
+    }
+
     /// This SAE with its encoding on `device`: the CPU keeps the cache-blocked sparse path
     /// below; any other device gets the weights copied there once, and [`Sae::encode_sparse`]
     /// runs the GEMM and top-k there and brings back only the active features.
