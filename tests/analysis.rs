@@ -622,16 +622,29 @@ fn stored_activations_are_reused_exactly() {
     subset("data/cifar10/train", &["ship"], 9, &other);
     let ds = Dataset::scan(&other).unwrap();
     let ids: Vec<usize> = (0..ds.len()).collect();
-    let source = LayerActivations::new(&b, 2, std::slice::from_ref(&ws));
+    let source = LayerActivations::new(&b, 2, std::slice::from_ref(&ws)).unwrap();
     let got = source.batch(&ds, &ids).unwrap();
     assert_eq!(got.ok, ids);
     assert_eq!(source.reused(), 7, "7 of the 9 ships are in the store");
-    let computed = LayerActivations::new(&b, 2, &[]).batch(&ds, &ids).unwrap();
+    let computed = LayerActivations::new(&b, 2, &[])
+        .unwrap()
+        .batch(&ds, &ids)
+        .unwrap();
     let d = saescope_core::linalg::max_abs_diff(&got.hidden.unwrap(), &computed.hidden.unwrap())
         .unwrap();
     assert_eq!(d, 0.0, "stored rows differ from computed ones by {d:e}");
     // Another layer cannot be answered from this store.
-    let l3 = LayerActivations::new(&b, 3, std::slice::from_ref(&ws));
+    let l3 = LayerActivations::new(&b, 3, std::slice::from_ref(&ws)).unwrap();
     assert_eq!(l3.stores(), 0);
+    // A store that fits but cannot be read is an error naming it, not a silent recomputation.
+    std::fs::write(ws_dir.join("activations/manifest.json"), "{ torn").unwrap();
+    let err = LayerActivations::new(&b, 2, std::slice::from_ref(&ws))
+        .err()
+        .expect("a broken store to be refused")
+        .to_string();
+    assert!(
+        err.contains("cannot be reused") && err.contains(&ws_dir.display().to_string()),
+        "{err}"
+    );
     let _ = b.info();
 }

@@ -84,6 +84,17 @@ fn train_and_evaluate_a_topk_sae_on_vit_cifar10() {
         std::fs::read(first.join("sae_weights.safetensors")).unwrap(),
         weights
     );
+    // A damaged training report is said as such (not taken for "other settings"), and kept.
+    let report = std::fs::read(first.join("train.json")).unwrap();
+    std::fs::write(first.join("train.json"), &report[..report.len() / 2]).unwrap();
+    let out = topk().arg("--json").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("train.json") && err.contains("damaged") && !err.contains("other settings"),
+        "{err}"
+    );
+    std::fs::write(first.join("train.json"), &report).unwrap();
     // Trained on a subset (links to 30 of the workspace's images): only those count, the name
     // says so, and a folder of none of its images is refused with the fix.
     let some = tmp.path().join("some");

@@ -596,10 +596,17 @@ fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::ops::saes::SaeSummary]) -> Opt
                 if s.ood {
                     parts.push("OOD".into());
                 }
-                ui.label(if parts.is_empty() {
-                    "none yet".to_string()
-                } else {
-                    parts.join(", ")
+                ui.horizontal(|ui| {
+                    ui.label(if parts.is_empty() {
+                        "none yet".to_string()
+                    } else {
+                        parts.join(", ")
+                    });
+                    // Files beside the SAE that cannot be read are said, not shown as absent.
+                    if !s.problems.is_empty() {
+                        ui.colored_label(ui.visuals().error_fg_color, "⚠ unreadable files")
+                            .on_hover_text(s.problems.join("\n"));
+                    }
                 });
                 ui.end_row();
             }

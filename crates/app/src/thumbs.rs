@@ -25,6 +25,9 @@ pub struct Thumbs {
     cache: HashMap<(u32, ThumbKind), Option<egui::TextureHandle>>,
     /// 64-px thumbnails of image files outside the index (the OOD page's unusual images).
     files: HashMap<std::path::PathBuf, Option<egui::TextureHandle>>,
+    /// Why a thumbnail shows the "unreadable" placeholder (its image could not be read).
+    problems: HashMap<(u32, ThumbKind), String>,
+    file_problems: HashMap<std::path::PathBuf, String>,
     /// Thumbnails still allowed this frame.
     budget: usize,
     pub per_frame: usize,
@@ -35,6 +38,8 @@ impl Default for Thumbs {
         Thumbs {
             cache: HashMap::new(),
             files: HashMap::new(),
+            problems: HashMap::new(),
+            file_problems: HashMap::new(),
             budget: 0,
             per_frame: 24,
         }
@@ -91,14 +96,32 @@ impl Thumbs {
             ctx.request_repaint();
         }
         self.budget -= todo.len();
-        let made: Vec<(ThumbKind, Option<image::RgbImage>)> = todo
+        let made: Vec<(ThumbKind, Made)> = todo
             .par_iter()
             .map(|&k| (k, make(src, feature, k)))
             .collect();
         for (kind, img) in made {
-            let tex = img.map(|img| texture(ctx, feature, kind, &img));
-            self.cache.insert((feature, kind), tex);
+            self.insert(ctx, feature, kind, img);
         }
+    }
+
+    fn insert(
+        &mut self,
+        ctx: &egui::Context,
+        feature: u32,
+        kind: ThumbKind,
+        made: Made,
+    ) -> Option<egui::TextureHandle> {
+        let tex = match made {
+            Ok(img) => img.map(|img| texture(ctx, feature, kind, &img)),
+            Err(why) => {
+                self.problems
+                    .insert((feature, kind), format!("cannot show this image: {why}"));
+                Some(unreadable(ctx))
+            }
+        };
+        self.cache.insert((feature, kind), tex.clone());
+        tex
     }
 
     /// A 64-px thumbnail of any image file (None: unreadable, or not made yet this frame).
@@ -115,19 +138,36 @@ impl Thumbs {
             return None;
         }
         self.budget -= 1;
-        let tex = crate::ops::workspace::load_rgb(path).ok().map(|img| {
-            let small = image::imageops::thumbnail(&img, 64, 64);
-            ctx.load_texture(
-                format!("file-thumb-{}", path.display()),
-                egui::ColorImage::from_rgb(
-                    [small.width() as usize, small.height() as usize],
-                    small.as_raw(),
-                ),
-                egui::TextureOptions::NEAREST,
-            )
-        });
-        self.files.insert(path.to_path_buf(), tex.clone());
-        tex
+        let tex = match crate::ops::workspace::load_rgb(path) {
+            Ok(img) => {
+                let small = image::imageops::thumbnail(&img, 64, 64);
+                ctx.load_texture(
+                    format!("file-thumb-{}", path.display()),
+                    egui::ColorImage::from_rgb(
+                        [small.width() as usize, small.height() as usize],
+                        small.as_raw(),
+                    ),
+                    egui::TextureOptions::NEAREST,
+                )
+            }
+            Err(e) => {
+                self.file_problems
+                    .insert(path.to_path_buf(), format!("cannot show this image: {e}"));
+                unreadable(ctx)
+            }
+        };
+        self.files.insert(path.to_path_buf(), Some(tex.clone()));
+        Some(tex)
+    }
+
+    /// Why the thumbnail of `feature`'s `kind` is the "unreadable" placeholder, if it is.
+    pub fn problem(&self, feature: u32, kind: ThumbKind) -> Option<&str> {
+        self.problems.get(&(feature, kind)).map(String::as_str)
+    }
+
+    /// Why the thumbnail of the file `path` is the "unreadable" placeholder, if it is.
+    pub fn file_problem(&self, path: &std::path::Path) -> Option<&str> {
+        self.file_problems.get(path).map(String::as_str)
     }
 
     /// Drops the heatmap thumbnails (made again at the new opacity when next asked for).
@@ -157,22 +197,70 @@ impl Thumbs {
             return None;
         }
         self.budget -= 1;
-        let tex = make(src, feature, kind).map(|img| texture(ctx, feature, kind, &img));
-        self.cache.insert((feature, kind), tex.clone());
-        tex
+        let made = make(src, feature, kind);
+        self.insert(ctx, feature, kind, made)
     }
 }
 
-fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbImage> {
+/// The placeholder of a thumbnail whose image cannot be read: a red-grey checker, so the slot is
+/// visibly not an image (its reason is on hover, from [`Thumbs::problem`]).
+fn unreadable(ctx: &egui::Context) -> egui::TextureHandle {
+    let n = 8;
+    let pixels: Vec<u8> = (0..n * n)
+        .flat_map(|i| {
+            if (i / n + i % n) % 2 == 0 {
+                [200, 80, 80]
+            } else {
+                [120, 120, 120]
+            }
+        })
+        .collect();
+    ctx.load_texture(
+        "thumb-unreadable",
+        egui::ColorImage::from_rgb([n, n], &pixels),
+        egui::TextureOptions::NEAREST,
+    )
+}
+
+/// A thumbnail's image: None when there is no such entry; an error when its file cannot be read.
+type Made = Result<Option<image::RgbImage>, String>;
+
+fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Made {
+    let Some(image) = entry(src, feature, kind) else {
+        return Ok(None);
+    };
+    let img = src.ds.load(image as usize).map_err(|e| e.to_string())?;
+    Ok(draw(src, feature, kind, img))
+}
+
+/// The dataset image a thumbnail shows.
+fn entry(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<u32> {
+    match kind {
+        ThumbKind::Sample(i) => Some(
+            src.index
+                .samples
+                .get(feature as usize)?
+                .get(i as usize)?
+                .image,
+        ),
+        ThumbKind::Overlay(r) | ThumbKind::Plain(r) => {
+            Some(src.index.top.get(feature as usize)?.get(r as usize)?.image)
+        }
+        ThumbKind::Card => Some(src.index.top.get(feature as usize)?.first()?.image),
+    }
+}
+
+fn draw(
+    src: &ThumbSource,
+    feature: u32,
+    kind: ThumbKind,
+    img: image::RgbImage,
+) -> Option<image::RgbImage> {
     if let ThumbKind::Sample(i) = kind {
         let e = src.index.samples.get(feature as usize)?.get(i as usize)?;
         let g = src.geometry;
         let input = (g.grid_w * g.patch_size, g.grid_h * g.patch_size);
-        let img = model_view(
-            &src.ds.load(e.image as usize).ok()?,
-            src.preprocessor,
-            input,
-        );
+        let img = model_view(&img, src.preprocessor, input);
         let b = token_box(g, *src.token_indices.get(e.token as usize)?);
         return Some(outlined_patch(&img, input, b, 96));
     }
@@ -181,7 +269,6 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
         _ => 0,
     };
     let e = src.index.top.get(feature as usize)?.get(rank)?;
-    let img = src.ds.load(e.image as usize).ok()?;
     let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
     let img = model_view(&img, src.preprocessor, heat.input_size);
     match kind {
@@ -202,7 +289,7 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Option<image::RgbIm
             ))
         }
         _ => {
-            let b = token_box(src.geometry, src.token_indices[e.token as usize]);
+            let b = token_box(src.geometry, *src.token_indices.get(e.token as usize)?);
             Some(outlined_patch(&img, heat.input_size, b, 64))
         }
     }

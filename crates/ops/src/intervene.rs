@@ -112,7 +112,7 @@ pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
     let device = device_of(r.device)?;
     let sae = sae.on_device(&device)?;
     let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
-    let source = LayerActivations::new(&b, ws.config.layer, std::slice::from_ref(&ws));
+    let source = LayerActivations::new(&b, ws.config.layer, std::slice::from_ref(&ws))?;
     let effects = causal::causal_effects(
         &b,
         &sae,

@@ -25,6 +25,8 @@ pub struct SaeSummary {
     pub labels: usize,
     pub ontology: bool,
     pub ood: bool,
+    /// Files beside it that are there but cannot be read, each with its error.
+    pub problems: Vec<String>,
 }
 
 /// Makes the SAE `name` (under `WS/saes/`) the workspace's active one; returns its folder. A
@@ -44,9 +46,15 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
         .into_iter()
         .map(|name| {
             let home = ws.sae_dir(&name);
-            let cfg: serde_json::Value =
-                crate::fsutil::read_json(&home.join("cfg.json")).unwrap_or_default();
-            let r = crate::sae::workflow::finished_report(&home);
+            let mut problems = Vec::new();
+            let cfg: serde_json::Value = seen(
+                crate::fsutil::read_json(&home.join("cfg.json")),
+                &mut problems,
+            )
+            .unwrap_or_default();
+            let r = seen(crate::sae::workflow::finished_report(&home), &mut problems).flatten();
+            let labels =
+                seen(labels::Labels::load(&home), &mut problems).map_or(0, |l| l.labels.len());
             // Without a report (SAEs trained before train.json existed), the training log's
             // last line has the same figures.
             let last = r.is_none().then(|| last_metrics(&home)).flatten();
@@ -68,13 +76,19 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
                     .or(from_log("dead_fraction")),
                 cls_weight: r.as_ref().map(|r| r.cls_weight),
                 index: index::is_complete(&home),
-                labels: labels::Labels::load(&home).map_or(0, |l| l.labels.len()),
+                labels,
                 ontology: ontology::ontology_path(&home).is_file(),
                 ood: ood::results_path(&home).is_file(),
+                problems,
                 name,
             }
         })
         .collect()
+}
+
+/// The value, or None with its error noted among `problems`.
+fn seen<T>(r: Result<T>, problems: &mut Vec<String>) -> Option<T> {
+    r.map_err(|e| problems.push(e.to_string())).ok()
 }
 
 /// The last entry of an SAE's training log (`metrics.jsonl`), if it has one.

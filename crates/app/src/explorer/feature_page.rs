@@ -188,12 +188,17 @@ impl Explorer {
                         let e = &self.index.as_ref().map(|i| i.top[j][rank].clone());
                         let Some(e) = e else { continue };
                         let (name, class) = self.image_facts(e.image);
+                        let problem = self
+                            .thumbs
+                            .problem(f, ThumbKind::Overlay(rank as u16))
+                            .map(|p| format!("\n{p}"))
+                            .unwrap_or_default();
                         if image_tile(
                             ui,
                             tex,
                             plain,
                             format!("top image {}", rank + 1),
-                            format!("{name}: activation {:.3} (click to open)", e.value),
+                            format!("{name}: activation {:.3} (click to open){problem}", e.value),
                             format!("{:.2} {class}", e.value),
                         ) {
                             open_image = Some(e.image);

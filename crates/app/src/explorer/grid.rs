@@ -152,16 +152,21 @@ impl Explorer {
             ),
             None => egui::Button::new(text),
         };
+        let problem = self
+            .thumbs
+            .problem(f, ThumbKind::Card)
+            .map(|p| format!("\n{p}"))
+            .unwrap_or_default();
         ui.add_sized(CARD, button)
             .on_hover_text(format!(
-                "Feature {f}: open its page\n{}\n{}",
+                "Feature {f}: open its page\n{}\n{}{problem}",
                 label.as_deref().unwrap_or("(no label)"),
                 match self.sort {
                     SortBy::MaxActivation => "its largest activation on the indexed images",
                     SortBy::ClassLift =>
                         "its most selective class and lift: how much more often that class is among the images it fires on",
                     _ => "the share of tokens it fires on",
-                }
+                },
             ))
             .clicked()
     }

@@ -503,6 +503,11 @@ impl Explorer {
         Some((src, thumbs))
     }
 
+    /// Why feature `f`'s card shows the "unreadable" placeholder, if it does.
+    pub fn thumb_problem(&self, f: u32) -> Option<&str> {
+        self.thumbs.problem(f, ThumbKind::Card)
+    }
+
     fn thumb(
         &mut self,
         ctx: &egui::Context,

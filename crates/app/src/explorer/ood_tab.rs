@@ -242,7 +242,12 @@ impl Explorer {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         );
-                        let clicked = match self.thumbs.file(ui.ctx(), &file) {
+                        let tex = self.thumbs.file(ui.ctx(), &file);
+                        let tip = match self.thumbs.file_problem(&file) {
+                            Some(p) => format!("{tip}\n{p}"),
+                            None => tip,
+                        };
+                        let clicked = match tex {
                             Some(t) => ui
                                 .add(egui::Button::image(
                                     egui::Image::new(&t)

@@ -413,7 +413,7 @@ pub fn probe(
         .iter()
         .map(|p| Workspace::open(p))
         .collect::<Result<Vec<_>>>()?;
-    let source = LayerActivations::new(backbone, layer, &workspaces);
+    let source = LayerActivations::new(backbone, layer, &workspaces)?;
     let fit = pooled_features(
         backbone, sae, &source, layer, &fit_ds, opts.batch, job, "fit",
     )?;

@@ -50,7 +50,7 @@ pub fn evaluate(
     let mut n_images = 0usize;
     let ids: Vec<usize> = (0..ds.len()).collect();
     // Images the workspace already stores are read back, not recomputed.
-    let source = LayerActivations::new(backbone, layer, std::slice::from_ref(ws));
+    let source = LayerActivations::new(backbone, layer, std::slice::from_ref(ws))?;
     for (ci, chunk) in ids.chunks(batch.max(1)).enumerate() {
         job.check()?;
         let HiddenBatch {

@@ -471,9 +471,8 @@ pub fn train_on_store(
         images: subset.map(|s| s.label.clone()),
     };
     if sae_dir.join("cfg.json").is_file() {
-        let finished: Option<FinishedRun> =
-            crate::fsutil::read_json(&sae_dir.join(FINISHED_FILE)).ok();
-        return match finished {
+        // A corrupt train.json is said as such, not taken for "other settings".
+        return match finished_run(sae_dir)? {
             Some(f) if f.settings == settings => Ok(TrainReport {
                 already_trained: true,
                 ..f.report
@@ -794,12 +793,27 @@ fn open_metrics(path: &Path, resumed_from_step: u64) -> Result<std::fs::File> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// The report of the finished training run that left the SAE in `home` (None for imported
-/// SAEs, or ones trained before `train.json` was written).
-pub fn finished_report(home: &Path) -> Option<TrainReport> {
-    crate::fsutil::read_json::<FinishedRun>(&home.join(FINISHED_FILE))
-        .ok()
-        .map(|f| f.report)
+/// The report of the finished training run that left the SAE in `home`: None for imported
+/// SAEs, or ones trained before `train.json` was written; an error when the file is there but
+/// cannot be read.
+pub fn finished_report(home: &Path) -> Result<Option<TrainReport>> {
+    Ok(finished_run(home)?.map(|f| f.report))
+}
+
+fn finished_run(home: &Path) -> Result<Option<FinishedRun>> {
+    let path = home.join(FINISHED_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    crate::fsutil::read_json::<FinishedRun>(&path)
+        .map(Some)
+        .map_err(|e| {
+            Error::Workspace(format!(
+                "{e}; this SAE's training report is damaged: retrain it under another --name, \
+                 or delete {} to treat the SAE as imported",
+                path.display()
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::dataset::{Dataset, Skipped};
 use super::extract::decode_images;
 use super::workspace::Workspace;
 use crate::backbone::Backbone;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -43,21 +43,25 @@ pub struct HiddenBatch {
 
 impl<'a> LayerActivations<'a> {
     /// Reads from each workspace's store that is complete, holds every token and was extracted
-    /// at `layer` of a model with this backbone's geometry; computes everything else.
-    pub fn new(backbone: &'a dyn Backbone, layer: usize, workspaces: &[Workspace]) -> Self {
-        let stored = workspaces
-            .iter()
-            .filter_map(|ws| Self::open_store(backbone, layer, ws))
-            .collect();
-        LayerActivations {
+    /// at `layer` of a model with this backbone's geometry; computes everything else. A store
+    /// that does not fit is passed over; one that fits but cannot be read (a corrupt manifest or
+    /// `dataset.json`) is an error naming it, not a silent recomputation.
+    pub fn new(backbone: &'a dyn Backbone, layer: usize, workspaces: &[Workspace]) -> Result<Self> {
+        let mut stored = Vec::new();
+        for ws in workspaces {
+            if let Some(s) = Self::open_store(backbone, layer, ws)? {
+                stored.push(s);
+            }
+        }
+        Ok(LayerActivations {
             backbone,
             layer,
             stored,
             reused: Default::default(),
-        }
+        })
     }
 
-    fn open_store(backbone: &dyn Backbone, layer: usize, ws: &Workspace) -> Option<Stored> {
+    fn open_store(backbone: &dyn Backbone, layer: usize, ws: &Workspace) -> Result<Option<Stored>> {
         let info = backbone.info();
         let geometry = &ws.config.backbone.geometry;
         if ws.config.layer != layer
@@ -65,14 +69,21 @@ impl<'a> LayerActivations<'a> {
             || *geometry != info.geometry
             || ws.config.backbone.pos_interpolation != info.pos_interpolation
         {
-            return None;
+            return Ok(None);
         }
-        let store = ActivationStore::open(&ws.activations_dir()).ok()?;
+        let reuse_error = |e: Error| {
+            Error::Workspace(format!(
+                "{}: its stored activations cannot be reused ({e}); repair it with `saescope \
+                 extract` on that workspace, or leave it out of the reused stores",
+                ws.dir.display()
+            ))
+        };
+        let store = ActivationStore::open(&ws.activations_dir()).map_err(reuse_error)?;
         if !store.manifest.is_complete() || store.manifest.tokens_per_image() != geometry.n_tokens()
         {
-            return None;
+            return Ok(None);
         }
-        let ds = ws.dataset().ok()?;
+        let ds = ws.dataset().map_err(reuse_error)?;
         let mut by_path = HashMap::new();
         for (s, shard) in store.manifest.shards.iter().enumerate() {
             for id in shard.first_image..shard.first_image + shard.planned_images {
@@ -85,11 +96,11 @@ impl<'a> LayerActivations<'a> {
                 }
             }
         }
-        Some(Stored {
+        Ok(Some(Stored {
             store,
             by_path,
             cache: Mutex::new(None),
-        })
+        }))
     }
 
     /// Images answered from the store so far.

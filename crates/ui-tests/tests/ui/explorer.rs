@@ -359,10 +359,20 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
 
 /// A damaged analysis file is an error on the page, not "not computed yet".
 #[test]
-fn a_corrupt_ood_file_is_reported_not_hidden() {
+fn a_corrupt_ood_file_and_an_unreadable_image_are_reported_not_hidden() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = analysed_workspace(tmp.path());
     std::fs::write(ws.join("saes/topk-64-k4/ood/results.json"), "{ torn").unwrap();
+    // The images behind the cards are gone (moved or deleted files).
+    let ix = saescope_core::analysis::index::load_index(&ws.join("saes/topk-64-k4")).unwrap();
+    let ds = saescope_core::store::Workspace::open(&ws)
+        .unwrap()
+        .dataset()
+        .unwrap();
+    let best = |f: usize| ds.abs_path(ix.top[f][0].image as usize);
+    for f in (0..ix.d_sae).filter(|&f| !ix.top[f].is_empty()) {
+        let _ = std::fs::remove_file(best(f));
+    }
     let mut h = Harness::builder()
         .with_size(egui::vec2(1100.0, 600.0))
         .wgpu()
@@ -377,5 +387,13 @@ fn a_corrupt_ood_file_is_reported_not_hidden() {
     assert!(
         x.index.is_some() && x.ontology.is_some(),
         "the rest still loads"
+    );
+    // Its card shows the "unreadable" placeholder, with the reason on hover.
+    let first = x.order[0];
+    let gone = best(first as usize);
+    let why = x.thumb_problem(first).unwrap_or_default();
+    assert!(
+        why.contains("cannot show this image") && why.contains(&*gone.to_string_lossy()),
+        "{why}"
     );
 }

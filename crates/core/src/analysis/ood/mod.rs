@@ -87,7 +87,7 @@ fn for_each_batch(
         .iter()
         .map(|p| Workspace::open(p))
         .collect::<Result<Vec<_>>>()?;
-    let source = LayerActivations::new(backbone, layer, &workspaces);
+    let source = LayerActivations::new(backbone, layer, &workspaces)?;
     let ids: Vec<usize> = (0..ds.len()).collect();
     let mut done = 0;
     for chunk in ids.chunks(batch.max(1)) {
