@@ -77,6 +77,9 @@ enum Command {
     /// images and scored on another's (classes = sub-folder names). With --spliced, also with
     /// the tapped layer replaced by the workspace SAE's reconstruction.
     Probe(cli::probe::ProbeArgs),
+    /// A workspace at a glance: model, layer, activations, SAEs and their analyses, and any
+    /// file that cannot be read (the app's workspace panel).
+    Summary(cli::summary::SummaryArgs),
     /// List a workspace's SAEs (WS/saes/<name>/) with their training figures and analyses.
     Saes(cli::saes::SaesArgs),
     /// Make one of a workspace's SAEs the active one (used when --sae is not given).
@@ -282,6 +285,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::Probe(a)) => cli::probe::run(a, ctx),
         Some(Command::Train(a)) => cli::train::run(a, ctx),
         Some(Command::Saes(a)) => cli::saes::run(a, ctx),
+        Some(Command::Summary(a)) => cli::summary::run(a, ctx),
         Some(Command::UseSae(a)) => cli::use_sae::run(a, ctx),
         Some(Command::Index(a)) => cli::index::run(a, ctx),
         Some(Command::Ood(a)) => cli::ood::run(a, ctx),

@@ -274,6 +274,11 @@ fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
             vec!["--features", "--image"],
         ),
         (
+            s(&["nearest", "--workspace", &ws, "--feature", "0"]),
+            vec!["--feature", "--n"],
+        ),
+        (s(&["summary", "--workspace", &ws]), vec![]),
+        (
             s(&[
                 "intervene",
                 "--workspace",

@@ -99,9 +99,10 @@ fn named_flags(dir: &Path, root: &Path, out: &mut Vec<(String, String)>) {
             if line.trim_start().starts_with("//") {
                 continue;
             }
-            // String literals: the text between quote pairs.
+            // String literals: the text between quote pairs. One that tells how to rebuild
+            // names cargo's flags, not ours.
             for (k, lit) in line.split('"').enumerate() {
-                if k % 2 == 1 {
+                if k % 2 == 1 && !lit.contains("cargo build") && !lit.contains("rebuild with") {
                     for f in flag_names(lit) {
                         let rel = p.strip_prefix(root).unwrap().display().to_string();
                         out.push((format!("{rel}:{}", n + 1), f));

@@ -21,6 +21,7 @@ pub mod ood;
 pub mod probe;
 pub mod saes;
 pub mod steer;
+pub mod summary;
 pub mod train;
 pub mod tree;
 pub mod use_sae;

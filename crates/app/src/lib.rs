@@ -18,9 +18,8 @@ pub mod words;
 // The app's view of the library is ops (and what ops re-exports): paths below name
 // `crate::<module>` as if these were the app's own.
 use saescope_ops as ops;
-use saescope_ops::{Error, Result, analysis, backbone, device, fsutil, job, sae, steer};
+use saescope_ops::{Error, Result, analysis, backbone, device, job, sae, steer};
 
-use crate::ops::workspace::ActivationStore;
 use crate::ops::workspace::Workspace;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -615,37 +614,33 @@ fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::ops::saes::SaeSummary]) -> Opt
 }
 
 fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
-    let ws = Workspace::open(dir)?;
-    let c = &ws.config;
+    let s = crate::ops::session::summary(dir)?;
     let mut rows = vec![
-        ("Model".to_string(), c.model.source.clone()),
+        ("Model".to_string(), s.model),
         (
             "Layer".to_string(),
-            format!("{} of {}", c.layer, c.backbone.n_layers),
+            format!("{} of {}", s.layer, s.n_layers),
         ),
-        ("Width".to_string(), c.backbone.d_model.to_string()),
-        ("Images".to_string(), c.images.display().to_string()),
-        (
-            "Tokens".to_string(),
-            format!("{:?}", c.tokens).to_lowercase(),
-        ),
+        ("Width".to_string(), s.width.to_string()),
+        ("Images".to_string(), s.images.display().to_string()),
+        ("Tokens".to_string(), s.tokens),
     ];
-    match ActivationStore::open(&ws.activations_dir()) {
-        Ok(store) => {
-            let m = &store.manifest;
+    match &s.activations {
+        Some(a) => {
             rows.push((
                 "Activations".into(),
                 format!(
-                    "{} rows in {}/{} shards ({:?})",
-                    m.rows(),
-                    m.shards.len(),
-                    m.planned_shards(),
-                    m.dtype
+                    "{} rows in {}/{} shards ({})",
+                    a.rows, a.shards, a.planned_shards, a.dtype
                 ),
             ));
-            rows.push(("Skipped images".into(), m.skipped().len().to_string()));
+            rows.push(("Skipped images".into(), a.skipped_images.to_string()));
         }
-        Err(_) => rows.push(("Activations".into(), "none yet".into())),
+        None if s.problems.is_empty() => rows.push(("Activations".into(), "none yet".into())),
+        None => {}
+    }
+    for p in s.problems {
+        rows.push(("Cannot read".into(), p));
     }
     Ok(rows)
 }

@@ -229,7 +229,10 @@ fn make(src: &ThumbSource, feature: u32, kind: ThumbKind) -> Made {
     let Some(image) = entry(src, feature, kind) else {
         return Ok(None);
     };
-    let img = src.ds.load(image as usize).map_err(|e| e.to_string())?;
+    let img = src
+        .ds
+        .load(image as usize)
+        .map_err(|e| format!("{}: {e}", src.ds.abs_path(image as usize).display()))?;
     Ok(draw(src, feature, kind, img))
 }
 

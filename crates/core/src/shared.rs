@@ -7,8 +7,9 @@ pub fn shared_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("SAESCOPE_SHARED") {
         return PathBuf::from(p);
     }
+    // This crate sits at crates/core of the project; shared/ is beside the project.
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
+        .join("../../..")
         .join("shared")
 }
 

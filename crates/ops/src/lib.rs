@@ -18,6 +18,7 @@ pub mod intervene;
 mod lock;
 pub mod measure;
 pub mod saes;
+pub mod session;
 pub mod share;
 pub mod steering;
 

@@ -174,43 +174,29 @@ impl Explorer {
     /// Loads what exists in the workspace; missing parts (SAE, index, OOD, ontology) are offered
     /// as jobs or CLI hints in the UI rather than failing.
     pub fn open(dir: &Path) -> crate::Result<Explorer> {
-        let ws = Workspace::open(dir)?;
-        let ds = ws.dataset()?;
-        // No SAE yet is a state the page offers to fix; a broken one is an error shown on it.
-        let mut error = None;
-        let mut shown = |e: crate::Error| error.get_or_insert(e.to_string()).clone();
-        // Several SAEs and none active is a choice to make (the SAE table's Use), not "none yet".
-        let home = match ws.sae_home(None) {
-            Ok(h) => Some(h),
-            Err(e) if !ws.sae_names().is_empty() => {
-                shown(e);
-                None
-            }
-            Err(_) => None,
-        };
-        let sae = home
-            .as_ref()
-            .and_then(|h| workspace_sae(&ws, Some(h)).map_err(&mut shown).ok());
-        let index = home.as_ref().and_then(|h| {
-            crate::analysis::index::index_dir(h)
-                .exists()
-                .then(|| load_index(h).map_err(&mut shown).ok())
-                .flatten()
-        });
-        let labels = match &home {
-            Some(h) => Labels::load(h)?,
-            None => Labels::default(),
-        };
-        let token_indices = ws.config.backbone.geometry.select(ws.config.tokens)?;
-        let mut x = Explorer {
+        let session = crate::ops::session::open(dir)?;
+        // No SAE yet is a state the page offers to fix; what could not be loaded is shown.
+        let error = session.problems.first().map(|e| e.to_string());
+        let crate::ops::session::Session {
             ws,
             ds,
             home,
             sae,
             index,
             labels,
-            ood: None,
-            ontology: None,
+            analyses,
+            token_indices,
+            ..
+        } = session;
+        let x = Explorer {
+            ws,
+            ds,
+            home,
+            sae,
+            index,
+            labels,
+            ood: analyses.ood,
+            ontology: analyses.ontology,
             image_pick: 0,
             tab: Tab::Features,
             selected: None,
@@ -234,38 +220,21 @@ impl Explorer {
             export_what: ExportWhat::Labelled,
             jobs_reloaded: 0,
             form: FormInputs::default(),
-            effects: Vec::new(),
+            effects: analyses.effects,
             effect_class: 0,
         };
-        x.load_results();
         Ok(x)
     }
 
-    /// (Re)reads the OOD results and ontology the workspace holds, if any.
+    /// (Re)reads the OOD results, ontology and effects the workspace holds, if any.
     fn load_results(&mut self) {
         let Some(home) = &self.home else { return };
-        // Absent files are "not computed yet"; unreadable ones are errors, shown.
-        fn read<T: serde::de::DeserializeOwned>(
-            path: &Path,
-            error: &mut Option<String>,
-        ) -> Option<T> {
-            if !path.exists() {
-                return None;
-            }
-            crate::fsutil::read_json(path)
-                .map_err(|e| *error = Some(e.to_string()))
-                .ok()
+        let mut problems = Vec::new();
+        let a = crate::ops::session::read_analyses(home, &mut problems);
+        (self.ood, self.ontology, self.effects) = (a.ood, a.ontology, a.effects);
+        if let Some(e) = problems.first() {
+            self.error = Some(e.to_string());
         }
-        self.ood = read(&crate::analysis::ood::results_path(home), &mut self.error);
-        self.ontology = read(
-            &crate::analysis::ontology::ontology_path(home),
-            &mut self.error,
-        );
-        self.effects = read(
-            &crate::analysis::causal::effects_path(home),
-            &mut self.error,
-        )
-        .unwrap_or_default();
     }
 
     /// Opens a feature's page, remembering the page it came from for Back.

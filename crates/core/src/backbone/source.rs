@@ -153,6 +153,13 @@ fn fetch_with_cache(
             cache.path().display()
         )));
     }
+    download(id, files, &hint)
+}
+
+/// Downloads `files` of hub repository `id` (see [`fetch_hub_files`]).
+#[cfg(feature = "hub-download")]
+fn download(id: &str, files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
+    let top = |p: PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
         .build()
@@ -185,6 +192,14 @@ fn fetch_with_cache(
         }
     }
     folder.ok_or_else(|| Error::Model(format!("`{id}`: nothing downloaded")))
+}
+
+#[cfg(not(feature = "hub-download"))]
+fn download(id: &str, _files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
+    Err(Error::Model(format!(
+        "`{id}` is not in the Hugging Face cache, and this build cannot download (the core \
+         without its hub-download feature): {hint}"
+    )))
 }
 
 /// The families a Hugging Face `config.json` can name.
