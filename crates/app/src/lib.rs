@@ -631,7 +631,10 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
                 "Activations".into(),
                 format!(
                     "{} rows in {}/{} shards ({})",
-                    a.rows, a.shards, a.planned_shards, a.dtype
+                    a.rows,
+                    a.shards,
+                    a.planned_shards,
+                    a.dtype.to_uppercase()
                 ),
             ));
             rows.push(("Skipped images".into(), a.skipped_images.to_string()));
