@@ -1,5 +1,6 @@
-//! Background jobs for the app: a library call on its own thread, with live progress, rate, ETA
-//! and a cancel flag. The UI thread only reads a mutex-guarded snapshot each frame. Every piece
+//! Background jobs for the app: a library call on its own thread (a `poll_promise::Promise`),
+//! with live progress, rate, ETA and a cancel flag on top. The UI thread polls the promise and
+//! reads a mutex-guarded progress snapshot each frame. Every piece
 //! of background work in the app (workspace creation, analyses, pipeline loading, generations,
 //! interventions, image encodings) is one of these; a job that hands a value back to its view
 //! does so through its typed [`JobOutput`].
@@ -21,7 +22,8 @@ pub struct BackgroundJob {
     pub title: String,
     cancel: Arc<AtomicBool>,
     progress: Arc<Mutex<Option<Progress>>>,
-    state: Arc<Mutex<JobState>>,
+    /// How the work ended (`JobState::Running` is never its value).
+    ended: poll_promise::Promise<JobState>,
     /// When the current stage (unit and total) began, and its count then: rate and ETA are
     /// per stage, so a job of several stages (extract → train → index) or a resumed one reads right.
     stage: Arc<Mutex<(Instant, u64)>>,
@@ -76,9 +78,8 @@ impl BackgroundJob {
         let out = output.clone();
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(None));
-        let state = Arc::new(Mutex::new(JobState::Running));
         let stage = Arc::new(Mutex::new((Instant::now(), 0)));
-        let (p, s, c2, st) = (progress.clone(), state.clone(), ctx.clone(), stage.clone());
+        let (p, c2, st) = (progress.clone(), ctx.clone(), stage.clone());
         let c3 = ctx.clone();
         let job = Job::new(cancel.clone(), move |pr: &Progress| {
             if let Ok(mut g) = p.lock() {
@@ -92,9 +93,15 @@ impl BackgroundJob {
             }
             c2.request_repaint();
         });
-        #[allow(clippy::disallowed_methods)] // the job module is where the app's threads start
-        std::thread::spawn(move || {
-            let result = work(&job);
+        let ended = poll_promise::Promise::spawn_thread(title, move || {
+            // A panic in the work is a failed job, not a promise that never answers (polling
+            // one whose thread died would panic the UI).
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&job)))
+                .unwrap_or_else(|_| {
+                    Err(crate::Error::Invalid(
+                        "the job stopped on an internal error (a bug: please report it)".into(),
+                    ))
+                });
             let next = match result {
                 Ok((value, msg)) => {
                     if let Ok(mut g) = out.lock() {
@@ -105,16 +112,14 @@ impl BackgroundJob {
                 Err(crate::Error::Cancelled) => JobState::Cancelled,
                 Err(e) => JobState::Failed(e.to_string()),
             };
-            if let Ok(mut g) = s.lock() {
-                *g = next;
-            }
             c3.request_repaint();
+            next
         });
         let job = BackgroundJob {
             title: title.to_string(),
             cancel,
             progress,
-            state,
+            ended,
             stage,
         };
         (job, JobOutput(output))
@@ -130,10 +135,7 @@ impl BackgroundJob {
     }
 
     pub fn state(&self) -> JobState {
-        self.state
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or(JobState::Failed("poisoned".into()))
+        self.ended.ready().cloned().unwrap_or(JobState::Running)
     }
 
     pub fn cancel(&self) {
@@ -199,9 +201,43 @@ impl BackgroundJob {
     }
 }
 
-/// Runs `work` off the UI thread with no progress or cancel (a file dialog, a quick check of a
-/// typed path): the app's one other way to start a thread, so every thread starts here.
+/// Runs `work` off the UI thread with no progress, cancel or result (a file dialog, a quick check
+/// of a typed path, which hand their answers over themselves): the app's one other way to start
+/// a thread, so every thread starts here.
 pub fn run_detached(work: impl FnOnce() + Send + 'static) {
     #[allow(clippy::disallowed_methods)] // the job module is where the app's threads start
     std::thread::spawn(work);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(job: &BackgroundJob) -> JobState {
+        let start = Instant::now();
+        while job.is_running() && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        job.state()
+    }
+
+    #[test]
+    fn a_job_hands_back_its_value_and_a_panic_is_a_failure() {
+        let ctx = egui::Context::default();
+        let (job, out) =
+            BackgroundJob::spawn_with_output("sum", &ctx, |_| Ok((41 + 1, "ok".into())));
+        assert_eq!(wait(&job), JobState::Done("ok".into()));
+        assert!(matches!(out.ended(&job), Some(Ended::Done(42))));
+        let job = BackgroundJob::spawn("boom", &ctx, |_| -> crate::Result<String> {
+            panic!("a bug in the work")
+        });
+        assert!(matches!(wait(&job), JobState::Failed(e) if e.contains("internal error")));
+        let job = BackgroundJob::spawn("stop", &ctx, |j| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            j.check()?;
+            Ok(String::new())
+        });
+        job.cancel();
+        assert_eq!(wait(&job), JobState::Cancelled);
+    }
 }
