@@ -154,6 +154,18 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
                 "{args:?}: {stdout}"
             );
         }
+        // Export only reads the workspace's own SAE: it runs while another process writes.
+        let out = cmd(&["export"], &ws)
+            .arg("--out")
+            .arg(tmp.path().join("export-while-busy"))
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 
     // Export → import into a copy without labels → identical labels; export again → same JSON.

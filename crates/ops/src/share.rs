@@ -20,10 +20,25 @@ pub struct ExportRequest {
 /// Writes the selected features of the SAE, with their saved labels, to `out`.
 pub fn export(r: &ExportRequest) -> Result<ExportReport> {
     let ws = Workspace::open(&r.workspace)?;
-    // An SAE folder from elsewhere is imported into the workspace: a write.
-    let (home, sae) = {
-        let _lock = writer(&ws.dir, "export", Hold::Job)?;
-        sae_of(&ws, r.sae.as_deref())?
+    // Export reads. Only an SAE folder from elsewhere is imported into the workspace first, a
+    // write under the lock; the workspace's own SAEs export from a read-only workspace too.
+    let own = match r.sae.as_deref() {
+        None => Some(ws.sae_home(None)?),
+        Some(p) => p
+            .to_str()
+            .filter(|n| !n.contains(std::path::MAIN_SEPARATOR))
+            .map(|n| ws.sae_dir(n))
+            .filter(|h| h.join("cfg.json").is_file()),
+    };
+    let (home, sae) = match own {
+        Some(home) => {
+            let sae = crate::sae::workflow::workspace_sae(&ws, Some(&home))?;
+            (home, sae)
+        }
+        None => {
+            let _lock = writer(&ws.dir, "export", Hold::Edit)?;
+            sae_of(&ws, r.sae.as_deref())?
+        }
     };
     let idx = index::load_index(&home)?;
     let l = labels::Labels::load(&home)?;
