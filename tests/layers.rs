@@ -317,3 +317,27 @@ fn app_modules_import_each_other_in_no_circle() {
         }
     }
 }
+
+#[test]
+fn no_source_file_is_over_800_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut long = Vec::new();
+    let mut dirs = vec![root.join("src"), root.join("crates"), root.join("tests")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let n = std::fs::read_to_string(&p).unwrap().lines().count();
+                if n > 800 {
+                    long.push(format!(
+                        "{}: {n} lines",
+                        p.strip_prefix(root).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(long.is_empty(), "split these by job:\n{}", long.join("\n"));
+}
