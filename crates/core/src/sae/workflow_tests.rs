@@ -1,6 +1,7 @@
 //! Tests of `sae::workflow` (training over a workspace, and naming, import and evaluation).
 
 use super::*;
+use crate::rng::Rng;
 
 /// A store of 10 images × 4 tokens (row = [image id, token]; the CLS row, token 0, holds
 /// 100 + id) and 10,000 rows drawn from it by the shuffle stream.
