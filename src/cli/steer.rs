@@ -222,9 +222,11 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             }
             let loaded = pipeline.load(Some(&sae), ctx)?;
             let features = steering::prompt_features(&loaded, &prompt, n)?;
+            // The prompt's tokens by position, so each feature's position reads as a word.
+            let tokens = loaded.pipe.prompt_tokens(&prompt);
             emit_pretty(
                 ctx,
-                &serde_json::json!({ "prompt": prompt, "features": features }),
+                &serde_json::json!({ "prompt": prompt, "tokens": tokens, "features": features }),
             )
         }
         SteerCommand::MakeTiny {

@@ -55,3 +55,16 @@ pub fn sae_of(ws: &Workspace, sae: Option<&Path>) -> Result<(PathBuf, Sae)> {
     let sae = crate::sae::workflow::workspace_sae(ws, Some(&home))?;
     Ok((home, sae))
 }
+
+/// The folder of the workspace's own SAE that `sae` names (None: the active one), or None when
+/// `sae` names a folder from elsewhere (which [`sae_of`] would import: a write).
+pub(crate) fn own_sae_home(ws: &Workspace, sae: Option<&Path>) -> Result<Option<PathBuf>> {
+    Ok(match sae {
+        None => Some(ws.sae_home(None)?),
+        Some(p) => p
+            .to_str()
+            .filter(|n| !n.contains(std::path::MAIN_SEPARATOR))
+            .map(|n| ws.sae_dir(n))
+            .filter(|h| h.join("cfg.json").is_file()),
+    })
+}

@@ -177,20 +177,38 @@ pub struct NearestRequest {
 pub struct NearestReport {
     pub sae: PathBuf,
     pub feature: u32,
-    /// (feature, decoder cosine), closest first.
-    pub nearest: Vec<(u32, f32)>,
+    /// Closest first.
+    pub nearest: Vec<Neighbour>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Neighbour {
+    pub feature: u32,
+    /// Cosine of the two decoder directions.
+    pub cosine: f32,
+    /// Its label, when it has one.
+    pub label: Option<String>,
 }
 
 /// [`nearest_features`] of a workspace SAE (read-only: an SAE from elsewhere is read in place).
 pub fn nearest(r: &NearestRequest) -> Result<NearestReport> {
     let ws = Workspace::open(&r.workspace)?;
     let sae = crate::sae::workflow::workspace_sae(&ws, r.sae.as_deref())?;
-    let home = match &r.sae {
-        Some(p) => p.clone(),
-        None => ws.sae_home(None)?,
+    let home = match crate::own_sae_home(&ws, r.sae.as_deref())? {
+        Some(h) => h,
+        None => r.sae.clone().unwrap_or_default(),
     };
+    let labels = crate::analysis::labels::Labels::load(&home)?;
+    let nearest = nearest_features(&sae, r.feature, r.n)?
+        .into_iter()
+        .map(|(feature, cosine)| Neighbour {
+            feature,
+            cosine,
+            label: labels.labels.get(&feature).map(|l| l.text.clone()),
+        })
+        .collect();
     Ok(NearestReport {
-        nearest: nearest_features(&sae, r.feature, r.n)?,
+        nearest,
         sae: home,
         feature: r.feature,
     })

@@ -22,14 +22,7 @@ pub fn export(r: &ExportRequest) -> Result<ExportReport> {
     let ws = Workspace::open(&r.workspace)?;
     // Export reads. Only an SAE folder from elsewhere is imported into the workspace first, a
     // write under the lock; the workspace's own SAEs export from a read-only workspace too.
-    let own = match r.sae.as_deref() {
-        None => Some(ws.sae_home(None)?),
-        Some(p) => p
-            .to_str()
-            .filter(|n| !n.contains(std::path::MAIN_SEPARATOR))
-            .map(|n| ws.sae_dir(n))
-            .filter(|h| h.join("cfg.json").is_file()),
-    };
+    let own = crate::own_sae_home(&ws, r.sae.as_deref())?;
     let (home, sae) = match own {
         Some(home) => {
             let sae = crate::sae::workflow::workspace_sae(&ws, Some(&home))?;
