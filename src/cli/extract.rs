@@ -15,9 +15,11 @@ pub struct ExtractArgs {
     images: PathBuf,
     #[arg(long)]
     workspace: PathBuf,
-    #[arg(long, value_enum, default_value = "all")]
+    /// Which tokens to store.
+    #[arg(long, default_value = "all", value_parser = choices::<TokenSelection>(&["all", "patch", "cls"]))]
     tokens: TokenSelection,
-    #[arg(long, value_enum, default_value = "f16")]
+    /// Storage type of the activations.
+    #[arg(long, default_value = "f16", value_parser = choices::<StoreDType>(&["f16", "f32"]))]
     dtype: StoreDType,
     #[arg(long, default_value_t = 256)]
     batch: usize,
