@@ -166,7 +166,8 @@ impl ModelArgs {
 fn main() {
     // `--json` anywhere asks for a JSON object as the last stdout line, errors included (usage
     // errors too, which clap would otherwise only print to stderr).
-    let json = std::env::args().any(|a| a == "--json");
+    // args_os: an argument that is not UTF-8 must not panic here (clap says what is wrong).
+    let json = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -484,3 +484,39 @@ fn every_command_keeps_its_json_shape() {
         want.as_object().unwrap().len()
     );
 }
+
+/// D1: arguments that are not UTF-8 get a clear error (a usage error for a text option, "no such
+/// workspace" for a path), never a panic.
+#[test]
+fn non_utf8_arguments_do_not_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let bad_text = std::ffi::OsStr::from_bytes(b"9=\xff\xfe");
+    let bad_dir = tmp.path().join(std::ffi::OsStr::from_bytes(b"ws\xff"));
+    for args in [
+        vec![
+            std::ffi::OsStr::new("label").to_os_string(),
+            "--workspace".into(),
+            tmp.path().into(),
+            "--set".into(),
+            bad_text.to_os_string(),
+        ],
+        vec![
+            "saes".into(),
+            "--workspace".into(),
+            bad_dir.into_os_string(),
+        ],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+            .args(&args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let code = out.status.code();
+        assert!(matches!(code, Some(1 | 2)), "{args:?}: exit {code:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+        assert!(last["error"].is_string(), "{args:?}: {stdout}");
+    }
+}
