@@ -141,7 +141,7 @@ struct ModelArgs {
     /// DINOv2 position interpolation to non-native grids: `transformers` (Hugging Face
     /// transformers 5, the default) or `original` (facebookresearch/dinov2 via torch.hub, as saev
     /// uses). Recorded in the workspace and in trained SAEs.
-    #[arg(long, value_parser = cli::choices::<ops::backbone::PosInterpolation>(&["transformers", "original"]))]
+    #[arg(long, value_parser = cli::choices::<ops::backbone::PosInterpolation>())]
     pos_interpolation: Option<backbone::PosInterpolation>,
 }
 

@@ -60,7 +60,7 @@ pub enum BenchCommand {
         /// The device trainer's decoder form: `sparse` (gather the active rows, index_add the
         /// gradients) or `dense` (codes as a dense matrix, GEMMs). Default: the CPU trainer's
         /// own kernels on the CPU, `dense` on a GPU.
-        #[arg(long, value_parser = choices::<ops::sae::train::DecoderKind>(&["sparse", "dense"]))]
+        #[arg(long, value_parser = choices::<ops::sae::train::DecoderKind>())]
         decoder: Option<ops::sae::train::DecoderKind>,
     },
     /// Backbone throughput: forward-only and end to end (decode + preprocess + forward).

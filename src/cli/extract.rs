@@ -16,10 +16,10 @@ pub struct ExtractArgs {
     #[arg(long)]
     workspace: PathBuf,
     /// Which tokens to store.
-    #[arg(long, default_value = "all", value_parser = choices::<TokenSelection>(&["all", "patch", "cls"]))]
+    #[arg(long, default_value = "all", value_parser = choices::<TokenSelection>())]
     tokens: TokenSelection,
     /// Storage type of the activations.
-    #[arg(long, default_value = "f16", value_parser = choices::<StoreDType>(&["f16", "f32"]))]
+    #[arg(long, default_value = "f16", value_parser = choices::<StoreDType>())]
     dtype: StoreDType,
     #[arg(long, default_value_t = 256)]
     batch: usize,

@@ -12,7 +12,7 @@ pub struct InfoArgs {
     #[arg(long)]
     model_config: Option<PathBuf>,
     /// DINOv2 position interpolation to non-native grids (`transformers` or `original`).
-    #[arg(long, value_parser = choices::<ops::backbone::PosInterpolation>(&["transformers", "original"]))]
+    #[arg(long, value_parser = choices::<ops::backbone::PosInterpolation>())]
     pos_interpolation: Option<backbone::PosInterpolation>,
     /// List the compute devices (cpu, cuda, metal), which can be used, and why not.
     #[arg(long)]

@@ -28,12 +28,12 @@ pub mod use_sae;
 
 /// A flag whose values are the names of a core enum (parsed by its `FromStr`), listed in
 /// `--help` as clap lists a `ValueEnum`'s.
-pub fn choices<T>(names: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+pub fn choices<T>() -> impl clap::builder::TypedValueParser<Value = T>
 where
-    T: std::str::FromStr<Err = String> + Clone + Send + Sync + 'static,
+    T: ops::Choices + Clone + Send + Sync + 'static,
 {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(names).try_map(|s| s.parse::<T>())
+    clap::builder::PossibleValuesParser::new(T::NAMES).try_map(|s| s.parse::<T>())
 }
 
 /// The workspace and the SAE in it that a command works on.

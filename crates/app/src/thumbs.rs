@@ -28,6 +28,8 @@ pub struct Thumbs {
     /// Why a thumbnail shows the "unreadable" placeholder (its image could not be read).
     problems: HashMap<(u32, ThumbKind), String>,
     file_problems: HashMap<std::path::PathBuf, String>,
+    /// The "unreadable" placeholder, made once and shared by every slot that shows it.
+    unreadable: Option<egui::TextureHandle>,
     /// Thumbnails still allowed this frame.
     budget: usize,
     pub per_frame: usize,
@@ -40,6 +42,7 @@ impl Default for Thumbs {
             files: HashMap::new(),
             problems: HashMap::new(),
             file_problems: HashMap::new(),
+            unreadable: None,
             budget: 0,
             per_frame: 24,
         }
@@ -117,7 +120,7 @@ impl Thumbs {
             Err(why) => {
                 self.problems
                     .insert((feature, kind), format!("cannot show this image: {why}"));
-                Some(unreadable(ctx))
+                Some(self.unreadable(ctx))
             }
         };
         self.cache.insert((feature, kind), tex.clone());
@@ -153,7 +156,7 @@ impl Thumbs {
             Err(e) => {
                 self.file_problems
                     .insert(path.to_path_buf(), format!("cannot show this image: {e}"));
-                unreadable(ctx)
+                self.unreadable(ctx)
             }
         };
         self.files.insert(path.to_path_buf(), Some(tex.clone()));
@@ -202,9 +205,18 @@ impl Thumbs {
     }
 }
 
-/// The placeholder of a thumbnail whose image cannot be read: a red-grey checker, so the slot is
-/// visibly not an image (its reason is on hover, from [`Thumbs::problem`]).
-fn unreadable(ctx: &egui::Context) -> egui::TextureHandle {
+impl Thumbs {
+    /// The placeholder of a thumbnail whose image cannot be read (its reason is on hover, from
+    /// [`Thumbs::problem`]).
+    fn unreadable(&mut self, ctx: &egui::Context) -> egui::TextureHandle {
+        self.unreadable
+            .get_or_insert_with(|| unreadable_texture(ctx))
+            .clone()
+    }
+}
+
+/// A red-grey checker, so a slot whose image cannot be read is visibly not an image.
+fn unreadable_texture(ctx: &egui::Context) -> egui::TextureHandle {
     let n = 8;
     let pixels: Vec<u8> = (0..n * n)
         .flat_map(|i| {

@@ -21,8 +21,13 @@ pub mod store;
 
 pub use error::{Error, Result};
 
-/// `FromStr` for a unit enum from its names as flags and files spell them (the serde names), so
-/// the CLI parses them without the core depending on clap.
+/// A unit enum whose values flags and files name: its names, in order.
+pub trait Choices: std::str::FromStr<Err = String> {
+    const NAMES: &'static [&'static str];
+}
+
+/// `FromStr` and [`Choices`] for a unit enum from its names as flags and files spell them (the
+/// serde names), so the CLI parses and lists them without the core depending on clap.
 #[macro_export]
 macro_rules! str_choices {
     ($t:ty: $($name:literal => $v:expr),+ $(,)?) => {
@@ -34,6 +39,9 @@ macro_rules! str_choices {
                     _ => Err(format!("expected one of: {}", [$($name),+].join(", "))),
                 }
             }
+        }
+        impl $crate::Choices for $t {
+            const NAMES: &'static [&'static str] = &[$($name),+];
         }
     };
 }

@@ -25,8 +25,8 @@ pub mod steering;
 /// The whole store, for the use cases here; front ends see [`workspace`].
 pub(crate) use saescope_core::store;
 pub use saescope_core::{
-    Error, Result, analysis, backbone, device, error, fsutil, job, linalg, memory, rng, sae,
-    shared, steer,
+    Choices, Error, Result, analysis, backbone, device, error, fsutil, job, linalg, memory, rng,
+    sae, shared, steer,
 };
 
 /// What the front ends may use of the store: opening and reading a workspace, never writing it.
@@ -56,15 +56,8 @@ pub fn sae_of(ws: &Workspace, sae: Option<&Path>) -> Result<(PathBuf, Sae)> {
     Ok((home, sae))
 }
 
-/// The folder of the workspace's own SAE that `sae` names (None: the active one), or None when
-/// `sae` names a folder from elsewhere (which [`sae_of`] would import: a write).
-pub(crate) fn own_sae_home(ws: &Workspace, sae: Option<&Path>) -> Result<Option<PathBuf>> {
-    Ok(match sae {
-        None => Some(ws.sae_home(None)?),
-        Some(p) => p
-            .to_str()
-            .filter(|n| !n.contains(std::path::MAIN_SEPARATOR))
-            .map(|n| ws.sae_dir(n))
-            .filter(|h| h.join("cfg.json").is_file()),
-    })
+/// The value, or None with its error added to `problems` (for views that show what loaded and
+/// say what did not).
+pub(crate) fn noted<T>(r: Result<T>, problems: &mut Vec<Error>) -> Option<T> {
+    r.map_err(|e| problems.push(e)).ok()
 }

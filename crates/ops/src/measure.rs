@@ -10,7 +10,6 @@ use crate::backbone::{Backbone, ModelSpec, load_backbone};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::sae::Sae;
 use crate::sae::workflow::{self, EvalReport};
 use crate::store::{Dataset, Workspace};
 use serde::Serialize;
@@ -159,12 +158,6 @@ pub fn heatmap(r: &HeatmapRequest) -> Result<HeatmapReport> {
     })
 }
 
-/// The `n` features of `sae` whose decoder directions are closest to `feature`'s (cosine): the
-/// feature page's "Nearest features", and `saescope nearest`.
-pub fn nearest_features(sae: &Sae, feature: u32, n: usize) -> Result<Vec<(u32, f32)>> {
-    sae.nearest_features(feature, n)
-}
-
 #[derive(Clone, Debug)]
 pub struct NearestRequest {
     pub workspace: PathBuf,
@@ -190,16 +183,20 @@ pub struct Neighbour {
     pub label: Option<String>,
 }
 
-/// [`nearest_features`] of a workspace SAE (read-only: an SAE from elsewhere is read in place).
+/// The features of a workspace SAE whose decoder directions are closest to `feature`'s (cosine),
+/// with their labels (`saescope nearest`; the feature page calls `Sae::nearest_features`).
+/// Read-only: an SAE from elsewhere is read in place.
 pub fn nearest(r: &NearestRequest) -> Result<NearestReport> {
     let ws = Workspace::open(&r.workspace)?;
-    let sae = crate::sae::workflow::workspace_sae(&ws, r.sae.as_deref())?;
-    let home = match crate::own_sae_home(&ws, r.sae.as_deref())? {
-        Some(h) => h,
+    // The workspace's own SAE by name, or a folder from elsewhere read in place (not imported).
+    let home = match crate::sae::catalog::own_sae_dir(&ws, r.sae.as_deref())? {
+        Some(home) => home,
         None => r.sae.clone().unwrap_or_default(),
     };
+    let sae = crate::sae::workflow::workspace_sae(&ws, Some(&home))?;
     let labels = crate::analysis::labels::Labels::load(&home)?;
-    let nearest = nearest_features(&sae, r.feature, r.n)?
+    let nearest = sae
+        .nearest_features(r.feature, r.n)?
         .into_iter()
         .map(|(feature, cosine)| Neighbour {
             feature,

@@ -3,6 +3,7 @@
 use crate::analysis::{index, labels, ontology, ood};
 use crate::error::Result;
 use crate::lock::{Hold, writer};
+use crate::noted;
 use crate::store::Workspace;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -47,14 +48,14 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
         .map(|name| {
             let home = ws.sae_dir(&name);
             let mut problems = Vec::new();
-            let cfg: serde_json::Value = seen(
+            let cfg: serde_json::Value = noted(
                 crate::fsutil::read_json(&home.join("cfg.json")),
                 &mut problems,
             )
             .unwrap_or_default();
-            let r = seen(crate::sae::workflow::finished_report(&home), &mut problems).flatten();
+            let r = noted(crate::sae::workflow::finished_report(&home), &mut problems).flatten();
             let labels =
-                seen(labels::Labels::load(&home), &mut problems).map_or(0, |l| l.labels.len());
+                noted(labels::Labels::load(&home), &mut problems).map_or(0, |l| l.labels.len());
             // Without a report (SAEs trained before train.json existed), the training log's
             // last line has the same figures.
             let last = r.is_none().then(|| last_metrics(&home)).flatten();
@@ -79,16 +80,11 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
                 labels,
                 ontology: ontology::ontology_path(&home).is_file(),
                 ood: ood::results_path(&home).is_file(),
-                problems,
+                problems: problems.iter().map(ToString::to_string).collect(),
                 name,
             }
         })
         .collect()
-}
-
-/// The value, or None with its error noted among `problems`.
-fn seen<T>(r: Result<T>, problems: &mut Vec<String>) -> Option<T> {
-    r.map_err(|e| problems.push(e.to_string())).ok()
 }
 
 /// The last entry of an SAE's training log (`metrics.jsonl`), if it has one.

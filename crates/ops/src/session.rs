@@ -8,6 +8,7 @@ use crate::analysis::labels::Labels;
 use crate::analysis::ontology::{self, Ontology};
 use crate::analysis::ood::{self, OodResults};
 use crate::error::{Error, Result};
+use crate::noted;
 use crate::sae::Sae;
 use crate::store::activations::ActivationStore;
 use crate::store::{Dataset, Workspace};
@@ -83,11 +84,6 @@ pub fn open(dir: &Path) -> Result<Session> {
         token_indices,
         problems,
     })
-}
-
-/// The value, or None with its error added to `problems`.
-fn noted<T>(r: Result<T>, problems: &mut Vec<Error>) -> Option<T> {
-    r.map_err(|e| problems.push(e)).ok()
 }
 
 /// The OOD results, ontology and causal effects saved beside the SAE in `home`; unreadable

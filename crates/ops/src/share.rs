@@ -22,7 +22,7 @@ pub fn export(r: &ExportRequest) -> Result<ExportReport> {
     let ws = Workspace::open(&r.workspace)?;
     // Export reads. Only an SAE folder from elsewhere is imported into the workspace first, a
     // write under the lock; the workspace's own SAEs export from a read-only workspace too.
-    let own = crate::own_sae_home(&ws, r.sae.as_deref())?;
+    let own = crate::sae::catalog::own_sae_dir(&ws, r.sae.as_deref())?;
     let (home, sae) = match own {
         Some(home) => {
             let sae = crate::sae::workflow::workspace_sae(&ws, Some(&home))?;

@@ -292,7 +292,7 @@ impl Explorer {
         let Some(sae) = &self.sae else {
             return Vec::new();
         };
-        let v = match crate::ops::measure::nearest_features(sae, f, NEAREST) {
+        let v = match sae.nearest_features(f, NEAREST) {
             Ok(v) => v,
             Err(e) => {
                 self.error = Some(e.to_string());

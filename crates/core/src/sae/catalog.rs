@@ -14,10 +14,8 @@ pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
     match sae_arg {
         None => ws.sae_home(None),
         Some(p) => {
-            if let Some(name) = plain_name(p)
-                && ws.sae_dir(name).join("cfg.json").is_file()
-            {
-                return Ok(ws.sae_dir(name));
+            if let Some(home) = own_sae_dir(ws, Some(p))? {
+                return Ok(home);
             }
             if !p.exists() {
                 if plain_name(p).is_none() {
@@ -45,6 +43,18 @@ pub fn sae_home(ws: &Workspace, sae_arg: Option<&Path>) -> Result<PathBuf> {
                 .unwrap_or_else(|| "imported".into());
             import_sae(ws, p, &name)
         }
+    }
+}
+
+/// The folder of the workspace's own SAE that `sae_arg` names (None: the active one); None when
+/// it names no SAE of the workspace (a folder from elsewhere, which [`sae_home`] would import).
+/// Reads only.
+pub fn own_sae_dir(ws: &Workspace, sae_arg: Option<&Path>) -> Result<Option<PathBuf>> {
+    match sae_arg {
+        None => ws.sae_home(None).map(Some),
+        Some(p) => Ok(plain_name(p)
+            .map(|name| ws.sae_dir(name))
+            .filter(|home| home.join("cfg.json").is_file())),
     }
 }
 
@@ -83,13 +93,10 @@ pub fn import_sae(ws: &Workspace, from: &Path, name: &str) -> Result<PathBuf> {
 /// The SAE that `--sae` names (see [`sae_home`]; a folder from elsewhere is read in place, not
 /// imported), checked against the workspace's layer width and position interpolation.
 pub fn workspace_sae(ws: &Workspace, sae_path: Option<&Path>) -> Result<Sae> {
-    let p: PathBuf = match sae_path {
-        None => ws.sae_home(None)?,
-        Some(p) => match plain_name(p) {
-            Some(name) if ws.sae_dir(name).join("cfg.json").is_file() => ws.sae_dir(name),
-            _ if p.exists() => p.to_path_buf(),
-            _ => ws.sae_home(Some(&p.to_string_lossy()))?,
-        },
+    let p: PathBuf = match (own_sae_dir(ws, sae_path)?, sae_path) {
+        (Some(home), _) => home,
+        (None, Some(p)) if p.exists() => p.to_path_buf(),
+        (None, p) => ws.sae_home(p.map(|p| p.to_string_lossy()).as_deref())?,
     };
     checked_sae(ws, &load_sae(&p)?, &p)
 }
