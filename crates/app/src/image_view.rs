@@ -62,9 +62,9 @@ impl ImageView {
                 let b = b.get_or_init(|| {
                     crate::device::resolve(device)
                         .and_then(|(d, _)| load_backbone(&spec, &d))
-                        .map_err(|e| e.to_string())
+                        .map_err(crate::Failure::new)
                 });
-                let b = b.as_ref().map_err(|e| crate::Error::Invalid(e.clone()))?;
+                let b = b.as_ref().map_err(|e| crate::Error::Shared(e.clone()))?;
                 Ok((Arc::new(Prepared::new(b, &s, layer, &img)?), String::new()))
             });
         let g = ws.config.backbone.geometry;
@@ -94,8 +94,18 @@ impl ImageView {
     }
 
     /// Loads an image file for the view (errors name the file).
-    pub fn load_file(path: &std::path::Path) -> Result<image::RgbImage, String> {
-        crate::ops::workspace::load_rgb(path).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load_file(path: &std::path::Path) -> crate::Result<image::RgbImage> {
+        crate::ops::workspace::load_rgb(path)
+            .map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// Loads image `i` of the workspace's dataset (errors name the file).
+    pub fn load_dataset(
+        ds: &crate::ops::workspace::Dataset,
+        i: usize,
+    ) -> crate::Result<image::RgbImage> {
+        ds.load(i)
+            .map_err(|e| crate::Error::Invalid(format!("{}: {e}", ds.abs_path(i).display())))
     }
 
     /// Draws the view; returns a feature the user asked to open.
@@ -114,7 +124,7 @@ impl ImageView {
         let Some(prepared) = self.prepared.clone() else {
             match self.encoding.state() {
                 JobState::Failed(e) => {
-                    ui.colored_label(ui.visuals().error_fg_color, crate::words::gui_words(&e));
+                    ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(&e));
                 }
                 _ => {
                     ui.horizontal(|ui| {

@@ -37,7 +37,7 @@ pub struct InterventionPanel {
     /// The run in progress: the intervention it computes and its job.
     run: Option<(Intervention, BackgroundJob, JobOutput<Outcome>)>,
     /// The last finished run: what it computed and its outcome, or why it failed.
-    result: Option<(Intervention, Result<Outcome, String>)>,
+    result: Option<(Intervention, Result<Outcome, crate::Failure>)>,
     /// The intervention last sent to run (a new run starts only when the form differs).
     sent: Option<Intervention>,
     /// The effect map's texture and the intervention it shows.
@@ -118,7 +118,7 @@ impl InterventionPanel {
         let (job, output) = BackgroundJob::spawn_with_output("Intervention", ctx, move |_| {
             let b = match b.get() {
                 Some(Ok(b)) => b,
-                Some(Err(e)) => return Err(crate::Error::Invalid(e.clone())),
+                Some(Err(e)) => return Err(crate::Error::Shared(e.clone())),
                 None => {
                     return Err(crate::Error::Invalid(
                         "the model is still loading; try again".into(),
@@ -142,7 +142,7 @@ impl InterventionPanel {
             let out = match ended {
                 Ended::Done(outcome) => Ok(outcome),
                 Ended::Failed(e) => Err(e),
-                Ended::Cancelled => Err("the run stopped before it finished".to_string()),
+                Ended::Cancelled => Err(crate::failure("the run stopped before it finished")),
             };
             self.result = Some((iv, out));
         }
@@ -296,7 +296,7 @@ impl InterventionPanel {
         let out = match out {
             Ok(o) => o,
             Err(e) => {
-                ui.colored_label(ui.visuals().error_fg_color, e);
+                ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(&e));
                 return;
             }
         };

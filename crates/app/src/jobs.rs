@@ -10,12 +10,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum JobState {
     Running,
     Done(String),
-    Failed(String),
+    /// The error itself, shared: each view words it for the app ([`crate::words::shown`]).
+    Failed(Arc<crate::Error>),
     Cancelled,
+}
+
+impl PartialEq for JobState {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (JobState::Running, JobState::Running) | (JobState::Cancelled, JobState::Cancelled) => {
+                true
+            }
+            (JobState::Done(a), JobState::Done(b)) => a == b,
+            (JobState::Failed(a), JobState::Failed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 pub struct BackgroundJob {
@@ -36,7 +50,7 @@ pub struct JobOutput<T>(Arc<Mutex<Option<T>>>);
 /// How a job that hands back a value ended.
 pub enum Ended<T> {
     Done(T),
-    Failed(String),
+    Failed(Arc<crate::Error>),
     Cancelled,
 }
 
@@ -110,7 +124,7 @@ impl BackgroundJob {
                     JobState::Done(msg)
                 }
                 Err(crate::Error::Cancelled) => JobState::Cancelled,
-                Err(e) => JobState::Failed(e.to_string()),
+                Err(e) => JobState::Failed(Arc::new(e)),
             };
             c3.request_repaint();
             next
@@ -190,7 +204,7 @@ impl BackgroundJob {
                 JobState::Failed(e) => {
                     ui.add(
                         egui::Label::new(
-                            egui::RichText::new(crate::words::gui_words(&e))
+                            egui::RichText::new(crate::words::shown(&e))
                                 .color(ui.visuals().error_fg_color),
                         )
                         .wrap(),
@@ -231,7 +245,9 @@ mod tests {
         let job = BackgroundJob::spawn("boom", &ctx, |_| -> crate::Result<String> {
             panic!("a bug in the work")
         });
-        assert!(matches!(wait(&job), JobState::Failed(e) if e.contains("internal error")));
+        assert!(
+            matches!(wait(&job), JobState::Failed(e) if e.to_string().contains("internal error"))
+        );
         let job = BackgroundJob::spawn("stop", &ctx, |j| {
             std::thread::sleep(std::time::Duration::from_millis(50));
             j.check()?;

@@ -18,7 +18,18 @@ pub mod words;
 // The app's view of the library is ops (and what ops re-exports): paths below name
 // `crate::<module>` as if these were the app's own.
 use saescope_ops as ops;
-use saescope_ops::{Error, Result, analysis, backbone, device, job, sae, steer};
+#[cfg(test)]
+use saescope_ops::fixable;
+use saescope_ops::{Error, Result, analysis, backbone, device, fix, job, sae, steer};
+
+/// An error the app keeps to show: the library's value itself, worded for the app only when
+/// drawn ([`words::shown`]).
+pub type Failure = std::sync::Arc<Error>;
+
+/// A failure from the app's own words (a check the form makes before calling ops).
+pub(crate) fn failure(msg: impl Into<String>) -> Failure {
+    Failure::new(Error::Invalid(msg.into()))
+}
 
 use crate::ops::workspace::Workspace;
 use serde::{Deserialize, Serialize};
@@ -83,7 +94,7 @@ pub struct SaescopeApp {
     /// The built-in example being made, and its folder.
     pub example_job: Option<(jobs::BackgroundJob, PathBuf)>,
     pub picker: dialogs::Picker,
-    pub error: Option<String>,
+    pub error: Option<crate::Failure>,
     pub steer: steer_view::SteerView,
 }
 
@@ -161,7 +172,7 @@ impl SaescopeApp {
                     }
                     Err(e) => {
                         self.explorer = None;
-                        self.error = Some(e.to_string());
+                        self.error = Some(crate::Failure::new(e));
                     }
                 }
                 let saes = Workspace::open(&dir)
@@ -169,7 +180,7 @@ impl SaescopeApp {
                     .unwrap_or_default();
                 self.open = Some(OpenWorkspace { dir, summary, saes });
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => self.error = Some(crate::Failure::new(e)),
         }
     }
 
@@ -255,7 +266,7 @@ impl SaescopeApp {
                 Err(e) => {
                     ui.add(
                         egui::Label::new(
-                            egui::RichText::new(words::gui_words(&e.to_string()))
+                            egui::RichText::new(words::shown(&e))
                                 .color(ui.visuals().error_fg_color),
                         )
                         .wrap(),
@@ -530,7 +541,12 @@ impl SaescopeApp {
             let switched = crate::ops::saes::use_sae(&dir, &name);
             match switched {
                 Ok(_) => self.open_workspace(dir),
-                Err(e) => self.error = Some(format!("Could not switch to SAE {name}: {e}")),
+                Err(e) => {
+                    self.error = Some(failure(format!(
+                        "Could not switch to SAE {name}: {}",
+                        words::shown(&e)
+                    )))
+                }
             }
             return;
         }
@@ -604,7 +620,13 @@ fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::ops::saes::SaeSummary]) -> Opt
                     // Files beside the SAE that cannot be read are said, not shown as absent.
                     if !s.problems.is_empty() {
                         ui.colored_label(ui.visuals().error_fg_color, "⚠ unreadable files")
-                            .on_hover_text(s.problems.join("\n"));
+                            .on_hover_text(
+                                s.problems
+                                    .iter()
+                                    .map(|e| words::shown(e))
+                                    .collect::<Vec<_>>()
+                                    .join("\n"),
+                            );
                     }
                 });
                 ui.end_row();
@@ -643,7 +665,7 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
         None => {}
     }
     for p in s.problems {
-        rows.push(("Cannot read".into(), p));
+        rows.push(("Cannot read".into(), words::shown(&p)));
     }
     Ok(rows)
 }
@@ -711,7 +733,7 @@ pub fn run_native_app(workspace: Option<PathBuf>) -> anyhow::Result<()> {
 
 /// An error where it happened: in the app's words, wrapped, with a Dismiss button. It stays
 /// until its cause changes or the user dismisses it; returns true when dismissed.
-pub(crate) fn error_ui(ui: &mut egui::Ui, msg: &str) -> bool {
+pub(crate) fn error_ui(ui: &mut egui::Ui, error: &Error) -> bool {
     let mut dismissed = false;
     ui.horizontal_top(|ui| {
         dismissed = ui
@@ -720,7 +742,7 @@ pub(crate) fn error_ui(ui: &mut egui::Ui, msg: &str) -> bool {
             .clicked();
         ui.add(
             egui::Label::new(
-                egui::RichText::new(words::gui_words(msg)).color(ui.visuals().error_fg_color),
+                egui::RichText::new(words::shown(error)).color(ui.visuals().error_fg_color),
             )
             .wrap(),
         );

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 /// What a field's input turned out to be: a line to show and, for models, the layer count.
-pub type Answer = Result<(String, Option<usize>), String>;
+pub type Answer = Result<(String, Option<usize>), crate::Failure>;
 
 #[derive(Default)]
 struct State {
@@ -56,8 +56,7 @@ pub fn live_hint(
         Some(Err(e)) => {
             ui.add(
                 egui::Label::new(
-                    egui::RichText::new(crate::words::gui_words(e))
-                        .color(ui.visuals().error_fg_color),
+                    egui::RichText::new(crate::words::shown(e)).color(ui.visuals().error_fg_color),
                 )
                 .wrap(),
             );
@@ -69,11 +68,11 @@ pub fn live_hint(
 /// An image folder: its image and class counts.
 pub fn describe_folder(path: &str) -> Answer {
     let ds = crate::ops::workspace::Dataset::scan(std::path::Path::new(path))
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Failure::new)?;
     if ds.is_empty() {
-        return Err(format!(
+        return Err(crate::failure(format!(
             "{path} holds no images (.jpg, .png, …); choose the folder that holds them"
-        ));
+        )));
     }
     let classes = match ds.classes.len() {
         0 => "no class sub-folders".to_string(),
@@ -101,9 +100,9 @@ pub fn describe_model(key: &str) -> Answer {
     }
     let config = (!config.is_empty()).then(|| std::path::PathBuf::from(config));
     let spec = crate::backbone::ModelSpec::from_cli(source, config.as_deref())
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Failure::new)?;
     let b = crate::backbone::load_backbone(&spec, &candle_core::Device::Cpu)
-        .map_err(|e| e.to_string())?;
+        .map_err(crate::Failure::new)?;
     let info = crate::backbone::Backbone::info(&b);
     let g = info.geometry;
     Ok((
@@ -127,7 +126,7 @@ pub fn describe_model(key: &str) -> Answer {
 pub fn describe_sae(path: &str) -> Answer {
     let sae = crate::sae::formats::load_sae(std::path::Path::new(path)).map_err(|e| {
         // Name the field: the message is shown under it, before anything runs.
-        format!("SAE file: {e}")
+        crate::failure(format!("SAE file: {}", crate::words::shown(&e)))
     })?;
     let activation = match sae.activation {
         crate::sae::SaeActivation::Relu => "ReLU".to_string(),

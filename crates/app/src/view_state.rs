@@ -5,7 +5,7 @@ use crate::backbone::VisionTransformer;
 use std::sync::{Arc, OnceLock};
 
 /// The workspace's backbone, loaded on first use and shared by later encodings.
-pub type SharedBackbone = Arc<OnceLock<std::result::Result<VisionTransformer, String>>>;
+pub type SharedBackbone = Arc<OnceLock<std::result::Result<VisionTransformer, crate::Failure>>>;
 
 /// Heatmap display: opacity over the image, and the plain image beside it.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,117 +1,127 @@
-//! Library errors speak the CLI's language ("pass --model-config FILE.json"); in the app the
-//! same message names the field to fill in instead.
+//! The app's names for what library messages tell the user to change: the form field for an
+//! option, the button for a command. The library writes its messages as typed parts
+//! ([`crate::fix`]); the CLI names the same parts as flags and command lines.
 
-/// CLI options and the form fields that set them, longest option first so that `--model` does
-/// not match inside `--model-config`.
-const FIELDS: [(&str, &str); 8] = [
-    // The device refusal names both ways out; in the app they are entries of one menu.
-    (
-        "use --device cpu or --device auto",
-        "choose cpu or auto in the status bar's Device menu",
-    ),
-    ("--model-config", "the Model config (.pth) field"),
-    ("--pos-interpolation", "the DINOv2 positions choice"),
-    ("--workspace", "the Workspace folder field"),
-    ("--images", "the Image folder field"),
-    ("--model", "the Model field"),
-    ("--layer", "the Layer field"),
-    ("--d-sae", "the features field"),
-];
+use crate::Error;
+use crate::fix::{Command, Opt, Words};
 
-/// Backquoted CLI commands that the app does with a button, and that button: (command, whether
-/// arguments may follow, button).
-const COMMANDS: [(&str, bool, &str); 3] = [
-    (
-        "saescope extract --workspace",
-        true,
-        "the New workspace form on the start page",
-    ),
-    (
-        "saescope train --workspace",
-        true,
-        "Train SAE on the explorer's Features tab",
-    ),
-    (
-        "saescope index",
-        false,
-        "Build index on the explorer's Features tab",
-    ),
-];
+/// The app's words for options and commands.
+pub struct AppWords;
 
-/// `msg` with CLI options replaced by the app's field names ("pass --x" → "fill in <field>");
-/// a `backquoted` command becomes the app's button for it, or stays as written when it has none.
-pub fn gui_words(msg: &str) -> String {
-    let parts: Vec<&str> = msg.split('`').collect();
-    let mut out = String::new();
-    for (i, part) in parts.iter().enumerate() {
-        if i % 2 == 0 {
-            out.push_str(&with_field_names(part));
-            continue;
-        }
-        let button = COMMANDS.iter().find(|(cmd, args, _)| {
-            part.strip_prefix(cmd)
-                .is_some_and(|rest| rest.is_empty() || (*args && rest.starts_with(' ')))
-        });
-        match button {
-            Some((_, _, button)) => out.push_str(button),
-            None => {
-                out.push('`');
-                out.push_str(part);
-                // An unclosed quote stays unclosed.
-                if i + 1 < parts.len() {
-                    out.push('`');
-                }
-            }
-        }
+impl AppWords {
+    /// The control that sets `option`, or None when the app has none.
+    fn field(option: Opt) -> Option<&'static str> {
+        Some(match option {
+            Opt::Workspace => "the Workspace folder field",
+            Opt::Images => "the Image folder field",
+            Opt::Model => "the Model field",
+            Opt::ModelConfig => "the Model config (.pth) field",
+            Opt::Layer => "the Layer field",
+            Opt::PosInterpolation => "the DINOv2 positions choice",
+            Opt::DSae => "the features field",
+            Opt::K => "the k field",
+            Opt::Device => "the status bar's Device menu",
+            Opt::Sae => "the SAE table (Use)",
+            Opt::Feature => "the Feature sliders",
+            Opt::Features => "the Features field",
+            _ => return None,
+        })
     }
-    out
 }
 
-fn with_field_names(text: &str) -> String {
-    let mut out = text.to_string();
-    for (flag, field) in FIELDS {
-        out = out.replace(&format!("pass {flag}"), &format!("fill in {field} with"));
-        out = out.replace(flag, field);
+impl Words for AppWords {
+    fn option(&self, option: Opt) -> String {
+        match Self::field(option) {
+            Some(field) => field.to_string(),
+            // No control in the app: say where the option is.
+            None => format!("the command line's {}", option.flag()),
+        }
     }
-    out
+
+    fn value(&self, option: Opt, value: &str) -> String {
+        match Self::field(option) {
+            Some(field) => format!("{value} in {field}"),
+            None => format!("the command line's {} {value}", option.flag()),
+        }
+    }
+
+    fn command(&self, command: &Command) -> String {
+        match command {
+            Command::Extract(_) => "the New workspace form on the start page".into(),
+            Command::Train(_) => "Train SAE on the explorer's Features tab".into(),
+            Command::Index { rebuild: false } => {
+                "Build index on the explorer's Features tab".into()
+            }
+            Command::UseSae => "Use in the workspace's SAE table".into(),
+            // The app has no button for it: the command line does it.
+            other @ Command::Index { rebuild: true } => format!("`{}`", other.line()),
+        }
+    }
+}
+
+/// An error in the app's words.
+pub fn shown(e: &Error) -> String {
+    e.render(&AppWords)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixable;
 
     #[test]
-    fn cli_options_become_the_fields_to_fill_in() {
-        assert_eq!(
-            gui_words(
-                "no heads in the checkpoint; pass --model-config FILE.json or put x.json beside it"
-            ),
-            "no heads in the checkpoint; fill in the Model config (.pth) field with FILE.json or put x.json beside it"
+    fn options_and_commands_become_the_fields_and_buttons() {
+        let e = fixable!(
+            ["layer 9 does not exist"],
+            [
+                "check ",
+                Opt::Layer,
+                " or run ",
+                Command::Index { rebuild: false }
+            ]
         );
         assert_eq!(
-            gui_words("layer 9 does not exist; check --layer"),
-            "layer 9 does not exist; check the Layer field"
+            shown(&e),
+            "layer 9 does not exist; check the Layer field or run Build index on the explorer's Features tab"
+        );
+        let e = fixable!(
+            ["device cuda:0 cannot be used"],
+            [
+                "use ",
+                Opt::Device.with("cpu"),
+                " or ",
+                Opt::Device.with("auto")
+            ]
         );
         assert_eq!(
-            gui_words("device cuda:0 cannot be used: no driver; use --device cpu or --device auto"),
-            "device cuda:0 cannot be used: no driver; choose cpu or auto in the status bar's Device menu"
+            shown(&e),
+            "device cuda:0 cannot be used; use cpu in the status bar's Device menu or auto in the status bar's Device menu"
         );
-        assert_eq!(gui_words("nothing to translate"), "nothing to translate");
+        // An option the app has no control for is named as the command line's; so is a command
+        // it has no button for.
+        let e = fixable!(
+            ["busy"],
+            [
+                "pass ",
+                Opt::Restart,
+                " or run ",
+                Command::Index { rebuild: true }
+            ]
+        );
         assert_eq!(
-            gui_words("not a workspace; create one with `saescope extract --workspace D`"),
-            "not a workspace; create one with the New workspace form on the start page"
+            shown(&e),
+            "busy; pass the command line's --restart or run `saescope index --rebuild`"
+        );
+        // The garbled "Use another the Workspace folder field folder" of string rewriting.
+        let e = fixable!(
+            ["w is in use"],
+            ["give another folder with ", Opt::Workspace]
         );
         assert_eq!(
-            gui_words("no feature index yet for this SAE; run `saescope index`"),
-            "no feature index yet for this SAE; run Build index on the explorer's Features tab"
+            shown(&e),
+            "w is in use; give another folder with the Workspace folder field"
         );
-        // Commands the app has no button for stay as written, and so does an unclosed quote.
-        for quoted in [
-            "run `saescope ood --workspace W` first",
-            "corrupt; run `saescope index --rebuild` to rebuild it",
-            "odd `quote",
-        ] {
-            assert_eq!(gui_words(quoted), quoted);
-        }
+        // Messages without typed parts are shown as they are.
+        assert_eq!(shown(&Error::Invalid("plain".into())), "plain");
     }
 }

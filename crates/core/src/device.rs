@@ -121,9 +121,15 @@ fn resolve_uncached(choice: DeviceChoice) -> Result<(Device, String)> {
         c => open(c)
             .map(|d| (d, format!("{c} (asked for)")))
             .map_err(|why| {
-                Error::Invalid(format!(
-                    "device {c} cannot be used: {why}; use --device cpu or --device auto"
-                ))
+                crate::fixable!(
+                    [format!("device {c} cannot be used: {why}")],
+                    [
+                        "use ",
+                        crate::fix::Opt::Device.with("cpu"),
+                        " or ",
+                        crate::fix::Opt::Device.with("auto")
+                    ]
+                )
             }),
     }
 }

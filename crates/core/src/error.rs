@@ -50,6 +50,15 @@ pub enum Error {
     #[error("{0}")]
     Workspace(String),
 
+    /// A message naming options, commands or files, typed so each front end names them its own
+    /// way (`Display` gives the command line's words).
+    #[error("{}", .0.render(&crate::fix::CliWords))]
+    Fixable(crate::fix::Advice),
+
+    /// One error met by several callers (a model load that several jobs wait on), shared.
+    #[error("{0}")]
+    Shared(std::sync::Arc<Error>),
+
     /// The user cancelled a job.
     #[error("cancelled")]
     Cancelled,
@@ -65,6 +74,15 @@ impl From<candle_core::Error> for Error {
 }
 
 impl Error {
+    /// The message in a front end's words: its options, commands and files named its way.
+    pub fn render(&self, words: &dyn crate::fix::Words) -> String {
+        match self {
+            Error::Fixable(advice) => advice.render(words),
+            Error::Shared(e) => e.render(words),
+            other => other.to_string(),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -3,7 +3,8 @@
 use super::{device_of, sae_of};
 use crate::analysis::{index, labels, ontology, ood};
 use crate::device::DeviceChoice;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::fix::Opt;
 use crate::job::Job;
 use crate::lock::{Hold, writer};
 use crate::store::Workspace;
@@ -42,17 +43,20 @@ pub struct OodRequest {
 /// its images); returns them and where they were saved.
 pub fn ood(r: &OodRequest, job: &Job) -> Result<(ood::OodResults, PathBuf)> {
     if r.options.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        return Err(crate::fix::at_least_one(Opt::Batch));
     }
     for (what, v) in [
-        ("--ridge", r.options.ridge_codes),
-        ("the raw ridge", r.options.ridge_raw),
+        (crate::fix::Part::Opt(Opt::Ridge), r.options.ridge_codes),
+        ("the raw ridge".into(), r.options.ridge_raw),
     ] {
         if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            return Err(Error::Invalid(format!(
-                "{what} must be a finite number above 0 (got {})",
-                v.unwrap_or_default()
-            )));
+            return Err(crate::fixable!([
+                what,
+                format!(
+                    " must be a finite number above 0 (got {})",
+                    v.unwrap_or_default()
+                )
+            ]));
         }
     }
     let ws = Workspace::open(&r.workspace)?;

@@ -3,6 +3,7 @@
 
 use crate::backbone::Backbone;
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::sae::train::DecoderKind;
 use crate::store::Dataset;
 use crate::store::extract::for_each_decoded;
@@ -279,9 +280,12 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
     use crate::rng::Rng;
     use crate::sae::train::{DeviceTrainer, TrainArch, TrainConfig, Trainer};
     if d_in == 0 || steps == 0 {
-        return Err(Error::Invalid(format!(
-            "--d-in and --steps must be at least 1 (got {d_in} and {steps})"
-        )));
+        return Err(crate::fixable!([
+            Opt::DIn,
+            " and ",
+            Opt::Steps,
+            format!(" must be at least 1 (got {d_in} and {steps})")
+        ]));
     }
     crate::sae::workflow::TrainOptions {
         batch,
@@ -293,12 +297,19 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
     if let Some(avail) = crate::memory::available_bytes()
         && data_bytes > 0.5 * avail as f64
     {
-        return Err(Error::Invalid(format!(
-            "--batch {batch} × --d-in {d_in} needs {:.1} GB of data, more than half the {:.1} GB \
-             available: lower them",
-            data_bytes / 1e9,
-            avail as f64 / 1e9
-        )));
+        return Err(crate::fixable!(
+            [
+                Opt::Batch,
+                format!(" {batch} × "),
+                Opt::DIn,
+                format!(
+                    " {d_in} needs {:.1} GB of data, more than half the {:.1} GB available",
+                    data_bytes / 1e9,
+                    avail as f64 / 1e9
+                )
+            ],
+            ["lower them"]
+        ));
     }
     let mut rng = Rng::new(0);
     let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();

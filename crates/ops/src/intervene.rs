@@ -8,6 +8,7 @@ use crate::analysis::index;
 use crate::analysis::intervene::{Intervention, Outcome, Prepared};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::job::Job;
 use crate::lock::{Hold, writer};
 use crate::store::Workspace;
@@ -75,14 +76,18 @@ pub struct EffectReport {
 pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
     let start = Instant::now();
     if r.options.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        return Err(crate::fix::at_least_one(Opt::Batch));
     }
     let ws = Workspace::open(&r.workspace)?;
     let _lock = writer(&ws.dir, "effects", Hold::Job)?;
     let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
     if !index::is_complete(&home) {
-        return Err(Error::Invalid(
-            "causal effects need the feature index (frequencies and lifts): build it first with `saescope index`".into(),
+        return Err(crate::fixable!(
+            ["causal effects need the feature index (frequencies and lifts)"],
+            [
+                "build it first with ",
+                crate::fix::Command::Index { rebuild: false }
+            ]
         ));
     }
     let idx = index::load_index(&home)?;
@@ -105,8 +110,14 @@ pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
         }
     }
     if features.is_empty() {
-        return Err(Error::Invalid(
-            "no features to measure: name some (--features) or ask for the top ones by lift (--top-lift N)".into(),
+        return Err(crate::fixable!(
+            ["no features to measure"],
+            [
+                "name some with ",
+                Opt::Features,
+                " or ask for the top ones by lift with ",
+                Opt::TopLift
+            ]
         ));
     }
     let device = device_of(r.device)?;

@@ -25,8 +25,8 @@ pub mod steering;
 /// The whole store, for the use cases here; front ends see [`workspace`].
 pub(crate) use saescope_core::store;
 pub use saescope_core::{
-    Choices, Error, Result, analysis, backbone, device, error, fsutil, job, linalg, memory, rng,
-    sae, shared, steer,
+    Choices, Error, Result, analysis, backbone, device, error, fix, fixable, fsutil, job, linalg,
+    memory, rng, sae, shared, steer,
 };
 
 /// What the front ends may use of the store: opening and reading a workspace, never writing it.
@@ -58,6 +58,14 @@ pub fn sae_of(ws: &Workspace, sae: Option<&Path>) -> Result<(PathBuf, Sae)> {
 
 /// The value, or None with its error added to `problems` (for views that show what loaded and
 /// say what did not).
+/// Errors in a report, written to JSON as their messages (the command line's words).
+pub(crate) fn as_messages<S: serde::Serializer, E: std::fmt::Display>(
+    errors: &[E],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(errors.iter().map(ToString::to_string))
+}
+
 pub(crate) fn noted<T>(r: Result<T>, problems: &mut Vec<Error>) -> Option<T> {
     r.map_err(|e| problems.push(e)).ok()
 }

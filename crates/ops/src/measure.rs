@@ -9,6 +9,7 @@ use crate::analysis::probe::{self, ProbeOptions, ProbeReport};
 use crate::backbone::{Backbone, ModelSpec, load_backbone};
 use crate::device::DeviceChoice;
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::job::Job;
 use crate::sae::workflow::{self, EvalReport};
 use crate::store::{Dataset, Workspace};
@@ -26,7 +27,7 @@ pub struct ClassifyRequest {
 /// Accuracy of the model's classifier head on a folder of class sub-folders.
 pub fn classify(r: &ClassifyRequest, job: &Job) -> Result<ClassifyReport> {
     if r.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        return Err(crate::fix::at_least_one(Opt::Batch));
     }
     let b = load_backbone(&r.model, &device_of(r.device)?)?;
     let ds = Dataset::scan(&r.images)?;
@@ -45,7 +46,7 @@ pub struct EvalRequest {
 /// The SAE's FVE, MSE, L0, dead/dense counts and spliced accuracy on an image folder.
 pub fn evaluate(r: &EvalRequest, job: &Job) -> Result<EvalReport> {
     if r.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        return Err(crate::fix::at_least_one(Opt::Batch));
     }
     let ws = Workspace::open(&r.workspace)?;
     let device = device_of(r.device)?;
@@ -72,17 +73,25 @@ pub struct ProbeRequest {
 /// A linear probe on the pooled output, clean and (with an SAE) spliced.
 pub fn probe(r: &ProbeRequest, job: &Job) -> Result<ProbeReport> {
     if r.options.batch == 0 {
-        return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+        return Err(crate::fix::at_least_one(Opt::Batch));
     }
     if r.options.l2.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
-        return Err(Error::Invalid(format!(
-            "--l2 must be a finite number of at least 0 (got {})",
-            r.options.l2.unwrap_or_default()
-        )));
+        return Err(crate::fixable!([
+            Opt::L2,
+            format!(
+                " must be a finite number of at least 0 (got {})",
+                r.options.l2.unwrap_or_default()
+            )
+        ]));
     }
     if r.spliced && r.workspace.is_none() {
-        return Err(Error::Invalid(
-            "--spliced needs --workspace: the workspace whose layer and SAE are spliced in".into(),
+        return Err(crate::fixable!(
+            [Opt::Spliced, " needs a workspace"],
+            [
+                "name with ",
+                Opt::Workspace,
+                " the workspace whose layer and SAE are spliced in"
+            ]
         ));
     }
     let device = device_of(r.device)?;

@@ -27,7 +27,8 @@ pub struct SaeSummary {
     pub ontology: bool,
     pub ood: bool,
     /// Files beside it that are there but cannot be read, each with its error.
-    pub problems: Vec<String>,
+    #[serde(serialize_with = "crate::as_messages")]
+    pub problems: Vec<std::sync::Arc<crate::Error>>,
 }
 
 /// Makes the SAE `name` (under `WS/saes/`) the workspace's active one; returns its folder. A
@@ -80,7 +81,7 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
                 labels,
                 ontology: ontology::ontology_path(&home).is_file(),
                 ood: ood::results_path(&home).is_file(),
-                problems: problems.iter().map(ToString::to_string).collect(),
+                problems: problems.into_iter().map(std::sync::Arc::new).collect(),
                 name,
             }
         })

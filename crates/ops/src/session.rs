@@ -117,7 +117,8 @@ pub struct Summary {
     pub active_sae: Option<String>,
     pub saes: Vec<crate::saes::SaeSummary>,
     /// Files that are there but cannot be read.
-    pub problems: Vec<String>,
+    #[serde(serialize_with = "crate::as_messages")]
+    pub problems: Vec<Error>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,7 +151,7 @@ pub fn summary(dir: &Path) -> Result<Summary> {
                 })
             }
             Err(e) => {
-                problems.push(e.to_string());
+                problems.push(e);
                 None
             }
         }

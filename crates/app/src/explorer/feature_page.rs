@@ -209,13 +209,13 @@ impl Explorer {
                     open_image = Some(i);
                 }
                 if let Some(i) = open_image {
-                    match self.ds.load(i as usize) {
+                    match ImageView::load_dataset(&self.ds, i as usize) {
                         Ok(img) => {
                             self.image_pick = i as usize;
                             let title = self.ds.images[i as usize].path.clone();
                             self.open_image(ui.ctx(), title, img, Some(f));
                         }
-                        Err(e) => self.error = Some(e),
+                        Err(e) => self.error = Some(crate::Failure::new(e)),
                     }
                 }
                 ui.label(egui::RichText::new("Activation histogram (log10 activation)").strong());
@@ -295,7 +295,7 @@ impl Explorer {
         let v = match sae.nearest_features(f, NEAREST) {
             Ok(v) => v,
             Err(e) => {
-                self.error = Some(e.to_string());
+                self.error = Some(crate::Failure::new(e));
                 Vec::new()
             }
         };

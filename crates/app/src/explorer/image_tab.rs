@@ -11,7 +11,9 @@ impl Explorer {
         feature: Option<u32>,
     ) {
         let Some(sae) = self.sae.clone() else {
-            self.error = Some("this workspace has no SAE to encode images with".into());
+            self.error = Some(crate::failure(
+                "this workspace has no SAE to encode images with",
+            ));
             return;
         };
         self.image_view = Some(ImageView::open(
@@ -32,7 +34,7 @@ impl Explorer {
     pub(super) fn image_ui(&mut self, ui: &mut egui::Ui) {
         // Choose any dataset image by number, or any image file by path (or drop one).
         let n = self.ds.len();
-        let mut open: Option<(String, Result<image::RgbImage, String>)> = None;
+        let mut open: Option<(String, crate::Result<image::RgbImage>)> = None;
         ui.horizontal(|ui| {
             let l = ui.label("Dataset image");
             ui.add(egui::DragValue::new(&mut self.image_pick).range(0..=n.saturating_sub(1)))
@@ -48,7 +50,7 @@ impl Explorer {
                     self.image_pick = (self.image_pick as i64 + step).rem_euclid(n as i64) as usize;
                     open = Some((
                         self.ds.images[self.image_pick].path.clone(),
-                        self.ds.load(self.image_pick),
+                        ImageView::load_dataset(&self.ds, self.image_pick),
                     ));
                 }
             }
@@ -59,7 +61,10 @@ impl Explorer {
                 && n > 0
             {
                 let i = self.image_pick.min(n - 1);
-                open = Some((self.ds.images[i].path.clone(), self.ds.load(i)));
+                open = Some((
+                    self.ds.images[i].path.clone(),
+                    ImageView::load_dataset(&self.ds, i),
+                ));
             }
             ui.separator();
             let l = ui.label("Image file");
@@ -85,7 +90,7 @@ impl Explorer {
         if let Some((title, img)) = open {
             match img {
                 Ok(img) => self.open_image(ui.ctx(), title, img, self.selected),
-                Err(e) => self.error = Some(e),
+                Err(e) => self.error = Some(crate::Failure::new(e)),
             }
         }
         let geometry = self.ws.config.backbone.geometry;

@@ -91,7 +91,7 @@ pub struct Explorer {
     /// File dialogs for the tabs' path fields.
     picker: Picker,
     pub jobs: Vec<BackgroundJob>,
-    pub error: Option<String>,
+    pub error: Option<crate::Failure>,
     pub image_view: Option<ImageView>,
     backbone: SharedBackbone,
     /// Where models and SAEs run for jobs started here (the app's status-bar choice).
@@ -176,7 +176,7 @@ impl Explorer {
     pub fn open(dir: &Path) -> crate::Result<Explorer> {
         let session = crate::ops::session::open(dir)?;
         // No SAE yet is a state the page offers to fix; what could not be loaded is shown.
-        let error = session.problems.first().map(|e| e.to_string());
+        let error = session.problems.into_iter().next().map(crate::Failure::new);
         let crate::ops::session::Session {
             ws,
             ds,
@@ -232,8 +232,8 @@ impl Explorer {
         let mut problems = Vec::new();
         let a = crate::ops::session::read_analyses(home, &mut problems);
         (self.ood, self.ontology, self.effects) = (a.ood, a.ontology, a.effects);
-        if let Some(e) = problems.first() {
-            self.error = Some(e.to_string());
+        if let Some(e) = problems.into_iter().next() {
+            self.error = Some(crate::Failure::new(e));
         }
     }
 
@@ -317,7 +317,7 @@ impl Explorer {
                 Ok(labels) => self.labels = labels,
                 Err(e) => {
                     self.labels.set_manual(f, &self.label_edit);
-                    self.error = Some(e.to_string());
+                    self.error = Some(crate::Failure::new(e));
                 }
             }
         }
@@ -350,7 +350,7 @@ impl Explorer {
             {
                 match load_index(h) {
                     Ok(i) => self.index = Some(i),
-                    Err(e) => self.error = Some(e.to_string()),
+                    Err(e) => self.error = Some(crate::Failure::new(e)),
                 }
             }
             self.load_results();
@@ -365,7 +365,7 @@ impl Explorer {
         if let Some(p) = dropped {
             match ImageView::load_file(&p) {
                 Ok(img) => self.open_image(ui.ctx(), p.display().to_string(), img, self.selected),
-                Err(e) => self.error = Some(e),
+                Err(e) => self.error = Some(crate::Failure::new(e)),
             }
         }
         ui.horizontal(|ui| {

@@ -116,7 +116,7 @@ impl Explorer {
                 self.home = Some(home);
                 self.ws = ws;
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => self.error = Some(crate::Failure::new(e)),
         }
     }
 }

@@ -281,7 +281,7 @@ impl Explorer {
         if let Some((file, feature)) = open {
             match super::ImageView::load_file(&file) {
                 Ok(img) => self.open_image(ui.ctx(), file.display().to_string(), img, feature),
-                Err(e) => self.error = Some(e),
+                Err(e) => self.error = Some(crate::Failure::new(e)),
             }
         }
         if let Some(g) = go {

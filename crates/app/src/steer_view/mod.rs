@@ -134,11 +134,11 @@ impl Task {
     }
 
     /// The finished generation's images or why there are none; `None` while it runs.
-    fn take(&self) -> Option<crate::Result<GenOutput>> {
+    fn take(&self) -> Option<Result<GenOutput, crate::Failure>> {
         Some(match self.output.ended(&self.job)? {
             Ended::Done(out) => Ok(out),
-            Ended::Failed(e) => Err(crate::Error::Invalid(e)),
-            Ended::Cancelled => Err(crate::Error::Cancelled),
+            Ended::Failed(e) => Err(e),
+            Ended::Cancelled => Err(crate::Failure::new(crate::Error::Cancelled)),
         })
     }
 }
@@ -177,7 +177,7 @@ pub struct SteerView {
     last_change: Option<Instant>,
     /// A request the user cancelled: not restarted until the inputs change or Generate is pressed.
     cancelled: Option<Request>,
-    pub error: Option<String>,
+    pub error: Option<crate::Failure>,
     discovery_output: Option<JobOutput<Discovery>>,
     pub discovery: Option<Discovery>,
     discovery_dir: Option<PathBuf>,
@@ -455,8 +455,8 @@ impl SteerView {
                     self.shown_request = Some(ShownRequest(out.request));
                     self.error = None;
                 }
-                Err(crate::Error::Cancelled) => {}
-                Err(e) => self.error = Some(e.to_string()),
+                Err(e) if matches!(*e, crate::Error::Cancelled) => {}
+                Err(e) => self.error = Some(e),
             }
         }
         let Some(loaded) = self.loaded.clone() else {

@@ -81,7 +81,7 @@ impl SteerView {
             j.ui(ui);
         }
         if let Some(e) = &self.error {
-            ui.colored_label(ui.visuals().error_fg_color, e);
+            ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(e));
         }
     }
 }

@@ -132,8 +132,12 @@ pub fn causal_effects(
         )));
     }
     if index.d_sae != sae.d_sae {
-        return Err(Error::Invalid(
-            "the feature index belongs to another SAE; rebuild it (`saescope index`)".into(),
+        return Err(crate::fixable!(
+            ["the feature index belongs to another SAE"],
+            [
+                "rebuild it with ",
+                crate::fix::Command::Index { rebuild: true }
+            ]
         ));
     }
     let images: Vec<usize> = (0..ds.len())

@@ -6,6 +6,7 @@ use super::heatmap::{Heatmap, grid, model_view, overlay, patch_crop, token_box};
 use super::index::{FeatureIndex, sae_fingerprint};
 use super::labels::{Label, Labels, class_scores};
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::fsutil;
 use crate::sae::Sae;
 use crate::store::Workspace;
@@ -82,9 +83,13 @@ pub enum Selection {
 /// Parses "3,10-12,40" into ids.
 pub fn parse_ids(spec: &str) -> Result<Vec<u32>> {
     let bad = || {
-        Error::Invalid(format!(
-            "--features `{spec}`: expected ids and ranges like 3,10-12,40"
-        ))
+        crate::fixable!(
+            [
+                Opt::Features,
+                format!(" `{spec}`: not a list of feature ids")
+            ],
+            ["write ids and ranges like 3,10-12,40"]
+        )
     };
     let mut out = Vec::new();
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -343,11 +348,17 @@ pub fn import_labels(home: &Path, sae: &Sae, from: &Path, force: bool) -> Result
     let f = read_export(from)?;
     let mine = sae_fingerprint(sae);
     if f.sae_fingerprint != mine && !force {
-        return Err(Error::Invalid(format!(
-            "{}: exported from another SAE ({}; this workspace's is {mine}), so its feature ids mean other things; pass --force to import anyway",
-            from.display(),
-            f.sae_fingerprint
-        )));
+        return Err(crate::fixable!(
+            [
+                from,
+                format!(
+                    ": exported from another SAE ({}; this workspace's is {mine}), so its \
+                     feature ids mean other things",
+                    f.sae_fingerprint
+                )
+            ],
+            ["pass ", Opt::Force, " to import anyway"]
+        ));
     }
     let mut labels = Labels::load(home)?;
     let (mut imported, mut kept_manual) = (0, 0);

@@ -186,11 +186,14 @@ pub fn label_with_clip(
     job: &Job,
 ) -> Result<usize> {
     if backbone.info().family != Family::Clip {
-        return Err(Error::Invalid(format!(
-            "CLIP zero-shot labels need a CLIP workspace; this one uses {} ({:?}); use --from-classes or manual labels",
-            backbone.info().name,
-            backbone.info().family
-        )));
+        return Err(crate::fixable!(
+            [format!(
+                "CLIP zero-shot labels need a CLIP workspace; this one uses {} ({:?})",
+                backbone.info().name,
+                backbone.info().family
+            )],
+            ["use ", crate::fix::Opt::FromClasses, " or manual labels"]
+        ));
     }
     let device = backbone.device().clone();
     let Resolved::Folder(dir) = spec.resolve()? else {

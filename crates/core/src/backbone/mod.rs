@@ -17,6 +17,7 @@ pub mod torch_vit;
 pub mod weights;
 
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use candle_core::{D, Device, Tensor};
 use layers::{Block, LayerNorm, Linear, PatchEmbed};
 use preprocess::Preprocessor;
@@ -109,8 +110,14 @@ impl TokenGeometry {
             TokenSelection::Patch => (self.prefix_tokens()..self.n_tokens()).collect(),
             TokenSelection::Cls => {
                 if !self.has_cls {
-                    return Err(Error::Invalid(
-                        "this model has no CLS token: use --tokens patch or all".into(),
+                    return Err(crate::fixable!(
+                        ["this model has no CLS token"],
+                        [
+                            "use ",
+                            Opt::Tokens.with("patch"),
+                            " or ",
+                            Opt::Tokens.with("all")
+                        ]
                     ));
                 }
                 vec![0]

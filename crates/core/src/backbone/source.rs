@@ -6,6 +6,7 @@ use super::torch_vit::TorchVitConfig;
 use super::weights::Weights;
 use super::{PosInterpolation, VisionTransformer, clip, dinov2, preprocess, siglip, torch_vit};
 use crate::error::{Error, Result};
+use crate::fix::{Advice, Opt, Part};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -114,14 +115,14 @@ const HUB_FILES: [(&str, bool); 3] = [
 
 /// Returns the snapshot folder of a hub model, from the local cache or by downloading.
 fn fetch_from_hub(id: &str) -> Result<PathBuf> {
-    fetch_hub_files(id, &HUB_FILES, "--model")
+    fetch_hub_files(id, &HUB_FILES, Opt::Model)
 }
 
 /// Fetches `files` of hub repository `id` (the first must sit at the repository's top level;
 /// `a|b` tries `a` then `b`; optional files may be missing) and returns the snapshot folder.
 /// Uses the local cache when it holds every required file; honours `HF_HUB_OFFLINE`. `flag`
 /// names the CLI option a local folder can be passed with instead.
-pub fn fetch_hub_files(id: &str, files: &[(&str, bool)], flag: &str) -> Result<PathBuf> {
+pub fn fetch_hub_files(id: &str, files: &[(&str, bool)], flag: Opt) -> Result<PathBuf> {
     let offline =
         std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     fetch_with_cache(id, &hf_hub::Cache::from_env(), offline, files, flag)
@@ -132,7 +133,7 @@ fn fetch_with_cache(
     cache: &hf_hub::Cache,
     offline: bool,
     files: &[(&str, bool)],
-    flag: &str,
+    flag: Opt,
 ) -> Result<PathBuf> {
     let top = |p: PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let cached = cache.model(id.to_string());
@@ -144,29 +145,38 @@ fn fetch_with_cache(
     {
         return Ok(top(first));
     }
-    let hint = format!(
-        "download it where you have network (`huggingface-cli download {id}`) and pass the folder with {flag} /path/to/folder"
-    );
+    let hint = crate::parts![
+        format!(
+            "download it where you have network (`huggingface-cli download {id}`) and pass the folder with "
+        ),
+        flag,
+        " /path/to/folder",
+    ];
     if offline {
-        return Err(Error::Model(format!(
-            "`{id}` is not in the Hugging Face cache ({}) and HF_HUB_OFFLINE=1 forbids downloading: {hint}",
-            cache.path().display()
-        )));
+        return Err(Error::Fixable(Advice {
+            problem: crate::parts![
+                format!("`{id}` is not in the Hugging Face cache ("),
+                cache.path(),
+                ") and HF_HUB_OFFLINE=1 forbids downloading",
+            ],
+            fix: hint,
+        }));
     }
-    download(id, files, &hint)
+    download(id, files, hint)
 }
 
 /// Downloads `files` of hub repository `id` (see [`fetch_hub_files`]).
 #[cfg(feature = "hub-download")]
-fn download(id: &str, files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
+fn download(id: &str, files: &[(&str, bool)], hint: Vec<Part>) -> Result<PathBuf> {
     let top = |p: PathBuf| p.parent().map(Path::to_path_buf).unwrap_or_default();
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
         .build()
         .map_err(|e| {
-            Error::Model(format!(
-                "cannot start the Hugging Face client ({e}): {hint}"
-            ))
+            Error::Fixable(Advice {
+                problem: crate::parts![format!("cannot start the Hugging Face client ({e})")],
+                fix: hint.clone(),
+            })
         })?;
     let repo = api.model(id.to_string());
     let mut folder = None;
@@ -184,10 +194,13 @@ fn download(id: &str, files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
             Some(_) => {}
             None if !required => {}
             None => {
-                return Err(Error::Model(format!(
-                    "could not download {alts} of `{id}` from the Hugging Face Hub ({}): {hint}",
-                    last_err.unwrap_or_default()
-                )));
+                return Err(Error::Fixable(Advice {
+                    problem: crate::parts![format!(
+                        "could not download {alts} of `{id}` from the Hugging Face Hub ({})",
+                        last_err.unwrap_or_default()
+                    )],
+                    fix: hint,
+                }));
             }
         }
     }
@@ -195,11 +208,14 @@ fn download(id: &str, files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
 }
 
 #[cfg(not(feature = "hub-download"))]
-fn download(id: &str, _files: &[(&str, bool)], hint: &str) -> Result<PathBuf> {
-    Err(Error::Model(format!(
-        "`{id}` is not in the Hugging Face cache, and this build cannot download (the core \
-         without its hub-download feature): {hint}"
-    )))
+fn download(id: &str, _files: &[(&str, bool)], hint: Vec<Part>) -> Result<PathBuf> {
+    Err(Error::Fixable(Advice {
+        problem: crate::parts![format!(
+            "`{id}` is not in the Hugging Face cache, and this build cannot download (the core \
+             without its hub-download feature)"
+        )],
+        fix: hint,
+    }))
 }
 
 /// The families a Hugging Face `config.json` can name.
@@ -250,12 +266,19 @@ pub fn load_backbone(spec: &ModelSpec, device: &Device) -> Result<VisionTransfor
     match spec.resolve()? {
         Resolved::TorchFile(path) => {
             let cfg = spec.torch_vit.clone().ok_or_else(|| {
-                Error::Model(format!(
-                    "{}: a PyTorch ViT needs a small config the weights cannot tell (at least the number of heads): \
-                     pass --model-config FILE.json or put {} beside the checkpoint, e.g. {{\"heads\": 8}}",
-                    path.display(),
-                    path.with_extension("json").display()
-                ))
+                crate::fixable!(
+                    [
+                        path.as_path(),
+                        ": a PyTorch ViT needs a small config the weights cannot tell (at least the number of heads)"
+                    ],
+                    [
+                        "pass ",
+                        Opt::ModelConfig,
+                        " FILE.json or put ",
+                        path.with_extension("json"),
+                        " beside the checkpoint, e.g. {\"heads\": 8}"
+                    ]
+                )
             })?;
             let w = if path.extension().is_some_and(|e| e == "safetensors") {
                 Weights::load_safetensors(&[&path], device)?
@@ -351,7 +374,7 @@ mod tests {
             &cache,
             true,
             &HUB_FILES,
-            "--model",
+            Opt::Model,
         )
         .unwrap_err()
         .to_string();

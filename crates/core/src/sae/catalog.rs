@@ -4,6 +4,7 @@
 use super::Sae;
 use super::formats::{load_sae, save_saelens};
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::store::Workspace;
 use std::path::{Path, PathBuf};
 
@@ -113,11 +114,20 @@ fn checked_sae(ws: &Workspace, sae: &Sae, p: &Path) -> Result<Sae> {
     if let (Some(trained), Some(here)) = (sae.meta.pos_interpolation.as_deref(), ws_interp)
         && trained != here
     {
-        return Err(Error::Invalid(format!(
-            "{}: this SAE was trained on activations with `{trained}` position interpolation, but \
-             the workspace uses `{here}`; re-extract with --pos-interpolation {trained}",
-            p.display()
-        )));
+        return Err(crate::fixable!(
+            [
+                p,
+                format!(
+                    ": this SAE was trained on activations with `{trained}` position \
+                     interpolation, but the workspace uses `{here}`"
+                )
+            ],
+            [
+                "re-extract with ",
+                Opt::PosInterpolation,
+                format!(" {trained}")
+            ]
+        ));
     }
     Ok(sae)
 }

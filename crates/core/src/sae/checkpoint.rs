@@ -128,10 +128,10 @@ pub fn restore(sae_dir: &Path, index: &CheckpointIndex, trainer: &mut Trainer) -
     let path = checkpoint_dir(sae_dir).join(&index.state_file);
     let bytes = std::fs::read(&path).at(&path)?;
     let corrupt = |why: String| {
-        Error::Workspace(format!(
-            "{}: unreadable training checkpoint ({why}); pass --restart to train from scratch",
-            path.display()
-        ))
+        crate::fixable!(
+            [&path, format!(": unreadable training checkpoint ({why})")],
+            ["pass ", crate::fix::Opt::Restart, " to train from scratch"]
+        )
     };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let fired = st

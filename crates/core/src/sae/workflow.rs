@@ -9,6 +9,8 @@ use super::formats::save_saelens;
 use super::shuffle::ShuffleStream;
 use super::train::{DecoderKind, DeviceTrainer, TrainArch, TrainConfig, Trainer};
 use crate::error::{Error, Result};
+use crate::fix::Opt;
+use crate::fixable;
 use crate::job::{Job, Progress};
 use crate::store::Dataset;
 use crate::store::Workspace;
@@ -97,38 +99,45 @@ impl TrainOptions {
     /// Checks every option before any work or write: each error names the option, its valid
     /// range and the value given. `d_in` is the store's width (for the memory estimate).
     pub fn validate(&self, d_in: usize) -> Result<()> {
-        let bad = |what: String| Err(Error::Invalid(what));
+        let bad = |option: Opt, rule: String| Err(fixable!([option, " ", rule]));
         if self.d_sae == 0 {
-            return bad("--d-sae must be at least 1 (got 0)".into());
+            return bad(Opt::DSae, "must be at least 1 (got 0)".into());
         }
         if matches!(self.arch, TrainArch::TopK | TrainArch::BatchTopK)
             && !(1..=self.d_sae).contains(&self.k)
         {
-            return bad(format!(
-                "--k must be between 1 and --d-sae ({}) (got {})",
-                self.d_sae, self.k
-            ));
+            return Err(fixable!([
+                Opt::K,
+                " must be between 1 and ",
+                Opt::DSae,
+                format!(" ({}) (got {})", self.d_sae, self.k)
+            ]));
         }
         if self.batch == 0 {
-            return bad("--batch must be at least 1 (got 0)".into());
+            return bad(Opt::Batch, "must be at least 1 (got 0)".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!(
-                "--lr must be a finite number above 0, e.g. 4e-4 (got {})",
-                self.lr
-            ));
+            return bad(
+                Opt::Lr,
+                format!(
+                    "must be a finite number above 0, e.g. 4e-4 (got {})",
+                    self.lr
+                ),
+            );
         }
         if self.tokens == Some(0) {
-            return bad("--tokens must be at least 1 (got 0)".into());
+            return bad(Opt::Tokens, "must be at least 1 (got 0)".into());
         }
         if !(1..=1024).contains(&self.cls_weight) {
-            return bad(format!(
-                "--cls-weight must be between 1 and 1024 (got {})",
-                self.cls_weight
-            ));
+            return bad(
+                Opt::ClsWeight,
+                format!("must be between 1 and 1024 (got {})", self.cls_weight),
+            );
         }
         if self.checkpoint_every == Some(0) {
-            return bad("the checkpoint interval must be at least 1 step (got 0)".into());
+            return Err(Error::Invalid(
+                "the checkpoint interval must be at least 1 step (got 0)".into(),
+            ));
         }
         // Weights (encoder, decoder) and Adam's two moments for each, plus one batch's codes.
         let need =
@@ -136,13 +145,20 @@ impl TrainOptions {
         if let Some(avail) = crate::memory::available_bytes()
             && need > 0.9 * avail as f64
         {
-            return bad(format!(
-                "--d-sae {} with --batch {} needs about {:.1} GB for weights, optimiser state \
-                 and codes, but {:.1} GB of memory is available: lower --d-sae or --batch",
-                self.d_sae,
-                self.batch,
-                need / 1e9,
-                avail as f64 / 1e9
+            return Err(fixable!(
+                [
+                    Opt::DSae,
+                    format!(" {} with ", self.d_sae),
+                    Opt::Batch,
+                    format!(
+                        " {} needs about {:.1} GB for weights, optimiser state and codes, but \
+                         {:.1} GB of memory is available",
+                        self.batch,
+                        need / 1e9,
+                        avail as f64 / 1e9
+                    )
+                ],
+                ["lower ", Opt::DSae, " or ", Opt::Batch]
             ));
         }
         Ok(())
@@ -244,10 +260,7 @@ pub fn train(
     let home = ws.sae_dir(&name);
     let store = ActivationStore::open(&ws.activations_dir())?;
     if !store.manifest.is_complete() {
-        return Err(Error::Workspace(format!(
-            "{}: extraction is not finished; re-run `saescope extract` to complete it",
-            ws.dir.display()
-        )));
+        return Err(crate::store::activations::unfinished(&ws.dir));
     }
     let meta = SaeMeta {
         model_name: Some(ws.config.model.source.clone()),
@@ -295,13 +308,20 @@ fn image_subset(ws: &Workspace, dir: &Path) -> Result<ImageSubset> {
         .map(|i| i as u32)
         .collect();
     if ids.is_empty() {
-        return Err(Error::Invalid(format!(
-            "--images {}: none of its {} images is one of this workspace's images (extracted from \
-             {}); give a folder of the workspace's image files or links to them",
-            dir.display(),
-            wanted.len(),
-            ds.root.display()
-        )));
+        return Err(fixable!(
+            [
+                Opt::Images,
+                " ",
+                dir,
+                format!(
+                    ": none of its {} images is one of this workspace's images (extracted from ",
+                    wanted.len()
+                ),
+                &ds.root,
+                ")"
+            ],
+            ["give a folder of the workspace's image files or links to them"]
+        ));
     }
     Ok(ImageSubset {
         label: format!("{} ({} images)", dir.display(), ids.len()),
@@ -327,10 +347,13 @@ pub fn train_on_store(
         (1, _) => None,
         (w, Some(pos)) => Some((pos, w as usize - 1)),
         (_, None) => {
-            return Err(Error::Invalid(
-                "--cls-weight needs a store holding the CLS token: a model with a CLS token, \
-                 extracted with --tokens all or cls"
-                    .into(),
+            return Err(fixable!(
+                [Opt::ClsWeight, " needs a store holding the CLS token"],
+                [
+                    "use a model with a CLS token, extracted with ",
+                    Opt::Tokens,
+                    " all or cls"
+                ]
             ));
         }
     };
@@ -361,11 +384,13 @@ pub fn train_on_store(
                 already_trained: true,
                 ..f.report
             }),
-            _ => Err(Error::Workspace(format!(
-                "{} already holds an SAE trained with other settings (or imported); it is kept: \
-                 give this run another --name",
-                sae_dir.display()
-            ))),
+            _ => Err(fixable!(
+                [
+                    sae_dir,
+                    " already holds an SAE trained with other settings (or imported); it is kept"
+                ],
+                ["give this run another ", Opt::Name]
+            )),
         };
     }
     std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
@@ -374,12 +399,20 @@ pub fn train_on_store(
         && p.settings != settings
         && !opts.restart
     {
-        return Err(Error::Workspace(format!(
-            "{}: an unfinished training run with other settings ({}) is checkpointed there; \
-                 re-run with those settings to resume it, or pass --restart to discard it",
-            sae_dir.display(),
-            serde_json::to_string(&p.settings).unwrap_or_default()
-        )));
+        return Err(fixable!(
+            [
+                sae_dir,
+                format!(
+                    ": an unfinished training run with other settings ({}) is checkpointed there",
+                    serde_json::to_string(&p.settings).unwrap_or_default()
+                )
+            ],
+            [
+                "re-run with those settings to resume it, or pass ",
+                Opt::Restart,
+                " to discard it"
+            ]
+        ));
     }
     let resume = previous.filter(|p| p.settings == settings && !opts.restart);
     if resume.is_none() {
@@ -692,11 +725,16 @@ fn finished_run(home: &Path) -> Result<Option<FinishedRun>> {
     crate::fsutil::read_json::<FinishedRun>(&path)
         .map(Some)
         .map_err(|e| {
-            Error::Workspace(format!(
-                "{e}; this SAE's training report is damaged: retrain it under another --name, \
-                 or delete {} to treat the SAE as imported",
-                path.display()
-            ))
+            fixable!(
+                [format!("{e}; this SAE's training report is damaged")],
+                [
+                    "retrain it under another ",
+                    Opt::Name,
+                    ", or delete ",
+                    &path,
+                    " to treat the SAE as imported"
+                ]
+            )
         })
 }
 

@@ -5,6 +5,7 @@
 
 use super::pipeline::Conditioning;
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::sae::Sae;
 use serde::{Deserialize, Serialize};
 
@@ -40,9 +41,10 @@ impl TokenScope {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map(TokenScope::Positions)
                 .map_err(|_| {
-                    Error::Invalid(format!(
-                        "--tokens `{s}`: use `all`, `prompt` or positions like `1,2,5`"
-                    ))
+                    crate::fixable!(
+                        [Opt::Tokens, format!(" `{s}`: not a token scope")],
+                        ["use `all`, `prompt` or positions like `1,2,5`"]
+                    )
                 }),
         }
     }
@@ -68,9 +70,10 @@ impl FeatureEdit {
     /// `F=α` (add) or `F=clamp:V`, applied to `tokens`.
     pub fn parse(s: &str, tokens: &TokenScope) -> Result<Self> {
         let bad = || {
-            Error::Invalid(format!(
-                "--feature `{s}`: write FEATURE=ALPHA (e.g. 12=4.0) or FEATURE=clamp:VALUE (e.g. 12=clamp:0)"
-            ))
+            crate::fixable!(
+                [Opt::Feature, format!(" `{s}`: not a feature edit")],
+                ["write FEATURE=ALPHA (e.g. 12=4.0) or FEATURE=clamp:VALUE (e.g. 12=clamp:0)"]
+            )
         };
         let (f, v) = s.split_once('=').ok_or_else(bad)?;
         let feature = f.trim().parse().map_err(|_| bad())?;

@@ -10,6 +10,7 @@ use crate::backbone::clip::{self, TextTransformer};
 use crate::backbone::tokenizer::ClipTokenizer;
 use crate::backbone::weights::Weights;
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::rng::Rng;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
@@ -416,7 +417,7 @@ fn resolve_pipeline(source: &str) -> Result<PathBuf> {
             "pipeline `{source}` not found: no such folder, and it is not a Hugging Face id (org/name)"
         )));
     }
-    crate::backbone::source::fetch_hub_files(source, &PIPELINE_FILES, "--pipeline")
+    crate::backbone::source::fetch_hub_files(source, &PIPELINE_FILES, Opt::Pipeline)
 }
 
 fn resolve_preview(source: &str) -> Result<PathBuf> {
@@ -430,7 +431,7 @@ fn resolve_preview(source: &str) -> Result<PathBuf> {
             ("config.json", true),
             ("diffusion_pytorch_model.safetensors", true),
         ],
-        "--preview-decoder",
+        Opt::PreviewDecoder,
     )
 }
 

@@ -9,6 +9,7 @@
 use super::dataset::Skipped;
 use super::workspace::StoreDType;
 use crate::error::{Error, IoContext, Result};
+use crate::fix::Command;
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -129,10 +130,14 @@ pub fn encode_shard(
 pub fn decode_shard(path: &Path) -> Result<ShardData> {
     let bytes = std::fs::read(path).at(path)?;
     let corrupt = |why: String| {
-        Error::Workspace(format!(
-            "{}: corrupt activation shard ({why}); delete it and re-run `saescope extract` to redo it",
-            path.display()
-        ))
+        crate::fixable!(
+            [path, format!(": corrupt activation shard ({why})")],
+            [
+                "delete it and re-run ",
+                Command::Extract(None),
+                " to redo it"
+            ]
+        )
     };
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(e.to_string()))?;
     let acts = st
@@ -179,10 +184,10 @@ impl ActivationStore {
     pub fn open(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         if !path.is_file() {
-            return Err(Error::Workspace(format!(
-                "{}: no activations yet; run `saescope extract` for this workspace first",
-                dir.display()
-            )));
+            return Err(crate::fixable!(
+                [dir, ": no activations yet"],
+                ["run ", Command::Extract(None), " for this workspace first"]
+            ));
         }
         Ok(ActivationStore {
             dir: dir.to_path_buf(),
@@ -194,14 +199,17 @@ impl ActivationStore {
         let info = &self.manifest.shards[i];
         let data = decode_shard(&self.dir.join(&info.file))?;
         if data.rows() != info.rows || data.d_model != self.manifest.d_model {
-            return Err(Error::Workspace(format!(
-                "{}: holds {} rows × {} but the manifest says {} × {}; delete the shard and re-run `saescope extract`",
-                info.file,
-                data.rows(),
-                data.d_model,
-                info.rows,
-                self.manifest.d_model
-            )));
+            return Err(crate::fixable!(
+                [format!(
+                    "{}: holds {} rows × {} but the manifest says {} × {}",
+                    info.file,
+                    data.rows(),
+                    data.d_model,
+                    info.rows,
+                    self.manifest.d_model
+                )],
+                ["delete the shard and re-run ", Command::Extract(None)]
+            ));
         }
         Ok(data)
     }
@@ -240,6 +248,14 @@ pub fn write_single_shard_store(
     };
     fsutil::write_json_atomic(&dir.join(MANIFEST_FILE), &manifest)?;
     ActivationStore::open(dir)
+}
+
+/// The error for a workspace whose extraction stopped before the end.
+pub fn unfinished(ws_dir: &Path) -> Error {
+    crate::fixable!(
+        [ws_dir, ": extraction is not finished"],
+        ["re-run ", Command::Extract(None), " to complete it"]
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::lock::WriterLock;
 use super::workspace::{StoreDType, Workspace, WorkspaceConfig};
 use crate::backbone::{Backbone, ModelSpec, TokenSelection};
 use crate::error::{Error, Result};
+use crate::fix::Opt;
 use crate::fsutil;
 use crate::job::{Job, Progress};
 use candle_core::{Device, Tensor};
@@ -33,12 +34,12 @@ impl ExtractOptions {
     /// Checks the numeric options before the workspace is touched.
     pub fn validate(&self) -> Result<()> {
         if self.batch_size == 0 {
-            return Err(Error::Invalid("--batch must be at least 1 (got 0)".into()));
+            return Err(crate::fix::at_least_one(Opt::Batch));
         }
         if self.images_per_shard == Some(0) {
-            return Err(Error::Invalid(
-                "--shard-images must be at least 1 (got 0); leave it out for shards near 64 MB"
-                    .into(),
+            return Err(crate::fixable!(
+                [Opt::ShardImages, " must be at least 1 (got 0)"],
+                ["leave it out for shards near 64 MB"]
             ));
         }
         Ok(())
@@ -213,10 +214,10 @@ fn extract_into(
             || m.token_indices != token_indices
             || m.dataset_images != ds.len()
         {
-            return Err(Error::Workspace(format!(
-                "{}: does not match this model/dataset; use a new --workspace",
-                manifest_path.display()
-            )));
+            return Err(crate::fixable!(
+                [&manifest_path, ": does not match this model/dataset"],
+                ["give a new folder with ", Opt::Workspace]
+            ));
         }
         m
     } else {

@@ -43,15 +43,18 @@ pub fn lock_writer(ws_dir: &Path, command: &str, wait: Option<Duration>) -> Resu
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let holder = holder.trim();
-                return Err(Error::Workspace(format!(
-                    "{}: workspace busy ({}); wait for it to finish or use another --workspace",
-                    ws_dir.display(),
-                    if holder.is_empty() {
-                        "another saescope process is writing it"
-                    } else {
-                        holder
-                    }
-                )));
+                let holder = if holder.is_empty() {
+                    "another saescope process is writing it"
+                } else {
+                    holder
+                };
+                return Err(crate::fixable!(
+                    [ws_dir, format!(": workspace busy ({holder})")],
+                    [
+                        "wait for it to finish or give another folder with ",
+                        crate::fix::Opt::Workspace
+                    ]
+                ));
             }
             Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
         }

@@ -72,11 +72,17 @@ impl<'a> LayerActivations<'a> {
             return Ok(None);
         }
         let reuse_error = |e: Error| {
-            Error::Workspace(format!(
-                "{}: its stored activations cannot be reused ({e}); repair it with `saescope \
-                 extract` on that workspace, or leave it out of the reused stores",
-                ws.dir.display()
-            ))
+            crate::fixable!(
+                [
+                    &ws.dir,
+                    format!(": its stored activations cannot be reused ({e})")
+                ],
+                [
+                    "repair it with ",
+                    crate::fix::Command::Extract(Some(ws.dir.clone())),
+                    ", or leave it out of the reused stores"
+                ]
+            )
         };
         let store = ActivationStore::open(&ws.activations_dir()).map_err(reuse_error)?;
         if !store.manifest.is_complete() || store.manifest.tokens_per_image() != geometry.n_tokens()

@@ -4,6 +4,7 @@
 use super::dataset::Dataset;
 use crate::backbone::{BackboneInfo, ModelSpec, TokenSelection};
 use crate::error::{Error, Result};
+use crate::fix::{Command, Opt};
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -89,11 +90,16 @@ impl Workspace {
     pub fn open(dir: &Path) -> Result<Workspace> {
         let file = dir.join(WORKSPACE_FILE);
         if !file.is_file() {
-            return Err(Error::Workspace(format!(
-                "{} is not a saescope workspace (no {WORKSPACE_FILE}); create one with `saescope extract --workspace {}`",
-                dir.display(),
-                dir.display()
-            )));
+            return Err(crate::fixable!(
+                [
+                    dir,
+                    format!(" is not a saescope workspace (no {WORKSPACE_FILE})")
+                ],
+                [
+                    "create one with ",
+                    Command::Extract(Some(dir.to_path_buf()))
+                ]
+            ));
         }
         let config: WorkspaceConfig = fsutil::read_json(&file)?;
         if config.format_version > FORMAT_VERSION {
@@ -205,16 +211,22 @@ impl Workspace {
         match (chosen, names.as_slice()) {
             (Some(n), _) => Ok(n),
             (None, [only]) => Ok(only.clone()),
-            (None, []) => Err(Error::Workspace(format!(
-                "{} has no SAE yet; train one with `saescope train --workspace {}`",
-                self.dir.display(),
-                self.dir.display()
-            ))),
-            (None, many) => Err(Error::Workspace(format!(
-                "{} holds several SAEs ({}); name one with --sae or choose one with `saescope use-sae`",
-                self.dir.display(),
-                many.join(", ")
-            ))),
+            (None, []) => Err(crate::fixable!(
+                [&self.dir, " has no SAE yet"],
+                ["train one with ", Command::Train(self.dir.clone())]
+            )),
+            (None, many) => Err(crate::fixable!(
+                [
+                    &self.dir,
+                    format!(" holds several SAEs ({})", many.join(", "))
+                ],
+                [
+                    "name one with ",
+                    Opt::Sae,
+                    " or choose one with ",
+                    Command::UseSae
+                ]
+            )),
         }
     }
 
@@ -263,21 +275,26 @@ impl Workspace {
                 && old.tokens == config.tokens
                 && old.dtype == config.dtype;
             if !same {
-                return Err(Error::Workspace(format!(
-                    "{} already holds activations of {} layer {} over {} ({:?} tokens, {:?}); \
-                     this run asks for {} layer {} over {} ({:?} tokens, {:?}). Use another --workspace folder",
-                    dir.display(),
-                    old.model.source,
-                    old.layer,
-                    old.images.display(),
-                    old.tokens,
-                    old.dtype,
-                    config.model.source,
-                    config.layer,
-                    config.images.display(),
-                    config.tokens,
-                    config.dtype
-                )));
+                return Err(crate::fixable!(
+                    [
+                        dir,
+                        format!(
+                            " already holds activations of {} layer {} over {} ({:?} tokens, {:?}); \
+                     this run asks for {} layer {} over {} ({:?} tokens, {:?})",
+                            old.model.source,
+                            old.layer,
+                            old.images.display(),
+                            old.tokens,
+                            old.dtype,
+                            config.model.source,
+                            config.layer,
+                            config.images.display(),
+                            config.tokens,
+                            config.dtype
+                        )
+                    ],
+                    ["give another folder with ", Opt::Workspace]
+                ));
             }
             return Ok(ws);
         }

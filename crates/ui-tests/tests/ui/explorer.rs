@@ -382,7 +382,7 @@ fn a_corrupt_ood_file_and_an_unreadable_image_are_reported_not_hidden() {
     h.run_steps(3);
     let x = h.state().explorer.as_ref().unwrap();
     assert!(x.ood.is_none());
-    let err = x.error.clone().unwrap_or_default();
+    let err = x.error.clone().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("results.json"), "{err}");
     assert!(
         x.index.is_some() && x.ontology.is_some(),

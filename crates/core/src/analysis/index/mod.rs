@@ -14,6 +14,7 @@
 //! an interrupted build resumes at the next shard.
 
 use crate::error::{Error, IoContext, Result};
+use crate::fix::{Command, Opt};
 use crate::fsutil;
 use crate::job::{Job, Progress};
 use crate::sae::Sae;
@@ -472,10 +473,7 @@ pub fn build_index(
 ) -> Result<IndexReport> {
     let store = ActivationStore::open(&ws.activations_dir())?;
     if !store.manifest.is_complete() {
-        return Err(Error::Workspace(format!(
-            "{}: extraction is not finished; re-run `saescope extract` to complete it",
-            ws.dir.display()
-        )));
+        return Err(crate::store::activations::unfinished(&ws.dir));
     }
     sae.check_fits(
         store.manifest.d_model,
@@ -485,24 +483,32 @@ pub fn build_index(
     let n_classes = ds.classes.len();
     let tokens = store.manifest.tokens_per_image();
     if opts.top_n == 0 || opts.encode_rows == 0 {
-        return Err(Error::Invalid(format!(
-            "--top-n must be at least 1 (got {}), and so must the rows encoded per step (got {})",
-            opts.top_n, opts.encode_rows
-        )));
+        return Err(crate::fixable!([
+            Opt::TopN,
+            format!(
+                " must be at least 1 (got {}), and so must the rows encoded per step (got {})",
+                opts.top_n, opts.encode_rows
+            )
+        ]));
     }
     // Checked before allocating: a failed allocation aborts instead of returning an error.
     let need = 2 * state_bytes_bound(sae.d_sae, opts.top_n, tokens, n_classes, sae.d_in);
     if let Some(avail) = crate::memory::available_bytes()
         && need as f64 > 0.9 * avail as f64
     {
-        return Err(Error::Invalid(format!(
-            "--top-n {} for {} features needs about {:.1} GB, but {:.1} GB of memory is \
-             available: lower --top-n",
-            opts.top_n,
-            sae.d_sae,
-            need as f64 / 1e9,
-            avail as f64 / 1e9
-        )));
+        return Err(crate::fixable!(
+            [
+                Opt::TopN,
+                format!(
+                    " {} for {} features needs about {:.1} GB, but {:.1} GB of memory is available",
+                    opts.top_n,
+                    sae.d_sae,
+                    need as f64 / 1e9,
+                    avail as f64 / 1e9
+                )
+            ],
+            ["lower ", Opt::TopN]
+        ));
     }
     let settings = IndexSettings {
         top_n: opts.top_n,
@@ -637,18 +643,27 @@ pub fn load_index(home: &Path) -> Result<FeatureIndex> {
     let dir = index_dir(home);
     let p = dir.join(PROGRESS);
     if !p.exists() {
-        return Err(Error::Workspace(format!(
-            "{}: no feature index yet for this SAE; run `saescope index`",
-            home.display(),
-        )));
+        return Err(crate::fixable!(
+            [home, ": no feature index yet for this SAE"],
+            ["run ", Command::Index { rebuild: false }]
+        ));
     }
     let progress: ProgressFile = fsutil::read_json(&p)?;
     if !progress.complete {
-        return Err(Error::Workspace(format!(
-            "{}: the feature index is unfinished ({} shards done); re-run `saescope index` to complete it",
-            home.display(),
-            progress.shards_done
-        )));
+        return Err(crate::fixable!(
+            [
+                home,
+                format!(
+                    ": the feature index is unfinished ({} shards done)",
+                    progress.shards_done
+                )
+            ],
+            [
+                "re-run ",
+                Command::Index { rebuild: false },
+                " to complete it"
+            ]
+        ));
     }
     read_state(&dir.join(&progress.state_file))
 }

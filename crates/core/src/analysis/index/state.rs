@@ -32,10 +32,14 @@ pub(super) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
 }
 
 pub(super) fn corrupt(p: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Workspace(format!(
-        "{}: corrupt index file ({e}); run `saescope index --rebuild` to rebuild the index",
-        p.display()
-    ))
+    crate::fixable!(
+        [p, format!(": corrupt index file ({e})")],
+        [
+            "run ",
+            crate::fix::Command::Index { rebuild: true },
+            " to rebuild the index"
+        ]
+    )
 }
 
 pub(super) fn raw<'a>(st: &'a safetensors::SafeTensors, name: &str, p: &Path) -> Result<&'a [u8]> {

@@ -504,7 +504,10 @@ pub fn run(
     job: &Job,
 ) -> Result<OodResults> {
     if ood_dirs.is_empty() {
-        return Err(Error::Invalid("pass at least one --ood folder".into()));
+        return Err(crate::fixable!(
+            ["no out-of-distribution folder given"],
+            ["pass at least one with ", crate::fix::Opt::Ood]
+        ));
     }
     sae.check_fits(
         backbone.info().d_model,

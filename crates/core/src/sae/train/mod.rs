@@ -47,12 +47,20 @@ impl TrainArch {
             "topk" => Ok(TrainArch::TopK),
             "batchtopk" => Ok(TrainArch::BatchTopK),
             "relu" | "standard" => Ok(TrainArch::Relu { l1 }),
-            "jumprelu" => Err(crate::error::Error::Invalid(
-                "--arch jumprelu: JumpReLU SAEs load and run, but training them is not implemented; train batchtopk (also a thresholded ReLU at inference) or load a JumpReLU file".into(),
+            "jumprelu" => Err(crate::fixable!(
+                [
+                    crate::fix::Opt::Arch,
+                    " jumprelu: JumpReLU SAEs load and run, but training them is not implemented"
+                ],
+                ["train batchtopk (also a thresholded ReLU at inference) or load a JumpReLU file"]
             )),
-            other => Err(crate::error::Error::Invalid(format!(
-                "--arch {other}: unknown architecture; use topk, batchtopk or relu"
-            ))),
+            other => Err(crate::fixable!(
+                [
+                    crate::fix::Opt::Arch,
+                    format!(" {other}: unknown architecture")
+                ],
+                ["use topk, batchtopk or relu"]
+            )),
         }
     }
     fn unit_norm_decoder(self) -> bool {
