@@ -71,6 +71,14 @@ enum Command {
     Info(cli::info::InfoArgs),
     /// Extract activations of one layer over an image folder into a workspace (resumable).
     Extract(cli::extract::ExtractArgs),
+    /// Fold the finished tasks of a split extraction into the workspace, exactly as one machine
+    /// would have written it.
+    Merge(cli::merge::MergeArgs),
+    /// Run a command on a Slurm cluster: a split stage as a job array plus its merge, any
+    /// other command as one job (sbatch scripts in WS/slurm/).
+    Submit(cli::submit::SubmitArgs),
+    /// The tasks of a workspace's split jobs: done, running, failed or missing.
+    Status(cli::status::StatusArgs),
     /// Accuracy of a model's classifier head on a folder of class sub-folders.
     Classify(cli::classify::ClassifyArgs),
     /// Linear probe: multinomial logistic regression on the pooled output, fit on one folder's
@@ -194,7 +202,8 @@ fn main() {
         }
     };
     let ctx = Ctx {
-        json: cli.json,
+        // `--json` after `submit --` (in the submitted command) asks for JSON too.
+        json: cli.json || json,
         choice: cli.device,
         used: std::cell::RefCell::new(None),
     };
@@ -282,6 +291,9 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::Gui { workspace }) => open_app(workspace),
         Some(Command::Info(a)) => cli::info::run(a, ctx),
         Some(Command::Extract(a)) => cli::extract::run(a, ctx),
+        Some(Command::Merge(a)) => cli::merge::run(a, ctx),
+        Some(Command::Submit(a)) => cli::submit::run(a, ctx),
+        Some(Command::Status(a)) => cli::status::run(a, ctx),
         Some(Command::Classify(a)) => cli::classify::run(a, ctx),
         Some(Command::Probe(a)) => cli::probe::run(a, ctx),
         Some(Command::Train(a)) => cli::train::run(a, ctx),

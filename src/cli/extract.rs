@@ -26,6 +26,14 @@ pub struct ExtractArgs {
     /// Images per shard (default: about 64 MiB per shard).
     #[arg(long)]
     shard_images: Option<usize>,
+    /// Run only task I (0-based) of --tasks N: a contiguous part of the shards, merged later by
+    /// `saescope merge`. Default: SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN in a job array (or
+    /// JOB_COMPLETION_INDEX in a Kubernetes indexed job).
+    #[arg(long)]
+    task: Option<usize>,
+    /// How many tasks the work is split into. Default: SLURM_ARRAY_TASK_COUNT in a job array.
+    #[arg(long)]
+    tasks: Option<usize>,
 }
 
 pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
@@ -38,7 +46,10 @@ pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
         dtype,
         batch,
         shard_images,
+        task,
+        tasks,
     } = a;
+    let task = ops::cluster::task_of(task, tasks)?;
     let (job, bar) = progress_job("extract");
     let report = ops::build::extract(
         &ops::build::ExtractRequest {
@@ -53,11 +64,24 @@ pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
                 batch_size: batch,
                 images_per_shard: shard_images,
             },
+            task: task.map(|(t, _)| t),
         },
         &job,
     )?;
     bar.finish_and_clear();
     emit(ctx, &report, || {
+        if let Some((t, source)) = task {
+            println!(
+                "task {} of {} ({source:?}): {}",
+                t.task,
+                t.tasks,
+                if report.complete {
+                    "done; merge with `saescope merge` once every task is"
+                } else {
+                    "not finished"
+                }
+            );
+        }
         println!(
             "{} images → {} rows × {} in {} shards ({} reused) at {:.0} images/s; {} skipped",
             report.extracted_images,

@@ -45,6 +45,10 @@ impl Words for AppWords {
         }
     }
 
+    fn values(&self, option: Opt, values: &[String]) -> String {
+        self.value(option, &values.join(" or "))
+    }
+
     fn command(&self, command: &Command) -> String {
         match command {
             Command::Extract(_) => "the New workspace form on the start page".into(),
@@ -53,8 +57,10 @@ impl Words for AppWords {
                 "Build index on the explorer's Features tab".into()
             }
             Command::UseSae => "Use in the workspace's SAE table".into(),
-            // The app has no button for it: the command line does it.
-            other @ Command::Index { rebuild: true } => format!("`{}`", other.line()),
+            // The app has no button for these: the command line does them.
+            other @ (Command::Index { rebuild: true } | Command::SubmitResume) => {
+                format!("`{}`", other.line())
+            }
         }
     }
 }
@@ -86,16 +92,15 @@ mod tests {
         );
         let e = fixable!(
             ["device cuda:0 cannot be used"],
-            [
-                "use ",
-                Opt::Device.with("cpu"),
-                " or ",
-                Opt::Device.with("auto")
-            ]
+            ["choose ", Opt::Device.either(&["cpu", "auto"])]
         );
         assert_eq!(
             shown(&e),
-            "device cuda:0 cannot be used; use cpu in the status bar's Device menu or auto in the status bar's Device menu"
+            "device cuda:0 cannot be used; choose cpu or auto in the status bar's Device menu"
+        );
+        assert_eq!(
+            e.to_string(),
+            "device cuda:0 cannot be used; choose --device cpu or --device auto"
         );
         // An option the app has no control for is named as the command line's; so is a command
         // it has no button for.

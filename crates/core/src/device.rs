@@ -123,12 +123,7 @@ fn resolve_uncached(choice: DeviceChoice) -> Result<(Device, String)> {
             .map_err(|why| {
                 crate::fixable!(
                     [format!("device {c} cannot be used: {why}")],
-                    [
-                        "use ",
-                        crate::fix::Opt::Device.with("cpu"),
-                        " or ",
-                        crate::fix::Opt::Device.with("auto")
-                    ]
+                    ["choose ", crate::fix::Opt::Device.either(&["cpu", "auto"])]
                 )
             }),
     }

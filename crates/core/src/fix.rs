@@ -26,6 +26,11 @@ macro_rules! options {
                 Part::Value(self, value.into())
             }
 
+            /// The option given one of `values`, as a message part.
+            pub fn either(self, values: &[&str]) -> Part {
+                Part::Values(self, values.iter().map(|v| v.to_string()).collect())
+            }
+
             /// The commands ("train", "steer generate") that take it; empty for every command.
             pub fn commands(self) -> &'static [&'static str] {
                 match self { $(Opt::$v => &[$($cmd),*]),+ }
@@ -61,6 +66,8 @@ options! {
     Ridge => "--ridge" in ["ood"];
     Spliced => "--spliced" in ["probe"];
     Steps => "--steps" in [];
+    Task => "--task" in ["extract"];
+    Tasks => "--tasks" in ["extract", "submit"];
     TopLift => "--top-lift" in ["intervene"];
     Restart => "--restart" in ["train"];
     Sae => "--sae" in [];
@@ -81,6 +88,8 @@ pub enum Command {
     Index { rebuild: bool },
     /// Make one of the workspace's SAEs the active one.
     UseSae,
+    /// Submit a split job's unfinished tasks again, then its merge.
+    SubmitResume,
 }
 
 impl Command {
@@ -93,6 +102,7 @@ impl Command {
             Command::Index { rebuild: false },
             Command::Index { rebuild: true },
             Command::UseSae,
+            Command::SubmitResume,
         ]
     }
 
@@ -105,6 +115,7 @@ impl Command {
             Command::Index { rebuild: false } => "saescope index".into(),
             Command::Index { rebuild: true } => "saescope index --rebuild".into(),
             Command::UseSae => "saescope use-sae".into(),
+            Command::SubmitResume => "saescope submit --resume".into(),
         }
     }
 }
@@ -116,6 +127,8 @@ pub enum Part {
     Opt(Opt),
     /// An option with a value to give it.
     Value(Opt, String),
+    /// An option with a choice of values ("cpu or auto").
+    Values(Opt, Vec<String>),
     Run(Command),
     File(PathBuf),
 }
@@ -160,6 +173,8 @@ impl From<&std::path::Path> for Part {
 pub trait Words {
     fn option(&self, option: Opt) -> String;
     fn value(&self, option: Opt, value: &str) -> String;
+    /// The option given one of `values`.
+    fn values(&self, option: Opt, values: &[String]) -> String;
     fn command(&self, command: &Command) -> String;
 }
 
@@ -172,6 +187,10 @@ impl Words for CliWords {
     }
     fn value(&self, option: Opt, value: &str) -> String {
         format!("{} {value}", option.flag())
+    }
+    fn values(&self, option: Opt, values: &[String]) -> String {
+        let each: Vec<String> = values.iter().map(|v| self.value(option, v)).collect();
+        each.join(" or ")
     }
     fn command(&self, command: &Command) -> String {
         format!("`{}`", command.line())
@@ -202,7 +221,7 @@ impl Advice {
             .iter()
             .chain(&self.fix)
             .filter_map(|p| match p {
-                Part::Opt(o) | Part::Value(o, _) => Some(*o),
+                Part::Opt(o) | Part::Value(o, _) | Part::Values(o, _) => Some(*o),
                 _ => None,
             })
     }
@@ -215,6 +234,7 @@ fn render_parts(parts: &[Part], words: &dyn Words) -> String {
             Part::Text(t) => t.clone(),
             Part::Opt(o) => words.option(*o),
             Part::Value(o, v) => words.value(*o, v),
+            Part::Values(o, v) => words.values(*o, v),
             Part::Run(c) => words.command(c),
             Part::File(f) => f.display().to_string(),
         })
@@ -258,6 +278,9 @@ mod tests {
         }
         fn value(&self, o: Opt, v: &str) -> String {
             format!("{v} in the {o:?} field")
+        }
+        fn values(&self, o: Opt, v: &[String]) -> String {
+            format!("{} in the {o:?} field", v.join(" or "))
         }
         fn command(&self, c: &Command) -> String {
             format!("the {c:?} button")

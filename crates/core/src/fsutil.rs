@@ -16,7 +16,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    // The machine is in the name too: tasks on several machines of a cluster share the folder,
+    // and their process ids may coincide.
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        this_host()
+    ));
     {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
         // Fault injection for the crash tests: die halfway through writing this file.
@@ -36,10 +42,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Removes `.name.tmp-PID` files (left by a killed [`write_atomic`]) in `dir` and, with `depth`,
-/// its sub-folders: the real files were never replaced. With `writers_stopped` (the caller holds
-/// the writer lock) every one goes; otherwise only those whose process is gone (told by /proc;
-/// without it none), so a live writer's file is left alone. Returns how many were removed.
+/// This machine's name, once per process (in temporary files' names).
+fn this_host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(crate::store::tasks::host_name)
+}
+
+/// Removes `.name.tmp-PID-HOST` files (left by a killed [`write_atomic`]) in `dir` and, with
+/// `depth`, its sub-folders: the real files were never replaced. With `writers_stopped` (the
+/// caller holds the writer lock) every one goes; otherwise only those of this machine whose
+/// process is gone (told by /proc; without it none), so a live writer's file, or another
+/// machine's, is left alone. Returns how many were removed.
 pub fn remove_stale_temp_files(dir: &Path, depth: usize, writers_stopped: bool) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -55,15 +68,20 @@ pub fn remove_stale_temp_files(dir: &Path, depth: usize, writers_stopped: bool) 
             }
             continue;
         }
-        let Some(pid) = name
+        let Some((pid, host)) = name
             .strip_prefix('.')
             .and_then(|n| n.rsplit_once(".tmp-"))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+            .and_then(|(_, tail)| {
+                // Files of older versions have no host: this machine's.
+                let (pid, host) = tail.split_once('-').unwrap_or((tail, this_host()));
+                Some((pid.parse::<u32>().ok()?, host))
+            })
         else {
             continue;
         };
         let writer_gone = writers_stopped
             || (proc_fs
+                && host == this_host()
                 && pid != std::process::id()
                 && !Path::new(&format!("/proc/{pid}")).exists());
         if writer_gone && std::fs::remove_file(&path).is_ok() {

@@ -5,12 +5,13 @@
 use super::device_of;
 use crate::backbone::{Backbone, ModelSpec, load_backbone};
 use crate::device::DeviceChoice;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::Job;
 use crate::lock::{Hold, create_and_lock, writer};
 use crate::sae::workflow::{self, TrainOptions, TrainReport};
 use crate::store::Workspace;
 use crate::store::extract::{self, ExtractOptions, ExtractReport};
+use crate::store::tasks::TaskSpec;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
@@ -20,14 +21,24 @@ pub struct ExtractRequest {
     pub images: PathBuf,
     pub workspace: PathBuf,
     pub options: ExtractOptions,
+    /// One task of a split extraction (`saescope merge` folds them), or None for all of it.
+    pub task: Option<TaskSpec>,
 }
 
-/// Extracts (or resumes extracting) the layer's activations into the workspace store. The
-/// options are checked before the model is loaded.
+/// Extracts (or resumes extracting) the layer's activations into the workspace store, or one
+/// task's part of them. The options are checked before the model is loaded.
 pub fn extract(r: &ExtractRequest, job: &Job) -> Result<ExtractReport> {
     r.options.validate()?;
     let b = load_backbone(&r.model, &device_of(r.device)?)?;
-    extract_locked(&r.workspace, &r.model, &b, &r.images, &r.options, job)
+    match r.task {
+        // A task takes its own claim, not the workspace lock (which may not work across the
+        // machines of a cluster; see `store::tasks`).
+        Some(task) => {
+            std::fs::create_dir_all(&r.workspace).map_err(|e| Error::io(&r.workspace, e))?;
+            extract::extract_task(&r.workspace, task, &r.model, &b, &r.images, &r.options, job)
+        }
+        None => extract_locked(&r.workspace, &r.model, &b, &r.images, &r.options, job),
+    }
 }
 
 /// Extraction under the workspace's writer lock. A run that creates the workspace and fails

@@ -12,6 +12,7 @@
 pub mod analyse;
 pub mod bench;
 pub mod build;
+pub mod cluster;
 pub mod create;
 pub mod example;
 pub mod intervene;

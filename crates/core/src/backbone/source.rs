@@ -273,8 +273,8 @@ pub fn load_backbone(spec: &ModelSpec, device: &Device) -> Result<VisionTransfor
                     ],
                     [
                         "pass ",
-                        Opt::ModelConfig,
-                        " FILE.json or put ",
+                        Opt::ModelConfig.with("FILE.json"),
+                        " or put ",
                         path.with_extension("json"),
                         " beside the checkpoint, e.g. {\"heads\": 8}"
                     ]

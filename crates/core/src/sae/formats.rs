@@ -446,8 +446,14 @@ fn load_state_dict_file(path: &Path, cfg: Option<Value>) -> Result<Sae> {
     }
     let mut keys: Vec<&String> = t.keys().collect();
     keys.sort();
+    // A model checkpoint has hundreds of tensors: a few names say enough.
+    let shown: Vec<&String> = keys.iter().take(8).copied().collect();
+    let more = match keys.len() {
+        n if n > shown.len() => format!(" and {} more", n - shown.len()),
+        _ => String::new(),
+    };
     Err(Error::Invalid(format!(
-        "{}: unknown SAE layout (keys {keys:?}). Supported: SAELens (W_enc, b_enc, W_dec, b_dec), saev, \
+        "{}: unknown SAE layout (tensors {shown:?}{more}). Supported: SAELens (W_enc, b_enc, W_dec, b_dec), saev, \
          dictionary_learning (encoder.weight, decoder.weight, b_dec), sparsify, OpenAI (pre_bias, latent_bias)",
         path.display()
     )))

@@ -4,6 +4,8 @@
 use super::activations::{self, MANIFEST_FILE, Manifest, ShardInfo};
 use super::dataset::{Dataset, Skipped};
 use super::lock::WriterLock;
+use super::split;
+use super::tasks::{Claim, TaskSpec};
 use super::workspace::{StoreDType, Workspace, WorkspaceConfig};
 use crate::backbone::{Backbone, ModelSpec, TokenSelection};
 use crate::error::{Error, Result};
@@ -63,8 +65,15 @@ pub struct ExtractReport {
     pub seconds: f64,
     /// Images per second over the shards computed in this run.
     pub images_per_s: f64,
+    /// Complete: every shard of the store (of this task's part, for a task).
     pub complete: bool,
+    /// The task this run was, when the work is split (`saescope merge` folds the tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskSpec>,
 }
+
+/// Writes the manifest that commits a shard (the workspace's, or a task's).
+type ManifestWriter = Box<dyn Fn(&Path, &Manifest) -> Result<()>>;
 
 /// Decodes the given dataset images in parallel; unreadable ones are returned as skipped.
 pub fn decode_images(ds: &Dataset, ids: &[usize]) -> (Vec<RgbImage>, Vec<usize>, Vec<Skipped>) {
@@ -142,7 +151,23 @@ pub fn extract(
     job: &Job,
 ) -> Result<ExtractReport> {
     opts.validate()?;
-    extract_into(ws_dir, spec, backbone, images_dir, opts, job)
+    extract_into(ws_dir, spec, backbone, images_dir, opts, None, job)
+}
+
+/// Extracts (or resumes) one task's part of the shards (see [`super::split`]), holding that
+/// task's claim instead of the workspace lock: it writes only its own shards and task manifest.
+#[allow(clippy::too_many_arguments)]
+pub fn extract_task(
+    ws_dir: &Path,
+    task: TaskSpec,
+    spec: &ModelSpec,
+    backbone: &dyn Backbone,
+    images_dir: &Path,
+    opts: &ExtractOptions,
+    job: &Job,
+) -> Result<ExtractReport> {
+    opts.validate()?;
+    extract_into(ws_dir, spec, backbone, images_dir, opts, Some(task), job)
 }
 
 /// Whether a workspace folder holds any activation shard yet (a failed first run that wrote
@@ -165,6 +190,7 @@ fn extract_into(
     backbone: &dyn Backbone,
     images_dir: &Path,
     opts: &ExtractOptions,
+    task: Option<TaskSpec>,
     job: &Job,
 ) -> Result<ExtractReport> {
     let start = Instant::now();
@@ -203,13 +229,45 @@ fn extract_into(
     };
     let act_dir = ws.activations_dir();
     std::fs::create_dir_all(&act_dir).map_err(|e| Error::io(&act_dir, e))?;
-    // Under the writer lock: no other writer is running.
-    crate::fsutil::remove_stale_temp_files(&act_dir, 0, true);
+    // Under the writer lock no other writer is running; a task leaves other tasks' files be.
+    crate::fsutil::remove_stale_temp_files(&act_dir, 0, task.is_none());
+    let _claim = match &task {
+        Some(t) => Some(Claim::take(
+            &split::task_claim_path(&ws, t),
+            &format!("extract task {} of {}", t.task, t.tasks),
+        )?),
+        None => None,
+    };
 
     let bytes_per_image = token_indices.len() * info.d_model * opts.dtype.bytes();
-    let manifest_path = act_dir.join(MANIFEST_FILE);
-    let mut manifest = if manifest_path.is_file() {
-        let m: Manifest = fsutil::read_json(&manifest_path)?;
+    let main_manifest = act_dir.join(MANIFEST_FILE);
+    let manifest_path = match &task {
+        Some(t) => split::task_manifest_path(&ws, t),
+        None => main_manifest.clone(),
+    };
+    let task_file: Option<split::TaskManifest> = match &task {
+        Some(_) if manifest_path.is_file() => Some(fsutil::read_json(&manifest_path)?),
+        _ => None,
+    };
+    let origin = split::TaskOrigin::of(&ws);
+    if let (Some(t), Some(tm)) = (&task, &task_file)
+        && (tm.origin != origin || tm.task != *t)
+    {
+        return Err(Error::Workspace(format!(
+            "{}: written by a task of another run ({} layer {}); delete it to redo this task",
+            manifest_path.display(),
+            tm.origin.model,
+            tm.origin.layer
+        )));
+    }
+    // A task resumes from its own manifest, else starts from what the workspace's manifest
+    // already holds (a one-machine run's shards are the same files).
+    let existing = match (&task_file, main_manifest.is_file()) {
+        (Some(tm), _) => Some(tm.manifest.clone()),
+        (None, true) => Some(fsutil::read_json::<Manifest>(&main_manifest)?),
+        (None, false) => None,
+    };
+    let mut manifest = if let Some(m) = existing {
         if m.d_model != info.d_model
             || m.token_indices != token_indices
             || m.dataset_images != ds.len()
@@ -238,10 +296,27 @@ fn extract_into(
         .retain(|s| std::fs::metadata(act_dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes));
     let per_shard = manifest.images_per_shard;
     let planned = manifest.planned_shards();
+    let range = task.map_or(0..planned, |t| t.range(planned));
+    if task.is_some() {
+        manifest.shards.retain(|s| range.contains(&s.index));
+    }
     let reused = manifest.shards.len();
+    let save: ManifestWriter = match task {
+        Some(t) => Box::new(move |path: &Path, m: &Manifest| {
+            fsutil::write_json_atomic(
+                path,
+                &split::TaskManifest {
+                    task: t,
+                    origin: origin.clone(),
+                    manifest: m.clone(),
+                },
+            )
+        }),
+        None => Box::new(|path: &Path, m: &Manifest| fsutil::write_json_atomic(path, m)),
+    };
     let device = backbone.device().clone();
 
-    let total = ds.len() as u64;
+    let total = (range.start * per_shard..(range.end * per_shard).min(ds.len())).len() as u64;
     let mut done: u64 = manifest
         .shards
         .iter()
@@ -259,7 +334,7 @@ fn extract_into(
     // enters the manifest (the commit point) once its file is whole.
     let mut pending: Option<PendingShard> = None;
     let result = (|| -> Result<()> {
-        for k in 0..planned {
+        for k in range.clone() {
             if manifest.shards.iter().any(|s| s.index == k) {
                 continue;
             }
@@ -292,7 +367,7 @@ fn extract_into(
                 });
                 Ok(())
             })?;
-            commit_shard(&mut manifest, &manifest_path, pending.take())?;
+            commit_shard(&mut manifest, &manifest_path, &save, pending.take())?;
             let file = activations::shard_file_name(k);
             let shard = ShardInfo {
                 index: k,
@@ -315,7 +390,7 @@ fn extract_into(
         Ok(())
     })();
     // A shard already computed is kept even when a later one failed or was cancelled.
-    let committed = commit_shard(&mut manifest, &manifest_path, pending.take());
+    let committed = commit_shard(&mut manifest, &manifest_path, &save, pending.take());
     result?;
     committed?;
     let compute_secs = compute_start.elapsed().as_secs_f64();
@@ -339,7 +414,10 @@ fn extract_into(
         } else {
             0.0
         },
-        complete: manifest.is_complete(),
+        complete: range
+            .clone()
+            .all(|k| manifest.shards.iter().any(|s| s.index == k)),
+        task,
     })
 }
 
@@ -354,6 +432,7 @@ struct PendingShard {
 fn commit_shard(
     manifest: &mut Manifest,
     manifest_path: &Path,
+    save: &ManifestWriter,
     pending: Option<PendingShard>,
 ) -> Result<()> {
     let Some(PendingShard { mut shard, writer }) = pending else {
@@ -365,7 +444,7 @@ fn commit_shard(
     crash_point_for_tests(shard.index);
     manifest.shards.push(shard);
     manifest.shards.sort_by_key(|s| s.index);
-    fsutil::write_json_atomic(manifest_path, manifest)
+    save(manifest_path, manifest)
 }
 
 /// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right

@@ -6,6 +6,8 @@ pub mod dataset;
 pub mod extract;
 pub mod lock;
 pub mod reuse;
+pub mod split;
+pub mod tasks;
 pub mod workspace;
 
 pub use dataset::{Dataset, Skipped};

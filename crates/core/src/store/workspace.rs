@@ -90,11 +90,13 @@ impl Workspace {
     pub fn open(dir: &Path) -> Result<Workspace> {
         let file = dir.join(WORKSPACE_FILE);
         if !file.is_file() {
+            let why = if dir.is_dir() {
+                format!(" is not a saescope workspace (no {WORKSPACE_FILE})")
+            } else {
+                " does not exist".to_string()
+            };
             return Err(crate::fixable!(
-                [
-                    dir,
-                    format!(" is not a saescope workspace (no {WORKSPACE_FILE})")
-                ],
+                [dir, why],
                 [
                     "create one with ",
                     Command::Extract(Some(dir.to_path_buf()))

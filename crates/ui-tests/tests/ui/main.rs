@@ -124,6 +124,7 @@ fn extract_cifar_layer3(images: &std::path::Path, ws: &std::path::Path) {
                 batch_size: 256,
                 images_per_shard: None,
             },
+            task: None,
         },
         &saescope_core::job::Job::default(),
     )

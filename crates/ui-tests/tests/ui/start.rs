@@ -122,6 +122,7 @@ fn opening_a_real_workspace_shows_its_summary_and_remembers_it() {
             images: tmp.path().join("images"),
             workspace: ws.clone(),
             options: opts,
+            task: None,
         },
         &Default::default(),
     )
