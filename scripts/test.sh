@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs saescope's whole test suite on a fresh Debian machine: installs the system packages the
-# tests need when they are missing (Mesa's software Vulkan driver for the headless UI tests),
+# tests need when they are missing (Mesa's software Vulkan driver for the headless UI tests, Slurm
+# for the cluster test, which it starts as a single-node cluster),
 # then checks formatting (`cargo fmt --check`) and lints (`cargo clippy -- -D warnings`) and runs
 # `cargo test` over the workspace (saescope and its UI tests in crates/ui-tests). Needs ../shared
 # beside the project (or SAESCOPE_SHARED).
@@ -46,6 +47,12 @@ else
 fi
 # The headless build (library + CLI, no windowing dependencies) keeps compiling.
 cargo check --locked --no-default-features --all-targets
+
+# A real single-node Slurm cluster for tests/slurm.rs (installs slurmctld, slurmd, munge and
+# slurm-client when missing; needs root or sudo). With SAESCOPE_SLURM_TESTS=1 that test fails
+# when no cluster answers instead of saying it did not run.
+scripts/slurm-cluster.sh start
+export SAESCOPE_SLURM_TESTS=1
 
 # The workspace: saescope and crates/ui-tests (the app driven headless).
 cargo test --locked --workspace "$@"

@@ -150,7 +150,14 @@ fn every_flag_named_in_a_message_exists() {
         "the scan found too few messages: {named:?}"
     );
     // sbatch's own flags, which the cluster module writes into scripts and passes to sbatch.
-    let sbatch = ["partition", "parsable", "dependency", "job-name", "output", "array"];
+    let sbatch = [
+        "partition",
+        "parsable",
+        "dependency",
+        "job-name",
+        "output",
+        "array",
+    ];
     let mut bad = Vec::new();
     for (at, flag) in &named {
         if at.starts_with("crates/ops/src/cluster.rs") && sbatch.contains(&flag.as_str()) {

@@ -305,3 +305,95 @@ fn submit_writes_an_array_and_a_merge_that_waits_for_it() {
         assert!(e.contains(want), "{args:?}: {e}");
     }
 }
+
+/// The files of an index that hold results (state and per-image top features), by name.
+fn index_files(index: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut f: Vec<(String, Vec<u8>)> = std::fs::read_dir(index)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn split_index_merges_to_exactly_the_one_pass_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    subset(
+        "data/cifar10/test",
+        &["cat", "ship", "frog", "horse"],
+        20,
+        &images,
+    );
+    let one = tmp.path().join("one");
+    run_json(&mut extract(&images, &one, "3"));
+    run_json(
+        Command::new(EXE)
+            .args([
+                "train", "--d-sae", "128", "--k", "8", "--tokens", "60000", "--batch", "512",
+            ])
+            .arg("--workspace")
+            .arg(&one),
+    );
+    // The same workspace and SAE, copied before either is indexed.
+    let split = tmp.path().join("split");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&one)
+        .arg(&split)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let index = |ws: &Path, extra: &[&str]| {
+        let mut c = Command::new(EXE);
+        c.args(["index", "--top-n", "6", "--workspace"])
+            .arg(ws)
+            .args(extra);
+        c
+    };
+    run_json(&mut index(&one, &[]));
+    // Four tasks over 10 shards; task 3 killed after its first shard and resumed.
+    for t in ["0", "1", "2"] {
+        let r = run_json(&mut index(&split, &["--task", t, "--tasks", "4"]));
+        assert_eq!(r["shards"], if t == "1" { 3 } else { 2 }, "{r}");
+    }
+    let killed = index(&split, &["--task", "3", "--tasks", "4"])
+        .env("SAESCOPE_CRASH_AFTER_INDEX_SHARD", "8")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let (_, e) = failed(merge(&split));
+    assert!(
+        e.contains("index tasks") && e.contains("3 (failed, 1 of 3 shards)"),
+        "{e}"
+    );
+    let r = run_json(&mut index(&split, &["--task", "3", "--tasks", "4"]));
+    assert_eq!(r["resumed_at_shard"], 8, "{r}");
+
+    let m = run_json(&mut merge(&split));
+    assert_eq!(m["index"]["already_merged"], false, "{m}");
+    let (a, b) = (
+        index_files(&one.join("saes/topk-128-k8/index")),
+        index_files(&split.join("saes/topk-128-k8/index")),
+    );
+    assert_eq!(a.len(), 11, "state + 10 per-shard files");
+    let names = |f: &[(String, Vec<u8>)]| f.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b));
+    for ((name, x), (_, y)) in a.iter().zip(&b) {
+        assert!(
+            x == y,
+            "{name} differs between the one-pass and the merged index"
+        );
+    }
+    let again = run_json(&mut merge(&split));
+    assert_eq!(again["index"]["already_merged"], true, "{again}");
+    // The merged index serves the analyses like any other.
+    let s = run_json(Command::new(EXE).args(["saes", "--workspace"]).arg(&split));
+    assert_eq!(s["saes"][0]["index"], true, "{s}");
+}

@@ -13,6 +13,14 @@ pub struct IndexArgs {
     /// Rebuild from scratch.
     #[arg(long)]
     rebuild: bool,
+    /// Run only task I (0-based) of --tasks N: a contiguous part of the shards, merged later by
+    /// `saescope merge`. Default: SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN in a job array (or
+    /// JOB_COMPLETION_INDEX in a Kubernetes indexed job).
+    #[arg(long)]
+    task: Option<usize>,
+    /// How many tasks the index is split into. Default: SLURM_ARRAY_TASK_COUNT in a job array.
+    #[arg(long)]
+    tasks: Option<usize>,
 }
 
 pub fn run(a: IndexArgs, ctx: &Ctx) -> Result<()> {
@@ -20,7 +28,10 @@ pub fn run(a: IndexArgs, ctx: &Ctx) -> Result<()> {
         target: SaeArgs { workspace, sae },
         top_n,
         rebuild,
+        task,
+        tasks,
     } = a;
+    let task = ops::cluster::task_of(task, tasks)?.map(|(t, _)| t);
     let (job, bar) = progress_job("index");
     let report = ops::analyse::build_index(
         &ops::analyse::IndexRequest {
@@ -30,6 +41,7 @@ pub fn run(a: IndexArgs, ctx: &Ctx) -> Result<()> {
             options: ops::analysis::index::IndexOptions {
                 top_n,
                 rebuild,
+                task,
                 ..Default::default()
             },
         },

@@ -1,6 +1,6 @@
-//! `saescope merge`: fold the finished tasks of a split extraction into the workspace, exactly
-//! as one machine would have written it (refuses missing, unfinished or foreign tasks; merging
-//! again changes nothing).
+//! `saescope merge`: fold the finished tasks of a split extraction or index into the workspace,
+//! exactly as one machine would have written it (refuses missing, unfinished or foreign tasks;
+//! merging again changes nothing).
 
 use super::*;
 
@@ -11,22 +11,42 @@ pub struct MergeArgs {
     /// Which split to merge (its number of tasks), when the workspace holds several.
     #[arg(long)]
     tasks: Option<usize>,
+    /// The stage to merge (default: the one with tasks not merged yet, extraction first).
+    #[arg(long, value_parser = choices::<ops::cluster::Stage>())]
+    stage: Option<ops::cluster::Stage>,
+    /// The SAE whose index tasks are merged (a name under WS/saes/; default: the active one).
+    #[arg(long)]
+    sae: Option<PathBuf>,
 }
 
 pub fn run(a: MergeArgs, ctx: &Ctx) -> Result<()> {
-    let r = ops::cluster::merge(&a.workspace, a.tasks)?;
+    let r = ops::cluster::merge(&ops::cluster::MergeRequest {
+        workspace: a.workspace,
+        tasks: a.tasks,
+        stage: a.stage,
+        sae: a.sae,
+    })?;
+    let again = |already: bool| {
+        if already {
+            " (already merged: nothing changed)"
+        } else {
+            ""
+        }
+    };
     emit(ctx, &r, || {
-        let m = &r.activations;
-        println!(
-            "{} tasks → {} shards, {} rows{}",
-            m.tasks,
-            m.shards,
-            m.rows,
-            if m.already_merged {
-                " (already merged: nothing changed)"
-            } else {
-                ""
-            }
-        );
+        if let Some(m) = &r.activations {
+            let note = again(m.already_merged);
+            println!(
+                "{} tasks → {} shards, {} rows{note}",
+                m.tasks, m.shards, m.rows
+            );
+        }
+        if let Some(m) = &r.index {
+            let note = again(m.already_merged);
+            println!(
+                "{} index tasks → {} shards, {} images{note}",
+                m.tasks, m.shards, m.images
+            );
+        }
     })
 }

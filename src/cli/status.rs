@@ -10,7 +10,7 @@ pub struct StatusArgs {
 }
 
 pub fn run(a: StatusArgs, ctx: &Ctx) -> Result<()> {
-    let r = ops::cluster::status(&a.workspace)?;
+    let r = ops::cluster::status(&a.workspace, true)?;
     emit(ctx, &r, || {
         if r.stages.is_empty() {
             println!("no split jobs in {}", r.workspace.display());
@@ -18,8 +18,11 @@ pub fn run(a: StatusArgs, ctx: &Ctx) -> Result<()> {
         for s in &r.stages {
             let done = s.states.iter().filter(|t| t.state == "done").count();
             println!(
-                "{} in {} tasks: {done} done{}",
+                "{:?}{} in {} tasks: {done} done{}",
                 s.stage,
+                s.sae
+                    .as_ref()
+                    .map_or(String::new(), |n| format!(" of SAE {n}")),
                 s.tasks,
                 if s.merged { ", merged" } else { "" }
             );

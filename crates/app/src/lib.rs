@@ -667,6 +667,44 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
     for p in s.problems {
         rows.push(("Cannot read".into(), words::shown(&p)));
     }
+    // A job split into tasks on a cluster: each task's state, as `saescope status` shows it
+    // (from the files; the window never waits on Slurm's controller).
+    if let Ok(status) = crate::ops::cluster::status(dir, false) {
+        for stage in status.stages {
+            let mut counts: Vec<(&str, usize)> = Vec::new();
+            for t in &stage.states {
+                match counts.iter_mut().find(|(s, _)| *s == t.state) {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((t.state, 1)),
+                }
+            }
+            let not_done: Vec<String> = stage
+                .states
+                .iter()
+                .filter(|t| t.state != "done")
+                .map(|t| format!("{} {}", t.task, t.state))
+                .collect();
+            let what = match &stage.sae {
+                Some(sae) => format!("Index tasks ({sae})"),
+                None => "Extraction tasks".to_string(),
+            };
+            let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            rows.push((
+                what,
+                format!(
+                    "{} of {}{}{}",
+                    summary.join(", "),
+                    stage.tasks,
+                    if stage.merged { ", merged" } else { "" },
+                    if not_done.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (task {})", not_done.join(", task "))
+                    }
+                ),
+            ));
+        }
+    }
     Ok(rows)
 }
 

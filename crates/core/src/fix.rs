@@ -66,8 +66,8 @@ options! {
     Ridge => "--ridge" in ["ood"];
     Spliced => "--spliced" in ["probe"];
     Steps => "--steps" in [];
-    Task => "--task" in ["extract"];
-    Tasks => "--tasks" in ["extract", "submit"];
+    Task => "--task" in ["extract", "index"];
+    Tasks => "--tasks" in ["extract", "index", "submit", "merge"];
     TopLift => "--top-lift" in ["intervene"];
     Restart => "--restart" in ["train"];
     Sae => "--sae" in [];

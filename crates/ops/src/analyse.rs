@@ -19,13 +19,42 @@ pub struct IndexRequest {
     pub options: index::IndexOptions,
 }
 
-/// Builds (or resumes) the SAE's feature index.
+/// Builds (or resumes) the SAE's feature index, or one task's part of it.
 pub fn build_index(r: &IndexRequest, job: &Job) -> Result<index::IndexReport> {
     let ws = Workspace::open(&r.workspace)?;
-    let _lock = writer(&ws.dir, "index", Hold::Job)?;
-    let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
+    let (_lock, (home, sae)) = match r.options.task {
+        // A task takes its own claim (in `build_index`), never the workspace lock, so it
+        // cannot import an SAE from elsewhere: it indexes one of the workspace's own.
+        Some(_) => (None, own_sae(&ws, r.sae.as_deref())?),
+        None => {
+            let lock = writer(&ws.dir, "index", Hold::Job)?;
+            (Some(lock), sae_of(&ws, r.sae.as_deref())?)
+        }
+    };
     let sae = sae.on_device(&device_of(r.device)?)?;
     index::build_index(&ws, &home, &sae, &r.options, job)
+}
+
+/// The workspace's own SAE that `sae` names (or the active one), without importing.
+pub(crate) fn own_sae(
+    ws: &Workspace,
+    sae: Option<&std::path::Path>,
+) -> Result<(PathBuf, crate::sae::Sae)> {
+    let home = crate::sae::catalog::own_sae_dir(ws, sae)?.ok_or_else(|| {
+        crate::fixable!(
+            [format!(
+                "{}: a task works on one of the workspace's own SAEs, by name",
+                sae.map_or(String::new(), |p| p.display().to_string())
+            )],
+            [
+                "give the name of an SAE under the workspace's saes/ (any command without ",
+                Opt::Task,
+                " imports an SAE folder from elsewhere there)"
+            ]
+        )
+    })?;
+    let sae = crate::sae::catalog::workspace_sae(ws, Some(&home))?;
+    Ok((home, sae))
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! into the workspace, the sbatch scripts that run both, and the task table (`saescope status`
 //! and the app's workspace panel). See docs/CLUSTER.md.
 
+use crate::analysis::index::split::{self as index_split, IndexMerge};
 use crate::error::{Error, Result};
 use crate::fix::Opt;
 use crate::lock::{Hold, writer};
@@ -19,27 +20,85 @@ pub fn task_of(
     TaskSpec::resolve(task, tasks, &|name| std::env::var(name).ok())
 }
 
+/// A stage that splits into tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Extract,
+    Index,
+}
+saescope_core::str_choices!(Stage: "extract" => Stage::Extract, "index" => Stage::Index);
+
+#[derive(Clone, Debug, Default)]
+pub struct MergeRequest {
+    pub workspace: PathBuf,
+    /// Which split (its number of tasks), when there are several.
+    pub tasks: Option<usize>,
+    /// None: the stage that has tasks not merged yet (extraction first).
+    pub stage: Option<Stage>,
+    /// The SAE whose index tasks are merged (default: the active one).
+    pub sae: Option<PathBuf>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct MergeReport {
     pub workspace: PathBuf,
-    pub activations: ActivationsMerge,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activations: Option<ActivationsMerge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexMerge>,
 }
 
-/// Folds a split extraction's finished tasks into the workspace (`tasks`: which split, when
-/// there are several). Takes the writer lock: merging is one job, after the tasks.
-pub fn merge(workspace: &Path, tasks: Option<usize>) -> Result<MergeReport> {
-    let ws = Workspace::open(workspace)?;
+/// Folds a split stage's finished tasks into the workspace. Takes the writer lock: merging is
+/// one job, after the tasks.
+pub fn merge(r: &MergeRequest) -> Result<MergeReport> {
+    let ws = Workspace::open(&r.workspace)?;
     let lock = writer(&ws.dir, "merge", Hold::Job)?;
-    let activations = split::merge_activations(&ws, &lock, tasks)?;
-    Ok(MergeReport {
+    let extract_splits = !split::splits(&split::tasks_dir(&ws)).is_empty();
+    let stage = match r.stage {
+        Some(s) => s,
+        None => {
+            let merged = crate::workspace::ActivationStore::open(&ws.activations_dir())
+                .is_ok_and(|s| s.manifest.is_complete());
+            let index_splits = crate::sae::catalog::own_sae_dir(&ws, r.sae.as_deref())
+                .ok()
+                .flatten()
+                .is_some_and(|home| !split::splits(&index_split::tasks_dir(&home)).is_empty());
+            match (extract_splits, merged, index_splits) {
+                (true, false, _) | (true, true, false) => Stage::Extract,
+                (_, _, true) => Stage::Index,
+                _ => {
+                    return Err(Error::Workspace(format!(
+                        "{}: no split tasks to merge (extract or index with --task/--tasks                          first)",
+                        ws.dir.display()
+                    )));
+                }
+            }
+        }
+    };
+    let mut report = MergeReport {
         workspace: ws.dir.clone(),
-        activations,
-    })
+        activations: None,
+        index: None,
+    };
+    match stage {
+        Stage::Extract => {
+            report.activations = Some(split::merge_activations(&ws, &lock, r.tasks)?);
+        }
+        Stage::Index => {
+            let (home, sae) = crate::analyse::own_sae(&ws, r.sae.as_deref())?;
+            report.index = Some(index_split::merge_index(&ws, &home, &sae, r.tasks)?);
+        }
+    }
+    Ok(report)
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StageStatus {
-    pub stage: &'static str,
+    pub stage: Stage,
+    /// The SAE, for an index.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sae: Option<String>,
     pub tasks: usize,
     pub merged: bool,
     pub states: Vec<TaskState>,
@@ -54,32 +113,50 @@ pub struct StatusReport {
     pub squeue: Option<Vec<String>>,
 }
 
-/// Each split stage's tasks, from the files (and Slurm's queue when it can be asked).
-pub fn status(workspace: &Path) -> Result<StatusReport> {
+/// Each split stage's tasks, from the files, and with `ask_slurm` Slurm's queue when `squeue`
+/// is on PATH (a call that can take seconds on a busy controller).
+pub fn status(workspace: &Path, ask_slurm: bool) -> Result<StatusReport> {
     let ws = Workspace::open(workspace)?;
     let merged = crate::workspace::ActivationStore::open(&ws.activations_dir())
         .is_ok_and(|s| s.manifest.is_complete());
-    let stages = split::splits(&split::tasks_dir(&ws))
+    let mut stages: Vec<StageStatus> = split::splits(&split::tasks_dir(&ws))
         .into_iter()
         .map(|n| StageStatus {
-            stage: "extract",
+            stage: Stage::Extract,
+            sae: None,
             tasks: n,
             merged,
             states: split::extract_task_states(&ws, n),
         })
         .collect();
+    for name in ws.sae_names() {
+        let home = ws.sae_dir(&name);
+        for n in split::splits(&index_split::tasks_dir(&home)) {
+            stages.push(StageStatus {
+                stage: Stage::Index,
+                sae: Some(name.clone()),
+                tasks: n,
+                merged: crate::analysis::index::is_complete(&home),
+                states: index_split::index_task_states(&home, n),
+            });
+        }
+    }
     Ok(StatusReport {
         workspace: ws.dir.clone(),
         stages,
-        squeue: squeue(&ws.dir),
+        squeue: ask_slurm.then(|| squeue(&ws.dir)).flatten(),
     })
 }
 
 /// The queue's lines for jobs named after this workspace (None without `squeue`).
 fn squeue(ws_dir: &Path) -> Option<Vec<String>> {
+    let names: Vec<String> = ["extract", "index", "merge"]
+        .iter()
+        .map(|s| job_name(s, ws_dir))
+        .collect();
     let out = std::process::Command::new("squeue")
         .args(["-h", "-o", "%i %j %T %M %R", "-n"])
-        .arg(job_name("extract", ws_dir))
+        .arg(names.join(","))
         .output()
         .ok()?;
     out.status.success().then(|| {
@@ -129,7 +206,7 @@ pub struct SubmitReport {
 }
 
 /// Stages that split into tasks.
-const SPLITTABLE: [&str; 1] = ["extract"];
+const SPLITTABLE: [&str; 2] = ["extract", "index"];
 
 /// Writes the sbatch scripts for `command` into `WS/slurm/` and submits them: a split stage
 /// as an array of tasks plus a merge that runs after all of them succeed (`afterok`), any other
@@ -185,7 +262,12 @@ pub fn submit(r: &SubmitRequest) -> Result<SubmitReport> {
         (true, Some(n)) => {
             TaskSpec::new(0, n)?;
             let todo: Vec<usize> = if r.resume {
-                resume_tasks(&ws_dir, n)
+                resume_tasks(
+                    &ws_dir,
+                    &stage,
+                    flag_value(&r.command, "--sae").as_deref(),
+                    n,
+                )
             } else {
                 (0..n).collect()
             };
@@ -199,13 +281,18 @@ pub fn submit(r: &SubmitRequest) -> Result<SubmitReport> {
                     script(&exe, &stage, &ws_dir, &args, &r.sbatch, Some(&todo))?,
                 ));
             }
-            let merge_args = vec![
+            let mut merge_args = vec![
                 "merge".to_string(),
                 "--workspace".into(),
                 ws_dir.display().to_string(),
                 "--tasks".into(),
                 n.to_string(),
+                "--stage".into(),
+                stage.clone(),
             ];
+            if let Some(sae) = flag_value(&r.command, "--sae") {
+                merge_args.extend(["--sae".into(), sae.display().to_string()]);
+            }
             scripts.push((
                 slurm_dir.join(format!("merge-{stage}-{n}-tasks.sbatch")),
                 script(&exe, "merge", &ws_dir, &merge_args, &[], None)?,
@@ -287,16 +374,23 @@ pub fn submit(r: &SubmitRequest) -> Result<SubmitReport> {
     Ok(report)
 }
 
-/// Tasks of the split not done yet.
-fn resume_tasks(ws_dir: &Path, tasks: usize) -> Vec<usize> {
-    match Workspace::open(ws_dir) {
-        Ok(ws) => split::extract_task_states(&ws, tasks)
-            .into_iter()
-            .filter(|s| s.state != "done")
-            .map(|s| s.task)
-            .collect(),
-        Err(_) => (0..tasks).collect(),
-    }
+/// Tasks of the split not done yet (`sae`: the index's SAE, for an index).
+fn resume_tasks(ws_dir: &Path, stage: &str, sae: Option<&Path>, tasks: usize) -> Vec<usize> {
+    let Ok(ws) = Workspace::open(ws_dir) else {
+        return (0..tasks).collect();
+    };
+    let states = match stage {
+        "index" => match crate::sae::catalog::own_sae_dir(&ws, sae) {
+            Ok(Some(home)) => index_split::index_task_states(&home, tasks),
+            _ => return (0..tasks).collect(),
+        },
+        _ => split::extract_task_states(&ws, tasks),
+    };
+    states
+        .into_iter()
+        .filter(|s| s.state != "done")
+        .map(|s| s.task)
+        .collect()
 }
 
 /// The value of `--flag V` or `--flag=V` in `args`.

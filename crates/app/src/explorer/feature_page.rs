@@ -54,7 +54,7 @@ impl Explorer {
                         self.ds.classes[c].clone(),
                         index.lift(j, c),
                         fired as f64 / index.class_sizes[c] as f64,
-                        index.class_act[j * nc + c] / fired.max(1) as f64,
+                        index.class_act.get(j * nc + c) / fired.max(1) as f64,
                     )
                 })
                 .collect();

@@ -236,15 +236,15 @@ pub fn build(
         let mut sae_prof = vec![0f64; nc * d_sae];
         for j in 0..d_sae {
             for c in 0..nc {
-                sae_prof[c * d_sae + j] = index.class_act[j * nc + c] / index.class_sizes[c] as f64;
+                sae_prof[c * d_sae + j] =
+                    index.class_act.get(j * nc + c) / index.class_sizes[c] as f64;
             }
         }
         let d_in = index.d_in;
         let raw_prof: Vec<f64> = (0..nc)
             .flat_map(|c| {
-                index.class_raw[c * d_in..(c + 1) * d_in]
-                    .iter()
-                    .map(move |v| v / index.class_sizes[c] as f64)
+                (c * d_in..(c + 1) * d_in)
+                    .map(move |i| index.class_raw.get(i) / index.class_sizes[c] as f64)
             })
             .collect();
         (

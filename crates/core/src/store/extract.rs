@@ -442,9 +442,24 @@ fn commit_shard(
         .join()
         .map_err(|_| Error::Invalid(format!("writing {} stopped unexpectedly", shard.file)))??;
     crash_point_for_tests(shard.index);
+    let shard_index = shard.index;
     manifest.shards.push(shard);
     manifest.shards.sort_by_key(|s| s.index);
-    save(manifest_path, manifest)
+    save(manifest_path, manifest)?;
+    pause_point_for_tests(shard_index);
+    Ok(())
+}
+
+/// For the cluster tests, which cancel a task mid-run: `SAESCOPE_PAUSE_AFTER_SHARD=k` waits
+/// two minutes once shard k is committed.
+fn pause_point_for_tests(shard: usize) {
+    if std::env::var("SAESCOPE_PAUSE_AFTER_SHARD")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        == Some(shard)
+    {
+        std::thread::sleep(std::time::Duration::from_secs(120));
+    }
 }
 
 /// Fault injection for the resume tests: `SAESCOPE_CRASH_AFTER_SHARD=k` aborts the process right

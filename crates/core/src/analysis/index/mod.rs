@@ -13,6 +13,10 @@
 //! (`state-<shard>.safetensors` + `progress.json`, same commit rule as training checkpoints), so
 //! an interrupted build resumes at the next shard.
 
+mod exact;
+pub mod split;
+pub use exact::ExactSums;
+
 use crate::error::{Error, IoContext, Result};
 use crate::fix::{Command, Opt};
 use crate::fsutil;
@@ -73,10 +77,20 @@ pub struct IndexSettings {
 struct ProgressFile {
     format: String,
     settings: IndexSettings,
+    /// The next shard to index (shards [first_shard, shards_done) are in the state).
     shards_done: usize,
     complete: bool,
     state_file: String,
     seconds: f64,
+    /// A task's first shard (0 for the whole index).
+    #[serde(default)]
+    first_shard: usize,
+    /// A task's end shard (None for the whole index: the store's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    end_shard: Option<usize>,
+    /// Set when the index was merged from that many tasks (`saescope merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    merged_from: Option<usize>,
 }
 
 /// One of a feature's top images.
@@ -107,7 +121,7 @@ fn sample_key(feature: u32, image: u32) -> u64 {
 }
 
 /// Everything the index holds for analysis and display.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FeatureIndex {
     pub d_sae: usize,
     pub top_n: usize,
@@ -120,18 +134,18 @@ pub struct FeatureIndex {
     /// Images in which each feature fired on at least one token.
     pub image_count: Vec<u64>,
     /// Σ activation over firing tokens (mean when active = act_sum / token_count).
-    pub act_sum: Vec<f64>,
+    pub act_sum: ExactSums,
     pub max_act: Vec<f32>,
     /// [d_sae, HIST_BINS] token activation counts.
     pub hist: Vec<u64>,
     /// [d_sae, n_classes]: images of each class in which the feature fired.
     pub class_images: Vec<u64>,
     /// [d_sae, n_classes]: Σ over those images of the feature's max activation.
-    pub class_act: Vec<f64>,
+    pub class_act: ExactSums,
     /// Images per class.
     pub class_sizes: Vec<u64>,
     /// [n_classes, d_in]: Σ over images of the mean raw activation (baseline class profiles).
-    pub class_raw: Vec<f64>,
+    pub class_raw: ExactSums,
     pub d_in: usize,
     /// Per feature, best first.
     pub top: Vec<Vec<TopEntry>>,
@@ -152,13 +166,13 @@ impl FeatureIndex {
             n_tokens: 0,
             token_count: vec![0; d_sae],
             image_count: vec![0; d_sae],
-            act_sum: vec![0.0; d_sae],
+            act_sum: ExactSums::zeros(d_sae),
             max_act: vec![0.0; d_sae],
             hist: vec![0; d_sae * HIST_BINS],
             class_images: vec![0; d_sae * n_classes],
-            class_act: vec![0.0; d_sae * n_classes],
+            class_act: ExactSums::zeros(d_sae * n_classes),
             class_sizes: vec![0; n_classes],
-            class_raw: vec![0.0; n_classes * d_in],
+            class_raw: ExactSums::zeros(n_classes * d_in),
             d_in,
             top: vec![Vec::new(); d_sae],
             samples: vec![Vec::new(); d_sae],
@@ -193,7 +207,7 @@ impl FeatureIndex {
         self.image_count[j] as f64 / self.n_images.max(1) as f64
     }
     pub fn mean_active(&self, j: usize) -> f64 {
-        self.act_sum[j] / self.token_count[j].max(1) as f64
+        self.act_sum.get(j) / self.token_count[j].max(1) as f64
     }
     /// How many times more often class `c` is among the images where feature `j` fires than
     /// among all images: P(c | j fires) / P(c). 1 = no preference; 0 when it never fires.
@@ -223,10 +237,7 @@ impl FeatureIndex {
         self.n_images += 1;
         if let Some(c) = summary.class {
             self.class_sizes[c] += 1;
-            let raw = &mut self.class_raw[c * self.d_in..(c + 1) * self.d_in];
-            raw.iter_mut()
-                .zip(&summary.mean_raw)
-                .for_each(|(a, &b)| *a += b as f64);
+            self.class_raw.add_slice(c * self.d_in, &summary.mean_raw);
         }
         for f in summary.features {
             let j = f.feature as usize;
@@ -248,7 +259,7 @@ impl FeatureIndex {
             }
             if let Some(c) = summary.class {
                 self.class_images[j * self.n_classes + c] += 1;
-                self.class_act[j * self.n_classes + c] += f.max as f64;
+                self.class_act.add(j * self.n_classes + c, f.max as f64);
             }
             let list = &mut self.top[j];
             // Ties keep the earlier image, so the result does not depend on shard timing.
@@ -292,7 +303,7 @@ struct ImageSummary {
 /// Token-level statistics of a shard.
 struct TokenStats {
     count: Vec<u64>,
-    sum: Vec<f64>,
+    sum: ExactSums,
     max: Vec<f32>,
     hist: Vec<u64>,
 }
@@ -301,7 +312,7 @@ impl TokenStats {
     fn new(d_sae: usize) -> Self {
         TokenStats {
             count: vec![0; d_sae],
-            sum: vec![0.0; d_sae],
+            sum: ExactSums::zeros(d_sae),
             max: vec![0.0; d_sae],
             hist: vec![0; d_sae * HIST_BINS],
         }
@@ -386,7 +397,7 @@ fn summarise_shard(
             for (j, v) in hits {
                 let j = j as usize;
                 stats.count[j] += 1;
-                stats.sum[j] += v as f64;
+                stats.sum.add(j, v as f64);
                 stats.max[j] = stats.max[j].max(v);
                 stats.hist[j * HIST_BINS + hist_bin(v)] += 1;
             }
@@ -413,6 +424,8 @@ pub struct IndexOptions {
     pub encode_rows: usize,
     /// Rebuild from scratch even if a matching partial or complete index exists.
     pub rebuild: bool,
+    /// One task of a split index (`saescope merge` folds them), or None for the whole index.
+    pub task: Option<crate::store::tasks::TaskSpec>,
 }
 
 impl Default for IndexOptions {
@@ -421,6 +434,7 @@ impl Default for IndexOptions {
             top_n: 64,
             encode_rows: 8192,
             rebuild: false,
+            task: None,
         }
     }
 }
@@ -514,7 +528,18 @@ pub fn build_index(
         top_n: opts.top_n,
         sae_fingerprint: sae_fingerprint(sae),
     };
-    let dir = index_dir(home);
+    let n_shards = store.manifest.shards.len();
+    let range = opts.task.map_or(0..n_shards, |t| t.range(n_shards));
+    let (dir, _claim) = match &opts.task {
+        Some(t) => (
+            split::task_dir(home, t),
+            Some(crate::store::tasks::Claim::take(
+                &split::task_claim(home, t),
+                &format!("index task {} of {}", t.task, t.tasks),
+            )?),
+        ),
+        None => (index_dir(home), None),
+    };
     std::fs::create_dir_all(&dir).at(&dir)?;
     let previous: Option<ProgressFile> = {
         let p = dir.join(PROGRESS);
@@ -524,7 +549,8 @@ pub fn build_index(
             None
         }
     };
-    let resume = previous.filter(|p| p.settings == settings && p.format == FORMAT);
+    let resume = previous
+        .filter(|p| p.settings == settings && p.format == FORMAT && p.first_shard == range.start);
     let mut index = match &resume {
         Some(p) => read_state(&dir.join(&p.state_file))?,
         None => FeatureIndex::new(
@@ -535,10 +561,9 @@ pub fn build_index(
             n_classes,
         ),
     };
-    let start_shard = resume.as_ref().map_or(0, |p| p.shards_done);
+    let start_shard = resume.as_ref().map_or(range.start, |p| p.shards_done);
     let seconds_before = resume.as_ref().map_or(0.0, |p| p.seconds);
     let start = Instant::now();
-    let n_shards = store.manifest.shards.len();
     let class_of = |img: u32| {
         ds.images
             .get(img as usize)
@@ -549,7 +574,16 @@ pub fn build_index(
         .ok()
         .and_then(|v| v.parse().ok());
     let mut tokens_this_run = 0u64;
-    for s in start_shard..n_shards {
+    // A task with no shards (more tasks than shards) still records that it is done.
+    if range.is_empty() && resume.is_none() {
+        let state_file = "state-empty.safetensors".to_string();
+        write_state(&dir.join(&state_file), &index)?;
+        fsutil::write_json_atomic(
+            &dir.join(PROGRESS),
+            &progress_file(&settings, range.clone(), range.end, state_file, 0.0, opts),
+        )?;
+    }
+    for s in start_shard..range.end {
         job.check()?;
         let shard = store.read_shard(s)?;
         let mut image_top: Vec<(u32, Vec<(u32, f32)>)> = Vec::new();
@@ -561,9 +595,9 @@ pub fn build_index(
         tokens_this_run += shard.rows() as u64;
         for (j, c) in stats.count.iter().enumerate() {
             index.token_count[j] += c;
-            index.act_sum[j] += stats.sum[j];
             index.max_act[j] = index.max_act[j].max(stats.max[j]);
         }
+        index.act_sum.add_all(&stats.sum);
         index
             .hist
             .iter_mut()
@@ -572,22 +606,22 @@ pub fn build_index(
         write_image_top(&dir.join(image_top_file(s)), &image_top)?;
         let state_file = format!("state-{s:05}.safetensors");
         write_state(&dir.join(&state_file), &index)?;
-        let complete = s + 1 == n_shards;
+        let complete = s + 1 == range.end;
         fsutil::write_json_atomic(
             &dir.join(PROGRESS),
-            &ProgressFile {
-                format: FORMAT.into(),
-                settings: settings.clone(),
-                shards_done: s + 1,
-                complete,
-                state_file: state_file.clone(),
-                seconds: seconds_before + start.elapsed().as_secs_f64(),
-            },
+            &progress_file(
+                &settings,
+                range.clone(),
+                s + 1,
+                state_file.clone(),
+                seconds_before + start.elapsed().as_secs_f64(),
+                opts,
+            ),
         )?;
         remove_other_states(&dir, &state_file);
         job.report(Progress {
-            done: (s + 1) as u64,
-            total: n_shards as u64,
+            done: (s + 1 - range.start) as u64,
+            total: range.len() as u64,
             unit: "shards",
             message: format!("{} images", index.n_images),
         });
@@ -605,7 +639,7 @@ pub fn build_index(
         tokens: index.n_tokens,
         features: index.d_sae,
         dead_features: index.dead(),
-        shards: n_shards,
+        shards: range.len(),
         resumed_at_shard: start_shard,
         seconds: seconds_before + secs,
         tokens_per_s: tokens_this_run as f64 / secs.max(1e-9),
@@ -616,6 +650,28 @@ pub fn build_index(
             + (sae.d_sae * d_in * 8) as u64
             + PROCESS_OVERHEAD,
     })
+}
+
+/// The progress of an index (or a task's part) with shards up to `done` indexed.
+fn progress_file(
+    settings: &IndexSettings,
+    range: std::ops::Range<usize>,
+    done: usize,
+    state_file: String,
+    seconds: f64,
+    opts: &IndexOptions,
+) -> ProgressFile {
+    ProgressFile {
+        format: FORMAT.into(),
+        settings: settings.clone(),
+        shards_done: done,
+        complete: done == range.end,
+        state_file,
+        seconds,
+        first_shard: range.start,
+        end_shard: opts.task.map(|_| range.end),
+        merged_from: None,
+    }
 }
 
 fn remove_other_states(dir: &Path, keep: &str) {

@@ -7,7 +7,6 @@ pub(super) enum Tensor {
     U32(Vec<u32>),
     U64(Vec<u64>),
     F32(Vec<f32>),
-    F64(Vec<f64>),
 }
 
 pub(super) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
@@ -17,7 +16,6 @@ pub(super) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
             Tensor::U32(v) => (n, Dtype::U32, v.len(), crate::pod::to_le_bytes(&v)),
             Tensor::U64(v) => (n, Dtype::U64, v.len(), crate::pod::to_le_bytes(&v)),
             Tensor::F32(v) => (n, Dtype::F32, v.len(), crate::pod::to_le_bytes(&v)),
-            Tensor::F64(v) => (n, Dtype::F64, v.len(), crate::pod::to_le_bytes(&v)),
         })
         .collect();
     let bad = |e: safetensors::SafeTensorError| Error::Invalid(format!("cannot encode index: {e}"));
@@ -62,6 +60,17 @@ pub(super) fn f64s(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Resul
         .ok_or_else(|| corrupt(p, format!("`{name}` is not a whole number of f64 values")))
 }
 
+/// Exact sums `NAME_exact`, or the f64 `NAME` of an index written before sums were exact.
+fn exact_sums(st: &safetensors::SafeTensors, name: &str, p: &Path) -> Result<ExactSums> {
+    let exact = format!("{name}_exact");
+    if st.tensor(&exact).is_ok() {
+        ExactSums::from_words(&u64s(st, &exact, p)?)
+            .ok_or_else(|| corrupt(p, format!("`{exact}` is not a whole number of sums")))
+    } else {
+        Ok(ExactSums::from_f64(&f64s(st, name, p)?))
+    }
+}
+
 pub(super) fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
     let (d_sae, n, t) = (ix.d_sae, ix.top_n, ix.tokens_per_image);
     // Top lists as fixed [d_sae, top_n] tables; `top_len` says how many entries are real.
@@ -104,13 +113,13 @@ pub(super) fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
         ("shape", Tensor::U64(shape)),
         ("token_count", Tensor::U64(ix.token_count.clone())),
         ("image_count", Tensor::U64(ix.image_count.clone())),
-        ("act_sum", Tensor::F64(ix.act_sum.clone())),
+        ("act_sum_exact", Tensor::U64(ix.act_sum.to_words())),
         ("max_act", Tensor::F32(ix.max_act.clone())),
         ("hist", Tensor::U64(ix.hist.clone())),
         ("class_images", Tensor::U64(ix.class_images.clone())),
-        ("class_act", Tensor::F64(ix.class_act.clone())),
+        ("class_act_exact", Tensor::U64(ix.class_act.to_words())),
         ("class_sizes", Tensor::U64(ix.class_sizes.clone())),
-        ("class_raw", Tensor::F64(ix.class_raw.clone())),
+        ("class_raw_exact", Tensor::U64(ix.class_raw.to_words())),
         ("top_len", Tensor::U32(len)),
         ("top_image", Tensor::U32(img)),
         ("top_token", Tensor::U32(tok)),
@@ -144,22 +153,33 @@ pub(super) fn read_state(path: &Path) -> Result<FeatureIndex> {
     ix.n_tokens = n_tokens;
     ix.token_count = u64s(&st, "token_count", path)?;
     ix.image_count = u64s(&st, "image_count", path)?;
-    ix.act_sum = f64s(&st, "act_sum", path)?;
+    ix.act_sum = exact_sums(&st, "act_sum", path)?;
     ix.max_act = f32s(&st, "max_act", path)?;
     ix.hist = u64s(&st, "hist", path)?;
     ix.class_images = u64s(&st, "class_images", path)?;
-    ix.class_act = f64s(&st, "class_act", path)?;
+    ix.class_act = exact_sums(&st, "class_act", path)?;
     ix.class_sizes = u64s(&st, "class_sizes", path)?;
-    ix.class_raw = f64s(&st, "class_raw", path)?;
+    ix.class_raw = exact_sums(&st, "class_raw", path)?;
     let len = u32s(&st, "top_len", path)?;
     let img = u32s(&st, "top_image", path)?;
     let tok = u32s(&st, "top_token", path)?;
     let val = f32s(&st, "top_value", path)?;
     let pat = f32s(&st, "top_tokens", path)?;
     if len.len() != d_sae
+        || len.iter().any(|&l| l as usize > n)
         || img.len() != d_sae * n
+        || tok.len() != d_sae * n
+        || val.len() != d_sae * n
         || pat.len() != d_sae * n * t
         || ix.hist.len() != d_sae * HIST_BINS
+        || ix.token_count.len() != d_sae
+        || ix.image_count.len() != d_sae
+        || ix.act_sum.len() != d_sae
+        || ix.max_act.len() != d_sae
+        || ix.class_images.len() != d_sae * c
+        || ix.class_act.len() != d_sae * c
+        || ix.class_sizes.len() != c
+        || ix.class_raw.len() != c * d_in
     {
         return Err(corrupt(path, "table sizes disagree with the header"));
     }

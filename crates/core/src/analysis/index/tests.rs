@@ -135,3 +135,98 @@ fn top_lists_keep_the_best_images_in_order() {
     assert_eq!(back.class_raw, ix.class_raw);
     assert_eq!(back.n_images, 6);
 }
+
+/// A random image: up to 6 of 12 features fire, on random tokens, with values from a small set
+/// (so top lists see many ties), in one of 3 classes or none.
+fn random_image(rng: &mut crate::rng::Rng, image: u32) -> ImageSummary {
+    let tokens = 4;
+    let mut features = Vec::new();
+    for feature in 0..12u32 {
+        if rng.uniform() < 0.5 {
+            continue;
+        }
+        let mut hits: Vec<(u32, f32)> = Vec::new();
+        for t in 0..tokens {
+            if rng.uniform() < 0.6 {
+                hits.push((t, 0.25 * (1 + (rng.next_u64() % 6)) as f32));
+            }
+        }
+        if let Some(&(argmax, max)) = hits.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            features.push(FeatureInImage {
+                feature,
+                max,
+                argmax,
+                hits,
+            });
+        }
+    }
+    let class = match rng.next_u64() % 4 {
+        3 => None,
+        c => Some(c as usize),
+    };
+    let mean_raw = (0..2).map(|_| rng.normal()).collect();
+    let top = features.iter().map(|f| (f.feature, f.max)).collect();
+    ImageSummary {
+        image,
+        class,
+        mean_raw,
+        features,
+        top,
+    }
+}
+
+/// The property behind `saescope merge`: any partition of the images into consecutive parts,
+/// each indexed alone and merged in order, gives exactly the one-pass index — top lists (with
+/// their tie-break), samples, counts, histograms, class tables and exact sums.
+#[test]
+fn merged_parts_equal_one_pass_for_random_partitions() {
+    let mut rng = crate::rng::Rng::new(11);
+    for trial in 0..40 {
+        let n_images = 1 + (rng.next_u64() % 120) as u32;
+        let images: Vec<ImageSummary> = (0..n_images).map(|i| random_image(&mut rng, i)).collect();
+        let fresh = || FeatureIndex::new(12, 2, 5, 4, 3);
+        let mut whole = fresh();
+        images
+            .iter()
+            .for_each(|s| whole.add_image(clone_summary(s)));
+        // Random cut points (some parts empty).
+        let parts = 1 + (rng.next_u64() % 6) as usize;
+        let mut cuts: Vec<u32> = (0..parts - 1)
+            .map(|_| (rng.next_u64() % (n_images as u64 + 1)) as u32)
+            .collect();
+        cuts.sort_unstable();
+        cuts.insert(0, 0);
+        cuts.push(n_images);
+        let mut merged = fresh();
+        for w in cuts.windows(2) {
+            let mut part = fresh();
+            images[w[0] as usize..w[1] as usize]
+                .iter()
+                .for_each(|s| part.add_image(clone_summary(s)));
+            merged.merge(&part).unwrap();
+        }
+        assert_eq!(merged, whole, "trial {trial}: cuts {cuts:?}");
+    }
+    // Parts of another shape are refused.
+    let mut a = FeatureIndex::new(12, 2, 5, 4, 3);
+    assert!(a.merge(&FeatureIndex::new(12, 2, 6, 4, 3)).is_err());
+}
+
+fn clone_summary(s: &ImageSummary) -> ImageSummary {
+    ImageSummary {
+        image: s.image,
+        class: s.class,
+        mean_raw: s.mean_raw.clone(),
+        features: s
+            .features
+            .iter()
+            .map(|f| FeatureInImage {
+                feature: f.feature,
+                max: f.max,
+                argmax: f.argmax,
+                hits: f.hits.clone(),
+            })
+            .collect(),
+        top: s.top.clone(),
+    }
+}
