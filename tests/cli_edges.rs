@@ -520,3 +520,80 @@ fn non_utf8_arguments_do_not_panic() {
         assert!(last["error"].is_string(), "{args:?}: {stdout}");
     }
 }
+
+/// D2, D3, D18: a `dataset.json` changed after extraction (a class id out of range, the list
+/// cut short, a path out of the image folder) is refused by every command that reads it, with
+/// an error naming the file; nothing panics and nothing reads outside the image folder.
+#[test]
+fn a_damaged_image_listing_is_refused_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path());
+    let listing = f.ws.join("dataset.json");
+    let good = std::fs::read_to_string(&listing).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    let damage = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut d = v.clone();
+        edit(&mut d);
+        std::fs::write(&listing, d.to_string()).unwrap();
+    };
+    let p = |x: &Path| x.display().to_string();
+    type Edit = dyn Fn(&mut serde_json::Value);
+    let cases: [(&str, &Edit); 3] = [
+        ("class id 999", &|d| d["images"][3]["class"] = 999.into()),
+        (
+            "lists 10 images but the activations were extracted over 16",
+            &|d| d["images"].as_array_mut().unwrap().truncate(10),
+        ),
+        ("not inside the image folder", &|d| {
+            d["images"][0]["path"] = "../../../../etc/passwd".into()
+        }),
+    ];
+    for (want, edit) in cases {
+        damage(edit);
+        for args in [
+            s(&["index", "--workspace", &p(&f.ws), "--rebuild"]),
+            s(&["label", "--workspace", &p(&f.ws), "--from-classes"]),
+            s(&[
+                "export",
+                "--workspace",
+                &p(&f.ws),
+                "--out",
+                &p(&f.tmp.join("out")),
+            ]),
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+                .args(&args)
+                .arg("--json")
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(1), "{args:?} ({want})");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let last: serde_json::Value =
+                serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+            let e = last["error"].as_str().unwrap_or_default();
+            assert!(
+                e.contains("dataset.json") && e.contains(want),
+                "{args:?}: {e}"
+            );
+        }
+    }
+    std::fs::write(&listing, good).unwrap();
+
+    // D14: a shard whose values were overwritten with 0xFF bytes (f16 NaN), same size.
+    let shard = f.ws.join("activations/shard-00000.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = bytes.len();
+    bytes[n - 4096..].iter_mut().for_each(|b| *b = 0xFF);
+    std::fs::write(&shard, bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+        .args(["index", "--rebuild", "--json", "--workspace"])
+        .arg(&f.ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("corrupt activation shard") && stdout.contains("NaN"),
+        "{stdout}"
+    );
+}

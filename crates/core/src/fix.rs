@@ -46,6 +46,7 @@ options! {
     DIn => "--d-in" in [];
     DSae => "--d-sae" in ["train"];
     Device => "--device" in [];
+    Dtype => "--dtype" in ["extract"];
     Feature => "--feature" in ["steer generate"];
     Features => "--features" in ["heatmap", "intervene", "export"];
     Force => "--force" in ["import-labels"];

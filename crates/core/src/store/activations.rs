@@ -99,6 +99,24 @@ pub fn encode_shard(
 ) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let rows = activations.len() / d_model.max(1);
+    if let Some(i) = activations
+        .iter()
+        .position(|v| !v.is_finite() || (dtype == StoreDType::F16 && v.abs() > 65504.0))
+    {
+        return Err(crate::fixable!(
+            [format!(
+                "activation {} (row {}) is {}, which the {dtype:?} store cannot hold",
+                i,
+                i / d_model.max(1),
+                activations[i]
+            )],
+            [
+                "extract with ",
+                crate::fix::Opt::Dtype.with("f32"),
+                " (or check the model: its activations should be finite)"
+            ]
+        ));
+    }
     let act_bytes: Vec<u8> = match dtype {
         StoreDType::F32 => activations.iter().flat_map(|v| v.to_le_bytes()).collect(),
         StoreDType::F16 => activations
@@ -149,6 +167,9 @@ pub fn decode_shard(path: &Path) -> Result<ShardData> {
         return Err(corrupt(format!("activations have shape {shape:?}")));
     }
     let d_model = shape[1];
+    if d_model == 0 {
+        return Err(corrupt("activations have width 0".into()));
+    }
     let activations: Vec<f32> = match acts.dtype() {
         safetensors::Dtype::F32 => acts
             .data()
@@ -162,6 +183,15 @@ pub fn decode_shard(path: &Path) -> Result<ShardData> {
             .collect(),
         other => return Err(corrupt(format!("unexpected dtype {other:?}"))),
     };
+    // A model's activations are finite, and extraction never stores others: a NaN or an
+    // infinity is damage (bytes overwritten), not data.
+    if let Some(i) = activations.iter().position(|v| !v.is_finite()) {
+        return Err(corrupt(format!(
+            "value {i} (row {}) is {}, which extraction never writes",
+            i / d_model,
+            activations[i]
+        )));
+    }
     let image_ids = ids
         .data()
         .chunks_exact(4)

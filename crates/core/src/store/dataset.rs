@@ -29,6 +29,34 @@ pub struct Dataset {
     pub images: Vec<ImageEntry>,
 }
 
+impl Dataset {
+    /// Checks a listing read from disk: every class id names a class, and every path is
+    /// relative and stays inside the root (a listing must never direct reads elsewhere).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for e in &self.images {
+            if let Some(c) = e.class
+                && c as usize >= self.classes.len()
+            {
+                return Err(format!(
+                    "image {} has class id {c}, but there are {} classes",
+                    e.path,
+                    self.classes.len()
+                ));
+            }
+            let inside = Path::new(&e.path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside || e.path.is_empty() {
+                return Err(format!(
+                    "image path `{}` is not inside the image folder",
+                    e.path
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     pub path: String,

@@ -219,13 +219,13 @@ fn extract_into(
         },
     )?;
     // The image listing is fixed by the first run so a resumed run sees the same order.
-    let ds = match ws.dataset() {
-        Ok(ds) => ds,
-        Err(_) => {
-            let ds = Dataset::scan(&images_abs)?;
-            ws.save_dataset(&ds)?;
-            ds
-        }
+    // A damaged listing is an error, never silently replaced by a new scan.
+    let ds = if ws.dir.join(super::workspace::DATASET_FILE).is_file() {
+        ws.dataset()?
+    } else {
+        let ds = Dataset::scan(&images_abs)?;
+        ws.save_dataset(&ds)?;
+        ds
     };
     let act_dir = ws.activations_dir();
     std::fs::create_dir_all(&act_dir).map_err(|e| Error::io(&act_dir, e))?;

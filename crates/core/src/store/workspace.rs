@@ -313,8 +313,32 @@ impl Workspace {
     }
 
     /// The image listing fixed when extraction started (so resumed runs see the same order).
+    /// The image listing, checked before use: class ids in range, paths inside the image
+    /// folder, and as many images as the activations were extracted over.
     pub fn dataset(&self) -> Result<Dataset> {
-        fsutil::read_json(&self.dir.join(DATASET_FILE))
+        let path = self.dir.join(DATASET_FILE);
+        let ds: Dataset = fsutil::read_json(&path)?;
+        let damaged = |why: String| {
+            Error::Workspace(format!(
+                "{}: {why}; the file was changed after extraction: restore it, or extract into \
+                 a new workspace",
+                path.display()
+            ))
+        };
+        ds.check().map_err(damaged)?;
+        let manifest = self
+            .activations_dir()
+            .join(super::activations::MANIFEST_FILE);
+        if let Ok(m) = fsutil::read_json::<super::activations::Manifest>(&manifest)
+            && m.dataset_images != ds.images.len()
+        {
+            return Err(damaged(format!(
+                "it lists {} images but the activations were extracted over {}",
+                ds.images.len(),
+                m.dataset_images
+            )));
+        }
+        Ok(ds)
     }
 
     pub fn save_dataset(&self, ds: &Dataset) -> Result<()> {

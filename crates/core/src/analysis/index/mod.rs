@@ -44,7 +44,7 @@ pub const IMAGE_TOP: usize = 32;
 /// Images kept per feature in its random sample (examples across the activation range).
 pub const SAMPLES: usize = 32;
 /// The index format written now; a partial index of another format is rebuilt, not resumed.
-const FORMAT: &str = "saescope-index-v2";
+const FORMAT: &str = "saescope-index-v3";
 
 /// Lower edge of histogram bin `b` (bin 0 is everything below 1e-3).
 pub fn hist_edge(b: usize) -> f32 {
@@ -467,8 +467,9 @@ pub fn state_bytes_bound(
     d_in: usize,
 ) -> u64 {
     let top = d_sae * top_n * (tokens * 4 + 40);
-    let stats = d_sae * (HIST_BINS * 8 + classes * 16 + 8 + 8 + 8 + 4 + SAMPLES * 12);
-    (top + stats + classes * d_in * 8) as u64
+    // Counts are u64, exact sums i128 (16 bytes), maxima f32.
+    let stats = d_sae * (HIST_BINS * 8 + classes * 24 + 8 + 8 + 16 + 4 + SAMPLES * 12);
+    (top + stats + classes * d_in * 16) as u64
 }
 
 /// The index of the SAE whose folder is `home` (`WS/saes/<name>/index`).
