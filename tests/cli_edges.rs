@@ -597,3 +597,115 @@ fn a_damaged_image_listing_is_refused_not_followed() {
         "{stdout}"
     );
 }
+
+/// D4, D13: ids beyond what exists are refused before any memory is taken for them or any file
+/// written: huge ranges of features or tokens, and labels for features the SAE lacks.
+#[test]
+fn ids_beyond_what_exists_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixture(tmp.path());
+    let ws = f.ws.display().to_string();
+    let image = std::fs::read_dir(f.images.join("cat"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .display()
+        .to_string();
+    let labels_before = std::fs::read(f.ws.join("saes/topk-32-k4/labels.json")).ok();
+    for (args, want) in [
+        (
+            s(&[
+                "heatmap",
+                "--workspace",
+                &ws,
+                "--image",
+                &image,
+                "--features",
+                "0-4294967295",
+            ]),
+            "--features `0-4294967295` names 4294967296 or more ids",
+        ),
+        (
+            s(&[
+                "intervene",
+                "--workspace",
+                &ws,
+                "--image",
+                &image,
+                "--features",
+                "0-4294967295",
+            ]),
+            "--features `0-4294967295` names",
+        ),
+        (
+            s(&[
+                "intervene",
+                "--workspace",
+                &ws,
+                "--image",
+                &image,
+                "--features",
+                "0",
+                "--tokens",
+                "0-4294967295",
+            ]),
+            "--tokens `0-4294967295` names",
+        ),
+        (
+            s(&["label", "--workspace", &ws, "--set", "32=x"]),
+            "feature 32 does not exist",
+        ),
+        // D10: not an id, but the same rule: a value that cannot be is refused up front.
+        (
+            s(&[
+                "train",
+                "--workspace",
+                &ws,
+                "--d-sae",
+                "32",
+                "--arch",
+                "relu",
+                "--l1",
+                "NaN",
+                "--name",
+                "r",
+            ]),
+            "--l1 must be a finite number of at least 0 (got NaN)",
+        ),
+        (
+            s(&[
+                "train",
+                "--workspace",
+                &ws,
+                "--d-sae",
+                "32",
+                "--arch",
+                "relu",
+                "--l1",
+                "inf",
+                "--name",
+                "r",
+            ]),
+            "--l1 must be a finite number of at least 0 (got inf)",
+        ),
+        (
+            s(&["label", "--workspace", &ws, "--set", "4000000000=x"]),
+            "feature 4000000000 does not exist",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_saescope"))
+            .args(&args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(want), "{args:?}: {stdout}");
+    }
+    assert_eq!(
+        std::fs::read(f.ws.join("saes/topk-32-k4/labels.json")).ok(),
+        labels_before
+    );
+}

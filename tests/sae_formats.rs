@@ -105,6 +105,12 @@ fn native_round_trip_keeps_every_architecture_and_folds_the_input_scale() {
         s.input_scale = Some(1.7);
         let dir = tempfile::tempdir().unwrap();
         save_saelens(&s, dir.path()).unwrap();
+        // D20: `k` is written as SAELens types it, an int (8.0 breaks its `torch.topk`).
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("cfg.json")).unwrap()).unwrap();
+        if !matches!(act, SaeActivation::Relu) {
+            assert!(cfg["k"].is_u64(), "{act:?}: k = {}", cfg["k"]);
+        }
         let back = load_sae(dir.path()).unwrap();
         assert_eq!(back.activation, act);
         assert_eq!(

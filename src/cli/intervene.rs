@@ -89,8 +89,9 @@ fn one_image(
         "all" => TokenScope::All,
         "patches" => TokenScope::Patches,
         list => TokenScope::Tokens(
-            ops::analysis::export::parse_ids(list)
-                .map_err(|e| anyhow::anyhow!("--tokens: {e} (or use `all` / `patches`)"))?
+            // No model has more tokens than this: a longer list is refused unexpanded.
+            ops::analysis::export::parse_id_list(list, ops::fix::Opt::Tokens, 1 << 20)
+                .map_err(|e| anyhow::anyhow!("{e} (or use `all` / `patches`)"))?
                 .into_iter()
                 .map(|t| t as usize)
                 .collect(),

@@ -53,6 +53,7 @@ options! {
     FromClasses => "--from-classes" in ["label"];
     Images => "--images" in ["extract", "train"];
     K => "--k" in ["train"];
+    L1 => "--l1" in ["train"];
     L2 => "--l2" in ["probe"];
     Layer => "--layer" in ["extract"];
     Lr => "--lr" in ["train"];

@@ -184,7 +184,17 @@ pub struct LabelReport {
 pub fn label(r: &LabelRequest, job: &Job) -> Result<LabelReport> {
     let ws = Workspace::open(&r.workspace)?;
     let _lock = writer(&ws.dir, "label", Hold::Edit)?;
-    let (home, _) = sae_of(&ws, r.sae.as_deref())?;
+    let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
+    // D13: a label for a feature the SAE does not have is refused before anything is written.
+    if let Some((id, _)) = r.set.iter().find(|(id, _)| *id as usize >= sae.d_sae) {
+        return Err(crate::fixable!(
+            [format!(
+                "feature {id} does not exist: this SAE has features 0 to {}",
+                sae.d_sae.saturating_sub(1)
+            )],
+            ["label one of those"]
+        ));
+    }
     let mut l = labels::Labels::load(&home)?;
     let mut from_classes = 0;
     if r.from_classes {

@@ -82,32 +82,52 @@ pub enum Selection {
 
 /// Parses "3,10-12,40" into ids.
 pub fn parse_ids(spec: &str) -> Result<Vec<u32>> {
+    parse_id_list(spec, Opt::Features, MAX_FEATURE_IDS)
+}
+
+/// More features than any SAE has: a list that names more is refused before it is expanded.
+pub const MAX_FEATURE_IDS: u64 = 1 << 22;
+
+/// Parses ids and ranges ("3,10-12,40") given to `option`, refusing, before any memory is
+/// taken for them, a list of more than `most` ids.
+pub fn parse_id_list(spec: &str, option: Opt, most: u64) -> Result<Vec<u32>> {
     let bad = || {
         crate::fixable!(
-            [
-                Opt::Features,
-                format!(" `{spec}`: not a list of feature ids")
-            ],
+            [option, format!(" `{spec}`: not a list of ids")],
             ["write ids and ranges like 3,10-12,40"]
         )
     };
-    let mut out = Vec::new();
+    let mut ranges = Vec::new();
+    let mut count: u64 = 0;
     for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (
-                    a.trim().parse().map_err(|_| bad())?,
-                    b.trim().parse().map_err(|_| bad())?,
-                );
-                if b < a {
-                    return Err(bad());
-                }
-                out.extend(a..=b);
+        let (a, b): (u32, u32) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let v = part.parse().map_err(|_| bad())?;
+                (v, v)
             }
-            None => out.push(part.parse().map_err(|_| bad())?),
+        };
+        if b < a {
+            return Err(bad());
         }
+        count += (b - a) as u64 + 1;
+        if count > most {
+            return Err(crate::fixable!(
+                [
+                    option,
+                    format!(
+                        " `{spec}` names {count} or more ids, more than the {most} there can be"
+                    )
+                ],
+                ["name ranges within what exists"]
+            ));
+        }
+        ranges.push(a..=b);
     }
-    Ok(out)
+    Ok(ranges.into_iter().flatten().collect())
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -395,6 +415,18 @@ mod tests {
         assert_eq!(parse_ids("3, 10-12,40").unwrap(), [3, 10, 11, 12, 40]);
         assert!(parse_ids("5-2").is_err());
         assert!(parse_ids("x").is_err());
+        // D4: a huge range is refused before it is expanded (this would be 16 GB of ids).
+        let e = parse_ids("0-4294967295").unwrap_err().to_string();
+        assert!(
+            e.contains("--features") && e.contains("4294967296 or more ids"),
+            "{e}"
+        );
+        assert!(
+            parse_id_list("0-99", Opt::Tokens, 64)
+                .unwrap_err()
+                .to_string()
+                .contains("--tokens")
+        );
     }
 
     #[test]

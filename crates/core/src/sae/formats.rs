@@ -275,8 +275,12 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
     let s = sae.with_scale_folded();
     let (architecture, k) = match s.activation {
         SaeActivation::Relu => ("standard", None),
-        SaeActivation::TopK { k } => ("topk", Some(k as f64)),
-        SaeActivation::BatchTopK { k, .. } => ("batchtopk", Some(k as f64)),
+        // SAELens's `k` is an int (its TopK calls `torch.topk(x, k)`, which refuses 8.0).
+        SaeActivation::TopK { k } => ("topk", Some(json!(k))),
+        SaeActivation::BatchTopK { k, .. } if k.fract() == 0.0 && k >= 0.0 => {
+            ("batchtopk", Some(json!(k as u64)))
+        }
+        SaeActivation::BatchTopK { k, .. } => ("batchtopk", Some(json!(k))),
         SaeActivation::JumpRelu => ("jumprelu", None),
     };
     let mut cfg = json!({
@@ -299,7 +303,7 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
         },
     });
     if let Some(k) = k {
-        cfg["k"] = json!(k);
+        cfg["k"] = k;
     }
     let dev = Device::Cpu;
     let mut tensors: Vec<(String, Tensor)> = vec![

@@ -46,6 +46,11 @@ impl TrainArch {
         match name {
             "topk" => Ok(TrainArch::TopK),
             "batchtopk" => Ok(TrainArch::BatchTopK),
+            // D10: NaN would train as 0 and be recorded as null; infinity fails at the end.
+            "relu" | "standard" if !(l1.is_finite() && l1 >= 0.0) => Err(crate::fixable!([
+                crate::fix::Opt::L1,
+                format!(" must be a finite number of at least 0 (got {l1})")
+            ])),
             "relu" | "standard" => Ok(TrainArch::Relu { l1 }),
             "jumprelu" => Err(crate::fixable!(
                 [
