@@ -45,7 +45,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// This machine's name, once per process (in temporary files' names).
 fn this_host() -> &'static str {
     static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOST.get_or_init(crate::store::tasks::host_name)
+    HOST.get_or_init(host_name)
+}
+
+/// This machine's name (temporary files and task claims say which machine wrote them).
+pub fn host_name() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|_| "unknown-host".into())
 }
 
 /// Removes `.name.tmp-PID-HOST` files (left by a killed [`write_atomic`]) in `dir` and, with

@@ -172,6 +172,22 @@ pub fn extract_task_states(ws: &Workspace, tasks: usize) -> Vec<TaskState> {
     })
 }
 
+/// The error of a merge with tasks missing or unfinished: `what` says which.
+pub fn cannot_merge(split_dir: &Path, what: String, tasks: usize) -> Error {
+    crate::fixable!(
+        [split_dir, format!(": cannot merge {what}")],
+        [
+            "run those tasks (",
+            Command::SubmitResume,
+            ", or ",
+            Opt::Task,
+            " I ",
+            Opt::Tasks,
+            format!(" {tasks} for each), then merge again")
+        ]
+    )
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ActivationsMerge {
     pub tasks: usize,
@@ -234,20 +250,10 @@ pub fn merge_activations(
         if !unfinished.is_empty() {
             what.push(format!("not finished: tasks {}", unfinished.join(", ")));
         }
-        return Err(crate::fixable!(
-            [
-                &split_dir,
-                format!(": cannot merge {n} extraction tasks; {}", what.join("; "))
-            ],
-            [
-                "run those tasks (",
-                Command::SubmitResume,
-                ", or ",
-                Opt::Task,
-                " I ",
-                Opt::Tasks,
-                format!(" {n} for each), then merge again")
-            ]
+        return Err(cannot_merge(
+            &split_dir,
+            format!("{n} extraction tasks; {}", what.join("; ")),
+            n,
         ));
     }
     if !foreign.is_empty() {

@@ -156,10 +156,7 @@ impl Holder {
     }
 }
 
-/// This machine's name (the claim says which machine runs a task).
-pub fn host_name() -> String {
-    sysinfo::System::host_name().unwrap_or_else(|_| "unknown-host".into())
-}
+pub use crate::fsutil::host_name;
 
 fn unix_now() -> u64 {
     SystemTime::now()

@@ -14,7 +14,7 @@ fn start_page_reports_a_folder_that_is_not_a_workspace() {
     h.get_by_role_and_label(Role::Button, "Open").click();
     h.run();
     assert!(
-        h.query_by_label_contains("is not a saescope workspace")
+        h.query_by_label_contains("/no/such/workspace does not exist")
             .is_some(),
         "the error is shown in the window"
     );

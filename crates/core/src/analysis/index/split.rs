@@ -13,7 +13,7 @@
 //! [`super::state_bytes_bound`]), whatever the number of tasks.
 
 use super::*;
-use crate::store::split::{TaskProgress, TaskState, chosen_split, task_states};
+use crate::store::split::{TaskProgress, TaskState, cannot_merge, chosen_split, task_states};
 use crate::store::tasks::TaskSpec;
 
 /// `index/tasks` of the SAE in `home`.
@@ -156,23 +156,13 @@ pub fn merge_index(
     }
     let split = TaskSpec::split_dir(&tasks_dir(home), n);
     if !missing.is_empty() || !unfinished.is_empty() {
-        return Err(crate::fixable!(
-            [
-                &split,
-                format!(
-                    ": cannot merge {n} index tasks; never ran: {missing:?}; not finished: [{}]",
-                    unfinished.join(", ")
-                )
-            ],
-            [
-                "run those tasks (",
-                crate::fix::Command::SubmitResume,
-                ", or ",
-                Opt::Task,
-                " I ",
-                Opt::Tasks,
-                format!(" {n} for each), then merge again")
-            ]
+        return Err(cannot_merge(
+            &split,
+            format!(
+                "{n} index tasks; never ran: {missing:?}; not finished: [{}]",
+                unfinished.join(", ")
+            ),
+            n,
         ));
     }
     if !foreign.is_empty() {
