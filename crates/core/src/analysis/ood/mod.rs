@@ -42,11 +42,15 @@ pub const TOP_CONTRIBUTIONS: usize = 5;
 
 mod gaussian;
 mod roc;
+mod run;
+pub use run::{Folders, run};
 use gaussian::{Gaussian, Moments, choose_ridge};
 pub use gaussian::{RIDGE_GRID, RidgeChoice};
 pub use roc::{auroc, fpr_at_95_tpr, roc_curve};
 
-/// What scoring needs from one image.
+/// What scoring needs from one image (computed by the backbone and the SAE; a task of a split
+/// run stores these, and the merge fits and scores from them).
+#[derive(Clone, Debug, PartialEq)]
 struct ImageOut {
     /// Σ_t ‖x − x̂‖² and Σ_t ‖x‖².
     sq_err: f64,
@@ -68,7 +72,12 @@ struct ImageOut {
 /// Receives each batch's dataset ids and per-image outputs.
 type BatchSink<'s> = dyn FnMut(&[usize], Vec<ImageOut>) -> Result<()> + 's;
 
-/// Runs the backbone to `layer` on every image of `ds` and calls `sink` once per batch.
+/// Where a folder's per-batch outputs come from: the model run now, or a split run's stored
+/// outputs (the same batches, in the same order). Returns how many images it fed.
+type Feed<'f> = dyn FnMut(&mut BatchSink) -> Result<usize> + 'f;
+
+/// Runs the backbone to `layer` on the images of `ds` and calls `sink` once per batch of
+/// `batch` images; with `part`, only that task's contiguous range of the batches.
 #[allow(clippy::too_many_arguments)]
 fn for_each_batch(
     backbone: &dyn Backbone,
@@ -76,6 +85,7 @@ fn for_each_batch(
     ds: &Dataset,
     layer: usize,
     batch: usize,
+    part: Option<crate::store::tasks::TaskSpec>,
     job: &Job,
     what: &str,
     want_msp: bool,
@@ -89,8 +99,10 @@ fn for_each_batch(
         .collect::<Result<Vec<_>>>()?;
     let source = LayerActivations::new(backbone, layer, &workspaces)?;
     let ids: Vec<usize> = (0..ds.len()).collect();
+    let batches: Vec<&[usize]> = ids.chunks(batch.max(1)).collect();
+    let range = part.map_or(0..batches.len(), |t| t.range(batches.len()));
     let mut done = 0;
-    for chunk in ids.chunks(batch.max(1)) {
+    for &chunk in &batches[range] {
         job.check()?;
         let HiddenBatch {
             hidden: Some(hidden),
@@ -224,68 +236,74 @@ impl Default for OodOptions {
     }
 }
 
-pub fn fit(
-    backbone: &dyn Backbone,
-    sae: &Sae,
-    layer: usize,
+/// The widths an OOD fit works with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dims {
+    /// The layer's width.
+    pub d: usize,
+    pub d_sae: usize,
+    pub has_cls: bool,
+}
+
+impl Dims {
+    pub fn of(backbone: &dyn Backbone, sae: &Sae) -> Self {
+        Dims {
+            d: backbone.info().d_model,
+            d_sae: sae.d_sae,
+            has_cls: backbone.info().geometry.has_cls,
+        }
+    }
+}
+
+/// The fit from the fit folder's per-batch outputs (run now, or stored by a split run).
+fn fit_from(
+    dims: Dims,
     dir: &Path,
     opts: &OodOptions,
     job: &Job,
+    feed: &mut Feed,
 ) -> Result<OodModel> {
-    let ds = Dataset::scan(dir)?;
-    let d = backbone.info().d_model;
+    let Dims { d, d_sae, has_cls } = dims;
     // Every fifth image is held out for choosing the ridges; all images make the final fit.
     let is_held = |i: usize| i % 5 == 4;
-    let (mut codes, mut codes_held) = (Moments::new(sae.d_sae), Moments::new(sae.d_sae));
+    let (mut codes, mut codes_held) = (Moments::new(d_sae), Moments::new(d_sae));
     let (mut cls, mut cls_held) = (Moments::new(d), Moments::new(d));
-    let (mut cls_codes, mut cls_codes_held) = (Moments::new(sae.d_sae), Moments::new(sae.d_sae));
+    let (mut cls_codes, mut cls_codes_held) = (Moments::new(d_sae), Moments::new(d_sae));
     let (mut held_codes, mut held_cls, mut held_cls_codes) = (Vec::new(), Vec::new(), Vec::new());
-    let has_cls = backbone.info().geometry.has_cls;
-    let mut fires = vec![0u64; sae.d_sae];
-    let n = for_each_batch(
-        backbone,
-        sae,
-        &ds,
-        layer,
-        opts.batch,
-        job,
-        "fit",
-        false,
-        &opts.reuse_stores,
-        &mut |ids, outs| {
-            for (&i, o) in ids.iter().zip(&outs) {
-                if is_held(i) {
-                    codes_held.add(&o.code_mean);
-                    cls_held.add(&o.cls);
-                    held_codes.extend_from_slice(&o.code_mean);
-                    held_cls.extend_from_slice(&o.cls);
-                    if let Some(c) = &o.cls_code {
-                        cls_codes_held.add(c);
-                        held_cls_codes.extend_from_slice(c);
-                    }
-                }
-                for &(j, _) in &o.active_max {
-                    fires[j as usize] += 1;
+    let mut fires = vec![0u64; d_sae];
+    let n = feed(&mut |ids, outs| {
+        for (&i, o) in ids.iter().zip(&outs) {
+            if is_held(i) {
+                codes_held.add(&o.code_mean);
+                cls_held.add(&o.cls);
+                held_codes.extend_from_slice(&o.code_mean);
+                held_cls.extend_from_slice(&o.cls);
+                if let Some(c) = &o.cls_code {
+                    cls_codes_held.add(c);
+                    held_cls_codes.extend_from_slice(c);
                 }
             }
-            let rows = |f: &dyn Fn(&ImageOut) -> &[f32]| -> Vec<f32> {
-                ids.iter()
-                    .zip(&outs)
-                    .filter(|(i, _)| !is_held(**i))
-                    .flat_map(|(_, o)| f(o).iter().copied())
-                    .collect()
-            };
-            let c = rows(&|o| &o.code_mean);
-            if !c.is_empty() {
-                codes.add(&c);
-                cls.add(&rows(&|o| &o.cls));
-                if has_cls {
-                    cls_codes.add(&rows(&|o| o.cls_code.as_deref().unwrap_or(&[])));
-                }
+            for &(j, _) in &o.active_max {
+                fires[j as usize] += 1;
             }
-            Ok(())
-        },
-    )?;
+        }
+        let rows = |f: &dyn Fn(&ImageOut) -> &[f32]| -> Vec<f32> {
+            ids.iter()
+                .zip(&outs)
+                .filter(|(i, _)| !is_held(**i))
+                .flat_map(|(_, o)| f(o).iter().copied())
+                .collect()
+        };
+        let c = rows(&|o| &o.code_mean);
+        if !c.is_empty() {
+            codes.add(&c);
+            cls.add(&rows(&|o| &o.cls));
+            if has_cls {
+                cls_codes.add(&rows(&|o| o.cls_code.as_deref().unwrap_or(&[])));
+            }
+        }
+        Ok(())
+    })?;
     if n < 10 || codes_held.count < 2 {
         return Err(Error::Invalid(format!(
             "{}: OOD fitting needs at least 10 readable images",
@@ -347,102 +365,88 @@ fn top_contributions(c: impl Iterator<Item = (u32, f32)>) -> Vec<(u32, f32)> {
     v
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn score_dir(
-    backbone: &dyn Backbone,
+/// A folder's scores from its per-batch outputs (run now, or stored by a split run).
+fn score_from(
     sae: &Sae,
-    layer: usize,
     model: &OodModel,
+    ds: &Dataset,
     dir: &Path,
     name: &str,
     in_distribution: bool,
-    opts: &OodOptions,
-    job: &Job,
+    feed: &mut Feed,
 ) -> Result<ScoredSet> {
-    let ds = Dataset::scan(dir)?;
     let mut images = Vec::with_capacity(ds.len());
     let d = sae.d_in;
-    for_each_batch(
-        backbone,
-        sae,
-        &ds,
-        layer,
-        opts.batch,
-        job,
-        name,
-        true,
-        &opts.reuse_stores,
-        &mut |ok, outs| {
-            let c: Vec<f32> = outs
-                .iter()
-                .flat_map(|o| o.code_mean.iter().copied())
-                .collect();
-            let (maha, contrib) = model.codes.score(&c, true);
-            let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
-            let (raw, _) = model.cls.score(&r, false);
-            let (cls_maha, cls_contrib) = match &model.cls_codes {
-                Some(g) => {
-                    let c: Vec<f32> = outs
-                        .iter()
-                        .flat_map(|o| o.cls_code.iter().flatten().copied())
-                        .collect();
-                    let (m, c) = g.score(&c, true);
-                    (m.into_iter().map(Some).collect(), c)
+    feed(&mut |ok, outs| {
+        let c: Vec<f32> = outs
+            .iter()
+            .flat_map(|o| o.code_mean.iter().copied())
+            .collect();
+        let (maha, contrib) = model.codes.score(&c, true);
+        let r: Vec<f32> = outs.iter().flat_map(|o| o.cls.iter().copied()).collect();
+        let (raw, _) = model.cls.score(&r, false);
+        let (cls_maha, cls_contrib) = match &model.cls_codes {
+            Some(g) => {
+                let c: Vec<f32> = outs
+                    .iter()
+                    .flat_map(|o| o.cls_code.iter().flatten().copied())
+                    .collect();
+                let (m, c) = g.score(&c, true);
+                (m.into_iter().map(Some).collect(), c)
+            }
+            None => (vec![None; outs.len()], vec![Vec::new(); outs.len()]),
+        };
+        let scored: Vec<ImageScore> = outs
+            .par_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let recon = o.sq_err / o.sq_norm.max(1e-12);
+                let weight: f64 = o.active_max.iter().map(|&(_, a)| a as f64).sum();
+                let rarity_terms: Vec<(u32, f32)> = o
+                    .active_max
+                    .iter()
+                    .map(|&(j, a)| (j, (a as f64 * -model.image_freq[j as usize].ln()) as f32))
+                    .collect();
+                let rarity = if weight > 0.0 {
+                    rarity_terms.iter().map(|t| t.1 as f64).sum::<f64>() / weight
+                } else {
+                    0.0
+                };
+                // Features whose decoder direction the unexplained residual points along.
+                let residual_align = (0..sae.d_sae).map(|j| {
+                    let wd = &sae.w_dec[j * d..(j + 1) * d];
+                    let dot: f32 = wd.iter().zip(&o.residual_mean).map(|(a, b)| a * b).sum();
+                    (j as u32, dot)
+                });
+                ImageScore {
+                    path: ds.images[ok[i]].path.clone(),
+                    scores: vec![
+                        Some(recon),
+                        Some(rarity),
+                        Some(maha[i]),
+                        cls_maha[i],
+                        o.msp.map(|m| -(m as f64)),
+                        Some(raw[i]),
+                    ],
+                    contributions: vec![
+                        top_contributions(residual_align),
+                        top_contributions(rarity_terms.into_iter()),
+                        top_contributions(
+                            contrib[i].iter().enumerate().map(|(j, &v)| (j as u32, v)),
+                        ),
+                        top_contributions(
+                            cls_contrib[i]
+                                .iter()
+                                .enumerate()
+                                .map(|(j, &v)| (j as u32, v)),
+                        ),
+                    ],
                 }
-                None => (vec![None; outs.len()], vec![Vec::new(); outs.len()]),
-            };
-            let scored: Vec<ImageScore> = outs
-                .par_iter()
-                .enumerate()
-                .map(|(i, o)| {
-                    let recon = o.sq_err / o.sq_norm.max(1e-12);
-                    let weight: f64 = o.active_max.iter().map(|&(_, a)| a as f64).sum();
-                    let rarity_terms: Vec<(u32, f32)> = o
-                        .active_max
-                        .iter()
-                        .map(|&(j, a)| (j, (a as f64 * -model.image_freq[j as usize].ln()) as f32))
-                        .collect();
-                    let rarity = if weight > 0.0 {
-                        rarity_terms.iter().map(|t| t.1 as f64).sum::<f64>() / weight
-                    } else {
-                        0.0
-                    };
-                    // Features whose decoder direction the unexplained residual points along.
-                    let residual_align = (0..sae.d_sae).map(|j| {
-                        let wd = &sae.w_dec[j * d..(j + 1) * d];
-                        let dot: f32 = wd.iter().zip(&o.residual_mean).map(|(a, b)| a * b).sum();
-                        (j as u32, dot)
-                    });
-                    ImageScore {
-                        path: ds.images[ok[i]].path.clone(),
-                        scores: vec![
-                            Some(recon),
-                            Some(rarity),
-                            Some(maha[i]),
-                            cls_maha[i],
-                            o.msp.map(|m| -(m as f64)),
-                            Some(raw[i]),
-                        ],
-                        contributions: vec![
-                            top_contributions(residual_align),
-                            top_contributions(rarity_terms.into_iter()),
-                            top_contributions(
-                                contrib[i].iter().enumerate().map(|(j, &v)| (j as u32, v)),
-                            ),
-                            top_contributions(
-                                cls_contrib[i]
-                                    .iter()
-                                    .enumerate()
-                                    .map(|(j, &v)| (j as u32, v)),
-                            ),
-                        ],
-                    }
-                })
-                .collect();
-            images.extend(scored);
-            Ok(())
-        },
-    )?;
+            })
+            .collect();
+        images.extend(scored);
+        Ok(())
+    })?;
     Ok(ScoredSet {
         name: name.to_string(),
         dir: dir.to_path_buf(),
@@ -488,98 +492,6 @@ impl OodResults {
             .filter_map(|i| i.scores[method])
             .collect()
     }
-}
-
-/// Fits, scores the in-distribution folder and every OOD folder, and computes AUROC / FPR95
-/// per method and OOD set.
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    backbone: &dyn Backbone,
-    sae: &Sae,
-    layer: usize,
-    fit_dir: &Path,
-    id_dir: &Path,
-    ood_dirs: &[PathBuf],
-    opts: &OodOptions,
-    job: &Job,
-) -> Result<OodResults> {
-    if ood_dirs.is_empty() {
-        return Err(crate::fixable!(
-            ["no out-of-distribution folder given"],
-            ["pass at least one with ", crate::fix::Opt::Ood]
-        ));
-    }
-    sae.check_fits(
-        backbone.info().d_model,
-        &format!("layer {layer} of {}", backbone.info().name),
-    )?;
-    let model = fit(backbone, sae, layer, fit_dir, opts, job)?;
-    let name_of = |p: &Path, i: usize| {
-        let base = p
-            .components()
-            .rev()
-            .take(2)
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect::<Vec<_>>();
-        let n = base.into_iter().rev().collect::<Vec<_>>().join("/");
-        if i == 0 { n } else { format!("{n}#{i}") }
-    };
-    let mut sets = vec![score_dir(
-        backbone,
-        sae,
-        layer,
-        &model,
-        id_dir,
-        &name_of(id_dir, 0),
-        true,
-        opts,
-        job,
-    )?];
-    for (i, d) in ood_dirs.iter().enumerate() {
-        let mut name = name_of(d, 0);
-        if sets.iter().any(|s| s.name == name) {
-            name = name_of(d, i + 1);
-        }
-        sets.push(score_dir(
-            backbone, sae, layer, &model, d, &name, false, opts, job,
-        )?);
-    }
-    let mut results = Vec::new();
-    #[allow(clippy::needless_range_loop)] // m indexes each image's scores too
-    for m in 0..METHODS.len() {
-        let id = sets[0]
-            .images
-            .iter()
-            .filter_map(|i| i.scores[m])
-            .collect::<Vec<_>>();
-        if id.is_empty() {
-            continue;
-        }
-        for s in &sets[1..] {
-            let ood: Vec<f64> = s.images.iter().filter_map(|i| i.scores[m]).collect();
-            if ood.is_empty() {
-                continue;
-            }
-            results.push(MethodResult {
-                method: METHODS[m].to_string(),
-                ood_set: s.name.clone(),
-                auroc: auroc(&id, &ood),
-                fpr95: fpr_at_95_tpr(&id, &ood),
-                roc: roc_curve(&id, &ood, 201),
-            });
-        }
-    }
-    Ok(OodResults {
-        format: "saescope-ood-v1".into(),
-        fit_dir: fit_dir.to_path_buf(),
-        n_fit: model.n_fit,
-        ridge_codes: model.ridge_codes.clone(),
-        ridge_raw: model.ridge_raw.clone(),
-        ridge_cls_codes: model.ridge_cls_codes.clone(),
-        methods: METHODS.iter().map(|s| s.to_string()).collect(),
-        sets,
-        results,
-    })
 }
 
 /// Where the SAE whose folder is `home` keeps its OOD results.
