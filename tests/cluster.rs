@@ -397,3 +397,87 @@ fn split_index_merges_to_exactly_the_one_pass_index() {
     let s = run_json(Command::new(EXE).args(["saes", "--workspace"]).arg(&split));
     assert_eq!(s["saes"][0]["index"], true, "{s}");
 }
+
+#[test]
+fn split_ood_merges_to_exactly_the_one_machine_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (fit, id, ood) = (
+        tmp.path().join("fit"),
+        tmp.path().join("id"),
+        tmp.path().join("ood"),
+    );
+    subset("data/cifar10/train", &["cat", "ship", "frog"], 20, &fit);
+    subset("data/cifar10/test", &["cat", "ship", "frog"], 10, &id);
+    subset("data/mnist/test", &["1", "7"], 15, &ood);
+    let one = tmp.path().join("one");
+    run_json(&mut extract(&id, &one, "3"));
+    run_json(
+        Command::new(EXE)
+            .args([
+                "train", "--d-sae", "64", "--k", "8", "--tokens", "20000", "--batch", "256",
+            ])
+            .arg("--workspace")
+            .arg(&one),
+    );
+    let split = tmp.path().join("split");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&one)
+            .arg(&split)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let ood_cmd = |ws: &Path, extra: &[&str]| {
+        let mut c = Command::new(EXE);
+        c.args(["ood", "--batch", "8", "--workspace"])
+            .arg(ws)
+            .arg("--fit")
+            .arg(&fit)
+            .arg("--id")
+            .arg(&id)
+            .arg("--ood")
+            .arg(&ood)
+            .args(extra);
+        c
+    };
+    run_json(&mut ood_cmd(&one, &[]));
+    for t in ["0", "1", "2"] {
+        let r = run_json(&mut ood_cmd(&split, &["--task", t, "--tasks", "3"]));
+        assert_eq!(r["folders"], 3, "{r}");
+    }
+    // A task run again finds its work done.
+    let r = run_json(&mut ood_cmd(&split, &["--task", "1", "--tasks", "3"]));
+    assert_eq!(
+        (r["resumed_at_folder"].as_u64(), r["images"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let m = run_json(&mut merge(&split));
+    assert_eq!(m["ood"]["already_merged"], false, "{m}");
+    let results = |ws: &Path| std::fs::read(ws.join("saes/topk-64-k8/ood/results.json")).unwrap();
+    assert!(
+        results(&one) == results(&split),
+        "the merged OOD results differ from one machine's"
+    );
+    let again = run_json(&mut merge(&split));
+    assert_eq!(again["ood"]["already_merged"], true, "{again}");
+    // A missing task is named.
+    let lone = tmp.path().join("lone");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(&one)
+            .arg(&lone)
+            .status()
+            .unwrap()
+            .success()
+    );
+    run_json(&mut ood_cmd(&lone, &["--task", "0", "--tasks", "2"]));
+    let (_, e) = failed({
+        let mut c = merge(&lone);
+        c.args(["--stage", "ood"]);
+        c
+    });
+    assert!(e.contains("2 OOD tasks; never ran: [1]"), "{e}");
+}

@@ -201,6 +201,51 @@ fn extraction_as_a_slurm_array_merges_to_one_machines_store_even_after_scancel()
     assert_eq!(a.len(), 14, "state + 13 per-shard files");
     assert!(a == b, "the merged index differs from the one-pass index");
 
+    // OOD scoring as an array too: fit on the extracted images, score them against MNIST.
+    let mnist = tmp.path().join("mnist");
+    subset("data/mnist/test", &["0", "1", "2", "3"], 10, &mnist);
+    let ood_args = |ws: &Path| -> Vec<String> {
+        let p = |x: &Path| x.display().to_string();
+        [
+            "ood",
+            "--batch",
+            "16",
+            "--fit",
+            &p(&images),
+            "--id",
+            &p(&images),
+            "--ood",
+            &p(&mnist),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--workspace".to_string(), p(ws)])
+        .collect()
+    };
+    run_json(Command::new(EXE).args(ood_args(&one)));
+    let r = run_json(
+        Command::new(EXE)
+            .args(["submit", "--tasks", "4", "--"])
+            .args(ood_args(&ws)),
+    );
+    let jobs: Vec<String> = r["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap().to_string())
+        .collect();
+    wait_until(
+        "the OOD array and its merge",
+        Duration::from_secs(300),
+        || jobs.iter().all(|j| queued(j).is_none()),
+    );
+    let results = |ws: &Path| std::fs::read(ws.join("saes/topk-128-k8/ood/results.json")).ok();
+    assert!(results(&one).is_some());
+    assert!(
+        results(&one) == results(&ws),
+        "the merged OOD results differ from one machine's"
+    );
+
     // Task 2 pauses after its first shard; it is cancelled there. The merge then can never
     // run (afterok): cancel it too, and let `submit --resume` finish the job.
     let ws = tmp.path().join("cancelled");

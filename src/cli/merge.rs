@@ -1,6 +1,6 @@
-//! `saescope merge`: fold the finished tasks of a split extraction or index into the workspace,
-//! exactly as one machine would have written it (refuses missing, unfinished or foreign tasks;
-//! merging again changes nothing).
+//! `saescope merge`: fold the finished tasks of a split extraction, index or OOD run into the
+//! workspace, exactly as one machine would have written it (refuses missing, unfinished or
+//! foreign tasks; merging again changes nothing).
 
 use super::*;
 
@@ -47,6 +47,16 @@ pub fn run(a: MergeArgs, ctx: &Ctx) -> Result<()> {
                 "{} index tasks → {} shards, {} images{note}",
                 m.tasks, m.shards, m.images
             );
+        }
+        if let Some(m) = &r.ood {
+            let note = again(m.already_merged);
+            println!("{} OOD tasks fitted and scored{note}", m.tasks);
+            for row in &m.summary.table {
+                println!(
+                    "  {:<22} {:<22} AUROC {:.4}",
+                    row.method, row.ood_set, row.auroc
+                );
+            }
         }
     })
 }

@@ -27,6 +27,14 @@ pub struct OodArgs {
     /// images they hold instead of recomputing them (repeatable; --workspace is always read).
     #[arg(long)]
     reuse: Vec<PathBuf>,
+    /// Run only task I (0-based) of --tasks N: the model and SAE over a contiguous part of
+    /// every folder's batches, stored for `saescope merge`, which fits and scores. Default:
+    /// SLURM_ARRAY_TASK_ID − SLURM_ARRAY_TASK_MIN in a job array.
+    #[arg(long)]
+    task: Option<usize>,
+    /// How many tasks the run is split into. Default: SLURM_ARRAY_TASK_COUNT in a job array.
+    #[arg(long)]
+    tasks: Option<usize>,
 }
 
 pub fn run(a: OodArgs, ctx: &Ctx) -> Result<()> {
@@ -38,25 +46,30 @@ pub fn run(a: OodArgs, ctx: &Ctx) -> Result<()> {
         batch,
         ridge,
         reuse,
+        task,
+        tasks,
     } = a;
     let (job, bar) = progress_job("ood");
-    let (results, path) = ops::analyse::ood(
-        &ops::analyse::OodRequest {
-            device: ctx.device_choice()?,
-            workspace,
-            sae,
-            fit,
-            id,
-            ood,
-            options: ops::analysis::ood::OodOptions {
-                batch,
-                ridge_codes: ridge,
-                reuse_stores: reuse,
-                ..Default::default()
-            },
+    let request = ops::analyse::OodRequest {
+        device: ctx.device_choice()?,
+        workspace,
+        sae,
+        fit,
+        id,
+        ood,
+        options: ops::analysis::ood::OodOptions {
+            batch,
+            ridge_codes: ridge,
+            reuse_stores: reuse,
+            ..Default::default()
         },
-        &job,
-    )?;
+    };
+    if let Some((task, _)) = ops::cluster::task_of(task, tasks)? {
+        let report = ops::analyse::ood_task(&request, task, &job)?;
+        bar.finish_and_clear();
+        return emit_pretty(ctx, &report);
+    }
+    let (results, path) = ops::analyse::ood(&request, &job)?;
     bar.finish_and_clear();
     let summary = ops::analysis::ood::summary(&results, &path, 10);
     emit(ctx, &summary, || {

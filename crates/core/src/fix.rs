@@ -68,8 +68,8 @@ options! {
     Ridge => "--ridge" in ["ood"];
     Spliced => "--spliced" in ["probe"];
     Steps => "--steps" in [];
-    Task => "--task" in ["extract", "index"];
-    Tasks => "--tasks" in ["extract", "index", "submit", "merge"];
+    Task => "--task" in ["extract", "index", "ood"];
+    Tasks => "--tasks" in ["extract", "index", "ood", "submit", "merge"];
     TopLift => "--top-lift" in ["intervene"];
     Restart => "--restart" in ["train"];
     Sae => "--sae" in [];

@@ -71,33 +71,14 @@ pub struct OodRequest {
 /// Fits, scores and saves OOD results beside the SAE (the workspace's own store is reused for
 /// its images); returns them and where they were saved.
 pub fn ood(r: &OodRequest, job: &Job) -> Result<(ood::OodResults, PathBuf)> {
-    if r.options.batch == 0 {
-        return Err(crate::fix::at_least_one(Opt::Batch));
-    }
-    for (what, v) in [
-        (crate::fix::Part::Opt(Opt::Ridge), r.options.ridge_codes),
-        ("the raw ridge".into(), r.options.ridge_raw),
-    ] {
-        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            return Err(crate::fixable!([
-                what,
-                format!(
-                    " must be a finite number above 0 (got {})",
-                    v.unwrap_or_default()
-                )
-            ]));
-        }
-    }
+    check_ood_options(&r.options)?;
     let ws = Workspace::open(&r.workspace)?;
     let _lock = writer(&ws.dir, "ood", Hold::Job)?;
     let device = device_of(r.device)?;
     let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
     let sae = sae.on_device(&device)?;
     let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
-    let mut options = r.options.clone();
-    if !options.reuse_stores.contains(&r.workspace) {
-        options.reuse_stores.insert(0, r.workspace.clone());
-    }
+    let options = with_own_store(r);
     let results = ood::run(
         &b,
         &sae,
@@ -110,6 +91,63 @@ pub fn ood(r: &OodRequest, job: &Job) -> Result<(ood::OodResults, PathBuf)> {
     )?;
     let path = ood::save_results(&home, &results)?;
     Ok((results, path))
+}
+
+/// One task of a split OOD run: the model and SAE over its part of every folder, stored for
+/// `saescope merge`, which fits and scores. Takes the task's claim, not the workspace lock.
+pub fn ood_task(
+    r: &OodRequest,
+    task: crate::store::tasks::TaskSpec,
+    job: &Job,
+) -> Result<ood::split::OodTaskReport> {
+    check_ood_options(&r.options)?;
+    let ws = Workspace::open(&r.workspace)?;
+    let device = device_of(r.device)?;
+    let (home, sae) = own_sae(&ws, r.sae.as_deref())?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
+    ood::split::run_task(
+        &b,
+        &sae,
+        ws.config.layer,
+        &home,
+        &r.fit,
+        &r.id,
+        &r.ood,
+        &with_own_store(r),
+        task,
+        job,
+    )
+}
+
+/// The options with the workspace's own store read first for the images it holds.
+fn with_own_store(r: &OodRequest) -> ood::OodOptions {
+    let mut options = r.options.clone();
+    if !options.reuse_stores.contains(&r.workspace) {
+        options.reuse_stores.insert(0, r.workspace.clone());
+    }
+    options
+}
+
+fn check_ood_options(options: &ood::OodOptions) -> Result<()> {
+    if options.batch == 0 {
+        return Err(crate::fix::at_least_one(Opt::Batch));
+    }
+    for (what, v) in [
+        (crate::fix::Part::Opt(Opt::Ridge), options.ridge_codes),
+        ("the raw ridge".into(), options.ridge_raw),
+    ] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            return Err(crate::fixable!([
+                what,
+                format!(
+                    " must be a finite number above 0 (got {})",
+                    v.unwrap_or_default()
+                )
+            ]));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Default)]

@@ -3,6 +3,7 @@
 //! and the app's workspace panel). See docs/CLUSTER.md.
 
 use crate::analysis::index::split::{self as index_split, IndexMerge};
+use crate::analysis::ood::split as ood_split;
 use crate::error::{Error, Result};
 use crate::fix::Opt;
 use crate::lock::{Hold, writer};
@@ -26,8 +27,11 @@ pub fn task_of(
 pub enum Stage {
     Extract,
     Index,
+    Ood,
 }
-saescope_core::str_choices!(Stage: "extract" => Stage::Extract, "index" => Stage::Index);
+saescope_core::str_choices!(
+    Stage: "extract" => Stage::Extract, "index" => Stage::Index, "ood" => Stage::Ood
+);
 
 #[derive(Clone, Debug, Default)]
 pub struct MergeRequest {
@@ -47,6 +51,16 @@ pub struct MergeReport {
     pub activations: Option<ActivationsMerge>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexMerge>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ood: Option<OodMerge>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OodMerge {
+    pub tasks: usize,
+    /// The results file had exactly these results already: nothing was written.
+    pub already_merged: bool,
+    pub summary: crate::analysis::ood::OodSummary,
 }
 
 /// Folds a split stage's finished tasks into the workspace. Takes the writer lock: merging is
@@ -60,13 +74,23 @@ pub fn merge(r: &MergeRequest) -> Result<MergeReport> {
         None => {
             let merged = crate::workspace::ActivationStore::open(&ws.activations_dir())
                 .is_ok_and(|s| s.manifest.is_complete());
-            let index_splits = crate::sae::catalog::own_sae_dir(&ws, r.sae.as_deref())
+            let home = crate::sae::catalog::own_sae_dir(&ws, r.sae.as_deref())
                 .ok()
-                .flatten()
-                .is_some_and(|home| !split::splits(&index_split::tasks_dir(&home)).is_empty());
-            match (extract_splits, merged, index_splits) {
-                (true, false, _) | (true, true, false) => Stage::Extract,
-                (_, _, true) => Stage::Index,
+                .flatten();
+            let has = |dir: &dyn Fn(&Path) -> PathBuf| {
+                home.as_deref()
+                    .is_some_and(|h| !split::splits(&dir(h)).is_empty())
+            };
+            let index_splits = has(&index_split::tasks_dir);
+            let ood_splits = has(&ood_split::tasks_dir);
+            let index_merged = home
+                .as_deref()
+                .is_some_and(crate::analysis::index::is_complete);
+            match (extract_splits, merged, index_splits, ood_splits) {
+                (true, false, ..) | (true, true, false, false) => Stage::Extract,
+                (_, _, true, false) => Stage::Index,
+                (_, _, true, true) if !index_merged => Stage::Index,
+                (_, _, _, true) => Stage::Ood,
                 _ => {
                     return Err(Error::Workspace(format!(
                         "{}: no split tasks to merge (extract or index with --task/--tasks                          first)",
@@ -80,6 +104,7 @@ pub fn merge(r: &MergeRequest) -> Result<MergeReport> {
         workspace: ws.dir.clone(),
         activations: None,
         index: None,
+        ood: None,
     };
     match stage {
         Stage::Extract => {
@@ -88,6 +113,24 @@ pub fn merge(r: &MergeRequest) -> Result<MergeReport> {
         Stage::Index => {
             let (home, sae) = crate::analyse::own_sae(&ws, r.sae.as_deref())?;
             report.index = Some(index_split::merge_index(&ws, &home, &sae, r.tasks)?);
+        }
+        Stage::Ood => {
+            let (home, sae) = crate::analyse::own_sae(&ws, r.sae.as_deref())?;
+            let tasks = split::chosen_split(&ood_split::tasks_dir(&home), r.tasks, "ood")?;
+            let results = ood_split::merge_ood(&home, &sae, Some(tasks), &Default::default())?;
+            let path = crate::analysis::ood::results_path(&home);
+            // The bytes `save_results` would write (a JSON value would widen its f32s).
+            let mut bytes = serde_json::to_vec_pretty(&results).unwrap_or_default();
+            bytes.push(b'\n');
+            let same = std::fs::read(&path).is_ok_and(|old| old == bytes);
+            if !same {
+                crate::analysis::ood::save_results(&home, &results)?;
+            }
+            report.ood = Some(OodMerge {
+                tasks,
+                already_merged: same,
+                summary: crate::analysis::ood::summary(&results, &path, 10),
+            });
         }
     }
     Ok(report)
@@ -140,6 +183,15 @@ pub fn status(workspace: &Path, ask_slurm: bool) -> Result<StatusReport> {
                 states: index_split::index_task_states(&home, n),
             });
         }
+        for n in split::splits(&ood_split::tasks_dir(&home)) {
+            stages.push(StageStatus {
+                stage: Stage::Ood,
+                sae: Some(name.clone()),
+                tasks: n,
+                merged: crate::analysis::ood::results_path(&home).is_file(),
+                states: ood_split::ood_task_states(&home, n),
+            });
+        }
     }
     Ok(StatusReport {
         workspace: ws.dir.clone(),
@@ -150,7 +202,7 @@ pub fn status(workspace: &Path, ask_slurm: bool) -> Result<StatusReport> {
 
 /// The queue's lines for jobs named after this workspace (None without `squeue`).
 fn squeue(ws_dir: &Path) -> Option<Vec<String>> {
-    let names: Vec<String> = ["extract", "index", "merge"]
+    let names: Vec<String> = ["extract", "index", "ood", "merge"]
         .iter()
         .map(|s| job_name(s, ws_dir))
         .collect();
@@ -206,7 +258,7 @@ pub struct SubmitReport {
 }
 
 /// Stages that split into tasks.
-const SPLITTABLE: [&str; 2] = ["extract", "index"];
+const SPLITTABLE: [&str; 3] = ["extract", "index", "ood"];
 
 /// Writes the sbatch scripts for `command` into `WS/slurm/` and submits them: a split stage
 /// as an array of tasks plus a merge that runs after all of them succeed (`afterok`), any other
@@ -380,8 +432,9 @@ fn resume_tasks(ws_dir: &Path, stage: &str, sae: Option<&Path>, tasks: usize) ->
         return (0..tasks).collect();
     };
     let states = match stage {
-        "index" => match crate::sae::catalog::own_sae_dir(&ws, sae) {
-            Ok(Some(home)) => index_split::index_task_states(&home, tasks),
+        "index" | "ood" => match crate::sae::catalog::own_sae_dir(&ws, sae) {
+            Ok(Some(home)) if stage == "index" => index_split::index_task_states(&home, tasks),
+            Ok(Some(home)) => ood_split::ood_task_states(&home, tasks),
             _ => return (0..tasks).collect(),
         },
         _ => split::extract_task_states(&ws, tasks),

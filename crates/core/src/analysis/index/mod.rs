@@ -773,7 +773,7 @@ fn write_image_top(path: &Path, tops: &[(u32, Vec<(u32, f32)>)]) -> Result<()> {
     fsutil::write_atomic(path, &bytes)
 }
 
-mod state;
+pub(crate) mod state;
 use state::{Tensor, corrupt, f32s, read_state, serialize, u32s, write_state};
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 
 use super::*;
 
-pub(super) enum Tensor {
+pub(crate) enum Tensor {
     U32(Vec<u32>),
     U64(Vec<u64>),
     F32(Vec<f32>),
 }
 
-pub(super) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
+pub(crate) fn serialize(tensors: Vec<(&str, Tensor)>) -> Result<Vec<u8>> {
     let bytes: Vec<(&str, Dtype, usize, Vec<u8>)> = tensors
         .into_iter()
         .map(|(n, t)| match t {

@@ -43,10 +43,11 @@ pub const TOP_CONTRIBUTIONS: usize = 5;
 mod gaussian;
 mod roc;
 mod run;
-pub use run::{Folders, run};
+pub mod split;
 use gaussian::{Gaussian, Moments, choose_ridge};
 pub use gaussian::{RIDGE_GRID, RidgeChoice};
 pub use roc::{auroc, fpr_at_95_tpr, roc_curve};
+pub use run::{Folders, run};
 
 /// What scoring needs from one image (computed by the backbone and the SAE; a task of a split
 /// run stores these, and the merge fits and scores from them).

@@ -51,8 +51,7 @@ impl Folders {
 }
 
 /// Feeds folder k's per-batch outputs to the sink; returns how many images it fed.
-pub(super) type FolderFeed<'f> =
-    dyn FnMut(usize, &Dataset, &mut BatchSink) -> Result<usize> + 'f;
+pub(super) type FolderFeed<'f> = dyn FnMut(usize, &Dataset, &mut BatchSink) -> Result<usize> + 'f;
 
 /// Fits, scores the in-distribution folder and every OOD folder, and computes AUROC / FPR95
 /// per method and OOD set.
@@ -82,7 +81,9 @@ pub fn run(
         &mut |k, ds, sink| {
             let reuse = &opts.reuse_stores;
             let (what, msp) = (names[k].as_str(), k > 0);
-            for_each_batch(backbone, sae, ds, layer, opts.batch, None, job, what, msp, reuse, sink)
+            for_each_batch(
+                backbone, sae, ds, layer, opts.batch, None, job, what, msp, reuse, sink,
+            )
         },
     )
 }
