@@ -131,10 +131,21 @@ impl Explorer {
                 self.label_changed = Some(Instant::now());
             }
             if let Some(l) = self.labels.labels.get(&f) {
-                ui.label(
-                    egui::RichText::new(format!("{:?} · confidence {:.2}", l.source, l.confidence))
-                        .weak(),
-                );
+                // A class label says its evidence; other labels their source.
+                let text = match &l.evidence {
+                    Some(e) => format!(
+                        "class label: {} of its {} top images ({:.0}% against {:.0}% of all                          images), lift {:.1}×, p = {:.1e} (significant below {:.1e})",
+                        e.k,
+                        e.n,
+                        100.0 * e.k as f64 / e.n.max(1) as f64,
+                        100.0 * e.base_rate,
+                        e.lift,
+                        e.p_value,
+                        e.threshold
+                    ),
+                    None => format!("{:?} · confidence {:.2}", l.source, l.confidence),
+                };
+                ui.label(egui::RichText::new(text).weak());
             }
         });
         egui::ScrollArea::vertical()

@@ -278,6 +278,7 @@ pub fn label_with_clip(
                     "cosine {cos:.3} over {} top images",
                     list.len().min(examples)
                 )),
+                evidence: None,
             },
         );
         labelled += 1;

@@ -434,6 +434,7 @@ pub fn to_export(d: &Discovery, sae: &Sae, out: &Path) -> ExportFile {
                             e.t,
                             r.strips.len()
                         )),
+                        evidence: None,
                     }),
                     stats: FeatureStats {
                         token_frequency: 0.0,
