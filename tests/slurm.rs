@@ -69,6 +69,23 @@ fn queued(id: &str) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The job ids `saescope submit` printed.
+fn jobs_of(r: &Value) -> Vec<String> {
+    r["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits (up to 5 minutes) until every job has left the queue.
+fn wait_for_jobs(what: &str, jobs: &[String]) {
+    wait_until(what, Duration::from_secs(300), || {
+        jobs.iter().all(|j| queued(j).is_none())
+    });
+}
+
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -119,16 +136,9 @@ fn extraction_as_a_slurm_array_merges_to_one_machines_store_even_after_scancel()
             .args(["submit", "--tasks", "4", "--"])
             .args(extract_args(&images, &ws)),
     );
-    let jobs: Vec<String> = r["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap().to_string())
-        .collect();
+    let jobs = jobs_of(&r);
     assert_eq!(jobs.len(), 2, "{r}");
-    wait_until("the array and its merge", Duration::from_secs(300), || {
-        jobs.iter().all(|j| queued(j).is_none())
-    });
+    wait_for_jobs("the array and its merge", &jobs);
     let log = std::fs::read_to_string(ws.join(format!("slurm/merge-{}.out", jobs[1])))
         .unwrap_or_default();
     assert!(log.contains("4 tasks → 13 shards"), "merge log: {log}");
@@ -170,17 +180,8 @@ fn extraction_as_a_slurm_array_merges_to_one_machines_store_even_after_scancel()
             ])
             .arg(&ws),
     );
-    let jobs: Vec<String> = r["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap().to_string())
-        .collect();
-    wait_until(
-        "the index array and its merge",
-        Duration::from_secs(300),
-        || jobs.iter().all(|j| queued(j).is_none()),
-    );
+    let jobs = jobs_of(&r);
+    wait_for_jobs("the index array and its merge", &jobs);
     let files = |ws: &Path| -> Vec<(String, Vec<u8>)> {
         let dir = ws.join("saes/topk-128-k8/index");
         let mut f: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
@@ -228,17 +229,8 @@ fn extraction_as_a_slurm_array_merges_to_one_machines_store_even_after_scancel()
             .args(["submit", "--tasks", "4", "--"])
             .args(ood_args(&ws)),
     );
-    let jobs: Vec<String> = r["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap().to_string())
-        .collect();
-    wait_until(
-        "the OOD array and its merge",
-        Duration::from_secs(300),
-        || jobs.iter().all(|j| queued(j).is_none()),
-    );
+    let jobs = jobs_of(&r);
+    wait_for_jobs("the OOD array and its merge", &jobs);
     let results = |ws: &Path| std::fs::read(ws.join("saes/topk-128-k8/ood/results.json")).ok();
     assert!(results(&one).is_some());
     assert!(
@@ -297,16 +289,7 @@ fn extraction_as_a_slurm_array_merges_to_one_machines_store_even_after_scancel()
             .args(extract_args(&images, &ws)),
     );
     assert_eq!(r["tasks"], serde_json::json!([2]), "{r}");
-    let jobs: Vec<String> = r["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|j| j.as_str().unwrap().to_string())
-        .collect();
-    wait_until(
-        "the resumed task and the merge",
-        Duration::from_secs(300),
-        || jobs.iter().all(|j| queued(j).is_none()),
-    );
+    let jobs = jobs_of(&r);
+    wait_for_jobs("the resumed task and the merge", &jobs);
     same_store(&one, &ws);
 }

@@ -38,8 +38,8 @@ fn a_workspace_without_an_sae_trains_one_from_the_explorer() {
     let run: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(home.join("train.json")).unwrap()).unwrap();
     assert_eq!(run["settings"]["tokens"], 50_000);
-    // Class labels came with it, so search by class works at once.
-    assert!(!x.labels.labels.is_empty());
+    // Class labelling ran with it (labels only where a class is significant: maybe none here).
+    assert!(home.join("labels.json").is_file());
     h.run_steps(4);
     assert!(h.query_by_label_contains("no SAE yet").is_none());
     // The workspace panel lists the new SAE.
