@@ -243,6 +243,35 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         }
     }
     assert_eq!(again, first);
+    // Export counts its progress in features (the app's job line shows it; it read "0/0").
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let job = saescope_ops::job::Job::new(Default::default(), move |p| {
+        record.lock().unwrap().push((p.done, p.total, p.unit));
+    });
+    let r = saescope_ops::share::export(
+        &saescope_ops::share::ExportRequest {
+            workspace: ws.clone(),
+            sae: None,
+            selection: saescope_ops::analysis::export::Selection::Alive,
+            out: tmp.path().join("export3"),
+            pngs: false,
+        },
+        &job,
+    )
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    let n = r.features as u64;
+    assert!(
+        n > 100 && seen.len() as u64 == n,
+        "{} reports for {n} features",
+        seen.len()
+    );
+    assert!(
+        seen.iter()
+            .all(|&(_, total, unit)| total == n && unit == "features")
+    );
+    assert_eq!(seen.iter().map(|s| s.0).max(), Some(n));
 
     // Heatmap of the strongest feature of an image outside the dataset (an MNIST digit).
     let digit = shared_path("data/mnist/test/3").join("00528.png");

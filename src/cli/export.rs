@@ -33,12 +33,17 @@ pub fn run(a: ExportArgs, ctx: &Ctx) -> Result<()> {
         (None, true) => Selection::Labelled,
         (None, false) => Selection::Alive,
     };
-    let report = ops::share::export(&ops::share::ExportRequest {
-        workspace,
-        sae,
-        selection,
-        out,
-        pngs: !no_png,
-    })?;
+    let (job, bar) = progress_job("export");
+    let report = ops::share::export(
+        &ops::share::ExportRequest {
+            workspace,
+            sae,
+            selection,
+            out,
+            pngs: !no_png,
+        },
+        &job,
+    )?;
+    bar.finish_and_clear();
     emit_pretty(ctx, &report)
 }

@@ -179,11 +179,17 @@ impl BackgroundJob {
                         String::new()
                     };
                     let unit = p.as_ref().map_or("", |p| p.unit);
-                    ui.add(
-                        egui::ProgressBar::new(frac)
-                            .desired_width(360.0)
-                            .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
-                    );
+                    if total > 0 {
+                        ui.add(
+                            egui::ProgressBar::new(frac)
+                                .desired_width(360.0)
+                                .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
+                        );
+                    } else {
+                        // No count yet (or a job that cannot count): say so, not "0/0". A
+                        // static line: the job's own reports repaint it when they come.
+                        ui.label("starting…");
+                    }
                     if let Some(p) = &p {
                         ui.label(egui::RichText::new(&p.message).weak());
                     }

@@ -18,7 +18,7 @@ pub struct ExportRequest {
 }
 
 /// Writes the selected features of the SAE, with their saved labels, to `out`.
-pub fn export(r: &ExportRequest) -> Result<ExportReport> {
+pub fn export(r: &ExportRequest, job: &crate::job::Job) -> Result<ExportReport> {
     let ws = Workspace::open(&r.workspace)?;
     // Export reads. Only an SAE folder from elsewhere is imported into the workspace first, a
     // write under the lock; the workspace's own SAEs export from a read-only workspace too.
@@ -35,7 +35,7 @@ pub fn export(r: &ExportRequest) -> Result<ExportReport> {
     };
     let idx = index::load_index(&home)?;
     let l = labels::Labels::load(&home)?;
-    export::export(&ws, &sae, &idx, &l, &r.selection, &r.out, r.pngs)
+    export::export(&ws, &sae, &idx, &l, &r.selection, &r.out, r.pngs, job)
 }
 
 #[derive(Clone, Debug)]

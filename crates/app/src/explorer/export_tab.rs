@@ -52,8 +52,8 @@ impl Explorer {
                 out: std::path::PathBuf::from(self.form.export_dir.trim()),
                 pngs: true,
             };
-            self.push_job(BackgroundJob::spawn("Export", ui.ctx(), move |_job| {
-                let r = crate::ops::share::export(&request)?;
+            self.push_job(BackgroundJob::spawn("Export", ui.ctx(), move |job| {
+                let r = crate::ops::share::export(&request, job)?;
                 // The folder's name: short, and the full path is in the form above.
                 let name = r
                     .out

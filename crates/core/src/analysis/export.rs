@@ -138,6 +138,7 @@ pub struct ExportReport {
     pub pngs: usize,
 }
 
+#[allow(clippy::too_many_arguments)] // the SAE, its analyses, the selection and where it goes
 pub fn export(
     ws: &Workspace,
     sae: &Sae,
@@ -146,6 +147,7 @@ pub fn export(
     selection: &Selection,
     out: &Path,
     pngs: bool,
+    job: &crate::job::Job,
 ) -> Result<ExportReport> {
     let ds = ws.dataset()?;
     let ids: Vec<u32> = match selection {
@@ -168,9 +170,21 @@ pub fn export(
         let p = out.join("png");
         std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
     }
+    // Progress in features written, so a long export shows real counts and can be cancelled.
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let report = |_: &ExportedFeature| {
+        let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        job.report(crate::job::Progress {
+            done: d,
+            total: ids.len() as u64,
+            unit: "features",
+            message: "exporting".into(),
+        });
+    };
     let features: Vec<ExportedFeature> = ids
         .par_iter()
         .map(|&j| -> Result<ExportedFeature> {
+            job.check()?;
             let ju = j as usize;
             let top = &index.top[ju];
             let mut classes: Vec<ExportedClass> = class_scores(index, &ds, ju)
@@ -242,6 +256,11 @@ pub fn export(
                 top_examples,
                 png,
             })
+        })
+        .inspect(|f| {
+            if let Ok(f) = f {
+                report(f)
+            }
         })
         .collect::<Result<_>>()?;
     let file = ExportFile {
