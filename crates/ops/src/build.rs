@@ -35,7 +35,16 @@ pub fn extract(r: &ExtractRequest, job: &Job) -> Result<ExtractReport> {
         // machines of a cluster; see `store::tasks`).
         Some(task) => {
             std::fs::create_dir_all(&r.workspace).map_err(|e| Error::io(&r.workspace, e))?;
-            extract::extract_task(&r.workspace, task, &r.model, &b, &r.images, &r.options, job)
+            let writer = extract::Writer::Task(task);
+            extract::extract(
+                &r.workspace,
+                writer,
+                &r.model,
+                &b,
+                &r.images,
+                &r.options,
+                job,
+            )
         }
         None => extract_locked(&r.workspace, &r.model, &b, &r.images, &r.options, job),
     }
@@ -53,7 +62,8 @@ pub(crate) fn extract_locked(
     job: &Job,
 ) -> Result<ExtractReport> {
     let (lock, created) = create_and_lock(ws_dir, "extract")?;
-    let result = extract::extract(ws_dir, &lock, model, backbone, images, options, job);
+    let writer = extract::Writer::Lock(&lock);
+    let result = extract::extract(ws_dir, writer, model, backbone, images, options, job);
     if result.is_err() && created && !extract::has_shards(ws_dir) {
         drop(lock);
         // Best effort: the error that matters is the one returned.

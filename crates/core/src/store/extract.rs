@@ -139,27 +139,19 @@ pub fn activations_for(
     Ok(hidden.narrow(1, token_indices[0], token_indices.len())?)
 }
 
-/// Extracts (or resumes extracting) a workspace's activations into `ws_dir`, which the caller
-/// has created and holds the writer lock of (`saescope-ops` takes it).
-pub fn extract(
-    ws_dir: &Path,
-    _held: &WriterLock,
-    spec: &ModelSpec,
-    backbone: &dyn Backbone,
-    images_dir: &Path,
-    opts: &ExtractOptions,
-    job: &Job,
-) -> Result<ExtractReport> {
-    opts.validate()?;
-    extract_into(ws_dir, spec, backbone, images_dir, opts, None, job)
+/// Who may write a workspace's activations: the holder of its writer lock (the whole store;
+/// `saescope-ops` takes the lock), or one task of a split extraction (its part only; the task
+/// takes its own claim, see [`super::split`]).
+pub enum Writer<'a> {
+    Lock(&'a WriterLock),
+    Task(TaskSpec),
 }
 
-/// Extracts (or resumes) one task's part of the shards (see [`super::split`]), holding that
-/// task's claim instead of the workspace lock: it writes only its own shards and task manifest.
-#[allow(clippy::too_many_arguments)]
-pub fn extract_task(
+/// Extracts (or resumes extracting) a workspace's activations into `ws_dir`, which the caller
+/// has created: all of them under the writer lock, or one task's shards and task manifest.
+pub fn extract(
     ws_dir: &Path,
-    task: TaskSpec,
+    writer: Writer,
     spec: &ModelSpec,
     backbone: &dyn Backbone,
     images_dir: &Path,
@@ -167,7 +159,11 @@ pub fn extract_task(
     job: &Job,
 ) -> Result<ExtractReport> {
     opts.validate()?;
-    extract_into(ws_dir, spec, backbone, images_dir, opts, Some(task), job)
+    let task = match writer {
+        Writer::Lock(_) => None,
+        Writer::Task(t) => Some(t),
+    };
+    extract_into(ws_dir, spec, backbone, images_dir, opts, task, job)
 }
 
 /// Whether a workspace folder holds any activation shard yet (a failed first run that wrote

@@ -123,24 +123,23 @@ pub struct TaskState {
 /// (None when there is no readable file).
 pub type TaskProgress = Option<(usize, usize, bool)>;
 
-/// Each task's state for the `tasks`-way split of a stage whose task files are `<stem>.json`
-/// (with `done_of` saying how many of how many shards a task's file has) and `<stem>.claim`.
+/// Each task's state for the `tasks`-way split of a stage whose claims are `<stem>.claim` in
+/// `split_dir`, with `done_of` reading how far a task's own files say it got.
 pub fn task_states(
     split_dir: &Path,
     tasks: usize,
-    done_of: &dyn Fn(&Path, &TaskSpec) -> TaskProgress,
+    done_of: &dyn Fn(&TaskSpec) -> TaskProgress,
 ) -> Vec<TaskState> {
     (0..tasks)
         .map(|task| {
             let spec = TaskSpec { task, tasks };
-            let file = split_dir.join(format!("{}.json", spec.stem()));
             let claim = split_dir.join(format!("{}.claim", spec.stem()));
             let holder = tasks::read_holder(&claim);
             let running = claim.exists()
                 && holder
                     .as_ref()
                     .is_none_or(|h| tasks::holder_alive(&claim, h));
-            let progress = done_of(&file, &spec);
+            let progress = done_of(&spec);
             let (shards_done, shards, complete) = progress.unwrap_or((0, 0, false));
             let state = if complete {
                 "done"
@@ -165,8 +164,8 @@ pub fn task_states(
 /// The extraction tasks' states (`saescope status`).
 pub fn extract_task_states(ws: &Workspace, tasks: usize) -> Vec<TaskState> {
     let dir = TaskSpec::split_dir(&tasks_dir(ws), tasks);
-    task_states(&dir, tasks, &|file, spec| {
-        let m: TaskManifest = fsutil::read_json(file).ok()?;
+    task_states(&dir, tasks, &|spec| {
+        let m: TaskManifest = fsutil::read_json(&task_manifest_path(ws, spec)).ok()?;
         let range = spec.range(m.manifest.planned_shards());
         Some((m.manifest.shards.len(), range.len(), m.is_complete()))
     })

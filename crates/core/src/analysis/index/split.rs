@@ -82,7 +82,7 @@ fn task_progress(home: &Path, t: &TaskSpec) -> Option<ProgressFile> {
 /// Each index task's state for the `tasks`-way split (`saescope status`).
 pub fn index_task_states(home: &Path, tasks: usize) -> Vec<TaskState> {
     let split = TaskSpec::split_dir(&tasks_dir(home), tasks);
-    task_states(&split, tasks, &|_, t| -> TaskProgress {
+    task_states(&split, tasks, &|t| -> TaskProgress {
         let p = task_progress(home, t)?;
         let (first, end) = (p.first_shard, p.end_shard.unwrap_or(p.shards_done));
         Some((p.shards_done.saturating_sub(first), end - first, p.complete))

@@ -163,7 +163,7 @@ pub fn run_task(
 /// Each OOD task's state for the `tasks`-way split (`saescope status`).
 pub fn ood_task_states(home: &Path, tasks: usize) -> Vec<TaskState> {
     let split = TaskSpec::split_dir(&tasks_dir(home), tasks);
-    task_states(&split, tasks, &|_, t| -> TaskProgress {
+    task_states(&split, tasks, &|t| -> TaskProgress {
         let p: TaskFile = fsutil::read_json(&task_dir(home, t).join(PROGRESS)).ok()?;
         let folders = 2 + p.settings.ood.len();
         Some((p.folders_done, folders, p.complete))
