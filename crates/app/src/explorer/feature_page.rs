@@ -134,18 +134,20 @@ impl Explorer {
                 // A class label says its evidence; other labels their source.
                 let text = match &l.evidence {
                     Some(e) => format!(
-                        "class label: {} of its {} top images ({:.0}% against {:.0}% of all                          images), lift {:.1}×, p = {:.1e} (significant below {:.1e})",
+                        "class label: {} of its {} top images are of the class ({:.0}% against \
+                         {:.0}% of all images; p = {:.1e}, significant below {:.1e}); over all \
+                         the images it fires on, the class is {:.1}× as common as overall",
                         e.k,
                         e.n,
                         100.0 * e.k as f64 / e.n.max(1) as f64,
                         100.0 * e.base_rate,
-                        e.lift,
                         e.p_value,
-                        e.threshold
+                        e.threshold,
+                        e.lift
                     ),
                     None => format!("{:?} · confidence {:.2}", l.source, l.confidence),
                 };
-                ui.label(egui::RichText::new(text).weak());
+                ui.add(egui::Label::new(egui::RichText::new(text).weak()).wrap());
             }
         });
         egui::ScrollArea::vertical()
