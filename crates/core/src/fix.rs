@@ -54,6 +54,7 @@ options! {
     Images => "--images" in ["extract", "train"];
     K => "--k" in ["train"];
     L1 => "--l1" in ["train"];
+    L0Coeff => "--l0-coeff" in ["train"];
     L2 => "--l2" in ["probe"];
     Layer => "--layer" in ["extract"];
     Lr => "--lr" in ["train"];
@@ -62,6 +63,7 @@ options! {
     Name => "--name" in ["train"];
     Ood => "--ood" in ["ood"];
     Pipeline => "--pipeline" in ["steer generate"];
+    Prefixes => "--prefixes" in ["train"];
     PosInterpolation => "--pos-interpolation" in ["extract"];
     PreviewDecoder => "--preview-decoder" in ["steer generate"];
     Rebuild => "--rebuild" in ["index"];

@@ -71,12 +71,7 @@ impl TrainOptions {
         if let Some(n) = &self.name {
             return n.clone();
         }
-        let arch = match self.arch {
-            TrainArch::TopK => "topk",
-            TrainArch::BatchTopK => "batchtopk",
-            TrainArch::Relu { .. } => "relu",
-        };
-        let mut name = format!("{arch}-{}", self.d_sae);
+        let mut name = format!("{}-{}", self.arch.name(), self.d_sae);
         if !matches!(self.arch, TrainArch::Relu { .. }) {
             name.push_str(&format!("-k{}", self.k));
         }
@@ -103,15 +98,32 @@ impl TrainOptions {
         if self.d_sae == 0 {
             return bad(Opt::DSae, "must be at least 1 (got 0)".into());
         }
-        if matches!(self.arch, TrainArch::TopK | TrainArch::BatchTopK)
-            && !(1..=self.d_sae).contains(&self.k)
-        {
+        let needs_k = self.arch.uses_k()
+            || matches!(
+                self.arch,
+                TrainArch::JumpRelu {
+                    l0_target: Some(_),
+                    ..
+                }
+            );
+        if needs_k && !(1..=self.d_sae).contains(&self.k) {
             return Err(fixable!([
                 Opt::K,
                 " must be between 1 and ",
                 Opt::DSae,
                 format!(" ({}) (got {})", self.d_sae, self.k)
             ]));
+        }
+        if let TrainArch::Matryoshka { prefixes } = &self.arch {
+            prefixes.clone().checked(self.d_sae)?;
+        }
+        if let TrainArch::JumpRelu { l0_coeff, .. } = self.arch
+            && !(l0_coeff.is_finite() && l0_coeff >= 0.0)
+        {
+            return bad(
+                Opt::L0Coeff,
+                format!("must be a finite number of at least 0 (got {l0_coeff})"),
+            );
         }
         if self.batch == 0 {
             return bad(Opt::Batch, "must be at least 1 (got 0)".into());
@@ -366,7 +378,7 @@ pub fn train_on_store(
     let tokens = opts.tokens.unwrap_or(total_rows * 10);
     let steps = tokens.div_ceil(opts.batch as u64);
     let settings = RunSettings {
-        arch: opts.arch,
+        arch: opts.arch.clone(),
         d_sae: opts.d_sae,
         k: opts.k,
         tokens,
@@ -453,14 +465,14 @@ pub fn train_on_store(
     let cfg = match &resume {
         Some(p) => p.config.clone(),
         None => TrainConfig {
-            arch: opts.arch,
+            arch: resolved_arch(&opts.arch, opts.d_sae, &batch, d_in)?,
             d_in,
             d_sae: opts.d_sae,
             k: opts.k,
-            k_aux: if matches!(opts.arch, TrainArch::Relu { .. }) {
-                0
-            } else {
+            k_aux: if opts.arch.uses_k() {
                 (d_in / 2).min(opts.d_sae)
+            } else {
+                0
             },
             aux_coeff: 1.0 / 32.0,
             dead_after_tokens: (total_rows / 4).clamp(1, 10_000_000),
@@ -503,7 +515,7 @@ pub fn train_on_store(
         if step % 20 == 0 || step + 1 == steps {
             let dead =
                 trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "l1_loss": g.l1_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
+            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "sparsity_loss": g.sparsity_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
             let _ = writeln!(metrics, "{line}");
             job.report(Progress {
                 done: step + 1,
@@ -549,7 +561,7 @@ pub fn train_on_store(
     let run_tokens = trainer.tokens_seen - resumed_from_step * opts.batch as u64;
     let report = TrainReport {
         sae: sae_dir.display().to_string(),
-        arch: opts.arch,
+        arch: opts.arch.clone(),
         steps,
         tokens: trainer.tokens_seen,
         resumed_from_step,
@@ -560,7 +572,11 @@ pub fn train_on_store(
         final_l0: last_l0,
         dead_fraction: dead,
         input_scale,
-        threshold: matches!(opts.arch, TrainArch::BatchTopK).then_some(trainer.threshold),
+        threshold: matches!(
+            opts.arch,
+            TrainArch::BatchTopK | TrainArch::Matryoshka { .. }
+        )
+        .then_some(trainer.threshold),
         cls_weight: opts.cls_weight,
         images,
         images_from: opts.images.as_ref().map(|d| d.display().to_string()),
@@ -579,11 +595,34 @@ pub fn train_on_store(
     Ok(report)
 }
 
+/// The architecture as the trainer runs it: Matryoshka's fixed ends end at d_sae; JumpReLU with
+/// an L0 target and no coefficient gets one from the data, the per-row variance of the first
+/// sample (so the L0 term (L0/T − 1)² is on the scale of the reconstruction error).
+fn resolved_arch(arch: &TrainArch, d_sae: usize, sample: &[f32], d_in: usize) -> Result<TrainArch> {
+    Ok(match arch.clone() {
+        TrainArch::Matryoshka { prefixes } => TrainArch::Matryoshka {
+            prefixes: prefixes.checked(d_sae)?,
+        },
+        TrainArch::JumpRelu {
+            l0_coeff,
+            l0_target: Some(t),
+            bandwidth,
+            init_threshold,
+        } if l0_coeff == 0.0 => TrainArch::JumpRelu {
+            l0_coeff: (batch_variance(sample, d_in) / (sample.len() / d_in).max(1) as f64) as f32,
+            l0_target: Some(t),
+            bandwidth,
+            init_threshold,
+        },
+        other => other,
+    })
+}
+
 /// What the metrics read from one training step.
 struct StepStats {
     loss: f32,
     aux_loss: f32,
-    l1_loss: f32,
+    sparsity_loss: f32,
     sq_err: f64,
     /// Active latents per row, on average.
     l0: f64,
@@ -602,6 +641,23 @@ impl Steps {
     fn new(cpu: Trainer, device: &Device) -> Result<Self> {
         let device = match device.is_cpu() {
             true => None,
+            false
+                if !matches!(
+                    cpu.cfg.arch,
+                    TrainArch::TopK | TrainArch::BatchTopK | TrainArch::Relu { .. }
+                ) =>
+            {
+                return Err(fixable!(
+                    [
+                        Opt::Arch,
+                        format!(
+                            " {} trains on the CPU only in this version",
+                            cpu.cfg.arch.name()
+                        )
+                    ],
+                    ["choose ", Opt::Device.either(&["cpu"])]
+                ));
+            }
             false => Some(DeviceTrainer::new(&cpu, device, DecoderKind::Dense)?),
         };
         Ok(Steps { cpu, device })
@@ -615,7 +671,7 @@ impl Steps {
                 StepStats {
                     loss: g.loss,
                     aux_loss: g.aux_loss,
-                    l1_loss: g.l1_loss,
+                    sparsity_loss: g.sparsity_loss,
                     sq_err: g.sq_err,
                     l0: g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64,
                 }
@@ -627,7 +683,7 @@ impl Steps {
                 StepStats {
                     loss: g.loss,
                     aux_loss: g.aux_loss,
-                    l1_loss: g.l1_loss,
+                    sparsity_loss: g.sparsity_loss,
                     sq_err: g.sq_err,
                     l0: g.l0,
                 }

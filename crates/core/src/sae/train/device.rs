@@ -46,7 +46,7 @@ pub struct DeviceGrads {
     pub loss: f32,
     pub aux_loss: f32,
     /// ReLU: the (warmed-up) L1 term.
-    pub l1_loss: f32,
+    pub sparsity_loss: f32,
     /// Σ‖x − x̂‖² over the batch.
     pub sq_err: f64,
     /// Latents above 0 per row, on average.
@@ -267,7 +267,7 @@ impl DeviceTrainer {
         let aux_loss = aux_sq.map_or(0.0, |i| {
             self.cfg.aux_coeff * (sums[i] as f64 / rows as f64) as f32
         });
-        let l1_loss = if l1 > 0.0 {
+        let sparsity_loss = if l1 > 0.0 {
             (l1 as f64 * sums[1] as f64 / rows as f64) as f32
         } else {
             0.0
@@ -275,7 +275,7 @@ impl DeviceTrainer {
         Ok(DeviceGrads {
             loss: (sq_err / rows as f64) as f32,
             aux_loss,
-            l1_loss,
+            sparsity_loss,
             sq_err,
             l0: counts.iter().map(|&c| c as f64).sum::<f64>() / rows as f64,
             fired: counts.iter().map(|&c| c > 0.0).collect(),
@@ -297,6 +297,9 @@ impl DeviceTrainer {
             }
             TrainArch::Relu { .. } => Ok((Codes::Dense(pre.relu()?), None)),
             TrainArch::BatchTopK => self.batch_top_k(pre),
+            TrainArch::Matryoshka { .. } | TrainArch::JumpRelu { .. } => Err(Error::Invalid(
+                format!("{} has no device trainer yet", self.cfg.arch.name()),
+            )),
         }
     }
 
@@ -584,7 +587,7 @@ mod tests {
             (TrainArch::Relu { l1: 0.5 }, 96, 0),
         ];
         for (arch, d_sae, k_aux) in cases {
-            let mut cpu = trainer(config(arch, d_sae, k_aux));
+            let mut cpu = trainer(config(arch.clone(), d_sae, k_aux));
             cpu.step = 10; // past the L1 warm-up
             let x = batch(2);
             let dead: Vec<bool> = (0..d_sae).map(|j| j % 3 == 0).collect();
@@ -607,15 +610,15 @@ mod tests {
                     want.aux_loss
                 );
                 assert!(
-                    close(got.l1_loss, want.l1_loss),
+                    close(got.sparsity_loss, want.sparsity_loss),
                     "{what}: l1 {} vs {}",
-                    got.l1_loss,
-                    want.l1_loss
+                    got.sparsity_loss,
+                    want.sparsity_loss
                 );
                 assert_eq!(k_aux > 0, want.aux_loss > 0.0, "{what}: AuxK runs");
                 assert_eq!(
                     matches!(arch, TrainArch::Relu { .. }),
-                    want.l1_loss > 0.0,
+                    want.sparsity_loss > 0.0,
                     "{what}: L1 runs"
                 );
                 assert!(
@@ -664,7 +667,7 @@ mod tests {
             };
             for kind in [DecoderKind::Sparse, DecoderKind::Dense] {
                 let what = format!("{arch:?} {kind:?}");
-                let mut cpu = Trainer::new(config(arch, 96, k_aux), &batch(1));
+                let mut cpu = Trainer::new(config(arch.clone(), 96, k_aux), &batch(1));
                 for j in (0..96).step_by(4) {
                     cpu.b_enc[j] = -2.0;
                 }
@@ -678,7 +681,7 @@ mod tests {
                     for (name, g, w) in [
                         ("loss", got.loss, want.loss),
                         ("aux loss", got.aux_loss, want.aux_loss),
-                        ("l1 loss", got.l1_loss, want.l1_loss),
+                        ("l1 loss", got.sparsity_loss, want.sparsity_loss),
                     ] {
                         assert!(
                             (g - w).abs() <= 1e-4 * w,
@@ -689,7 +692,7 @@ mod tests {
                 if k_aux > 0 {
                     assert_eq!(aux_steps, 2, "{what}: dead latents after the first step");
                 }
-                let mut back = Trainer::new(config(arch, 96, k_aux), &batch(3));
+                let mut back = Trainer::new(config(arch.clone(), 96, k_aux), &batch(3));
                 dev.write_back(&mut back).unwrap();
                 for ((name, got), (_, want)) in back.state().into_iter().zip(cpu.state()) {
                     assert_close(&format!("{what} {name}"), got, want, 1e-4);

@@ -1,26 +1,34 @@
 //! One batch's loss and gradients: sparse encoder/decoder products over the active latents
 //! only, plus the auxiliary loss that revives dead latents.
+//!
+//! Matryoshka: with prefix ends m_1 < … < m_P = d_sae, e_p = b_dec + Σ_{j<m_p} f_j W_dec[j] − x
+//! and the loss is Σ_p ‖e_p‖²/n, so a latent of prefix group g (the first prefix holding it)
+//! sees the upstream gradient u_g = 2/n·Σ_{p≥g} e_p. The other architectures are the case P = 1.
 
+use super::jump::JumpTerms;
+use super::prefixes::group_of;
 use super::*;
 
 /// Loss and gradients of one batch (what the sparse kernels compute; the tests compare these to
 /// a dense autograd implementation).
 pub struct Grads {
-    /// Mean over rows of ‖x − x̂‖².
+    /// The reconstruction loss: mean over rows of ‖x − x̂‖² (Matryoshka: summed over prefixes).
     pub loss: f32,
     pub aux_loss: f32,
-    /// ReLU: the (warmed-up) L1 term.
-    pub l1_loss: f32,
+    /// The sparsity term: ReLU's (warmed-up) L1, JumpReLU's L0 penalty.
+    pub sparsity_loss: f32,
     /// [d_sae, d_in] (encoder stored latent-major).
     pub w_enc_t: Vec<f32>,
     pub b_enc: Vec<f32>,
     pub w_dec: Vec<f32>,
     pub b_dec: Vec<f32>,
+    /// JumpReLU: d/d log θ (empty otherwise).
+    pub log_threshold: Vec<f32>,
     /// Active latent ids and values, row by row; row r owns `row_start[r]..row_start[r + 1]`.
     pub active: Vec<u32>,
     pub values: Vec<f32>,
     pub row_start: Vec<usize>,
-    /// Σ‖x − x̂‖² over the batch.
+    /// Σ‖x − x̂‖² over the batch, for the whole dictionary.
     pub sq_err: f64,
     /// BatchTopK: the smallest activation kept in this batch.
     pub min_kept: Option<f32>,
@@ -34,6 +42,11 @@ impl Trainer {
         let (d_in, d_sae, k) = (self.cfg.d_in, self.cfg.d_sae, self.cfg.k);
         let rows = x.len() / d_in;
         let n = rows as f32;
+        let ends = match &self.cfg.arch {
+            TrainArch::Matryoshka { prefixes } => prefixes.ends_at(d_sae, self.cfg.seed, self.step),
+            _ => vec![d_sae],
+        };
+        let groups = ends.len();
         // xin = x − b_dec
         let mut xin = x.to_vec();
         xin.par_chunks_mut(d_in)
@@ -50,7 +63,8 @@ impl Trainer {
             false,
             true,
         );
-        let (top, min_kept) = select_active(self.cfg.arch, &pre, &self.b_enc, k);
+        let theta = self.thresholds();
+        let (top, min_kept) = select_active(&self.cfg.arch, &pre, &self.b_enc, &theta, k);
         // AuxK: the top k_aux dead latents per row reconstruct the residual.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);
         let aux: Vec<Vec<(u32, f32)>> = if use_aux {
@@ -60,6 +74,8 @@ impl Trainer {
         } else {
             vec![Vec::new(); rows]
         };
+        // JumpReLU: the entries within half a bandwidth of their threshold carry θ's gradient.
+        let jump = JumpTerms::new(&self.cfg.arch, &pre, &self.b_enc, &theta, &top);
         self.scratch = pre;
         // ReLU's L1 penalty λ/n·Σ f_j‖W_dec[j]‖ needs the decoder norms.
         let l1 = self.l1_at(self.step);
@@ -71,8 +87,9 @@ impl Trainer {
         } else {
             Vec::new()
         };
-        // Decode by gathering the active rows: x̂ = Σ f_j W_dec[j] + b_dec; residual e = x̂ − x.
-        let mut dxhat = vec![0f32; rows * d_in];
+        // Decode by gathering the active rows prefix by prefix: e_p = x̂_p − x, kept in `up` [rows,
+        // P, d_in] and then turned into the suffix sums Σ_{q≥p} e_q.
+        let mut up = vec![0f32; rows * groups * d_in];
         let mut aux_dxhat = vec![0f32; if use_aux { rows * d_in } else { 0 }];
         let aux_chunk = if use_aux { d_in } else { 1 };
         let mut aux_dummy = vec![0f32; rows];
@@ -81,26 +98,47 @@ impl Trainer {
         } else {
             &mut aux_dummy
         };
-        let (sq_err, aux_sq, l1_sum): (f64, f64, f64) = dxhat
-            .par_chunks_mut(d_in)
+        let (sq_err, prefix_sq, aux_sq, l1_sum): (f64, f64, f64, f64) = up
+            .par_chunks_mut(groups * d_in)
             .zip(x.par_chunks(d_in))
             .zip(top.par_iter().zip(aux.par_iter()))
             .zip(aux_buf.par_chunks_mut(aux_chunk))
-            .map(|(((dx, xr), (top, aux)), adx)| {
-                dx.copy_from_slice(&self.b_dec);
+            .map(|(((u, xr), (top, aux)), adx)| {
                 let mut l1_row = 0f64;
-                for &(j, v) in top {
-                    let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
-                    dx.iter_mut().zip(wd).for_each(|(a, w)| *a += v * w);
-                    if l1 > 0.0 {
-                        l1_row += (v * dec_norms[j as usize]) as f64;
+                let mut prefix_se = 0f64;
+                let mut acc = self.b_dec.clone();
+                let sorted: Vec<(u32, f32)>;
+                let order: &[(u32, f32)] = if groups > 1 {
+                    let mut t = top.clone();
+                    t.sort_unstable_by_key(|&(j, _)| j);
+                    sorted = t;
+                    &sorted
+                } else {
+                    top
+                };
+                let mut next = order.iter().peekable();
+                for (g, e_g) in u.chunks_mut(d_in).enumerate() {
+                    while let Some(&&(j, v)) = next.peek() {
+                        if groups > 1 && group_of(&ends, j as usize) != g {
+                            break;
+                        }
+                        next.next();
+                        let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
+                        acc.iter_mut().zip(wd).for_each(|(a, w)| *a += v * w);
+                        if l1 > 0.0 {
+                            l1_row += (v * dec_norms[j as usize]) as f64;
+                        }
                     }
+                    let mut se = 0f64;
+                    for ((e, a), &xv) in e_g.iter_mut().zip(&acc).zip(xr) {
+                        *e = a - xv;
+                        se += (*e as f64) * (*e as f64);
+                    }
+                    prefix_se += se;
                 }
-                let mut se = 0f64;
-                for (a, &xv) in dx.iter_mut().zip(xr) {
-                    *a -= xv; // now e = x̂ − x
-                    se += (*a as f64) * (*a as f64);
-                }
+                // The full reconstruction's residual e_P (the AuxK target and the FVE).
+                let e = &u[(groups - 1) * d_in..];
+                let se: f64 = e.iter().map(|&v| (v as f64) * (v as f64)).sum();
                 let mut aux_se = 0f64;
                 if use_aux {
                     // ê = Σ_aux f_j W_dec[j] should predict −e (= x − x̂).
@@ -109,25 +147,40 @@ impl Trainer {
                         let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
                         adx.iter_mut().zip(wd).for_each(|(a, w)| *a += v * w);
                     }
-                    for (a, &e) in adx.iter_mut().zip(dx.iter()) {
-                        *a += e; // ê − (x − x̂)
+                    for (a, &ev) in adx.iter_mut().zip(e) {
+                        *a += ev; // ê − (x − x̂)
                         aux_se += (*a as f64) * (*a as f64);
                     }
                 }
-                (se, aux_se, l1_row)
+                // Suffix sums: group g's latents enter every prefix from g on.
+                for g in (0..groups - 1).rev() {
+                    let (head, tail) = u.split_at_mut((g + 1) * d_in);
+                    head[g * d_in..]
+                        .iter_mut()
+                        .zip(&tail[..d_in])
+                        .for_each(|(a, b)| *a += b);
+                }
+                (se, prefix_se, aux_se, l1_row)
             })
-            .reduce(|| (0.0, 0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
-        let loss = (sq_err / rows as f64) as f32;
+            .reduce(
+                || (0.0, 0.0, 0.0, 0.0),
+                |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3),
+            );
+        let loss = (prefix_sq / rows as f64) as f32;
         let aux_loss = if use_aux {
             self.cfg.aux_coeff * (aux_sq / rows as f64) as f32
         } else {
             0.0
         };
-        let l1_loss = (l1 as f64 * l1_sum / rows as f64) as f32;
-        // dL/dx̂ = 2e/n; dLaux/dê = 2·c·(ê − (x − x̂))/n (the aux target is treated as constant).
-        dxhat.par_iter_mut().for_each(|v| *v *= 2.0 / n);
+        // dL/dx̂_p summed over the prefixes holding a latent: 2/n·Σ_{q≥g} e_q; dLaux/dê =
+        // 2·c·(ê − (x − x̂))/n (the aux target is treated as constant).
+        up.par_iter_mut().for_each(|v| *v *= 2.0 / n);
         let aux_scale = 2.0 * self.cfg.aux_coeff / n;
         aux_dxhat.par_iter_mut().for_each(|v| *v *= aux_scale);
+        let upstream = |b: usize, j: usize| {
+            let g = if groups > 1 { group_of(&ends, j) } else { 0 };
+            &up[(b * groups + g) * d_in..(b * groups + g + 1) * d_in]
+        };
 
         // Per-row sparse gradients w.r.t. the active latents' pre-activations:
         // (row | AUX_BIT, latent, activation value, dL/dpre).
@@ -135,10 +188,13 @@ impl Trainer {
             .into_par_iter()
             .map(|b| {
                 let mut out = Vec::with_capacity(top[b].len() + aux[b].len());
-                let dx = &dxhat[b * d_in..(b + 1) * d_in];
                 for &(j, v) in &top[b] {
                     let wd = &self.w_dec[j as usize * d_in..(j as usize + 1) * d_in];
-                    let mut df: f32 = dx.iter().zip(wd).map(|(a, w)| a * w).sum();
+                    let mut df: f32 = upstream(b, j as usize)
+                        .iter()
+                        .zip(wd)
+                        .map(|(a, w)| a * w)
+                        .sum();
                     if l1 > 0.0 {
                         df += l1 / n * dec_norms[j as usize];
                     }
@@ -155,6 +211,13 @@ impl Trainer {
                 out
             })
             .collect();
+        let (log_threshold, sparsity_loss) = match &jump {
+            Some(j) => j.threshold_grads(&theta, rows, |b, l| {
+                let wd = &self.w_dec[l * d_in..(l + 1) * d_in];
+                upstream(b, l).iter().zip(wd).map(|(a, w)| a * w).sum()
+            }),
+            None => (Vec::new(), (l1 as f64 * l1_sum / rows as f64) as f32),
+        };
 
         // Group entries by latent so each latent's rows update without write conflicts.
         let mut by_latent: Vec<Vec<(u32, f32, f32)>> = vec![Vec::new(); d_sae];
@@ -179,13 +242,13 @@ impl Trainer {
                     let xr = &xin[b * d_in..(b + 1) * d_in];
                     ge.iter_mut().zip(xr).for_each(|(g, x)| *g += dpre * x);
                     *gb += dpre;
-                    let up = if is_aux {
+                    let from = if is_aux {
                         &aux_dxhat[b * d_in..(b + 1) * d_in]
                     } else {
                         f_sum += v;
-                        &dxhat[b * d_in..(b + 1) * d_in]
+                        upstream(b, j)
                     };
-                    gd.iter_mut().zip(up).for_each(|(g, u)| *g += v * u);
+                    gd.iter_mut().zip(from).for_each(|(g, u)| *g += v * u);
                 }
                 // d/dW_dec[j] of λ/n·Σ_b f_bj‖W_dec[j]‖ = λ/n·(Σ_b f_bj)·W_dec[j]/‖W_dec[j]‖.
                 if l1 > 0.0 && f_sum > 0.0 {
@@ -194,10 +257,11 @@ impl Trainer {
                     gd.iter_mut().zip(wd).for_each(|(g, w)| *g += c * w);
                 }
             });
-        // b_dec: decoder side Σ dx̂, encoder side −Σ_b Σ_j dpre W_enc[j].
+        // b_dec: decoder side Σ_b Σ_p dx̂_p (= the first suffix sum), encoder side
+        // −Σ_b Σ_j dpre W_enc[j].
         let mut g_bdec = vec![0f32; d_in];
-        for r in dxhat.chunks(d_in) {
-            g_bdec.iter_mut().zip(r).for_each(|(g, v)| *g += v);
+        for r in up.chunks(groups * d_in) {
+            g_bdec.iter_mut().zip(&r[..d_in]).for_each(|(g, v)| *g += v);
         }
         let per_row_dxin: Vec<Vec<f32>> = row_entries
             .par_iter()
@@ -226,11 +290,12 @@ impl Trainer {
         Grads {
             loss,
             aux_loss,
-            l1_loss,
+            sparsity_loss,
             w_enc_t: g_wenc,
             b_enc: g_benc,
             w_dec: g_wdec,
             b_dec: g_bdec,
+            log_threshold,
             active,
             values,
             row_start,

@@ -15,11 +15,14 @@
 mod adam;
 mod device;
 mod grads;
+mod jump;
+mod prefixes;
 mod topk;
 
 use adam::Adam;
 pub use device::{DecoderKind, DeviceGrads, DeviceTrainer};
 pub use grads::Grads;
+pub use prefixes::{Prefixes, SAEV_PREFIXES};
 pub use topk::select_active;
 pub(crate) use topk::{top_k_biased, top_k_row};
 
@@ -29,7 +32,7 @@ use crate::rng::Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TrainArch {
     TopK,
@@ -38,10 +41,31 @@ pub enum TrainArch {
     Relu {
         l1: f32,
     },
+    /// BatchTopK codes; the loss sums the squared error of each prefix's reconstruction
+    /// (Bussmann et al. 2025, arXiv 2503.17547).
+    Matryoshka {
+        prefixes: Prefixes,
+    },
+    /// f = z·H(z − θ) on z = ReLU(pre), θ = exp(log θ) learned per latent through a straight-through
+    /// estimator with a rectangle kernel of width `bandwidth` (Rajamanoharan et al. 2024, arXiv
+    /// 2407.14435), plus an L0 term: `l0_coeff`·L0, or with a target T `l0_coeff`·(L0/T − 1)².
+    JumpRelu {
+        l0_coeff: f32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        l0_target: Option<f32>,
+        bandwidth: f32,
+        init_threshold: f32,
+    },
 }
 
+/// JumpReLU's defaults: SAELens's and the PyTorch peer's kernel width, the peer's initial θ.
+pub const JUMP_BANDWIDTH: f32 = 1e-3;
+pub const JUMP_INIT_THRESHOLD: f32 = 0.049_787_07; // exp(−3)
+
 impl TrainArch {
-    /// Parses the CLI name (`topk`, `batchtopk`, `relu`); `l1` is used by `relu` only.
+    /// Parses the CLI name (`topk`, `batchtopk`, `relu`, `matryoshka`, `jumprelu`); `l1` is used by
+    /// `relu` only. Matryoshka starts with saev's sampled prefixes and JumpReLU with an L0 target
+    /// of k (its coefficient set from the data by the workflow); the CLI adjusts both.
     pub fn parse(name: &str, l1: f32) -> crate::error::Result<Self> {
         match name {
             "topk" => Ok(TrainArch::TopK),
@@ -52,24 +76,46 @@ impl TrainArch {
                 format!(" must be a finite number of at least 0 (got {l1})")
             ])),
             "relu" | "standard" => Ok(TrainArch::Relu { l1 }),
-            "jumprelu" => Err(crate::fixable!(
-                [
-                    crate::fix::Opt::Arch,
-                    " jumprelu: JumpReLU SAEs load and run, but training them is not implemented"
-                ],
-                ["train batchtopk (also a thresholded ReLU at inference) or load a JumpReLU file"]
-            )),
+            "matryoshka" => Ok(TrainArch::Matryoshka {
+                prefixes: Prefixes::Sampled { n: SAEV_PREFIXES },
+            }),
+            "jumprelu" => Ok(TrainArch::JumpRelu {
+                l0_coeff: 0.0,
+                l0_target: None,
+                bandwidth: JUMP_BANDWIDTH,
+                init_threshold: JUMP_INIT_THRESHOLD,
+            }),
             other => Err(crate::fixable!(
                 [
                     crate::fix::Opt::Arch,
                     format!(" {other}: unknown architecture")
                 ],
-                ["use topk, batchtopk or relu"]
+                ["use topk, batchtopk, matryoshka, jumprelu or relu"]
             )),
         }
     }
-    fn unit_norm_decoder(self) -> bool {
+
+    /// The CLI name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TrainArch::TopK => "topk",
+            TrainArch::BatchTopK => "batchtopk",
+            TrainArch::Relu { .. } => "relu",
+            TrainArch::Matryoshka { .. } => "matryoshka",
+            TrainArch::JumpRelu { .. } => "jumprelu",
+        }
+    }
+
+    fn unit_norm_decoder(&self) -> bool {
         !matches!(self, TrainArch::Relu { .. })
+    }
+
+    /// Codes chosen by a top-k (per row or per batch), with AuxK to revive dead latents.
+    pub fn uses_k(&self) -> bool {
+        matches!(
+            self,
+            TrainArch::TopK | TrainArch::BatchTopK | TrainArch::Matryoshka { .. }
+        )
     }
 }
 
@@ -137,8 +183,9 @@ fn running_threshold(threshold: f32, m: f32) -> f32 {
     }
 }
 
-/// Named state tensors of a trainer, in a fixed order (checkpoints store exactly these).
-pub const STATE_TENSORS: [&str; 12] = [
+/// Named state tensors of a trainer, in a fixed order (checkpoints store these; the last three
+/// only for JumpReLU).
+pub const STATE_TENSORS: [&str; 15] = [
     "w_enc_t",
     "b_enc",
     "w_dec",
@@ -151,6 +198,9 @@ pub const STATE_TENSORS: [&str; 12] = [
     "adam_v.w_dec",
     "adam_m.b_dec",
     "adam_v.b_dec",
+    "log_threshold",
+    "adam_m.log_threshold",
+    "adam_v.log_threshold",
 ];
 
 pub struct Trainer {
@@ -162,6 +212,9 @@ pub struct Trainer {
     pub w_dec: Vec<f32>,
     pub b_dec: Vec<f32>,
     adam: [Adam; 4],
+    /// JumpReLU: log θ per latent, and its Adam state (empty otherwise).
+    pub log_threshold: Vec<f32>,
+    adam_threshold: Adam,
     pub step: u64,
     pub tokens_seen: u64,
     /// Token count when each latent last fired.
@@ -193,7 +246,13 @@ impl Trainer {
                 .zip(r)
                 .for_each(|(b, x)| *b += x / rows.max(1) as f32);
         }
+        let log_threshold = match cfg.arch {
+            TrainArch::JumpRelu { init_threshold, .. } => vec![init_threshold.ln(); d_sae],
+            _ => Vec::new(),
+        };
         Trainer {
+            adam_threshold: Adam::new(log_threshold.len()),
+            log_threshold,
             w_enc_t,
             b_enc: vec![0.0; d_sae],
             w_dec,
@@ -215,6 +274,11 @@ impl Trainer {
 
     pub fn lr_at(&self, step: u64) -> f32 {
         self.cfg.lr_at(step)
+    }
+
+    /// JumpReLU's θ = exp(log θ) (empty for the other architectures).
+    pub fn thresholds(&self) -> Vec<f32> {
+        self.log_threshold.iter().map(|l| l.exp()).collect()
     }
 
     /// The L1 coefficient at `step` (ReLU only; ramps up over `l1_warmup_steps`).
@@ -253,6 +317,10 @@ impl Trainer {
         a1.step(&mut self.b_enc, &g.b_enc, lr, t);
         a2.step(&mut self.w_dec, &g.w_dec, lr, t);
         a3.step(&mut self.b_dec, &g.b_dec, lr, t);
+        if !self.log_threshold.is_empty() {
+            self.adam_threshold
+                .step(&mut self.log_threshold, &g.log_threshold, lr, t);
+        }
         if self.cfg.arch.unit_norm_decoder() {
             normalize_rows(&mut self.w_dec, self.cfg.d_in);
         }
@@ -262,7 +330,7 @@ impl Trainer {
     /// The state tensors named by [`STATE_TENSORS`], for checkpoints.
     pub fn state(&self) -> Vec<(&'static str, &[f32])> {
         let a = &self.adam;
-        let v: [&[f32]; 12] = [
+        let v: [&[f32]; 15] = [
             &self.w_enc_t,
             &self.b_enc,
             &self.w_dec,
@@ -275,8 +343,16 @@ impl Trainer {
             &a[2].v,
             &a[3].m,
             &a[3].v,
+            &self.log_threshold,
+            &self.adam_threshold.m,
+            &self.adam_threshold.v,
         ];
-        STATE_TENSORS.iter().copied().zip(v).collect()
+        let kept = if self.log_threshold.is_empty() {
+            12
+        } else {
+            15
+        };
+        STATE_TENSORS.iter().copied().zip(v).take(kept).collect()
     }
 
     /// Restores what [`Trainer::state`] returned (checked for size) plus the counters.
@@ -298,6 +374,11 @@ impl Trainer {
         for (i, a) in self.adam.iter_mut().enumerate() {
             a.m = get(&format!("adam_m.{}", names[i]), sizes[i])?;
             a.v = get(&format!("adam_v.{}", names[i]), sizes[i])?;
+        }
+        if !self.log_threshold.is_empty() {
+            self.log_threshold = get("log_threshold", d_sae)?;
+            self.adam_threshold.m = get("adam_m.log_threshold", d_sae)?;
+            self.adam_threshold.v = get("adam_v.log_threshold", d_sae)?;
         }
         if last_fired.len() != d_sae {
             return Err(crate::error::Error::Invalid(format!(
@@ -323,11 +404,12 @@ impl Trainer {
         }
         let activation = match self.cfg.arch {
             TrainArch::TopK => SaeActivation::TopK { k: self.cfg.k },
-            TrainArch::BatchTopK => SaeActivation::BatchTopK {
+            TrainArch::BatchTopK | TrainArch::Matryoshka { .. } => SaeActivation::BatchTopK {
                 k: self.cfg.k as f32,
                 threshold: self.threshold.max(0.0),
             },
             TrainArch::Relu { .. } => SaeActivation::Relu,
+            TrainArch::JumpRelu { .. } => SaeActivation::JumpRelu,
         };
         Sae {
             d_in,
@@ -336,7 +418,7 @@ impl Trainer {
             b_enc: self.b_enc.clone(),
             w_dec: self.w_dec.clone(),
             b_dec: self.b_dec.clone(),
-            threshold: None,
+            threshold: (!self.log_threshold.is_empty()).then(|| self.thresholds()),
             activation,
             apply_b_dec_to_input: true,
             input_scale: None,
@@ -352,6 +434,9 @@ fn normalize_rows(w: &mut [f32], d: usize) {
         r.iter_mut().for_each(|v| *v /= n);
     });
 }
+
+#[cfg(test)]
+mod fixture_tests;
 
 #[cfg(test)]
 mod tests {
@@ -390,7 +475,7 @@ mod tests {
 
     fn check_against_autograd(cfg: TrainConfig) {
         let (d_in, d_sae, k, k_aux, rows) = (cfg.d_in, cfg.d_sae, cfg.k, cfg.k_aux, 7);
-        let arch = cfg.arch;
+        let arch = cfg.arch.clone();
         let mut rng = Rng::new(11);
         let x: Vec<f32> = (0..rows * d_in).map(|_| rng.normal()).collect();
         let mut t = Trainer::new(cfg, &x);
@@ -430,7 +515,7 @@ mod tests {
             }
             Tensor::from_vec(m, (rows, d_sae), &dev).unwrap()
         };
-        let main_mask = to_mask(select_active(arch, &pre_v, &zero, k).0);
+        let main_mask = to_mask(select_active(&arch, &pre_v, &zero, &[], k).0);
         let f = (pre.relu().unwrap() * main_mask).unwrap();
         let xhat = f
             .matmul(wd.as_tensor())
@@ -467,7 +552,7 @@ mod tests {
                 .unwrap();
             let pen =
                 (f.matmul(&norms).unwrap().sum_all().unwrap() * (l1 as f64 / rows as f64)).unwrap();
-            assert!((pen.to_scalar::<f32>().unwrap() - g.l1_loss).abs() < 1e-5);
+            assert!((pen.to_scalar::<f32>().unwrap() - g.sparsity_loss).abs() < 1e-5);
             total = (&total + &pen).unwrap();
         }
         let grads = total.backward().unwrap();
@@ -505,7 +590,7 @@ mod tests {
         let (rows, d_sae, k) = (64, 40, 5);
         let pre: Vec<f32> = (0..rows * d_sae).map(|_| rng.normal()).collect();
         let b = vec![0f32; d_sae];
-        let (lists, min_kept) = select_active(TrainArch::BatchTopK, &pre, &b, k);
+        let (lists, min_kept) = select_active(&TrainArch::BatchTopK, &pre, &b, &[], k);
         let kept: usize = lists.iter().map(Vec::len).sum();
         assert_eq!(kept, rows * k);
         let min_kept = min_kept.unwrap();
@@ -571,7 +656,7 @@ mod tests {
         ] {
             let run = || {
                 let cfg = TrainConfig {
-                    arch,
+                    arch: arch.clone(),
                     d_in,
                     d_sae,
                     k: 4,

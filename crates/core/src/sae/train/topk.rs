@@ -1,15 +1,16 @@
-//! Which latents fire: the k largest per row (TopK), the rows·k largest of a batch (BatchTopK),
-//! or every positive one (ReLU).
+//! Which latents fire: the k largest per row (TopK), the rows·k largest of a batch (BatchTopK,
+//! Matryoshka), every positive one (ReLU), or every one above its threshold (JumpReLU).
 
 use super::TrainArch;
 use rayon::prelude::*;
 
 /// The active latents of each row for pre-activations `pre` [rows, d_sae] (bias not yet added),
-/// and for BatchTopK the smallest kept value.
+/// and for BatchTopK (and Matryoshka) the smallest kept value. `thresholds`: JumpReLU's θ.
 pub fn select_active(
-    arch: TrainArch,
+    arch: &TrainArch,
     pre: &[f32],
     b_enc: &[f32],
+    thresholds: &[f32],
     k: usize,
 ) -> (Vec<Vec<(u32, f32)>>, Option<f32>) {
     let d_sae = b_enc.len();
@@ -36,7 +37,22 @@ pub fn select_active(
                 .collect(),
             None,
         ),
-        TrainArch::BatchTopK => {
+        TrainArch::JumpRelu { .. } => (
+            pre.par_chunks(d_sae)
+                .map(|row| {
+                    row.iter()
+                        .zip(b_enc.iter().zip(thresholds))
+                        .enumerate()
+                        .filter_map(|(j, (&p, (&b, &t)))| {
+                            let v = p + b;
+                            (v > 0.0 && v > t).then_some((j as u32, v))
+                        })
+                        .collect()
+                })
+                .collect(),
+            None,
+        ),
+        TrainArch::BatchTopK | TrainArch::Matryoshka { .. } => {
             // Keep the rows·k largest positive activations of the whole batch.
             let rows = pre.len() / d_sae;
             let mut all: Vec<f32> = pre

@@ -1,0 +1,102 @@
+//! JumpReLU's threshold terms (Rajamanoharan et al. 2024, arXiv 2407.14435; the PyTorch peer's
+//! `Jump` and `Step` functions, as in SAELens). With z = ReLU(pre) and f = z·H(z − θ), the
+//! pseudo-derivatives use the rectangle kernel K = 1{|z − θ| < ε/2}/ε:
+//! ∂f/∂θ = −θ·K and ∂H(z − θ)/∂θ = −K; f's derivative in z is H(z − θ) (the active entries).
+//! So θ's gradient only needs the entries within ε/2 of their threshold, few of them.
+
+use super::TrainArch;
+use rayon::prelude::*;
+
+/// One batch's JumpReLU terms: the entries near their thresholds and the L0 they add up to.
+pub(super) struct JumpTerms {
+    /// Per row: the latents with |z − θ| < ε/2.
+    near: Vec<Vec<u32>>,
+    /// Active latents per row, on average.
+    l0: f64,
+    coeff: f32,
+    target: Option<f32>,
+    bandwidth: f32,
+}
+
+impl JumpTerms {
+    /// None unless `arch` is JumpReLU. `pre` lacks the encoder bias; `active` is the selection.
+    pub(super) fn new(
+        arch: &TrainArch,
+        pre: &[f32],
+        b_enc: &[f32],
+        theta: &[f32],
+        active: &[Vec<(u32, f32)>],
+    ) -> Option<Self> {
+        let TrainArch::JumpRelu {
+            l0_coeff,
+            l0_target,
+            bandwidth,
+            ..
+        } = *arch
+        else {
+            return None;
+        };
+        let d_sae = b_enc.len();
+        let half = bandwidth / 2.0;
+        let near = pre
+            .par_chunks(d_sae)
+            .map(|row| {
+                row.iter()
+                    .zip(b_enc.iter().zip(theta))
+                    .enumerate()
+                    .filter(|&(_, (&p, (&b, &t)))| ((p + b).max(0.0) - t).abs() < half)
+                    .map(|(j, _)| j as u32)
+                    .collect()
+            })
+            .collect();
+        let count: usize = active.iter().map(Vec::len).sum();
+        Some(JumpTerms {
+            near,
+            l0: count as f64 / active.len().max(1) as f64,
+            coeff: l0_coeff,
+            target: l0_target,
+            bandwidth,
+        })
+    }
+
+    /// d/d log θ of the whole loss and the L0 term's value. `df(b, j)`: the loss's derivative in
+    /// the code f_bj (without the sparsity term).
+    pub(super) fn threshold_grads(
+        &self,
+        theta: &[f32],
+        rows: usize,
+        df: impl Fn(usize, usize) -> f32 + Sync,
+    ) -> (Vec<f32>, f32) {
+        // The L0 term and its derivative in the mean L0.
+        let (value, slope) = match self.target {
+            None => (self.coeff as f64 * self.l0, self.coeff as f64),
+            Some(t) => {
+                let t = t as f64;
+                let r = self.l0 / t - 1.0;
+                (self.coeff as f64 * r * r, 2.0 * self.coeff as f64 * r / t)
+            }
+        };
+        let k = 1.0 / self.bandwidth;
+        let step_grad = (slope / rows as f64) as f32;
+        let per_row: Vec<Vec<(u32, f32)>> = self
+            .near
+            .par_iter()
+            .enumerate()
+            .map(|(b, list)| {
+                list.iter()
+                    .map(|&j| {
+                        let t = theta[j as usize];
+                        (j, -t * k * df(b, j as usize) - k * step_grad)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut g = vec![0f32; theta.len()];
+        for (j, v) in per_row.into_iter().flatten() {
+            g[j as usize] += v;
+        }
+        // θ = exp(log θ).
+        g.iter_mut().zip(theta).for_each(|(g, t)| *g *= t);
+        (g, value as f32)
+    }
+}
