@@ -97,6 +97,9 @@ enum Command {
     /// An interrupted run (crash, Ctrl-C, cancel) resumes from its last checkpoint when re-run
     /// with the same settings.
     Train(cli::train::TrainArgs),
+    /// Write the first stored activation rows and an SAE's codes for them to a safetensors
+    /// file (`x`, `codes`), to compare with other tools.
+    Encode(cli::encode::EncodeArgs),
     /// Evaluate a workspace's SAE on an image folder: FVE, MSE, L0, dead/dense, spliced accuracy.
     EvalSae(cli::eval_sae::EvalSaeArgs),
     /// Make the built-in example workspace, no download needed: synthetic images of four
@@ -310,6 +313,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::Export(a)) => cli::export::run(a, ctx),
         Some(Command::ImportLabels(a)) => cli::import_labels::run(a, ctx),
         Some(Command::EvalSae(a)) => cli::eval_sae::run(a, ctx),
+        Some(Command::Encode(a)) => cli::encode::run(a, ctx),
         Some(Command::Example(a)) => cli::example::run(a, ctx),
         Some(Command::Steer { which }) => cli::steer::run(which, ctx),
         Some(Command::Bench { which }) => cli::bench::run(which, ctx),

@@ -12,14 +12,24 @@ pub struct TrainArgs {
     /// A finished SAE of that name with the same settings is reported, not trained again.
     #[arg(long)]
     name: Option<String>,
-    /// topk, batchtopk or relu (L1 penalty weighted by decoder norms).
+    /// topk, batchtopk, matryoshka (BatchTopK codes, nested-prefix loss), jumprelu (learned
+    /// per-latent thresholds) or relu (L1 penalty weighted by decoder norms).
     #[arg(long, default_value = "topk")]
     arch: String,
     #[arg(long)]
     d_sae: usize,
-    /// Active latents per token (topk; batchtopk on average). Ignored by relu.
+    /// Active latents per token (topk; batchtopk and matryoshka on average; jumprelu's L0
+    /// target unless --l0-coeff is given). Ignored by relu.
     #[arg(long, default_value_t = 32)]
     k: usize,
+    /// matryoshka: a number N draws N prefix ends per batch as saev does (default 10); a list
+    /// (1024,4096,16384) fixes the ends (--d-sae is added as the last).
+    #[arg(long)]
+    prefixes: Option<String>,
+    /// jumprelu: a fixed L0 penalty coefficient (the PyTorch peer's form, coefficient × L0)
+    /// instead of the default L0 target of --k.
+    #[arg(long)]
+    l0_coeff: Option<f32>,
     /// L1 coefficient (relu), on normalised activations if --normalize.
     #[arg(long, default_value_t = 5.0)]
     l1: f32,
@@ -59,6 +69,8 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         arch,
         d_sae,
         k,
+        prefixes,
+        l0_coeff,
         l1,
         normalize,
         checkpoint_every,
@@ -70,7 +82,11 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         lr,
         seed,
     } = a;
-    let arch = ops::sae::train::TrainArch::parse(&arch, l1)?;
+    let arch = ops::sae::train::TrainArch::parse(&arch, l1)?.with_options(
+        prefixes.as_deref(),
+        l0_coeff,
+        k,
+    )?;
     let (job, bar) = progress_job("train");
     let opts = ops::sae::workflow::TrainOptions {
         arch,

@@ -94,3 +94,76 @@ fn last_metrics(home: &std::path::Path) -> Option<serde_json::Value> {
     let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
     serde_json::from_str(line).ok()
 }
+
+/// What `encode` wrote.
+#[derive(Serialize)]
+pub struct EncodeReport {
+    pub sae: String,
+    pub rows: usize,
+    pub d_in: usize,
+    pub d_sae: usize,
+    /// Active latents per row, on average.
+    pub l0: f64,
+    pub out: PathBuf,
+}
+
+/// The first `rows` stored activation rows and the SAE's codes for them, as a safetensors file
+/// (`x` [rows, d_in] and `codes` [rows, d_sae], f32): what other tools (SAELens) are compared on.
+pub fn encode_rows(
+    workspace: &Path,
+    sae: Option<&Path>,
+    rows: usize,
+    out: &Path,
+) -> Result<EncodeReport> {
+    use crate::error::Error;
+    use crate::store::activations::ActivationStore;
+    let ws = Workspace::open(workspace)?;
+    let model = crate::sae::workflow::workspace_sae(&ws, sae)?;
+    let store = ActivationStore::open(&ws.activations_dir())?;
+    let d_in = store.manifest.d_model;
+    if model.d_in != d_in {
+        return Err(Error::Invalid(format!(
+            "the SAE reads {} values per row but the workspace stores {d_in}",
+            model.d_in
+        )));
+    }
+    let rows = rows.min(store.manifest.rows()).min(1 << 16);
+    let mut x = Vec::with_capacity(rows * d_in);
+    for shard in 0..store.manifest.shards.len() {
+        if x.len() >= rows * d_in {
+            break;
+        }
+        let data = store.read_shard(shard)?;
+        let take = (rows * d_in - x.len()).min(data.activations.len());
+        x.extend_from_slice(&data.activations[..take]);
+    }
+    let codes = model.encode(&x);
+    let l0 = codes.iter().filter(|&&v| v != 0.0).count() as f64 / rows.max(1) as f64;
+    let bytes = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|f| f.to_le_bytes()).collect() };
+    let (xb, cb) = (bytes(&x), bytes(&codes));
+    let bad = |e: safetensors::SafeTensorError| Error::Invalid(format!("cannot encode: {e}"));
+    use safetensors::tensor::{Dtype, TensorView};
+    let views = vec![
+        (
+            "x".to_string(),
+            TensorView::new(Dtype::F32, vec![rows, d_in], &xb).map_err(bad)?,
+        ),
+        (
+            "codes".to_string(),
+            TensorView::new(Dtype::F32, vec![rows, model.d_sae], &cb).map_err(bad)?,
+        ),
+    ];
+    let data = safetensors::serialize(views, None).map_err(bad)?;
+    crate::fsutil::write_atomic(out, &data)?;
+    Ok(EncodeReport {
+        sae: sae
+            .map(|p| p.display().to_string())
+            .or_else(|| ws.active_sae().ok())
+            .unwrap_or_default(),
+        rows,
+        d_in,
+        d_sae: model.d_sae,
+        l0,
+        out: out.to_path_buf(),
+    })
+}

@@ -188,7 +188,24 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
                 ))
             })?,
         },
-        "jumprelu" => SaeActivation::JumpRelu,
+        // saescope writes BatchTopK and Matryoshka SAEs as SAELens does for inference: a
+        // jumprelu whose thresholds are all the learned batch threshold, k in the metadata.
+        "jumprelu" => match (
+            cfg.pointer("/metadata/saescope_architecture")
+                .and_then(|v| v.as_str()),
+            cfg_usize(&cfg, &["/metadata/saescope_k"]),
+            threshold.as_deref(),
+        ) {
+            (Some("batchtopk" | "matryoshka"), Some(k), Some([t, rest @ ..]))
+                if rest.iter().all(|r| r == t) =>
+            {
+                SaeActivation::BatchTopK {
+                    k: k as f32,
+                    threshold: *t,
+                }
+            }
+            _ => SaeActivation::JumpRelu,
+        },
         "batchtopk" => {
             let th = threshold
                 .as_ref()
@@ -263,6 +280,13 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
                 .pointer("/metadata/saescope_training_images")
                 .and_then(|v| v.as_str())
                 .map(String::from),
+            training_architecture: cfg
+                .pointer("/metadata/saescope_architecture")
+                .and_then(|v| v.as_str())
+                .map(String::from),
+            prefixes: cfg
+                .pointer("/metadata/saescope_matryoshka_prefixes")
+                .and_then(|v| serde_json::from_value(v.clone()).ok()),
         },
     };
     sae.validate()?;
@@ -273,15 +297,27 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
 pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
     sae.validate()?;
     let s = sae.with_scale_folded();
+    // SAELens's `k` is an int (its TopK calls `torch.topk(x, k)`, which refuses 8.0).
     let (architecture, k) = match s.activation {
         SaeActivation::Relu => ("standard", None),
-        // SAELens's `k` is an int (its TopK calls `torch.topk(x, k)`, which refuses 8.0).
         SaeActivation::TopK { k } => ("topk", Some(json!(k))),
-        SaeActivation::BatchTopK { k, .. } if k.fract() == 0.0 && k >= 0.0 => {
-            ("batchtopk", Some(json!(k as u64)))
-        }
-        SaeActivation::BatchTopK { k, .. } => ("batchtopk", Some(json!(k))),
-        SaeActivation::JumpRelu => ("jumprelu", None),
+        // D21: SAELens has no inference `batchtopk`; it saves BatchTopK as jumprelu with its
+        // threshold, and so do we (k goes in the metadata).
+        SaeActivation::BatchTopK { .. } | SaeActivation::JumpRelu => ("jumprelu", None),
+    };
+    let batch_k = match s.activation {
+        SaeActivation::BatchTopK { k, .. } if k.fract() == 0.0 && k >= 0.0 => Some(json!(k as u64)),
+        SaeActivation::BatchTopK { k, .. } => Some(json!(k)),
+        _ => None,
+    };
+    let trained_as = match s.activation {
+        SaeActivation::BatchTopK { .. } => Some(
+            s.meta
+                .training_architecture
+                .clone()
+                .unwrap_or_else(|| "batchtopk".into()),
+        ),
+        _ => s.meta.training_architecture.clone(),
     };
     let mut cfg = json!({
         "architecture": architecture,
@@ -298,6 +334,9 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
             "saescope_pos_interpolation": s.meta.pos_interpolation,
             "saescope_cls_weight": s.meta.cls_weight,
             "saescope_training_images": s.meta.training_images,
+            "saescope_architecture": trained_as,
+            "saescope_k": batch_k,
+            "saescope_matryoshka_prefixes": s.meta.prefixes,
             // Training-time input normalisation, already folded into the weights above.
             "saescope_input_scale_folded": sae.input_scale,
         },

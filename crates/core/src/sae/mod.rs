@@ -47,6 +47,12 @@ pub struct SaeMeta {
     /// and how many of the workspace's images it held.
     #[serde(default)]
     pub training_images: Option<String>,
+    /// How saescope trained it (`topk`, `batchtopk`, `matryoshka`, `jumprelu`, `relu`), when it did.
+    #[serde(default)]
+    pub training_architecture: Option<String>,
+    /// Matryoshka: the prefix rule it was trained with.
+    #[serde(default)]
+    pub prefixes: Option<train::Prefixes>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -117,13 +117,29 @@ impl TrainOptions {
         if let TrainArch::Matryoshka { prefixes } = &self.arch {
             prefixes.clone().checked(self.d_sae)?;
         }
-        if let TrainArch::JumpRelu { l0_coeff, .. } = self.arch
-            && !(l0_coeff.is_finite() && l0_coeff >= 0.0)
+        if let TrainArch::JumpRelu {
+            l0_coeff,
+            l0_target,
+            ..
+        } = self.arch
         {
-            return bad(
-                Opt::L0Coeff,
-                format!("must be a finite number of at least 0 (got {l0_coeff})"),
-            );
+            if !(l0_coeff.is_finite() && l0_coeff >= 0.0) {
+                return bad(
+                    Opt::L0Coeff,
+                    format!("must be a finite number of at least 0 (got {l0_coeff})"),
+                );
+            }
+            if l0_coeff == 0.0 && l0_target.is_none() {
+                return Err(fixable!(
+                    [
+                        Opt::Arch,
+                        " jumprelu needs a sparsity term: an L0 target (",
+                        Opt::K,
+                        ") or a coefficient above 0"
+                    ],
+                    ["give ", Opt::L0Coeff, " a value above 0, or leave it out"]
+                ));
+            }
         }
         if self.batch == 0 {
             return bad(Opt::Batch, "must be at least 1 (got 0)".into());
@@ -595,25 +611,37 @@ pub fn train_on_store(
     Ok(report)
 }
 
-/// The architecture as the trainer runs it: Matryoshka's fixed ends end at d_sae; JumpReLU with
-/// an L0 target and no coefficient gets one from the data, the per-row variance of the first
-/// sample (so the L0 term (L0/T − 1)² is on the scale of the reconstruction error).
+/// The architecture as the trainer runs it. Matryoshka's fixed ends end at d_sae. JumpReLU's
+/// kernel width and initial threshold are the paper's for inputs normalised to E‖x‖² = d_in, so
+/// they are scaled by the data's root mean square per dimension (1 with `--normalize`); with an
+/// L0 target and no coefficient, the coefficient is the per-row variance of the first sample, so
+/// the term (L0/T − 1)² is on the scale of the reconstruction error.
 fn resolved_arch(arch: &TrainArch, d_sae: usize, sample: &[f32], d_in: usize) -> Result<TrainArch> {
+    let rows = (sample.len() / d_in).max(1) as f64;
     Ok(match arch.clone() {
         TrainArch::Matryoshka { prefixes } => TrainArch::Matryoshka {
             prefixes: prefixes.checked(d_sae)?,
         },
         TrainArch::JumpRelu {
             l0_coeff,
-            l0_target: Some(t),
+            l0_target,
             bandwidth,
             init_threshold,
-        } if l0_coeff == 0.0 => TrainArch::JumpRelu {
-            l0_coeff: (batch_variance(sample, d_in) / (sample.len() / d_in).max(1) as f64) as f32,
-            l0_target: Some(t),
-            bandwidth,
-            init_threshold,
-        },
+        } => {
+            let rms = (sample.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+                / (rows * d_in as f64))
+                .sqrt()
+                .max(1e-12);
+            TrainArch::JumpRelu {
+                l0_coeff: match l0_target {
+                    Some(_) if l0_coeff == 0.0 => (batch_variance(sample, d_in) / rows) as f32,
+                    _ => l0_coeff,
+                },
+                l0_target,
+                bandwidth: (bandwidth as f64 * rms) as f32,
+                init_threshold: (init_threshold as f64 * rms) as f32,
+            }
+        }
         other => other,
     })
 }

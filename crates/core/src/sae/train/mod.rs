@@ -95,6 +95,64 @@ impl TrainArch {
         }
     }
 
+    /// Applies the CLI's `--prefixes` (Matryoshka: a count of sampled prefixes, or a list of
+    /// ends) and `--l0-coeff` (JumpReLU: a fixed penalty; without it, an L0 target of `k`).
+    /// Either given to another architecture is an error.
+    pub fn with_options(
+        self,
+        prefixes: Option<&str>,
+        l0_coeff: Option<f32>,
+        k: usize,
+    ) -> crate::error::Result<Self> {
+        use crate::fix::Opt;
+        let unused = |opt: Opt, arch: &str| {
+            Err(crate::fixable!([
+                opt,
+                format!(" applies to --arch {arch} only")
+            ]))
+        };
+        if l0_coeff.is_some() && !matches!(self, TrainArch::JumpRelu { .. }) {
+            return unused(Opt::L0Coeff, "jumprelu");
+        }
+        match (self, prefixes, l0_coeff) {
+            (TrainArch::Matryoshka { .. }, Some(p), _) => {
+                let parts: Vec<&str> = p.split(',').map(str::trim).collect();
+                let bad = || {
+                    crate::fixable!([
+                        Opt::Prefixes,
+                        format!(" {p:?}: give a count (10) or increasing ends (1024,4096,16384)")
+                    ])
+                };
+                let nums: Vec<usize> = parts
+                    .iter()
+                    .map(|s| s.parse().map_err(|_| bad()))
+                    .collect::<crate::error::Result<_>>()?;
+                Ok(TrainArch::Matryoshka {
+                    prefixes: match nums.as_slice() {
+                        [n] => Prefixes::Sampled { n: *n },
+                        _ => Prefixes::Ends { ends: nums },
+                    },
+                })
+            }
+            (
+                TrainArch::JumpRelu {
+                    bandwidth,
+                    init_threshold,
+                    ..
+                },
+                None,
+                c,
+            ) => Ok(TrainArch::JumpRelu {
+                l0_coeff: c.unwrap_or(0.0),
+                l0_target: c.is_none().then_some(k as f32),
+                bandwidth,
+                init_threshold,
+            }),
+            (_, Some(_), _) => unused(Opt::Prefixes, "matryoshka"),
+            (arch, None, _) => Ok(arch),
+        }
+    }
+
     /// The CLI name.
     pub fn name(&self) -> &'static str {
         match self {
@@ -394,7 +452,11 @@ impl Trainer {
     }
 
     /// The trained SAE in inference form.
-    pub fn to_sae(&self, meta: SaeMeta) -> Sae {
+    pub fn to_sae(&self, mut meta: SaeMeta) -> Sae {
+        meta.training_architecture = Some(self.cfg.arch.name().into());
+        if let TrainArch::Matryoshka { prefixes } = &self.cfg.arch {
+            meta.prefixes = Some(prefixes.clone());
+        }
         let (d_in, d_sae) = (self.cfg.d_in, self.cfg.d_sae);
         let mut w_enc = vec![0f32; d_in * d_sae];
         for j in 0..d_sae {
@@ -437,6 +499,8 @@ fn normalize_rows(w: &mut [f32], d: usize) {
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod recovery_tests;
 
 #[cfg(test)]
 mod tests {
