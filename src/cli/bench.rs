@@ -38,8 +38,12 @@ pub enum BenchCommand {
         #[arg(long)]
         tokenizer: Option<PathBuf>,
     },
-    /// TopK SAE training throughput on random data (tokens/s).
+    /// SAE training throughput on random data (tokens/s), at the PyTorch peer's settings.
     SaeTrain {
+        /// topk, batchtopk, matryoshka (the peer's 5 geometric prefixes) or jumprelu (the
+        /// peer's L0 coefficient 1e-3, kernel width 1e-3 and initial threshold e^−3).
+        #[arg(long, default_value = "topk")]
+        arch: String,
         #[arg(long, default_value_t = 768)]
         d_in: usize,
         #[arg(long, default_value_t = 16384)]
@@ -96,6 +100,7 @@ pub enum BenchCommand {
 pub fn run(which: BenchCommand, ctx: &Ctx) -> Result<()> {
     match which {
         BenchCommand::SaeTrain {
+            arch,
             d_in,
             d_sae,
             k,
@@ -106,6 +111,7 @@ pub fn run(which: BenchCommand, ctx: &Ctx) -> Result<()> {
             decoder,
         } => {
             let options = ops::bench::SaeTrainBenchOptions {
+                arch: ops::bench::peer_arch(&arch, d_sae)?,
                 d_in,
                 d_sae,
                 k,

@@ -78,6 +78,49 @@ pub fn matmul(
     }
 }
 
+/// C[m×n] = Aᵀ·B for A stored [k×m] and B [k×n], both row-major (a weight gradient summed over
+/// the rows of a batch: k = rows).
+pub fn matmul_tn(c: &mut [f32], a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)) {
+    assert!(
+        a.len() >= k * m && b.len() >= k * n && c.len() >= m * n,
+        "matmul_tn: buffers smaller than ({k}×{m})ᵀ·{k}×{n}"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let par = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above guarantees the buffers hold the matrices the strides describe
+    // (Aᵀ's element (i, p) is a[p·m + i]); `c` is a unique borrow.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            m as isize,
+            1,
+            b.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
 /// Whitening for Mahalanobis distances: for a symmetric positive semi-definite `cov` [n×n]
 /// (f64, row-major), returns W = L⁻¹ [n×n, lower triangular, f32] where L·Lᵀ = cov + ridge·I.
 /// Then (x−μ)ᵀ(cov + ridge·I)⁻¹(x−μ) = ‖W(x−μ)‖². Fails (with the fix) if the matrix is not

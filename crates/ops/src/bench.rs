@@ -241,6 +241,7 @@ fn run_peer_rate(script: &Path, args: &[&str], unit: &str) -> Result<f64> {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SaeTrainBench {
+    pub arch: String,
     pub d_in: usize,
     pub d_sae: usize,
     pub k: usize,
@@ -256,9 +257,38 @@ pub struct SaeTrainBench {
     pub decoder: Option<DecoderKind>,
 }
 
+/// The architecture as the PyTorch peer (`peer_sae_train.py`) trains it: Matryoshka with its 5
+/// geometric prefix ends, JumpReLU with an L0 coefficient of 1e-3, kernel width 1e-3 and θ₀ = e^−3.
+pub fn peer_arch(name: &str, d_sae: usize) -> Result<crate::sae::train::TrainArch> {
+    use crate::sae::train::{Prefixes, TrainArch};
+    Ok(match TrainArch::parse(name, 0.0)? {
+        TrainArch::Matryoshka { .. } => TrainArch::Matryoshka {
+            prefixes: Prefixes::geometric(d_sae, 5),
+        },
+        TrainArch::JumpRelu {
+            bandwidth,
+            init_threshold,
+            ..
+        } => TrainArch::JumpRelu {
+            l0_coeff: 1e-3,
+            l0_target: None,
+            bandwidth,
+            init_threshold,
+        },
+        TrainArch::Relu { .. } => {
+            return Err(crate::fixable!(
+                [Opt::Arch, " relu has no PyTorch peer to compare with"],
+                ["use topk, batchtopk, matryoshka or jumprelu"]
+            ));
+        }
+        other => other,
+    })
+}
+
 /// What `bench sae-train` runs: the shapes, the decoder form, and the peer run beside it.
 #[derive(Clone, Debug)]
 pub struct SaeTrainBenchOptions {
+    pub arch: crate::sae::train::TrainArch,
     pub d_in: usize,
     pub d_sae: usize,
     pub k: usize,
@@ -278,7 +308,7 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
     let (d_in, d_sae, k, batch, steps, decoder) =
         (o.d_in, o.d_sae, o.k, o.batch, o.steps, o.decoder);
     use crate::rng::Rng;
-    use crate::sae::train::{DeviceTrainer, TrainArch, TrainConfig, Trainer};
+    use crate::sae::train::{DeviceTrainer, TrainConfig, Trainer};
     if d_in == 0 || steps == 0 {
         return Err(crate::fixable!([
             Opt::DIn,
@@ -314,7 +344,7 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
     let mut rng = Rng::new(0);
     let data: Vec<f32> = (0..batch * 4 * d_in).map(|_| rng.normal()).collect();
     let cfg = TrainConfig {
-        arch: TrainArch::TopK,
+        arch: o.arch.clone(),
         d_in,
         d_sae,
         k,
@@ -364,6 +394,8 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
     let peer_rate = match &o.peer {
         Some(p) => {
             let shape = [
+                "--arch".to_string(),
+                o.arch.name().to_string(),
                 "--d-in".to_string(),
                 d_in.to_string(),
                 "--d-sae".into(),
@@ -383,6 +415,7 @@ pub fn bench_sae_train(device: &Device, o: &SaeTrainBenchOptions) -> Result<SaeT
         None => None,
     };
     Ok(SaeTrainBench {
+        arch: o.arch.name().into(),
         d_in,
         d_sae,
         k,

@@ -695,13 +695,12 @@ impl Steps {
         Ok(match &mut self.device {
             None => {
                 let g = self.cpu.train_step(batch);
-                let rows = batch.len() / self.cpu.cfg.d_in;
                 StepStats {
                     loss: g.loss,
                     aux_loss: g.aux_loss,
                     sparsity_loss: g.sparsity_loss,
                     sq_err: g.sq_err,
-                    l0: g.values.iter().filter(|&&v| v > 0.0).count() as f64 / rows as f64,
+                    l0: g.l0,
                 }
             }
             Some(d) => {

@@ -68,9 +68,15 @@ fn matryoshka_and_jumprelu_gradients_equal_pytorch_autograd() {
     let all: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let cases = all["cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
-    for (i, c) in cases.iter().enumerate() {
+    // Each case through both forms: the sparse kernels and, for JumpReLU, the dense GEMMs.
+    for (i, c, dense) in cases
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| [(i, c, false), (i, c, true)])
+    {
         let (mut t, x) = trainer_for(c);
-        let what = format!("case {i} ({})", c["arch"]);
+        t.dense_above = if dense { 0.0 } else { f64::INFINITY };
+        let what = format!("case {i} ({}, dense form {dense})", c["arch"]);
         let g = t.grads(&x, &vec![false; t.cfg.d_sae]);
         let close = |a: f32, b: f32| (a - b).abs() <= 2e-5 + 2e-4 * b.abs();
         assert!(

@@ -24,10 +24,10 @@ pub struct Grads {
     pub b_dec: Vec<f32>,
     /// JumpReLU: d/d log θ (empty otherwise).
     pub log_threshold: Vec<f32>,
-    /// Active latent ids and values, row by row; row r owns `row_start[r]..row_start[r + 1]`.
-    pub active: Vec<u32>,
-    pub values: Vec<f32>,
-    pub row_start: Vec<usize>,
+    /// Which latents were above 0 in at least one row.
+    pub fired: Vec<bool>,
+    /// Latents above 0 per row, on average.
+    pub l0: f64,
     /// Σ‖x − x̂‖² over the batch, for the whole dictionary.
     pub sq_err: f64,
     /// BatchTopK: the smallest activation kept in this batch.
@@ -64,9 +64,18 @@ impl Trainer {
             true,
         );
         let theta = self.thresholds();
-        let (top, min_kept) = select_active(&self.cfg.arch, &pre, &self.b_enc, &theta, k);
         // AuxK: the top k_aux dead latents per row reconstruct the residual.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);
+        if let Some(count) = self.unbounded_count(&pre, &theta)
+            && groups == 1
+            && !use_aux
+            && count as f64 > self.dense_above * (rows * d_sae) as f64
+        {
+            let g = self.dense_grads(x, &xin, &mut pre, &theta, count);
+            self.scratch = pre;
+            return g;
+        }
+        let (top, min_kept) = select_active(&self.cfg.arch, &pre, &self.b_enc, &theta, k);
         let aux: Vec<Vec<(u32, f32)>> = if use_aux {
             pre.par_chunks(d_sae)
                 .map(|row| top_k_biased(row, &self.b_enc, self.cfg.k_aux, Some(dead)))
@@ -75,7 +84,14 @@ impl Trainer {
             vec![Vec::new(); rows]
         };
         // JumpReLU: the entries within half a bandwidth of their threshold carry θ's gradient.
-        let jump = JumpTerms::new(&self.cfg.arch, &pre, &self.b_enc, &theta, &top);
+        let selected: usize = top.iter().map(Vec::len).sum();
+        let jump = JumpTerms::new(
+            &self.cfg.arch,
+            &pre,
+            &self.b_enc,
+            &theta,
+            selected as f64 / rows.max(1) as f64,
+        );
         self.scratch = pre;
         // ReLU's L1 penalty λ/n·Σ f_j‖W_dec[j]‖ needs the decoder norms.
         let l1 = self.l1_at(self.step);
@@ -277,15 +293,13 @@ impl Trainer {
         for r in &per_row_dxin {
             g_bdec.iter_mut().zip(r).for_each(|(g, v)| *g -= v);
         }
-        let mut row_start = Vec::with_capacity(rows + 1);
-        let (mut active, mut values) = (Vec::new(), Vec::new());
-        row_start.push(0);
-        for list in &top {
-            for &(j, v) in list {
-                active.push(j);
-                values.push(v);
+        let mut fired = vec![false; d_sae];
+        let mut on = 0usize;
+        for &(j, v) in top.iter().flatten() {
+            if v > 0.0 {
+                fired[j as usize] = true;
+                on += 1;
             }
-            row_start.push(active.len());
         }
         Grads {
             loss,
@@ -296,9 +310,8 @@ impl Trainer {
             w_dec: g_wdec,
             b_dec: g_bdec,
             log_threshold,
-            active,
-            values,
-            row_start,
+            fired,
+            l0: on as f64 / rows.max(1) as f64,
             sq_err,
             min_kept,
         }

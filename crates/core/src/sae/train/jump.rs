@@ -19,13 +19,14 @@ pub(super) struct JumpTerms {
 }
 
 impl JumpTerms {
-    /// None unless `arch` is JumpReLU. `pre` lacks the encoder bias; `active` is the selection.
+    /// None unless `arch` is JumpReLU. `pre` lacks the encoder bias; `l0`: active latents per
+    /// row, on average.
     pub(super) fn new(
         arch: &TrainArch,
         pre: &[f32],
         b_enc: &[f32],
         theta: &[f32],
-        active: &[Vec<(u32, f32)>],
+        l0: f64,
     ) -> Option<Self> {
         let TrainArch::JumpRelu {
             l0_coeff,
@@ -49,10 +50,9 @@ impl JumpTerms {
                     .collect()
             })
             .collect();
-        let count: usize = active.iter().map(Vec::len).sum();
         Some(JumpTerms {
             near,
-            l0: count as f64 / active.len().max(1) as f64,
+            l0,
             coeff: l0_coeff,
             target: l0_target,
             bandwidth,

@@ -13,6 +13,7 @@
 //! SAE come from this module either way.
 
 mod adam;
+mod dense;
 mod device;
 mod grads;
 mod jump;
@@ -279,6 +280,9 @@ pub struct Trainer {
     pub last_fired: Vec<u64>,
     /// BatchTopK inference threshold (running mean of the smallest kept activation; < 0 = unset).
     pub threshold: f32,
+    /// Codes denser than this fraction of a batch take the dense form (`dense.rs`); the tests
+    /// move it to run both forms on one batch.
+    pub(super) dense_above: f64,
     /// Reused [rows, d_sae] pre-activation buffer: a fresh 256 MiB allocation per step costs
     /// more in page faults than the top-k selection itself.
     scratch: Vec<f32>,
@@ -325,6 +329,7 @@ impl Trainer {
             tokens_seen: 0,
             last_fired: vec![0; d_sae],
             threshold: -1.0,
+            dense_above: dense::DENSE_ABOVE,
             scratch: Vec::new(),
             cfg,
         }
@@ -359,10 +364,8 @@ impl Trainer {
         let g = self.grads(x, &dead);
         let rows = (x.len() / self.cfg.d_in) as u64;
         self.tokens_seen += rows;
-        for (&j, &v) in g.active.iter().zip(&g.values) {
-            if v > 0.0 {
-                self.last_fired[j as usize] = self.tokens_seen;
-            }
+        for (j, _) in g.fired.iter().enumerate().filter(|(_, f)| **f) {
+            self.last_fired[j] = self.tokens_seen;
         }
         if let Some(m) = g.min_kept {
             self.threshold = running_threshold(self.threshold, m);
@@ -533,11 +536,14 @@ mod tests {
             (TrainArch::BatchTopK, 4),
             (TrainArch::Relu { l1: 0.7 }, 0),
         ] {
-            check_against_autograd(small_cfg(arch, k_aux));
+            // Both forms: the sparse kernels and (ReLU, JumpReLU) the dense GEMMs.
+            for dense_above in [f64::INFINITY, 0.0] {
+                check_against_autograd(small_cfg(arch.clone(), k_aux), dense_above);
+            }
         }
     }
 
-    fn check_against_autograd(cfg: TrainConfig) {
+    fn check_against_autograd(cfg: TrainConfig, dense_above: f64) {
         let (d_in, d_sae, k, k_aux, rows) = (cfg.d_in, cfg.d_sae, cfg.k, cfg.k_aux, 7);
         let arch = cfg.arch.clone();
         let mut rng = Rng::new(11);
@@ -548,6 +554,7 @@ mod tests {
         t.w_enc_t.iter_mut().for_each(|w| *w += rng.normal() * 0.2);
         t.w_dec.iter_mut().for_each(|w| *w *= 1.0 + rng.uniform());
         let dead: Vec<bool> = (0..d_sae).map(|j| j % 3 == 0).collect();
+        t.dense_above = dense_above;
         let g = t.grads(&x, &dead);
 
         let dev = Device::Cpu;
@@ -662,6 +669,51 @@ mod tests {
         let above = pre.iter().filter(|&&v| v >= min_kept).count();
         assert_eq!(above, rows * k);
         assert!(lists.iter().any(|l| l.len() != k));
+    }
+
+    /// The candidate-bound selection equals sorting the whole batch, with ties and with rows
+    /// that hold far more than 2k of the batch's largest values.
+    #[test]
+    fn batch_top_k_equals_sorting_the_batch() {
+        let mut rng = Rng::new(4);
+        for case in 0..40 {
+            let (rows, d_sae, k) = (16 + case % 7, 50 + case, 1 + case % 5);
+            let pre: Vec<f32> = (0..rows * d_sae)
+                .map(|i| {
+                    let loud = if (i / d_sae) % 5 == 0 { 4.0 } else { 1.0 };
+                    (rng.normal() * loud * 4.0).round() / 4.0
+                })
+                .collect();
+            let b: Vec<f32> = (0..d_sae)
+                .map(|_| (rng.normal() * 2.0).round() / 4.0)
+                .collect();
+            let mut all: Vec<f32> = pre
+                .chunks(d_sae)
+                .flat_map(|r| r.iter().zip(&b).map(|(p, b)| p + b))
+                .filter(|&v| v > 0.0)
+                .collect();
+            all.sort_by(|a, b| b.total_cmp(a));
+            let floor = if all.len() > rows * k {
+                all[rows * k - 1]
+            } else {
+                0.0
+            };
+            let want: Vec<Vec<(u32, f32)>> = pre
+                .chunks(d_sae)
+                .map(|r| {
+                    r.iter()
+                        .zip(&b)
+                        .enumerate()
+                        .filter_map(|(j, (p, b))| {
+                            let v = p + b;
+                            (v > 0.0 && v >= floor).then_some((j as u32, v))
+                        })
+                        .collect()
+                })
+                .collect();
+            let (got, _) = select_active(&TrainArch::BatchTopK, &pre, &b, &[], k);
+            assert_eq!(got, want, "case {case}");
+        }
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn every_trainer_recovers_a_planted_dictionary() {
         for s in 0..steps as usize {
             let b = (s * batch) % (x.len() / D_IN - batch);
             let g = t.train_step(&x[b * D_IN..(b + batch) * D_IN]);
-            l0 = g.values.iter().filter(|&&v| v > 0.0).count() as f64 / batch as f64;
+            l0 = g.l0;
         }
         let cos = mean_max_cosine(&atoms, &t.w_dec, D_IN);
         // The control: the initial (untrained) decoder of the same size.

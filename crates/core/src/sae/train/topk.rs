@@ -52,37 +52,80 @@ pub fn select_active(
                 .collect(),
             None,
         ),
-        TrainArch::BatchTopK | TrainArch::Matryoshka { .. } => {
-            // Keep the rows·k largest positive activations of the whole batch.
-            let rows = pre.len() / d_sae;
-            let mut all: Vec<f32> = pre
-                .par_chunks(d_sae)
-                .flat_map_iter(|row| {
-                    row.iter()
-                        .zip(b_enc)
-                        .map(|(&p, &b)| p + b)
-                        .filter(|&v| v > 0.0)
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            let budget = rows * k;
-            let floor = if all.len() > budget && budget > 0 {
-                *all.select_nth_unstable_by(budget - 1, |a, b| b.total_cmp(a))
-                    .1
-            } else {
-                0.0
-            };
-            let lists: Vec<Vec<(u32, f32)>> = pre
-                .par_chunks(d_sae)
-                .map(|row| positive(row, floor))
-                .collect();
-            let min_kept = lists
-                .iter()
-                .flat_map(|l| l.iter().map(|&(_, v)| v))
-                .fold(f32::INFINITY, f32::min);
-            (lists, min_kept.is_finite().then_some(min_kept))
-        }
+        TrainArch::BatchTopK | TrainArch::Matryoshka { .. } => batch_top_k(pre, b_enc, k),
     }
+}
+
+/// The rows·k largest positive activations of a batch, every value equal to the cut kept, each
+/// row's list in latent order; and the smallest kept value. Exact without sorting the batch:
+/// the rows·k-th largest of each row's top 2k is a lower bound on the cut, and only a row whose
+/// 2k candidates all reach that bound can hold more values above it, so only such rows are read
+/// again in full.
+fn batch_top_k(pre: &[f32], b_enc: &[f32], k: usize) -> (Vec<Vec<(u32, f32)>>, Option<f32>) {
+    let d_sae = b_enc.len();
+    let rows = pre.len() / d_sae;
+    let budget = rows * k;
+    let m = (2 * k).min(d_sae);
+    let above = |row: &[f32], floor: f32| -> Vec<(u32, f32)> {
+        row.iter()
+            .zip(b_enc)
+            .enumerate()
+            .filter_map(|(j, (&p, &b))| {
+                let v = p + b;
+                (v > 0.0 && v >= floor).then_some((j as u32, v))
+            })
+            .collect()
+    };
+    let candidates: Vec<Vec<(u32, f32)>> = pre
+        .par_chunks(d_sae)
+        .map_init(
+            || vec![0f32; d_sae],
+            |biased, row| {
+                biased
+                    .iter_mut()
+                    .zip(row.iter().zip(b_enc))
+                    .for_each(|(o, (&p, &b))| *o = p + b);
+                let mut c = top_k_row(biased, m);
+                c.retain(|&(_, v)| v > 0.0);
+                c
+            },
+        )
+        .collect();
+    let mut pool: Vec<f32> = candidates.iter().flatten().map(|&(_, v)| v).collect();
+    let descending = |a: &f32, b: &f32| b.total_cmp(a);
+    let lists: Vec<Vec<(u32, f32)>> = if budget == 0 || pool.len() < budget {
+        // Fewer positive values than the budget (or none asked): keep every positive one.
+        pre.par_chunks(d_sae).map(|row| above(row, 0.0)).collect()
+    } else {
+        let bound = *pool.select_nth_unstable_by(budget - 1, descending).1;
+        let reach: Vec<Vec<(u32, f32)>> = pre
+            .par_chunks(d_sae)
+            .zip(&candidates)
+            .map(|(row, c)| {
+                if c.len() == m && c.iter().all(|&(_, v)| v >= bound) {
+                    above(row, bound)
+                } else {
+                    c.iter().filter(|&&(_, v)| v >= bound).copied().collect()
+                }
+            })
+            .collect();
+        // Every value ≥ bound is in `reach`, and at least `budget` of them.
+        let mut values: Vec<f32> = reach.iter().flatten().map(|&(_, v)| v).collect();
+        let floor = *values.select_nth_unstable_by(budget - 1, descending).1;
+        reach
+            .into_par_iter()
+            .map(|mut l| {
+                l.retain(|&(_, v)| v >= floor);
+                l.sort_unstable_by_key(|&(j, _)| j);
+                l
+            })
+            .collect()
+    };
+    let min_kept = lists
+        .iter()
+        .flat_map(|l| l.iter().map(|&(_, v)| v))
+        .fold(f32::INFINITY, f32::min);
+    (lists, min_kept.is_finite().then_some(min_kept))
 }
 
 /// The k largest entries of `row` (ReLU'd), ties to the lower index: `top_k_biased` without bias
