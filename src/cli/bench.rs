@@ -44,6 +44,11 @@ pub enum BenchCommand {
         /// peer's L0 coefficient 1e-3, kernel width 1e-3 and initial threshold e^−3).
         #[arg(long, default_value = "topk")]
         arch: String,
+        /// jumprelu: start every threshold here instead of the peer's e^−3 (on this random
+        /// data, 2.9 starts near L0 32: the sparse regime that training reaches; the peer's
+        /// dense GEMMs cost the same at any threshold).
+        #[arg(long)]
+        init_threshold: Option<f32>,
         #[arg(long, default_value_t = 768)]
         d_in: usize,
         #[arg(long, default_value_t = 16384)]
@@ -101,6 +106,7 @@ pub fn run(which: BenchCommand, ctx: &Ctx) -> Result<()> {
     match which {
         BenchCommand::SaeTrain {
             arch,
+            init_threshold,
             d_in,
             d_sae,
             k,
@@ -111,7 +117,7 @@ pub fn run(which: BenchCommand, ctx: &Ctx) -> Result<()> {
             decoder,
         } => {
             let options = ops::bench::SaeTrainBenchOptions {
-                arch: ops::bench::peer_arch(&arch, d_sae)?,
+                arch: ops::bench::peer_arch(&arch, d_sae, init_threshold)?,
                 d_in,
                 d_sae,
                 k,

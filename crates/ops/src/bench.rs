@@ -259,21 +259,34 @@ pub struct SaeTrainBench {
 
 /// The architecture as the PyTorch peer (`peer_sae_train.py`) trains it: Matryoshka with its 5
 /// geometric prefix ends, JumpReLU with an L0 coefficient of 1e-3, kernel width 1e-3 and θ₀ = e^−3.
-pub fn peer_arch(name: &str, d_sae: usize) -> Result<crate::sae::train::TrainArch> {
+/// `init_threshold` replaces JumpReLU's initial threshold (an error for the others).
+pub fn peer_arch(
+    name: &str,
+    d_sae: usize,
+    init_threshold: Option<f32>,
+) -> Result<crate::sae::train::TrainArch> {
     use crate::sae::train::{Prefixes, TrainArch};
-    Ok(match TrainArch::parse(name, 0.0)? {
+    let arch = TrainArch::parse(name, 0.0)?;
+    if init_threshold.is_some() && !matches!(arch, TrainArch::JumpRelu { .. }) {
+        return Err(crate::fixable!([
+            "--init-threshold applies to ",
+            Opt::Arch,
+            " jumprelu only"
+        ]));
+    }
+    Ok(match arch {
         TrainArch::Matryoshka { .. } => TrainArch::Matryoshka {
             prefixes: Prefixes::geometric(d_sae, 5),
         },
         TrainArch::JumpRelu {
             bandwidth,
-            init_threshold,
+            init_threshold: peer_threshold,
             ..
         } => TrainArch::JumpRelu {
             l0_coeff: 1e-3,
             l0_target: None,
             bandwidth,
-            init_threshold,
+            init_threshold: init_threshold.unwrap_or(peer_threshold),
         },
         TrainArch::Relu { .. } => {
             return Err(crate::fixable!(
