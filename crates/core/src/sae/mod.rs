@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod evaluate;
 pub mod formats;
+pub mod run;
 mod shuffle;
 pub mod train;
 pub mod workflow;

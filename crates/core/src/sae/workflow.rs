@@ -4,30 +4,27 @@
 //! `sae::catalog`, evaluation in `sae::evaluate`.
 
 use super::SaeMeta;
-use super::checkpoint::{self, RunSettings};
-use super::formats::save_saelens;
-use super::shuffle::ShuffleStream;
-use super::train::{DecoderKind, DeviceTrainer, TrainArch, TrainConfig, Trainer};
+use super::checkpoint::RunSettings;
+use super::train::TrainArch;
 use crate::error::{Error, Result};
 use crate::fix::Opt;
 use crate::fixable;
-use crate::job::{Job, Progress};
+use crate::job::Job;
 use crate::store::Dataset;
 use crate::store::Workspace;
 use crate::store::activations::ActivationStore;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 // Naming/import and evaluation have their own modules; their old paths stay valid.
 pub use super::catalog::{import_sae, sae_home, workspace_sae};
 pub use super::evaluate::{EvalReport, evaluate};
 
 pub const SAE_DIR: &str = "sae";
-pub const METRICS_FILE: &str = "metrics.jsonl";
+pub use super::run::METRICS_FILE;
+use super::run::{Member, train_members};
 
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -258,9 +255,9 @@ fn cpu_name() -> String {
 /// What a finished training run leaves beside its SAE (`train.json`): the settings it ran with
 /// and its report, so a re-run with the same settings reports it instead of training again.
 #[derive(Serialize, Deserialize)]
-struct FinishedRun {
-    settings: RunSettings,
-    report: TrainReport,
+pub(super) struct FinishedRun {
+    pub(super) settings: RunSettings,
+    pub(super) report: TrainReport,
 }
 
 const FINISHED_FILE: &str = "train.json";
@@ -369,428 +366,14 @@ pub fn train_on_store(
     opts: &TrainOptions,
     job: &Job,
 ) -> Result<TrainReport> {
-    let d_in = store.manifest.d_model;
-    opts.validate(d_in)?;
-    let cls_extra = match (opts.cls_weight, cls_row) {
-        (1, _) => None,
-        (w, Some(pos)) => Some((pos, w as usize - 1)),
-        (_, None) => {
-            return Err(fixable!(
-                [Opt::ClsWeight, " needs a store holding the CLS token"],
-                [
-                    "use a model with a CLS token, extracted with ",
-                    Opt::Tokens,
-                    " all or cls"
-                ]
-            ));
-        }
+    let member = Member {
+        dir: sae_dir.to_path_buf(),
+        meta,
+        opts,
     };
-    let stored_images: usize = store.manifest.shards.iter().map(|s| s.images).sum();
-    let images = subset.map_or(stored_images, |s| s.ids.len().min(stored_images));
-    let total_rows = match subset {
-        Some(_) => (images * store.manifest.tokens_per_image()) as u64,
-        None => store.manifest.rows() as u64,
-    };
-    let tokens = opts.tokens.unwrap_or(total_rows * 10);
-    let steps = tokens.div_ceil(opts.batch as u64);
-    let settings = RunSettings {
-        arch: opts.arch.clone(),
-        d_sae: opts.d_sae,
-        k: opts.k,
-        tokens,
-        batch: opts.batch,
-        lr: opts.lr,
-        seed: opts.seed,
-        normalize: opts.normalize,
-        cls_weight: opts.cls_weight,
-        images: subset.map(|s| s.label.clone()),
-    };
-    if sae_dir.join("cfg.json").is_file() {
-        // A corrupt train.json is said as such, not taken for "other settings".
-        return match finished_run(sae_dir)? {
-            Some(f) if f.settings == settings => Ok(TrainReport {
-                already_trained: true,
-                ..f.report
-            }),
-            _ => Err(fixable!(
-                [
-                    sae_dir,
-                    " already holds an SAE trained with other settings (or imported); it is kept"
-                ],
-                ["give this run another ", Opt::Name]
-            )),
-        };
-    }
-    std::fs::create_dir_all(sae_dir).map_err(|e| Error::io(sae_dir, e))?;
-    let previous = checkpoint::read_index(sae_dir)?;
-    if let Some(p) = &previous
-        && p.settings != settings
-        && !opts.restart
-    {
-        return Err(fixable!(
-            [
-                sae_dir,
-                format!(
-                    ": an unfinished training run with other settings ({}) is checkpointed there",
-                    serde_json::to_string(&p.settings).unwrap_or_default()
-                )
-            ],
-            [
-                "re-run with those settings to resume it, or pass ",
-                Opt::Restart,
-                " to discard it"
-            ]
-        ));
-    }
-    let resume = previous.filter(|p| p.settings == settings && !opts.restart);
-    if resume.is_none() {
-        checkpoint::remove(sae_dir)?;
-    }
-    let resumed_from_step = resume.as_ref().map_or(0, |p| p.step);
-    // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
-    let stream_seed = opts.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut stream = ShuffleStream::new(
-        store,
-        stream_seed,
-        opts.buffer_rows,
-        cls_extra,
-        subset.map(|s| &s.ids),
-    );
-    let mut batch = Vec::new();
-    stream.batch(opts.batch.min(4096), &mut batch)?;
-    let input_scale = match &resume {
-        Some(p) => p.input_scale,
-        // √d_in / mean‖x‖, from the first sample.
-        None if opts.normalize => {
-            let rows = batch.len() / d_in;
-            let mean_norm = batch
-                .chunks(d_in)
-                .map(|r| r.iter().map(|v| (v * v) as f64).sum::<f64>().sqrt())
-                .sum::<f64>()
-                / rows.max(1) as f64;
-            Some(((d_in as f64).sqrt() / mean_norm.max(1e-12)) as f32)
-        }
-        None => None,
-    };
-    let scale = |b: &mut Vec<f32>| {
-        if let Some(s) = input_scale {
-            b.iter_mut().for_each(|v| *v *= s);
-        }
-    };
-    scale(&mut batch);
-    let cfg = match &resume {
-        Some(p) => p.config.clone(),
-        None => TrainConfig {
-            arch: resolved_arch(&opts.arch, opts.d_sae, &batch, d_in)?,
-            d_in,
-            d_sae: opts.d_sae,
-            k: opts.k,
-            k_aux: if opts.arch.uses_k() {
-                (d_in / 2).min(opts.d_sae)
-            } else {
-                0
-            },
-            aux_coeff: 1.0 / 32.0,
-            dead_after_tokens: (total_rows / 4).clamp(1, 10_000_000),
-            lr: opts.lr,
-            warmup_steps: (steps / 20).max(1),
-            total_steps: steps,
-            l1_warmup_steps: (steps / 20).max(1),
-            seed: opts.seed,
-        },
-    };
-    let mut trainer = Trainer::new(cfg, &batch);
-    let mut seconds_before = 0.0;
-    if let Some(p) = &resume {
-        checkpoint::restore(sae_dir, p, &mut trainer)?;
-        seconds_before = p.seconds;
-    }
-    let mut trainer = Steps::new(trainer, &opts.device)?;
-    let metrics_path = sae_dir.join(METRICS_FILE);
-    let mut metrics = open_metrics(&metrics_path, resumed_from_step)?;
-    let crash_after: Option<u64> = std::env::var("SAESCOPE_CRASH_AFTER_CHECKPOINT")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let mut checkpoints_written = 0u64;
-    let start = Instant::now();
-    let mut last_checkpoint = Instant::now();
-    let (mut last_loss, mut last_fve, mut last_l0) = (0f32, 0f64, 0f64);
-    for step in trainer.step()..steps {
-        if let Err(e) = job.check() {
-            // Cancelled: keep the progress so the next run resumes here.
-            let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(sae_dir, trainer.synced()?, &settings, input_scale, secs)?;
-            return Err(e);
-        }
-        stream.batch(opts.batch, &mut batch)?;
-        scale(&mut batch);
-        let g = trainer.train_step(&batch)?;
-        last_loss = g.loss;
-        last_fve = 1.0 - g.sq_err / batch_variance(&batch, d_in).max(1e-12);
-        last_l0 = g.l0;
-        if step % 20 == 0 || step + 1 == steps {
-            let dead =
-                trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-            let line = serde_json::json!({"step": step, "tokens": trainer.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "sparsity_loss": g.sparsity_loss, "fve": last_fve, "l0": last_l0, "dead_fraction": dead, "lr": trainer.lr_at(step)});
-            let _ = writeln!(metrics, "{line}");
-            job.report(Progress {
-                done: step + 1,
-                total: steps,
-                unit: "steps",
-                message: format!(
-                    "loss {:.4} · FVE {:.3} · L0 {:.1} · dead {:.1}%",
-                    g.loss,
-                    last_fve,
-                    last_l0,
-                    dead * 100.0
-                ),
-            });
-        }
-        let due = match opts.checkpoint_every {
-            Some(n) => trainer.step().is_multiple_of(n.max(1)),
-            None => last_checkpoint.elapsed().as_secs() >= 60,
-        };
-        if due && step + 1 < steps {
-            let _ = metrics.flush();
-            let secs = seconds_before + start.elapsed().as_secs_f64();
-            checkpoint::save(sae_dir, trainer.synced()?, &settings, input_scale, secs)?;
-            last_checkpoint = Instant::now();
-            checkpoints_written += 1;
-            if crash_after == Some(checkpoints_written) {
-                // Fault injection for the resume test: die like a killed process would.
-                std::process::abort();
-            }
-        }
-    }
-    let trainer = trainer.synced()?;
-    let dead = trainer.dead_mask().iter().filter(|&&d| d).count() as f64 / opts.d_sae as f64;
-    let mut sae = trainer.to_sae(SaeMeta {
-        source_format: Some("saelens".into()),
-        cls_weight: (opts.cls_weight > 1).then_some(opts.cls_weight),
-        training_images: subset.map(|s| s.label.clone()),
-        ..meta
-    });
-    sae.input_scale = input_scale;
-    save_saelens(&sae, sae_dir)?;
-    checkpoint::remove(sae_dir)?;
-    let seconds = seconds_before + start.elapsed().as_secs_f64();
-    let run_tokens = trainer.tokens_seen - resumed_from_step * opts.batch as u64;
-    let report = TrainReport {
-        sae: sae_dir.display().to_string(),
-        arch: opts.arch.clone(),
-        steps,
-        tokens: trainer.tokens_seen,
-        resumed_from_step,
-        seconds,
-        tokens_per_s: run_tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
-        final_loss: last_loss,
-        final_fve: last_fve,
-        final_l0: last_l0,
-        dead_fraction: dead,
-        input_scale,
-        threshold: matches!(
-            opts.arch,
-            TrainArch::BatchTopK | TrainArch::Matryoshka { .. }
-        )
-        .then_some(trainer.threshold),
-        cls_weight: opts.cls_weight,
-        images,
-        images_from: opts.images.as_ref().map(|d| d.display().to_string()),
-        name: String::new(),
-        already_trained: false,
-        device: crate::device::name(&opts.device),
-    };
-    // After the SAE itself: a crash in between leaves an SAE that a re-run will not replace.
-    crate::fsutil::write_json_atomic(
-        &sae_dir.join(FINISHED_FILE),
-        &FinishedRun {
-            settings,
-            report: report.clone(),
-        },
-    )?;
-    Ok(report)
-}
-
-/// The architecture as the trainer runs it. Matryoshka's fixed ends end at d_sae. JumpReLU's
-/// kernel width and initial threshold are the paper's for inputs normalised to E‖x‖² = d_in, so
-/// they are scaled by the data's root mean square per dimension (1 with `--normalize`); with an
-/// L0 target and no coefficient, the coefficient is the per-row variance of the first sample, so
-/// the term (L0/T − 1)² is on the scale of the reconstruction error.
-fn resolved_arch(arch: &TrainArch, d_sae: usize, sample: &[f32], d_in: usize) -> Result<TrainArch> {
-    let rows = (sample.len() / d_in).max(1) as f64;
-    Ok(match arch.clone() {
-        TrainArch::Matryoshka { prefixes } => TrainArch::Matryoshka {
-            prefixes: prefixes.checked(d_sae)?,
-        },
-        TrainArch::JumpRelu {
-            l0_coeff,
-            l0_target,
-            bandwidth,
-            init_threshold,
-        } => {
-            let rms = (sample.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
-                / (rows * d_in as f64))
-                .sqrt()
-                .max(1e-12);
-            TrainArch::JumpRelu {
-                l0_coeff: match l0_target {
-                    Some(_) if l0_coeff == 0.0 => (batch_variance(sample, d_in) / rows) as f32,
-                    _ => l0_coeff,
-                },
-                l0_target,
-                bandwidth: (bandwidth as f64 * rms) as f32,
-                init_threshold: (init_threshold as f64 * rms) as f32,
-            }
-        }
-        other => other,
-    })
-}
-
-/// What the metrics read from one training step.
-struct StepStats {
-    loss: f32,
-    aux_loss: f32,
-    sparsity_loss: f32,
-    sq_err: f64,
-    /// Active latents per row, on average.
-    l0: f64,
-}
-
-/// The training steps: the CPU trainer, or a device trainer whose state is written back into
-/// the CPU one for checkpoints and the saved SAE.
-struct Steps {
-    cpu: Trainer,
-    device: Option<DeviceTrainer>,
-}
-
-impl Steps {
-    /// On a GPU the codes are dense: GEMMs are what it is fast at, while candle's CUDA
-    /// `index_add` (the sparse form's gradient scatter) runs one thread per column.
-    fn new(cpu: Trainer, device: &Device) -> Result<Self> {
-        let device = match device.is_cpu() {
-            true => None,
-            false
-                if !matches!(
-                    cpu.cfg.arch,
-                    TrainArch::TopK | TrainArch::BatchTopK | TrainArch::Relu { .. }
-                ) =>
-            {
-                return Err(fixable!(
-                    [
-                        Opt::Arch,
-                        format!(
-                            " {} trains on the CPU only in this version",
-                            cpu.cfg.arch.name()
-                        )
-                    ],
-                    ["choose ", Opt::Device.either(&["cpu"])]
-                ));
-            }
-            false => Some(DeviceTrainer::new(&cpu, device, DecoderKind::Dense)?),
-        };
-        Ok(Steps { cpu, device })
-    }
-
-    fn train_step(&mut self, batch: &[f32]) -> Result<StepStats> {
-        Ok(match &mut self.device {
-            None => {
-                let g = self.cpu.train_step(batch);
-                StepStats {
-                    loss: g.loss,
-                    aux_loss: g.aux_loss,
-                    sparsity_loss: g.sparsity_loss,
-                    sq_err: g.sq_err,
-                    l0: g.l0,
-                }
-            }
-            Some(d) => {
-                let d_in = self.cpu.cfg.d_in;
-                let x = Tensor::from_slice(batch, (batch.len() / d_in, d_in), d.device())?;
-                let g = d.train_step(&x)?;
-                StepStats {
-                    loss: g.loss,
-                    aux_loss: g.aux_loss,
-                    sparsity_loss: g.sparsity_loss,
-                    sq_err: g.sq_err,
-                    l0: g.l0,
-                }
-            }
-        })
-    }
-
-    fn step(&self) -> u64 {
-        self.device.as_ref().map_or(self.cpu.step, |d| d.step())
-    }
-
-    fn tokens_seen(&self) -> u64 {
-        self.device
-            .as_ref()
-            .map_or(self.cpu.tokens_seen, |d| d.tokens_seen())
-    }
-
-    fn lr_at(&self, step: u64) -> f32 {
-        self.cpu.lr_at(step)
-    }
-
-    fn dead_mask(&self) -> Vec<bool> {
-        match &self.device {
-            None => self.cpu.dead_mask(),
-            Some(d) => d.dead_mask(),
-        }
-    }
-
-    /// The CPU trainer, holding the device trainer's state when there is one.
-    fn synced(&mut self) -> Result<&Trainer> {
-        if let Some(d) = &self.device {
-            d.write_back(&mut self.cpu)?;
-        }
-        Ok(&self.cpu)
-    }
-}
-
-/// Σ‖x − mean‖² over a batch (the FVE denominator).
-fn batch_variance(batch: &[f32], d_in: usize) -> f64 {
-    let rows = batch.len() / d_in;
-    let mut mean = vec![0f64; d_in];
-    for r in batch.chunks(d_in) {
-        mean.iter_mut()
-            .zip(r)
-            .for_each(|(m, &v)| *m += v as f64 / rows as f64);
-    }
-    batch
-        .chunks(d_in)
-        .map(|r| {
-            r.iter()
-                .zip(&mean)
-                .map(|(&v, m)| (v as f64 - m).powi(2))
-                .sum::<f64>()
-        })
-        .sum()
-}
-
-/// The metrics log, truncated for a fresh run; for a resumed run, lines up to the resume step
-/// are kept (those after it were computed after the checkpoint and are recomputed).
-fn open_metrics(path: &Path, resumed_from_step: u64) -> Result<std::fs::File> {
-    let keep: String = if resumed_from_step > 0 {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                    .is_some_and(|s| s < resumed_from_step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect()
-    } else {
-        String::new()
-    };
-    crate::fsutil::write_atomic(path, keep.as_bytes())?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))
+    train_members(store, &[member], cls_row, subset, job)?
+        .pop()
+        .ok_or_else(|| Error::Invalid("the training run reported nothing".into()))
 }
 
 /// The report of the finished training run that left the SAE in `home`: None for imported
@@ -800,7 +383,7 @@ pub fn finished_report(home: &Path) -> Result<Option<TrainReport>> {
     Ok(finished_run(home)?.map(|f| f.report))
 }
 
-fn finished_run(home: &Path) -> Result<Option<FinishedRun>> {
+pub(super) fn finished_run(home: &Path) -> Result<Option<FinishedRun>> {
     let path = home.join(FINISHED_FILE);
     if !path.exists() {
         return Ok(None);

@@ -1,7 +1,7 @@
 //! Tests of `sae::workflow` (training over a workspace, and naming, import and evaluation).
 
+use super::super::shuffle::ShuffleStream;
 use super::*;
-use crate::rng::Rng;
 
 /// A store of 10 images × 4 tokens (row = [image id, token]; the CLS row, token 0, holds
 /// 100 + id) and 10,000 rows drawn from it by the shuffle stream.
@@ -72,61 +72,6 @@ fn an_image_subset_draws_only_its_images_rows() {
     let absent: HashSet<u32> = [42].into();
     let err = draws(None, Some(&absent)).unwrap_err().to_string();
     assert!(err.contains("none of the images"), "{err}");
-}
-
-/// The training loop's device branch (here a device trainer on the CPU device) reports the
-/// same step statistics as the CPU branch, and `synced` hands checkpoints the same state.
-#[test]
-fn steps_on_a_device_trainer_match_the_cpu_trainer() {
-    let cfg = TrainConfig {
-        arch: TrainArch::TopK,
-        d_in: 16,
-        d_sae: 64,
-        k: 4,
-        k_aux: 8,
-        aux_coeff: 1.0 / 32.0,
-        dead_after_tokens: 32,
-        lr: 1e-3,
-        warmup_steps: 1,
-        total_steps: 4,
-        l1_warmup_steps: 1,
-        seed: 2,
-    };
-    let mut rng = Rng::new(4);
-    let data: Vec<f32> = (0..4 * 32 * 16).map(|_| rng.normal()).collect();
-    let mut cpu = Steps::new(Trainer::new(cfg.clone(), &data), &Device::Cpu).unwrap();
-    let start = Trainer::new(cfg, &data);
-    let device = DeviceTrainer::new(&start, &Device::Cpu, DecoderKind::Dense).unwrap();
-    let mut dev = Steps {
-        cpu: start,
-        device: Some(device),
-    };
-    for batch in data.chunks(32 * 16) {
-        let (a, b) = (
-            cpu.train_step(batch).unwrap(),
-            dev.train_step(batch).unwrap(),
-        );
-        assert!((a.loss - b.loss).abs() <= 1e-4 * a.loss);
-        assert!((a.aux_loss - b.aux_loss).abs() <= 1e-4 * a.aux_loss);
-        assert!((a.sq_err - b.sq_err).abs() <= 1e-4 * a.sq_err);
-        assert_eq!(a.l0, b.l0);
-        assert_eq!(cpu.dead_mask(), dev.dead_mask());
-    }
-    assert_eq!((dev.step(), dev.tokens_seen()), (4, 128));
-    // Before `synced` the CPU copy still holds the initial state.
-    assert_eq!(dev.cpu.step, 0);
-    let (a, b) = (cpu.synced().unwrap(), dev.synced().unwrap());
-    assert_eq!((a.step, a.tokens_seen), (b.step, b.tokens_seen));
-    assert_eq!(a.last_fired, b.last_fired);
-    for ((name, x), (_, y)) in a.state().into_iter().zip(b.state()) {
-        let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let err = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
-        assert!(err <= 1e-4 * scale, "{name}: {err}");
-    }
 }
 
 #[test]

@@ -1,0 +1,133 @@
+//! Tests of `sae::run`: the device branch of the steps, and sweeps equal to lone runs.
+
+use super::*;
+use crate::rng::Rng;
+
+/// The training loop's device branch (here a device trainer on the CPU device) reports the
+/// same step statistics as the CPU branch, and `synced` hands checkpoints the same state.
+#[test]
+fn steps_on_a_device_trainer_match_the_cpu_trainer() {
+    let cfg = TrainConfig {
+        arch: TrainArch::TopK,
+        d_in: 16,
+        d_sae: 64,
+        k: 4,
+        k_aux: 8,
+        aux_coeff: 1.0 / 32.0,
+        dead_after_tokens: 32,
+        lr: 1e-3,
+        warmup_steps: 1,
+        total_steps: 4,
+        l1_warmup_steps: 1,
+        seed: 2,
+    };
+    let mut rng = Rng::new(4);
+    let data: Vec<f32> = (0..4 * 32 * 16).map(|_| rng.normal()).collect();
+    let mut cpu = Steps::new(Trainer::new(cfg.clone(), &data), &Device::Cpu).unwrap();
+    let start = Trainer::new(cfg, &data);
+    let device = DeviceTrainer::new(&start, &Device::Cpu, DecoderKind::Dense).unwrap();
+    let mut dev = Steps {
+        cpu: start,
+        device: Some(device),
+    };
+    for batch in data.chunks(32 * 16) {
+        let (a, b) = (
+            cpu.train_step(batch).unwrap(),
+            dev.train_step(batch).unwrap(),
+        );
+        assert!((a.loss - b.loss).abs() <= 1e-4 * a.loss);
+        assert!((a.aux_loss - b.aux_loss).abs() <= 1e-4 * a.aux_loss);
+        assert!((a.sq_err - b.sq_err).abs() <= 1e-4 * a.sq_err);
+        assert_eq!(a.l0, b.l0);
+        assert_eq!(cpu.dead_mask(), dev.dead_mask());
+    }
+    assert_eq!((dev.step(), dev.tokens_seen()), (4, 128));
+    // Before `synced` the CPU copy still holds the initial state.
+    assert_eq!(dev.cpu.step, 0);
+    let (a, b) = (cpu.synced().unwrap(), dev.synced().unwrap());
+    assert_eq!((a.step, a.tokens_seen), (b.step, b.tokens_seen));
+    assert_eq!(a.last_fired, b.last_fired);
+    for ((name, x), (_, y)) in a.state().into_iter().zip(b.state()) {
+        let scale = x.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let err = x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(err <= 1e-4 * scale, "{name}: {err}");
+    }
+}
+
+/// Four SAEs of different architectures, widths, k and learning rates trained as one sweep end
+/// with the same bytes as each trained alone (same seed, so the same batches), and a second
+/// run reports them trained.
+#[test]
+fn a_sweep_equals_its_members_trained_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, images, tokens) = (12, 64, 8);
+    let mut rng = Rng::new(9);
+    let rows: Vec<f32> = (0..images * tokens * d).map(|_| rng.normal()).collect();
+    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
+    let store = crate::store::activations::write_single_shard_store(
+        &dir.path().join("acts"),
+        &rows,
+        d,
+        &ids,
+        images,
+    )
+    .unwrap();
+    let opts = |arch: &str, d_sae: usize, k: usize, lr: f32| TrainOptions {
+        arch: TrainArch::parse(arch, 0.0)
+            .unwrap()
+            .with_options(None, None, k)
+            .unwrap(),
+        tokens: Some(40 * 64),
+        batch: 64,
+        lr,
+        buffer_rows: 256,
+        checkpoint_every: Some(7),
+        ..TrainOptions::topk(d_sae, k)
+    };
+    let grid = [
+        opts("topk", 32, 4, 1e-3),
+        opts("batchtopk", 48, 3, 2e-3),
+        opts("matryoshka", 32, 4, 1e-3),
+        opts("jumprelu", 24, 4, 1e-3),
+    ];
+    let job = Job::default();
+    let member = |root: &str, i: usize| Member {
+        dir: dir.path().join(root).join(format!("sae{i}")),
+        meta: SaeMeta::default(),
+        opts: &grid[i],
+    };
+    let alone: Vec<TrainReport> = (0..4)
+        .map(|i| {
+            train_members(&store, &[member("alone", i)], None, None, &job)
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    let members: Vec<Member> = (0..4).map(|i| member("sweep", i)).collect();
+    let swept = train_members(&store, &members, None, None, &job).unwrap();
+    for i in 0..4 {
+        let read = |root: &str, f: &str| {
+            std::fs::read(dir.path().join(root).join(format!("sae{i}")).join(f)).unwrap()
+        };
+        assert_eq!(
+            read("alone", "sae_weights.safetensors"),
+            read("sweep", "sae_weights.safetensors"),
+            "{}: the sweep's weights differ from a lone run's",
+            grid[i].arch.name()
+        );
+        assert_eq!(read("alone", METRICS_FILE), read("sweep", METRICS_FILE));
+        assert_eq!(alone[i].final_fve, swept[i].final_fve);
+        assert!(
+            swept[i].final_fve > 0.0,
+            "{}: {}",
+            grid[i].arch.name(),
+            swept[i].final_fve
+        );
+    }
+    let again = train_members(&store, &members, None, None, &job).unwrap();
+    assert!(again.iter().all(|r| r.already_trained));
+}
