@@ -97,6 +97,9 @@ enum Command {
     /// An interrupted run (crash, Ctrl-C, cancel) resumes from its last checkpoint when re-run
     /// with the same settings.
     Train(cli::train::TrainArgs),
+    /// Train a grid of SAEs (architecture × width × k × learning rate) on one pass of shuffled
+    /// batches, each as if trained alone; `--group I --groups N` splits the grid for a cluster.
+    Sweep(cli::sweep::SweepArgs),
     /// Write the first stored activation rows and an SAE's codes for them to a safetensors
     /// file (`x`, `codes`), to compare with other tools.
     Encode(cli::encode::EncodeArgs),
@@ -314,6 +317,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::ImportLabels(a)) => cli::import_labels::run(a, ctx),
         Some(Command::EvalSae(a)) => cli::eval_sae::run(a, ctx),
         Some(Command::Encode(a)) => cli::encode::run(a, ctx),
+        Some(Command::Sweep(a)) => cli::sweep::run(a, ctx),
         Some(Command::Example(a)) => cli::example::run(a, ctx),
         Some(Command::Steer { which }) => cli::steer::run(which, ctx),
         Some(Command::Bench { which }) => cli::bench::run(which, ctx),

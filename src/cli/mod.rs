@@ -26,6 +26,7 @@ pub mod status;
 pub mod steer;
 pub mod submit;
 pub mod summary;
+pub mod sweep;
 pub mod train;
 pub mod tree;
 pub mod use_sae;

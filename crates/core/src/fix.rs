@@ -60,7 +60,7 @@ options! {
     Lr => "--lr" in ["train"];
     Model => "--model" in ["extract"];
     ModelConfig => "--model-config" in ["extract"];
-    Name => "--name" in ["train"];
+    Name => "--name" in ["train", "sweep"];
     Ood => "--ood" in ["ood"];
     Pipeline => "--pipeline" in ["steer generate"];
     Prefixes => "--prefixes" in ["train"];

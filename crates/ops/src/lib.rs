@@ -22,6 +22,7 @@ pub mod saes;
 pub mod session;
 pub mod share;
 pub mod steering;
+pub mod sweep;
 
 /// The whole store, for the use cases here; front ends see [`workspace`].
 pub(crate) use saescope_core::store;

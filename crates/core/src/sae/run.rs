@@ -67,6 +67,27 @@ pub fn train_members(
             )));
         }
     }
+    let need: f64 = members.iter().map(|m| m.opts.memory_need(d_in)).sum();
+    if members.len() > 1
+        && let Some(avail) = crate::memory::available_bytes()
+        && need > 0.9 * avail as f64
+    {
+        return Err(fixable!(
+            [format!(
+                "these {} SAEs need about {:.1} GB together for weights, optimiser state and \
+                 codes, but {:.1} GB of memory is available",
+                members.len(),
+                need / 1e9,
+                avail as f64 / 1e9
+            )],
+            [
+                "train fewer at once (more groups), or lower ",
+                Opt::DSae,
+                " or ",
+                Opt::Batch
+            ]
+        ));
+    }
     let cls_extra = match (shared.cls_weight, cls_row) {
         (1, _) => None,
         (w, Some(pos)) => Some((pos, w as usize - 1)),
@@ -227,9 +248,19 @@ pub fn train_members(
         };
         let mut trainer = Trainer::new(cfg, &batch);
         let mut seconds_before = 0.0;
-        if let Some(p) = &resume {
-            checkpoint::restore(&m.dir, p, &mut trainer)?;
-            seconds_before = p.seconds;
+        match &resume {
+            Some(p) => {
+                checkpoint::restore(&m.dir, p, &mut trainer)?;
+                seconds_before = p.seconds;
+            }
+            None => {
+                if let TrainArch::JumpRelu {
+                    l0_target: Some(t), ..
+                } = trainer.cfg.arch
+                {
+                    trainer.start_thresholds_at_l0(&batch, t);
+                }
+            }
         }
         live.push(Live {
             index: i,

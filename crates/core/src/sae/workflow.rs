@@ -164,9 +164,7 @@ impl TrainOptions {
                 "the checkpoint interval must be at least 1 step (got 0)".into(),
             ));
         }
-        // Weights (encoder, decoder) and Adam's two moments for each, plus one batch's codes.
-        let need =
-            4.0 * (6.0 * d_in as f64 * self.d_sae as f64 + 2.0 * (self.batch * self.d_sae) as f64);
+        let need = self.memory_need(d_in);
         if let Some(avail) = crate::memory::available_bytes()
             && need > 0.9 * avail as f64
         {
@@ -187,6 +185,12 @@ impl TrainOptions {
             ));
         }
         Ok(())
+    }
+
+    /// Bytes a run holds: weights (encoder, decoder) and Adam's two moments for each, plus one
+    /// batch's codes and their gradients.
+    pub fn memory_need(&self, d_in: usize) -> f64 {
+        4.0 * (6.0 * d_in as f64 * self.d_sae as f64 + 2.0 * (self.batch * self.d_sae) as f64)
     }
 
     /// Defaults for a TopK SAE of `d_sae` latents and `k` active per token.
@@ -280,9 +284,24 @@ pub fn train(
     opts: &TrainOptions,
     job: &Job,
 ) -> Result<TrainReport> {
-    let name = opts.name();
-    crate::store::workspace::check_sae_name(&name)?;
-    let home = ws.sae_dir(&name);
+    let report = train_members_in(ws, std::slice::from_ref(opts), job)?
+        .pop()
+        .ok_or_else(|| Error::Invalid("the training run reported nothing".into()))?;
+    ws.set_active_sae(&report.name)?;
+    Ok(report)
+}
+
+/// Trains several SAEs into `WS/saes/<name>/` on one stream of batches (a sweep, or one group
+/// of it), each as a lone `train` would; the active SAE is left as it is. The caller holds the
+/// workspace's writer lock, or a claim on each member (a sweep group on a cluster).
+pub fn train_members_in(
+    ws: &Workspace,
+    members: &[TrainOptions],
+    job: &Job,
+) -> Result<Vec<TrainReport>> {
+    for m in members {
+        crate::store::workspace::check_sae_name(&m.name())?;
+    }
     let store = ActivationStore::open(&ws.activations_dir())?;
     if !store.manifest.is_complete() {
         return Err(crate::store::activations::unfinished(&ws.dir));
@@ -305,14 +324,23 @@ pub fn train(
         .has_cls
         .then(|| store.manifest.token_indices.iter().position(|&t| t == 0))
         .flatten();
-    let subset = match &opts.images {
+    let subset = match members.first().and_then(|m| m.images.as_ref()) {
         Some(dir) => Some(image_subset(ws, dir)?),
         None => None,
     };
-    let mut report = train_on_store(&store, &home, meta, cls_row, subset.as_ref(), opts, job)?;
-    report.name = name.clone();
-    ws.set_active_sae(&name)?;
-    Ok(report)
+    let runs: Vec<Member> = members
+        .iter()
+        .map(|opts| Member {
+            dir: ws.sae_dir(&opts.name()),
+            meta: meta.clone(),
+            opts,
+        })
+        .collect();
+    let mut reports = train_members(&store, &runs, cls_row, subset.as_ref(), job)?;
+    for (r, m) in reports.iter_mut().zip(members) {
+        r.name = m.name();
+    }
+    Ok(reports)
 }
 
 /// The workspace's images under `dir` (its files or links to them), for `--images`.

@@ -100,3 +100,48 @@ impl JumpTerms {
         (g, value as f32)
     }
 }
+
+impl super::Trainer {
+    /// Starts JumpReLU's thresholds where the sample's L0 is `target`: each latent's θ is the
+    /// value it exceeds on a target/d_sae share of the sample's rows (at least the configured
+    /// initial threshold). With the peer's fixed θ₀ = e^−3 half of the latents fire at first,
+    /// and Adam moves log θ by at most about the learning rate per step, so a run of a few
+    /// thousand steps would end far above its L0 target.
+    pub fn start_thresholds_at_l0(&mut self, sample: &[f32], target: f32) {
+        let TrainArch::JumpRelu { init_threshold, .. } = self.cfg.arch else {
+            return;
+        };
+        let (d_in, d_sae) = (self.cfg.d_in, self.cfg.d_sae);
+        let rows = sample.len() / d_in;
+        if rows == 0 {
+            return;
+        }
+        let mut xin = sample.to_vec();
+        xin.par_chunks_mut(d_in)
+            .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+        let mut pre = vec![0f32; rows * d_sae];
+        crate::linalg::matmul(
+            &mut pre,
+            &xin,
+            &self.w_enc_t,
+            (rows, d_in, d_sae),
+            crate::linalg::RhsLayout::Transposed,
+            false,
+            true,
+        );
+        let share = (target as f64 / d_sae as f64).clamp(0.0, 1.0);
+        let rank = ((share * rows as f64).ceil() as usize).clamp(1, rows);
+        self.log_threshold = (0..d_sae)
+            .into_par_iter()
+            .map(|j| {
+                let mut col: Vec<f32> = (0..rows)
+                    .map(|r| (pre[r * d_sae + j] + self.b_enc[j]).max(0.0))
+                    .collect();
+                let v = *col
+                    .select_nth_unstable_by(rank - 1, |a, b| b.total_cmp(a))
+                    .1;
+                v.max(init_threshold).ln()
+            })
+            .collect();
+    }
+}
