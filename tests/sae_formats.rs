@@ -105,11 +105,23 @@ fn native_round_trip_keeps_every_architecture_and_folds_the_input_scale() {
         s.input_scale = Some(1.7);
         let dir = tempfile::tempdir().unwrap();
         save_saelens(&s, dir.path()).unwrap();
-        // D20: `k` is written as SAELens types it, an int (8.0 breaks its `torch.topk`).
+        // D20/D21: names and types as SAELens 6 reads them (checked with the real SAELens by
+        // scripts/saelens-check.py): `k` an int (8.0 breaks its `torch.topk`); BatchTopK saved
+        // as `jumprelu` with its threshold (SAELens has no inference `batchtopk`).
         let cfg: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("cfg.json")).unwrap()).unwrap();
-        if !matches!(act, SaeActivation::Relu) {
-            assert!(cfg["k"].is_u64(), "{act:?}: k = {}", cfg["k"]);
+        match act {
+            SaeActivation::Relu => assert_eq!(cfg["architecture"], "standard"),
+            SaeActivation::TopK { .. } => {
+                assert_eq!(cfg["architecture"], "topk");
+                assert!(cfg["k"].is_u64(), "{act:?}: k = {}", cfg["k"]);
+            }
+            _ => {
+                assert_eq!(cfg["architecture"], "jumprelu");
+                assert_eq!(cfg["metadata"]["saescope_architecture"], "batchtopk");
+                let k = &cfg["metadata"]["saescope_k"];
+                assert!(k.is_u64(), "{act:?}: saescope_k = {k}");
+            }
         }
         let back = load_sae(dir.path()).unwrap();
         assert_eq!(back.activation, act);

@@ -122,7 +122,7 @@ pub fn grid(r: &SweepRequest) -> Result<Vec<TrainOptions>> {
 fn group_of(group: Option<usize>, groups: Option<usize>) -> Result<(usize, usize)> {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let (g, n) = match (group, groups) {
-        (None, None) => (0, 1),
+        (None, None) | (None, Some(1)) => (0, 1),
         (g, Some(n)) => {
             let from_array = || {
                 env("SLURM_ARRAY_TASK_ID")

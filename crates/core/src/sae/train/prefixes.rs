@@ -34,12 +34,13 @@ impl Prefixes {
     /// Checks the rule against the dictionary size; fixed ends get d_sae appended if missing.
     pub fn checked(self, d_sae: usize) -> Result<Self> {
         match self {
-            Prefixes::Sampled { n } if n == 0 || n > d_sae.div_ceil(2).max(1) => {
+            // saev asks n ≤ d_sae; lengths 2..d_sae − 1 leave n − 1 ≤ d_sae − 2 to draw.
+            Prefixes::Sampled { n } if n == 0 || n > d_sae.saturating_sub(1).max(1) => {
                 Err(crate::fixable!([
                     Opt::Prefixes,
-                    " must be between 1 and half of ",
+                    " must be between 1 and ",
                     Opt::DSae,
-                    format!(" ({}) (got {n})", d_sae.div_ceil(2).max(1))
+                    format!(" − 1 ({}) (got {n})", d_sae.saturating_sub(1).max(1))
                 ]))
             }
             Prefixes::Sampled { n } => Ok(Prefixes::Sampled { n }),
