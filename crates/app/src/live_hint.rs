@@ -131,6 +131,11 @@ pub fn describe_sae(path: &str) -> Answer {
     let activation = match sae.activation {
         crate::sae::SaeActivation::Relu => "ReLU".to_string(),
         crate::sae::SaeActivation::TopK { k } => format!("TopK, k {k}"),
+        crate::sae::SaeActivation::BatchTopK { k, .. }
+            if sae.meta.training_architecture.as_deref() == Some("matryoshka") =>
+        {
+            format!("Matryoshka BatchTopK, k {k}")
+        }
         crate::sae::SaeActivation::BatchTopK { k, .. } => format!("BatchTopK, k {k}"),
         crate::sae::SaeActivation::JumpRelu => "JumpReLU".to_string(),
     };

@@ -63,9 +63,17 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
             let from_log = |k: &str| last.as_ref().and_then(|m| m[k].as_f64());
             SaeSummary {
                 active: active.as_deref() == Some(name.as_str()),
-                architecture: cfg["architecture"].as_str().unwrap_or("?").to_string(),
+                // How saescope trained it (a BatchTopK or Matryoshka SAE is stored as jumprelu).
+                architecture: cfg
+                    .pointer("/metadata/saescope_architecture")
+                    .or_else(|| cfg.get("architecture"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("?")
+                    .to_string(),
                 d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
-                k: cfg["k"].as_f64(),
+                k: cfg["k"]
+                    .as_f64()
+                    .or_else(|| cfg.pointer("/metadata/saescope_k").and_then(|v| v.as_f64())),
                 tokens: r
                     .as_ref()
                     .map(|r| r.tokens)

@@ -131,3 +131,60 @@ fn a_sweep_equals_its_members_trained_alone() {
     let again = train_members(&store, &members, None, None, &job).unwrap();
     assert!(again.iter().all(|r| r.already_trained));
 }
+
+/// Matryoshka and JumpReLU resume from a checkpoint file: a trainer restored from one takes the
+/// same next step as the trainer that wrote it (JumpReLU's thresholds and their Adam state
+/// included).
+#[test]
+fn matryoshka_and_jumprelu_resume_from_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng::new(3);
+    let (d_in, d_sae, rows) = (8, 32, 64);
+    let data: Vec<f32> = (0..rows * d_in * 4).map(|_| rng.normal()).collect();
+    for arch in ["matryoshka", "jumprelu"] {
+        let arch = TrainArch::parse(arch, 0.0)
+            .unwrap()
+            .with_options(None, None, 3)
+            .unwrap();
+        let cfg = TrainConfig {
+            arch: resolved_arch(&arch, d_sae, &data, d_in).unwrap(),
+            d_in,
+            d_sae,
+            k: 3,
+            k_aux: 4,
+            aux_coeff: 1.0 / 32.0,
+            dead_after_tokens: 100,
+            lr: 1e-2,
+            warmup_steps: 1,
+            total_steps: 10,
+            l1_warmup_steps: 1,
+            seed: 5,
+        };
+        let mut a = Trainer::new(cfg.clone(), &data);
+        for b in data.chunks(rows * d_in).take(3) {
+            a.train_step(b);
+        }
+        let settings = RunSettings {
+            arch: arch.clone(),
+            d_sae,
+            k: 3,
+            tokens: 640,
+            batch: rows,
+            lr: 1e-2,
+            seed: 5,
+            normalize: false,
+            cls_weight: 1,
+            images: None,
+        };
+        checkpoint::save(dir.path(), &a, &settings, None, 1.0).unwrap();
+        let index = checkpoint::read_index(dir.path()).unwrap().unwrap();
+        let mut b = Trainer::new(index.config.clone(), &data);
+        checkpoint::restore(dir.path(), &index, &mut b).unwrap();
+        let last = &data[3 * rows * d_in..];
+        a.train_step(last);
+        b.train_step(last);
+        assert_eq!(a.w_dec, b.w_dec, "{}", arch.name());
+        assert_eq!(a.log_threshold, b.log_threshold, "{}", arch.name());
+        assert_eq!(a.threshold, b.threshold, "{}", arch.name());
+    }
+}
