@@ -23,6 +23,16 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> crate::
     Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
 }
 
+/// gemm's threads: candle's thread count when `parallel` and there are several.
+fn parallelism(parallel: bool) -> gemm::Parallelism {
+    let threads = candle_core::utils::get_num_threads();
+    if parallel && threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    }
+}
+
 /// C[m×n] = A[m×k]·B (or C += A·B with `accumulate`). `parallel` lets gemm use candle's thread
 /// count; callers that already run in parallel over batches pass false.
 pub fn matmul(
@@ -41,12 +51,7 @@ pub fn matmul(
     if m == 0 || n == 0 {
         return;
     }
-    let threads = candle_core::utils::get_num_threads();
-    let par = if parallel && threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let par = parallelism(parallel);
     let (b_cs, b_rs) = match rhs {
         RhsLayout::RowMajor => (1, n as isize),
         RhsLayout::Transposed => (k as isize, 1),
@@ -88,12 +93,7 @@ pub fn matmul_tn(c: &mut [f32], a: &[f32], b: &[f32], (m, k, n): (usize, usize, 
     if m == 0 || n == 0 {
         return;
     }
-    let threads = candle_core::utils::get_num_threads();
-    let par = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let par = parallelism(true);
     // SAFETY: the assert above guarantees the buffers hold the matrices the strides describe
     // (Aᵀ's element (i, p) is a[p·m + i]); `c` is a unique borrow.
     unsafe {

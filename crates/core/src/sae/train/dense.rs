@@ -108,14 +108,7 @@ impl Trainer {
             true,
         );
         let l1 = self.l1_at(self.step);
-        let dec_norms: Vec<f32> = if l1 > 0.0 {
-            self.w_dec
-                .par_chunks(d_in)
-                .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let dec_norms = self.decoder_norms_if(l1 > 0.0);
         let (log_threshold, sparsity_loss) = match &jump {
             Some(j) => j.threshold_grads(theta, rows, |b, l| dz[b * d_sae + l]),
             None => {

@@ -37,6 +37,17 @@ pub struct Grads {
 const AUX_BIT: u32 = 1 << 31;
 
 impl Trainer {
+    /// ‖W_dec[j]‖ per latent when `needed` (ReLU's L1 weighting), else nothing.
+    pub(super) fn decoder_norms_if(&self, needed: bool) -> Vec<f32> {
+        if !needed {
+            return Vec::new();
+        }
+        self.w_dec
+            .par_chunks(self.cfg.d_in)
+            .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+            .collect()
+    }
+
     /// Loss and exact gradients for a batch x [rows, d_in].
     pub fn grads(&mut self, x: &[f32], dead: &[bool]) -> Grads {
         let (d_in, d_sae, k) = (self.cfg.d_in, self.cfg.d_sae, self.cfg.k);
@@ -95,14 +106,7 @@ impl Trainer {
         self.scratch = pre;
         // ReLU's L1 penalty λ/n·Σ f_j‖W_dec[j]‖ needs the decoder norms.
         let l1 = self.l1_at(self.step);
-        let dec_norms: Vec<f32> = if l1 > 0.0 {
-            self.w_dec
-                .par_chunks(d_in)
-                .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let dec_norms = self.decoder_norms_if(l1 > 0.0);
         // Decode by gathering the active rows prefix by prefix: e_p = x̂_p − x, kept in `up` [rows,
         // P, d_in] and then turned into the suffix sums Σ_{q≥p} e_q.
         let mut up = vec![0f32; rows * groups * d_in];

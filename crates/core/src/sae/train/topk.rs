@@ -14,16 +14,6 @@ pub fn select_active(
     k: usize,
 ) -> (Vec<Vec<(u32, f32)>>, Option<f32>) {
     let d_sae = b_enc.len();
-    let positive = |row: &[f32], floor: f32| -> Vec<(u32, f32)> {
-        row.iter()
-            .zip(b_enc)
-            .enumerate()
-            .filter_map(|(j, (&p, &b))| {
-                let v = p + b;
-                (v > 0.0 && v >= floor).then_some((j as u32, v))
-            })
-            .collect()
-    };
     match arch {
         TrainArch::TopK => (
             pre.par_chunks(d_sae)
@@ -33,7 +23,7 @@ pub fn select_active(
         ),
         TrainArch::Relu { .. } => (
             pre.par_chunks(d_sae)
-                .map(|row| positive(row, 0.0))
+                .map(|row| above(row, b_enc, 0.0))
                 .collect(),
             None,
         ),
@@ -56,6 +46,18 @@ pub fn select_active(
     }
 }
 
+/// The entries of `row + b_enc` that are positive and at least `floor`, in latent order.
+fn above(row: &[f32], b_enc: &[f32], floor: f32) -> Vec<(u32, f32)> {
+    row.iter()
+        .zip(b_enc)
+        .enumerate()
+        .filter_map(|(j, (&p, &b))| {
+            let v = p + b;
+            (v > 0.0 && v >= floor).then_some((j as u32, v))
+        })
+        .collect()
+}
+
 /// The rows·k largest positive activations of a batch, every value equal to the cut kept, each
 /// row's list in latent order; and the smallest kept value. Exact without sorting the batch:
 /// the rows·k-th largest of each row's top 2k is a lower bound on the cut, and only a row whose
@@ -66,16 +68,6 @@ fn batch_top_k(pre: &[f32], b_enc: &[f32], k: usize) -> (Vec<Vec<(u32, f32)>>, O
     let rows = pre.len() / d_sae;
     let budget = rows * k;
     let m = (2 * k).min(d_sae);
-    let above = |row: &[f32], floor: f32| -> Vec<(u32, f32)> {
-        row.iter()
-            .zip(b_enc)
-            .enumerate()
-            .filter_map(|(j, (&p, &b))| {
-                let v = p + b;
-                (v > 0.0 && v >= floor).then_some((j as u32, v))
-            })
-            .collect()
-    };
     let candidates: Vec<Vec<(u32, f32)>> = pre
         .par_chunks(d_sae)
         .map_init(
@@ -95,7 +87,9 @@ fn batch_top_k(pre: &[f32], b_enc: &[f32], k: usize) -> (Vec<Vec<(u32, f32)>>, O
     let descending = |a: &f32, b: &f32| b.total_cmp(a);
     let lists: Vec<Vec<(u32, f32)>> = if budget == 0 || pool.len() < budget {
         // Fewer positive values than the budget (or none asked): keep every positive one.
-        pre.par_chunks(d_sae).map(|row| above(row, 0.0)).collect()
+        pre.par_chunks(d_sae)
+            .map(|row| above(row, b_enc, 0.0))
+            .collect()
     } else {
         let bound = *pool.select_nth_unstable_by(budget - 1, descending).1;
         let reach: Vec<Vec<(u32, f32)>> = pre
@@ -103,7 +97,7 @@ fn batch_top_k(pre: &[f32], b_enc: &[f32], k: usize) -> (Vec<Vec<(u32, f32)>>, O
             .zip(&candidates)
             .map(|(row, c)| {
                 if c.len() == m && c.iter().all(|&(_, v)| v >= bound) {
-                    above(row, bound)
+                    above(row, b_enc, bound)
                 } else {
                     c.iter().filter(|&&(_, v)| v >= bound).copied().collect()
                 }
