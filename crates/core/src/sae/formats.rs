@@ -377,6 +377,18 @@ pub fn save_saelens(sae: &Sae, dir: &Path) -> Result<()> {
     fsutil::write_json_atomic(&dir.join(SAELENS_CFG), &cfg)
 }
 
+/// Removes an SAE written by [`save_saelens`]: `cfg.json` first, so a crash in between never
+/// leaves a config over missing weights.
+pub fn remove_saelens(dir: &Path) -> Result<()> {
+    for f in [SAELENS_CFG, SAELENS_WEIGHTS] {
+        let p = dir.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p).at(&p)?;
+        }
+    }
+    Ok(())
+}
+
 // ---- saev ----
 
 /// saev's `sae.pt`: one JSON line (the config), then a torch state_dict. Its encoder does not

@@ -131,11 +131,28 @@ pub fn train_members(
             // A corrupt train.json is said as such, not taken for "other settings".
             match finished_run(&m.dir)? {
                 Some(f) if f.settings == settings => {
+                    // A run stopped after its report and SAE but before removing its checkpoint.
+                    checkpoint::remove(&m.dir)?;
                     reports[i] = Some(TrainReport {
                         already_trained: true,
                         ..f.report
                     });
                     continue;
+                }
+                // D9: an SAE saved by a run of these settings that was stopped before its report
+                // (the order before the report came first): its checkpoint is still there.
+                None if checkpoint::read_index(&m.dir)?.is_some_and(|p| p.settings == settings) => {
+                    if !shared.restart {
+                        return Err(fixable!(
+                            [
+                                &m.dir,
+                                " holds an SAE whose training run was stopped before it wrote its \
+                                 report (train.json)"
+                            ],
+                            ["pass ", Opt::Restart, " to train it again from the start"]
+                        ));
+                    }
+                    crate::sae::formats::remove_saelens(&m.dir)?;
                 }
                 _ => {
                     return Err(fixable!(
@@ -346,8 +363,6 @@ pub fn train_members(
             ..m.meta.clone()
         });
         sae.input_scale = input_scale;
-        save_saelens(&sae, &m.dir)?;
-        checkpoint::remove(&m.dir)?;
         let run_tokens = trainer.tokens_seen - resumed_from_step * m.opts.batch as u64;
         let (final_loss, final_fve, final_l0) = l.last;
         let report = TrainReport {
@@ -375,7 +390,9 @@ pub fn train_members(
             already_trained: false,
             device: crate::device::name(&m.opts.device),
         };
-        // After the SAE itself: a crash in between leaves an SAE that a re-run will not replace.
+        // The report first, then the SAE (cfg.json last), then the checkpoint goes. A crash
+        // before the SAE is complete leaves the checkpoint, so the re-run resumes and finishes;
+        // one after it leaves a finished SAE the re-run reports (and cleans up after).
         crate::fsutil::write_json_atomic(
             &m.dir.join(FINISHED_FILE),
             &FinishedRun {
@@ -383,6 +400,8 @@ pub fn train_members(
                 report: report.clone(),
             },
         )?;
+        save_saelens(&sae, &m.dir)?;
+        checkpoint::remove(&m.dir)?;
         reports[l.index] = Some(report);
     }
     Ok(reports.into_iter().flatten().collect())

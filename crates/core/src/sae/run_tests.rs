@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::rng::Rng;
+use std::path::Path;
 
 /// The training loop's device branch (here a device trainer on the CPU device) reports the
 /// same step statistics as the CPU branch, and `synced` hands checkpoints the same state.
@@ -187,4 +188,99 @@ fn matryoshka_and_jumprelu_resume_from_checkpoints() {
         assert_eq!(a.log_threshold, b.log_threshold, "{}", arch.name());
         assert_eq!(a.threshold, b.threshold, "{}", arch.name());
     }
+}
+
+/// D9: a run stopped after it saved its SAE but before the rest is never stuck. A finished SAE
+/// with its checkpoint still beside it is reported as trained and the checkpoint removed; an
+/// SAE without its report but with its run's checkpoint (the order before this fix) is refused
+/// with `--restart` as the fix, and `--restart` trains it again.
+#[test]
+fn a_run_stopped_while_finishing_is_never_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, images, tokens) = (6, 16, 4);
+    let mut rng = Rng::new(2);
+    let rows: Vec<f32> = (0..images * tokens * d).map(|_| rng.normal()).collect();
+    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
+    let store = crate::store::activations::write_single_shard_store(
+        &dir.path().join("acts"),
+        &rows,
+        d,
+        &ids,
+        images,
+    )
+    .unwrap();
+    let opts = TrainOptions {
+        tokens: Some(20 * 32),
+        batch: 32,
+        buffer_rows: 64,
+        checkpoint_every: Some(5),
+        ..TrainOptions::topk(12, 2)
+    };
+    let run = |home: &Path, o: &TrainOptions| {
+        let m = Member {
+            dir: home.to_path_buf(),
+            meta: SaeMeta::default(),
+            opts: o,
+        };
+        train_members(&store, &[m], None, None, &Job::default())
+    };
+    // A checkpoint of the run: cancel it after its first checkpoint.
+    let stopped = dir.path().join("stopped");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = cancel.clone();
+    let job = Job::new(cancel.clone(), move |p| {
+        if p.done >= 1 {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let m = Member {
+        dir: stopped.clone(),
+        meta: SaeMeta::default(),
+        opts: &opts,
+    };
+    assert!(train_members(&store, &[m], None, None, &job).is_err());
+    assert!(checkpoint::read_index(&stopped).unwrap().is_some());
+    // The finished files of the same run, as its end would have written them.
+    let done = dir.path().join("done");
+    run(&done, &opts).unwrap();
+    for f in ["cfg.json", "sae_weights.safetensors", "train.json"] {
+        std::fs::copy(done.join(f), stopped.join(f)).unwrap();
+    }
+    let r = run(&stopped, &opts).unwrap();
+    assert!(r[0].already_trained);
+    assert!(
+        checkpoint::read_index(&stopped).unwrap().is_none(),
+        "the checkpoint stays behind"
+    );
+    // The older order's stop: the SAE is there, its report is not, its checkpoint is.
+    let older = dir.path().join("older");
+    let m = Member {
+        dir: older.clone(),
+        meta: SaeMeta::default(),
+        opts: &opts,
+    };
+    cancel.store(false, std::sync::atomic::Ordering::SeqCst);
+    let job = Job::new(cancel.clone(), {
+        let flag = cancel.clone();
+        move |p| {
+            if p.done >= 1 {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+    assert!(train_members(&store, &[m], None, None, &job).is_err());
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        std::fs::copy(done.join(f), older.join(f)).unwrap();
+    }
+    let err = run(&older, &opts).unwrap_err().to_string();
+    assert!(
+        err.contains("--restart") && err.contains("train.json"),
+        "{err}"
+    );
+    let again = TrainOptions {
+        restart: true,
+        ..opts.clone()
+    };
+    let r = run(&older, &again).unwrap();
+    assert!(!r[0].already_trained && older.join("train.json").is_file());
 }
