@@ -39,6 +39,38 @@ struct Live {
     metrics: std::fs::File,
     seconds_before: f64,
     last: (f32, f64, f64),
+    /// FVE averaged over recent batches (weight 0.1 on the newest): what divergence is judged on.
+    fve_trend: Option<f64>,
+}
+
+impl Live {
+    /// Whether its recent batches reconstruct at all (FVE finite and at least 0).
+    fn healthy(&self) -> bool {
+        self.fve_trend.is_none_or(|f| f.is_finite() && f >= 0.0)
+    }
+}
+
+/// The error for a member whose training diverged: nothing of it is saved, its last good
+/// checkpoint (if any) stays.
+fn diverged(m: &Member, fve: f64, step: u64) -> Error {
+    let kept = match checkpoint::read_index(&m.dir) {
+        Ok(Some(p)) => format!("its checkpoint of step {} is kept", p.step),
+        _ => "no checkpoint was taken".into(),
+    };
+    fixable!(
+        [format!(
+            "{}: training diverged (FVE {fve:.3e} over the recent batches at step {step}); the \
+             SAE was not saved, and {kept}",
+            m.dir.display()
+        )],
+        [
+            "lower ",
+            Opt::Lr,
+            format!(" (it was {}) or raise ", m.opts.lr),
+            Opt::Batch,
+            format!(" (it was {})", m.opts.batch)
+        ]
+    )
 }
 
 /// Trains every member on one stream of batches from `store`. Finished members (same settings)
@@ -286,6 +318,7 @@ pub fn train_members(
             metrics: open_metrics(&m.dir.join(METRICS_FILE), resumed_from_step)?,
             seconds_before,
             last: (0.0, 0.0, 0.0),
+            fve_trend: None,
         });
     }
     let crash_after: Option<u64> = std::env::var("SAESCOPE_CRASH_AFTER_CHECKPOINT")
@@ -296,7 +329,8 @@ pub fn train_members(
     let mut last_checkpoint = Instant::now();
     let save_all = |live: &mut [Live]| -> Result<()> {
         let secs = start.elapsed().as_secs_f64();
-        for l in live {
+        // A member that no longer reconstructs keeps its previous (good) checkpoint.
+        for l in live.iter_mut().filter(|l| l.healthy()) {
             let _ = l.metrics.flush();
             let dir = &members[l.index].dir;
             checkpoint::save(
@@ -309,6 +343,7 @@ pub fn train_members(
         }
         Ok(())
     };
+    let mut failed: Vec<Error> = Vec::new();
     for step in resumed_from_step..steps {
         if let Err(e) = job.check() {
             // Cancelled: keep the progress so the next run resumes here.
@@ -322,12 +357,33 @@ pub fn train_members(
             let g = l.steps.train_step(&batch)?;
             let fve = 1.0 - g.sq_err / variance;
             l.last = (g.loss, fve, g.l0);
+            l.fve_trend = Some(match l.fve_trend {
+                Some(t) if fve.is_finite() => 0.9 * t + 0.1 * fve,
+                _ => fve,
+            });
             if step % 20 == 0 || step + 1 == steps {
                 let d_sae = members[l.index].opts.d_sae;
                 let dead = l.steps.dead_mask().iter().filter(|&&d| d).count() as f64 / d_sae as f64;
                 let line = serde_json::json!({"step": step, "tokens": l.steps.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "sparsity_loss": g.sparsity_loss, "fve": fve, "l0": g.l0, "dead_fraction": dead, "lr": l.steps.lr_at(step)});
                 let _ = writeln!(l.metrics, "{line}");
             }
+        }
+        // Non-finite is diverged at once; a negative trend only at the end (FVE starts below 0
+        // for some architectures and recovers).
+        let mut i = 0;
+        while i < live.len() {
+            let l = &live[i];
+            let trend = l.fve_trend.unwrap_or(0.0);
+            let broken = !l.last.0.is_finite() || !trend.is_finite();
+            if broken || (step + 1 == steps && trend < 0.0) {
+                failed.push(diverged(&members[l.index], trend, step));
+                live.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if live.is_empty() {
+            break;
         }
         if step % 20 == 0 || step + 1 == steps {
             job.report(Progress {
@@ -404,7 +460,20 @@ pub fn train_members(
         checkpoint::remove(&m.dir)?;
         reports[l.index] = Some(report);
     }
-    Ok(reports.into_iter().flatten().collect())
+    match failed.len() {
+        0 => Ok(reports.into_iter().flatten().collect()),
+        1 if members.len() == 1 => Err(failed.remove(0)),
+        _ => Err(Error::Invalid(format!(
+            "{} of the {} SAEs diverged (the others are saved; a re-run reports them): {}",
+            failed.len(),
+            members.len(),
+            failed
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))),
+    }
 }
 
 /// Whether two members' options draw the same batches.

@@ -284,3 +284,50 @@ fn a_run_stopped_while_finishing_is_never_stuck() {
     let r = run(&older, &again).unwrap();
     assert!(!r[0].already_trained && older.join("train.json").is_file());
 }
+
+/// D11: a run that diverges is an error naming the learning rate and batch, saves no SAE, and in
+/// a sweep the members that did not diverge are saved.
+#[test]
+fn a_diverged_run_saves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, images, tokens) = (12, 32, 8);
+    let mut rng = Rng::new(6);
+    let rows: Vec<f32> = (0..images * tokens * d)
+        .map(|_| rng.normal() * 3.0 + 1.0)
+        .collect();
+    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
+    let store = crate::store::activations::write_single_shard_store(
+        &dir.path().join("acts"),
+        &rows,
+        d,
+        &ids,
+        images,
+    )
+    .unwrap();
+    let with_lr = |lr: f32| TrainOptions {
+        arch: TrainArch::Relu { l1: 0.0 },
+        tokens: Some(60 * 32),
+        batch: 32,
+        buffer_rows: 64,
+        lr,
+        ..TrainOptions::topk(24, 4)
+    };
+    let (good, bad) = (with_lr(1e-3), with_lr(1e4));
+    let member = |name: &str, o| Member {
+        dir: dir.path().join(name),
+        meta: SaeMeta::default(),
+        opts: o,
+    };
+    let err = train_members(&store, &[member("bad", &bad)], None, None, &Job::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("diverged") && err.contains("--lr"), "{err}");
+    assert!(!dir.path().join("bad/cfg.json").exists());
+    let both = [member("good", &good), member("bad2", &bad)];
+    let err = train_members(&store, &both, None, None, &Job::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 of the 2 SAEs diverged"), "{err}");
+    assert!(dir.path().join("good/cfg.json").exists());
+    assert!(!dir.path().join("bad2/cfg.json").exists());
+}
