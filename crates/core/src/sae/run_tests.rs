@@ -4,6 +4,23 @@ use super::*;
 use crate::rng::Rng;
 use std::path::Path;
 
+/// A one-shard store under `dir/acts` of (d, images, tokens per image) normal rows, × scale + shift.
+fn random_store(
+    dir: &Path,
+    (d, images, tokens): (usize, usize, usize),
+    seed: u64,
+    scale: f32,
+    shift: f32,
+) -> ActivationStore {
+    let mut rng = Rng::new(seed);
+    let rows: Vec<f32> = (0..images * tokens * d)
+        .map(|_| rng.normal() * scale + shift)
+        .collect();
+    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
+    crate::store::activations::write_single_shard_store(&dir.join("acts"), &rows, d, &ids, images)
+        .unwrap()
+}
+
 /// The training loop's device branch (here a device trainer on the CPU device) reports the
 /// same step statistics as the CPU branch, and `synced` hands checkpoints the same state.
 #[test]
@@ -65,18 +82,7 @@ fn steps_on_a_device_trainer_match_the_cpu_trainer() {
 #[test]
 fn a_sweep_equals_its_members_trained_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, images, tokens) = (12, 64, 8);
-    let mut rng = Rng::new(9);
-    let rows: Vec<f32> = (0..images * tokens * d).map(|_| rng.normal()).collect();
-    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
-    let store = crate::store::activations::write_single_shard_store(
-        &dir.path().join("acts"),
-        &rows,
-        d,
-        &ids,
-        images,
-    )
-    .unwrap();
+    let store = random_store(dir.path(), (12, 64, 8), 9, 1.0, 0.0);
     let opts = |arch: &str, d_sae: usize, k: usize, lr: f32| TrainOptions {
         arch: TrainArch::parse(arch, 0.0)
             .unwrap()
@@ -197,18 +203,7 @@ fn matryoshka_and_jumprelu_resume_from_checkpoints() {
 #[test]
 fn a_run_stopped_while_finishing_is_never_stuck() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, images, tokens) = (6, 16, 4);
-    let mut rng = Rng::new(2);
-    let rows: Vec<f32> = (0..images * tokens * d).map(|_| rng.normal()).collect();
-    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
-    let store = crate::store::activations::write_single_shard_store(
-        &dir.path().join("acts"),
-        &rows,
-        d,
-        &ids,
-        images,
-    )
-    .unwrap();
+    let store = random_store(dir.path(), (6, 16, 4), 2, 1.0, 0.0);
     let opts = TrainOptions {
         tokens: Some(20 * 32),
         batch: 32,
@@ -290,20 +285,7 @@ fn a_run_stopped_while_finishing_is_never_stuck() {
 #[test]
 fn a_diverged_run_saves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, images, tokens) = (12, 32, 8);
-    let mut rng = Rng::new(6);
-    let rows: Vec<f32> = (0..images * tokens * d)
-        .map(|_| rng.normal() * 3.0 + 1.0)
-        .collect();
-    let ids: Vec<u32> = (0..images * tokens).map(|r| (r / tokens) as u32).collect();
-    let store = crate::store::activations::write_single_shard_store(
-        &dir.path().join("acts"),
-        &rows,
-        d,
-        &ids,
-        images,
-    )
-    .unwrap();
+    let store = random_store(dir.path(), (12, 32, 8), 6, 3.0, 1.0);
     let with_lr = |lr: f32| TrainOptions {
         arch: TrainArch::Relu { l1: 0.0 },
         tokens: Some(60 * 32),
