@@ -216,6 +216,37 @@ fn split_extraction_refuses_foreign_tasks_twins_and_impossible_numbers() {
     assert!(e.contains("--tasks must be at least 1"), "{e}");
 }
 
+/// A sweep is submitted as an array of groups, each `--group $SLURM_ARRAY_TASK_ID --groups N`,
+/// with no merge job.
+#[test]
+fn submit_splits_a_sweep_into_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let r = run_json(
+        Command::new(EXE)
+            .args(["submit", "--tasks", "3", "--dry-run", "--"])
+            .args([
+                "sweep",
+                "--d-sae",
+                "64,128",
+                "--arch",
+                "topk,jumprelu",
+                "--workspace",
+            ])
+            .arg(&ws),
+    );
+    let texts = r["script_texts"].as_array().unwrap();
+    assert_eq!(texts.len(), 1, "{r}");
+    let array = texts[0].as_str().unwrap();
+    for want in [
+        "#SBATCH --array=0,1,2",
+        "sweep --d-sae '64,128' --arch 'topk,jumprelu'",
+        "--group \"$SLURM_ARRAY_TASK_ID\" --groups 3",
+    ] {
+        assert!(array.contains(want), "missing {want}:\n{array}");
+    }
+}
+
 #[test]
 fn submit_writes_an_array_and_a_merge_that_waits_for_it() {
     let tmp = tempfile::tempdir().unwrap();

@@ -357,10 +357,36 @@ pub fn submit(r: &SubmitRequest) -> Result<SubmitReport> {
                 ["say how many with ", Opt::Tasks]
             ));
         }
+        // A sweep splits into groups that need no merge: each saves its own SAEs, and a
+        // re-run of a group reports the finished ones and resumes the rest.
+        (false, Some(n)) if stage == "sweep" => {
+            if n == 0 {
+                return Err(crate::fixable!([Opt::Tasks, " must be at least 1 (got 0)"]));
+            }
+            if r.command.iter().any(|a| a.starts_with("--group")) {
+                return Err(Error::Invalid(
+                    "`sweep`'s arguments carry --group or --groups: give --tasks to submit \
+                     instead, it numbers the groups itself"
+                        .into(),
+                ));
+            }
+            let mut args = r.command.clone();
+            args.extend(["--group".into(), "$SLURM_ARRAY_TASK_ID".into()]);
+            args.extend(["--groups".into(), n.to_string()]);
+            let todo: Vec<usize> = (0..n).collect();
+            (
+                vec![(
+                    slurm_dir.join(format!("{stage}-{n}-groups.sbatch")),
+                    script(&exe, &stage, &ws_dir, &args, &r.sbatch, Some(&todo))?,
+                )],
+                todo,
+            )
+        }
         (false, Some(_)) => {
             return Err(crate::fixable!(
                 [format!(
-                    "`{stage}` is one job and cannot be split (these can: {})",
+                    "`{stage}` is one job and cannot be split (these can: {}, and sweep into \
+                     groups)",
                     SPLITTABLE.join(", ")
                 )],
                 ["leave out ", Opt::Tasks]
