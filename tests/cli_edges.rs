@@ -221,6 +221,7 @@ fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
                 "--name",
                 "--arch",
                 "--seed",
+                "--max-hours",
             ],
         ),
         (s(&["index", "--workspace", &ws]), vec!["--top-n", "--sae"]),
@@ -356,6 +357,7 @@ fn commands(f: &Fixture) -> Vec<(Vec<String>, Vec<&'static str>)> {
                 "--seed",
                 "--group",
                 "--groups",
+                "--max-hours",
             ],
         ),
         (

@@ -57,6 +57,9 @@ pub struct SweepArgs {
     /// Discard unfinished runs' checkpoints instead of resuming them.
     #[arg(long)]
     restart: bool,
+    /// Refuse a run whose time, estimated on its first steps (and printed), exceeds this.
+    #[arg(long, default_value_t = ops::sae::workflow::DEFAULT_MAX_HOURS)]
+    max_hours: f64,
     /// This process's group (0-based; default: a Slurm array's task index).
     #[arg(long)]
     group: Option<usize>,
@@ -84,6 +87,7 @@ pub fn run(a: SweepArgs, ctx: &Ctx) -> Result<()> {
         images,
         checkpoint_every,
         restart,
+        max_hours,
         group,
         groups,
     } = a;
@@ -96,6 +100,7 @@ pub fn run(a: SweepArgs, ctx: &Ctx) -> Result<()> {
         images,
         checkpoint_every,
         restart,
+        max_hours,
         ..ops::sae::workflow::TrainOptions::topk(1, 1)
     };
     let (job, bar) = progress_job("sweep");

@@ -42,6 +42,9 @@ pub struct TrainArgs {
     /// Discard an unfinished run's checkpoint instead of resuming it.
     #[arg(long)]
     restart: bool,
+    /// Refuse a run whose time, estimated on its first steps (and printed), exceeds this.
+    #[arg(long, default_value_t = ops::sae::workflow::DEFAULT_MAX_HOURS)]
+    max_hours: f64,
     /// Draw each CLS row this many times as often as a patch row (1 to 1024; default 1).
     /// The store holds one CLS row per image, so without it the SAE spends little on the
     /// token that pooled read-outs (probes, classifier heads) depend on.
@@ -75,6 +78,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         normalize,
         checkpoint_every,
         restart,
+        max_hours,
         cls_weight,
         images,
         tokens,
@@ -97,6 +101,7 @@ pub fn run(a: TrainArgs, ctx: &Ctx) -> Result<()> {
         normalize,
         checkpoint_every,
         restart,
+        max_hours,
         cls_weight,
         name,
         images,

@@ -58,6 +58,7 @@ options! {
     L2 => "--l2" in ["probe"];
     Layer => "--layer" in ["extract"];
     Lr => "--lr" in ["train"];
+    MaxHours => "--max-hours" in ["train", "sweep"];
     Model => "--model" in ["extract"];
     ModelConfig => "--model-config" in ["extract"];
     Name => "--name" in ["train", "sweep"];
@@ -76,7 +77,7 @@ options! {
     Restart => "--restart" in ["train"];
     Sae => "--sae" in [];
     ShardImages => "--shard-images" in ["extract"];
-    Tokens => "--tokens" in ["extract"];
+    Tokens => "--tokens" in ["extract", "train", "sweep"];
     TopN => "--top-n" in ["index"];
     Workspace => "--workspace" in [];
 }

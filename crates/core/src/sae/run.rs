@@ -344,7 +344,41 @@ pub fn train_members(
         Ok(())
     };
     let mut failed: Vec<Error> = Vec::new();
+    // D12: the run's time, estimated from its first steps (after the first, which warms up).
+    let timed_steps = 3u64;
+    let mut timer: Option<Instant> = None;
     for step in resumed_from_step..steps {
+        if step == resumed_from_step + 1 {
+            timer = Some(Instant::now());
+        }
+        if let Some(t) = timer
+            && step == resumed_from_step + 1 + timed_steps
+        {
+            let per_step = t.elapsed().as_secs_f64() / timed_steps as f64;
+            let hours = per_step * (steps - step) as f64 / 3600.0;
+            job.report(Progress {
+                done: step,
+                total: steps,
+                unit: "steps",
+                message: format!("about {} left ({per_step:.2} s a step)", duration(hours)),
+            });
+            if hours > shared.max_hours {
+                save_all(&mut live)?;
+                return Err(fixable!(
+                    [
+                        format!(
+                            "this run would take about {} more ({} steps at {per_step:.2} s), \
+                             more than ",
+                            duration(hours),
+                            steps - step
+                        ),
+                        Opt::MaxHours,
+                        format!(" {} allows; its progress is checkpointed", shared.max_hours)
+                    ],
+                    ["lower ", Opt::Tokens, " or raise ", Opt::MaxHours]
+                ));
+            }
+        }
         if let Err(e) = job.check() {
             // Cancelled: keep the progress so the next run resumes here.
             save_all(&mut live)?;
@@ -473,6 +507,19 @@ pub fn train_members(
                 .collect::<Vec<_>>()
                 .join("; ")
         ))),
+    }
+}
+
+/// Hours as "40 s", "12 min", "3.2 h" or "2000 years".
+fn duration(hours: f64) -> String {
+    if hours < 1.0 / 60.0 {
+        format!("{:.0} s", hours * 3600.0)
+    } else if hours < 1.0 {
+        format!("{:.0} min", hours * 60.0)
+    } else if hours < 24.0 * 365.0 {
+        format!("{hours:.1} h")
+    } else {
+        format!("{:.0} years", hours / (24.0 * 365.0))
     }
 }
 

@@ -313,3 +313,36 @@ fn a_diverged_run_saves_nothing() {
     assert!(dir.path().join("good/cfg.json").exists());
     assert!(!dir.path().join("bad2/cfg.json").exists());
 }
+
+/// D12: a run longer than --max-hours allows is refused after its first steps, naming the
+/// estimate and both fixes, with its progress checkpointed.
+#[test]
+fn a_run_over_its_time_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = random_store(dir.path(), (8, 16, 4), 1, 1.0, 0.0);
+    let opts = TrainOptions {
+        tokens: Some(99_999_999_999_999_999),
+        batch: 16,
+        buffer_rows: 64,
+        ..TrainOptions::topk(16, 2)
+    };
+    let m = Member {
+        dir: dir.path().join("huge"),
+        meta: SaeMeta::default(),
+        opts: &opts,
+    };
+    let err = train_members(&store, &[m], None, None, &Job::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("would take about")
+            && err.contains("--max-hours 72")
+            && err.contains("--tokens"),
+        "{err}"
+    );
+    assert!(
+        checkpoint::read_index(&dir.path().join("huge"))
+            .unwrap()
+            .is_some()
+    );
+}

@@ -24,6 +24,9 @@ pub use super::evaluate::{EvalReport, evaluate};
 
 pub const SAE_DIR: &str = "sae";
 pub use super::run::METRICS_FILE;
+
+/// `--max-hours` by default: three days.
+pub const DEFAULT_MAX_HOURS: f64 = 72.0;
 use super::run::{Member, train_members};
 
 #[derive(Clone, Debug)]
@@ -46,6 +49,8 @@ pub struct TrainOptions {
     pub checkpoint_every: Option<u64>,
     /// Discard an unfinished run's checkpoint instead of resuming it.
     pub restart: bool,
+    /// Refuse a run whose estimate (timed on its first steps) exceeds this many hours.
+    pub max_hours: f64,
     /// Each CLS row is drawn this many times as often as a patch row (1 = as stored). A store
     /// holds one CLS row per 256 patch rows, so an SAE spends little of its budget on the CLS
     /// token, which is what a pooled read-out (the probe, a classifier head) depends on.
@@ -159,6 +164,12 @@ impl TrainOptions {
                 format!("must be between 1 and 1024 (got {})", self.cls_weight),
             );
         }
+        if !(self.max_hours.is_finite() && self.max_hours > 0.0) {
+            return bad(
+                Opt::MaxHours,
+                format!("must be a number of hours above 0 (got {})", self.max_hours),
+            );
+        }
         if self.checkpoint_every == Some(0) {
             return Err(Error::Invalid(
                 "the checkpoint interval must be at least 1 step (got 0)".into(),
@@ -207,6 +218,7 @@ impl TrainOptions {
             buffer_rows: 1 << 18,
             checkpoint_every: None,
             restart: false,
+            max_hours: DEFAULT_MAX_HOURS,
             cls_weight: 1,
             name: None,
             images: None,
