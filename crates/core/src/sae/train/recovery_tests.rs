@@ -65,7 +65,9 @@ fn every_trainer_recovers_a_planted_dictionary() {
             / rows as f32
     };
     let mut report = Vec::new();
-    // (architecture, the least mean max cosine it must reach). Matryoshka's nested loss makes
+    // (architecture, the least mean max cosine it must reach: each about 0.05 under what this
+    // test measured, reported in BENCHMARKS.md, so another CPU's rounding cannot flip it, and
+    // all far above the untrained control's 0.54). Matryoshka's nested loss makes
     // its early latents reconstruct alone, so on a flat dictionary some of them learn blends of
     // atoms: it recovers less than TopK here, by design (more prefixes, more so). JumpReLU's
     // kernel is wider than the default ε = 1e-3 (fitted to large batches of normalised inputs):
@@ -77,23 +79,23 @@ fn every_trainer_recovers_a_planted_dictionary() {
         init_threshold: JUMP_INIT_THRESHOLD,
     };
     for (arch, floor) in [
-        (TrainArch::TopK, 0.98),
-        (TrainArch::BatchTopK, 0.95),
+        (TrainArch::TopK, 0.95),
+        (TrainArch::BatchTopK, 0.92),
         (
             TrainArch::Matryoshka {
                 prefixes: Prefixes::Sampled { n: SAEV_PREFIXES },
             },
-            0.8,
+            0.75,
         ),
         (
             TrainArch::Matryoshka {
                 prefixes: Prefixes::Ends { ends: vec![32, 64] },
             },
-            0.9,
+            0.85,
         ),
-        (jump(variance, Some(3.0)), 0.93),
-        (jump(variance / 10.0, None), 0.93),
-        (TrainArch::Relu { l1: 0.05 }, 0.8),
+        (jump(variance, Some(3.0)), 0.88),
+        (jump(variance / 10.0, None), 0.88),
+        (TrainArch::Relu { l1: 0.05 }, 0.75),
     ] {
         let steps = 1500;
         let cfg = TrainConfig {
