@@ -294,7 +294,8 @@ fn a_diverged_run_saves_nothing() {
         lr,
         ..TrainOptions::topk(24, 4)
     };
-    let (good, bad) = (with_lr(1e-3), with_lr(1e4));
+    // lr 1e-2 reaches FVE 0.89 here; 1e4 blows up.
+    let (good, bad) = (with_lr(1e-2), with_lr(1e4));
     let member = |name: &str, o| Member {
         dir: dir.path().join(name),
         meta: SaeMeta::default(),
