@@ -360,9 +360,7 @@ pub fn submit(r: &SubmitRequest) -> Result<SubmitReport> {
         // A sweep splits into groups that need no merge: each saves its own SAEs, and a
         // re-run of a group reports the finished ones and resumes the rest.
         (false, Some(n)) if stage == "sweep" => {
-            if n == 0 {
-                return Err(crate::fixable!([Opt::Tasks, " must be at least 1 (got 0)"]));
-            }
+            TaskSpec::new(0, n)?;
             if r.command.iter().any(|a| a.starts_with("--group")) {
                 return Err(Error::Invalid(
                     "`sweep`'s arguments carry --group or --groups: give --tasks to submit \

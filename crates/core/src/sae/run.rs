@@ -39,6 +39,8 @@ struct Live {
     metrics: std::fs::File,
     seconds_before: f64,
     last: (f32, f64, f64),
+    /// Dead share of its latents when the metrics were last logged.
+    dead: f64,
     /// FVE averaged over recent batches (weight 0.1 on the newest): what divergence is judged on.
     fve_trend: Option<f64>,
 }
@@ -225,21 +227,19 @@ pub fn train_members(
         return Ok(reports.into_iter().flatten().collect());
     }
     // One stream feeds every member, so they resume together or start together.
-    let resumed_from_step = todo[0].2.as_ref().map_or(0, |p| p.step);
+    let step_of = |r: &Option<checkpoint::CheckpointIndex>| r.as_ref().map_or(0, |p| p.step);
     if todo
         .iter()
-        .any(|(_, _, r)| r.as_ref().map_or(0, |p| p.step) != resumed_from_step)
+        .any(|(_, _, r)| step_of(r) != step_of(&todo[0].2))
     {
-        for (i, _, r) in &mut todo {
-            *r = None;
-            checkpoint::remove(&members[*i].dir)?;
-        }
-    } else if resumed_from_step == 0 {
-        for (i, _, _) in &todo {
+        todo.iter_mut().for_each(|(_, _, r)| *r = None);
+    }
+    for (i, _, r) in &todo {
+        if r.is_none() {
             checkpoint::remove(&members[*i].dir)?;
         }
     }
-    let resumed_from_step = todo[0].2.as_ref().map_or(0, |p| p.step);
+    let resumed_from_step = step_of(&todo[0].2);
     // A resumed run draws a fresh shuffle stream; it is deterministic given where it resumed.
     let stream_seed = shared.seed ^ resumed_from_step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut stream = ShuffleStream::new(
@@ -318,6 +318,7 @@ pub fn train_members(
             metrics: open_metrics(&m.dir.join(METRICS_FILE), resumed_from_step)?,
             seconds_before,
             last: (0.0, 0.0, 0.0),
+            dead: 0.0,
             fve_trend: None,
         });
     }
@@ -398,6 +399,7 @@ pub fn train_members(
             if step % 20 == 0 || step + 1 == steps {
                 let d_sae = members[l.index].opts.d_sae;
                 let dead = l.steps.dead_mask().iter().filter(|&&d| d).count() as f64 / d_sae as f64;
+                l.dead = dead;
                 let line = serde_json::json!({"step": step, "tokens": l.steps.tokens_seen(), "loss": g.loss, "aux_loss": g.aux_loss, "sparsity_loss": g.sparsity_loss, "fve": fve, "l0": g.l0, "dead_fraction": dead, "lr": l.steps.lr_at(step)});
                 let _ = writeln!(l.metrics, "{line}");
             }
@@ -424,7 +426,7 @@ pub fn train_members(
                 done: step + 1,
                 total: steps,
                 unit: "steps",
-                message: progress_line(&live, members),
+                message: progress_line(&live),
             });
         }
         let due = match shared.checkpoint_every {
@@ -549,17 +551,15 @@ fn same_stream(a: &TrainOptions, b: &TrainOptions) -> bool {
 }
 
 /// The job line: one member's figures, or the spread over a sweep's.
-fn progress_line(live: &[Live], members: &[Member]) -> String {
+fn progress_line(live: &[Live]) -> String {
     match live {
         [l] => {
-            let d_sae = members[l.index].opts.d_sae;
-            let dead = l.steps.dead_mask().iter().filter(|&&d| d).count() as f64 / d_sae as f64;
             format!(
                 "loss {:.4} · FVE {:.3} · L0 {:.1} · dead {:.1}%",
                 l.last.0,
                 l.last.1,
                 l.last.2,
-                dead * 100.0
+                l.dead * 100.0
             )
         }
         many => {

@@ -48,6 +48,27 @@ impl Trainer {
             .collect()
     }
 
+    /// The encoder's one dense GEMM: returns xin = x − b_dec and fills `pre` with xin·W_encᵀ
+    /// [rows, d_sae] (b_enc not added: the selection adds it).
+    pub(super) fn encoder_pre(&self, x: &[f32], pre: &mut Vec<f32>) -> Vec<f32> {
+        let (d_in, d_sae) = (self.cfg.d_in, self.cfg.d_sae);
+        let rows = x.len() / d_in;
+        let mut xin = x.to_vec();
+        xin.par_chunks_mut(d_in)
+            .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
+        pre.resize(rows * d_sae, 0.0);
+        matmul(
+            pre,
+            &xin,
+            &self.w_enc_t,
+            (rows, d_in, d_sae),
+            RhsLayout::Transposed,
+            false,
+            true,
+        );
+        xin
+    }
+
     /// Loss and exact gradients for a batch x [rows, d_in].
     pub fn grads(&mut self, x: &[f32], dead: &[bool]) -> Grads {
         let (d_in, d_sae, k) = (self.cfg.d_in, self.cfg.d_sae, self.cfg.k);
@@ -59,21 +80,8 @@ impl Trainer {
         };
         let groups = ends.len();
         // xin = x − b_dec
-        let mut xin = x.to_vec();
-        xin.par_chunks_mut(d_in)
-            .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
-        // pre = xin·W_enc (the one dense GEMM); b_enc is added during the selection below.
         let mut pre = std::mem::take(&mut self.scratch);
-        pre.resize(rows * d_sae, 0.0);
-        matmul(
-            &mut pre,
-            &xin,
-            &self.w_enc_t,
-            (rows, d_in, d_sae),
-            RhsLayout::Transposed,
-            false,
-            true,
-        );
+        let xin = self.encoder_pre(x, &mut pre);
         let theta = self.thresholds();
         // AuxK: the top k_aux dead latents per row reconstruct the residual.
         let use_aux = self.cfg.k_aux > 0 && dead.iter().any(|&d| d);

@@ -116,19 +116,8 @@ impl super::Trainer {
         if rows == 0 {
             return;
         }
-        let mut xin = sample.to_vec();
-        xin.par_chunks_mut(d_in)
-            .for_each(|r| r.iter_mut().zip(&self.b_dec).for_each(|(v, b)| *v -= b));
-        let mut pre = vec![0f32; rows * d_sae];
-        crate::linalg::matmul(
-            &mut pre,
-            &xin,
-            &self.w_enc_t,
-            (rows, d_in, d_sae),
-            crate::linalg::RhsLayout::Transposed,
-            false,
-            true,
-        );
+        let mut pre = Vec::new();
+        self.encoder_pre(sample, &mut pre);
         let share = (target as f64 / d_sae as f64).clamp(0.0, 1.0);
         let rank = ((share * rows as f64).ceil() as usize).clamp(1, rows);
         self.log_threshold = (0..d_sae)
