@@ -93,6 +93,9 @@ impl Trainer {
                 }
                 se
             })
+            // Rows' sums added in row order, so the logged loss and FVE repeat exactly.
+            .collect::<Vec<f64>>()
+            .iter()
             .sum();
         let loss = (sq_err / rows as f64) as f32;
         dxhat.par_iter_mut().for_each(|v| *v *= 2.0 / n);
@@ -120,6 +123,8 @@ impl Trainer {
                             .map(|(&v, &w)| (v * w) as f64)
                             .sum::<f64>()
                     })
+                    .collect::<Vec<f64>>()
+                    .iter()
                     .sum();
                 (Vec::new(), (l1 as f64 * l1_sum / rows as f64) as f32)
             }

@@ -190,10 +190,12 @@ impl Trainer {
                 }
                 (se, prefix_se, aux_se, l1_row)
             })
-            .reduce(
-                || (0.0, 0.0, 0.0, 0.0),
-                |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3),
-            );
+            // Rows' sums added in row order, so the logged loss and FVE repeat exactly.
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold((0.0, 0.0, 0.0, 0.0), |a, b| {
+                (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3)
+            });
         let loss = (prefix_sq / rows as f64) as f32;
         let aux_loss = if use_aux {
             self.cfg.aux_coeff * (aux_sq / rows as f64) as f32
