@@ -15,6 +15,10 @@
 #   5. bench steer with SD-Turbo-sized random weights at 512 px.
 # Each figure is one JSON line in $OUT/ (default target/gpu-bench/); the log says which steps
 # failed. Usage: scripts/gpu-bench.sh [cuda device, default cuda:0]
+# On a GPU machine without a Rust toolchain, SAESCOPE_PREBUILT=DIR names a folder holding the
+# CUDA build made elsewhere (scripts/check-cuda.sh's toolchain): `saescope`, `core-tests` (the
+# core crate's unit-test binary) and `parity` (tests/parity.rs's binary); nvcc is then not
+# needed, and the tests' binaries run directly with the same filters.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dev="${1:-cuda:0}"
@@ -43,7 +47,8 @@ if [ -z "${CUDA_COMPUTE_CAP:-}" ]; then
   CUDA_COMPUTE_CAP=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d .)
 fi
 export CUDA_COMPUTE_CAP
-if ! command -v nvcc >/dev/null; then
+prebuilt="${SAESCOPE_PREBUILT:-}"
+if [ -z "$prebuilt" ] && ! command -v nvcc >/dev/null; then
   if [ -n "${CUDA_HOME:-}" ] && [ -x "$CUDA_HOME/bin/nvcc" ]; then
     export PATH="$CUDA_HOME/bin:$PATH"
   elif [ -x target/cuda-venv/bin/python ]; then
@@ -55,8 +60,8 @@ if ! command -v nvcc >/dev/null; then
     exit 1
   fi
 fi
-export NVCC="${NVCC:-$(command -v nvcc)}"
-nvcc --version | tail -1
+export NVCC="${NVCC:-$(command -v nvcc || true)}"
+[ -n "$NVCC" ] && "$NVCC" --version | tail -1
 # cudarc is told the toolkit's version (13.0 → 13000) instead of probing a library path.
 if [ -z "${CUDARC_CUDA_VERSION:-}" ]; then
   v=$(nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
@@ -66,15 +71,24 @@ export CUDARC_CUDA_VERSION
 export CARGO_TARGET_DIR=target/cuda
 feat=(--release --no-default-features --features cuda)
 
-step build cargo build "${feat[@]}" --bin saescope
-B=target/cuda/release/saescope
-step devices "$B" info --devices --json
-step device-tests env SAESCOPE_TEST_DEVICE="$dev" cargo test "${feat[@]}" --lib device
-step device-backbone env SAESCOPE_TEST_DEVICE="$dev" cargo test "${feat[@]}" --test parity \
-  cpu_fast_path_matches_the_candle_path
+if [ -n "$prebuilt" ]; then
+  B="$prebuilt/saescope"
+  step devices "$B" info --devices --json
+  step device-tests env SAESCOPE_TEST_DEVICE="$dev" "$prebuilt/core-tests" device
+  step device-backbone env SAESCOPE_TEST_DEVICE="$dev" "$prebuilt/parity" \
+    cpu_fast_path_matches_the_candle_path
+else
+  step build cargo build "${feat[@]}" --bin saescope
+  B=target/cuda/release/saescope
+  step devices "$B" info --devices --json
+  step device-tests env SAESCOPE_TEST_DEVICE="$dev" cargo test "${feat[@]}" --lib device
+  step device-backbone env SAESCOPE_TEST_DEVICE="$dev" cargo test "${feat[@]}" --test parity \
+    cpu_fast_path_matches_the_candle_path
+fi
 step bench-extract "$B" bench extract --device "$dev" --model "$shared/models/dinov2-small" \
   --images "$shared/data/cifar10/test" --layer 10 --batch 32 --limit 1024 --rounds 3 \
-  --peer bench/peer_dinov2.py --peer-arg=--device --peer-arg=cuda --peer-arg=--layer \
+  --peer bench/peer_dinov2.py --peer-arg=--model --peer-arg="$shared/models/dinov2-small" \
+  --peer-arg=--device --peer-arg=cuda --peer-arg=--layer \
   --peer-arg=10 --peer-arg=--n --peer-arg=1024 --peer-arg=--threads --peer-arg=16 --json
 for decoder in sparse dense; do
   step "bench-sae-train-$decoder" "$B" bench sae-train --device "$dev" --decoder "$decoder" \

@@ -105,6 +105,11 @@ enum Command {
     Encode(cli::encode::EncodeArgs),
     /// Evaluate a workspace's SAE on an image folder: FVE, MSE, L0, dead/dense, spliced accuracy.
     EvalSae(cli::eval_sae::EvalSaeArgs),
+    /// The SAE benchmark: every SAE of a workspace (or --sae) beside two controls at its width
+    /// and sparsity (untrained, PCA): FVE, NMSE, L0, dead/dense, spliced probe, sparse probing,
+    /// monosemanticity and Moran's I, with whether each metric separates it from its controls.
+    /// Written to WS/saes/<name>/benchmark.json, WS/benchmark.json and WS/benchmark.csv.
+    Eval(cli::eval::EvalArgs),
     /// Make the built-in example workspace, no download needed: synthetic images of four
     /// classes and a small random-weight model, extracted, with an SAE trained and indexed.
     Example(cli::example::ExampleArgs),
@@ -316,6 +321,7 @@ fn run(command: Option<Command>, ctx: &Ctx) -> Result<()> {
         Some(Command::Export(a)) => cli::export::run(a, ctx),
         Some(Command::ImportLabels(a)) => cli::import_labels::run(a, ctx),
         Some(Command::EvalSae(a)) => cli::eval_sae::run(a, ctx),
+        Some(Command::Eval(a)) => cli::eval::run(a, ctx),
         Some(Command::Encode(a)) => cli::encode::run(a, ctx),
         Some(Command::Sweep(a)) => cli::sweep::run(a, ctx),
         Some(Command::Example(a)) => cli::example::run(a, ctx),

@@ -7,6 +7,7 @@ use super::*;
 pub mod bench;
 pub mod classify;
 pub mod encode;
+pub mod eval;
 pub mod eval_sae;
 pub mod example;
 pub mod export;

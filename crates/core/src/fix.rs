@@ -41,7 +41,7 @@ macro_rules! options {
 
 options! {
     Arch => "--arch" in ["train"];
-    Batch => "--batch" in ["extract", "train"];
+    Batch => "--batch" in ["extract", "train", "eval"];
     ClsWeight => "--cls-weight" in ["train"];
     DIn => "--d-in" in [];
     DSae => "--d-sae" in ["train"];
@@ -67,7 +67,9 @@ options! {
     Prefixes => "--prefixes" in ["train"];
     PosInterpolation => "--pos-interpolation" in ["extract"];
     PreviewDecoder => "--preview-decoder" in ["steer generate"];
+    ProbeLatents => "--probe-latents" in ["eval"];
     Rebuild => "--rebuild" in ["index"];
+    SampleRows => "--sample-rows" in ["eval"];
     Ridge => "--ridge" in ["ood"];
     Spliced => "--spliced" in ["probe"];
     Steps => "--steps" in [];

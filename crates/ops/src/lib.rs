@@ -11,6 +11,7 @@
 
 pub mod analyse;
 pub mod bench;
+pub mod benchmark;
 pub mod build;
 pub mod cluster;
 pub mod create;

@@ -316,7 +316,7 @@ fn accuracy(pred: &[usize], y: &[usize]) -> f64 {
 }
 
 /// Chooses the L2 strength on every fifth image of each class, refits on all fit images, scores.
-fn fit_and_score(
+pub(crate) fn fit_and_score(
     fit: &[f32],
     y_fit: &[usize],
     eval: &[f32],
