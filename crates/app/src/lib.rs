@@ -535,6 +535,7 @@ impl SaescopeApp {
         }
         if let Some(x) = &mut self.explorer {
             x.ui(ui);
+            use_sae = use_sae.or_else(|| x.switch_to.take());
         }
         if let Some(name) = use_sae {
             let dir = ws.dir.clone();

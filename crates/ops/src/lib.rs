@@ -14,6 +14,7 @@ pub mod bench;
 pub mod benchmark;
 pub mod build;
 pub mod cluster;
+pub mod compare;
 pub mod create;
 pub mod example;
 pub mod intervene;

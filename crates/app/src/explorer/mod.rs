@@ -2,6 +2,7 @@
 //! build what they show. Everything shown comes from library types loaded from the workspace.
 //! Each tab has its own file.
 
+mod compare_tab;
 mod export_tab;
 mod feature_page;
 mod grid;
@@ -35,6 +36,7 @@ pub enum Tab {
     Ood,
     Ontology,
     Export,
+    Compare,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -103,6 +105,9 @@ pub struct Explorer {
     /// Causal effects measured for this SAE's features, and the feature page's class choice.
     pub effects: Vec<crate::analysis::causal::FeatureEffect>,
     pub effect_class: usize,
+    compare: compare_tab::CompareState,
+    /// An SAE the user chose here (compare page): the app reopens the workspace with it active.
+    pub switch_to: Option<String>,
 }
 
 /// The explorer's typed inputs, remembered per workspace between runs.
@@ -222,6 +227,8 @@ impl Explorer {
             form: FormInputs::default(),
             effects: analyses.effects,
             effect_class: 0,
+            compare: Default::default(),
+            switch_to: None,
         };
         Ok(x)
     }
@@ -343,6 +350,14 @@ impl Explorer {
             self.jobs_reloaded = done;
             if self.sae.is_none() {
                 self.adopt_new_sae();
+            } else if self.jobs.iter().any(|j| {
+                matches!(j.state(), JobState::Done(_))
+                    && matches!(j.title.as_str(), "Train SAE" | "Load SAE")
+            }) {
+                // Another SAE was trained or loaded (the compare page): it is now the active one.
+                self.switch_to = Workspace::open(&self.ws.dir)
+                    .and_then(|w| w.active_sae())
+                    .ok();
             }
             if self.index.is_none()
                 && let Some(h) = &self.home
@@ -388,6 +403,12 @@ impl Explorer {
                     "Export",
                     "Share labelled features (JSON, CSV, PNGs)",
                 ),
+                (
+                    Tab::Compare,
+                    "Compare",
+                    "The workspace's SAEs side by side: benchmark figures, Pareto plots, closest \
+                     features; train or load another SAE",
+                ),
             ] {
                 if ui
                     .selectable_label(self.tab == tab, name)
@@ -407,6 +428,10 @@ impl Explorer {
             self.error = None;
         }
         ui.separator();
+        if self.tab == Tab::Compare && self.sae.is_some() {
+            self.compare_ui(ui);
+            return;
+        }
         if self.index.is_none() {
             self.no_index_ui(ui);
             return;
@@ -423,6 +448,7 @@ impl Explorer {
             }
             Tab::Ontology => self.ontology_ui(ui),
             Tab::Export => self.export_ui(ui),
+            Tab::Compare => self.compare_ui(ui),
         }
     }
 

@@ -36,6 +36,12 @@ impl Explorer {
             "This workspace has activations but no SAE yet. Train one here (it is then indexed \
              and its features labelled from the class folders), or load an SAE file.",
         );
+        self.sae_form_ui(ui);
+    }
+
+    /// The form that trains a TopK SAE or loads an SAE file into the workspace (indexed and
+    /// labelled from the classes, then made active).
+    pub(super) fn sae_form_ui(&mut self, ui: &mut egui::Ui) {
         let form = &mut self.form.new_sae;
         let mut sae_ok = true;
         egui::Grid::new("new_sae").num_columns(2).show(ui, |ui| {

@@ -187,6 +187,8 @@ pub fn benchmark(inputs: &Inputs, opts: &BenchmarkOptions, job: &Job) -> Result<
     }
     Ok(BenchmarkReport {
         layer: layout.layer,
+        fit_images: inputs.fit.to_path_buf(),
+        eval_images: inputs.eval.to_path_buf(),
         classes,
         n_fit: y_fit.len(),
         n_eval: eval.ids.len(),

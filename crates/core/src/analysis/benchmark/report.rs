@@ -51,6 +51,9 @@ pub struct SaeBenchmark {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BenchmarkReport {
     pub layer: usize,
+    /// The folder the probes were fit on, and the one everything was scored on.
+    pub fit_images: std::path::PathBuf,
+    pub eval_images: std::path::PathBuf,
     pub classes: Vec<String>,
     pub n_fit: usize,
     pub n_eval: usize,

@@ -698,6 +698,18 @@ pub fn is_complete(home: &Path) -> bool {
 /// Loads the complete index of the SAE whose folder is `home`; errors tell how to build it.
 pub fn load_index(home: &Path) -> Result<FeatureIndex> {
     let dir = index_dir(home);
+    read_state(&dir.join(finished_state_file(home)?))
+}
+
+/// Each feature's top images (dataset ids, strongest first) from a finished index, without the
+/// rest of it (what the compare page shows for other SAEs).
+pub fn load_top_images(home: &Path) -> Result<Vec<Vec<u32>>> {
+    state::read_top_images(&index_dir(home).join(finished_state_file(home)?))
+}
+
+/// The state file of `home`'s finished index; an error that says how to make one otherwise.
+fn finished_state_file(home: &Path) -> Result<String> {
+    let dir = index_dir(home);
     let p = dir.join(PROGRESS);
     if !p.exists() {
         return Err(crate::fixable!(
@@ -722,7 +734,7 @@ pub fn load_index(home: &Path) -> Result<FeatureIndex> {
             ]
         ));
     }
-    read_state(&dir.join(&progress.state_file))
+    Ok(progress.state_file)
 }
 
 /// Every image's top features (image id → strongest first), read from the per-shard files.

@@ -133,6 +133,28 @@ pub(super) fn write_state(path: &Path, ix: &FeatureIndex) -> Result<()> {
     fsutil::write_atomic(path, &bytes)
 }
 
+/// Only the top images per feature (dataset ids, strongest first), checked against the header.
+pub(super) fn read_top_images(path: &Path) -> Result<Vec<Vec<u32>>> {
+    let bytes = std::fs::read(path).at(path)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
+    let shape = u64s(&st, "shape", path)?;
+    let (Some(&d_sae), Some(&n)) = (shape.first(), shape.get(1)) else {
+        return Err(corrupt(path, "bad shape header"));
+    };
+    let (d_sae, n) = (d_sae as usize, n as usize);
+    let len = u32s(&st, "top_len", path)?;
+    let img = u32s(&st, "top_image", path)?;
+    if len.len() != d_sae
+        || img.len() != d_sae.saturating_mul(n)
+        || len.iter().any(|&l| l as usize > n)
+    {
+        return Err(corrupt(path, "table sizes disagree with the header"));
+    }
+    Ok((0..d_sae)
+        .map(|j| img[j * n..j * n + len[j] as usize].to_vec())
+        .collect())
+}
+
 pub(super) fn read_state(path: &Path) -> Result<FeatureIndex> {
     let bytes = std::fs::read(path).at(path)?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;

@@ -1,0 +1,371 @@
+//! The Compare tab: the workspace's SAEs side by side (training settings and the figures of
+//! `saescope eval`), Pareto plots whose points switch the explorer to the SAE clicked, the
+//! selected feature's closest features in the other SAEs (decoder cosine) with their top images,
+//! and training or loading another SAE.
+
+use super::*;
+use crate::jobs::{Ended, JobOutput};
+use crate::ops::compare::{CompareRow, Match, OtherSae, closest, compare_rows, load_others};
+use egui_plot::{Plot, PlotPoint, PlotPoints, Points};
+use std::sync::Arc;
+
+/// Closest features listed per other SAE, and top images shown per match.
+const MATCHES_PER_SAE: usize = 2;
+const MATCH_IMAGES: usize = 6;
+/// A click this close (in points) to an SAE's dot picks it.
+const PICK_RADIUS: f32 = 12.0;
+
+type Others = (Vec<OtherSae>, Vec<String>);
+
+#[derive(Default)]
+pub struct CompareState {
+    rows: Option<Vec<CompareRow>>,
+    others: Option<Arc<Others>>,
+    loading: Option<(BackgroundJob, JobOutput<Others>)>,
+    load_failed: Option<crate::Failure>,
+    /// The feature the matches are for, and the matches.
+    matches: Option<(u32, Vec<Match>)>,
+}
+
+impl Explorer {
+    pub(super) fn compare_ui(&mut self, ui: &mut egui::Ui) {
+        let rows = self
+            .compare
+            .rows
+            .get_or_insert_with(|| compare_rows(&self.ws))
+            .clone();
+        ui.horizontal(|ui| {
+            ui.label(format!(
+                "{} SAEs. Figures come from `saescope eval` (probes, controls and the images \
+                 they were scored on are in WS/benchmark.json).",
+                rows.len()
+            ));
+            if ui
+                .button("Refresh")
+                .on_hover_text("Read the SAEs and their figures again")
+                .clicked()
+            {
+                self.compare = CompareState::default();
+            }
+        });
+        egui::ScrollArea::vertical()
+            .id_salt("compare_scroll")
+            .show(ui, |ui| {
+                self.compare_table_ui(ui, &rows);
+                ui.separator();
+                self.pareto_ui(ui, &rows);
+                ui.separator();
+                self.closest_ui(ui);
+                ui.separator();
+                egui::CollapsingHeader::new("Train or load another SAE")
+                    .id_salt("another_sae")
+                    .show(ui, |ui| self.sae_form_ui(ui));
+            });
+    }
+
+    /// Whether the tab shows all it will: the other SAEs loaded (or failed to load).
+    pub fn compare_ready(&self) -> bool {
+        self.selected.is_none()
+            || self.compare.others.is_some()
+            || self.compare.load_failed.is_some()
+    }
+
+    fn active_name(&self) -> Option<String> {
+        self.home
+            .as_ref()
+            .and_then(|h| h.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    }
+
+    fn compare_table_ui(&mut self, ui: &mut egui::Ui, rows: &[CompareRow]) {
+        let active = self.active_name();
+        let f = |e: Option<f64>, digits: usize| e.map_or("–".into(), |v| format!("{v:.digits$}"));
+        egui::ScrollArea::horizontal()
+            .id_salt("compare_table_scroll")
+            .show(ui, |ui| {
+                egui::Grid::new("compare_table")
+                    .striped(true)
+                    .num_columns(13)
+                    .show(ui, |ui| {
+                        for (h, tip) in [
+                            ("", ""),
+                            ("SAE", ""),
+                            ("Type", "How it was trained"),
+                            ("Latents", ""),
+                            ("k", "k, or JumpReLU's L0 target"),
+                            ("Tokens", "Training tokens"),
+                            ("FVE", "Fraction of variance explained on the evaluation images"),
+                            ("L0", "Active latents per token on the evaluation images"),
+                            ("Dead", "Latents that never fired on the evaluation images"),
+                            ("Probe drop", "Linear-probe accuracy lost when the layer is replaced by the reconstruction (points)"),
+                            ("Sparse probe", "Accuracy from the top latents alone"),
+                            ("Mono", "Monosemanticity (Pach et al.)"),
+                            ("Moran's I", "Spatial coherence of the latents' patch maps"),
+                        ] {
+                            ui.strong(h).on_hover_text(tip);
+                        }
+                        ui.end_row();
+                        for r in rows {
+                            let s = &r.summary;
+                            if active.as_deref() == Some(s.name.as_str()) {
+                                ui.label("active");
+                            } else if ui.button("Use").on_hover_text(format!("Explore {} instead", s.name)).clicked() {
+                                self.switch_to = Some(s.name.clone());
+                            }
+                            ui.label(&s.name);
+                            ui.label(&s.architecture);
+                            ui.label(s.d_sae.to_string());
+                            ui.label(f(s.k, 0));
+                            ui.label(s.tokens.map_or("–".into(), |t| format!("{:.2} M", t as f64 / 1e6)));
+                            let b = r.benchmark.as_ref().map(|b| &b.trained);
+                            let rec = b.map(|v| &v.reconstruction);
+                            ui.label(f(rec.map(|r| r.fve.value), 3));
+                            ui.label(f(rec.map(|r| r.l0.value), 1));
+                            ui.label(rec.map_or("–".into(), |r| format!("{:.1}%", r.dead_fraction * 100.0)));
+                            ui.label(f(b.and_then(|v| v.spliced_drop).map(|d| d * 100.0), 2));
+                            ui.label(f(b.map(|v| v.sparse_probe.value), 3));
+                            ui.label(f(b.and_then(|v| v.monosemanticity).map(|e| e.value), 3));
+                            ui.label(f(b.and_then(|v| v.morans_i).map(|e| e.value), 3));
+                            ui.end_row();
+                            if let Some(b) = &r.benchmark {
+                                let failing: Vec<&str> = b
+                                    .verdicts
+                                    .iter()
+                                    .filter(|v| !v.separates)
+                                    .map(|v| v.metric.as_str())
+                                    .collect();
+                                if !failing.is_empty() {
+                                    ui.label("");
+                                    ui.label(
+                                        egui::RichText::new(format!(
+                                            "not above its controls on: {}",
+                                            failing.join(", ")
+                                        ))
+                                        .weak(),
+                                    )
+                                    .on_hover_text(
+                                        "Not better than both the untrained SAE and PCA at the \
+                                         same sparsity by two standard errors",
+                                    );
+                                    ui.end_row();
+                                }
+                            }
+                            if let Some(e) = &r.problem {
+                                ui.label("");
+                                ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(e));
+                                ui.end_row();
+                            }
+                        }
+                    });
+            });
+        if rows.iter().all(|r| r.benchmark.is_none()) {
+            ui.label(
+                egui::RichText::new(format!(
+                    "No benchmark figures yet: run saescope eval --workspace {} --fit <labelled \
+                     images> --images <held-out images>.",
+                    self.ws.dir.display()
+                ))
+                .weak(),
+            );
+        }
+    }
+
+    /// L0 against FVE and against the probe drop; a click on a dot switches to that SAE.
+    fn pareto_ui(&mut self, ui: &mut egui::Ui, rows: &[CompareRow]) {
+        let scored: Vec<&CompareRow> = rows.iter().filter(|r| r.benchmark.is_some()).collect();
+        if scored.is_empty() {
+            return;
+        }
+        let active = self.active_name();
+        type Axis = fn(&crate::analysis::benchmark::VariantScores) -> Option<f64>;
+        let plots: [(&str, Axis); 2] = [
+            ("FVE", |v| Some(v.reconstruction.fve.value)),
+            ("probe drop (points)", |v| v.spliced_drop.map(|d| d * 100.0)),
+        ];
+        let width = ((ui.available_width() - 16.0) / 2.0).max(240.0);
+        ui.horizontal_wrapped(|ui| {
+            for (title, y_of) in plots {
+                ui.vertical(|ui| {
+                    ui.label(format!("L0 vs {title}: click a dot to explore that SAE"));
+                    let point = |r: &CompareRow, v: fn(&SaeBenchmarkRef) -> &crate::analysis::benchmark::VariantScores| {
+                        let b = r.benchmark.as_ref()?;
+                        let s = v(b);
+                        Some([s.reconstruction.l0.value, y_of(s)?])
+                    };
+                    let ring = ui.visuals().strong_text_color();
+                    let resp = Plot::new(format!("pareto-{title}"))
+                        .width(width)
+                        .height(220.0)
+                        .allow_scroll(false)
+                        .x_axis_label("L0")
+                        .y_axis_label(title)
+                        .legend(egui_plot::Legend::default())
+                        .show(ui, |p| {
+                            let mut archs: Vec<&str> =
+                                scored.iter().map(|r| r.summary.architecture.as_str()).collect();
+                            archs.sort_unstable();
+                            archs.dedup();
+                            for arch in archs {
+                                let pts: Vec<[f64; 2]> = scored
+                                    .iter()
+                                    .filter(|r| r.summary.architecture == arch)
+                                    .filter_map(|r| point(r, |b| &b.trained))
+                                    .collect();
+                                p.points(Points::new(arch, PlotPoints::from(pts)).radius(4.0));
+                            }
+                            let controls: Vec<[f64; 2]> = scored
+                                .iter()
+                                .flat_map(|r| [point(r, |b| &b.untrained), point(r, |b| &b.pca)])
+                                .flatten()
+                                .collect();
+                            p.points(
+                                Points::new("controls (untrained, PCA)", PlotPoints::from(controls))
+                                    .radius(2.5)
+                                    .color(egui::Color32::GRAY),
+                            );
+                            if let Some(a) = scored
+                                .iter()
+                                .find(|r| active.as_deref() == Some(r.summary.name.as_str()))
+                                .and_then(|r| point(r, |b| &b.trained))
+                            {
+                                p.points(
+                                    Points::new("active", PlotPoints::from(vec![a]))
+                                        .radius(7.0)
+                                        .filled(false)
+                                        .color(ring),
+                                );
+                            }
+                        });
+                    if resp.response.clicked()
+                        && let Some(pos) = resp.response.interact_pointer_pos()
+                    {
+                        let nearest = scored
+                            .iter()
+                            .filter_map(|r| {
+                                let [x, y] = point(r, |b| &b.trained)?;
+                                let at = resp.transform.position_from_point(&PlotPoint::new(x, y));
+                                Some((at.distance(pos), r.summary.name.clone()))
+                            })
+                            .min_by(|a, b| a.0.total_cmp(&b.0));
+                        if let Some((d, name)) = nearest
+                            && d <= PICK_RADIUS
+                            && active.as_deref() != Some(name.as_str())
+                        {
+                            self.switch_to = Some(name);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// The selected feature's closest features in the other SAEs, with their top images.
+    fn closest_ui(&mut self, ui: &mut egui::Ui) {
+        ui.strong("Closest features in the other SAEs");
+        let Some(f) = self.selected else {
+            ui.label(
+                "Open a feature (Features tab) to see its closest features in the other SAEs.",
+            );
+            return;
+        };
+        if self.compare.others.is_none()
+            && self.compare.loading.is_none()
+            && self.compare.load_failed.is_none()
+        {
+            let (ws, except) = (self.ws.dir.clone(), self.active_name().unwrap_or_default());
+            self.compare.loading = Some(BackgroundJob::spawn_with_output(
+                "Load SAEs to compare",
+                ui.ctx(),
+                move |job| {
+                    let ws = Workspace::open(&ws)?;
+                    let others = load_others(&ws, &except, job)?;
+                    let msg = format!("{} SAEs", others.0.len());
+                    Ok((others, msg))
+                },
+            ));
+        }
+        if let Some((job, out)) = &self.compare.loading {
+            match out.ended(job) {
+                None => {
+                    job.ui(ui);
+                    return;
+                }
+                Some(Ended::Done(o)) => self.compare.others = Some(Arc::new(o)),
+                Some(Ended::Failed(e)) => self.compare.load_failed = Some(e),
+                Some(Ended::Cancelled) => {}
+            }
+            self.compare.loading = None;
+        }
+        if let Some(e) = &self.compare.load_failed {
+            if crate::error_ui(ui, e) {
+                self.compare.load_failed = None;
+            }
+            return;
+        }
+        let (Some(others), Some(sae)) = (self.compare.others.clone(), self.sae.as_ref()) else {
+            return;
+        };
+        if others.0.is_empty() {
+            ui.label("This workspace has no other SAE: train or load one below.");
+            return;
+        }
+        if self.compare.matches.as_ref().is_none_or(|(g, _)| *g != f) {
+            let d = sae.d_in;
+            let direction = &sae.w_dec[f as usize * d..(f as usize + 1) * d];
+            self.compare.matches = Some((f, closest(direction, &others.0, MATCHES_PER_SAE)));
+        }
+        for line in &others.1 {
+            ui.colored_label(ui.visuals().warn_fg_color, format!("not compared: {line}"));
+        }
+        ui.label(format!(
+            "Feature {f} of {}:",
+            self.active_name().unwrap_or_default()
+        ));
+        let matches = self
+            .compare
+            .matches
+            .as_ref()
+            .map(|m| m.1.clone())
+            .unwrap_or_default();
+        egui::Grid::new("closest_features")
+            .num_columns(2)
+            .striped(true)
+            .show(ui, |ui| {
+                for m in &matches {
+                    ui.label(format!(
+                        "{} · feature {} · cosine {:.3}",
+                        m.sae, m.feature, m.cosine
+                    ));
+                    ui.horizontal(|ui| {
+                        if m.top_images.is_empty() {
+                            ui.label(
+                                egui::RichText::new(format!(
+                                    "no index: saescope index --sae {}",
+                                    m.sae
+                                ))
+                                .weak(),
+                            );
+                        }
+                        for &image in m.top_images.iter().take(MATCH_IMAGES) {
+                            let path = self.ds.abs_path(image as usize);
+                            match self.thumbs.file(ui.ctx(), &path) {
+                                Some(t) => {
+                                    ui.add(
+                                        egui::Image::new(&t)
+                                            .fit_to_exact_size(egui::vec2(48.0, 48.0)),
+                                    )
+                                    .on_hover_text(self.image_facts(image).0);
+                                }
+                                None => {
+                                    ui.add_sized([48.0, 48.0], egui::Spinner::new());
+                                }
+                            }
+                        }
+                    });
+                    ui.end_row();
+                }
+            });
+    }
+}
+
+type SaeBenchmarkRef = crate::analysis::benchmark::SaeBenchmark;
