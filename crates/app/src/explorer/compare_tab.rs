@@ -25,6 +25,8 @@ pub struct CompareState {
     load_failed: Option<crate::Failure>,
     /// The feature the matches are for, and the matches.
     matches: Option<(u32, Vec<Match>)>,
+    /// Where each SAE's dot was drawn on the first Pareto plot in the last frame.
+    dots: Vec<(String, egui::Pos2)>,
 }
 
 impl Explorer {
@@ -70,6 +72,11 @@ impl Explorer {
             || self.compare.load_failed.is_some()
     }
 
+    /// Each SAE's dot on the L0–FVE plot, as last drawn (screen points).
+    pub fn compare_dots(&self) -> &[(String, egui::Pos2)] {
+        &self.compare.dots
+    }
+
     fn active_name(&self) -> Option<String> {
         self.home
             .as_ref()
@@ -85,7 +92,7 @@ impl Explorer {
             .show(ui, |ui| {
                 egui::Grid::new("compare_table")
                     .striped(true)
-                    .num_columns(13)
+                    .num_columns(14)
                     .show(ui, |ui| {
                         for (h, tip) in [
                             ("", ""),
@@ -101,6 +108,11 @@ impl Explorer {
                             ("Sparse probe", "Accuracy from the top latents alone"),
                             ("Mono", "Monosemanticity (Pach et al.)"),
                             ("Moran's I", "Spatial coherence of the latents' patch maps"),
+                            (
+                                "Not above controls on",
+                                "Metrics on which it is not better than both the untrained SAE \
+                                 and PCA at the same sparsity by two standard errors",
+                            ),
                         ] {
                             ui.strong(h).on_hover_text(tip);
                         }
@@ -126,30 +138,15 @@ impl Explorer {
                             ui.label(f(b.map(|v| v.sparse_probe.value), 3));
                             ui.label(f(b.and_then(|v| v.monosemanticity).map(|e| e.value), 3));
                             ui.label(f(b.and_then(|v| v.morans_i).map(|e| e.value), 3));
+                            let failing: Vec<&str> = r
+                                .benchmark
+                                .iter()
+                                .flat_map(|b| &b.verdicts)
+                                .filter(|v| !v.separates)
+                                .map(|v| v.metric.as_str())
+                                .collect();
+                            ui.label(egui::RichText::new(failing.join(", ")).weak());
                             ui.end_row();
-                            if let Some(b) = &r.benchmark {
-                                let failing: Vec<&str> = b
-                                    .verdicts
-                                    .iter()
-                                    .filter(|v| !v.separates)
-                                    .map(|v| v.metric.as_str())
-                                    .collect();
-                                if !failing.is_empty() {
-                                    ui.label("");
-                                    ui.label(
-                                        egui::RichText::new(format!(
-                                            "not above its controls on: {}",
-                                            failing.join(", ")
-                                        ))
-                                        .weak(),
-                                    )
-                                    .on_hover_text(
-                                        "Not better than both the untrained SAE and PCA at the \
-                                         same sparsity by two standard errors",
-                                    );
-                                    ui.end_row();
-                                }
-                            }
                             if let Some(e) = &r.problem {
                                 ui.label("");
                                 ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(e));
@@ -185,6 +182,18 @@ impl Explorer {
         let width = ((ui.available_width() - 16.0) / 2.0).max(240.0);
         ui.horizontal_wrapped(|ui| {
             for (title, y_of) in plots {
+                if !scored
+                    .iter()
+                    .any(|r| r.benchmark.as_ref().is_some_and(|b| y_of(&b.trained).is_some()))
+                {
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "No {title} figures: the benchmark ran without the spliced probe."
+                        ))
+                        .weak(),
+                    );
+                    continue;
+                }
                 ui.vertical(|ui| {
                     ui.label(format!("L0 vs {title}: click a dot to explore that SAE"));
                     let point = |r: &CompareRow, v: fn(&SaeBenchmarkRef) -> &crate::analysis::benchmark::VariantScores| {
@@ -199,7 +208,7 @@ impl Explorer {
                         .allow_scroll(false)
                         .x_axis_label("L0")
                         .y_axis_label(title)
-                        .legend(egui_plot::Legend::default())
+                        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
                         .show(ui, |p| {
                             let mut archs: Vec<&str> =
                                 scored.iter().map(|r| r.summary.architecture.as_str()).collect();
@@ -236,16 +245,20 @@ impl Explorer {
                                 );
                             }
                         });
+                    let dots: Vec<(String, egui::Pos2)> = scored
+                        .iter()
+                        .filter_map(|r| {
+                            let [x, y] = point(r, |b| &b.trained)?;
+                            let at = resp.transform.position_from_point(&PlotPoint::new(x, y));
+                            Some((r.summary.name.clone(), at))
+                        })
+                        .collect();
                     if resp.response.clicked()
                         && let Some(pos) = resp.response.interact_pointer_pos()
                     {
-                        let nearest = scored
+                        let nearest = dots
                             .iter()
-                            .filter_map(|r| {
-                                let [x, y] = point(r, |b| &b.trained)?;
-                                let at = resp.transform.position_from_point(&PlotPoint::new(x, y));
-                                Some((at.distance(pos), r.summary.name.clone()))
-                            })
+                            .map(|(name, at)| (at.distance(pos), name.clone()))
                             .min_by(|a, b| a.0.total_cmp(&b.0));
                         if let Some((d, name)) = nearest
                             && d <= PICK_RADIUS
@@ -253,6 +266,9 @@ impl Explorer {
                         {
                             self.switch_to = Some(name);
                         }
+                    }
+                    if title == "FVE" {
+                        self.compare.dots = dots;
                     }
                 });
             }

@@ -224,3 +224,77 @@ fn workspace_panel_lists_and_switches_saes() {
     };
     h.get_by_label_contains(&want);
 }
+
+/// The Compare tab on the example with a second SAE, both benchmarked: the table and the
+/// Pareto plot list both, the open feature's closest features in the other SAE are shown, and a
+/// click on the other SAE's dot switches the explorer to it.
+#[test]
+fn compare_tab_plots_matches_features_and_switches_on_a_click() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("ex");
+    let job = saescope_core::job::Job::default();
+    saescope_ops::example::example(
+        &saescope_ops::example::ExampleRequest {
+            folder: folder.clone(),
+            device: Default::default(),
+        },
+        &job,
+    )
+    .unwrap();
+    let ws = saescope_ops::example::workspace_of(&folder);
+    let first = saescope_ops::workspace::Workspace::open(&ws)
+        .unwrap()
+        .active_sae()
+        .unwrap();
+    train_sae(&ws, 128, 40_000);
+    // The example's SAE stays the one explored; both are benchmarked on the example's images.
+    saescope_ops::saes::use_sae(&ws, &first).unwrap();
+    let images = folder.join("images");
+    saescope_ops::benchmark::benchmark(
+        &saescope_ops::benchmark::BenchmarkRequest {
+            workspace: ws.clone(),
+            saes: Vec::new(),
+            device: Default::default(),
+            fit: images.clone(),
+            eval: images,
+            stores: Vec::new(),
+            options: saescope_ops::analysis::benchmark::BenchmarkOptions {
+                spliced: false,
+                sample_rows: 2000,
+                ..Default::default()
+            },
+        },
+        &job,
+    )
+    .unwrap();
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    h.state_mut().explorer.as_mut().unwrap().select(3);
+    h.get_by_label("Compare").click();
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .is_some_and(|x| x.compare_ready())
+    });
+    h.run_steps(4);
+    h.get_by_label("L0 vs FVE: click a dot to explore that SAE");
+    h.get_by_label(&format!("Feature 3 of {first}:"));
+    // Two closest features of the other SAE (MATCHES_PER_SAE).
+    assert_eq!(
+        h.query_all_by_label_contains("topk-128-k4 · feature")
+            .count(),
+        2
+    );
+    let dots = h.state().explorer.as_ref().unwrap().compare_dots().to_vec();
+    assert_eq!(dots.len(), 2, "{dots:?}");
+    h.snapshot("explorer_compare");
+    let (name, at) = dots.iter().find(|(n, _)| *n != first).unwrap().clone();
+    h.hover_at(at);
+    h.run();
+    h.drag_at(at);
+    h.run();
+    h.drop_at(at);
+    h.run_steps(4);
+    let home = h.state().explorer.as_ref().unwrap().home.clone().unwrap();
+    assert!(home.ends_with(format!("saes/{name}")), "{}", home.display());
+}
