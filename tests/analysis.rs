@@ -243,6 +243,23 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         }
     }
     assert_eq!(again, first);
+    // D6: a manual label in the workspace is never replaced by an import, even by the
+    // export's own manual label for that feature.
+    run_json(&mut cmd(&["label", "--set", "5=exported by hand"], &ws));
+    let out4 = tmp.path().join("export4");
+    run_json(cmd(&["export", "--no-png", "--labelled", "--out"], &ws).arg(&out4));
+    run_json(&mut cmd(
+        &["label", "--set", "5=changed by hand since"],
+        &ws,
+    ));
+    let i = run_json(cmd(&["import-labels", "--from"], &ws).arg(&out4));
+    assert!(i["kept_manual"].as_u64().unwrap() >= 1, "{i}");
+    let back: Value =
+        serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(
+        back["labels"]["5"]["text"], "changed by hand since",
+        "{back}"
+    );
     // Export counts its progress in features (the app's job line shows it; it read "0/0").
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();

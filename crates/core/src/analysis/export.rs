@@ -4,7 +4,7 @@
 
 use super::heatmap::{Heatmap, grid, model_view, overlay, patch_crop, token_box};
 use super::index::{FeatureIndex, sae_fingerprint};
-use super::labels::{Label, Labels, class_scores};
+use super::labels::{Label, LabelSource, Labels, class_scores};
 use crate::error::{Error, Result};
 use crate::fix::Opt;
 use crate::fsutil;
@@ -381,8 +381,8 @@ pub struct ImportReport {
     pub kept_manual: usize,
 }
 
-/// Applies an export's labels to the workspace (manual labels in the workspace win over
-/// non-manual imported ones). Refuses an export made with a different SAE unless `force`.
+/// Applies an export's labels to the workspace; a manual label in the workspace is kept over
+/// any imported one. Refuses an export made with a different SAE unless `force`.
 pub fn import_labels(home: &Path, sae: &Sae, from: &Path, force: bool) -> Result<ImportReport> {
     let f = read_export(from)?;
     let mine = sae_fingerprint(sae);
@@ -409,12 +409,18 @@ pub fn import_labels(home: &Path, sae: &Sae, from: &Path, force: bool) -> Result
                     feat.id, sae.d_sae
                 )));
             }
-            let before = labels.labels.get(&feat.id).cloned();
-            labels.set(feat.id, l.clone());
-            if labels.labels.get(&feat.id) == Some(l) {
-                imported += 1;
-            } else if before.is_some() {
-                kept_manual += 1;
+            // A manual label here is the user's own work: an import never replaces it, not
+            // even with the export's manual label (D6: it did, while reporting it kept).
+            match labels.labels.get(&feat.id) {
+                Some(mine) if mine.source == LabelSource::Manual => {
+                    if mine.text != l.text {
+                        kept_manual += 1;
+                    }
+                }
+                _ => {
+                    labels.set(feat.id, l.clone());
+                    imported += 1;
+                }
             }
         }
     }

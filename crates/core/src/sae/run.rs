@@ -638,23 +638,6 @@ impl Steps {
     fn new(cpu: Trainer, device: &Device) -> Result<Self> {
         let device = match device.is_cpu() {
             true => None,
-            false
-                if !matches!(
-                    cpu.cfg.arch,
-                    TrainArch::TopK | TrainArch::BatchTopK | TrainArch::Relu { .. }
-                ) =>
-            {
-                return Err(fixable!(
-                    [
-                        Opt::Arch,
-                        format!(
-                            " {} trains on the CPU only in this version",
-                            cpu.cfg.arch.name()
-                        )
-                    ],
-                    ["choose ", Opt::Device.either(&["cpu"])]
-                ));
-            }
             false => Some(DeviceTrainer::new(&cpu, device, DecoderKind::Dense)?),
         };
         Ok(Steps { cpu, device })

@@ -12,7 +12,9 @@
 //! rows (`index_select`) and scatters gradients with `index_add`; `Dense` holds codes as a
 //! [rows, d_sae] matrix (zero where off) and uses GEMMs. TopK and AuxK use the chosen form.
 //! BatchTopK's sparse form takes each row's top m (m = the most any row keeps) and falls back to
-//! dense when m would exceed a sort chunk. ReLU, whose active count is unbounded, is always dense.
+//! dense when m would exceed a sort chunk. ReLU and JumpReLU, whose active counts are unbounded,
+//! are always dense. Matryoshka is BatchTopK with its prefix groups (`device_prefix.rs`: one
+//! masked decode and backward per group); JumpReLU's threshold gradient is `device_jump.rs`.
 //! On CUDA, candle's `index_add` runs one thread per d_in column over all rows·k entries, so the
 //! dense form (GEMMs) is the one a GPU is fast at.
 //!
@@ -26,6 +28,11 @@ use crate::error::{Error, Result};
 use crate::sae::device::{SORT_CHUNK, top_k};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+#[path = "device_jump.rs"]
+mod jump;
+#[path = "device_prefix.rs"]
+mod prefix;
 
 /// How codes meet the decoder (see the module notes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +67,8 @@ pub struct DeviceGrads {
     pub b_enc: Tensor,
     pub w_dec: Tensor,
     pub b_dec: Tensor,
+    /// JumpReLU: d/d log θ [d_sae].
+    pub log_threshold: Option<Tensor>,
 }
 
 /// Adam's moments of one parameter tensor.
@@ -82,6 +91,8 @@ pub struct DeviceTrainer {
     b_dec: Tensor,
     /// In the order of `Trainer::adam`: w_enc_t, b_enc, w_dec, b_dec.
     adam: [Moments; 4],
+    /// JumpReLU: log θ [d_sae] and its Adam moments.
+    log_threshold: Option<(Tensor, Moments)>,
     step: u64,
     tokens_seen: u64,
     last_fired: Vec<u64>,
@@ -113,6 +124,16 @@ impl DeviceTrainer {
             w_dec: put(&trainer.w_dec, shapes[2])?,
             b_dec: put(&trainer.b_dec, shapes[3])?,
             adam,
+            log_threshold: match trainer.log_threshold.is_empty() {
+                true => None,
+                false => Some((
+                    put(&trainer.log_threshold, shapes[1])?,
+                    Moments {
+                        m: put(&trainer.adam_threshold.m, shapes[1])?,
+                        v: put(&trainer.adam_threshold.v, shapes[1])?,
+                    },
+                )),
+            },
             step: trainer.step,
             tokens_seen: trainer.tokens_seen,
             last_fired: trainer.last_fired.clone(),
@@ -136,6 +157,11 @@ impl DeviceTrainer {
         for (a, m) in trainer.adam.iter_mut().zip(&self.adam) {
             a.m = host(&m.m)?;
             a.v = host(&m.v)?;
+        }
+        if let Some((t, m)) = &self.log_threshold {
+            trainer.log_threshold = host(t)?;
+            trainer.adam_threshold.m = host(&m.m)?;
+            trainer.adam_threshold.v = host(&m.v)?;
         }
         trainer.step = self.step;
         trainer.tokens_seen = self.tokens_seen;
@@ -191,6 +217,9 @@ impl DeviceTrainer {
         adam_step(&mut self.b_enc, &g.b_enc, a1, lr, t)?;
         adam_step(&mut self.w_dec, &g.w_dec, a2, lr, t)?;
         adam_step(&mut self.b_dec, &g.b_dec, a3, lr, t)?;
+        if let (Some((p, m)), Some(g)) = (self.log_threshold.as_mut(), g.log_threshold.as_ref()) {
+            adam_step(p, g, m, lr, t)?;
+        }
         if self.cfg.arch.unit_norm_decoder() {
             let norms = self
                 .w_dec
@@ -220,18 +249,45 @@ impl DeviceTrainer {
         let n = rows as f32;
         let xin = x.broadcast_sub(&self.b_dec)?;
         let pre = xin.matmul(&self.w_enc_t.t()?)?.broadcast_add(&self.b_enc)?;
-        let (codes, min_kept) = self.select(&pre)?;
+        let theta = match &self.log_threshold {
+            Some((l, _)) => Some(l.exp()?),
+            None => None,
+        };
+        let (codes, min_kept) = self.select(&pre, theta.as_ref())?;
         let aux = self.aux_codes(&pre, dead)?;
         let l1 = self.cfg.l1_at(self.step);
 
-        // e = x̂ − x; dL/dx̂ = 2e/n.
-        let e = (codes.decode(&self.w_dec)?.broadcast_add(&self.b_dec)? - x)?;
-        let dxhat = e.affine((2.0 / n) as f64, 0.0)?;
+        // Matryoshka: e_p = x̂_p − x per prefix, and group g's upstream 2/n·Σ_{q≥g} e_q (as in
+        // grads.rs); one group (every other architecture): e = x̂ − x and dL/dx̂ = 2e/n.
+        let groups = prefix::Groups::new(&self.cfg, self.step, &codes, &self.device)?;
+        let (errs, ups) = groups.residuals(&codes, &self.w_dec, &self.b_dec, x, n)?;
+        let e = errs
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::Invalid("no prefix".into()))?;
+        let dxhat = ups[0].clone();
         let on = codes.vals().gt(0f32)?.to_dtype(DType::F32)?;
         let mut sums = vec![e.sqr()?.sum_all()?];
-        // dL/dpre of each active entry: dx̂·W_dec[j] (+ λ/n·‖W_dec[j]‖), where its value is > 0.
-        let mut dpre = codes.project(&self.w_dec, &dxhat)?;
-        let mut g_wdec = codes.outer(codes.vals(), &dxhat, d_sae)?;
+        let prefix_sq = (errs.len() > 1).then(|| sums.len());
+        if prefix_sq.is_some() {
+            sums.push(
+                Tensor::stack(
+                    &errs
+                        .iter()
+                        .map(|e| e.sqr()?.sum_all())
+                        .collect::<candle_core::Result<Vec<_>>>()?,
+                    0,
+                )?
+                .sum_all()?,
+            );
+        }
+        // dL/dpre of each active entry: dx̂·W_dec[j] (+ λ/n·‖W_dec[j]‖), where its value is > 0;
+        // JumpReLU's θ gradient needs it at the entries near θ too (dense codes: every entry).
+        let (mut dpre, mut g_wdec) = groups.backward(&codes, &self.w_dec, &ups, d_sae)?;
+        let jump = match &theta {
+            Some(t) => Some(jump::threshold_grads(&self.cfg.arch, &pre, t, &dpre)?),
+            None => None,
+        };
         if l1 > 0.0 {
             let norms = self.w_dec.sqr()?.sum(1)?.sqrt()?;
             let c = (l1 / n) as f64;
@@ -267,13 +323,26 @@ impl DeviceTrainer {
         let aux_loss = aux_sq.map_or(0.0, |i| {
             self.cfg.aux_coeff * (sums[i] as f64 / rows as f64) as f32
         });
-        let sparsity_loss = if l1 > 0.0 {
-            (l1 as f64 * sums[1] as f64 / rows as f64) as f32
-        } else {
-            0.0
+        let sparsity_loss = match &jump {
+            Some(j) => j.value(counts.iter().map(|&c| c as f64).sum::<f64>() / rows as f64),
+            None if l1 > 0.0 => (l1 as f64 * sums[1] as f64 / rows as f64) as f32,
+            None => 0.0,
+        };
+        let log_threshold = match (&jump, &theta) {
+            (Some(j), Some(t)) => Some(j.log_grad(
+                t,
+                counts.iter().map(|&c| c as f64).sum::<f64>() / rows as f64,
+                rows,
+            )?),
+            _ => None,
+        };
+        let loss = match prefix_sq {
+            Some(i) => sums[i] as f64,
+            None => sq_err,
         };
         Ok(DeviceGrads {
-            loss: (sq_err / rows as f64) as f32,
+            log_threshold,
+            loss: (loss / rows as f64) as f32,
             aux_loss,
             sparsity_loss,
             sq_err,
@@ -289,17 +358,21 @@ impl DeviceTrainer {
 
     /// The active latents of pre-activations `pre` [rows, d_sae] (bias added), and for
     /// BatchTopK the smallest kept value: the rule of `select_active`.
-    fn select(&self, pre: &Tensor) -> Result<(Codes, Option<f32>)> {
+    fn select(&self, pre: &Tensor, theta: Option<&Tensor>) -> Result<(Codes, Option<f32>)> {
         match self.cfg.arch {
             TrainArch::TopK => {
                 let (idx, vals) = top_k(pre, self.cfg.k.min(self.cfg.d_sae))?;
                 Ok((self.codes(&idx, &vals.relu()?)?, None))
             }
             TrainArch::Relu { .. } => Ok((Codes::Dense(pre.relu()?), None)),
-            TrainArch::BatchTopK => self.batch_top_k(pre),
-            TrainArch::Matryoshka { .. } | TrainArch::JumpRelu { .. } => Err(Error::Invalid(
-                format!("{} has no device trainer yet", self.cfg.arch.name()),
-            )),
+            TrainArch::BatchTopK | TrainArch::Matryoshka { .. } => self.batch_top_k(pre),
+            // Entries above 0 and above their threshold; dense, as ReLU's (unbounded count).
+            TrainArch::JumpRelu { .. } => {
+                let theta = theta.ok_or_else(|| Error::Invalid("JumpReLU without θ".into()))?;
+                let z = pre.relu()?;
+                let on = z.broadcast_gt(theta)?;
+                Ok((Codes::Dense(on.where_cond(&z, &z.zeros_like()?)?), None))
+            }
         }
     }
 
@@ -436,14 +509,18 @@ impl Codes {
         }
     }
 
+    /// Σ_j c_j W_dec[j] per row: [rows, d_in], for entries c (the codes' values or a masked
+    /// copy of them).
+    fn decode_values(&self, c: &Tensor, w_dec: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Codes::Sparse { rows_dec, .. } => c.unsqueeze(1)?.matmul(rows_dec)?.squeeze(1)?,
+            Codes::Dense(_) => c.matmul(w_dec)?,
+        })
+    }
+
     /// Σ_j f_j W_dec[j] per row: [rows, d_in].
     fn decode(&self, w_dec: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Codes::Sparse { vals, rows_dec, .. } => {
-                vals.unsqueeze(1)?.matmul(rows_dec)?.squeeze(1)?
-            }
-            Codes::Dense(f) => f.matmul(w_dec)?,
-        })
+        self.decode_values(self.vals(), w_dec)
     }
 
     /// up_b·W_dec[j] for each entry (b, j), from up [rows, d_in].
@@ -506,205 +583,5 @@ fn adam_step(p: &mut Tensor, g: &Tensor, mom: &mut Moments, lr: f32, t: u64) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::rng::Rng;
-
-    const D_IN: usize = 24;
-    const ROWS: usize = 64;
-
-    fn config(arch: TrainArch, d_sae: usize, k_aux: usize) -> TrainConfig {
-        TrainConfig {
-            arch,
-            d_in: D_IN,
-            d_sae,
-            k: 8,
-            k_aux,
-            aux_coeff: 0.25,
-            dead_after_tokens: ROWS as u64,
-            lr: 1e-3,
-            warmup_steps: 2,
-            total_steps: 5,
-            l1_warmup_steps: 2,
-            seed: 7,
-        }
-    }
-
-    fn batch(seed: u64) -> Vec<f32> {
-        let mut rng = Rng::new(seed);
-        (0..ROWS * D_IN).map(|_| rng.normal()).collect()
-    }
-
-    /// The CPU unless `SAESCOPE_TEST_DEVICE` names another (see `crate::device::test_device`).
-    fn dev_under_test() -> Device {
-        crate::device::test_device().unwrap()
-    }
-
-    fn tensor(v: &[f32], shape: &[usize]) -> Tensor {
-        Tensor::from_slice(v, shape, &dev_under_test()).unwrap()
-    }
-
-    fn host(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
-    }
-
-    /// max |got − want| ≤ tol·max(1e-3, max |want|): relative to the tensor's scale.
-    fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-        assert_eq!(got.len(), want.len(), "{what}: length");
-        let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            err <= tol * scale,
-            "{what}: max |device − cpu| = {err} (scale {scale})"
-        );
-    }
-
-    /// A trainer away from its symmetric initial state: biases, encoder ≠ decoder, decoder rows
-    /// of several norms (what the L1 term and its gradient weigh).
-    fn trainer(cfg: TrainConfig) -> Trainer {
-        let mut rng = Rng::new(11);
-        let mut t = Trainer::new(cfg, &batch(1));
-        t.b_enc.iter_mut().for_each(|b| *b = rng.normal() * 0.3);
-        t.b_dec.iter_mut().for_each(|b| *b += rng.normal() * 0.1);
-        t.w_enc_t.iter_mut().for_each(|w| *w += rng.normal() * 0.2);
-        t.w_dec.iter_mut().for_each(|w| *w *= 1.0 + rng.uniform());
-        t
-    }
-
-    /// One batch's losses, statistics and four gradients equal the CPU trainer's, for TopK with
-    /// dead latents (AuxK) at 96 latents and at 20,000 (wider than one sort chunk), BatchTopK
-    /// with AuxK, and ReLU after its L1 warm-up, in both decoder forms.
-    #[test]
-    fn grads_equal_the_cpu_trainer() {
-        let cases = [
-            (TrainArch::TopK, 96, 12),
-            (TrainArch::TopK, 20_000, 12),
-            (TrainArch::BatchTopK, 96, 12),
-            (TrainArch::Relu { l1: 0.5 }, 96, 0),
-        ];
-        for (arch, d_sae, k_aux) in cases {
-            let mut cpu = trainer(config(arch.clone(), d_sae, k_aux));
-            cpu.step = 10; // past the L1 warm-up
-            let x = batch(2);
-            let dead: Vec<bool> = (0..d_sae).map(|j| j % 3 == 0).collect();
-            let want = cpu.grads(&x, &dead);
-            for kind in [DecoderKind::Sparse, DecoderKind::Dense] {
-                let what = format!("{arch:?} d_sae {d_sae} {kind:?}");
-                let dev = DeviceTrainer::new(&cpu, &dev_under_test(), kind).unwrap();
-                let got = dev.grads(&tensor(&x, &[ROWS, D_IN]), &dead).unwrap();
-                let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * b.abs().max(1e-3);
-                assert!(
-                    close(got.loss, want.loss),
-                    "{what}: loss {} vs {}",
-                    got.loss,
-                    want.loss
-                );
-                assert!(
-                    close(got.aux_loss, want.aux_loss),
-                    "{what}: aux {} vs {}",
-                    got.aux_loss,
-                    want.aux_loss
-                );
-                assert!(
-                    close(got.sparsity_loss, want.sparsity_loss),
-                    "{what}: l1 {} vs {}",
-                    got.sparsity_loss,
-                    want.sparsity_loss
-                );
-                assert_eq!(k_aux > 0, want.aux_loss > 0.0, "{what}: AuxK runs");
-                assert_eq!(
-                    matches!(arch, TrainArch::Relu { .. }),
-                    want.sparsity_loss > 0.0,
-                    "{what}: L1 runs"
-                );
-                assert!(
-                    (got.sq_err - want.sq_err).abs() <= 1e-4 * want.sq_err,
-                    "{what}"
-                );
-                match (got.min_kept, want.min_kept) {
-                    (Some(a), Some(b)) => assert!(close(a, b), "{what}: min kept {a} vs {b}"),
-                    (a, b) => assert_eq!(a, b, "{what}: min kept"),
-                }
-                assert_eq!(got.fired, want.fired, "{what}: fired latents");
-                assert_eq!(got.l0, want.l0, "{what}: L0");
-                for (name, g, w) in [
-                    ("W_enc", &got.w_enc_t, &want.w_enc_t),
-                    ("b_enc", &got.b_enc, &want.b_enc),
-                    ("W_dec", &got.w_dec, &want.w_dec),
-                    ("b_dec", &got.b_dec, &want.b_dec),
-                ] {
-                    assert!(w.iter().any(|v| v.abs() > 1e-4), "{what} {name}: all zero");
-                    assert_close(&format!("{what} {name}"), &host(g), w, 1e-4);
-                }
-            }
-        }
-    }
-
-    /// Three steps on the device leave the same weights, Adam moments and counters as three
-    /// steps of the CPU trainer: warm-up learning rates, the L1 ramp, latents that die (a
-    /// negative bias keeps a quarter from firing) and are then trained by AuxK, the BatchTopK
-    /// threshold, unit-norm decoder rows.
-    #[test]
-    fn three_steps_equal_the_cpu_trainer() {
-        for arch in [
-            TrainArch::TopK,
-            TrainArch::BatchTopK,
-            TrainArch::Relu { l1: 0.5 },
-        ] {
-            let k_aux = if matches!(arch, TrainArch::Relu { .. }) {
-                0
-            } else {
-                12
-            };
-            for kind in [DecoderKind::Sparse, DecoderKind::Dense] {
-                let what = format!("{arch:?} {kind:?}");
-                let mut cpu = Trainer::new(config(arch.clone(), 96, k_aux), &batch(1));
-                for j in (0..96).step_by(4) {
-                    cpu.b_enc[j] = -2.0;
-                }
-                let mut dev = DeviceTrainer::new(&cpu, &dev_under_test(), kind).unwrap();
-                let mut aux_steps = 0;
-                for s in 0..3 {
-                    let x = batch(20 + s);
-                    let want = cpu.train_step(&x);
-                    let got = dev.train_step(&tensor(&x, &[ROWS, D_IN])).unwrap();
-                    aux_steps += (want.aux_loss > 0.0) as usize;
-                    for (name, g, w) in [
-                        ("loss", got.loss, want.loss),
-                        ("aux loss", got.aux_loss, want.aux_loss),
-                        ("l1 loss", got.sparsity_loss, want.sparsity_loss),
-                    ] {
-                        assert!(
-                            (g - w).abs() <= 1e-4 * w,
-                            "{what} step {s}: {name} {g} vs {w}"
-                        );
-                    }
-                }
-                if k_aux > 0 {
-                    assert_eq!(aux_steps, 2, "{what}: dead latents after the first step");
-                }
-                let mut back = Trainer::new(config(arch.clone(), 96, k_aux), &batch(3));
-                dev.write_back(&mut back).unwrap();
-                for ((name, got), (_, want)) in back.state().into_iter().zip(cpu.state()) {
-                    assert_close(&format!("{what} {name}"), got, want, 1e-4);
-                }
-                assert_eq!(back.step, 3, "{what}");
-                assert_eq!(back.tokens_seen, cpu.tokens_seen, "{what}");
-                assert_eq!(back.last_fired, cpu.last_fired, "{what}");
-                assert!(
-                    (back.threshold - cpu.threshold).abs() <= 1e-5 * cpu.threshold.abs(),
-                    "{what}: threshold {} vs {}",
-                    back.threshold,
-                    cpu.threshold
-                );
-                if arch == TrainArch::BatchTopK {
-                    assert!(cpu.threshold > 0.0, "{what}: threshold learned");
-                }
-            }
-        }
-    }
-}
+#[path = "device_tests.rs"]
+mod tests;
