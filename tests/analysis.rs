@@ -233,7 +233,15 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         serde_json::from_slice(&std::fs::read(home.join("labels.json")).unwrap()).unwrap();
     assert_eq!(back, labels, "labels changed through export → import");
     let out2 = tmp.path().join("export2");
+    // D15: a killed export's temporary file (its process gone) is removed by the next export.
+    std::fs::create_dir_all(out2.join("png")).unwrap();
+    let stale = out2.join("png").join(format!(
+        ".feature-3.png.tmp-4194000-{}",
+        saescope_core::fsutil::host_name()
+    ));
+    std::fs::write(&stale, b"half a png").unwrap();
     run_json(cmd(&["export", "--no-png", "--out"], &ws).arg(&out2));
+    assert!(!stale.exists(), "the stale temporary file stayed");
     let mut again: Value =
         serde_json::from_slice(&std::fs::read(out2.join("features.json")).unwrap()).unwrap();
     let mut first = exported.clone();

@@ -23,7 +23,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id(),
         this_host()
     ));
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).at(&tmp)?;
         // Fault injection for the crash tests: die halfway through writing this file.
         if std::env::var("SAESCOPE_CRASH_MID_WRITE").is_ok_and(|n| n == name) {
@@ -33,8 +33,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         }
         f.write_all(bytes).at(&tmp)?;
         f.sync_all().at(&tmp)?;
+        std::fs::rename(&tmp, path).at(path)
+    })();
+    if let Err(e) = written {
+        // A full disk must not stay full of our own half-written file (D16).
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).at(path)?;
     // Make the rename itself durable.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
@@ -116,6 +121,21 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// D16: a write that fails (here the rename: the target is a folder with a file in it; a
+    /// full disk fails the same way one step earlier) leaves no temporary file behind.
+    #[test]
+    fn a_failed_write_removes_its_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::create_dir_all(target.join("inside")).unwrap();
+        assert!(write_atomic(&target, b"bytes").is_err());
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["target"], "{left:?}");
+    }
 
     #[test]
     fn temp_files_of_dead_writers_go_and_live_ones_stay() {

@@ -170,6 +170,8 @@ pub fn export(
         let p = out.join("png");
         std::fs::create_dir_all(&p).map_err(|e| Error::io(&p, e))?;
     }
+    // Temporary files a killed or failed export left here (D15); a live writer's stay.
+    crate::fsutil::remove_stale_temp_files(out, 1, false);
     // Progress in features written, so a long export shows real counts and can be cancelled.
     let done = std::sync::atomic::AtomicU64::new(0);
     let report = |_: &ExportedFeature| {
@@ -310,11 +312,18 @@ fn png_bytes(img: &image::RgbImage, feature: u32, label: Option<&str>) -> Result
     Ok(buf)
 }
 
-fn csv_field(s: &str) -> String {
+/// A CSV field: a leading quote when a spreadsheet would run it as a formula (`=`, `+`, `-`,
+/// `@`), then quoted when it holds a separator.
+pub(crate) fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -458,5 +467,8 @@ mod tests {
     fn csv_fields_are_quoted_when_needed() {
         assert_eq!(csv_field("cat"), "cat");
         assert_eq!(csv_field("a, \"b\""), "\"a, \"\"b\"\"\"");
+        // A label a spreadsheet would run as a formula is written as text.
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
     }
 }

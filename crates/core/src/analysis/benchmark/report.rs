@@ -3,6 +3,7 @@
 
 use super::estimate::{Estimate, separates};
 use super::recon::ReconScores;
+use crate::analysis::export::csv_field;
 use crate::sae::{Sae, SaeActivation};
 use serde::{Deserialize, Serialize};
 
@@ -183,19 +184,4 @@ pub fn csv(report: &BenchmarkReport) -> String {
         }
     }
     out
-}
-
-/// A CSV field, quoted when it holds a separator, and with a leading quote when a spreadsheet
-/// would read it as a formula.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
 }
