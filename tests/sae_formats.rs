@@ -197,6 +197,47 @@ fn bad_files_get_clear_errors() {
     candle_core::safetensors::save(&tensors, ints.join("sae.safetensors")).unwrap();
     let err = load_sae(&ints).unwrap_err().to_string();
     assert!(err.contains("must be floating point"), "{err}");
+
+    // D7: a cfg.json that is not an object, or has no text architecture, is refused by name
+    // (such files loaded a TopK SAE as a ReLU one).
+    let cfg_dir = dir.path().join("cfg");
+    std::fs::create_dir_all(&cfg_dir).unwrap();
+    std::fs::copy(
+        good.join("sae_weights.safetensors"),
+        cfg_dir.join("sae_weights.safetensors"),
+    )
+    .unwrap();
+    let mut fine: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(good.join("cfg.json")).unwrap()).unwrap();
+    let mut numeric = fine.clone();
+    numeric["architecture"] = serde_json::json!(3);
+    let mut missing = fine.clone();
+    missing.as_object_mut().unwrap().remove("architecture");
+    for (cfg, want) in [
+        ("[1,2,3]".to_string(), "must be a JSON object"),
+        ("null".to_string(), "must be a JSON object"),
+        ("\"topk\"".to_string(), "must be a JSON object"),
+        (numeric.to_string(), "`architecture` must be text"),
+        (missing.to_string(), "no `architecture`"),
+    ] {
+        std::fs::write(cfg_dir.join("cfg.json"), &cfg).unwrap();
+        let err = load_sae(&cfg_dir).unwrap_err().to_string();
+        assert!(
+            err.contains(want) && err.contains("cfg.json"),
+            "{cfg}: {err}"
+        );
+    }
+    fine["architecture"] = serde_json::json!("jumprelu");
+    std::fs::write(cfg_dir.join("cfg.json"), fine.to_string()).unwrap();
+    assert!(load_sae(&cfg_dir).is_ok());
+    assert_eq!(
+        saescope_core::sae::formats::hook_block("blocks.5.hook_resid_post"),
+        Some(5)
+    );
+    assert_eq!(
+        saescope_core::sae::formats::hook_block("encoder.layer.5"),
+        None
+    );
 }
 
 /// People pick the weights file, not the folder: a SAELens `sae_weights.safetensors` loads with

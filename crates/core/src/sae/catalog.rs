@@ -110,6 +110,26 @@ fn checked_sae(ws: &Workspace, sae: &Sae, p: &Path) -> Result<Sae> {
         ws.config.backbone.d_model,
         &format!("layer {} of {}", ws.config.layer, ws.config.backbone.name),
     )?;
+    // D7: an SAE of block 5 (SAELens `blocks.5.…`) read a layer-3 workspace without a word.
+    if let Some(block) = sae
+        .meta
+        .hook_name
+        .as_deref()
+        .and_then(super::formats::hook_block)
+        && block != ws.config.layer
+    {
+        return Err(crate::fixable!(
+            [
+                p,
+                format!(
+                    ": its hook_name `{}` taps block {block}, but this workspace holds layer {}",
+                    sae.meta.hook_name.as_deref().unwrap_or_default(),
+                    ws.config.layer
+                )
+            ],
+            ["use a workspace extracted at layer ", block.to_string()]
+        ));
+    }
     let ws_interp = ws.config.backbone.pos_interpolation.map(|p| p.as_str());
     if let (Some(trained), Some(here)) = (sae.meta.pos_interpolation.as_deref(), ws_interp)
         && trained != here

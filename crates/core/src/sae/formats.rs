@@ -171,11 +171,7 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
             dir.display()
         )));
     }
-    let arch = cfg
-        .get("architecture")
-        .and_then(|v| v.as_str())
-        .or_else(|| cfg.get("activation_fn_str").and_then(|v| v.as_str()))
-        .unwrap_or("standard");
+    let arch = saelens_architecture(&cfg, dir)?;
     let k = cfg_usize(&cfg, &["/k", "/activation_fn_kwargs/k"]);
     let threshold = t.get("threshold").map(vec1).transpose()?;
     let activation = match arch {
@@ -291,6 +287,46 @@ pub fn load_saelens(dir: &Path) -> Result<Sae> {
     };
     sae.validate()?;
     Ok(sae)
+}
+
+/// The architecture a SAELens cfg.json names. A cfg that is not an object, or whose
+/// architecture is missing or not text, is refused by name (D7: such files loaded a TopK SAE as
+/// a ReLU one, 8,009 codes instead of 512, and were then saved back as `standard`).
+fn saelens_architecture<'a>(cfg: &'a Value, dir: &Path) -> Result<&'a str> {
+    let file = dir.join(SAELENS_CFG);
+    let Some(obj) = cfg.as_object() else {
+        return Err(Error::Invalid(format!(
+            "{}: must be a JSON object with the SAE's settings (architecture, d_in, d_sae, k, …)",
+            file.display()
+        )));
+    };
+    for field in ["architecture", "activation_fn_str"] {
+        match obj.get(field) {
+            Some(Value::String(a)) => return Ok(a),
+            Some(other) => {
+                return Err(Error::Invalid(format!(
+                    "{}: `{field}` must be text (standard, topk, batchtopk or jumprelu), not {other}",
+                    file.display()
+                )));
+            }
+            None => {}
+        }
+    }
+    Err(Error::Invalid(format!(
+        "{}: no `architecture`; add the one the SAE was trained with (standard, topk, batchtopk \
+         or jumprelu) so that its codes are computed as they were in training",
+        file.display()
+    )))
+}
+
+/// The block a SAELens hook name taps (`blocks.5.hook_resid_post` → 5), when it names one.
+pub fn hook_block(hook_name: &str) -> Option<usize> {
+    hook_name
+        .strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Writes the SAELens layout (input scale folded into the weights), atomically.
