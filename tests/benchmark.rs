@@ -143,36 +143,3 @@ fn eval_scores_every_sae_beside_its_controls() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
-
-/// D7: an SAE whose SAELens hook names another block than the workspace's layer is refused with
-/// both named, instead of reading the wrong layer's activations.
-#[test]
-fn an_sae_of_another_block_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let ex = dir.path().join("ex");
-    run_json(&mut saescope(&["example", "--out", s(&ex)]));
-    let ws = ex.join("workspace");
-    let home = ws.join("saes").join("topk-256-k8");
-    let cfg_path = home.join("cfg.json");
-    let mut cfg: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
-    assert_eq!(cfg["metadata"]["hook_name"], "blocks.2.hook_resid_post");
-    run_json(&mut saescope(&[
-        "nearest",
-        "--workspace",
-        s(&ws),
-        "--feature",
-        "1",
-    ]));
-    cfg["metadata"]["hook_name"] = "blocks.5.hook_resid_post".into();
-    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
-    let out = saescope(&["nearest", "--workspace", s(&ws), "--feature", "1", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("taps block 5") && stdout.contains("layer 2"),
-        "{stdout}"
-    );
-}

@@ -2,7 +2,7 @@
 //! classifier head's accuracy, an SAE's quality on a folder, a linear probe (clean and spliced),
 //! and feature heatmaps over any image.
 
-use super::{device_of, sae_of};
+use super::device_of;
 use crate::analysis::classify::{self, ClassifyReport};
 use crate::analysis::heatmap::{self, Heatmap};
 use crate::analysis::probe::{self, ProbeOptions, ProbeReport};
@@ -142,8 +142,9 @@ pub struct HeatmapReport {
 pub fn heatmap(r: &HeatmapRequest) -> Result<HeatmapReport> {
     let ws = Workspace::open(&r.workspace)?;
     let device = device_of(r.device)?;
-    let (_, sae) = sae_of(&ws, r.sae.as_deref())?;
-    let sae = sae.on_device(&device)?;
+    // Heatmaps write nothing into the workspace: an SAE folder from elsewhere is read in place,
+    // never imported (D8: the import ran without the lock and was overwritten by a training).
+    let sae = workflow::workspace_sae(&ws, r.sae.as_deref())?.on_device(&device)?;
     let b = load_backbone(&ws.config.model, &device)?;
     let heatmaps = heatmap::heatmaps_for_image(&b, &sae, ws.config.layer, &r.image, &r.features)?;
     let mut png = Vec::new();

@@ -1,0 +1,95 @@
+//! Regression tests for defects of the hostile run (issue H) that the CLI shows: each ran the
+//! command that failed and checks the clear error or the right result.
+
+mod common;
+
+use common::run_json;
+use std::path::Path;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_saescope");
+
+fn saescope(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    c
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The built-in example (a workspace with an indexed SAE, `topk-256-k8`, at layer 2), in `dir`.
+fn example(dir: &Path) -> std::path::PathBuf {
+    let ex = dir.join("ex");
+    run_json(&mut saescope(&["example", "--out", s(&ex)]));
+    ex
+}
+
+/// D8: `heatmap --sae DIR` with an SAE folder from elsewhere reads it in place: nothing is
+/// imported into the workspace (the import ran without the lock, and a training under that
+/// name overwrote it).
+#[test]
+fn heatmap_reads_an_outside_sae_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = example(dir.path());
+    let ws = ex.join("workspace");
+    let outside = dir.path().join("mine");
+    let home = ws.join("saes").join("topk-256-k8");
+    std::fs::create_dir_all(&outside).unwrap();
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        std::fs::copy(home.join(f), outside.join(f)).unwrap();
+    }
+    let image = std::fs::read_dir(ex.join("images").join("discs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let before = std::fs::read_dir(ws.join("saes")).unwrap().count();
+    let v = run_json(&mut saescope(&[
+        "heatmap",
+        "--workspace",
+        s(&ws),
+        "--sae",
+        s(&outside),
+        "--image",
+        s(&image),
+        "--features",
+        "1,2",
+    ]));
+    assert!(v["heatmaps"].is_array() || v.is_object(), "{v}");
+    assert_eq!(std::fs::read_dir(ws.join("saes")).unwrap().count(), before);
+    assert!(!ws.join("saes").join("mine").exists());
+}
+
+/// D7: an SAE whose SAELens hook names another block than the workspace's layer is refused with
+/// both named, instead of reading the wrong layer's activations.
+#[test]
+fn an_sae_of_another_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = example(dir.path()).join("workspace");
+    let home = ws.join("saes").join("topk-256-k8");
+    let cfg_path = home.join("cfg.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["metadata"]["hook_name"], "blocks.2.hook_resid_post");
+    run_json(&mut saescope(&[
+        "nearest",
+        "--workspace",
+        s(&ws),
+        "--feature",
+        "1",
+    ]));
+    cfg["metadata"]["hook_name"] = "blocks.5.hook_resid_post".into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let out = saescope(&["nearest", "--workspace", s(&ws), "--feature", "1", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("taps block 5") && stdout.contains("layer 2"),
+        "{stdout}"
+    );
+}
