@@ -2,7 +2,7 @@
 # The SAE lab's science run (issue F) at the scale one 2-core session allows, on the real
 # DINOv2-small at layer 10 over cifar10 (docs/BENCHMARKS.md, "The SAE lab: the benchmark"):
 #   data      links: train = the first 200 files of each cifar10/train class (2,000 images,
-#             514 k tokens); fit = the first 100 of those per class (the probes are fit here);
+#             514 k tokens); fit = the first 50 of those per class (the probes are fit here);
 #             select = train files 201–250 of each class (500 images no SAE sees), where the
 #             selection rule reads its scores; test = the first 100 files of each cifar10/test
 #             class (1,000 images), scored once, after the choice.
@@ -35,7 +35,7 @@ links() {
 
 stage_data() {
   links train 1 200 "$out/train"
-  links train 1 100 "$out/fit"
+  links train 1 50 "$out/fit"
   links train 201 250 "$out/select"
   links test 1 100 "$out/test"
 }
@@ -50,7 +50,7 @@ stage_extract() {
 
 stage_sweep() {
   "$bin" sweep --workspace "$out/ws-train" --name lab --arch topk,batchtopk,matryoshka,jumprelu \
-    --d-sae 1536,3072 --k 16,48 --json | tail -1 | cut -c1-400
+    --d-sae 1536,3072 --k 16,48 --tokens 514000 --json | tail -1 | cut -c1-400
   "$bin" sweep --workspace "$out/ws-train" --name lab3 --arch topk,matryoshka --d-sae 3072 \
     --k 32 --tokens 1542000 --json | tail -1 | cut -c1-400
 }
