@@ -324,6 +324,27 @@ fn steer_cli_trains_generates_and_discovers() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stdout).contains("FEATURE=ALPHA"));
+    // D5, D10: sizes past 2,048 px (100,000 took 20 GB), a NaN guidance and non-finite or huge
+    // edit values are refused by name before anything runs.
+    for (args, flag) in [
+        (&["--size", "100000"][..], "--size"),
+        (&["--guidance", "nan"][..], "--guidance"),
+        (&["--feature", "5=nan"][..], "--feature"),
+        (&["--feature", "5=clamp:inf"][..], "--feature"),
+        (&["--feature", "5=1e38"][..], "--feature"),
+    ] {
+        let out = Command::new(bin)
+            .args(["steer", "generate", "--prompt", "x", "--json", "--pipeline"])
+            .arg(&pipe)
+            .arg("--sae")
+            .arg(folder.join("sae"))
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
+        assert!(stdout.contains(flag), "{args:?}: {stdout}");
+    }
 
     let disc = tmp.path().join("disc");
     let d = run_json(

@@ -50,6 +50,7 @@ options! {
     Feature => "--feature" in ["steer generate"];
     Features => "--features" in ["heatmap", "intervene", "export"];
     Force => "--force" in ["import-labels"];
+    Guidance => "--guidance" in ["steer generate"];
     FromClasses => "--from-classes" in ["label"];
     Images => "--images" in ["extract", "train"];
     K => "--k" in ["train"];
@@ -79,6 +80,7 @@ options! {
     Restart => "--restart" in ["train"];
     Sae => "--sae" in [];
     ShardImages => "--shard-images" in ["extract"];
+    Size => "--size" in ["steer generate"];
     Tokens => "--tokens" in ["extract", "train", "sweep"];
     TopN => "--top-n" in ["index"];
     Workspace => "--workspace" in [];

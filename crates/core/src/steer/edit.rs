@@ -66,6 +66,9 @@ pub struct FeatureEdit {
     pub tokens: TokenScope,
 }
 
+/// The largest edit strength or clamp value accepted: far past what saturates every image.
+pub const MAX_EDIT: f32 = 10_000.0;
+
 impl FeatureEdit {
     /// `F=α` (add) or `F=clamp:V`, applied to `tokens`.
     pub fn parse(s: &str, tokens: &TokenScope) -> Result<Self> {
@@ -81,6 +84,17 @@ impl FeatureEdit {
             Some(c) => EditMode::Clamp(c.trim().parse().map_err(|_| bad())?),
             None => EditMode::Add(v.trim().parse().map_err(|_| bad())?),
         };
+        // D10: NaN, ±inf and 1e38 gave an all-black image with exit 0.
+        let (EditMode::Add(value) | EditMode::Clamp(value)) = mode;
+        if !(value.is_finite() && value.abs() <= MAX_EDIT) {
+            return Err(crate::fixable!(
+                [
+                    Opt::Feature,
+                    format!(" `{s}`: the value must be a finite number within ±{MAX_EDIT}")
+                ],
+                ["strengths of a few units move an image (e.g. 12=4.0)"]
+            ));
+        }
         Ok(FeatureEdit {
             feature,
             mode,

@@ -130,6 +130,43 @@ pub struct GenerateOptions {
     pub negative_prompt: String,
 }
 
+/// The largest image side generated (twice SDXL's native 1,024; D5: 100,000 took 20 GB).
+pub const MAX_SIZE: usize = 2048;
+
+impl GenerateOptions {
+    /// Sizes (multiples of 8, from 64 to [`MAX_SIZE`]) and a finite, non-negative guidance,
+    /// before anything is allocated.
+    pub fn check(&self) -> Result<()> {
+        for side in [self.width, self.height] {
+            if !side.is_multiple_of(8) || !(64..=MAX_SIZE).contains(&side) {
+                return Err(crate::fixable!(
+                    [
+                        Opt::Size,
+                        format!(
+                            " {}×{}: each side must be a multiple of 8 from 64 to {MAX_SIZE}",
+                            self.width, self.height
+                        )
+                    ],
+                    ["256 is a good CPU preview size; 512 or 1024 the models' own"]
+                ));
+            }
+        }
+        if !(self.guidance.is_finite() && self.guidance >= 0.0) {
+            return Err(crate::fixable!(
+                [
+                    Opt::Guidance,
+                    format!(
+                        " must be a finite number of at least 0 (got {})",
+                        self.guidance
+                    )
+                ],
+                ["use 0 for Turbo models, about 7.5 for the others"]
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub struct Pipeline {
     pub dir: PathBuf,
     pub name: String,
@@ -329,16 +366,7 @@ impl Pipeline {
         opts: &GenerateOptions,
         on_step: &mut dyn FnMut(usize, usize) -> bool,
     ) -> Result<Tensor> {
-        if !opts.width.is_multiple_of(8)
-            || !opts.height.is_multiple_of(8)
-            || opts.width < 64
-            || opts.height < 64
-        {
-            return Err(Error::Invalid(format!(
-                "image size {}×{} must be multiples of 8, at least 64",
-                opts.width, opts.height
-            )));
-        }
+        opts.check()?;
         let sched = EulerAncestral::new(&self.schedule, opts.steps)?;
         let mut rng = Rng::new(opts.seed);
         let shape = [1, self.unet_in_channels, opts.height / 8, opts.width / 8];

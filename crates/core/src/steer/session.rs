@@ -37,6 +37,7 @@ pub fn generate(
     decoder: Decoder,
     on_step: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Generation> {
+    opts.check()?;
     let t0 = Instant::now();
     let cond = match sae {
         Some(sae) if !edits.is_empty() => edit::apply(sae, cond, edits)?,
@@ -78,6 +79,7 @@ pub fn steered_pair(
     base_latents: Option<Tensor>,
     on_step: &mut dyn FnMut(usize, usize, &str) -> bool,
 ) -> Result<Pair> {
+    opts.check()?;
     let t0 = Instant::now();
     let any_edit = edits.iter().any(|e| !e.is_noop());
     let total = (opts.steps * (usize::from(base_latents.is_none()) + usize::from(any_edit))).max(1);
