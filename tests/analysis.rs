@@ -268,6 +268,27 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         back["labels"]["5"]["text"], "changed by hand since",
         "{back}"
     );
+    // D10: an export whose label claims a confidence of 1e308 is refused, naming it.
+    let mut doctored: Value =
+        serde_json::from_slice(&std::fs::read(out4.join("features.json")).unwrap()).unwrap();
+    let first = doctored["features"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["label"].is_object())
+        .unwrap();
+    first["label"]["confidence"] = serde_json::json!(1e308);
+    std::fs::write(out4.join("features.json"), doctored.to_string()).unwrap();
+    let out = cmd(&["import-labels", "--json", "--from"], &ws)
+        .arg(&out4)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("has confidence") && said.contains("between 0 and 1"),
+        "{said}"
+    );
     // Export counts its progress in features (the app's job line shows it; it read "0/0").
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let record = seen.clone();

@@ -380,6 +380,26 @@ pub fn read_export(path: &Path) -> Result<ExportFile> {
             f.version
         )));
     }
+    // D10: a confidence of 1e308 was taken as it was. Labels' figures are shares.
+    for feat in &f.features {
+        if let Some(l) = &feat.label {
+            for (what, v) in [
+                ("confidence", Some(l.confidence)),
+                ("precision", l.precision),
+                ("recall", l.recall),
+            ] {
+                if let Some(v) = v
+                    && !(0.0..=1.0).contains(&v)
+                {
+                    return Err(Error::Invalid(format!(
+                        "{}: feature {}'s label has {what} {v}; it must be between 0 and 1",
+                        p.display(),
+                        feat.id
+                    )));
+                }
+            }
+        }
+    }
     Ok(f)
 }
 
