@@ -219,7 +219,18 @@ fn main() {
         used: std::cell::RefCell::new(None),
     };
     if let Err(e) = run(cli.command, &ctx) {
-        let msg = format!("{e:#}");
+        let signalled = stop_flag_set()
+            && matches!(
+                e.downcast_ref::<saescope_ops::Error>(),
+                Some(saescope_ops::Error::Cancelled)
+            );
+        let msg = if signalled {
+            "stopped by a signal (Ctrl-C or SIGTERM): the progress is kept; run the same command \
+             again to resume"
+                .to_string()
+        } else {
+            format!("{e:#}")
+        };
         if json {
             println!("{}", serde_json::json!({ "error": msg }));
         }
@@ -258,6 +269,32 @@ fn emit_pretty<T: Serialize>(ctx: &Ctx, value: &T) -> Result<()> {
     })
 }
 
+/// Whether Ctrl-C or SIGTERM arrived (only ever set once a job's handler is registered).
+fn stop_flag_set() -> bool {
+    STOP_REGISTERED
+        .get()
+        .is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+static STOP_REGISTERED: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+
+/// Set by Ctrl-C or SIGTERM once a command runs a job: the job stops at its next check and keeps
+/// its progress (training writes a checkpoint first). A second signal ends the process at once.
+fn stop_flag() -> Arc<AtomicBool> {
+    STOP_REGISTERED
+        .get_or_init(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            #[cfg(unix)]
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                // Registered first, so the second signal (flag already set) exits.
+                let _ = signal_hook::flag::register_conditional_shutdown(sig, 1, flag.clone());
+                let _ = signal_hook::flag::register(sig, flag.clone());
+            }
+            flag
+        })
+        .clone()
+}
+
 /// A progress bar on stderr (hidden when stderr is not a terminal) fed by a library [`Job`].
 fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     let bar = indicatif::ProgressBar::new(0);
@@ -270,7 +307,7 @@ fn progress_job(label: &str) -> (Job, indicatif::ProgressBar) {
     );
     bar.set_prefix(label.to_string());
     let b = bar.clone();
-    let job = Job::new(Arc::new(AtomicBool::new(false)), move |p| {
+    let job = Job::new(stop_flag(), move |p| {
         b.set_length(p.total);
         b.set_position(p.done);
         b.set_message(p.message.clone());

@@ -93,3 +93,62 @@ fn an_sae_of_another_block_is_refused() {
         "{stdout}"
     );
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM during `train` stop it with a checkpoint (the hostile run found
+/// none written) and exit 1 with one JSON line saying how to resume.
+#[test]
+fn a_signal_stops_training_with_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = example(dir.path()).join("workspace");
+    for sig in ["INT", "TERM"] {
+        let name = format!("sig-{}", sig.to_lowercase());
+        let mut child = saescope(&[
+            "train",
+            "--workspace",
+            s(&ws),
+            "--name",
+            &name,
+            "--d-sae",
+            "512",
+            "--k",
+            "8",
+            "--tokens",
+            "20000000",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+        // Signalled once training has logged its first step.
+        let metrics = ws.join("saes").join(&name).join("metrics.jsonl");
+        let start = std::time::Instant::now();
+        while std::fs::metadata(&metrics).map_or(true, |m| m.len() == 0) {
+            assert!(start.elapsed().as_secs() < 120, "training did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let killed = Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "SIG{sig}: {stdout}");
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap_or("{}")).unwrap();
+        assert!(
+            last["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("run the same command again"),
+            "SIG{sig}: {last}"
+        );
+        let checkpoint = ws.join("saes").join(&name).join("checkpoint");
+        assert!(
+            std::fs::read_dir(&checkpoint).is_ok_and(|mut d| d.next().is_some()),
+            "SIG{sig}: no checkpoint in {}",
+            checkpoint.display()
+        );
+    }
+}
