@@ -152,3 +152,48 @@ fn a_signal_stops_training_with_a_checkpoint() {
         );
     }
 }
+
+/// A dangling link and a file name that is not UTF-8 (D19) are skipped with their reasons, and
+/// the other images are extracted: one dangling link used to abort the whole extract, and the
+/// other name was reported as "No such file or directory".
+#[test]
+fn dangling_links_and_non_utf8_names_are_skipped_with_their_reasons() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ex = example(dir.path());
+    let images = dir.path().join("images");
+    std::fs::create_dir_all(images.join("a")).unwrap();
+    let mut originals = std::fs::read_dir(ex.join("images").join("discs")).unwrap();
+    for name in ["one.png", "two.png"] {
+        let src = originals.next().unwrap().unwrap().path();
+        std::fs::copy(src, images.join("a").join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("/nonexistent/x.png", images.join("a").join("broken.png")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xffname.png");
+    std::fs::copy(images.join("a").join("one.png"), images.join("a").join(odd)).unwrap();
+    let v = run_json(&mut saescope(&[
+        "extract",
+        "--model",
+        s(&ex.join("model")),
+        "--layer",
+        "1",
+        "--images",
+        s(&images),
+        "--workspace",
+        s(&dir.path().join("ws")),
+    ]));
+    assert_eq!(v["extracted_images"], 2, "{v}");
+    let skipped = v["skipped"].as_array().unwrap();
+    let reason = |p: &str| {
+        skipped
+            .iter()
+            .find(|x| x["path"].as_str().unwrap().starts_with(p))
+            .map(|x| x["reason"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert!(
+        reason("a/broken.png").contains("link to a file that does not exist"),
+        "{v}"
+    );
+    assert!(reason("a/bad").contains("not valid UTF-8"), "{v}");
+}

@@ -178,11 +178,29 @@ impl Dataset {
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let hidden =
         |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    };
     for entry in walkdir::WalkDir::new(dir)
         .follow_links(true)
         .into_iter()
         .filter_entry(|e| !hidden(e))
     {
+        // A dangling link is listed like any image, so the extraction skips it with its reason
+        // instead of stopping on it (one such link aborted a whole extract).
+        if let Err(e) = &entry
+            && let Some(p) = e.path()
+            && e.loop_ancestor().is_none()
+            && std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+            && !p.exists()
+        {
+            if is_image(p) {
+                out.push(p.to_path_buf());
+            }
+            continue;
+        }
         let entry = entry.map_err(|e| {
             if let Some(ancestor) = e.loop_ancestor() {
                 Error::Invalid(format!(
@@ -201,12 +219,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             }
         })?;
         let path = entry.path();
-        if entry.file_type().is_file()
-            && path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        {
+        if entry.file_type().is_file() && is_image(path) {
             out.push(path.to_path_buf());
         }
     }
@@ -215,7 +228,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Decodes an image file to RGB8 (first frame of a GIF), refusing empty, huge or corrupt files.
 pub fn load_rgb(path: &Path) -> std::result::Result<RgbImage, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            format!("a link to a file that does not exist ({e})")
+        } else if path.to_string_lossy().contains('\u{FFFD}') {
+            // Listings hold names as text: a name that is not UTF-8 cannot be found again (D19).
+            "its file name is not valid UTF-8 (shown with �); rename the file".to_string()
+        } else {
+            format!("cannot read: {e}")
+        }
+    })?;
     if meta.len() == 0 {
         return Err("empty file (0 bytes)".into());
     }
