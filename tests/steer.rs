@@ -345,6 +345,21 @@ fn steer_cli_trains_generates_and_discovers() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}");
         assert!(stdout.contains(flag), "{args:?}: {stdout}");
     }
+    // D12: a text SAE run of 10^14 tokens is refused with its estimate, not started.
+    let out = Command::new(bin)
+        .args(["steer", "train-sae", "--tokens", "99999999999999", "--json"])
+        .args(["--max-hours", "1", "--pipeline"])
+        .arg(&pipe)
+        .arg("--out")
+        .arg(tmp.path().join("huge"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("would take about") && stdout.contains("--max-hours"),
+        "{stdout}"
+    );
 
     let disc = tmp.path().join("disc");
     let d = run_json(

@@ -94,6 +94,9 @@ pub enum SteerCommand {
         batch: usize,
         #[arg(long)]
         restart: bool,
+        /// Refuse a run estimated to take longer than this (hours; default 72).
+        #[arg(long)]
+        max_hours: Option<f64>,
     },
     /// Generate unsteered and steered images for a prompt.
     Generate {
@@ -259,6 +262,7 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             tokens,
             batch,
             restart,
+            max_hours,
         } => {
             let pipe = pipeline.load(None, ctx)?.pipe;
             let (job, bar) = progress_job("train-sae");
@@ -271,6 +275,7 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
                 tokens,
                 batch: Some(batch),
                 restart,
+                max_hours,
             };
             let report = steering::train_text_sae(&pipe, &request, &job)?;
             bar.finish_and_clear();

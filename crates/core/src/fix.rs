@@ -59,7 +59,7 @@ options! {
     L2 => "--l2" in ["probe"];
     Layer => "--layer" in ["extract"];
     Lr => "--lr" in ["train"];
-    MaxHours => "--max-hours" in ["train", "sweep"];
+    MaxHours => "--max-hours" in ["train", "sweep", "steer train-sae"];
     Model => "--model" in ["extract"];
     ModelConfig => "--model-config" in ["extract"];
     Name => "--name" in ["train", "sweep"];

@@ -70,6 +70,8 @@ pub struct TextSaeRequest {
     pub tokens: Option<u64>,
     pub batch: Option<usize>,
     pub restart: bool,
+    /// Refuse a run estimated to take longer (default: training's).
+    pub max_hours: Option<f64>,
 }
 
 /// Trains (or resumes) a TopK SAE on the text encoder's per-token outputs over the corpus.
@@ -80,6 +82,7 @@ pub fn train_text_sae(pipe: &Pipeline, r: &TextSaeRequest, job: &Job) -> Result<
         batch: r.batch.unwrap_or(d.batch),
         restart: r.restart,
         checkpoint_every: d.checkpoint_every,
+        max_hours: r.max_hours.unwrap_or(d.max_hours),
         ..TrainOptions::topk(r.d_sae.unwrap_or(d.d_sae), r.k.unwrap_or(d.k))
     };
     corpus::train_text_sae(pipe, &r.pipeline, r.prompts.as_deref(), &r.out, &opts, job)
