@@ -392,7 +392,7 @@ pub fn read_export(path: &Path) -> Result<ExportFile> {
                     && !(0.0..=1.0).contains(&v)
                 {
                     return Err(Error::Invalid(format!(
-                        "{}: feature {}'s label has {what} {v}; it must be between 0 and 1",
+                        "{}: feature {}'s label has {what} {v:e}; it must be between 0 and 1",
                         p.display(),
                         feat.id
                     )));
