@@ -92,12 +92,7 @@ pub fn run(a: EvalArgs, ctx: &Ctx) -> Result<()> {
             ] {
                 println!("{:<28} {:<9} {}", s.name, variant, row(v));
             }
-            let failing: Vec<&str> = s
-                .verdicts
-                .iter()
-                .filter(|v| !v.separates)
-                .map(|v| v.metric.as_str())
-                .collect();
+            let failing = s.not_separating();
             if !failing.is_empty() {
                 println!(
                     "  does not separate from its controls on: {}",

@@ -138,13 +138,10 @@ impl Explorer {
                             ui.label(f(b.map(|v| v.sparse_probe.value), 3));
                             ui.label(f(b.and_then(|v| v.monosemanticity).map(|e| e.value), 3));
                             ui.label(f(b.and_then(|v| v.morans_i).map(|e| e.value), 3));
-                            let failing: Vec<&str> = r
+                            let failing = r
                                 .benchmark
-                                .iter()
-                                .flat_map(|b| &b.verdicts)
-                                .filter(|v| !v.separates)
-                                .map(|v| v.metric.as_str())
-                                .collect();
+                                .as_ref()
+                                .map_or(Vec::new(), |b| b.not_separating());
                             ui.label(egui::RichText::new(failing.join(", ")).weak());
                             ui.end_row();
                             if let Some(e) = &r.problem {

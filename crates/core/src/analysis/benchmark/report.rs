@@ -83,6 +83,15 @@ const METRICS: [Metric; 5] = [
 ];
 
 impl SaeBenchmark {
+    /// The metrics on which it does not beat both controls.
+    pub fn not_separating(&self) -> Vec<&str> {
+        self.verdicts
+            .iter()
+            .filter(|v| !v.separates)
+            .map(|v| v.metric.as_str())
+            .collect()
+    }
+
     pub fn new(
         name: &str,
         sae: &Sae,
@@ -142,12 +151,7 @@ pub fn csv(report: &BenchmarkReport) -> String {
     );
     let opt = |e: Option<Estimate>, f: fn(&Estimate) -> f64| e.map(|e| f(&e).to_string());
     for s in &report.saes {
-        let failing: Vec<&str> = s
-            .verdicts
-            .iter()
-            .filter(|v| !v.separates)
-            .map(|v| v.metric.as_str())
-            .collect();
+        let failing = s.not_separating();
         for (variant, v) in [
             ("trained", &s.trained),
             ("untrained", &s.untrained),

@@ -50,16 +50,9 @@ pub(super) fn threshold_grads(
 }
 
 impl Jump {
-    /// The L0 term's value and its derivative in the batch's mean L0 `l0`.
+    /// The L0 term's value and its derivative in the batch's mean L0 `l0` (as on the CPU).
     fn term(&self, l0: f64) -> (f64, f64) {
-        match self.target {
-            None => (self.coeff as f64 * l0, self.coeff as f64),
-            Some(t) => {
-                let t = t as f64;
-                let r = l0 / t - 1.0;
-                (self.coeff as f64 * r * r, 2.0 * self.coeff as f64 * r / t)
-            }
-        }
+        crate::sae::train::jump::l0_term(self.coeff, self.target, l0)
     }
 
     pub(super) fn value(&self, l0: f64) -> f32 {

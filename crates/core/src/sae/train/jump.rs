@@ -18,6 +18,19 @@ pub(super) struct JumpTerms {
     bandwidth: f32,
 }
 
+/// The L0 term's value and its derivative in the batch's mean L0 `l0`: coeff·L0, or with a
+/// target t, coeff·(L0/t − 1)².
+pub(super) fn l0_term(coeff: f32, target: Option<f32>, l0: f64) -> (f64, f64) {
+    match target {
+        None => (coeff as f64 * l0, coeff as f64),
+        Some(t) => {
+            let t = t as f64;
+            let r = l0 / t - 1.0;
+            (coeff as f64 * r * r, 2.0 * coeff as f64 * r / t)
+        }
+    }
+}
+
 impl JumpTerms {
     /// None unless `arch` is JumpReLU. `pre` lacks the encoder bias; `l0`: active latents per
     /// row, on average.
@@ -67,15 +80,7 @@ impl JumpTerms {
         rows: usize,
         df: impl Fn(usize, usize) -> f32 + Sync,
     ) -> (Vec<f32>, f32) {
-        // The L0 term and its derivative in the mean L0.
-        let (value, slope) = match self.target {
-            None => (self.coeff as f64 * self.l0, self.coeff as f64),
-            Some(t) => {
-                let t = t as f64;
-                let r = self.l0 / t - 1.0;
-                (self.coeff as f64 * r * r, 2.0 * self.coeff as f64 * r / t)
-            }
-        };
+        let (value, slope) = l0_term(self.coeff, self.target, self.l0);
         let k = 1.0 / self.bandwidth;
         let step_grad = (slope / rows as f64) as f32;
         let per_row: Vec<Vec<(u32, f32)>> = self
