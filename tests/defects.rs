@@ -197,3 +197,52 @@ fn dangling_links_and_non_utf8_names_are_skipped_with_their_reasons() {
     );
     assert!(reason("a/bad").contains("not valid UTF-8"), "{v}");
 }
+
+/// D14: a shard whose activations were overwritten (0xFF bytes, read as NaN) is named by the
+/// next extract run and extracted again; the store then reads back whole.
+#[test]
+fn an_extract_rerun_repairs_a_damaged_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = example(dir.path());
+    let ws = ex.join("workspace");
+    let shard = ws.join("activations").join("shard-00000.safetensors");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let span = header["activations"]["data_offsets"].as_array().unwrap();
+    let (a, b) = (
+        span[0].as_u64().unwrap() as usize,
+        span[1].as_u64().unwrap() as usize,
+    );
+    bytes[8 + n + a..8 + n + b].fill(0xFF);
+    std::fs::write(&shard, &bytes).unwrap();
+    let rerun = || {
+        run_json(&mut saescope(&[
+            "extract",
+            "--model",
+            s(&ex.join("model")),
+            "--layer",
+            "2",
+            "--images",
+            s(&ex.join("images")),
+            "--workspace",
+            s(&ws),
+        ]))
+    };
+    let v = rerun();
+    let repaired = v["repaired"].as_array().cloned().unwrap_or_default();
+    assert_eq!(repaired.len(), 1, "{v}");
+    assert!(
+        repaired[0].as_str().unwrap().starts_with("shard-00000"),
+        "{v}"
+    );
+    assert_eq!(v["complete"], true);
+    // Read back whole: a second run finds nothing to repair, and the index builds.
+    assert!(rerun().get("repaired").is_none());
+    run_json(&mut saescope(&[
+        "index",
+        "--workspace",
+        s(&ws),
+        "--rebuild",
+    ]));
+}

@@ -14,6 +14,7 @@ pub struct SaeSummary {
     pub active: bool,
     pub architecture: String,
     pub d_sae: usize,
+    /// k (TopK, BatchTopK, Matryoshka), or JumpReLU's L0 target.
     pub k: Option<f64>,
     /// From its training run (absent for imported SAEs).
     pub tokens: Option<u64>,
@@ -73,7 +74,14 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
                 d_sae: cfg["d_sae"].as_u64().unwrap_or(0) as usize,
                 k: cfg["k"]
                     .as_f64()
-                    .or_else(|| cfg.pointer("/metadata/saescope_k").and_then(|v| v.as_f64())),
+                    .or_else(|| cfg.pointer("/metadata/saescope_k").and_then(|v| v.as_f64()))
+                    // JumpReLU has no k: its L0 target stands in the column.
+                    .or_else(|| match r.as_ref().map(|r| &r.arch) {
+                        Some(crate::sae::train::TrainArch::JumpRelu {
+                            l0_target: Some(t), ..
+                        }) => Some(*t as f64),
+                        _ => None,
+                    }),
                 tokens: r
                     .as_ref()
                     .map(|r| r.tokens)

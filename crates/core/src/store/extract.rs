@@ -62,6 +62,9 @@ pub struct ExtractReport {
     pub dtype: StoreDType,
     pub shards: usize,
     pub shards_reused: usize,
+    /// Shards found damaged and extracted again, each with what was wrong.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub repaired: Vec<String>,
     pub seconds: f64,
     /// Images per second over the shards computed in this run.
     pub images_per_s: f64,
@@ -286,10 +289,22 @@ fn extract_into(
             shards: Vec::new(),
         }
     };
-    // Keep only shards whose files are really there and whole.
-    manifest
-        .shards
-        .retain(|s| std::fs::metadata(act_dir.join(&s.file)).is_ok_and(|m| m.len() == s.bytes));
+    // Keep only shards whose files are really there, whole and readable: a shard whose bytes
+    // were damaged (D14: overwritten with 0xFF, read as NaN) is named and extracted again.
+    let mut repaired = Vec::new();
+    manifest.shards.retain(|s| {
+        let path = act_dir.join(&s.file);
+        if !std::fs::metadata(&path).is_ok_and(|m| m.len() == s.bytes) {
+            return false;
+        }
+        match super::activations::decode_shard(&path) {
+            Ok(_) => true,
+            Err(e) => {
+                repaired.push(format!("{}: {e}", s.file));
+                false
+            }
+        }
+    });
     let per_shard = manifest.images_per_shard;
     let planned = manifest.planned_shards();
     let range = task.map_or(0..planned, |t| t.range(planned));
@@ -404,6 +419,7 @@ fn extract_into(
         dtype: manifest.dtype,
         shards: manifest.shards.len(),
         shards_reused: reused,
+        repaired,
         seconds: start.elapsed().as_secs_f64(),
         images_per_s: if compute_secs > 0.0 {
             computed_images as f64 / compute_secs
