@@ -491,43 +491,55 @@ impl SaescopeApp {
             ui.heading(name).on_hover_text(ws.dir.display().to_string());
         });
         let has_index = self.explorer.as_ref().is_some_and(|x| x.index.is_some());
-        egui::CollapsingHeader::new("Workspace")
-            .default_open(!has_index)
-            .show(ui, |ui| {
-                egui::Grid::new("workspace_summary")
-                    .num_columns(2)
-                    .striped(true)
-                    .show(ui, |ui| {
-                        for (k, v) in &ws.summary {
-                            ui.label(k);
-                            ui.label(v);
-                            ui.end_row();
-                        }
-                    });
-            });
         let mut use_sae = None;
-        if !ws.saes.is_empty() {
-            egui::CollapsingHeader::new(format!("SAEs ({})", ws.saes.len()))
-                .default_open(!has_index || ws.saes.len() > 1)
-                .show(ui, |ui| {
-                    use_sae = sae_table_ui(ui, &ws.saes);
-                    if let Some(active) = ws.saes.iter().find(|s| s.active) {
-                        egui::CollapsingHeader::new(format!("Training curves: {}", active.name))
+        // The folds above the explorer scroll within at most 45% of the window, so the explorer
+        // (the feature page among it) always keeps the rest, however many SAEs are listed.
+        egui::ScrollArea::vertical()
+            .id_salt("workspace_folds")
+            .max_height(ui.available_height() * 0.45)
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                // Open while there is no SAE yet; after that the SAE table matters more.
+                egui::CollapsingHeader::new("Workspace")
+                    .default_open(ws.saes.is_empty())
+                    .show(ui, |ui| {
+                        egui::Grid::new("workspace_summary")
+                            .num_columns(2)
+                            .striped(true)
                             .show(ui, |ui| {
-                                let home = ws.dir.join("saes").join(&active.name);
-                                if !create::metrics_plot(ui, &home) {
-                                    ui.label(
-                                        egui::RichText::new(
-                                            "No training log: this SAE was loaded, not trained \
-                                             here.",
-                                        )
-                                        .weak(),
-                                    );
+                                for (k, v) in &ws.summary {
+                                    ui.label(k);
+                                    ui.label(v);
+                                    ui.end_row();
                                 }
                             });
-                    }
-                });
-        }
+                    });
+                if !ws.saes.is_empty() {
+                    egui::CollapsingHeader::new(format!("SAEs ({})", ws.saes.len()))
+                        .default_open(!has_index || ws.saes.len() > 1)
+                        .show(ui, |ui| {
+                            use_sae = sae_table_ui(ui, &ws.saes);
+                            if let Some(active) = ws.saes.iter().find(|s| s.active) {
+                                egui::CollapsingHeader::new(format!(
+                                    "Training curves: {}",
+                                    active.name
+                                ))
+                                .show(ui, |ui| {
+                                    let home = ws.dir.join("saes").join(&active.name);
+                                    if !create::metrics_plot(ui, &home) {
+                                        ui.label(
+                                            egui::RichText::new(
+                                                "No training log: this SAE was loaded, not trained \
+                                                 here.",
+                                            )
+                                            .weak(),
+                                        );
+                                    }
+                                });
+                            }
+                        });
+                }
+            });
         if let Some(err) = &self.error
             && error_ui(ui, err)
         {
