@@ -296,4 +296,25 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     h.run_steps(4);
     let home = h.state().explorer.as_ref().unwrap().home.clone().unwrap();
     assert!(home.ends_with(format!("saes/{name}")), "{}", home.display());
+    // Another SAE trained from the Compare tab (the workspace already has two) becomes the
+    // active one, and the explorer switches to it.
+    h.get_by_label("Compare").click();
+    h.run_steps(2);
+    h.get_by_label("Train or load another SAE").click();
+    h.run_steps(2);
+    for (field, value) in [("features", 64.0), ("k", 4.0), ("M tokens", 0.03)] {
+        h.get_by_role_and_label(Role::SpinButton, field)
+            .set_value_accesskit(value);
+        h.run_steps(2);
+    }
+    h.get_by_role_and_label(Role::Button, "Train SAE").click();
+    h.run();
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .and_then(|x| x.home.as_ref())
+            .is_some_and(|home| home.ends_with("saes/topk-64-k4"))
+    });
+    assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(3));
 }
