@@ -1,5 +1,6 @@
 //! `saescope eval` on the built-in example: every SAE is scored beside its two controls, the
 //! results land per SAE and in one JSON and one CSV, and bad requests are refused by name.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 mod common;
 

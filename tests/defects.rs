@@ -1,5 +1,6 @@
 //! Regression tests for defects of the hostile run (issue H) that the CLI shows: each ran the
 //! command that failed and checks the clear error or the right result.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::disallowed_methods)] // tests make fixtures and fail loudly
 
 mod common;
 
@@ -102,7 +103,7 @@ fn a_signal_stops_training_with_a_checkpoint() {
     let ws = example(dir.path()).join("workspace");
     for sig in ["INT", "TERM"] {
         let name = format!("sig-{}", sig.to_lowercase());
-        let mut child = saescope(&[
+        let child = saescope(&[
             "train",
             "--workspace",
             s(&ws),

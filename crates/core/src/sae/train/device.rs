@@ -268,7 +268,7 @@ impl DeviceTrainer {
         let dxhat = ups[0].clone();
         let on = codes.vals().gt(0f32)?.to_dtype(DType::F32)?;
         let mut sums = vec![e.sqr()?.sum_all()?];
-        let prefix_sq = (errs.len() > 1).then(|| sums.len());
+        let prefix_sq = (errs.len() > 1).then_some(sums.len());
         if prefix_sq.is_some() {
             sums.push(
                 Tensor::stack(
