@@ -27,9 +27,15 @@ newest() { ls -t "$target"/release/deps/$1-* 2>/dev/null | grep -v '\.d$' | head
 cp "$(newest saescope_core)" .dev/bin/core-tests
 cp "$(newest parity)" .dev/bin/parity
 strip .dev/bin/* 2>/dev/null || true
+# The three binaries are about 190 MB stripped and 14 MB as one xz archive.
+tar cf - -C .dev bin | xz -T0 -9 >.dev/bin.tar.xz && rm -r .dev/bin
 cp -r "$shared/models/vit-cifar10" "$shared/models/tiny-random" .dev/shared/models/
-cp -r "$shared/data/cifar10/test/airplane" "$shared/data/cifar10/test/automobile" \
-  .dev/shared/data/cifar10/test/
+# bench extract reads the first 1,024 images by path: airplane's 1,000 and 24 automobiles.
+cp -r "$shared/data/cifar10/test/airplane" .dev/shared/data/cifar10/test/
+mkdir -p .dev/shared/data/cifar10/test/automobile
+ls "$shared/data/cifar10/test/automobile" | sort | head -24 | while read -r f; do
+  cp "$shared/data/cifar10/test/automobile/$f" .dev/shared/data/cifar10/test/automobile/
+done
 cp "$shared/models/dinov2-small/config.json" "$shared/models/dinov2-small/preprocessor_config.json" \
   .dev/dinov2/
 echo "$source_dir" >.dev/build-root
@@ -38,6 +44,7 @@ cat >.dev/gpu-run.sh <<'EOF'
 # On the GPU machine, from the repository root: random DINOv2-small weights, the CUDA libraries
 # of the machine's PyTorch on the loader's path, the driver preloaded, then gpu-bench.sh.
 set -x
+python3 -c "import tarfile; tarfile.open('.dev/bin.tar.xz').extractall('.dev')"
 root=$(cat .dev/build-root)
 [ -e "$root" ] || { mkdir -p "$(dirname "$root")" && ln -s "$PWD" "$root"; }
 python3 - <<'PY'
@@ -51,6 +58,8 @@ PY
 site=$(python3 -c 'import site; print(site.getsitepackages()[0])')
 export LD_LIBRARY_PATH=$(ls -d "$site"/nvidia/*/lib "$site"/nvidia/cu13/lib 2>/dev/null | tr '\n' ':')
 export LD_PRELOAD=$(ldconfig -p | awk '/libcuda\.so\.1 /{print $NF; exit}')
+[ -n "$LD_PRELOAD" ] || export LD_PRELOAD=$(ls /usr/local/nvidia/lib64/libcuda.so.1 \
+  /usr/lib/x86_64-linux-gnu/libcuda.so.1 2>/dev/null | head -1)
 chmod +x .dev/bin/*
 SAESCOPE_SHARED="$PWD/.dev/shared" SAESCOPE_PREBUILT="$PWD/.dev/bin" scripts/gpu-bench.sh "${1:-cuda:0}"
 EOF
