@@ -10,6 +10,7 @@ pub mod image_view;
 pub mod intervene_panel;
 pub mod jobs;
 pub mod live_hint;
+mod sae_table;
 pub mod steer_view;
 pub mod thumbs;
 pub mod view_state;
@@ -518,7 +519,7 @@ impl SaescopeApp {
                     egui::CollapsingHeader::new(format!("SAEs ({})", ws.saes.len()))
                         .default_open(!has_index || ws.saes.len() > 1)
                         .show(ui, |ui| {
-                            use_sae = sae_table_ui(ui, &ws.saes);
+                            use_sae = sae_table::sae_table_ui(ui, &ws.saes);
                             if let Some(active) = ws.saes.iter().find(|s| s.active) {
                                 egui::CollapsingHeader::new(format!(
                                     "Training curves: {}",
@@ -569,83 +570,6 @@ impl SaescopeApp {
             self.explorer = None;
         }
     }
-}
-
-/// The workspace's SAEs side by side; returns the name whose "Use" button was clicked.
-fn sae_table_ui(ui: &mut egui::Ui, saes: &[crate::ops::saes::SaeSummary]) -> Option<String> {
-    let mut chosen = None;
-    let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("–".to_string(), f);
-    egui::Grid::new("sae_table")
-        .num_columns(10)
-        .striped(true)
-        .show(ui, |ui| {
-            for h in [
-                "", "SAE", "Type", "Latents", "k", "Tokens", "FVE", "L0", "Dead", "Analyses",
-            ] {
-                ui.strong(h);
-            }
-            ui.end_row();
-            for s in saes {
-                if s.active {
-                    ui.label("active")
-                        .on_hover_text("Shown below and used when no SAE is named");
-                } else if ui
-                    .button("Use")
-                    .on_hover_text(format!("Explore {} instead", s.name))
-                    .clicked()
-                {
-                    chosen = Some(s.name.clone());
-                }
-                ui.label(&s.name);
-                ui.label(&s.architecture);
-                ui.label(s.d_sae.to_string());
-                ui.label(opt(s.k, &|k| format!("{k}")));
-                ui.label(opt(s.tokens.map(|t| t as f64), &|t| {
-                    if t >= 1e6 {
-                        format!("{:.1} M", t / 1e6)
-                    } else {
-                        format!("{:.0} k", t / 1e3)
-                    }
-                }));
-                ui.label(opt(s.final_fve, &|v| format!("{v:.3}")))
-                    .on_hover_text("Fraction of variance explained, last training batch");
-                ui.label(opt(s.final_l0, &|v| format!("{v:.1}")));
-                ui.label(opt(s.dead_fraction, &|v| format!("{:.1}%", v * 100.0)));
-                let mut parts = Vec::new();
-                if s.index {
-                    parts.push("index".to_string());
-                }
-                if s.labels > 0 {
-                    parts.push(format!("{} labels", s.labels));
-                }
-                if s.ontology {
-                    parts.push("ontology".into());
-                }
-                if s.ood {
-                    parts.push("OOD".into());
-                }
-                ui.horizontal(|ui| {
-                    ui.label(if parts.is_empty() {
-                        "none yet".to_string()
-                    } else {
-                        parts.join(", ")
-                    });
-                    // Files beside the SAE that cannot be read are said, not shown as absent.
-                    if !s.problems.is_empty() {
-                        ui.colored_label(ui.visuals().error_fg_color, "⚠ unreadable files")
-                            .on_hover_text(
-                                s.problems
-                                    .iter()
-                                    .map(|e| words::shown(e))
-                                    .collect::<Vec<_>>()
-                                    .join("\n"),
-                            );
-                    }
-                });
-                ui.end_row();
-            }
-        });
-    chosen
 }
 
 fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
