@@ -43,6 +43,11 @@ pub fn workspace_of(folder: &Path) -> PathBuf {
     folder.join("workspace")
 }
 
+/// Whether the workspace in `ws_dir` is the built-in example's (its folder holds the marker).
+pub fn is_example(ws_dir: &Path) -> bool {
+    ws_dir.parent().is_some_and(|f| f.join(MARKER).is_file())
+}
+
 /// Makes (or finishes, or reports) the example. A failed first run leaves nothing behind.
 pub fn example(r: &ExampleRequest, job: &Job) -> Result<CreateReport> {
     let folder = &r.folder;

@@ -106,6 +106,8 @@ pub struct Explorer {
     pub effects: Vec<crate::analysis::causal::FeatureEffect>,
     pub effect_class: usize,
     compare: compare_tab::CompareState,
+    /// The built-in example, whose model has random weights (said above every tab).
+    example: bool,
     /// An SAE the user chose here (compare page): the app reopens the workspace with it active.
     pub switch_to: Option<String>,
 }
@@ -193,7 +195,8 @@ impl Explorer {
             token_indices,
             ..
         } = session;
-        let x = Explorer {
+        let example = crate::ops::example::is_example(&ws.dir);
+        let mut x = Explorer {
             ws,
             ds,
             home,
@@ -229,7 +232,9 @@ impl Explorer {
             effect_class: 0,
             compare: Default::default(),
             switch_to: None,
+            example: false,
         };
+        x.example = example;
         Ok(x)
     }
 
@@ -419,6 +424,15 @@ impl Explorer {
                 }
             }
         });
+        if self.example {
+            ui.label(
+                egui::RichText::new(
+                    "The built-in example: its model has random weights, so its features show \
+                     how the tool works, not what a trained model learns.",
+                )
+                .weak(),
+            );
+        }
         for j in &self.jobs {
             j.ui(ui);
         }

@@ -327,4 +327,6 @@ fn built_in_example_is_made_and_opened_from_the_start_page() {
     assert_eq!(x.ds.classes, ["checks", "discs", "squares", "stripes"]);
     assert!(!x.labels.labels.is_empty(), "labelled from classes");
     assert!(folder.join("workspace/workspace.json").is_file());
+    // The explorer itself says the model has random weights (not only a start-page hover).
+    h.get_by_label_contains("its model has random weights");
 }
