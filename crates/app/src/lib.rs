@@ -81,6 +81,8 @@ pub struct OpenWorkspace {
     pub summary: Vec<(String, String)>,
     /// The workspace's SAEs (`WS/saes/`), the active one marked.
     pub saes: Vec<crate::ops::saes::SaeSummary>,
+    /// The explorer's finished-job count when `saes` was last read.
+    pub jobs_seen: usize,
 }
 
 pub struct SaescopeApp {
@@ -179,7 +181,12 @@ impl SaescopeApp {
                 let saes = Workspace::open(&dir)
                     .map(|ws| crate::ops::saes::list_saes(&ws))
                     .unwrap_or_default();
-                self.open = Some(OpenWorkspace { dir, summary, saes });
+                self.open = Some(OpenWorkspace {
+                    dir,
+                    summary,
+                    saes,
+                    jobs_seen: 0,
+                });
             }
             Err(e) => self.error = Some(crate::Failure::new(e)),
         }
@@ -466,11 +473,12 @@ impl SaescopeApp {
 
     /// The open workspace: its summary, then the explorer.
     fn workspace_ui(&mut self, ui: &mut egui::Ui) {
-        // The explorer trained or loaded the workspace's first SAE: list it.
+        // A job of the explorer finished (an SAE trained or loaded, an index, labels, OOD, a
+        // tree): the SAE table is read again, so its Analyses column is never stale.
         if let (Some(open), Some(x)) = (&mut self.open, &self.explorer)
-            && open.saes.is_empty()
-            && x.sae.is_some()
+            && (x.jobs_finished != open.jobs_seen || (open.saes.is_empty() && x.sae.is_some()))
         {
+            open.jobs_seen = x.jobs_finished;
             open.saes = crate::ops::saes::list_saes(&x.ws);
         }
         let Some(ws) = &self.open else { return };

@@ -108,6 +108,9 @@ pub struct Explorer {
     compare: compare_tab::CompareState,
     /// The built-in example, whose model has random weights (said above every tab).
     example: bool,
+    /// Counts the explorer's finished jobs: the workspace panel re-reads its SAE table (whose
+    /// Analyses column a job may have changed) when this moves.
+    pub jobs_finished: usize,
     /// An SAE the user chose here (compare page): the app reopens the workspace with it active.
     pub switch_to: Option<String>,
 }
@@ -233,6 +236,7 @@ impl Explorer {
             compare: Default::default(),
             switch_to: None,
             example: false,
+            jobs_finished: 0,
         };
         x.example = example;
         Ok(x)
@@ -353,6 +357,7 @@ impl Explorer {
             .count();
         if done > self.jobs_reloaded {
             self.jobs_reloaded = done;
+            self.jobs_finished += 1;
             if self.sae.is_none() {
                 self.adopt_new_sae();
             } else if self.jobs.iter().any(|j| {

@@ -195,10 +195,22 @@ fn workspace_panel_lists_and_switches_saes() {
     h.get_by_label("topk-32-k4");
     h.get_by_label_contains("ontology, OOD");
     h.get_by_label("none yet");
+    // The index built from the explorer shows in the table's Analyses column at once (it was
+    // stale until the workspace was reopened).
+    h.get_by_role_and_label(Role::Button, "Build index").click();
+    h.run();
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .is_some_and(|x| x.index.is_some())
+    });
+    h.run_steps(3);
+    assert!(h.query_by_label("none yet").is_none());
     h.get_by_role_and_label(Role::Button, "Use").click();
     h.run_steps(3);
     let x = h.state().explorer.as_ref().unwrap();
-    assert!(x.index.is_some(), "switched to the indexed SAE");
+    assert!(x.index.is_some(), "switched to the other indexed SAE");
     assert!(x.home.as_ref().unwrap().ends_with("saes/topk-64-k4"));
     // The workspace summary (it shows temporary paths) is folded once SAEs exist.
     assert!(h.query_by_label("Model").is_none());
