@@ -6,6 +6,7 @@ use crate::analysis::benchmark::SaeBenchmark;
 use crate::analysis::index::load_top_images;
 use crate::error::{Error, Result};
 use crate::job::{Job, Progress};
+use crate::sae::Sae;
 use crate::saes::{SaeSummary, list_saes};
 use crate::store::Workspace;
 use std::path::PathBuf;
@@ -49,9 +50,7 @@ pub fn compare_rows(ws: &Workspace) -> Vec<CompareRow> {
 /// Another SAE of the workspace, as far as the comparison needs it.
 pub struct OtherSae {
     pub name: String,
-    /// [d_sae, d_in] decoder rows scaled to unit norm.
-    unit_decoder: Vec<f32>,
-    d_in: usize,
+    sae: Sae,
     /// Top images per feature, when it has a finished index.
     pub top_images: Option<Vec<Vec<u32>>>,
 }
@@ -64,15 +63,6 @@ pub struct Match {
     pub cosine: f32,
     /// Its top images (dataset ids, strongest first), when that SAE has an index.
     pub top_images: Vec<u32>,
-}
-
-fn unit_rows(w: &[f32], d: usize) -> Vec<f32> {
-    let mut out = w.to_vec();
-    for r in out.chunks_mut(d) {
-        let n = r.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
-        r.iter_mut().for_each(|v| *v /= n);
-    }
-    out
 }
 
 /// Loads every SAE of the workspace but `except` (their decoders and top images); an SAE that
@@ -90,8 +80,7 @@ pub fn load_others(
         match crate::sae::workflow::workspace_sae(ws, Some(&home)) {
             Ok(sae) => others.push(OtherSae {
                 name: name.clone(),
-                unit_decoder: unit_rows(&sae.w_dec, sae.d_in),
-                d_in: sae.d_in,
+                sae,
                 top_images: load_top_images(&home).ok(),
             }),
             Err(e) => unreadable.push(format!("{name}: {e}")),
@@ -109,43 +98,26 @@ pub fn load_others(
 /// The `per_sae` features of each other SAE whose decoder direction is closest (cosine) to
 /// `direction` (any norm), best first within each SAE.
 pub fn closest(direction: &[f32], others: &[OtherSae], per_sae: usize) -> Vec<Match> {
-    let n = direction
+    others
         .iter()
-        .map(|v| v * v)
-        .sum::<f32>()
-        .sqrt()
-        .max(1e-12);
-    let d: Vec<f32> = direction.iter().map(|v| v / n).collect();
-    let mut out = Vec::new();
-    for o in others.iter().filter(|o| o.d_in == d.len()) {
-        let mut scored: Vec<(f32, u32)> = o
-            .unit_decoder
-            .chunks(o.d_in)
-            .enumerate()
-            .map(|(j, row)| (row.iter().zip(&d).map(|(a, b)| a * b).sum(), j as u32))
-            .collect();
-        let k = per_sae.min(scored.len());
-        if k == 0 {
-            continue;
-        }
-        scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-        scored.truncate(k);
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        out.extend(scored.into_iter().map(|(cosine, feature)| {
-            Match {
-                sae: o.name.clone(),
-                feature,
-                cosine,
-                top_images: o
-                    .top_images
-                    .as_ref()
-                    .and_then(|t| t.get(feature as usize))
-                    .cloned()
-                    .unwrap_or_default(),
-            }
-        }));
-    }
-    out
+        .filter(|o| o.sae.d_in == direction.len())
+        .flat_map(|o| {
+            o.sae
+                .closest_to(direction, per_sae, None)
+                .into_iter()
+                .map(|(feature, cosine)| Match {
+                    sae: o.name.clone(),
+                    feature,
+                    cosine,
+                    top_images: o
+                        .top_images
+                        .as_ref()
+                        .and_then(|t| t.get(feature as usize))
+                        .cloned()
+                        .unwrap_or_default(),
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -154,10 +126,11 @@ mod tests {
 
     #[test]
     fn the_closest_feature_is_the_same_direction() {
+        let mut sae = Sae::random_topk(2, 3, 1, 1.0, 0);
+        sae.w_dec = vec![1.0, 0.0, 0.0, 2.0, 3.0, 3.1];
         let other = OtherSae {
             name: "b".into(),
-            unit_decoder: unit_rows(&[1.0, 0.0, 0.0, 2.0, 3.0, 3.1], 2),
-            d_in: 2,
+            sae,
             top_images: Some(vec![vec![4], vec![5, 6], vec![]]),
         };
         let m = closest(&[0.0, -5.0], std::slice::from_ref(&other), 1);

@@ -109,20 +109,27 @@ impl Sae {
             )));
         }
         let d = self.d_in;
-        let row = |j: usize| &self.w_dec[j * d..(j + 1) * d];
+        Ok(self.closest_to(&self.w_dec[f * d..(f + 1) * d], n, Some(feature)))
+    }
+
+    /// The `n` features whose decoder directions are closest by cosine to `direction` (any
+    /// norm, `d_in` long), closest first (ties by id), leaving out `except`: a feature's
+    /// neighbours in its own SAE, or its matches in another one.
+    pub fn closest_to(&self, direction: &[f32], n: usize, except: Option<u32>) -> Vec<(u32, f32)> {
+        let d = self.d_in;
         let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        let (a, na) = (row(f), norm(row(f)));
+        let na = norm(direction);
         let mut v: Vec<(u32, f32)> = (0..self.d_sae)
-            .filter(|&j| j != f)
+            .filter(|&j| Some(j as u32) != except)
             .map(|j| {
-                let b = row(j);
-                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let b = &self.w_dec[j * d..(j + 1) * d];
+                let dot: f32 = direction.iter().zip(b).map(|(x, y)| x * y).sum();
                 (j as u32, dot / (na * norm(b)))
             })
             .collect();
         v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
         v.truncate(n);
-        Ok(v)
+        v
     }
 
     /// This SAE with its encoding on `device`: the CPU keeps the cache-blocked sparse path
