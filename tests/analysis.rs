@@ -87,10 +87,20 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         &["label", "--from-classes", "--set", "7=test label"],
         &ws,
     ));
-    // Only significantly class-specific features get a class (34 of 256 here, where every
-    // feature that fired, over 100, got one before the test was added); each says its evidence.
+    // Only significantly class-specific features get a class: beyond chance and beyond every
+    // random direction of the layer (3 of 256 here; every feature that fired, over 100, got one
+    // before significance, 34 with the binomial test alone); each says its evidence.
     let labelled = l["from_classes"].as_u64().unwrap();
-    assert!((10..=128).contains(&labelled), "{l}");
+    assert!((1..=16).contains(&labelled), "{l}");
+    let null: Value =
+        serde_json::from_slice(&std::fs::read(ws.join("label-null-16.json")).unwrap()).unwrap();
+    let null_min = null["best_p"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .fold(1.0, f64::min);
+    assert_eq!(null["best_p"].as_array().unwrap().len(), 256);
     let before = std::fs::read(home.join("labels.json")).unwrap();
     let all: Value = serde_json::from_slice(&before).unwrap();
     for (_, label) in all["labels"].as_object().unwrap() {
@@ -104,6 +114,8 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
                 e["k"].as_u64().unwrap() >= 5 && e["n"].as_u64().unwrap() >= 10,
                 "{label}"
             );
+            assert_eq!(e["null_p"].as_f64(), Some(null_min), "{label}");
+            assert!(e["p_value"].as_f64().unwrap() < null_min, "{label}");
         }
     }
     let crashed = cmd(&["label", "--set", "7=never written", "--json"], &ws)
@@ -251,6 +263,22 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         }
     }
     assert_eq!(again, first);
+    // Export limited to significant labels: exactly the class labels, each with its evidence
+    // in the CSV.
+    let out3 = tmp.path().join("export3");
+    let e3 = run_json(cmd(&["export", "--no-png", "--significant", "--out"], &ws).arg(&out3));
+    assert_eq!(e3["features"].as_u64(), Some(labelled), "{e3}");
+    let csv = std::fs::read_to_string(out3.join("features.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    for row in csv.lines().skip(1) {
+        let cells: Vec<&str> = row.split(',').collect();
+        assert_eq!(cells[col("source")], "class", "{row}");
+        assert_eq!(cells[col("significant")], "true", "{row}");
+        let p: f64 = cells[col("label_p")].parse().unwrap();
+        let null_p: f64 = cells[col("label_null_p")].parse().unwrap();
+        assert!(p < null_p, "{row}");
+    }
     // D6: a manual label in the workspace is never replaced by an import, even by the
     // export's own manual label for that feature.
     run_json(&mut cmd(&["label", "--set", "5=exported by hand"], &ws));

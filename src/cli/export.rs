@@ -9,11 +9,15 @@ pub struct ExportArgs {
     #[arg(long)]
     out: PathBuf,
     /// Feature ids, e.g. 3,10-12 (default: every feature that fired).
-    #[arg(long, conflicts_with = "labelled")]
+    #[arg(long, conflicts_with_all = ["labelled", "significant"])]
     features: Option<String>,
-    /// Only labelled features.
-    #[arg(long)]
+    /// Only labelled features (any label: class, manual, imported, CLIP).
+    #[arg(long, conflicts_with = "significant")]
     labelled: bool,
+    /// Only features whose class label is statistically supported (beats chance and every
+    /// random direction; see docs/FORMATS.md).
+    #[arg(long)]
+    significant: bool,
     /// Skip the per-feature PNGs.
     #[arg(long)]
     no_png: bool,
@@ -25,13 +29,15 @@ pub fn run(a: ExportArgs, ctx: &Ctx) -> Result<()> {
         out,
         features,
         labelled,
+        significant,
         no_png,
     } = a;
     use ops::analysis::export::{Selection, parse_ids};
-    let selection = match (&features, labelled) {
-        (Some(f), _) => Selection::Ids(parse_ids(f)?),
-        (None, true) => Selection::Labelled,
-        (None, false) => Selection::Alive,
+    let selection = match (&features, labelled, significant) {
+        (Some(f), _, _) => Selection::Ids(parse_ids(f)?),
+        (None, _, true) => Selection::Significant,
+        (None, true, false) => Selection::Labelled,
+        (None, false, false) => Selection::Alive,
     };
     let (job, bar) = progress_job("export");
     let report = ops::share::export(

@@ -221,6 +221,16 @@ pub struct LabelReport {
 /// held across load → edit → save so concurrent edits are never lost.
 pub fn label(r: &LabelRequest, job: &Job) -> Result<LabelReport> {
     let ws = Workspace::open(&r.workspace)?;
+    // The class-label null takes a pass over the activations (the first time), so it is
+    // computed before the lock, which edits wait for only briefly; it only reads the store.
+    let class_null = if r.from_classes {
+        let (home, _) = sae_of(&ws, r.sae.as_deref())?;
+        let idx = index::load_index(&home)?;
+        let null = crate::analysis::label_null::class_null(&ws, idx.top_n, job)?;
+        Some((idx, null))
+    } else {
+        None
+    };
     let _lock = writer(&ws.dir, "label", Hold::Edit)?;
     let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
     // D13: a label for a feature the SAE does not have is refused before anything is written.
@@ -235,9 +245,8 @@ pub fn label(r: &LabelRequest, job: &Job) -> Result<LabelReport> {
     }
     let mut l = labels::Labels::load(&home)?;
     let mut from_classes = 0;
-    if r.from_classes {
-        let idx = index::load_index(&home)?;
-        from_classes = labels::label_from_classes(&mut l, &idx, &ws.dataset()?)?;
+    if let Some((idx, null)) = &class_null {
+        from_classes = labels::label_from_classes(&mut l, idx, &ws.dataset()?, null)?;
     }
     let mut from_clip = 0;
     if let Some((vocab, examples)) = &r.clip {

@@ -126,8 +126,9 @@ pub fn add_sae(r: &SaeRequest, job: &Job) -> Result<SaeReport> {
         0
     } else {
         let idx = crate::analysis::index::load_index(&home)?;
+        let null = crate::analysis::label_null::class_null(&ws, idx.top_n, job)?;
         let mut l = crate::analysis::labels::Labels::load(&home)?;
-        let n = crate::analysis::labels::label_from_classes(&mut l, &idx, &ds)?;
+        let n = crate::analysis::labels::label_from_classes(&mut l, &idx, &ds, &null)?;
         l.save(&home)?;
         n
     };

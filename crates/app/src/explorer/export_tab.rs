@@ -11,6 +11,22 @@ impl Explorer {
                 &mut self.export_what,
                 ExportWhat::Labelled,
                 format!("labelled ({})", self.labels.labels.len()),
+            )
+            .on_hover_text("every labelled feature: class, manual, imported and CLIP labels");
+            let significant = self
+                .labels
+                .labels
+                .values()
+                .filter(|l| l.is_significant())
+                .count();
+            ui.selectable_value(
+                &mut self.export_what,
+                ExportWhat::Significant,
+                format!("significant class labels ({significant})"),
+            )
+            .on_hover_text(
+                "only class labels whose class is over-represented among the feature's top images \
+                 beyond chance and beyond every random direction of this layer",
             );
             ui.selectable_value(&mut self.export_what, ExportWhat::All, "all that fire");
             ui.selectable_value(
@@ -43,6 +59,7 @@ impl Explorer {
             let selection = match self.export_what {
                 ExportWhat::All => Selection::Alive,
                 ExportWhat::Labelled => Selection::Labelled,
+                ExportWhat::Significant => Selection::Significant,
                 ExportWhat::SearchResult => Selection::Ids(self.order.clone()),
             };
             let request = crate::ops::share::ExportRequest {

@@ -133,19 +133,14 @@ impl Explorer {
             if let Some(l) = self.labels.labels.get(&f) {
                 // A class label says its evidence; other labels their source.
                 let text = match &l.evidence {
-                    Some(e) => format!(
-                        "class label: {} of its {} top images are of the class ({:.0}% against \
-                         {:.0}% of all images; p = {:.1e}, significant below {:.1e}); over all \
-                         the images it fires on, the class is {:.1}× as common as overall",
-                        e.k,
-                        e.n,
-                        100.0 * e.k as f64 / e.n.max(1) as f64,
-                        100.0 * e.base_rate,
-                        e.p_value,
-                        e.threshold,
-                        e.lift
+                    Some(_) if l.is_significant() => {
+                        format!("significant class label: {}", l.evidence_line())
+                    }
+                    Some(_) => format!(
+                        "class label NOT statistically supported (made by an older rule): {}",
+                        l.evidence_line()
                     ),
-                    None => format!("{:?} · confidence {:.2}", l.source, l.confidence),
+                    None => l.evidence_line(),
                 };
                 ui.add(egui::Label::new(egui::RichText::new(text).weak()).wrap());
             }

@@ -114,6 +114,17 @@ impl Explorer {
 
     pub(super) fn card(&mut self, ui: &mut egui::Ui, ctx: &egui::Context, f: u32) -> bool {
         let label = self.labels.labels.get(&f).map(|l| l.text.clone());
+        // A class label's evidence in brief on the card, in full in the hover.
+        let (evidence_short, evidence) = match self.labels.labels.get(&f) {
+            Some(l) => (
+                l.evidence
+                    .as_ref()
+                    .map(|e| format!("\n{}/{} top ×{:.1}", e.k, e.n, e.lift))
+                    .unwrap_or_default(),
+                format!("\n{}", l.evidence_line()),
+            ),
+            None => Default::default(),
+        };
         let freq = self
             .index
             .as_ref()
@@ -144,7 +155,7 @@ impl Explorer {
             },
             _ => format!("{:.3}%", freq * 100.0),
         };
-        let text = format!("#{f}\n{short}\n{value}");
+        let text = format!("#{f}\n{short}{evidence_short}\n{value}");
         let button = match tex {
             Some(t) => egui::Button::image_and_text(
                 egui::Image::new(&t).fit_to_exact_size(egui::vec2(64.0, 64.0)),
@@ -159,7 +170,7 @@ impl Explorer {
             .unwrap_or_default();
         ui.add_sized(CARD, button)
             .on_hover_text(format!(
-                "Feature {f}: open its page\n{}\n{}{problem}",
+                "Feature {f}: open its page\n{}{evidence}\n{}{problem}",
                 label.as_deref().unwrap_or("(no label)"),
                 match self.sort {
                     SortBy::MaxActivation => "its largest activation on the indexed images",

@@ -164,6 +164,8 @@ impl Default for NewSae {
 pub enum ExportWhat {
     All,
     Labelled,
+    /// Only statistically supported class labels.
+    Significant,
     SearchResult,
 }
 

@@ -77,6 +77,8 @@ pub enum Selection {
     /// Every feature that fired.
     Alive,
     Labelled,
+    /// Features whose class label passed the significance tests ([`Label::is_significant`]).
+    Significant,
     Ids(Vec<u32>),
 }
 
@@ -155,6 +157,12 @@ pub fn export(
             .filter(|&j| index.token_count[j as usize] > 0)
             .collect(),
         Selection::Labelled => labels.labels.keys().copied().collect(),
+        Selection::Significant => labels
+            .labels
+            .iter()
+            .filter(|(_, l)| l.is_significant())
+            .map(|(j, _)| *j)
+            .collect(),
         Selection::Ids(v) => v.clone(),
     };
     if let Some(&bad) = ids.iter().find(|&&j| j as usize >= index.d_sae) {
@@ -329,7 +337,7 @@ pub(crate) fn csv_field(s: &str) -> String {
 
 fn csv(file: &ExportFile) -> String {
     let mut out = String::from(
-        "id,label,source,confidence,token_frequency,image_frequency,mean_activation,max_activation,top_class,top_class_precision,top_class_recall\n",
+        "id,label,source,confidence,significant,label_top_images,label_class_images,label_base_rate,label_lift,label_recall,label_p,label_null_p,token_frequency,image_frequency,mean_activation,max_activation,top_class,top_class_precision,top_class_recall\n",
     );
     for f in &file.features {
         let (label, source, conf) = match &f.label {
@@ -343,6 +351,27 @@ fn csv(file: &ExportFile) -> String {
             ),
             None => Default::default(),
         };
+        // A class label's evidence (empty for other labels).
+        let evidence = f
+            .label
+            .as_ref()
+            .map(|l| {
+                let sig = l.is_significant();
+                match &l.evidence {
+                    Some(e) => format!(
+                        "{sig},{},{},{:.6},{:.4},{:.4},{:.3e},{}",
+                        e.n,
+                        e.k,
+                        e.base_rate,
+                        e.lift,
+                        l.recall.unwrap_or(0.0),
+                        e.p_value,
+                        e.null_p.map(|p| format!("{p:.3e}")).unwrap_or_default()
+                    ),
+                    None => format!("{sig},,,,,,,"),
+                }
+            })
+            .unwrap_or_else(|| ",,,,,,,".into());
         let (tc, tp, tr) =
             f.classes
                 .first()
@@ -354,7 +383,7 @@ fn csv(file: &ExportFile) -> String {
                     )
                 });
         out.push_str(&format!(
-            "{},{label},{source},{conf},{:.6},{:.6},{:.6},{:.6},{tc},{tp},{tr}\n",
+            "{},{label},{source},{conf},{evidence},{:.6},{:.6},{:.6},{:.6},{tc},{tp},{tr}\n",
             f.id,
             f.stats.token_frequency,
             f.stats.image_frequency,

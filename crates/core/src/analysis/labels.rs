@@ -5,6 +5,7 @@
 //! intact.
 
 use super::index::FeatureIndex;
+use super::label_null::ClassNull;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::store::Dataset;
@@ -59,6 +60,13 @@ pub struct ClassEvidence {
     pub p_value: f64,
     /// The significance level the p-value was held to (α over the tests made).
     pub threshold: f64,
+    /// The smallest p-value the best class of any of the workspace's random directions reached
+    /// (see [`super::label_null`]); the label's p-value is below it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub null_p: Option<f64>,
+    /// How many random directions that null was taken over.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub null_directions: Option<usize>,
 }
 
 /// Family-wise error rate of the class labels of one SAE: the chance that any label is given
@@ -92,6 +100,39 @@ pub fn binomial_tail(k: usize, n: usize, p: f64) -> f64 {
     }
     let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (max.exp() * terms.iter().map(|t| (t - max).exp()).sum::<f64>()).min(1.0)
+}
+
+impl Label {
+    /// A class label that passed both tests of [`label_from_classes`] (chance and random
+    /// directions). Manual, imported and CLIP labels, and class labels made before the null
+    /// existed, are not statistically supported in this sense.
+    pub fn is_significant(&self) -> bool {
+        self.evidence.as_ref().is_some_and(|e| {
+            e.p_value <= e.threshold && e.null_p.is_some_and(|null| e.p_value < null)
+        })
+    }
+
+    /// One line of the evidence for a class label ("41 of 64 top images (64% vs 10%), lift
+    /// 3.1×, p 2e-20 < best random 4e-9"), or the label's source for other labels.
+    pub fn evidence_line(&self) -> String {
+        match &self.evidence {
+            Some(e) => format!(
+                "{} of {} top images ({:.0}% vs {:.0}% of all), lift {:.1}×, recall {:.0}%, p {:.0e}{}",
+                e.k,
+                e.n,
+                100.0 * e.k as f64 / e.n.max(1) as f64,
+                100.0 * e.base_rate,
+                e.lift,
+                100.0 * self.recall.unwrap_or(0.0),
+                e.p_value,
+                match e.null_p {
+                    Some(null) => format!(" < best random direction's {null:.0e}"),
+                    None => " (not tested against random directions)".into(),
+                }
+            ),
+            None => format!("{:?} label, confidence {:.2}", self.source, self.confidence),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -177,16 +218,21 @@ pub fn class_scores(index: &FeatureIndex, ds: &Dataset, j: usize) -> Vec<(usize,
 }
 
 /// Labels a feature with a class only when that class is significantly over-represented among
-/// its top images: at least [`MIN_TOP_IMAGES`] top images, [`MIN_CLASS_IMAGES`] of the class,
-/// and a one-sided binomial p-value against the class's base rate below [`LABEL_ALPHA`] divided
-/// by the number of (feature, class) pairs tested (Bonferroni: over the whole SAE, the chance of
-/// any label without support is at most 1 %). Features without such a class are left
-/// unlabelled, and class labels from an earlier, laxer run are removed; manual and other
-/// labels are kept. Returns how many class labels were set.
+/// its top images, twice over:
+/// - against chance: at least [`MIN_TOP_IMAGES`] top images, [`MIN_CLASS_IMAGES`] of the class,
+///   and a one-sided binomial p-value against the class's base rate below [`LABEL_ALPHA`]
+///   divided by the number of (feature, class) pairs tested (Bonferroni);
+/// - against random directions: that p-value is below the best any of the workspace's random
+///   directions reaches (`null`; the binomial null alone is too weak, because the top images
+///   of any direction in a class-structured representation share classes).
+///
+/// Features without such a class are left unlabelled, and class labels from an earlier, laxer
+/// run are removed; manual and other labels are kept. Returns how many class labels were set.
 pub fn label_from_classes(
     labels: &mut Labels,
     index: &FeatureIndex,
     ds: &Dataset,
+    null: &ClassNull,
 ) -> Result<usize> {
     if ds.classes.is_empty() {
         return Err(Error::Invalid(
@@ -198,12 +244,16 @@ pub fn label_from_classes(
         .filter(|&j| index.top[j].len() >= MIN_TOP_IMAGES)
         .count();
     let threshold = LABEL_ALPHA / (testable * nc).max(1) as f64;
+    let null_p = null.min_p();
     let mut n = 0;
     for j in 0..index.d_sae {
         let best = class_evidence(index, ds, j)
             .into_iter()
             .filter(|(_, e)| {
-                e.n >= MIN_TOP_IMAGES && e.k >= MIN_CLASS_IMAGES && e.p_value <= threshold
+                e.n >= MIN_TOP_IMAGES
+                    && e.k >= MIN_CLASS_IMAGES
+                    && e.p_value <= threshold
+                    && e.p_value < null_p
             })
             .min_by(|a, b| a.1.p_value.total_cmp(&b.1.p_value).then(b.1.k.cmp(&a.1.k)));
         let stale = labels
@@ -226,6 +276,8 @@ pub fn label_from_classes(
                         note: None,
                         evidence: Some(ClassEvidence {
                             threshold,
+                            null_p: Some(null_p),
+                            null_directions: Some(null.directions),
                             ..evidence
                         }),
                     },
@@ -268,6 +320,8 @@ pub fn class_evidence(index: &FeatureIndex, ds: &Dataset, j: usize) -> Vec<(usiz
                 },
                 p_value: binomial_tail(counts[c], top.len(), base_rate),
                 threshold: LABEL_ALPHA,
+                null_p: None,
+                null_directions: None,
             };
             (c, evidence)
         })
@@ -325,9 +379,10 @@ mod tests {
     }
 
     /// Planted features: 10 class-specific ones (40 of their 64 top images of one class), 10
-    /// dense ones and 30 random ones (top images drawn without regard to class). Exactly the
-    /// planted class features get labels, each with its class; a stale class label of another
-    /// feature goes, a manual one stays.
+    /// dense ones, 5 as class-enriched as random directions are (22 of 64) and 25 random ones
+    /// (top images drawn without regard to class). Exactly the planted class features get
+    /// labels, each with its class; a stale class label of another feature goes, a manual one
+    /// stays.
     #[test]
     fn only_significantly_class_specific_features_are_labelled() {
         use crate::analysis::index::{ExactSums, FeatureIndex, TopEntry};
@@ -355,13 +410,19 @@ mod tests {
         };
         let mut top = Vec::new();
         for j in 0..d_sae {
-            let images: Vec<u32> = if j < nc {
-                // 40 of class j, then 24 from anywhere.
-                let mut v: Vec<u32> = (0..40).map(|i| (j * per_class + i) as u32).collect();
-                let more: Vec<u32> = random_images(64)
+            // Planted: 40 of class j, then 24 from anywhere. As enriched as random directions
+            // get: 22 of class j - 2 nc (significant against chance, not against the null).
+            let of_class = match j {
+                j if j < nc => Some((j, 40)),
+                j if (2 * nc..2 * nc + 5).contains(&j) => Some((j - 2 * nc, 22)),
+                _ => None,
+            };
+            let images: Vec<u32> = if let Some((c, k)) = of_class {
+                let mut v: Vec<u32> = (0..k).map(|i| (c * per_class + i) as u32).collect();
+                let more: Vec<u32> = random_images(n_images)
                     .into_iter()
-                    .filter(|i| !v.contains(i))
-                    .take(24)
+                    .filter(|i| !v.contains(i) && *i as usize / per_class != c)
+                    .take(top_n - k)
                     .collect();
                 v.extend(more);
                 v
@@ -415,7 +476,19 @@ mod tests {
         let mut labels = Labels::default();
         labels.set(30, class_label("stale", 0.2));
         labels.set_manual(31, "my own");
-        let n = label_from_classes(&mut labels, &index, &ds).unwrap();
+        // Random directions reach 25 of 64 of one class at best.
+        let null = ClassNull {
+            format: String::new(),
+            directions: 256,
+            seed: 0,
+            top_n,
+            store_key: String::new(),
+            best_p: vec![binomial_tail(25, top_n, 0.1), 0.5],
+            best_precision: vec![25.0 / 64.0, 0.2],
+        };
+        let weak = class_evidence(&index, &ds, 2 * nc)[0].1.p_value;
+        assert!(weak < LABEL_ALPHA / (d_sae * nc) as f64, "22 of 64 passes Bonferroni");
+        let n = label_from_classes(&mut labels, &index, &ds, &null).unwrap();
         assert_eq!(n, nc);
         for j in 0..nc as u32 {
             let l = &labels.labels[&j];

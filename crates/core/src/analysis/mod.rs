@@ -7,6 +7,7 @@ pub mod export;
 pub mod heatmap;
 pub mod index;
 pub mod intervene;
+pub mod label_null;
 pub mod labels;
 pub mod ontology;
 pub mod ood;
