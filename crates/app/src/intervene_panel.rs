@@ -330,7 +330,15 @@ impl InterventionPanel {
             ));
             return;
         }
-        ui.horizontal_top(|ui| {
+        // The table and the effect map side by side when the page is wide enough, else the
+        // map below the table (it was cut off at the right edge of a default-size window).
+        let side_by_side = ui.available_width() >= 700.0;
+        let layout = if side_by_side {
+            egui::Layout::left_to_right(egui::Align::TOP)
+        } else {
+            egui::Layout::top_down(egui::Align::LEFT)
+        };
+        ui.with_layout(layout, |ui| {
             ui.vertical(|ui| {
                 if let (Some(o), Some(e)) = (out.original.first(), out.edited.first()) {
                     ui.label(
@@ -390,18 +398,19 @@ impl InterventionPanel {
             }
             ui.vertical(|ui| {
                 if let Some((_, t)) = &self.effect_tex {
+                    let side = ui.available_width().clamp(64.0, 200.0);
                     ui.add(
                         egui::Image::new(t)
-                            .fit_to_exact_size(egui::vec2(200.0, 200.0))
+                            .fit_to_exact_size(egui::vec2(side, side))
                             .alt_text("effect map"),
                     );
                 }
-                ui.label(
+                ui.add(egui::Label::new(
                     egui::RichText::new(format!(
                         "Where the output changed (change of the final hidden state per patch, L2, max {vmax:.3})"
                     ))
                     .weak(),
-                );
+                ).wrap());
             });
         });
     }

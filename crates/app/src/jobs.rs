@@ -158,7 +158,16 @@ impl BackgroundJob {
 
     /// Progress bar, rate, ETA, message and a cancel button.
     pub fn ui(&self, ui: &mut egui::Ui) {
+        self.line(ui, false);
+    }
+
+    /// The job's line; `compact` keeps it to one line (long texts are cut, in full on hover).
+    fn line(&self, ui: &mut egui::Ui, compact: bool) {
         let p = self.progress();
+        let text = |ui: &mut egui::Ui, t: egui::RichText| {
+            let l = egui::Label::new(t);
+            ui.add(if compact { l.truncate() } else { l.wrap() });
+        };
         ui.horizontal(|ui| {
             ui.label(egui::RichText::new(&self.title).strong());
             match self.state() {
@@ -182,7 +191,7 @@ impl BackgroundJob {
                     if total > 0 {
                         ui.add(
                             egui::ProgressBar::new(frac)
-                                .desired_width(360.0)
+                                .desired_width(360f32.min(ui.available_width() * 0.5))
                                 .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
                         );
                     } else {
@@ -190,9 +199,7 @@ impl BackgroundJob {
                         // static line: the job's own reports repaint it when they come.
                         ui.label("starting…");
                     }
-                    if let Some(p) = &p {
-                        ui.label(egui::RichText::new(&p.message).weak());
-                    }
+                    // Cancel before the message, so a cut message never hides it.
                     if ui
                         .button("Cancel")
                         .on_hover_text("Stop this job; it resumes where it stopped next time")
@@ -200,24 +207,62 @@ impl BackgroundJob {
                     {
                         self.cancel();
                     }
+                    if let Some(p) = &p {
+                        text(ui, egui::RichText::new(&p.message).weak());
+                    }
                 }
-                JobState::Done(msg) => {
-                    ui.label(format!("done — {msg}"));
-                }
-                JobState::Cancelled => {
-                    ui.label("cancelled (run it again to resume)");
-                }
+                JobState::Done(msg) => text(ui, egui::RichText::new(format!("done — {msg}"))),
+                JobState::Cancelled => text(
+                    ui,
+                    egui::RichText::new("cancelled (run it again to resume)"),
+                ),
                 JobState::Failed(e) => {
-                    ui.add(
-                        egui::Label::new(
-                            egui::RichText::new(crate::words::shown(&e))
-                                .color(ui.visuals().error_fg_color),
-                        )
-                        .wrap(),
-                    );
+                    let color = ui.visuals().error_fg_color;
+                    text(ui, egui::RichText::new(crate::words::shown(&e)).color(color));
                 }
             }
         });
+    }
+}
+
+/// A view's jobs in one row that never grows, so starting or finishing a job never pushes the
+/// page down: the newest running job (else the newest one) on one line, and "All jobs (N)",
+/// which opens every job in full in a window over the page.
+pub fn status_area(ui: &mut egui::Ui, view: &str, jobs: &[BackgroundJob], show_all: &mut bool) {
+    let running = jobs.iter().filter(|j| j.is_running()).count();
+    ui.horizontal(|ui| {
+        ui.set_min_height(ui.spacing().interact_size.y);
+        let shown = jobs.iter().rev().find(|j| j.is_running()).or(jobs.last());
+        if jobs.len() > 1 {
+            let all = if running > 1 {
+                format!("All jobs ({running} running)")
+            } else {
+                format!("All jobs ({})", jobs.len())
+            };
+            ui.toggle_value(show_all, all)
+                .on_hover_text("Every job of this view, in full, in a window over the page");
+        }
+        match shown {
+            Some(j) => j.line(ui, true),
+            None => {
+                ui.label(egui::RichText::new("No jobs yet").weak());
+            }
+        }
+    });
+    if *show_all && !jobs.is_empty() {
+        egui::Window::new("Jobs")
+            .id(egui::Id::unique(("all_jobs", view)))
+            .open(show_all)
+            .default_width(560.0)
+            .show(ui.ctx(), |ui| {
+                egui::ScrollArea::vertical()
+                    .max_height(ui.ctx().content_rect().height() * 0.6)
+                    .show(ui, |ui| {
+                        for j in jobs.iter().rev() {
+                            j.line(ui, false);
+                        }
+                    });
+            });
     }
 }
 

@@ -9,6 +9,7 @@ mod grid;
 mod image_tab;
 mod new_sae;
 mod ontology_tab;
+mod ood_ranked;
 mod ood_tab;
 
 use super::dialogs::{Pick, Picker};
@@ -73,6 +74,8 @@ pub struct Explorer {
     pub index: Option<FeatureIndex>,
     pub labels: Labels,
     pub ood: Option<OodResults>,
+    /// The OOD tab's ranked list and picked image.
+    ood_view: ood_ranked::OodView,
     pub ontology: Option<Ontology>,
     pub tab: Tab,
     pub selected: Option<u32>,
@@ -93,6 +96,8 @@ pub struct Explorer {
     /// File dialogs for the tabs' path fields.
     picker: Picker,
     pub jobs: Vec<BackgroundJob>,
+    /// The "All jobs" window is open.
+    show_all_jobs: bool,
     pub error: Option<crate::Failure>,
     pub image_view: Option<ImageView>,
     backbone: SharedBackbone,
@@ -209,6 +214,7 @@ impl Explorer {
             index,
             labels,
             ood: analyses.ood,
+            ood_view: Default::default(),
             ontology: analyses.ontology,
             image_pick: 0,
             tab: Tab::Features,
@@ -226,6 +232,7 @@ impl Explorer {
             thumbs: Thumbs::default(),
             picker: Default::default(),
             jobs: Vec::new(),
+            show_all_jobs: false,
             error,
             image_view: None,
             backbone: Default::default(),
@@ -250,6 +257,7 @@ impl Explorer {
         let mut problems = Vec::new();
         let a = crate::ops::session::read_analyses(home, &mut problems);
         (self.ood, self.ontology, self.effects) = (a.ood, a.ontology, a.effects);
+        self.ood_view = Default::default();
         if let Some(e) = problems.into_iter().next() {
             self.error = Some(crate::Failure::new(e));
         }
@@ -440,9 +448,7 @@ impl Explorer {
                 .weak(),
             );
         }
-        for j in &self.jobs {
-            j.ui(ui);
-        }
+        super::jobs::status_area(ui, "explorer", &self.jobs, &mut self.show_all_jobs);
         if let Some(e) = &self.error
             && super::error_ui(ui, e)
         {
@@ -611,17 +617,16 @@ fn labelled_path_row(
 }
 
 /// Equal-width histogram of `v` as (bin centre, share of values).
-fn histogram(v: &[f64], bins: usize) -> Vec<(f64, f64)> {
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
-    if v.is_empty() || hi <= lo {
+/// Shares of `v` in `bins` equal bins over [lo, hi] (bin centres); values outside are clamped
+/// into the end bins. Every series of one plot takes the same lo and hi, so bars line up.
+fn histogram(v: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f64)> {
+    if v.is_empty() || hi <= lo || bins == 0 {
         return Vec::new();
     }
     let w = (hi - lo) / bins as f64;
     let mut counts = vec![0usize; bins];
     for &x in v {
-        counts[(((x - lo) / w) as usize).min(bins - 1)] += 1;
+        counts[(((x - lo) / w).max(0.0) as usize).min(bins - 1)] += 1;
     }
     counts
         .iter()

@@ -73,27 +73,14 @@ impl Explorer {
         .into_iter()
         .filter_map(|(n, t)| t.as_ref().map(|t| (n, t)))
         .collect();
-        ui.columns(trees.len().max(1), |cols| {
-            for (ui, (name, t)) in cols.iter_mut().zip(&trees) {
-                ui.label(egui::RichText::new(*name).strong());
-                if let Some(c) = &t.comparison {
-                    ui.label(format!(
-                        "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
-                        c.cophenetic_correlation, c.top_split_purity
-                    ));
-                }
-                let names = t.classes.clone();
-                let mut style = TreeStyle {
-                    leaf_text: &|i| names[i].clone(),
-                    leaf_tag: &|i| Some(names[i].clone()),
-                    leaf_thumb: &mut |_| None,
-                    leaf_rank: &|_| 0.0,
-                    matches: None,
-                    salt: name,
-                };
-                tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
-            }
-        });
+        // The class trees scroll within at most 40% of the page, so the feature tree below is
+        // always on screen however far they are expanded.
+        let class_height = (ui.available_height() * 0.4).max(120.0);
+        egui::ScrollArea::vertical()
+            .id_salt("class_trees")
+            .max_height(class_height)
+            .auto_shrink([false, true])
+            .show(ui, |ui| class_trees_ui(ui, &trees));
         ui.separator();
         ui.horizontal(|ui| {
             ui.label(
@@ -165,6 +152,31 @@ impl Explorer {
             self.select(feats[i]);
         }
     }
+}
+
+/// The class trees side by side, one column each.
+fn class_trees_ui(ui: &mut egui::Ui, trees: &[(&str, &crate::analysis::ontology::ClassTree)]) {
+    ui.columns(trees.len().max(1), |cols| {
+            for (ui, (name, t)) in cols.iter_mut().zip(trees) {
+                ui.label(egui::RichText::new(*name).strong());
+                if let Some(c) = &t.comparison {
+                    ui.label(format!(
+                        "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
+                        c.cophenetic_correlation, c.top_split_purity
+                    ));
+                }
+                let names = t.classes.clone();
+                let mut style = TreeStyle {
+                    leaf_text: &|i| names[i].clone(),
+                    leaf_tag: &|i| Some(names[i].clone()),
+                    leaf_thumb: &mut |_| None,
+                    leaf_rank: &|_| 0.0,
+                    matches: None,
+                    salt: name,
+                };
+                tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+            }
+    });
 }
 
 /// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).

@@ -168,19 +168,30 @@ impl Explorer {
             egui::RichText::new("SAE Mahalanobis score per folder (log10, share of images)")
                 .strong(),
         );
-        let hists: Vec<(String, Vec<(f64, f64)>)> = (0..r.sets.len())
+        let logs: Vec<(String, Vec<f64>)> = (0..r.sets.len())
             .map(|si| {
                 let v: Vec<f64> = r
                     .scores(si, mi)
                     .iter()
                     .map(|x| x.max(1e-12).log10())
                     .collect();
-                (r.sets[si].name.clone(), histogram(&v, 40))
+                (r.sets[si].name.clone(), v)
             })
+            .collect();
+        // One set of bins for every folder, so their bars line up and compare.
+        let (lo, hi) = logs
+            .iter()
+            .flat_map(|(_, v)| v)
+            .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let hists: Vec<(String, Vec<(f64, f64)>)> = logs
+            .iter()
+            .map(|(name, v)| (name.clone(), histogram(v, lo, hi, 40)))
             .collect();
         egui_plot::Plot::new("ood_hist")
             .height(160.0)
             .allow_scroll(false)
+            .x_axis_label("log10 SAE Mahalanobis score")
+            .y_axis_label("share of the folder's images")
             .legend(egui_plot::Legend::default())
             .show(ui, |p| {
                 for (name, h) in &hists {
@@ -278,6 +289,8 @@ impl Explorer {
                 }
             });
         }
+        ui.separator();
+        self.ood_ranked_ui(ui, mi);
         if let Some((file, feature)) = open {
             match super::ImageView::load_file(&file) {
                 Ok(img) => self.open_image(ui.ctx(), file.display().to_string(), img, feature),

@@ -162,6 +162,8 @@ pub struct SteerView {
     /// The pipeline being loaded (handed over when the load job finishes).
     load_output: Option<JobOutput<Arc<Loaded>>>,
     pub jobs: Vec<BackgroundJob>,
+    /// The "All jobs" window is open.
+    show_all_jobs: bool,
     task: Option<Task>,
     /// The request the running task computes.
     running: Option<Request>,

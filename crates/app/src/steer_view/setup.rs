@@ -77,9 +77,7 @@ impl SteerView {
                     }
                 });
         }
-        for j in &self.jobs {
-            j.ui(ui);
-        }
+        crate::jobs::status_area(ui, "steering", &self.jobs, &mut self.show_all_jobs);
         if let Some(e) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(e));
         }

@@ -13,6 +13,7 @@ mod common;
 mod explorer;
 mod saes;
 mod start;
+mod sizes;
 mod steering;
 
 fn harness() -> Harness<'static, SaescopeApp> {
@@ -26,24 +27,27 @@ fn harness() -> Harness<'static, SaescopeApp> {
 /// A small real workspace with everything the explorer shows: SAE, index, labels, OOD results
 /// and ontology, made through the operations layer with the CLI's default options.
 fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
+    // airplane, cat, frog, ship in sorted order
+    let class_ids = tmp.join("wnids.txt");
+    std::fs::write(&class_ids, "n02691156\nn02121620\nn01639765\nn04194289\n").unwrap();
+    analysed_workspace_of(tmp, &["airplane", "cat", "ship", "frog"], &class_ids)
+}
+
+/// [`analysed_workspace`] over the given CIFAR-10 classes, whose WordNet ids (in sorted class
+/// order) are in `class_ids`.
+fn analysed_workspace_of(
+    tmp: &std::path::Path,
+    classes: &[&str],
+    class_ids: &std::path::Path,
+) -> std::path::PathBuf {
     use saescope_core::shared::shared_path;
     use saescope_ops::analyse;
     let link = common::subset;
     // Two-level folders: OOD set names are the last two path components, kept stable here.
     let train = tmp.join("cifar/train");
-    link(
-        "data/cifar10/train",
-        &["airplane", "cat", "ship", "frog"],
-        25,
-        &train,
-    );
+    link("data/cifar10/train", classes, 25, &train);
     let test = tmp.join("cifar/test");
-    link(
-        "data/cifar10/test",
-        &["airplane", "cat", "ship", "frog"],
-        10,
-        &test,
-    );
+    link("data/cifar10/test", classes, 10, &test);
     let mnist = tmp.join("mnist/test");
     link("data/mnist/test", &["1", "7"], 20, &mnist);
     let ws = tmp.join("ws");
@@ -85,16 +89,13 @@ fn analysed_workspace(tmp: &std::path::Path) -> std::path::PathBuf {
         &job,
     )
     .unwrap();
-    // airplane, cat, frog, ship in sorted order
-    let class_ids = tmp.join("wnids.txt");
-    std::fs::write(&class_ids, "n02691156\nn02121620\nn01639765\nn04194289\n").unwrap();
     analyse::tree(
         &analyse::TreeRequest {
             workspace: ws.clone(),
             sae: None,
             taxonomy: Some(saescope_core::analysis::ontology::TaxonomyInput {
                 taxonomy: shared_path("data/wordnet/cifar10-graph-wordnet.json"),
-                class_ids,
+                class_ids: class_ids.to_path_buf(),
             }),
         },
         &job,

@@ -1,0 +1,244 @@
+//! Every explorer tab at a small laptop window (1024×640) and a large screen (2560×1440):
+//! scrolled to its end with the mouse wheel, as a user would, its last element is on screen
+//! (inside the window, not clipped below or beside it).
+
+use super::*;
+
+const SIZES: [egui::Vec2; 2] = [egui::vec2(1024.0, 640.0), egui::vec2(2560.0, 1440.0)];
+
+/// Wheel-scrolls whatever is under `at` by `pages` pages down (negative: up).
+fn wheel(h: &mut Harness<'static, SaescopeApp>, at: egui::Pos2, pages: f32) {
+    h.hover_at(at);
+    h.run_steps(1);
+    for _ in 0..(pages.abs().ceil() as usize) {
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Page,
+            delta: egui::vec2(0.0, -pages.signum()),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: Default::default(),
+        });
+        h.run_steps(1);
+    }
+    h.run_steps(20); // smooth scrolling settles
+}
+
+/// The rect of the lowest (then rightmost) node whose label contains `text`.
+fn lowest(h: &Harness<'static, SaescopeApp>, text: &str) -> egui::Rect {
+    h.get_all_by_label_contains(text)
+        .map(|n| n.rect())
+        .max_by(|a, b| {
+            a.bottom()
+                .total_cmp(&b.bottom())
+                .then(a.right().total_cmp(&b.right()))
+        })
+        .unwrap_or_else(|| panic!("no element labelled {text:?}"))
+}
+
+fn assert_on_screen(rect: egui::Rect, size: egui::Vec2, what: &str) {
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, size).expand(0.5);
+    assert!(
+        window.contains_rect(rect),
+        "{what} at {rect:?} is not inside the {}×{} window",
+        size.x,
+        size.y
+    );
+}
+
+fn tab(h: &mut Harness<'static, SaescopeApp>, name: &str) {
+    // The tab's button is the first of that name (an action button may share it).
+    h.get_all_by_role_and_label(Role::Button, name)
+        .min_by(|a, b| a.rect().top().total_cmp(&b.rect().top()))
+        .unwrap()
+        .click();
+    h.run_steps(4);
+}
+
+#[test]
+fn every_explorer_tab_scrolls_to_its_end_at_both_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    // All ten CIFAR-10 classes: three class trees of ten leaves, fully open, are taller than
+    // a laptop window (they pushed the feature tree out of reach).
+    let classes = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ];
+    let ids = saescope_core::shared::shared_path("data/wordnet/cifar10-wnids.txt");
+    let ws = analysed_workspace_of(tmp.path(), &classes, &ids);
+    for size in SIZES {
+        let mut h = explorer_on(&ws, size);
+        let middle = egui::pos2(size.x * 0.5, size.y * 0.75);
+        let what = |s: &str| format!("{s} ({}×{})", size.x, size.y);
+
+        // Features: the last card of the grid.
+        let last = *h.state().explorer.as_ref().unwrap().order.last().unwrap();
+        wheel(&mut h, middle, 30.0);
+        assert_on_screen(
+            lowest(&h, &format!("#{last}\n")),
+            size,
+            &what("the grid's last card"),
+        );
+        wheel(&mut h, middle, -30.0);
+
+        // A feature page: its last section, the nearest features.
+        let first = h.state().explorer.as_ref().unwrap().order[0];
+        h.get_by_label_contains(&format!("#{first}\n")).click();
+        h.run_steps(6);
+        wheel(&mut h, middle, 30.0);
+        assert_on_screen(
+            lowest(&h, "Nearest features (decoder cosine)"),
+            size,
+            &what("the feature page's nearest features"),
+        );
+
+        // The image view with an intervention: the effect map's right edge.
+        wheel(&mut h, middle, -30.0);
+        h.get_by_label("top image 1").click();
+        h.run_steps(2);
+        wait_for(&mut h, |h| {
+            h.query_by_label("Top features of this image").is_some()
+        });
+        h.get_all_by_role_and_label(Role::Button, "+")
+            .next()
+            .unwrap()
+            .click();
+        wait_for(&mut h, |h| {
+            h.query_by_label("effect map").is_some()
+                || h.query_by_label_contains("No feature activation changed")
+                    .is_some()
+        });
+        h.run_steps(4);
+        wheel(&mut h, middle, 30.0);
+        if h.query_by_label("effect map").is_some() {
+            assert_on_screen(lowest(&h, "effect map"), size, &what("the effect map"));
+        }
+
+        // OOD: the ranked list's last row, after scrolling the page and then the list.
+        tab(&mut h, "OOD");
+        wheel(&mut h, middle, 60.0);
+        let n = {
+            let r = h.state().explorer.as_ref().unwrap().ood.as_ref().unwrap();
+            r.sets.iter().map(|s| s.images.len()).sum::<usize>()
+        };
+        let list = lowest(&h, "All images by");
+        wheel(&mut h, egui::pos2(size.x * 0.3, list.bottom() + 60.0), 60.0);
+        assert_on_screen(
+            lowest(&h, &format!("rank {n}")),
+            size,
+            &what("the OOD ranked list's last row"),
+        );
+        assert_on_screen(
+            lowest(&h, "contribution to the score"),
+            size,
+            &what("the contributions chart"),
+        );
+
+        // Ontology: the feature tree's root, below the class trees.
+        tab(&mut h, "Ontology");
+        let features = h
+            .state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .ontology
+            .as_ref()
+            .unwrap()
+            .features
+            .len();
+        wheel(&mut h, middle, 30.0);
+        assert_on_screen(
+            lowest(&h, &format!("{features} leaves")),
+            size,
+            &what("the feature tree's root"),
+        );
+
+        // Export: its button.
+        tab(&mut h, "Export");
+        wheel(&mut h, middle, 30.0);
+        let export = h
+            .get_all_by_role_and_label(Role::Button, "Export")
+            .map(|n| n.rect())
+            .max_by(|a, b| a.bottom().total_cmp(&b.bottom()))
+            .unwrap();
+        assert_on_screen(export, size, &what("the Export button"));
+
+        // Compare: the form for another SAE at its end.
+        tab(&mut h, "Compare");
+        h.run_steps(10);
+        wheel(&mut h, middle, 60.0);
+        h.get_by_label("Train or load another SAE").click();
+        h.run_steps(4);
+        wheel(&mut h, middle, 60.0);
+        assert_on_screen(
+            lowest(&h, "Train SAE"),
+            size,
+            &what("the Compare tab's train button"),
+        );
+    }
+}
+
+/// Jobs share one status row: five finished jobs push the page down no further than none
+/// (each job had a line of its own above every tab), and "All jobs (5)" opens them all in a
+/// window over the page.
+#[test]
+fn job_lines_share_one_status_row_that_never_pushes_the_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("ex");
+    saescope_ops::example::example(
+        &saescope_ops::example::ExampleRequest {
+            folder: folder.clone(),
+            device: Default::default(),
+        },
+        &saescope_core::job::Job::default(),
+    )
+    .unwrap();
+    let size = SIZES[0];
+    let mut h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
+    tab(&mut h, "Export");
+    let top = |h: &Harness<'static, SaescopeApp>| {
+        h.get_by_role_and_label(Role::TextInput, "Output folder")
+            .rect()
+            .top()
+    };
+    let before = top(&h);
+    let ctx = h.ctx.clone();
+    for i in 0..5 {
+        let job = saescope_app::jobs::BackgroundJob::spawn(&format!("Job {i}"), &ctx, move |_| {
+            Ok(format!("finished {i}"))
+        });
+        h.state_mut().explorer.as_mut().unwrap().jobs.push(job);
+    }
+    wait_for(&mut h, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .jobs
+            .iter()
+            .all(|j| !j.is_running())
+    });
+    h.run_steps(3);
+    assert_eq!(top(&h), before, "the jobs pushed the page down");
+    // The newest job is on the row; the others are one click away.
+    assert!(h.query_all_by_label_contains("finished 4").count() > 0);
+    assert_eq!(h.query_all_by_label_contains("finished 0").count(), 0);
+    h.get_by_label("All jobs (5)").click();
+    h.run_steps(3);
+    for i in 0..5 {
+        assert!(
+            h.query_all_by_label_contains(&format!("finished {i}"))
+                .count()
+                > 0,
+            "job {i} is not in the window"
+        );
+    }
+    assert_eq!(top(&h), before, "the window pushed the page down");
+}
