@@ -135,6 +135,16 @@ impl ImageView {
             }
             return None;
         };
+        // What the model itself says about the image, before any edit.
+        if !prepared.prediction.is_empty() {
+            let top: Vec<String> = prepared
+                .prediction
+                .iter()
+                .map(|c| format!("{} {:.3}", c.class, c.prob))
+                .collect();
+            ui.label(format!("Model's prediction: {}", top.join(" · ")))
+                .on_hover_text("The model's top classes and probabilities on this image, unedited");
+        }
         let codes = &prepared.codes;
         let tokens: Vec<usize> = (0..codes.rows()).collect();
         // Image-level top features: max over tokens.

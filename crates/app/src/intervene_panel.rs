@@ -22,8 +22,29 @@ pub enum Mode {
     Scale,
 }
 
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Ablate => "Ablate",
+            Mode::Clamp => "Clamp",
+            Mode::Scale => "Scale",
+        }
+    }
+}
+
+/// A chosen feature and its own edit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Chosen {
+    pub feature: u32,
+    pub mode: Mode,
+    /// Clamp value or scale factor.
+    pub value: f32,
+}
+
 pub struct InterventionPanel {
-    pub features: Vec<u32>,
+    /// The chosen features, each with its edit; kept when another image is opened.
+    pub features: Vec<Chosen>,
+    /// The edit for features added next; changing it sets every chosen feature's.
     pub mode: Mode,
     /// Clamp value or scale factor.
     pub value: f32,
@@ -68,16 +89,18 @@ impl InterventionPanel {
         if self.features.is_empty() || (self.painted_only && self.painted.is_empty()) {
             return None;
         }
-        let mode = match self.mode {
-            Mode::Ablate => EditMode::Ablate,
-            Mode::Clamp => EditMode::Clamp(self.value),
-            Mode::Scale => EditMode::Scale(self.value),
-        };
         Some(Intervention {
             edits: self
                 .features
                 .iter()
-                .map(|&feature| FeatureEdit { feature, mode })
+                .map(|c| FeatureEdit {
+                    feature: c.feature,
+                    mode: match c.mode {
+                        Mode::Ablate => EditMode::Ablate,
+                        Mode::Clamp => EditMode::Clamp(c.value),
+                        Mode::Scale => EditMode::Scale(c.value),
+                    },
+                })
                 .collect(),
             scope: if self.painted_only {
                 TokenScope::Tokens(self.painted.iter().copied().collect())
@@ -87,9 +110,30 @@ impl InterventionPanel {
         })
     }
 
+    /// Adds `f` with the current default edit (once).
     pub fn add(&mut self, f: u32) {
-        if !self.features.contains(&f) {
-            self.features.push(f);
+        if !self.has(f) {
+            self.features.push(Chosen {
+                feature: f,
+                mode: self.mode,
+                value: self.value,
+            });
+        }
+    }
+
+    pub fn has(&self, f: u32) -> bool {
+        self.features.iter().any(|c| c.feature == f)
+    }
+
+    /// The chosen features and their edits for another image: what was chosen stays, painted
+    /// patches (which belong to this image) and results go.
+    pub fn carried_over(&self) -> InterventionPanel {
+        InterventionPanel {
+            features: self.features.clone(),
+            mode: self.mode,
+            value: self.value,
+            painted_only: self.painted_only,
+            ..Default::default()
         }
     }
 
@@ -208,17 +252,39 @@ impl InterventionPanel {
                 );
             }
             let mut remove = None;
-            for &f in &self.features {
-                if ui
-                    .button(format!("#{f} {} ×", label_of(f)))
-                    .on_hover_text("Remove from the intervention")
-                    .clicked()
-                {
-                    remove = Some(f);
-                }
+            for c in &mut self.features {
+                let f = c.feature;
+                // A chip per feature: remove, its own edit and value.
+                ui.group(|ui| {
+                    if ui
+                        .button(format!("#{f} {} ×", label_of(f)))
+                        .on_hover_text("Remove from the intervention")
+                        .clicked()
+                    {
+                        remove = Some(f);
+                    }
+                    egui::ComboBox::from_id_salt(("edit_mode", f))
+                        .width(64.0)
+                        .selected_text(c.mode.name())
+                        .show_ui(ui, |ui| {
+                            for m in [Mode::Ablate, Mode::Clamp, Mode::Scale] {
+                                ui.selectable_value(&mut c.mode, m, m.name());
+                            }
+                        })
+                        .response
+                        .on_hover_text(format!("How feature {f} is edited"));
+                    if c.mode != Mode::Ablate {
+                        ui.add(egui::DragValue::new(&mut c.value).speed(0.05))
+                            .on_hover_text(if c.mode == Mode::Clamp {
+                                format!("the value feature {f} is set to")
+                            } else {
+                                format!("the factor feature {f} is multiplied by")
+                            });
+                    }
+                });
             }
             if let Some(f) = remove {
-                self.features.retain(|&g| g != f);
+                self.features.retain(|c| c.feature != f);
             }
         });
         ui.horizontal_wrapped(|ui| {
@@ -243,7 +309,7 @@ impl InterventionPanel {
                     Err(e) => self.find_error = Some(e),
                 }
             }
-            if let Some(f) = shown_feature.filter(|f| !self.features.contains(f))
+            if let Some(f) = shown_feature.filter(|&f| !self.has(f))
                 && ui.button(format!("Add #{f} (the heatmap's)")).clicked()
             {
                 self.add(f);
@@ -253,7 +319,10 @@ impl InterventionPanel {
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
         ui.horizontal_wrapped(|ui| {
-            ui.label("Edit");
+            ui.label("Edit all").on_hover_text(
+                "Sets every chosen feature's edit, and the edit of features added next",
+            );
+            let before = (self.mode, self.value);
             ui.radio_value(&mut self.mode, Mode::Ablate, "Ablate")
                 .on_hover_text("Set the features to 0");
             ui.radio_value(&mut self.mode, Mode::Clamp, "Clamp")
@@ -264,6 +333,11 @@ impl InterventionPanel {
                 let l = ui.label(if self.mode == Mode::Clamp { "to" } else { "by" });
                 ui.add(egui::DragValue::new(&mut self.value).speed(0.05))
                     .labelled_by(l.id);
+            }
+            if (self.mode, self.value) != before {
+                for c in &mut self.features {
+                    (c.mode, c.value) = (self.mode, self.value);
+                }
             }
             ui.separator();
             ui.label("On");

@@ -218,7 +218,10 @@ impl BackgroundJob {
                 ),
                 JobState::Failed(e) => {
                     let color = ui.visuals().error_fg_color;
-                    text(ui, egui::RichText::new(crate::words::shown(&e)).color(color));
+                    text(
+                        ui,
+                        egui::RichText::new(crate::words::shown(&e)).color(color),
+                    );
                 }
             }
         });

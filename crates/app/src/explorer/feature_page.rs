@@ -145,7 +145,9 @@ impl Explorer {
                 ui.add(egui::Label::new(egui::RichText::new(text).weak()).wrap());
             }
         });
+        // Each feature's page scrolls on its own (it shared the grid's position), from the top.
         egui::ScrollArea::vertical()
+            .id_salt(("feature_page", f))
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 egui::Grid::new("feature_stats")

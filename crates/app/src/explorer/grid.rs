@@ -49,6 +49,9 @@ impl Explorer {
             v.reverse();
         }
         self.order = v;
+        if self.scroll_order.0.as_ref() != Some(&key) {
+            self.scroll_order = (Some(key.clone()), self.scroll_order.1 + 1);
+        }
         self.order_key = Some(key);
     }
 
@@ -94,6 +97,7 @@ impl Explorer {
         let mut clicked = None;
         let ctx = ui.ctx().clone();
         egui::ScrollArea::vertical()
+            .id_salt(("grid", self.scroll_order.1))
             .auto_shrink([false, false])
             .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
                 for r in range {

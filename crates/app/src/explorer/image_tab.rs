@@ -16,7 +16,9 @@ impl Explorer {
             ));
             return;
         };
-        self.image_view = Some(ImageView::open(
+        // The chosen intervention features and their edits stay for the next image.
+        let carried = self.image_view.as_ref().map(|v| v.intervene.carried_over());
+        let mut view = ImageView::open(
             title,
             img,
             feature,
@@ -25,7 +27,11 @@ impl Explorer {
             self.backbone.clone(),
             self.device,
             ctx,
-        ));
+        );
+        if let Some(c) = carried {
+            view.intervene = c;
+        }
+        self.image_view = Some(view);
         self.tab = Tab::Image;
         // An image opened: an earlier failure to open one no longer holds.
         self.error = None;

@@ -85,6 +85,9 @@ pub struct Explorer {
     pub order: Vec<u32>,
     /// What `order` was computed for; None when labels changed since.
     order_key: Option<(SortBy, bool, String)>,
+    /// The grid's scroll position belongs to one order: a new sort, direction or search starts
+    /// at the top (the order the last scroll position was for, and its number).
+    scroll_order: (Option<(SortBy, bool, String)>, u64),
     pub label_edit: String,
     label_changed: Option<Instant>,
     nearest: Option<(u32, Vec<(u32, f32)>)>,
@@ -223,6 +226,7 @@ impl Explorer {
             search: String::new(),
             order: Vec::new(),
             order_key: None,
+            scroll_order: (None, 0),
             label_edit: String::new(),
             label_changed: None,
             nearest: None,

@@ -157,25 +157,25 @@ impl Explorer {
 /// The class trees side by side, one column each.
 fn class_trees_ui(ui: &mut egui::Ui, trees: &[(&str, &crate::analysis::ontology::ClassTree)]) {
     ui.columns(trees.len().max(1), |cols| {
-            for (ui, (name, t)) in cols.iter_mut().zip(trees) {
-                ui.label(egui::RichText::new(*name).strong());
-                if let Some(c) = &t.comparison {
-                    ui.label(format!(
-                        "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
-                        c.cophenetic_correlation, c.top_split_purity
-                    ));
-                }
-                let names = t.classes.clone();
-                let mut style = TreeStyle {
-                    leaf_text: &|i| names[i].clone(),
-                    leaf_tag: &|i| Some(names[i].clone()),
-                    leaf_thumb: &mut |_| None,
-                    leaf_rank: &|_| 0.0,
-                    matches: None,
-                    salt: name,
-                };
-                tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+        for (ui, (name, t)) in cols.iter_mut().zip(trees) {
+            ui.label(egui::RichText::new(*name).strong());
+            if let Some(c) = &t.comparison {
+                ui.label(format!(
+                    "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
+                    c.cophenetic_correlation, c.top_split_purity
+                ));
             }
+            let names = t.classes.clone();
+            let mut style = TreeStyle {
+                leaf_text: &|i| names[i].clone(),
+                leaf_tag: &|i| Some(names[i].clone()),
+                leaf_thumb: &mut |_| None,
+                leaf_rank: &|_| 0.0,
+                matches: None,
+                salt: name,
+            };
+            tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+        }
     });
 }
 

@@ -68,7 +68,12 @@ impl Explorer {
     /// The ranked list and the picked image's contributions (method `mi`).
     pub(super) fn ood_ranked_ui(&mut self, ui: &mut egui::Ui, mi: usize) {
         let Some(r) = &self.ood else { return };
-        if self.ood_view.ranked.as_ref().is_none_or(|(m, _, _)| *m != mi) {
+        if self
+            .ood_view
+            .ranked
+            .as_ref()
+            .is_none_or(|(m, _, _)| *m != mi)
+        {
             let (list, t) = rank(r, mi);
             self.ood_view.ranked = Some((mi, list, t));
         }
@@ -123,8 +128,12 @@ impl Explorer {
                             });
                             ui.label(&img.path);
                             ui.label(format!("{:.3}", x.score));
-                            ui.label(if x.false_positive { "false positive" } else { "" })
-                                .on_hover_text("an in-distribution image scored as OOD");
+                            ui.label(if x.false_positive {
+                                "false positive"
+                            } else {
+                                ""
+                            })
+                            .on_hover_text("an in-distribution image scored as OOD");
                             ui.end_row();
                         }
                     });

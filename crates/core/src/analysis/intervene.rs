@@ -215,6 +215,8 @@ pub struct Prepared {
     pub hidden: Vec<f32>,
     pub codes: SparseCodes,
     pub original: Readout,
+    /// The model's own top-5 classes before any edit (empty without a classifier head).
+    pub prediction: Vec<ClassProb>,
 }
 
 impl Prepared {
@@ -234,11 +236,14 @@ impl Prepared {
             .to_vec1()?;
         let codes = sae.encode_sparse(&hidden);
         let original = finish(backbone, layer, &hidden, 1)?.remove(0);
+        let names = class_names(backbone.info().class_names.as_deref(), &original);
+        let prediction = prediction(&original, &names, 5);
         Ok(Prepared {
             layer,
             hidden,
             codes,
             original,
+            prediction,
         })
     }
 

@@ -252,6 +252,22 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     wait_for(&mut h, |h| {
         h.query_by_label("Top features of this image").is_some()
     });
+    // The model's own prediction is shown before any edit (the CIFAR ViT has a head).
+    let said = {
+        use egui_kittest::kittest::NodeT;
+        let n = h.get_by_label_contains("Model's prediction: ");
+        n.accesskit_node()
+            .label()
+            .filter(|l| !l.is_empty())
+            .or_else(|| n.value())
+            .unwrap_or_default()
+    };
+    assert!(
+        ["airplane", "cat", "frog", "ship", "automobile", "bird", "deer", "dog", "horse", "truck"]
+            .iter()
+            .any(|c| said.starts_with(&format!("Model's prediction: {c} "))),
+        "{said}"
+    );
     let view = |h: &Harness<'static, SaescopeApp>| {
         h.state()
             .explorer
@@ -262,7 +278,9 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
             .unwrap()
             .intervene
             .features
-            .clone()
+            .iter()
+            .map(|c| c.feature)
+            .collect::<Vec<u32>>()
     };
     // The image's strongest feature, ablated on every patch: the prediction table appears.
     h.get_all_by_role_and_label(Role::Button, "+")
@@ -323,6 +341,55 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
         .click();
     h.run_steps(2);
     assert!(h.query_by_label_contains("Paint some patches").is_some());
+    h.get_by_role_and_label(Role::RadioButton, "All patches")
+        .click();
+    h.run_steps(2);
+
+    // Each chosen feature has its own edit: a second feature, added while "Clamp" is the
+    // default, is switched to Ablate on its own chip; the first stays clamped.
+    let add = h.get_by_role_and_label(Role::TextInput, "Add feature");
+    add.focus();
+    add.type_text(&first.to_string());
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, "Add").click();
+    h.run_steps(2);
+    assert_eq!(view(&h), vec![off, first]);
+    h.get_all_by_role(Role::ComboBox)
+        .filter(|n| n.value().as_deref() == Some("Clamp"))
+        .max_by(|a, b| a.rect().left().total_cmp(&b.rect().left()))
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    h.get_all_by_label("Ablate")
+        .find(|n| {
+            use egui_kittest::kittest::NodeT;
+            n.accesskit_node().role() != Role::RadioButton
+        })
+        .unwrap()
+        .click();
+    h.run_steps(2);
+    let edits = |h: &Harness<'static, SaescopeApp>| {
+        let x = h.state().explorer.as_ref().unwrap();
+        x.image_view.as_ref().unwrap().intervene.intervention().unwrap().edits
+    };
+    use saescope_core::analysis::intervene::EditMode;
+    assert_eq!(
+        edits(&h).iter().map(|e| (e.feature, e.mode)).collect::<Vec<_>>(),
+        vec![(off, EditMode::Clamp(0.0)), (first, EditMode::Ablate)]
+    );
+    // The next image keeps the chosen features and their edits.
+    h.get_by_role_and_label(Role::Button, "Image").click();
+    h.run_steps(2);
+    h.get_by_role_and_label(Role::Button, ">").click();
+    h.run_steps(2);
+    wait_for(&mut h, |h| {
+        h.query_by_label("Top features of this image").is_some()
+    });
+    assert_eq!(
+        edits(&h).iter().map(|e| (e.feature, e.mode)).collect::<Vec<_>>(),
+        vec![(off, EditMode::Clamp(0.0)), (first, EditMode::Ablate)],
+        "the next image lost the chosen features"
+    );
 
     // The feature page measures the first feature's causal effect on a class in the background.
     h.get_by_role_and_label(Role::Button, "Feature").click();

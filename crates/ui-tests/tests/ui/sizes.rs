@@ -242,3 +242,62 @@ fn job_lines_share_one_status_row_that_never_pushes_the_page() {
     }
     assert_eq!(top(&h), before, "the window pushed the page down");
 }
+
+/// The grid and the feature pages scroll apart: a page opens at its top however far the grid
+/// was scrolled, the grid keeps its place while a page is read, and a new sort starts at the
+/// top (it kept the old position).
+#[test]
+fn grid_and_feature_pages_keep_their_own_scroll_and_a_new_sort_starts_at_the_top() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("ex");
+    saescope_ops::example::example(
+        &saescope_ops::example::ExampleRequest {
+            folder: folder.clone(),
+            device: Default::default(),
+        },
+        &saescope_core::job::Job::default(),
+    )
+    .unwrap();
+    let size = SIZES[0];
+    let mut h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
+    let middle = egui::pos2(size.x * 0.5, size.y * 0.75);
+    let order = |h: &Harness<'static, SaescopeApp>| h.state().explorer.as_ref().unwrap().order.clone();
+    let card_top = |h: &Harness<'static, SaescopeApp>, f: u32| {
+        h.query_by_label_contains(&format!("#{f}\n"))
+            .map(|n| n.rect().top())
+    };
+    let first = order(&h)[0];
+    let grid_top = card_top(&h, first).unwrap();
+    wheel(&mut h, middle, 3.0);
+    assert!(
+        card_top(&h, first).is_none_or(|t| t < grid_top),
+        "the grid did not scroll"
+    );
+    // Open a card that is on screen now: its page starts at the top.
+    let visible = order(&h)
+        .into_iter()
+        .find(|&f| card_top(&h, f).is_some_and(|t| t > grid_top && t < size.y - 100.0))
+        .unwrap();
+    h.get_by_label_contains(&format!("#{visible}\n")).click();
+    h.run_steps(4);
+    let heading = h.get_by_label(&format!("Feature {visible}")).rect();
+    let stats = h.get_by_label("Token frequency").rect();
+    assert_on_screen(heading, size, "the page's heading");
+    assert_on_screen(stats, size, "the page's first statistic");
+    wheel(&mut h, middle, 3.0);
+    // Back to the grid: where it was.
+    tab(&mut h, "Features");
+    assert!(
+        card_top(&h, first).is_none_or(|t| t < grid_top),
+        "the grid lost its place"
+    );
+    // A new sort starts at the top.
+    h.get_by_label("Reverse").click();
+    h.run_steps(4);
+    let new_first = order(&h)[0];
+    assert_eq!(
+        card_top(&h, new_first),
+        Some(grid_top),
+        "the reversed grid did not start at the top"
+    );
+}
