@@ -452,6 +452,42 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         .map(|s| (s["name"].as_str().unwrap(), s["active"].as_bool().unwrap()))
         .collect();
     assert_eq!(names, [("topk-256-k8", false), ("topk-64-k4", true)]);
+    // The same SAE loaded from elsewhere (its SAELens files alone, no training report): once
+    // indexed, its FVE, L0 and dead share are measured on this workspace's stored rows, and
+    // match the figures its training run reported.
+    let outside = tmp.path().join("outside-sae");
+    std::fs::create_dir_all(&outside).unwrap();
+    for f in ["cfg.json", "sae_weights.safetensors"] {
+        std::fs::copy(ws.join("saes/topk-64-k4").join(f), outside.join(f)).unwrap();
+    }
+    run_json(cmd(&["index", "--sae"], &ws).arg(&outside));
+    let list = run_json(&mut cmd(&["saes"], &ws));
+    let of = |name: &str| {
+        list["saes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {list}"))
+            .clone()
+    };
+    let loaded = of("outside-sae");
+    let trained = of("topk-64-k4");
+    assert!(
+        loaded["figures_from"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("stored rows of this workspace")),
+        "{loaded}"
+    );
+    assert_eq!(trained["figures_from"], "training run");
+    let (a, b) = (
+        loaded["final_fve"].as_f64().unwrap(),
+        trained["final_fve"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 0.1, "measured FVE {a} vs trained {b}");
+    assert!(loaded["final_l0"].as_f64().unwrap() <= 4.0 + 1e-9, "{loaded}");
+    assert!(loaded["dead_fraction"].as_f64().is_some(), "{loaded}");
+    run_json(&mut cmd(&["use-sae", "topk-64-k4"], &ws));
     run_json(&mut cmd(
         &["label", "--sae", "topk-256-k8", "--set", "5=by name"],
         &ws,

@@ -40,10 +40,20 @@ pub(crate) fn sae_table_ui(
                         format!("{:.0} k", t / 1e3)
                     }
                 }));
+                // Where the figures come from: the training run, or (an SAE loaded from
+                // elsewhere) the workspace's stored rows, measured when it was indexed.
+                let from = match s.figures_from.as_deref() {
+                    Some("training run") => "its last training batch".to_string(),
+                    Some("training log") => "the last line of its training log".to_string(),
+                    Some(rows) => rows.to_string(),
+                    None => "not measured yet: build its index".to_string(),
+                };
                 ui.label(opt(s.final_fve, &|v| format!("{v:.3}")))
-                    .on_hover_text("Fraction of variance explained, last training batch");
-                ui.label(opt(s.final_l0, &|v| format!("{v:.1}")));
-                ui.label(opt(s.dead_fraction, &|v| format!("{:.1}%", v * 100.0)));
+                    .on_hover_text(format!("Fraction of variance explained, on {from}"));
+                ui.label(opt(s.final_l0, &|v| format!("{v:.1}")))
+                    .on_hover_text(format!("Active latents per token, on {from}"));
+                ui.label(opt(s.dead_fraction, &|v| format!("{:.1}%", v * 100.0)))
+                    .on_hover_text(format!("Latents that never fired, on {from}"));
                 let mut parts = Vec::new();
                 if s.index {
                     parts.push("index".to_string());

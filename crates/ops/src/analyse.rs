@@ -32,7 +32,12 @@ pub fn build_index(r: &IndexRequest, job: &Job) -> Result<index::IndexReport> {
         }
     };
     let sae = sae.on_device(&device_of(r.device)?)?;
-    index::build_index(&ws, &home, &sae, &r.options, job)
+    let report = index::build_index(&ws, &home, &sae, &r.options, job)?;
+    if r.options.task.is_none() {
+        // An SAE loaded from elsewhere gets its FVE, L0 and dead share on this workspace.
+        crate::saes::measure_loaded_sae(&ws, &home, &sae)?;
+    }
+    Ok(report)
 }
 
 /// The workspace's own SAE that `sae` names (or the active one), without importing.

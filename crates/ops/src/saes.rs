@@ -21,6 +21,9 @@ pub struct SaeSummary {
     pub final_fve: Option<f64>,
     pub final_l0: Option<f64>,
     pub dead_fraction: Option<f64>,
+    /// Where FVE, L0 and dead come from: "training run", "training log", or (an SAE loaded from
+    /// elsewhere) "N stored rows of this workspace".
+    pub figures_from: Option<String>,
     pub cls_weight: Option<u32>,
     /// Which analyses exist beside it.
     pub index: bool,
@@ -62,6 +65,19 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
             // last line has the same figures.
             let last = r.is_none().then(|| last_metrics(&home)).flatten();
             let from_log = |k: &str| last.as_ref().and_then(|m| m[k].as_f64());
+            // Without either (an SAE loaded from elsewhere), the figures measured on the
+            // workspace's stored rows when it was indexed.
+            let fit = (r.is_none() && last.is_none())
+                .then(|| noted(read_fit(&home), &mut problems).flatten())
+                .flatten();
+            let figures_from = if r.is_some() {
+                Some("training run".to_string())
+            } else if last.is_some() {
+                Some("training log".to_string())
+            } else {
+                fit.as_ref()
+                    .map(|f| format!("{} stored rows of this workspace", f.rows))
+            };
             SaeSummary {
                 active: active.as_deref() == Some(name.as_str()),
                 // How saescope trained it (a BatchTopK or Matryoshka SAE is stored as jumprelu).
@@ -86,12 +102,22 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
                     .as_ref()
                     .map(|r| r.tokens)
                     .or(from_log("tokens").map(|t| t as u64)),
-                final_fve: r.as_ref().map(|r| r.final_fve).or(from_log("fve")),
-                final_l0: r.as_ref().map(|r| r.final_l0).or(from_log("l0")),
+                final_fve: r
+                    .as_ref()
+                    .map(|r| r.final_fve)
+                    .or(from_log("fve"))
+                    .or(fit.as_ref().map(|f| f.fve)),
+                final_l0: r
+                    .as_ref()
+                    .map(|r| r.final_l0)
+                    .or(from_log("l0"))
+                    .or(fit.as_ref().map(|f| f.l0)),
                 dead_fraction: r
                     .as_ref()
                     .map(|r| r.dead_fraction)
-                    .or(from_log("dead_fraction")),
+                    .or(from_log("dead_fraction"))
+                    .or(fit.as_ref().map(|f| f.dead_fraction)),
+                figures_from,
                 cls_weight: r.as_ref().map(|r| r.cls_weight),
                 index: index::is_complete(&home),
                 labels,
@@ -102,6 +128,47 @@ pub fn list_saes(ws: &Workspace) -> Vec<SaeSummary> {
             }
         })
         .collect()
+}
+
+/// Where an SAE loaded from elsewhere keeps the figures measured on this workspace.
+pub const FIT_FILE: &str = "fit.json";
+/// Stored rows an SAE's figures are measured on.
+const FIT_ROWS: usize = 65_536;
+
+/// FVE, L0 and dead share of an SAE without a training report, on the workspace's stored rows.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct StoreFit {
+    pub rows: usize,
+    pub fve: f64,
+    pub l0: f64,
+    pub dead_fraction: f64,
+}
+
+fn read_fit(home: &Path) -> Result<Option<StoreFit>> {
+    let p = home.join(FIT_FILE);
+    if !p.is_file() {
+        return Ok(None);
+    }
+    crate::fsutil::read_json(&p).map(Some)
+}
+
+/// Measures and saves the figures of an SAE that has no training report (loaded from
+/// elsewhere), so the SAE table shows them instead of "–". Does nothing for a trained SAE.
+/// The caller holds the writer lock.
+pub fn measure_loaded_sae(ws: &Workspace, home: &Path, sae: &crate::sae::Sae) -> Result<()> {
+    let trained = crate::sae::workflow::finished_report(home)?.is_some()
+        || home.join("metrics.jsonl").is_file();
+    if trained {
+        return Ok(());
+    }
+    let (s, rows) = crate::analysis::benchmark::store_fit(ws, sae, FIT_ROWS)?;
+    let fit = StoreFit {
+        rows,
+        fve: s.fve.value,
+        l0: s.l0.value,
+        dead_fraction: s.dead_fraction,
+    };
+    crate::fsutil::write_json_atomic(&home.join(FIT_FILE), &fit)
 }
 
 /// The last entry of an SAE's training log (`metrics.jsonl`), if it has one.

@@ -290,6 +290,24 @@ fn majority_share(y: &[usize], c: usize) -> f64 {
     *n.iter().max().unwrap_or(&0) as f64 / y.len().max(1) as f64
 }
 
+/// An SAE's reconstruction (FVE, NMSE, L0, dead and dense shares) on up to `rows` of the
+/// workspace's stored rows, strided evenly over its shards: the figures of an SAE loaded from
+/// elsewhere, which has no training report. Folds are blocks of 512 rows in the order read.
+/// Returns the scores and the rows they were measured on.
+pub fn store_fit(ws: &Workspace, sae: &Sae, rows: usize) -> Result<(recon::ReconScores, usize)> {
+    let d = sae.d_in;
+    let d_model = ActivationStore::open(&ws.activations_dir())?.manifest.d_model;
+    sae.check_fits(d_model, "the workspace's activations")?;
+    let sample = training_sample(ws, rows)?;
+    let mut r = recon::Reconstruction::new(d, sae.d_sae);
+    for (block, x) in sample.chunks(512 * d).enumerate() {
+        let codes = sae.encode_sparse(x);
+        let rec = variant::decode_sparse(sae, &codes);
+        r.add_image(block, x, &rec, &codes.ids, codes.rows());
+    }
+    Ok((r.finish(), sample.len() / d.max(1)))
+}
+
 /// Up to `rows` training rows, evenly strided over up to eight evenly spaced shards (the first
 /// shard alone may hold a single class).
 fn training_sample(ws: &Workspace, rows: usize) -> Result<Vec<f32>> {

@@ -103,7 +103,7 @@ fn empty_codes() -> SparseCodes {
 
 /// Reconstructions [rows, d_in] from sparse codes (the same sum as [`Sae::decode`], without the
 /// dense [rows, d_sae] matrix).
-fn decode_sparse(sae: &Sae, codes: &SparseCodes) -> Vec<f32> {
+pub(crate) fn decode_sparse(sae: &Sae, codes: &SparseCodes) -> Vec<f32> {
     let d = sae.d_in;
     let mut out = vec![0f32; codes.rows() * d];
     out.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
