@@ -166,8 +166,7 @@ pub fn run(which: BenchCommand, ctx: &Ctx) -> Result<()> {
             unet_size,
             tokenizer,
         } => {
-            let tok =
-                tokenizer.unwrap_or_else(|| ops::shared::shared_path("data/clip/tokenizer.json"));
+            let tok = tokenizer.unwrap_or_else(ops::steer::tiny::shared_clip_tokenizer);
             let device = ctx.device()?;
             let report = ops::steer::bench::run(
                 &tok,

@@ -131,7 +131,8 @@ pub enum SteerCommand {
         /// CLIP model for zero-shot scoring (folder or id, e.g. openai/clip-vit-base-patch32).
         #[arg(long)]
         clip: String,
-        /// tokenizer.json for the CLIP model when its folder has none.
+        /// tokenizer.json for the CLIP model (default: its folder's own, else the shared CLIP
+        /// tokenizer that make-tiny uses).
         #[arg(long)]
         clip_tokenizer: Option<PathBuf>,
         /// Features to test, e.g. 3,10-12; default: the --candidates most active on the prompts.
@@ -239,8 +240,7 @@ pub fn run(cmd: SteerCommand, ctx: &Ctx) -> Result<()> {
             sdxl,
             seed,
         } => {
-            let tok =
-                tokenizer.unwrap_or_else(|| ops::shared::shared_path("data/clip/tokenizer.json"));
+            let tok = tokenizer.unwrap_or_else(ops::steer::tiny::shared_clip_tokenizer);
             use ops::steer::tiny::TinyKind;
             let kind = match (sdxl, turbo) {
                 (true, _) => TinyKind::SdxlTurbo,

@@ -112,20 +112,18 @@ impl SteerView {
                 });
             }
             if self.busy() {
-                let (done, total, what) = self
-                    .task
-                    .as_ref()
-                    .and_then(|t| t.job.progress())
-                    .map(|p| (p.done, p.total, p.message))
-                    .unwrap_or_default();
+                // Before the task's first report there is no count to show: say so, not "0/0".
+                let (fraction, text) = match self.task.as_ref().and_then(|t| t.job.progress()) {
+                    Some(p) if p.total > 0 => (
+                        p.done as f32 / p.total as f32,
+                        format!("{}: {}/{} {}", p.message, p.done, p.total, p.unit),
+                    ),
+                    _ => (0.0, "starting…".to_string()),
+                };
                 ui.add(
-                    egui::ProgressBar::new(if total > 0 {
-                        done as f32 / total as f32
-                    } else {
-                        0.0
-                    })
-                    .desired_width(160.0)
-                    .text(format!("{what} {done}/{total}")),
+                    egui::ProgressBar::new(fraction)
+                        .desired_width(220.0)
+                        .text(text),
                 );
                 if ui
                     .button("Cancel")

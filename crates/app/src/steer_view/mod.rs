@@ -144,11 +144,11 @@ impl Task {
 }
 
 /// A generation's progress: denoising steps of one side, or decoder passes.
-fn report(job: &Job, done: usize, total: usize, what: &str) {
+fn report(job: &Job, done: usize, total: usize, unit: &'static str, what: &str) {
     job.report(Progress {
         done: done as u64,
         total: total as u64,
-        unit: "steps",
+        unit,
         message: what.to_string(),
     });
 }
@@ -266,14 +266,8 @@ impl SteerView {
     fn start_load(&mut self, ctx: &egui::Context) {
         let s = self.settings.clone();
         let device = self.device;
-        self.loaded = None;
-        self.unsteered = None;
-        self.steered = None;
-        self.difference = None;
-        // Another pipeline or SAE: the features found on the prompt no longer apply.
-        self.prompt_features = None;
-        self.prompt_features_job = None;
-        self.shown_request = None;
+        // The loaded pipeline stays in use until the new one is ready: a load that fails
+        // leaves it working, its error beside it (`use_loaded` switches over).
         self.jobs.retain(|j| !j.title.starts_with("Load"));
         let (job, output) = BackgroundJob::spawn_with_output("Load pipeline", ctx, move |job| {
             let request = crate::ops::steering::LoadRequest {
@@ -303,6 +297,28 @@ impl SteerView {
         });
         self.jobs.push(job);
         self.load_output = Some(output);
+    }
+
+    /// Switches to a newly loaded pipeline: what the old one made (images, the generation in
+    /// flight, the features found on the prompt) no longer applies.
+    fn use_loaded(&mut self, loaded: Arc<Loaded>) {
+        if let Some(t) = self.task.take() {
+            t.job.cancel();
+        }
+        self.running = None;
+        self.pending = None;
+        self.cancelled = None;
+        self.unsteered = None;
+        self.steered = None;
+        self.difference = None;
+        self.shown_request = None;
+        self.prompt_features = None;
+        self.prompt_features_job = None;
+        self.error = None;
+        self.loaded = Some(loaded);
+        if self.settings.size == 0 {
+            self.settings.size = 256;
+        }
     }
 
     /// Starts a generation for `req`, reusing the unsteered image when only sliders changed.
@@ -337,7 +353,7 @@ impl SteerView {
                 Decoder::Preview,
                 base,
                 &mut |done, total, side| {
-                    report(job, done, total, side);
+                    report(job, done, total, "steps", side);
                     job.check().is_ok()
                 },
             )?;
@@ -372,10 +388,10 @@ impl SteerView {
         self.running = Some(req.clone());
         self.task = Some(Task::spawn(ctx, move |job| {
             let t0 = Instant::now();
-            report(job, 0, 2, "full decoder");
+            report(job, 0, 2, "images", "full decoder");
             let ui = session::decode(&loaded.pipe, &ul, Decoder::Full)?;
             job.check()?;
-            report(job, 1, 2, "full decoder");
+            report(job, 1, 2, "images", "full decoder");
             let si = if identical {
                 ui.clone()
             } else {
@@ -396,10 +412,7 @@ impl SteerView {
     /// Picks up finished work and starts what the current inputs need.
     fn drive(&mut self, ctx: &egui::Context) {
         if let Some(l) = self.load_output.as_ref().and_then(JobOutput::take) {
-            self.loaded = Some(l);
-            if self.settings.size == 0 {
-                self.settings.size = 256;
-            }
+            self.use_loaded(l);
         }
         if let Some(p) = self.sae_output.as_ref().and_then(JobOutput::take) {
             self.settings.sae = p.display().to_string();

@@ -179,7 +179,9 @@ fn top_images_of_random_directions(
         row.iter_mut().for_each(|v| *v /= norm);
     }
     // Per direction (value, image), cut back to top_n whenever it reaches twice that.
-    let mut best: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(2 * top_n + 1); DIRECTIONS];
+    let mut best: Vec<Vec<(f32, u32)>> = (0..DIRECTIONS)
+        .map(|_| Vec::with_capacity(2 * top_n + 1))
+        .collect();
     let keep = |v: &mut Vec<(f32, u32)>| {
         if v.len() > top_n {
             v.select_nth_unstable_by(top_n - 1, |a, b| b.0.total_cmp(&a.0));

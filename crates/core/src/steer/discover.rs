@@ -88,7 +88,7 @@ impl ClipScorer {
         let tokenizer = match tokenizer {
             Some(t) => ClipTokenizer::from_tokenizer_json(t)?,
             None => match spec.resolve()? {
-                crate::backbone::source::Resolved::Folder(dir) => ClipTokenizer::from_folder(&dir)?,
+                crate::backbone::source::Resolved::Folder(dir) => clip_tokenizer_of(&dir)?,
                 _ => {
                     return Err(Error::Model(format!(
                         "{model}: CLIP is read from a folder or hub id"
@@ -130,6 +130,18 @@ impl ClipScorer {
             .ok_or_else(|| Error::Model("the CLIP vision tower has no projection".into()))?;
         Ok(e.to_vec2::<f32>()?.into_iter().map(unit).collect())
     }
+}
+
+/// A CLIP folder's own tokenizer; a folder without tokenizer files gets the shared CLIP
+/// tokenizer (the one `steer make-tiny` writes into a tiny pipeline) when it is there: every
+/// CLIP uses OpenAI's one BPE vocabulary, and the shared tiny CLIP ships without it.
+fn clip_tokenizer_of(dir: &Path) -> Result<ClipTokenizer> {
+    let own = dir.join("tokenizer.json").exists() || dir.join("vocab.json").exists();
+    let shared = super::tiny::shared_clip_tokenizer();
+    if !own && shared.is_file() {
+        return ClipTokenizer::from_tokenizer_json(&shared);
+    }
+    ClipTokenizer::from_folder(dir)
 }
 
 fn unit(mut v: Vec<f32>) -> Vec<f32> {
@@ -474,5 +486,26 @@ mod tests {
         let none = effect("blue", &[0.0]);
         assert_eq!(none.consistency, 0.0);
         assert_eq!(none.t, 0.0);
+    }
+
+    /// The shared tiny CLIP has no tokenizer files: the scorer takes the shared CLIP
+    /// tokenizer, the one `steer make-tiny` uses, as the CLI's `--clip-tokenizer` would.
+    #[test]
+    fn a_clip_folder_without_a_tokenizer_gets_the_shared_one() {
+        let clip = crate::shared::shared_path("models/tiny-random/clip");
+        assert!(!clip.join("tokenizer.json").exists());
+        let name = clip.display().to_string();
+        let scorer = ClipScorer::load(&name, None, &Device::Cpu).unwrap();
+        let given = ClipScorer::load(
+            &name,
+            Some(&super::super::tiny::shared_clip_tokenizer()),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let attributes = vec!["red".to_string(), "a dog".to_string()];
+        assert_eq!(
+            scorer.texts(&attributes).unwrap(),
+            given.texts(&attributes).unwrap()
+        );
     }
 }

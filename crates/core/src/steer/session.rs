@@ -67,7 +67,9 @@ pub struct Pair {
 
 /// Makes the unsteered image (or reuses `base_latents` from an earlier pair with the same prompt
 /// and options, as the sliders do) and the steered one. `on_step(done, total, side)` is called
-/// after each sampler step over both sides; returning false cancels.
+/// once with `done` 0 before the first step (so a progress bar has its total at once, not after
+/// a first step that can take seconds) and after each sampler step over both sides; returning
+/// false cancels.
 #[allow(clippy::too_many_arguments)]
 pub fn steered_pair(
     pipe: &Pipeline,
@@ -83,6 +85,14 @@ pub fn steered_pair(
     let t0 = Instant::now();
     let any_edit = edits.iter().any(|e| !e.is_noop());
     let total = (opts.steps * (usize::from(base_latents.is_none()) + usize::from(any_edit))).max(1);
+    let first_side = if base_latents.is_none() {
+        "unsteered"
+    } else {
+        "steered"
+    };
+    if !on_step(0, total, first_side) {
+        return Err(crate::Error::Cancelled);
+    }
     let cond = pipe.encode_prompt(prompt)?;
     let mut done = 0;
     let mut step = |side: &str| {
@@ -191,6 +201,50 @@ pub fn difference_image(a: &RgbImage, b: &RgbImage, gain: f32) -> Option<RgbImag
         *po = image::Rgb(crate::analysis::heatmap::colormap(t));
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod progress_tests {
+    use super::*;
+
+    /// A progress bar has the total before the first step, which can take seconds.
+    #[test]
+    fn a_pair_reports_its_total_before_the_first_step() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::tiny::write_tiny_pipeline(
+            dir.path(),
+            &super::super::tiny::shared_clip_tokenizer(),
+            7,
+            true,
+        )
+        .unwrap();
+        let name = dir.path().display().to_string();
+        let pipe = Pipeline::load(&name, None, &candle_core::Device::Cpu).unwrap();
+        let opts = GenerateOptions {
+            steps: 3,
+            width: 64,
+            height: 64,
+            ..pipe.default_options()
+        };
+        let mut calls = Vec::new();
+        steered_pair(
+            &pipe,
+            None,
+            "a cat",
+            &[],
+            &opts,
+            Decoder::Preview,
+            None,
+            &mut |d, n, s| {
+                calls.push((d, n, s.to_string()));
+                true
+            },
+        )
+        .unwrap();
+        let seen: Vec<(usize, usize)> = calls.iter().map(|(d, n, _)| (*d, *n)).collect();
+        assert_eq!(seen, [(0, 3), (1, 3), (2, 3), (3, 3)]);
+        assert!(calls.iter().all(|(_, _, s)| s == "unsteered"));
+    }
 }
 
 #[cfg(test)]

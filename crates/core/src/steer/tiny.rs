@@ -11,7 +11,7 @@ use candle_nn::{VarBuilder, VarMap};
 use candle_transformers::models::stable_diffusion::{unet_2d, vae};
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const TEXT_WIDTH: usize = 32;
 const TEXT_LAYERS: usize = 2;
@@ -123,6 +123,13 @@ pub enum TinyKind {
     /// SDXL(-Turbo) style: two text encoders whose penultimate states are concatenated, and
     /// SDXL's `addition_embed_type` in the UNet config (which candle's UNet does not apply).
     SdxlTurbo,
+}
+
+/// The real CLIP `tokenizer.json` of the shared material: the one a tiny pipeline gets when
+/// none is given, and the one attribute discovery uses for a CLIP folder that has no tokenizer
+/// of its own (the shared tiny random CLIP is config and weights only).
+pub fn shared_clip_tokenizer() -> PathBuf {
+    crate::shared::shared_path("data/clip/tokenizer.json")
 }
 
 /// Writes a tiny SD-style pipeline into `dir`. `tokenizer_json` is a CLIP `tokenizer.json`

@@ -38,30 +38,12 @@ fn steering_view_generates_steers_cancels_and_discovers() {
         &Default::default(),
     )
     .unwrap();
-    // The tiny CLIP with the real tokenizer beside it.
-    let clip = root.join("clip");
-    std::fs::create_dir_all(&clip).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::os::unix::fs::symlink(
-            std::fs::canonicalize(shared_path("models/tiny-random/clip").join(f)).unwrap(),
-            clip.join(f),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        shared_path("data/clip/tokenizer.json"),
-        clip.join("tokenizer.json"),
-    )
-    .unwrap();
+    // The shared tiny CLIP as it is, weights and config only: discovery finds the CLIP
+    // tokenizer as `steer make-tiny` does.
+    let clip = shared_path("models/tiny-random/clip");
+    assert!(!clip.join("tokenizer.json").exists());
 
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1000.0, 760.0))
-        .with_theme(egui::Theme::Light)
-        .wgpu()
-        .build_eframe(|cc| SaescopeApp::new(cc));
-    h.run_steps(2);
-    h.get_by_label("Steering").click();
-    h.run_steps(2);
+    let mut h = steering_harness();
     for (name, v) in [
         ("Pipeline folder", pipe_dir.display().to_string()),
         ("Text SAE", sae_dir.join("sae").display().to_string()),
@@ -229,6 +211,154 @@ fn steering_view_generates_steers_cancels_and_discovers() {
         h.state().steer.settings.sliders[2].feature,
         want[0].feature as usize
     );
+}
+
+/// A failed Load keeps the pipeline that was loaded: its images stay, it still generates, and
+/// the load's error is on screen.
+#[test]
+fn steering_failed_load_keeps_the_loaded_pipeline() {
+    let root = std::path::Path::new("target/ui-steer-failed-load-test");
+    let pipe_dir = tiny_pipeline(root);
+    let mut h = steering_harness();
+    load_pipeline(&mut h, &pipe_dir);
+    pick_size(&mut h, "128 px");
+    wait_steer(&mut h, full_decoder_shown);
+
+    let bad = root.join("not-a-pipeline");
+    std::fs::create_dir_all(&bad).unwrap();
+    h.state_mut().steer.settings.pipeline = bad.display().to_string();
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::Button, "Load").click();
+    let load_failed = |h: &Harness<'static, SaescopeApp>| {
+        steer(h).jobs.iter().any(|j| {
+            j.title == "Load pipeline"
+                && matches!(j.state(), saescope_app::jobs::JobState::Failed(_))
+        })
+    };
+    wait_until(&mut h, load_failed, |app| {
+        app.steer
+            .jobs
+            .iter()
+            .filter(|j| j.title != "Load pipeline")
+            .collect()
+    });
+    h.run_steps(2);
+    h.get_by_label_contains("not a diffusers pipeline folder");
+    let v = steer(&h);
+    assert!(
+        v.loaded.is_some(),
+        "a failed load unloaded the working pipeline"
+    );
+    assert!(v.unsteered.is_some() && v.steered.is_some());
+    // Still usable: another size generates with the pipeline that stayed loaded.
+    pick_size(&mut h, "256 px");
+    wait_until(
+        &mut h,
+        |h| {
+            full_decoder_shown(h)
+                && steer(h).unsteered.as_ref().unwrap().texture.size() == [256, 256]
+        },
+        |app| {
+            app.steer
+                .jobs
+                .iter()
+                .filter(|j| j.title != "Load pipeline")
+                .collect()
+        },
+    );
+    // The failed load's error stays until the next load.
+    h.get_by_label_contains("not a diffusers pipeline folder");
+}
+
+/// While a generation runs, its progress bar counts the steps done of the total: never "0/0",
+/// and a real total (one side, no SAE, of 4 steps) shows before it ends.
+#[test]
+fn steering_generation_shows_its_steps_done_of_the_total() {
+    let root = std::path::Path::new("target/ui-steer-progress-test");
+    let pipe_dir = tiny_pipeline(root);
+    let mut h = steering_harness();
+    load_pipeline(&mut h, &pipe_dir);
+    wait_steer(&mut h, full_decoder_shown);
+    // Four steps of a large image: long enough to watch.
+    h.get_by_role_and_label(Role::SpinButton, "Steps")
+        .set_value_accesskit(4.0);
+    h.run_steps(1);
+    assert_eq!(h.state().steer.settings.steps, 4);
+    pick_size(&mut h, "512 px");
+    wait_steer(&mut h, |h| steer(h).busy());
+    let start = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while steer(&h).busy() {
+        for text in progress_texts(&h) {
+            if let Some((_, total)) = count_in(&text) {
+                assert!(total > 0, "the progress reads {text:?} during a generation");
+            }
+            if !seen.contains(&text) {
+                seen.push(text);
+            }
+        }
+        assert!(start.elapsed().as_secs() < 120, "timed out; seen {seen:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        h.run_steps(1);
+    }
+    assert!(
+        seen.iter()
+            .any(|t| t.contains("steps") && count_in(t).is_some_and(|(d, n)| n == 4 && d <= 4)),
+        "no step count of 4 seen during the generation: {seen:?}"
+    );
+}
+
+/// The labels of the progress bars on screen.
+fn progress_texts(h: &Harness<'static, SaescopeApp>) -> Vec<String> {
+    use egui_kittest::kittest::NodeT;
+    h.query_all_by_role(Role::ProgressIndicator)
+        .filter_map(|n| n.accesskit_node().label())
+        .collect()
+}
+
+/// The last "done/total" count in a text.
+fn count_in(text: &str) -> Option<(u64, u64)> {
+    text.split_whitespace().rev().find_map(|w| {
+        let (d, n) = w.split_once('/')?;
+        Some((d.parse().ok()?, n.parse().ok()?))
+    })
+}
+
+/// A tiny random SD-Turbo-style pipeline (real CLIP tokenizer) in a fresh `root`.
+fn tiny_pipeline(root: &std::path::Path) -> std::path::PathBuf {
+    let _ = std::fs::remove_dir_all(root);
+    let pipe_dir = root.join("tiny-sd-turbo");
+    saescope_core::steer::tiny::write_tiny_pipeline(
+        &pipe_dir,
+        &saescope_core::shared::shared_path("data/clip/tokenizer.json"),
+        7,
+        true,
+    )
+    .unwrap();
+    pipe_dir
+}
+
+/// The app on its Steering view.
+fn steering_harness() -> Harness<'static, SaescopeApp> {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1000.0, 760.0))
+        .with_theme(egui::Theme::Light)
+        .wgpu()
+        .build_eframe(|cc| SaescopeApp::new(cc));
+    h.run_steps(2);
+    h.get_by_label("Steering").click();
+    h.run_steps(2);
+    h
+}
+
+/// Types the pipeline folder (no SAE), presses Load and waits for it.
+fn load_pipeline(h: &mut Harness<'static, SaescopeApp>, pipe_dir: &std::path::Path) {
+    let f = h.get_by_role_and_label(Role::TextInput, "Pipeline folder");
+    f.focus();
+    f.type_text(&pipe_dir.display().to_string());
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::Button, "Load").click();
+    wait_steer(h, |h| steer(h).loaded.is_some());
 }
 
 /// Picks an image size from the steering view's combo box.
