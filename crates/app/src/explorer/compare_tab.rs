@@ -62,6 +62,9 @@ impl Explorer {
                 egui::CollapsingHeader::new("Train or load another SAE")
                     .id_salt("another_sae")
                     .show(ui, |ui| self.sae_form_ui(ui));
+                egui::CollapsingHeader::new("Measure SAEs on labelled images")
+                    .id_salt("measure_saes")
+                    .show(ui, |ui| self.measure_ui(ui));
             });
     }
 
@@ -154,11 +157,10 @@ impl Explorer {
             });
         if rows.iter().all(|r| r.benchmark.is_none()) {
             ui.label(
-                egui::RichText::new(format!(
-                    "No benchmark figures yet: run saescope eval --workspace {} --fit <labelled \
-                     images> --images <held-out images>.",
-                    self.ws.dir.display()
-                ))
+                egui::RichText::new(
+                    "No benchmark figures yet: run the benchmark under \"Measure SAEs on \
+                     labelled images\" below (or saescope eval).",
+                )
                 .weak(),
             );
         }

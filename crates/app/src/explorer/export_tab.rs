@@ -80,5 +80,50 @@ impl Explorer {
                 Ok(format!("{} features written to {name}/", r.features))
             }));
         }
+        ui.separator();
+        self.import_ui(ui);
+    }
+
+    /// Import the labels of an export (another workspace's, or a colleague's) into this SAE.
+    fn import_ui(&mut self, ui: &mut egui::Ui) {
+        ui.label(egui::RichText::new("Import labels").strong()).on_hover_text(
+            "Labels from an export's features.json; manual labels already here are kept",
+        );
+        egui::Grid::new("import_labels").num_columns(2).show(ui, |ui| {
+            labelled_path_row(
+                ui,
+                &self.picker,
+                Pick::Folder,
+                "Export to import",
+                &mut self.form.import_from,
+                "an export folder or its features.json",
+            );
+            ui.end_row();
+        });
+        ui.checkbox(&mut self.form.import_force, "Even if it was made with another SAE")
+            .on_hover_text(
+                "Feature ids only mean the same thing for the same SAE: import another SAE's \
+                 labels only if you know they match",
+            );
+        let ready = !self.form.import_from.trim().is_empty() && self.sae.is_some();
+        if ui
+            .add_enabled(ready, egui::Button::new("Import labels"))
+            .clicked()
+        {
+            self.save_label_now();
+            let request = crate::ops::share::ImportLabelsRequest {
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                from: std::path::PathBuf::from(self.form.import_from.trim()),
+                force: self.form.import_force,
+            };
+            self.push_job(BackgroundJob::spawn("Import labels", ui.ctx(), move |_| {
+                let r = crate::ops::share::import_labels(&request)?;
+                Ok(format!(
+                    "{} labels imported, {} manual labels kept",
+                    r.imported, r.kept_manual
+                ))
+            }));
+        }
     }
 }

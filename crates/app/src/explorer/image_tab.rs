@@ -117,6 +117,7 @@ impl Explorer {
         if self.form.heatmap.controls_ui(ui) {
             self.thumbs.forget_overlays();
         }
+        self.save_heatmaps_ui(ui, &v);
         let heat = self.form.heatmap;
         // The view and its intervention panel are taller than a laptop window.
         let picked = egui::ScrollArea::vertical()
@@ -136,5 +137,60 @@ impl Explorer {
         if let Some(f) = picked {
             self.select(f);
         }
+    }
+
+    /// Saves the image's heatmaps (the shown feature's and the chosen intervention features')
+    /// as overlay PNGs, as `saescope heatmap --png` writes them.
+    fn save_heatmaps_ui(&mut self, ui: &mut egui::Ui, v: &ImageView) {
+        // A dataset image is named relative to the image folder; a file by its own path.
+        let image = {
+            let p = std::path::PathBuf::from(&v.title);
+            if p.is_absolute() { p } else { self.ds.root.join(p) }
+        };
+        let mut features: Vec<u32> = v.feature.into_iter().collect();
+        for c in &v.intervene.features {
+            if !features.contains(&c.feature) {
+                features.push(c.feature);
+            }
+        }
+        ui.horizontal(|ui| {
+            let l = ui.label("Save heatmaps to");
+            ui.add(
+                egui::TextEdit::singleline(&mut self.form.heatmap_dir)
+                    .hint_text("folder for the PNGs")
+                    .desired_width(260.0),
+            )
+            .labelled_by(l.id);
+            self.picker.button(ui, "heatmap folder", Pick::Folder);
+            if let Some(p) = self.picker.take("heatmap folder") {
+                self.form.heatmap_dir = p.display().to_string();
+            }
+            let ready = !self.form.heatmap_dir.trim().is_empty() && !features.is_empty();
+            if ui
+                .add_enabled(ready, egui::Button::new("Save heatmap PNGs"))
+                .on_hover_text(format!(
+                    "One overlay PNG per feature (heatmap-<feature>.png): {}",
+                    features
+                        .iter()
+                        .map(|f| format!("#{f}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .clicked()
+            {
+                let request = crate::ops::measure::HeatmapRequest {
+                    workspace: self.ws.dir.clone(),
+                    sae: self.home.clone(),
+                    device: self.device,
+                    image,
+                    features,
+                    png_dir: Some(std::path::PathBuf::from(self.form.heatmap_dir.trim())),
+                };
+                self.push_job(BackgroundJob::spawn("Save heatmaps", ui.ctx(), move |_| {
+                    let r = crate::ops::measure::heatmap(&request)?;
+                    Ok(format!("{} heatmap PNGs written", r.png.len()))
+                }));
+            }
+        });
     }
 }

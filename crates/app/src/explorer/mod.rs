@@ -7,6 +7,7 @@ mod export_tab;
 mod feature_page;
 mod grid;
 mod image_tab;
+mod measure_form;
 mod new_sae;
 mod ontology_tab;
 mod ood_ranked;
@@ -136,8 +137,16 @@ pub struct FormInputs {
     pub tree_class_ids: String,
     pub tree_search: String,
     pub export_dir: String,
-    /// The image view's file path.
+    /// An export whose labels are imported (features.json or its folder).
+    pub import_from: String,
+    /// Import even an export made with another SAE.
+    pub import_force: bool,
+    /// The image view's file path, and where its heatmap PNGs are saved.
     pub image_path: String,
+    pub heatmap_dir: String,
+    /// Measurements (Compare tab): labelled folders the probes are fit on and scored on.
+    pub eval_fit: String,
+    pub eval_images: String,
     /// The grid's order reversed (ascending frequency, activation and lift; Z to A).
     pub reverse: bool,
     /// How heatmaps are drawn on the feature page and in the image view.
@@ -393,6 +402,28 @@ impl Explorer {
                 }
             }
             self.load_results();
+            // A finished benchmark's figures fill the Compare tab.
+            if self
+                .jobs
+                .iter()
+                .any(|j| matches!(j.state(), JobState::Done(_)) && j.title == "Benchmark")
+            {
+                self.compare = Default::default();
+            }
+            // Imported labels show at once.
+            if let Some(h) = &self.home
+                && self.jobs.iter().any(|j| {
+                    matches!(j.state(), JobState::Done(_)) && j.title == "Import labels"
+                })
+            {
+                match crate::analysis::labels::Labels::load(h) {
+                    Ok(l) => {
+                        self.labels = l;
+                        self.order_key = None;
+                    }
+                    Err(e) => self.error = Some(crate::Failure::new(e)),
+                }
+            }
         }
         let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
             i.raw
