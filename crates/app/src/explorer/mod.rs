@@ -3,6 +3,7 @@
 //! Each tab has its own file.
 
 mod compare_tab;
+mod dataset_tab;
 mod export_tab;
 mod feature_page;
 mod grid;
@@ -35,6 +36,7 @@ pub enum Tab {
     Features,
     Feature,
     Image,
+    Dataset,
     Ood,
     Ontology,
     Export,
@@ -77,6 +79,8 @@ pub struct Explorer {
     pub ood: Option<OodResults>,
     /// The OOD tab's ranked list and picked image.
     ood_view: ood_ranked::OodView,
+    /// The Dataset tab's filter.
+    browse: dataset_tab::BrowseState,
     pub ontology: Option<Ontology>,
     pub tab: Tab,
     pub selected: Option<u32>,
@@ -227,6 +231,7 @@ impl Explorer {
             labels,
             ood: analyses.ood,
             ood_view: Default::default(),
+            browse: Default::default(),
             ontology: analyses.ontology,
             image_pick: 0,
             tab: Tab::Features,
@@ -451,6 +456,11 @@ impl Explorer {
                     "Image",
                     "One image with feature heatmaps (drop any image on the window)",
                 ),
+                (
+                    Tab::Dataset,
+                    "Dataset",
+                    "The workspace's images: thumbnails by class and name; a click opens one",
+                ),
                 (Tab::Ood, "OOD", "Out-of-distribution scores"),
                 (Tab::Ontology, "Ontology", "Feature and class trees"),
                 (
@@ -502,6 +512,7 @@ impl Explorer {
             Tab::Features => self.grid_ui(ui),
             Tab::Feature => self.feature_ui(ui),
             Tab::Image => self.image_ui(ui),
+            Tab::Dataset => self.dataset_ui(ui),
             // The form, table, curves and histograms are taller than a laptop window.
             Tab::Ood => {
                 egui::ScrollArea::vertical()

@@ -121,6 +121,18 @@ fn every_explorer_tab_scrolls_to_its_end_at_both_sizes() {
             assert_on_screen(lowest(&h, "effect map"), size, &what("the effect map"));
         }
 
+        // Dataset: the last image's thumbnail.
+        tab(&mut h, "Dataset");
+        let images = h.state().explorer.as_ref().unwrap().ds.len();
+        for _ in 0..3 {
+            wheel(&mut h, middle, 40.0); // thumbnails arrive a few per frame
+        }
+        assert_on_screen(
+            lowest(&h, &format!("dataset image {}", images - 1)),
+            size,
+            &what("the dataset's last thumbnail"),
+        );
+
         // OOD: the ranked list's last row, after scrolling the page and then the list.
         tab(&mut h, "OOD");
         wheel(&mut h, middle, 60.0);
@@ -300,4 +312,34 @@ fn grid_and_feature_pages_keep_their_own_scroll_and_a_new_sort_starts_at_the_top
         Some(grid_top),
         "the reversed grid did not start at the top"
     );
+}
+
+/// The Dataset tab filters by class and by name or number, and a click opens the image.
+#[test]
+fn dataset_tab_filters_by_class_and_name_and_opens_an_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = analysed_workspace(tmp.path());
+    let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    tab(&mut h, "Dataset");
+    let n = h.state().explorer.as_ref().unwrap().ds.len();
+    assert!(h.query_by_label(&format!("{n} of {n} images")).is_some());
+    h.get_by_role_and_label(Role::ComboBox, "Class").click();
+    h.run_steps(2);
+    h.get_by_label("cat").click();
+    h.run_steps(3);
+    let ds = h.state().explorer.as_ref().unwrap().ds.clone();
+    let cats: Vec<usize> = (0..n)
+        .filter(|&i| ds.class_name(i) == Some("cat"))
+        .collect();
+    assert!(h.query_by_label(&format!("{} of {n} images", cats.len())).is_some());
+    let field = h.get_by_role_and_label(Role::TextInput, "Find image");
+    field.focus();
+    field.type_text(&cats[3].to_string());
+    h.run_steps(4);
+    assert!(h.query_by_label(&format!("1 of {n} images")).is_some());
+    h.get_by_label(&format!("dataset image {}", cats[3])).click();
+    h.run_steps(2);
+    let x = h.state().explorer.as_ref().unwrap();
+    assert_eq!(x.tab, saescope_app::explorer::Tab::Image);
+    assert_eq!(x.image_view.as_ref().unwrap().title, ds.images[cats[3]].path);
 }
