@@ -34,6 +34,10 @@ pub struct ExtractArgs {
     /// How many tasks the work is split into. Default: SLURM_ARRAY_TASK_COUNT in a job array.
     #[arg(long)]
     tasks: Option<usize>,
+    /// Print the number of images, the store's size on disk and a rough extraction time (a
+    /// forward pass timed here on the first images), and extract nothing.
+    #[arg(long)]
+    estimate: bool,
 }
 
 pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
@@ -48,7 +52,40 @@ pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
         shard_images,
         task,
         tasks,
+        estimate,
     } = a;
+    let options = ops::workspace::ExtractOptions {
+        layer,
+        tokens,
+        dtype,
+        batch_size: batch,
+        images_per_shard: shard_images,
+    };
+    if estimate {
+        let e = ops::estimate::estimate(&ops::estimate::EstimateRequest {
+            model: model.spec()?,
+            device: ctx.device_choice()?,
+            images,
+            options,
+        })?;
+        return emit(ctx, &e, || {
+            println!(
+                "{} images × {} tokens × {} × {} bytes ({:?}) = {} bytes on disk",
+                e.images, e.tokens_per_image, e.d_model, e.bytes_per_value, e.dtype, e.store_bytes
+            );
+            match (e.seconds, e.images_per_s) {
+                (Some(s), Some(rate)) => println!(
+                    "extraction about {s:.0} s at {rate:.1} images/s (a forward pass to layer \
+                     {layer} timed on {} images on {})",
+                    e.timed_images, e.device
+                ),
+                _ => println!("extraction time unknown until the first shard"),
+            }
+            for s in &e.unreadable {
+                println!("  unreadable {}: {}", s.path, s.reason);
+            }
+        });
+    }
     let task = ops::cluster::task_of(task, tasks)?;
     let (job, bar) = progress_job("extract");
     let report = ops::build::extract(
@@ -57,13 +94,7 @@ pub fn run(a: ExtractArgs, ctx: &Ctx) -> Result<()> {
             device: ctx.device_choice()?,
             images,
             workspace,
-            options: ops::workspace::ExtractOptions {
-                layer,
-                tokens,
-                dtype,
-                batch_size: batch,
-                images_per_shard: shard_images,
-            },
+            options,
             task: task.map(|(t, _)| t),
         },
         &job,

@@ -104,12 +104,18 @@ impl CreateRequest {
     }
 }
 
-/// The form; returns true when the user pressed Create.
+/// How long the folder, model and layer must stay as they are before the estimate (which loads
+/// the model and times it) starts.
+const ESTIMATE_SETTLE: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// The form; returns true when the user pressed Create. `device` is where the estimate's
+/// forward pass is timed (where the creation would run).
 pub fn form_ui(
     ui: &mut egui::Ui,
     req: &mut CreateRequest,
     busy: bool,
     picker: &crate::dialogs::Picker,
+    device: crate::device::DeviceChoice,
 ) -> bool {
     use crate::dialogs::Pick;
     // Answers from file dialogs opened in earlier frames.
@@ -141,6 +147,8 @@ pub fn form_ui(
     let mut go = false;
     // The model's layer count once the model field names one that loads.
     let mut n_layers: Option<usize> = None;
+    // Whether the image folder and the model are known to be usable (the estimate needs both).
+    let (mut folder_ok, mut model_ok) = (false, false);
     // Whether the typed SAE file is known not to load (the reason is shown under the field).
     let mut sae_fails = false;
     // Each field is labelled by its caption (screen readers and UI tests find it by name).
@@ -179,12 +187,13 @@ pub fn form_ui(
             // What the typed folder holds (a row only once something is typed).
             if !req.images.trim().is_empty() {
                 ui.label("");
-                crate::live_hint::live_hint(
+                let folder = crate::live_hint::live_hint(
                     ui,
                     "images",
                     &req.images,
                     crate::live_hint::describe_folder,
                 );
+                folder_ok = matches!(folder, Some(Ok(_)));
                 ui.end_row();
             }
             text_row(
@@ -213,7 +222,8 @@ pub fn form_ui(
                     &model_key,
                     crate::live_hint::describe_model,
                 );
-                n_layers = model.and_then(|a| a.ok()).and_then(|a| a.1);
+                model_ok = matches!(model, Some(Ok(_)));
+                n_layers = model.and_then(|a| a.ok()).and_then(|a| a.layers);
                 ui.end_row();
             }
             let l = ui.label("DINOv2 positions");
@@ -256,6 +266,25 @@ pub fn form_ui(
                 }
             });
             ui.end_row();
+            // Once the folder and the model are known: the store's size and a rough time.
+            if folder_ok && model_ok && n_layers.is_none_or(|n| req.layer < n) {
+                ui.label("Estimate");
+                let key = crate::live_hint::estimate_key(
+                    &req.images,
+                    &req.model,
+                    &req.model_config,
+                    req.layer,
+                    device,
+                );
+                crate::live_hint::live_hint_settled(
+                    ui,
+                    "estimate",
+                    &key,
+                    crate::live_hint::describe_estimate,
+                    ESTIMATE_SETTLE,
+                );
+                ui.end_row();
+            }
             text_row(
                 ui,
                 "Workspace folder",
@@ -317,7 +346,6 @@ pub fn form_ui(
     go
 }
 
-/// Starts the pipeline as a background job.
 /// The grid row of a new TopK SAE's settings (features, k, training tokens in millions), in the
 /// new-workspace form and for a workspace without an SAE.
 pub fn new_topk_fields<T: egui::emath::Numeric>(
@@ -371,6 +399,7 @@ pub fn topk_options(d_sae: usize, k: usize, mtokens: f64) -> TrainOptions {
     train
 }
 
+/// Starts the pipeline as a background job.
 pub fn start(
     req: &CreateRequest,
     device: crate::device::DeviceChoice,

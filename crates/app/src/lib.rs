@@ -10,6 +10,7 @@ pub mod image_view;
 pub mod intervene_panel;
 pub mod jobs;
 pub mod live_hint;
+mod persist;
 mod sae_table;
 pub mod steer_view;
 pub mod thumbs;
@@ -18,6 +19,8 @@ pub mod words;
 
 // The app's view of the library is ops (and what ops re-exports): paths below name
 // `crate::<module>` as if these were the app's own.
+/// The window framework, for tests that give the app a storage of their own.
+pub use eframe;
 use saescope_ops as ops;
 #[cfg(test)]
 use saescope_ops::fixable;
@@ -36,8 +39,8 @@ use crate::ops::workspace::Workspace;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-/// State remembered between runs.
-#[derive(Default, Serialize, Deserialize)]
+/// State remembered between runs, saved as soon as it changes.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Persisted {
     pub recent_workspaces: Vec<PathBuf>,
@@ -66,7 +69,7 @@ pub enum Mode {
     Steering,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LastView {
     pub workspace: PathBuf,
     pub tab: explorer::Tab,
@@ -99,17 +102,22 @@ pub struct SaescopeApp {
     pub picker: dialogs::Picker,
     pub error: Option<crate::Failure>,
     pub steer: steer_view::SteerView,
+    /// Where the state is saved when eframe gives no storage (a headless harness: tests read it).
+    pub headless_storage: Option<Box<dyn eframe::Storage>>,
+    /// The state as last saved, and when.
+    saved: Option<(Persisted, std::time::Instant)>,
 }
 
-const STORAGE_KEY: &str = "saescope";
+pub const STORAGE_KEY: &str = "saescope";
 const MAX_RECENT: usize = 10;
 
 impl SaescopeApp {
     pub fn new(cc: &eframe::CreationContext<'_>) -> Self {
-        let persisted: Persisted = cc
+        let mut persisted: Persisted = cc
             .storage
             .and_then(|s| eframe::get_value(s, STORAGE_KEY))
             .unwrap_or_default();
+        persist::forget_finished_create(&mut persisted);
         cc.egui_ctx.set_theme(if persisted.dark_mode {
             egui::Theme::Dark
         } else {
@@ -127,6 +135,8 @@ impl SaescopeApp {
             picker: Default::default(),
             error: None,
             steer: Default::default(),
+            headless_storage: None,
+            saved: None,
         };
         app.steer = steer_view::SteerView::new(app.persisted.steer.clone(), app.picker.clone());
         // Back to where the user was (quietly skipped if the workspace is gone).
@@ -437,15 +447,35 @@ impl SaescopeApp {
             .create_job
             .as_ref()
             .is_some_and(|j| j.state() == jobs::JobState::Running);
+        let mut go = false;
         if !busy
             && self.create_job.is_none()
-            && let Some(p) = &self.persisted.pending_create
+            && let Some(p) = self.persisted.pending_create.clone()
         {
-            ui.label(format!("Creating {} did not finish.", p.workspace));
+            ui.horizontal(|ui| {
+                ui.label(format!("Creating {} did not finish.", p.workspace));
+                if ui
+                    .button("Resume")
+                    .on_hover_text("Run it again: each stage continues where it stopped")
+                    .clicked()
+                {
+                    self.create = p.clone();
+                    go = true;
+                }
+                if ui
+                    .button("Forget")
+                    .on_hover_text("Stop offering it (its folder stays as it is)")
+                    .clicked()
+                {
+                    self.persisted.pending_create = None;
+                }
+            });
         }
-        if create::form_ui(ui, &mut self.create, busy, &self.picker) {
+        let device = self.persisted.device;
+        go |= create::form_ui(ui, &mut self.create, busy, &self.picker, device);
+        if go {
             self.persisted.pending_create = Some(self.create.clone());
-            self.create_job = Some(create::start(&self.create, self.persisted.device, ui.ctx()));
+            self.create_job = Some(create::start(&self.create, device, ui.ctx()));
         }
         let mut finished = None;
         if let Some(j) = &self.create_job {
@@ -654,13 +684,22 @@ fn summarise(dir: &std::path::Path) -> crate::Result<Vec<(String, String)>> {
 }
 
 impl eframe::App for SaescopeApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         egui::Panel::top("top_bar").show(ui, |ui| self.top_bar_ui(ui));
         egui::Panel::bottom("status_bar").show(ui, |ui| self.status_bar_ui(ui));
         // Every view starts its jobs on the device chosen here.
         self.steer.device = self.persisted.device;
         if let Some(x) = &mut self.explorer {
             x.device = self.persisted.device;
+        }
+        // A creation that got to its end is no longer pending, whichever view is showing (the
+        // start page opens its workspace when it shows next).
+        if self
+            .create_job
+            .as_ref()
+            .is_some_and(|j| matches!(j.state(), jobs::JobState::Done(_)))
+        {
+            self.persisted.pending_create = None;
         }
         egui::CentralPanel::default().show(ui, |ui| {
             if self.persisted.mode == Mode::Steering {
@@ -671,19 +710,13 @@ impl eframe::App for SaescopeApp {
                 self.start_ui(ui)
             }
         });
+        self.save_if_changed(&ui.ctx().clone(), frame);
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        self.remember_inputs();
-        self.persisted.last_view = self.explorer.as_ref().map(|x| LastView {
-            workspace: x.ws.dir.clone(),
-            tab: x.tab,
-            feature: x.selected,
-            sort: x.sort,
-            search: x.search.clone(),
-        });
-        self.persisted.steer = self.steer.settings.clone();
+        self.sync_persisted();
         eframe::set_value(storage, STORAGE_KEY, &self.persisted);
+        self.saved = Some((self.persisted.clone(), std::time::Instant::now()));
     }
 }
 

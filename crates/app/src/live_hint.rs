@@ -4,12 +4,33 @@
 
 use std::sync::{Arc, Mutex};
 
-/// What a field's input turned out to be: a line to show and, for models, the layer count.
-pub type Answer = Result<(String, Option<usize>), crate::Failure>;
+/// What a field's input turned out to be.
+#[derive(Clone, Debug, Default)]
+pub struct Hint {
+    /// The line shown under the field.
+    pub text: String,
+    /// For models: the layer count.
+    pub layers: Option<usize>,
+    /// More on the line, shown on hover.
+    pub detail: Option<String>,
+}
+
+impl Hint {
+    fn line(text: impl Into<String>) -> Self {
+        Hint {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+}
+
+pub type Answer = Result<Hint, crate::Failure>;
 
 #[derive(Default)]
 struct State {
     asked: String,
+    /// The input last seen and since when (work waits until it has settled).
+    seen: Option<(String, std::time::Instant)>,
     answer: Option<(String, Answer)>,
 }
 
@@ -23,6 +44,18 @@ pub fn live_hint(
     input: &str,
     work: fn(&str) -> Answer,
 ) -> Option<Answer> {
+    live_hint_settled(ui, id, input, work, std::time::Duration::ZERO)
+}
+
+/// [`live_hint`] for costly work: started only once `input` has not changed for `settle` (a
+/// value dragged through many steps starts one run, not one per step).
+pub fn live_hint_settled(
+    ui: &mut egui::Ui,
+    id: &str,
+    input: &str,
+    work: fn(&str) -> Answer,
+    settle: std::time::Duration,
+) -> Option<Answer> {
     let key = ui.make_persistent_id(("live_hint", id));
     let shared: Shared = ui.data_mut(|d| d.get_temp_mut_or_default::<Shared>(key).clone());
     let input = input.trim().to_string();
@@ -31,7 +64,13 @@ pub fn live_hint(
     }
     let answer = {
         let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if s.asked != input {
+        if s.seen.as_ref().is_none_or(|(seen, _)| *seen != input) {
+            s.seen = Some((input.clone(), std::time::Instant::now()));
+        }
+        let waited = s.seen.as_ref().map_or(settle, |(_, since)| since.elapsed());
+        if s.asked != input && waited < settle {
+            ui.ctx().request_repaint_after(settle - waited);
+        } else if s.asked != input {
             s.asked = input.clone();
             let (shared, ctx, asked) = (shared.clone(), ui.ctx().clone(), input.clone());
             crate::jobs::run_detached(move || {
@@ -50,8 +89,11 @@ pub fn live_hint(
         None => {
             ui.label(egui::RichText::new("checking…").weak());
         }
-        Some(Ok((text, _))) => {
-            ui.label(egui::RichText::new(text).weak());
+        Some(Ok(hint)) => {
+            let line = ui.add(egui::Label::new(egui::RichText::new(&hint.text).weak()).wrap());
+            if let Some(detail) = &hint.detail {
+                line.on_hover_text(detail);
+            }
         }
         Some(Err(e)) => {
             ui.add(
@@ -84,7 +126,7 @@ pub fn describe_folder(path: &str) -> Answer {
             format!("{n} classes ({})", shown.join(", "))
         }
     };
-    Ok((format!("{} images, {classes}", ds.len()), None))
+    Ok(Hint::line(format!("{} images, {classes}", ds.len())))
 }
 
 /// A model (`source` or `source\0config` for a .pth with its JSON config): layers, width and
@@ -93,9 +135,8 @@ pub fn describe_model(key: &str) -> Answer {
     let (source, config) = key.split_once('\0').unwrap_or((key, ""));
     let local = std::path::Path::new(source).exists();
     if !local && crate::backbone::source::looks_like_hub_id(source) {
-        return Ok((
-            "a Hugging Face id: downloaded when you press Create".into(),
-            None,
+        return Ok(Hint::line(
+            "a Hugging Face id: downloaded when you press Create",
         ));
     }
     let config = (!config.is_empty()).then(|| std::path::PathBuf::from(config));
@@ -105,8 +146,8 @@ pub fn describe_model(key: &str) -> Answer {
         .map_err(crate::Failure::new)?;
     let info = crate::backbone::Backbone::info(&b);
     let g = info.geometry;
-    Ok((
-        format!(
+    Ok(Hint {
+        text: format!(
             "{:?}: {} layers (0 to {}), width {}, {} tokens ({}×{} patches of {} px{})",
             info.family,
             info.n_layers,
@@ -118,8 +159,9 @@ pub fn describe_model(key: &str) -> Answer {
             g.patch_size,
             if g.has_cls { " + CLS" } else { "" }
         ),
-        Some(info.n_layers),
-    ))
+        layers: Some(info.n_layers),
+        detail: None,
+    })
 }
 
 /// An SAE file or folder: its layout, width and sparsity, or why it cannot be read.
@@ -144,11 +186,150 @@ pub fn describe_sae(path: &str) -> Answer {
         Some("openai") => "OpenAI",
         Some(other) => other,
     };
-    Ok((
-        format!(
-            "{format} SAE: {} features over width {} ({activation})",
-            sae.d_sae, sae.d_in
+    Ok(Hint::line(format!(
+        "{format} SAE: {} features over width {} ({activation})",
+        sae.d_sae, sae.d_in
+    )))
+}
+
+/// The key of [`describe_estimate`]: what the estimate depends on, one field each.
+pub fn estimate_key(
+    images: &str,
+    model: &str,
+    config: &str,
+    layer: usize,
+    device: crate::device::DeviceChoice,
+) -> String {
+    [
+        images.trim(),
+        model.trim(),
+        config.trim(),
+        &layer.to_string(),
+        &device.to_string(),
+    ]
+    .join("\0")
+}
+
+/// Before a creation: the images, the activation store's size on disk and roughly how long
+/// extraction takes (a forward pass timed here on the first images; see `ops::estimate`).
+pub fn describe_estimate(key: &str) -> Answer {
+    let fields: Vec<&str> = key.split('\0').collect();
+    let [images, model, config, layer, device] = fields[..] else {
+        return Err(crate::failure(
+            "the estimate needs the image folder, model and layer",
+        ));
+    };
+    if !std::path::Path::new(model).exists() && crate::backbone::source::looks_like_hub_id(model) {
+        return Ok(Hint::line(
+            "size on disk and time: known once the model is downloaded (on Create)",
+        ));
+    }
+    let config = (!config.is_empty()).then(|| std::path::PathBuf::from(config));
+    let layer: usize = layer
+        .parse()
+        .map_err(|_| crate::failure(format!("layer {layer} is not a number")))?;
+    let e = crate::ops::estimate::estimate(&crate::ops::estimate::EstimateRequest {
+        model: crate::backbone::ModelSpec::from_cli(model, config.as_deref())
+            .map_err(crate::Failure::new)?,
+        device: device.parse().map_err(crate::Failure::new)?,
+        images: std::path::PathBuf::from(images),
+        options: crate::ops::create::extract_options(layer),
+    })
+    .map_err(crate::Failure::new)?;
+    let size = format!(
+        "{} images × {} tokens × width {} × {} bytes ({:?}) = {} on disk",
+        e.images,
+        e.tokens_per_image,
+        e.d_model,
+        e.bytes_per_value,
+        e.dtype,
+        bytes(e.store_bytes)
+    );
+    let first_unreadable = e
+        .unreadable
+        .first()
+        .map(|s| format!("{}: {}", s.path, s.reason))
+        .unwrap_or_default();
+    let time = match e.seconds {
+        Some(secs) => format!(
+            "extraction {} at the speed of a forward pass timed here on {} images ({})",
+            rough_time(secs),
+            e.timed_images,
+            e.device
         ),
-        None,
-    ))
+        None => format!(
+            "extraction time unknown until the first shard: none of the first {} images can \
+             be read ({first_unreadable})",
+            e.unreadable.len()
+        ),
+    };
+    let unreadable = if e.seconds.is_some() && !e.unreadable.is_empty() {
+        format!(
+            "; {} of the first {} images cannot be read and will be skipped ({first_unreadable})",
+            e.unreadable.len(),
+            e.unreadable.len() + e.timed_images
+        )
+    } else {
+        String::new()
+    };
+    Ok(Hint {
+        text: format!("{size}; {time}{unreadable}"),
+        layers: None,
+        detail: e.images_per_s.map(|rate| {
+            format!(
+                "{rate:.1} images/s measured for the forward pass to layer {layer} on {}; the \
+                 run also decodes the images and writes the shards (alongside), then trains \
+                 the SAE and builds the index",
+                e.device
+            )
+        }),
+    })
+}
+
+/// A size in bytes, in the largest unit it reaches (1 kB = 1000 bytes).
+pub fn bytes(n: u64) -> String {
+    let units = ["kB", "MB", "GB", "TB", "PB"];
+    let mut value = n as f64;
+    let mut unit = "bytes";
+    for u in units {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = u;
+    }
+    if unit == "bytes" {
+        format!("{n} bytes")
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+/// A duration as a person plans with it.
+pub fn rough_time(secs: f64) -> String {
+    if secs < 60.0 {
+        "under a minute".into()
+    } else if secs < 3600.0 {
+        format!("about {:.0} min", (secs / 60.0).ceil())
+    } else if secs < 48.0 * 3600.0 {
+        format!("about {:.1} h", secs / 3600.0)
+    } else {
+        format!("about {:.0} days", secs / 86400.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_times_read_as_people_plan_with_them() {
+        assert_eq!(bytes(999), "999 bytes");
+        assert_eq!(bytes(36_992), "37.0 kB");
+        assert_eq!(bytes(15_129_600_000), "15.1 GB");
+        assert_eq!(rough_time(12.0), "under a minute");
+        assert_eq!(rough_time(61.0), "about 2 min");
+        assert_eq!(rough_time(5400.0), "about 1.5 h");
+        assert_eq!(rough_time(3.0 * 86400.0), "about 3 days");
+    }
 }

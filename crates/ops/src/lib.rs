@@ -16,6 +16,7 @@ pub mod build;
 pub mod cluster;
 pub mod compare;
 pub mod create;
+pub mod estimate;
 pub mod example;
 pub mod intervene;
 mod lock;
