@@ -2,6 +2,9 @@
 //! With --image: one image, its prediction before and after and where the output changed.
 //! With --class: each feature's causal effect on that class over the workspace's images
 //! (ablated on every token, beside random features of matching frequency), saved beside the SAE.
+//! With --attribute: each feature's class attribution (its decoder direction at a typical
+//! activation added to every patch token of a stratified sample of the workspace's images, beside
+//! random directions of the same norm), saved beside the SAE.
 
 use super::*;
 use ops::analysis::intervene::{EditMode, FeatureEdit, Intervention, TokenScope};
@@ -20,12 +23,20 @@ enum Mode {
 pub struct InterveneArgs {
     #[command(flatten)]
     target: SaeArgs,
-    /// One image to edit (any file). Either this or --class.
-    #[arg(long, conflicts_with_all = ["class", "top_lift"])]
+    /// One image to edit (any file). Either this, --class or --attribute.
+    #[arg(long, conflicts_with_all = ["class", "top_lift", "attribute"])]
     image: Option<PathBuf>,
     /// Measure the features' causal effects on this class (a class folder of the workspace).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "attribute")]
     class: Option<String>,
+    /// Measure the features' class attributions: which classes' logits each feature's decoder
+    /// direction pushes (added at --value, default its mean activation where it fires, to every
+    /// patch token of --sample images), beside --random random directions of the same norm.
+    #[arg(long)]
+    attribute: bool,
+    /// With --attribute: images sampled from the workspace, stratified over its classes.
+    #[arg(long, default_value_t = 64)]
+    sample: usize,
     /// Feature ids, e.g. 3,10-12.
     #[arg(long)]
     features: Option<String>,
@@ -35,14 +46,15 @@ pub struct InterveneArgs {
     /// With --top-lift: pass over features firing on fewer images (their lifts rest on a few).
     #[arg(long, default_value_t = 20)]
     min_images: u64,
-    /// With --class: random features of matching frequency per feature.
-    #[arg(long, default_value_t = 10)]
-    random: usize,
+    /// With --class: random features of matching frequency per feature (default 10). With
+    /// --attribute: random directions of the same norm (default 8).
+    #[arg(long)]
+    random: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, value_enum, default_value = "ablate")]
     mode: Mode,
-    /// The clamp value or the scale factor.
+    /// The clamp value or the scale factor; with --attribute, the activation added.
     #[arg(long)]
     value: Option<f32>,
     /// Tokens edited (--image): `all`, `patches`, or sequence positions like 1,5-9.
@@ -60,11 +72,14 @@ pub fn run(a: InterveneArgs, ctx: &Ctx) -> Result<()> {
         Some(s) => ops::analysis::export::parse_ids(s)?,
         None => Vec::new(),
     };
+    if a.attribute {
+        return attribute(&a, features, ctx);
+    }
     match (&a.image, &a.class) {
         (Some(image), None) => one_image(&a, image, features, ctx),
         (None, Some(class)) => effects(&a, class, features, ctx),
         _ => anyhow::bail!(
-            "say what to intervene on: --image FILE (one image) or --class NAME (causal effects over the workspace's images of that class)"
+            "say what to intervene on: --image FILE (one image), --class NAME (causal effects over the workspace's images of that class) or --attribute (class attributions)"
         ),
     }
 }
@@ -147,7 +162,7 @@ fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>, ctx: &Ctx) -> Res
         top_lift: a.top_lift,
         min_images: a.min_images,
         options: ops::analysis::causal::EffectOptions {
-            random: a.random,
+            random: a.random.unwrap_or(10),
             seed: a.seed,
             batch: a.batch,
         },
@@ -180,5 +195,67 @@ fn effects(a: &InterveneArgs, class: &str, features: Vec<u32>, ctx: &Ctx) -> Res
             report.effects.len(),
             report.saved_to.display()
         );
+    })
+}
+
+fn attribute(a: &InterveneArgs, features: Vec<u32>, ctx: &Ctx) -> Result<()> {
+    if !matches!(a.mode, Mode::Ablate) || a.top_lift > 0 || a.tokens != "all" {
+        anyhow::bail!(
+            "--attribute adds each feature's decoder direction to every patch token: drop --mode, --top-lift and --tokens (--value sets the activation added)"
+        );
+    }
+    let r = ops::intervene::AttributionRequest {
+        device: ctx.device_choice()?,
+        workspace: a.target.workspace.clone(),
+        sae: a.target.sae.clone(),
+        features,
+        activation: a.value,
+        options: ops::analysis::attribution::AttributionOptions {
+            images: a.sample,
+            random: a.random.unwrap_or(8),
+            seed: a.seed,
+            batch: a.batch,
+        },
+    };
+    let (job, bar) = progress_job("attribution");
+    let report = ops::intervene::attribute(&r, &job)?;
+    bar.finish_and_clear();
+    emit(ctx, &report, || {
+        for f in &report.attributions {
+            println!(
+                "feature {}: decoder direction × {:.3} ({}) added to {} patch tokens of {} images at layer {}; \
+                 control: {} random directions of the same norm ({:.3})",
+                f.feature,
+                f.activation,
+                f.activation_from,
+                f.tokens_per_image,
+                f.images,
+                f.layer,
+                f.random_directions,
+                f.edit_norm
+            );
+            println!(
+                "  {:>16}   Δ logit ± SE        random Δ (mean ± sd)   beyond random",
+                "class"
+            );
+            let mut order: Vec<_> = f.classes.iter().collect();
+            order.sort_by(|x, y| y.mean_dlogit.total_cmp(&x.mean_dlogit));
+            for p in order {
+                println!(
+                    "  {:>16}   {:+8.4} ± {:<7.4}   {:+8.4} ± {:<7.4}   {}",
+                    p.class,
+                    p.mean_dlogit,
+                    p.se_dlogit,
+                    p.random_mean_dlogit,
+                    p.random_sd_dlogit,
+                    if p.beyond_random { "yes" } else { "no" }
+                );
+            }
+            println!(
+                "  shared shift of every logit {:+.4} (moves no probability)",
+                f.shared_shift
+            );
+        }
+        println!("saved to {}", report.saved_to.display());
     })
 }

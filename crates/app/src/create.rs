@@ -451,6 +451,8 @@ pub fn metrics_plot(ui: &mut egui::Ui, sae_home: &std::path::Path) -> bool {
                     .width(260.0)
                     .height(120.0)
                     .allow_scroll(false)
+                    .x_axis_label("training step")
+                    .y_axis_label(title)
                     // From zero up: a flat curve (L0 at k) then reads at its value.
                     .include_y(0.0)
                     .show(ui, |p| {

@@ -1,8 +1,10 @@
 //! Interventions on a workspace's model through its SAE: one image edited and run on (reads
-//! only), and features' causal effects on a class over the workspace's images (saved beside
-//! the SAE, for the feature pages).
+//! only), features' causal effects on a class over the workspace's images, and features' class
+//! attributions (their decoder directions written into the stream; both saved beside the SAE,
+//! for the feature pages).
 
 use super::{device_of, sae_of};
+use crate::analysis::attribution::{self, AttributionOptions, FeatureAttribution};
 use crate::analysis::causal::{self, EffectOptions, FeatureEffect};
 use crate::analysis::index;
 use crate::analysis::intervene::{Intervention, Outcome, Prepared};
@@ -14,7 +16,8 @@ use crate::lock::{Hold, writer};
 use crate::store::Workspace;
 use crate::store::reuse::LayerActivations;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Clone, Debug)]
@@ -151,4 +154,121 @@ pub fn effects(r: &EffectRequest, job: &Job) -> Result<EffectReport> {
         effects,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+#[derive(Clone, Debug)]
+pub struct AttributionRequest {
+    pub workspace: PathBuf,
+    pub sae: Option<PathBuf>,
+    pub device: DeviceChoice,
+    pub features: Vec<u32>,
+    /// The activation the decoder direction is scaled by; None: each feature's mean activation
+    /// where it fires, from the feature index.
+    pub activation: Option<f32>,
+    pub options: AttributionOptions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttributionReport {
+    pub attributions: Vec<FeatureAttribution>,
+    pub saved_to: PathBuf,
+    pub seconds: f64,
+}
+
+/// Measures each feature's class attribution over a stratified sample of the workspace's
+/// images (beside random directions of the same norm) and saves them beside the SAE.
+pub fn attribute(r: &AttributionRequest, job: &Job) -> Result<AttributionReport> {
+    let start = Instant::now();
+    r.options.validate()?;
+    if r.features.is_empty() {
+        return Err(crate::fixable!([
+            "name the features whose class attribution to measure with ",
+            Opt::Features
+        ]));
+    }
+    if let Some(a) = r.activation
+        && (!a.is_finite() || a <= 0.0)
+    {
+        return Err(Error::Invalid(format!(
+            "--value (the activation added) must be a positive number (got {a})"
+        )));
+    }
+    let ws = Workspace::open(&r.workspace)?;
+    let lock = writer(&ws.dir, "class attribution", Hold::Job)?;
+    let (home, sae) = sae_of(&ws, r.sae.as_deref())?;
+    if let Some(&bad) = r.features.iter().find(|&&f| f as usize >= sae.d_sae) {
+        return Err(Error::Invalid(format!(
+            "feature {bad} does not exist: the SAE has {} features (0..{})",
+            sae.d_sae,
+            sae.d_sae.saturating_sub(1)
+        )));
+    }
+    // Each feature's activation: given, or its mean where it fires (a typical strength, not
+    // its rare peak).
+    let activations: Vec<(f32, String)> = match r.activation {
+        Some(a) => r.features.iter().map(|_| (a, "--value".into())).collect(),
+        None => {
+            if !index::is_complete(&home) {
+                return Err(crate::fixable!(
+                    [
+                        "class attribution scales the decoder direction by the feature's mean \
+                         activation, which the feature index holds"
+                    ],
+                    [
+                        "build it first with ",
+                        crate::fix::Command::Index { rebuild: false },
+                        " or give the activation with --value"
+                    ]
+                ));
+            }
+            let idx = index::load_index(&home)?;
+            r.features
+                .iter()
+                .map(|&f| {
+                    let j = f as usize;
+                    if idx.token_count.get(j).copied().unwrap_or(0) == 0 {
+                        return Err(Error::Invalid(format!(
+                            "feature {f} never fires on the indexed images, so it has no typical \
+                             activation; give one with --value"
+                        )));
+                    }
+                    Ok((
+                        idx.mean_active(j) as f32,
+                        "mean activation where it fires (feature index)".to_string(),
+                    ))
+                })
+                .collect::<Result<_>>()?
+        }
+    };
+    let ds = ws.dataset()?;
+    let device = device_of(r.device)?;
+    let sae = sae.on_device(&device)?;
+    let b = crate::backbone::load_backbone(&ws.config.model, &device)?;
+    let source = LayerActivations::new(&b, ws.config.layer, std::slice::from_ref(&ws))?;
+    let mut attributions = Vec::with_capacity(r.features.len());
+    for (&f, (a, from)) in r.features.iter().zip(&activations) {
+        attributions.push(attribution::class_attribution(
+            &b,
+            &sae,
+            ws.config.layer,
+            &ds,
+            &source,
+            f,
+            *a,
+            from,
+            &r.options,
+            job,
+        )?);
+    }
+    attribution::save_attributions(&home, &attributions, &lock)?;
+    Ok(AttributionReport {
+        attributions,
+        saved_to: attribution::attribution_path(&home),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// The class attributions saved for the SAE in `home`, by feature (none yet: empty).
+pub fn load_attributions(home: &Path) -> Result<BTreeMap<u32, FeatureAttribution>> {
+    attribution::load_attributions(home)
 }

@@ -4,8 +4,22 @@ use super::*;
 
 /// Nearest features listed on a feature page.
 const NEAREST: usize = 8;
+use super::plot_axes::{count_label, log_value_label, log_value_marks, value_text};
+use crate::analysis::attribution::{BEYOND_SDS, FeatureAttribution};
 use crate::analysis::causal::EffectOptions;
-use crate::ops::intervene::EffectRequest;
+use crate::ops::intervene::{AttributionRequest, EffectRequest};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The SAE's saved class attributions as last read (its folder, the finished-job count it was
+/// read at, and what reading gave), kept in egui's memory under this id: reread when a job
+/// finishes or another SAE is shown, never every frame.
+type SavedAttributions = (
+    std::path::PathBuf,
+    usize,
+    Arc<std::result::Result<BTreeMap<u32, FeatureAttribution>, String>>,
+);
+const ATTRIBUTIONS_ID: &str = "saved class attributions";
 
 /// A feature firing on at least this share of tokens is flagged as dense (SAE evaluations
 /// commonly call features above 10% token frequency dense).
@@ -33,15 +47,11 @@ impl Explorer {
             ("Mean when active", format!("{:.3}", index.mean_active(j))),
             ("Max activation", format!("{:.3}", index.max_act[j])),
         ];
-        let hist: Vec<(f64, f64)> = (1..HIST_BINS)
-            .map(|b| {
-                (
-                    (hist_edge(b) as f64).log10(),
-                    index.hist[j * HIST_BINS + b] as f64,
-                )
-            })
-            .filter(|p| p.1 > 0.0)
-            .collect();
+        let hist: Vec<u64> = index
+            .hist
+            .get(j * HIST_BINS..(j + 1) * HIST_BINS)
+            .map(<[u64]>::to_vec)
+            .unwrap_or_default();
         // Per class: lift over the base rate, share of the class's images it fires on, and
         // its mean (per-image max) activation there; highest lift first.
         let nc = index.n_classes;
@@ -228,23 +238,13 @@ impl Explorer {
                         Err(e) => self.error = Some(crate::Failure::new(e)),
                     }
                 }
-                ui.label(egui::RichText::new("Activation histogram (log10 activation)").strong());
+                ui.label(egui::RichText::new("Activation histogram").strong());
                 ui.label(format!(
                     "Zero on {:.1}% of images and {:.2}% of tokens; the bars count the tokens where it fires.",
                     zero_images * 100.0,
                     (1.0 - token_freq) * 100.0
                 ));
-                // One plot per feature, so each opens fitted to its own bars.
-                egui_plot::Plot::new(("hist", f))
-                    .height(140.0)
-                    .allow_scroll(false)
-                    .show(ui, |p| {
-                        let bars: Vec<egui_plot::Bar> = hist
-                            .iter()
-                            .map(|&(x, y)| egui_plot::Bar::new(x, y).width(0.09))
-                            .collect();
-                        p.bar_chart(egui_plot::BarChart::new("tokens", bars));
-                    });
+                activation_histogram_ui(ui, f, &hist);
                 ui.label(egui::RichText::new("Classes it fires on").strong());
                 egui::Grid::new("classes")
                     .num_columns(4)
@@ -266,6 +266,7 @@ impl Explorer {
                         }
                     });
                 self.effect_ui(ui, f);
+                self.attribution_ui(ui, f);
                 ui.label(egui::RichText::new("Nearest features (decoder cosine)").strong());
                 let near = self.nearest(f);
                 let mut go = None;
@@ -502,4 +503,272 @@ fn image_tile(
         ui.label(egui::RichText::new(caption).small());
     });
     clicked
+}
+
+impl Explorer {
+    /// The SAE's saved class attributions, read from disk when the page first needs them and
+    /// again after any job finishes (a measurement here, or anything else that wrote).
+    fn saved_attributions(
+        &self,
+        ctx: &egui::Context,
+    ) -> Option<Arc<std::result::Result<BTreeMap<u32, FeatureAttribution>, String>>> {
+        let home = self.home.as_ref()?;
+        let id = egui::Id::unique(ATTRIBUTIONS_ID);
+        if let Some((h, n, saved)) = ctx.data(|d| d.get_temp::<SavedAttributions>(id))
+            && &h == home
+            && n == self.jobs_finished
+        {
+            return Some(saved);
+        }
+        let saved =
+            Arc::new(crate::ops::intervene::load_attributions(home).map_err(|e| e.to_string()));
+        ctx.data_mut(|d| {
+            d.insert_temp::<SavedAttributions>(
+                id,
+                (home.clone(), self.jobs_finished, saved.clone()),
+            )
+        });
+        Some(saved)
+    }
+
+    /// Which classes' logits the feature's decoder direction pushes, measured by running the
+    /// model on the edited stream (beside random directions of the same norm), and the button
+    /// that measures it.
+    fn attribution_ui(&mut self, ui: &mut egui::Ui, f: u32) {
+        ui.label(
+            egui::RichText::new("Class attribution: the logits its decoder direction pushes")
+                .strong(),
+        )
+        .on_hover_text(
+            "Add this feature's decoder direction, at its mean activation where it fires, to \
+                 every patch token of a fixed sample of the workspace's images and run the rest \
+                 of the model: how each class's logit moves, beside random directions of the same \
+                 size (any push of that size moves logits somewhat)",
+        );
+        if self.ws.config.backbone.class_names.is_none() {
+            ui.label(
+                egui::RichText::new(
+                    "Only a model with a classifier head has logits; this model's config names no \
+                     classes, so it likely has none (measuring will say).",
+                )
+                .weak(),
+            );
+        }
+        let saved = self.saved_attributions(ui.ctx());
+        match saved.as_deref() {
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            Some(Ok(all)) => {
+                if let Some(a) = all.get(&f) {
+                    attribution_table_ui(ui, a);
+                }
+            }
+            None => {}
+        }
+        let busy = self
+            .jobs
+            .iter()
+            .any(|j| j.title == "Class attribution" && j.state() == JobState::Running);
+        if ui
+            .add_enabled(
+                !busy && self.home.is_some(),
+                egui::Button::new("Measure class attribution"),
+            )
+            .on_hover_text(
+                "Runs the model from the tapped layer on up to 64 of the workspace's images, \
+                 stratified over its classes, once with this feature's direction and once with \
+                 each of 8 random directions (the stored activations are reused)",
+            )
+            .clicked()
+        {
+            let r = AttributionRequest {
+                device: self.device,
+                workspace: self.ws.dir.clone(),
+                sae: self.home.clone(),
+                features: vec![f],
+                activation: None,
+                options: Default::default(),
+            };
+            self.push_job(BackgroundJob::spawn(
+                "Class attribution",
+                ui.ctx(),
+                move |job| {
+                    let rep = crate::ops::intervene::attribute(&r, job)?;
+                    let beyond = rep
+                        .attributions
+                        .first()
+                        .map_or(0, |a| a.classes.iter().filter(|c| c.beyond_random).count());
+                    Ok(format!(
+                        "feature {f}: classes pushed beyond random directions: {beyond}"
+                    ))
+                },
+            ));
+        }
+    }
+}
+
+/// One feature's measured class attribution: how it was measured, then per class (largest push
+/// first) the mean Δ logit ± SE, the random directions' mean ± SD, and whether it is beyond them.
+fn attribution_table_ui(ui: &mut egui::Ui, a: &FeatureAttribution) {
+    ui.label(
+        egui::RichText::new(format!(
+            "Decoder direction × {:.3} ({}) added to all {} patch tokens of {} images (stratified \
+             over the classes, seed {}) at layer {}; control: {} random directions of the same \
+             norm ({:.3}). Beyond random: more than {BEYOND_SDS:.0} SD from the random directions' \
+             mean (their spread and this SE together). Every logit moved by {:+.3} on average, \
+             which changes no probability.",
+            a.activation,
+            a.activation_from,
+            a.tokens_per_image,
+            a.images,
+            a.seed,
+            a.layer,
+            a.random_directions,
+            a.edit_norm,
+            a.shared_shift
+        ))
+        .weak(),
+    );
+    let mut rows: Vec<_> = a.classes.iter().collect();
+    rows.sort_by(|x, y| y.mean_dlogit.total_cmp(&x.mean_dlogit));
+    egui::Grid::new(("attribution", a.feature))
+        .num_columns(4)
+        .striped(true)
+        .show(ui, |ui| {
+            ui.label("class");
+            ui.label("Δ logit ± SE")
+                .on_hover_text("Mean change of the class's logit over the images, ± its standard error");
+            ui.label("random directions: mean ± SD").on_hover_text(
+                "The same edit with random directions of the same norm: the mean and spread of their mean Δ logits",
+            );
+            ui.label("beyond random");
+            ui.end_row();
+            for c in rows {
+                ui.label(&c.class);
+                ui.label(format!("{:+.3} ± {:.3}", c.mean_dlogit, c.se_dlogit));
+                ui.label(format!(
+                    "{:+.3} ± {:.3}",
+                    c.random_mean_dlogit, c.random_sd_dlogit
+                ));
+                let verdict = match (c.beyond_random, c.z > 0.0) {
+                    (true, true) => "yes, pushes up",
+                    (true, false) => "yes, pushes down",
+                    (false, _) => "no",
+                };
+                let text = egui::RichText::new(verdict);
+                ui.label(if c.beyond_random { text.strong() } else { text })
+                    .on_hover_text(format!("{:+.1} SD from the random directions", c.z));
+                ui.end_row();
+            }
+        });
+}
+
+fn log_edge(b: usize) -> f64 {
+    (hist_edge(b) as f64).log10()
+}
+
+/// The index's histogram bins that have tokens and a finite width on a log axis, as (log10 lower
+/// edge, log10 upper edge, tokens). Bin 0 holds activations below the first edge and the last
+/// bin those from the top edge up: neither has a finite width, so they are counted in words.
+fn histogram_bins(counts: &[u64]) -> Vec<(f64, f64, u64)> {
+    (1..HIST_BINS - 1)
+        .filter_map(|b| {
+            let n = *counts.get(b)?;
+            (n > 0).then(|| (log_edge(b), log_edge(b + 1), n))
+        })
+        .collect()
+}
+
+/// The feature's token activation histogram: the index's bins as they are (10 per decade, each
+/// bar exactly its bin's width on a log axis labelled in activation values), counts on y.
+fn activation_histogram_ui(ui: &mut egui::Ui, f: u32, counts: &[u64]) {
+    let bars: Vec<egui_plot::Bar> = histogram_bins(counts)
+        .into_iter()
+        .map(|(lo, hi, n)| {
+            egui_plot::Bar::new((lo + hi) / 2.0, n as f64)
+                .width(hi - lo)
+                .name(format!(
+                    "{} to {}: {n} tokens",
+                    value_text(lo),
+                    value_text(hi)
+                ))
+        })
+        .collect();
+    let last = HIST_BINS - 1;
+    let (below, above) = (
+        counts.first().copied().unwrap_or(0),
+        counts.get(last).copied().unwrap_or(0),
+    );
+    let width = log_edge(2) - log_edge(1);
+    let mut caption = format!(
+        "Bars are the index's bins: {:.0} per decade, each {width:.2} wide in log10 activation \
+         (a bin's upper edge is {:.2}× its lower).",
+        1.0 / width,
+        10f64.powf(width)
+    );
+    if below > 0 {
+        caption += &format!(
+            " {below} tokens below {} are not drawn.",
+            value_text(log_edge(1))
+        );
+    }
+    if above > 0 {
+        caption += &format!(
+            " {above} tokens at or above {} are not drawn.",
+            value_text(log_edge(last))
+        );
+    }
+    ui.label(egui::RichText::new(caption).weak());
+    let (lo, hi) = bars.iter().fold((f64::MAX, f64::MIN), |(lo, hi), b| {
+        (
+            lo.min(b.argument - b.bar_width / 2.0),
+            hi.max(b.argument + b.bar_width / 2.0),
+        )
+    });
+    // One plot per feature, so each opens fitted to its own bars.
+    let mut plot = egui_plot::Plot::new(("hist", f))
+        .height(180.0)
+        .allow_scroll(false)
+        .x_axis_label("activation (log scale)")
+        .y_axis_label("tokens")
+        .x_grid_spacer(log_value_marks)
+        .x_axis_formatter(log_value_label)
+        .y_axis_formatter(count_label)
+        .include_y(0.0);
+    if lo < hi {
+        plot = plot.default_x_bounds(lo - 0.1, hi + 0.1);
+    }
+    plot.show(ui, |p| {
+        p.bar_chart(egui_plot::BarChart::new("tokens", bars));
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each bar spans exactly its bin, from its lower edge to the next bin's (they were drawn
+    /// 0.09 wide and centred on the lower edge, half a bin to the left).
+    #[test]
+    fn histogram_bars_span_exactly_their_bins() {
+        let mut counts = vec![0u64; HIST_BINS];
+        counts[0] = 5; // below the first edge: in words, not drawn
+        counts[1] = 1;
+        counts[31] = 7;
+        counts[HIST_BINS - 2] = 2;
+        counts[HIST_BINS - 1] = 3; // from the top edge up: in words
+        let bins = histogram_bins(&counts);
+        assert_eq!(bins.len(), 3);
+        for &(lo, hi, _) in &bins {
+            assert!((hi - lo - 0.1).abs() < 1e-5, "{lo}..{hi}");
+        }
+        assert!((bins[0].0 - -3.0).abs() < 1e-6 && bins[0].2 == 1);
+        // Bin 31 holds [10^0, 10^0.1): activations from 1 to 1.26.
+        assert!(bins[1].0.abs() < 1e-6 && (bins[1].1 - 0.1).abs() < 1e-6 && bins[1].2 == 7);
+        assert!(
+            (bins[2].1 - 3.0).abs() < 1e-5,
+            "the last drawn bin ends at 1000"
+        );
+    }
 }

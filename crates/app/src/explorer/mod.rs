@@ -13,6 +13,7 @@ mod new_sae;
 mod ontology_tab;
 mod ood_ranked;
 mod ood_tab;
+mod plot_axes;
 
 use super::dialogs::{Pick, Picker};
 use super::image_view::ImageView;

@@ -135,7 +135,13 @@ impl Explorer {
                 .width(380.0)
                 .default_x_bounds(0.0, 1.0)
                 .default_y_bounds(0.0, 1.0)
-                .x_axis_label("false positive rate")
+                // Ticks every 0.1: egui_plot's default spacing for x labels (60 points) hides
+                // all but 0 on a plot this narrow.
+                .custom_x_axes(vec![
+                    egui_plot::AxisHints::new_x()
+                        .label("false positive rate")
+                        .label_spacing(24.0..=32.0),
+                ])
                 .y_axis_label("true positive rate")
                 .allow_scroll(false)
                 .show(ui, |p| {
@@ -165,8 +171,10 @@ impl Explorer {
         // The most unusual images of each OOD set by SAE Mahalanobis, with their features.
         let mi = crate::analysis::ood::sae_method_index("sae_mahalanobis").unwrap_or(2);
         ui.label(
-            egui::RichText::new("SAE Mahalanobis score per folder (log10, share of images)")
-                .strong(),
+            egui::RichText::new(
+                "SAE Mahalanobis score per folder (each folder's bars are shares of its own images)",
+            )
+            .strong(),
         );
         let logs: Vec<(String, Vec<f64>)> = (0..r.sets.len())
             .map(|si| {
@@ -187,11 +195,16 @@ impl Explorer {
             .iter()
             .map(|(name, v)| (name.clone(), histogram(v, lo, hi, 40)))
             .collect();
+        // The x axis is log10 of the score, labelled with the scores themselves; the y axis
+        // name is short enough to stand beside the plot's height uncut.
         egui_plot::Plot::new("ood_hist")
-            .height(160.0)
+            .height(200.0)
             .allow_scroll(false)
-            .x_axis_label("log10 SAE Mahalanobis score")
-            .y_axis_label("share of the folder's images")
+            .x_axis_label("SAE Mahalanobis score (log scale)")
+            .y_axis_label("share of images")
+            .x_grid_spacer(super::plot_axes::log_value_marks)
+            .x_axis_formatter(super::plot_axes::log_value_label)
+            .include_y(0.0)
             .legend(egui_plot::Legend::default())
             .show(ui, |p| {
                 for (name, h) in &hists {

@@ -1,5 +1,6 @@
 //! Analyses over models, activations and SAEs. Each is a library function with a CLI command.
 
+pub mod attribution;
 pub mod benchmark;
 pub mod causal;
 pub mod classify;

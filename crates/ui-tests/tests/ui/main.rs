@@ -11,6 +11,7 @@ use saescope_core::steer::session::Decoder;
 mod common;
 
 mod explorer;
+mod feature_page;
 mod research;
 mod saes;
 mod start;
