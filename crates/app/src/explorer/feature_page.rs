@@ -680,7 +680,7 @@ fn histogram_bins(counts: &[u64]) -> Vec<(f64, f64, u64)> {
         .collect()
 }
 
-/// The feature's token activation histogram: the index's bins as they are (10 per decade, each
+/// The feature's token activation histogram: the index's bins as they are (40 per decade, each
 /// bar exactly its bin's width on a log axis labelled in activation values), counts on y.
 fn activation_histogram_ui(ui: &mut egui::Ui, f: u32, counts: &[u64]) {
     let bars: Vec<egui_plot::Bar> = histogram_bins(counts)

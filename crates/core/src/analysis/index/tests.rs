@@ -87,11 +87,12 @@ fn feature_samples_survive_the_state_file() {
 fn histogram_bins_are_log_spaced() {
     assert_eq!(hist_bin(0.0005), 0);
     assert_eq!(hist_bin(0.001), 1);
-    assert_eq!(hist_bin(0.0011), 1);
-    assert_eq!(hist_bin(0.0013), 2);
-    assert_eq!(hist_bin(1.0), 31);
+    // 40 bins per decade: 1.1e-3 is 1.66 bins above 1e-3, 1.3e-3 is 4.56.
+    assert_eq!(hist_bin(0.0011), 2);
+    assert_eq!(hist_bin(0.0013), 5);
+    assert_eq!(hist_bin(1.0), 121);
     assert_eq!(hist_bin(1e6), HIST_BINS - 1);
-    assert!((hist_edge(31) - 1.0).abs() < 1e-5);
+    assert!((hist_edge(121) - 1.0).abs() < 1e-5);
     for b in 1..HIST_BINS - 1 {
         assert_eq!(hist_bin(hist_edge(b) * 1.0001), b, "bin {b}");
     }
@@ -229,4 +230,27 @@ fn clone_summary(s: &ImageSummary) -> ImageSummary {
             .collect(),
         top: s.top.clone(),
     }
+}
+
+/// An index of the older format (ten histogram bins per decade) is refused with the command
+/// that rebuilds it, not read with the wrong bins.
+#[test]
+fn an_index_of_the_older_format_says_to_rebuild_it() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = index_dir(home.path());
+    std::fs::create_dir_all(&dir).unwrap();
+    crate::fsutil::write_json_atomic(
+        &dir.join(PROGRESS),
+        &serde_json::json!({
+            "format": "saescope-index-v3",
+            "settings": {"top_n": 64, "sae_fingerprint": "d_sae=8 fnv=0"},
+            "shards_done": 1,
+            "complete": true,
+            "state_file": "state-00000.safetensors",
+            "seconds": 1.0
+        }),
+    )
+    .unwrap();
+    let e = load_index(home.path()).unwrap_err().to_string();
+    assert!(e.contains("older saescope") && e.contains("--rebuild"), "{e}");
 }
