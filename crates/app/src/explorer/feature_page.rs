@@ -702,7 +702,7 @@ fn activation_histogram_ui(ui: &mut egui::Ui, f: u32, counts: &[u64]) {
     );
     let width = log_edge(2) - log_edge(1);
     let mut caption = format!(
-        "Bars are the index's bins: {:.0} per decade, each {width:.2} wide in log10 activation \
+        "Bars are the index's bins: {:.0} per decade, each {width:.3} wide in log10 activation \
          (a bin's upper edge is {:.2}× its lower).",
         1.0 / width,
         10f64.powf(width)

@@ -93,7 +93,7 @@ fn plots_show_tick_values_and_whole_axis_names_at_two_sizes() {
         // The scroll animates over frames, and a plot sizes its axes from the frame before.
         h.remove_cursor();
         h.run_steps(12);
-        h.get_by_label_contains("Bars are the index's bins: 10 per decade, each 0.10 wide");
+        h.get_by_label_contains("Bars are the index's bins: 40 per decade, each 0.025 wide");
         h.snapshot(format!("axes_feature_histogram_{size}"));
 
         h.get_by_role_and_label(Role::Button, "OOD").click();
