@@ -485,7 +485,10 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         trained["final_fve"].as_f64().unwrap(),
     );
     assert!((a - b).abs() < 0.1, "measured FVE {a} vs trained {b}");
-    assert!(loaded["final_l0"].as_f64().unwrap() <= 4.0 + 1e-9, "{loaded}");
+    assert!(
+        loaded["final_l0"].as_f64().unwrap() <= 4.0 + 1e-9,
+        "{loaded}"
+    );
     assert!(loaded["dead_fraction"].as_f64().is_some(), "{loaded}");
     run_json(&mut cmd(&["use-sae", "topk-64-k4"], &ws));
     run_json(&mut cmd(

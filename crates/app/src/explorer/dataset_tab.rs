@@ -23,10 +23,7 @@ impl Explorer {
         (0..self.ds.len())
             .filter(|&i| {
                 let e = &self.ds.images[i];
-                let class_ok = self
-                    .browse
-                    .class
-                    .is_none_or(|c| e.class == Some(c as u32));
+                let class_ok = self.browse.class.is_none_or(|c| e.class == Some(c as u32));
                 let query_ok =
                     q.is_empty() || number == Some(i) || e.path.to_lowercase().contains(&q);
                 class_ok && query_ok

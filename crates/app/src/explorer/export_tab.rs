@@ -86,25 +86,31 @@ impl Explorer {
 
     /// Import the labels of an export (another workspace's, or a colleague's) into this SAE.
     fn import_ui(&mut self, ui: &mut egui::Ui) {
-        ui.label(egui::RichText::new("Import labels").strong()).on_hover_text(
-            "Labels from an export's features.json; manual labels already here are kept",
-        );
-        egui::Grid::new("import_labels").num_columns(2).show(ui, |ui| {
-            labelled_path_row(
-                ui,
-                &self.picker,
-                Pick::Folder,
-                "Export to import",
-                &mut self.form.import_from,
-                "an export folder or its features.json",
-            );
-            ui.end_row();
-        });
-        ui.checkbox(&mut self.form.import_force, "Even if it was made with another SAE")
+        ui.label(egui::RichText::new("Import labels").strong())
             .on_hover_text(
-                "Feature ids only mean the same thing for the same SAE: import another SAE's \
-                 labels only if you know they match",
+                "Labels from an export's features.json; manual labels already here are kept",
             );
+        egui::Grid::new("import_labels")
+            .num_columns(2)
+            .show(ui, |ui| {
+                labelled_path_row(
+                    ui,
+                    &self.picker,
+                    Pick::Folder,
+                    "Export to import",
+                    &mut self.form.import_from,
+                    "an export folder or its features.json",
+                );
+                ui.end_row();
+            });
+        ui.checkbox(
+            &mut self.form.import_force,
+            "Even if it was made with another SAE",
+        )
+        .on_hover_text(
+            "Feature ids only mean the same thing for the same SAE: import another SAE's \
+                 labels only if you know they match",
+        );
         let ready = !self.form.import_from.trim().is_empty() && self.sae.is_some();
         if ui
             .add_enabled(ready, egui::Button::new("Import labels"))

@@ -145,7 +145,11 @@ impl Explorer {
         // A dataset image is named relative to the image folder; a file by its own path.
         let image = {
             let p = std::path::PathBuf::from(&v.title);
-            if p.is_absolute() { p } else { self.ds.root.join(p) }
+            if p.is_absolute() {
+                p
+            } else {
+                self.ds.root.join(p)
+            }
         };
         let mut features: Vec<u32> = v.feature.into_iter().collect();
         for c in &v.intervene.features {

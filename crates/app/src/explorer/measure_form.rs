@@ -10,26 +10,29 @@ impl Explorer {
             "Folders of class sub-folders: probes are fit on the first and everything is \
              scored on the second (never the images the choice of an SAE was made on).",
         );
-        egui::Grid::new("measure_form").num_columns(2).show(ui, |ui| {
-            for (caption, value, hint) in [
-                (
-                    "Fit images",
-                    &mut self.form.eval_fit,
-                    "labelled folder the probes are fit on",
-                ),
-                (
-                    "Eval images",
-                    &mut self.form.eval_images,
-                    "labelled folder everything is scored on",
-                ),
-            ] {
-                labelled_path_row(ui, &self.picker, Pick::Folder, caption, value, hint);
-                ui.end_row();
-            }
-        });
+        egui::Grid::new("measure_form")
+            .num_columns(2)
+            .show(ui, |ui| {
+                for (caption, value, hint) in [
+                    (
+                        "Fit images",
+                        &mut self.form.eval_fit,
+                        "labelled folder the probes are fit on",
+                    ),
+                    (
+                        "Eval images",
+                        &mut self.form.eval_images,
+                        "labelled folder everything is scored on",
+                    ),
+                ] {
+                    labelled_path_row(ui, &self.picker, Pick::Folder, caption, value, hint);
+                    ui.end_row();
+                }
+            });
         let fit = std::path::PathBuf::from(self.form.eval_fit.trim());
         let eval = std::path::PathBuf::from(self.form.eval_images.trim());
-        let both = !self.form.eval_fit.trim().is_empty() && !self.form.eval_images.trim().is_empty();
+        let both =
+            !self.form.eval_fit.trim().is_empty() && !self.form.eval_images.trim().is_empty();
         let busy = self.running();
         ui.horizontal_wrapped(|ui| {
             if ui
@@ -95,7 +98,10 @@ impl Explorer {
                 }));
             }
             if ui
-                .add_enabled(both && !busy && self.sae.is_some(), egui::Button::new("Linear probe"))
+                .add_enabled(
+                    both && !busy && self.sae.is_some(),
+                    egui::Button::new("Linear probe"),
+                )
                 .on_hover_text(
                     "Logistic regression on the pooled output, fit on the fit images and scored \
                      on the eval images, with the layer clean and replaced by the active SAE's \

@@ -418,9 +418,10 @@ impl Explorer {
             }
             // Imported labels show at once.
             if let Some(h) = &self.home
-                && self.jobs.iter().any(|j| {
-                    matches!(j.state(), JobState::Done(_)) && j.title == "Import labels"
-                })
+                && self
+                    .jobs
+                    .iter()
+                    .any(|j| matches!(j.state(), JobState::Done(_)) && j.title == "Import labels")
             {
                 match crate::analysis::labels::Labels::load(h) {
                     Ok(l) => {

@@ -487,7 +487,10 @@ mod tests {
             best_precision: vec![25.0 / 64.0, 0.2],
         };
         let weak = class_evidence(&index, &ds, 2 * nc)[0].1.p_value;
-        assert!(weak < LABEL_ALPHA / (d_sae * nc) as f64, "22 of 64 passes Bonferroni");
+        assert!(
+            weak < LABEL_ALPHA / (d_sae * nc) as f64,
+            "22 of 64 passes Bonferroni"
+        );
         let n = label_from_classes(&mut labels, &index, &ds, &null).unwrap();
         assert_eq!(n, nc);
         for j in 0..nc as u32 {

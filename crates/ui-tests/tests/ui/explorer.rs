@@ -263,9 +263,20 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
             .unwrap_or_default()
     };
     assert!(
-        ["airplane", "cat", "frog", "ship", "automobile", "bird", "deer", "dog", "horse", "truck"]
-            .iter()
-            .any(|c| said.starts_with(&format!("Model's prediction: {c} "))),
+        [
+            "airplane",
+            "cat",
+            "frog",
+            "ship",
+            "automobile",
+            "bird",
+            "deer",
+            "dog",
+            "horse",
+            "truck"
+        ]
+        .iter()
+        .any(|c| said.starts_with(&format!("Model's prediction: {c} "))),
         "{said}"
     );
     let view = |h: &Harness<'static, SaescopeApp>| {
@@ -370,11 +381,20 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
     h.run_steps(2);
     let edits = |h: &Harness<'static, SaescopeApp>| {
         let x = h.state().explorer.as_ref().unwrap();
-        x.image_view.as_ref().unwrap().intervene.intervention().unwrap().edits
+        x.image_view
+            .as_ref()
+            .unwrap()
+            .intervene
+            .intervention()
+            .unwrap()
+            .edits
     };
     use saescope_core::analysis::intervene::EditMode;
     assert_eq!(
-        edits(&h).iter().map(|e| (e.feature, e.mode)).collect::<Vec<_>>(),
+        edits(&h)
+            .iter()
+            .map(|e| (e.feature, e.mode))
+            .collect::<Vec<_>>(),
         vec![(off, EditMode::Clamp(0.0)), (first, EditMode::Ablate)]
     );
     // The next image keeps the chosen features and their edits.
@@ -386,7 +406,10 @@ fn image_view_intervenes_and_feature_page_measures_causal_effects() {
         h.query_by_label("Top features of this image").is_some()
     });
     assert_eq!(
-        edits(&h).iter().map(|e| (e.feature, e.mode)).collect::<Vec<_>>(),
+        edits(&h)
+            .iter()
+            .map(|e| (e.feature, e.mode))
+            .collect::<Vec<_>>(),
         vec![(off, EditMode::Clamp(0.0)), (first, EditMode::Ablate)],
         "the next image lost the chosen features"
     );

@@ -14,8 +14,8 @@ mod explorer;
 mod feature_page;
 mod research;
 mod saes;
-mod start;
 mod sizes;
+mod start;
 mod steering;
 
 fn harness() -> Harness<'static, SaescopeApp> {

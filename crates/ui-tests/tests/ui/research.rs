@@ -47,11 +47,20 @@ fn labels_are_imported_heatmaps_saved_and_saes_measured_from_the_explorer() {
     saescope_ops::analyse::set_labels(&ws, &home, &[(9, String::new())]).unwrap();
 
     let mut h = explorer_on(&ws, egui::vec2(1280.0, 900.0));
-    assert!(!h.state().explorer.as_ref().unwrap().labels.labels.contains_key(&9));
+    assert!(
+        !h.state()
+            .explorer
+            .as_ref()
+            .unwrap()
+            .labels
+            .labels
+            .contains_key(&9)
+    );
     h.get_by_role_and_label(Role::Button, "Export").click();
     h.run_steps(2);
     type_into(&mut h, "Export to import", export.to_str().unwrap());
-    h.get_by_role_and_label(Role::Button, "Import labels").click();
+    h.get_by_role_and_label(Role::Button, "Import labels")
+        .click();
     wait_for(&mut h, |h| job_message(h, "Import labels").is_some());
     h.run_steps(2);
     assert_eq!(
@@ -83,7 +92,8 @@ fn labels_are_imported_heatmaps_saved_and_saes_measured_from_the_explorer() {
         .unwrap();
     let pngs = tmp.path().join("heatmaps");
     type_into(&mut h, "Save heatmaps to", pngs.to_str().unwrap());
-    h.get_by_role_and_label(Role::Button, "Save heatmap PNGs").click();
+    h.get_by_role_and_label(Role::Button, "Save heatmap PNGs")
+        .click();
     wait_for(&mut h, |h| job_message(h, "Save heatmaps").is_some());
     let png = pngs.join(format!("heatmap-{shown}.png"));
     assert!(
@@ -96,24 +106,45 @@ fn labels_are_imported_heatmaps_saved_and_saes_measured_from_the_explorer() {
     // spliced, and the benchmark, whose figures then fill the table.
     h.get_by_role_and_label(Role::Button, "Compare").click();
     h.run_steps(4);
-    assert!(h.query_by_label_contains("No benchmark figures yet").is_some());
+    assert!(
+        h.query_by_label_contains("No benchmark figures yet")
+            .is_some()
+    );
     h.get_by_label("Measure SAEs on labelled images").click();
     h.run_steps(2);
-    type_into(&mut h, "Fit images", tmp.path().join("cifar/train").to_str().unwrap());
-    type_into(&mut h, "Eval images", tmp.path().join("cifar/test").to_str().unwrap());
-    h.get_by_role_and_label(Role::Button, "Evaluate this SAE").click();
+    type_into(
+        &mut h,
+        "Fit images",
+        tmp.path().join("cifar/train").to_str().unwrap(),
+    );
+    type_into(
+        &mut h,
+        "Eval images",
+        tmp.path().join("cifar/test").to_str().unwrap(),
+    );
+    h.get_by_role_and_label(Role::Button, "Evaluate this SAE")
+        .click();
     wait_for(&mut h, |h| job_message(h, "Evaluate SAE").is_some());
     let m = job_message(&h, "Evaluate SAE").unwrap();
-    assert!(m.starts_with("40 images: FVE ") && m.contains("spliced"), "{m}");
-    h.get_by_role_and_label(Role::Button, "Linear probe").click();
+    assert!(
+        m.starts_with("40 images: FVE ") && m.contains("spliced"),
+        "{m}"
+    );
+    h.get_by_role_and_label(Role::Button, "Linear probe")
+        .click();
     wait_for(&mut h, |h| job_message(h, "Linear probe").is_some());
     let m = job_message(&h, "Linear probe").unwrap();
-    assert!(m.starts_with("4 classes, fit on 100, scored on 40") && m.contains("spliced"), "{m}");
-    h.get_by_role_and_label(Role::Button, "Run the benchmark").click();
+    assert!(
+        m.starts_with("4 classes, fit on 100, scored on 40") && m.contains("spliced"),
+        "{m}"
+    );
+    h.get_by_role_and_label(Role::Button, "Run the benchmark")
+        .click();
     wait_for(&mut h, |h| job_message(h, "Benchmark").is_some());
     h.run_steps(4);
     assert!(
-        h.query_by_label_contains("No benchmark figures yet").is_none(),
+        h.query_by_label_contains("No benchmark figures yet")
+            .is_none(),
         "the benchmark's figures did not reach the table"
     );
     assert!(ws.join("saes/topk-64-k4/benchmark.json").is_file());

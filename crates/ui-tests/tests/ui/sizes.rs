@@ -273,7 +273,8 @@ fn grid_and_feature_pages_keep_their_own_scroll_and_a_new_sort_starts_at_the_top
     let size = SIZES[0];
     let mut h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
     let middle = egui::pos2(size.x * 0.5, size.y * 0.75);
-    let order = |h: &Harness<'static, SaescopeApp>| h.state().explorer.as_ref().unwrap().order.clone();
+    let order =
+        |h: &Harness<'static, SaescopeApp>| h.state().explorer.as_ref().unwrap().order.clone();
     let card_top = |h: &Harness<'static, SaescopeApp>, f: u32| {
         h.query_by_label_contains(&format!("#{f}\n"))
             .map(|n| n.rect().top())
@@ -331,15 +332,22 @@ fn dataset_tab_filters_by_class_and_name_and_opens_an_image() {
     let cats: Vec<usize> = (0..n)
         .filter(|&i| ds.class_name(i) == Some("cat"))
         .collect();
-    assert!(h.query_by_label(&format!("{} of {n} images", cats.len())).is_some());
+    assert!(
+        h.query_by_label(&format!("{} of {n} images", cats.len()))
+            .is_some()
+    );
     let field = h.get_by_role_and_label(Role::TextInput, "Find image");
     field.focus();
     field.type_text(&cats[3].to_string());
     h.run_steps(4);
     assert!(h.query_by_label(&format!("1 of {n} images")).is_some());
-    h.get_by_label(&format!("dataset image {}", cats[3])).click();
+    h.get_by_label(&format!("dataset image {}", cats[3]))
+        .click();
     h.run_steps(2);
     let x = h.state().explorer.as_ref().unwrap();
     assert_eq!(x.tab, saescope_app::explorer::Tab::Image);
-    assert_eq!(x.image_view.as_ref().unwrap().title, ds.images[cats[3]].path);
+    assert_eq!(
+        x.image_view.as_ref().unwrap().title,
+        ds.images[cats[3]].path
+    );
 }

@@ -296,7 +296,9 @@ fn majority_share(y: &[usize], c: usize) -> f64 {
 /// Returns the scores and the rows they were measured on.
 pub fn store_fit(ws: &Workspace, sae: &Sae, rows: usize) -> Result<(recon::ReconScores, usize)> {
     let d = sae.d_in;
-    let d_model = ActivationStore::open(&ws.activations_dir())?.manifest.d_model;
+    let d_model = ActivationStore::open(&ws.activations_dir())?
+        .manifest
+        .d_model;
     sae.check_fits(d_model, "the workspace's activations")?;
     let sample = training_sample(ws, rows)?;
     let mut r = recon::Reconstruction::new(d, sae.d_sae);

@@ -252,5 +252,8 @@ fn an_index_of_the_older_format_says_to_rebuild_it() {
     )
     .unwrap();
     let e = load_index(home.path()).unwrap_err().to_string();
-    assert!(e.contains("older saescope") && e.contains("--rebuild"), "{e}");
+    assert!(
+        e.contains("older saescope") && e.contains("--rebuild"),
+        "{e}"
+    );
 }
