@@ -755,17 +755,23 @@ mod tests {
         let mut counts = vec![0u64; HIST_BINS];
         counts[0] = 5; // below the first edge: in words, not drawn
         counts[1] = 1;
-        counts[31] = 7;
+        // 40 bins per decade from 1e-3: bin 121 holds [10^0, 10^0.025), activations 1 to 1.06.
+        let one = 1 + 3 * crate::analysis::index::HIST_PER_DECADE;
+        let width = 1.0 / crate::analysis::index::HIST_PER_DECADE as f64;
+        counts[one] = 7;
         counts[HIST_BINS - 2] = 2;
         counts[HIST_BINS - 1] = 3; // from the top edge up: in words
         let bins = histogram_bins(&counts);
         assert_eq!(bins.len(), 3);
         for &(lo, hi, _) in &bins {
-            assert!((hi - lo - 0.1).abs() < 1e-5, "{lo}..{hi}");
+            assert!((hi - lo - width).abs() < 1e-5, "{lo}..{hi}");
         }
         assert!((bins[0].0 - -3.0).abs() < 1e-6 && bins[0].2 == 1);
-        // Bin 31 holds [10^0, 10^0.1): activations from 1 to 1.26.
-        assert!(bins[1].0.abs() < 1e-6 && (bins[1].1 - 0.1).abs() < 1e-6 && bins[1].2 == 7);
+        assert!(
+            bins[1].0.abs() < 1e-6 && (bins[1].1 - width).abs() < 1e-6 && bins[1].2 == 7,
+            "{:?}",
+            bins[1]
+        );
         assert!(
             (bins[2].1 - 3.0).abs() < 1e-5,
             "the last drawn bin ends at 1000"

@@ -14,6 +14,9 @@
 //! an interrupted build resumes at the next shard.
 
 mod exact;
+mod hist;
+use hist::hist_bin;
+pub use hist::{HIST_BINS, HIST_PER_DECADE, hist_edge};
 pub mod split;
 pub use exact::ExactSums;
 
@@ -33,12 +36,6 @@ use std::time::Instant;
 
 pub const INDEX_DIR: &str = "index";
 const PROGRESS: &str = "progress.json";
-/// Histogram: 40 log-spaced bins per decade over [1e-3, 1e3) (each 6% wide: 10 per decade
-/// gave a typical feature, which spans about one decade, seven bars), plus one bin below and
-/// one above.
-pub const HIST_PER_DECADE: usize = 40;
-pub const HIST_BINS: usize = 6 * HIST_PER_DECADE + 2;
-const HIST_LO: f32 = 1e-3;
 /// What the process needs besides the index's data (code, allocator, thread stacks, the
 /// workspace listing), counted in the reported memory bound.
 const PROCESS_OVERHEAD: u64 = 64 << 20;
@@ -48,26 +45,6 @@ pub const IMAGE_TOP: usize = 32;
 pub const SAMPLES: usize = 32;
 /// The index format written now; a partial index of another format is rebuilt, not resumed.
 const FORMAT: &str = "saescope-index-v4";
-
-/// Lower edge of histogram bin `b` (bin 0 is everything below 1e-3).
-pub fn hist_edge(b: usize) -> f32 {
-    if b == 0 {
-        0.0
-    } else {
-        HIST_LO * 10f32.powf((b - 1) as f32 / HIST_PER_DECADE as f32)
-    }
-}
-
-fn hist_bin(v: f32) -> usize {
-    if v < HIST_LO {
-        0
-    } else {
-        ((v / HIST_LO).log10() * HIST_PER_DECADE as f32)
-            .floor()
-            .min((HIST_BINS - 2) as f32) as usize
-            + 1
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IndexSettings {
