@@ -351,3 +351,46 @@ fn dataset_tab_filters_by_class_and_name_and_opens_an_image() {
         ds.images[cats[3]].path
     );
 }
+
+/// The start page's New workspace form and the Steering view (a tiny pipeline loaded) reach
+/// their last element at both sizes: the Create button, and attribute discovery's button.
+#[test]
+fn start_page_and_steering_view_reach_their_ends_at_both_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pipe = super::steering::tiny_pipeline(&tmp.path().join("pipe"));
+    for size in SIZES {
+        let mut h = Harness::builder()
+            .with_size(size)
+            .with_theme(egui::Theme::Light)
+            .wgpu()
+            .build_eframe(|cc| SaescopeApp::new(cc));
+        h.run_steps(2);
+        let middle = egui::pos2(size.x * 0.5, size.y * 0.75);
+        wheel(&mut h, middle, 20.0);
+        let create = h
+            .get_all_by_role_and_label(Role::Button, "Create workspace")
+            .map(|n| n.rect())
+            .max_by(|a, b| a.bottom().total_cmp(&b.bottom()))
+            .unwrap();
+        assert_on_screen(create, size, "the New workspace form's Create button");
+
+        h.get_by_label("Steering").click();
+        h.run_steps(2);
+        super::steering::load_pipeline(&mut h, &pipe);
+        h.run_steps(4);
+        wheel(&mut h, middle, 30.0);
+        h.get_by_label("Attribute discovery").click();
+        h.run_steps(4);
+        wheel(&mut h, middle, 30.0);
+        let discover = h
+            .get_all_by_role_and_label(Role::Button, "Discover attributes")
+            .map(|n| n.rect())
+            .max_by(|a, b| a.bottom().total_cmp(&b.bottom()))
+            .unwrap();
+        assert_on_screen(
+            discover,
+            size,
+            "the Steering view's Discover attributes button",
+        );
+    }
+}

@@ -325,7 +325,7 @@ fn count_in(text: &str) -> Option<(u64, u64)> {
 }
 
 /// A tiny random SD-Turbo-style pipeline (real CLIP tokenizer) in a fresh `root`.
-fn tiny_pipeline(root: &std::path::Path) -> std::path::PathBuf {
+pub(super) fn tiny_pipeline(root: &std::path::Path) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(root);
     let pipe_dir = root.join("tiny-sd-turbo");
     saescope_core::steer::tiny::write_tiny_pipeline(
@@ -352,7 +352,7 @@ fn steering_harness() -> Harness<'static, SaescopeApp> {
 }
 
 /// Types the pipeline folder (no SAE), presses Load and waits for it.
-fn load_pipeline(h: &mut Harness<'static, SaescopeApp>, pipe_dir: &std::path::Path) {
+pub(super) fn load_pipeline(h: &mut Harness<'static, SaescopeApp>, pipe_dir: &std::path::Path) {
     let f = h.get_by_role_and_label(Role::TextInput, "Pipeline folder");
     f.focus();
     f.type_text(&pipe_dir.display().to_string());
