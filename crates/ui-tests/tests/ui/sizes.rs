@@ -45,6 +45,22 @@ fn assert_on_screen(rect: egui::Rect, size: egui::Vec2, what: &str) {
     );
 }
 
+/// The built-in example (256 features) opened in the explorer at `size`; keep the folder.
+fn example_explorer(size: egui::Vec2) -> (tempfile::TempDir, Harness<'static, SaescopeApp>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("ex");
+    saescope_ops::example::example(
+        &saescope_ops::example::ExampleRequest {
+            folder: folder.clone(),
+            device: Default::default(),
+        },
+        &saescope_core::job::Job::default(),
+    )
+    .unwrap();
+    let h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
+    (tmp, h)
+}
+
 fn tab(h: &mut Harness<'static, SaescopeApp>, name: &str) {
     // The tab's button is the first of that name (an action button may share it).
     h.get_all_by_role_and_label(Role::Button, name)
@@ -202,18 +218,8 @@ fn every_explorer_tab_scrolls_to_its_end_at_both_sizes() {
 /// window over the page.
 #[test]
 fn job_lines_share_one_status_row_that_never_pushes_the_page() {
-    let tmp = tempfile::tempdir().unwrap();
-    let folder = tmp.path().join("ex");
-    saescope_ops::example::example(
-        &saescope_ops::example::ExampleRequest {
-            folder: folder.clone(),
-            device: Default::default(),
-        },
-        &saescope_core::job::Job::default(),
-    )
-    .unwrap();
     let size = SIZES[0];
-    let mut h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
+    let (_tmp, mut h) = example_explorer(size);
     tab(&mut h, "Export");
     let top = |h: &Harness<'static, SaescopeApp>| {
         h.get_by_role_and_label(Role::TextInput, "Output folder")
@@ -260,18 +266,8 @@ fn job_lines_share_one_status_row_that_never_pushes_the_page() {
 /// top (it kept the old position).
 #[test]
 fn grid_and_feature_pages_keep_their_own_scroll_and_a_new_sort_starts_at_the_top() {
-    let tmp = tempfile::tempdir().unwrap();
-    let folder = tmp.path().join("ex");
-    saescope_ops::example::example(
-        &saescope_ops::example::ExampleRequest {
-            folder: folder.clone(),
-            device: Default::default(),
-        },
-        &saescope_core::job::Job::default(),
-    )
-    .unwrap();
     let size = SIZES[0];
-    let mut h = explorer_on(&saescope_ops::example::workspace_of(&folder), size);
+    let (_tmp, mut h) = example_explorer(size);
     let middle = egui::pos2(size.x * 0.5, size.y * 0.75);
     let order =
         |h: &Harness<'static, SaescopeApp>| h.state().explorer.as_ref().unwrap().order.clone();
