@@ -2,7 +2,7 @@
 //! and cached. A per-frame budget keeps scrolling smooth: what is not ready yet shows a
 //! placeholder and the frame asks for a repaint.
 
-use crate::analysis::heatmap::{Heatmap, model_view, outlined_patch, overlay, token_box};
+use crate::analysis::heatmap::{Heatmap, model_view, outlined_patch, overlay_sized, token_box};
 use crate::analysis::index::FeatureIndex;
 use crate::backbone::TokenGeometry;
 use crate::ops::workspace::Dataset;
@@ -287,19 +287,19 @@ fn draw(
     let heat = Heatmap::from_tokens(feature, src.geometry, src.token_indices, &e.tokens);
     let img = model_view(&img, src.preprocessor, heat.input_size);
     match kind {
-        ThumbKind::Overlay(_) => Some(overlay(
+        ThumbKind::Overlay(_) => Some(overlay_sized(
             &img,
             &heat,
-            heat.zoom_for(128),
+            tile_size(heat.input_size),
             src.index.max_act[feature as usize],
             src.alpha,
         )),
         ThumbKind::Plain(_) => {
-            let z = heat.zoom_for(128);
+            let (w, h) = tile_size(heat.input_size);
             Some(image::imageops::resize(
                 &img,
-                heat.input_size.0 as u32 * z,
-                heat.input_size.1 as u32 * z,
+                w,
+                h,
                 image::imageops::FilterType::Triangle,
             ))
         }
@@ -307,5 +307,22 @@ fn draw(
             let b = token_box(src.geometry, *src.token_indices.get(e.token as usize)?);
             Some(outlined_patch(&img, heat.input_size, b, 64))
         }
+    }
+}
+
+/// A top image's tile: about 128 px on its longer side (the page shows it at 88 points), a
+/// whole multiple of a small input (CIFAR's 32 px: 128) and a scaled-down large one (DINOv2's
+/// 224 px: 128, a third of the pixels to colour).
+fn tile_size((w, h): (usize, usize)) -> (u32, u32) {
+    let zoom = (128 / w.max(h).max(1)).max(1);
+    let (w, h) = (w * zoom, h * zoom);
+    let long = w.max(h).max(1);
+    if long <= 128 {
+        (w as u32, h as u32)
+    } else {
+        (
+            (w * 128).div_ceil(long) as u32,
+            (h * 128).div_ceil(long) as u32,
+        )
     }
 }
