@@ -381,7 +381,8 @@ impl ImageView {
             });
             // The intervention panel in a third column, so its result shows beside the image.
             ui.vertical(|ui| {
-                ui.set_max_width(560.0);
+                // Never wider than what is left of the window (at 1024 px it ran off the edge).
+                ui.set_max_width(ui.available_width().min(560.0));
                 if let Some(j) = add.take() {
                     self.intervene.add(j);
                 }

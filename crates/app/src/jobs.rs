@@ -182,6 +182,13 @@ impl BackgroundJob {
                         self.stage.lock().map(|g| *g).unwrap_or((Instant::now(), 0));
                     let secs = since.elapsed().as_secs_f64();
                     let rate = done.saturating_sub(done0) as f64 / secs.max(1e-3);
+                    // A rate only once this stage has counted something over a moment (it read
+                    // "0.0/s" at a stage's start and on a stage done in one step).
+                    let speed = if done > done0 && secs >= 0.5 {
+                        format!(" · {rate:.1}/s")
+                    } else {
+                        String::new()
+                    };
                     let eta = if rate > 0.0 && total > done {
                         format!(" · ETA {:.0} s", (total - done) as f64 / rate)
                     } else {
@@ -192,7 +199,7 @@ impl BackgroundJob {
                         ui.add(
                             egui::ProgressBar::new(frac)
                                 .desired_width(360f32.min(ui.available_width() * 0.5))
-                                .text(format!("{done}/{total} {unit} · {rate:.1}/s{eta}")),
+                                .text(format!("{done}/{total} {unit}{speed}{eta}")),
                         );
                     } else {
                         // No count yet (or a job that cannot count): say so, not "0/0". A

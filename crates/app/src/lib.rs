@@ -592,7 +592,18 @@ impl SaescopeApp {
             let dir = ws.dir.clone();
             let switched = crate::ops::saes::use_sae(&dir, &name);
             match switched {
-                Ok(_) => self.open_workspace(dir),
+                Ok(_) => {
+                    // The jobs that led here (a training, a benchmark) stay in the status row.
+                    let jobs = self
+                        .explorer
+                        .as_mut()
+                        .map(|x| std::mem::take(&mut x.jobs))
+                        .unwrap_or_default();
+                    self.open_workspace(dir);
+                    if let Some(x) = &mut self.explorer {
+                        x.adopt_jobs(jobs);
+                    }
+                }
                 Err(e) => {
                     self.error = Some(failure(format!(
                         "Could not switch to SAE {name}: {}",

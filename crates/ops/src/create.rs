@@ -222,6 +222,8 @@ pub struct SaeRequest {
 #[derive(Debug, Serialize)]
 pub struct SaeReport {
     pub sae: String,
+    /// An SAE of these settings was there already: reported and explored, not trained again.
+    pub already_trained: bool,
     pub features: usize,
     pub labelled_from_classes: usize,
 }
@@ -231,6 +233,7 @@ pub struct SaeReport {
 pub fn add_sae(r: &SaeRequest, job: &Job) -> Result<SaeReport> {
     let device = super::device_of(r.device)?;
     let ws = Workspace::open(&r.workspace)?;
+    let mut already_trained = false;
     let home = match &r.sae_file {
         // A finished SAE of these settings is reported, not trained again.
         None => {
@@ -239,7 +242,9 @@ pub fn add_sae(r: &SaeRequest, job: &Job) -> Result<SaeReport> {
                 ..r.train.clone()
             };
             let lock = writer(&ws.dir, "train", Hold::Job)?;
-            ws.sae_dir(&train(&ws, &lock, &options, job)?.name)
+            let report = train(&ws, &lock, &options, job)?;
+            already_trained = report.already_trained;
+            ws.sae_dir(&report.name)
         }
         Some(from) => {
             // Kept as a copy in the workspace (SAELens layout) so it is self-contained.
@@ -276,6 +281,7 @@ pub fn add_sae(r: &SaeRequest, job: &Job) -> Result<SaeReport> {
         n
     };
     Ok(SaeReport {
+        already_trained,
         labelled_from_classes,
         sae: home
             .file_name()

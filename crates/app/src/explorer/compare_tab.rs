@@ -145,7 +145,8 @@ impl Explorer {
                                 .benchmark
                                 .as_ref()
                                 .map_or(Vec::new(), |b| b.not_separating());
-                            ui.label(egui::RichText::new(failing.join(", ")).weak());
+                            // One per line: the table stays narrow enough for a laptop.
+                            ui.label(egui::RichText::new(failing.join("\n")).weak());
                             ui.end_row();
                             if let Some(e) = &r.problem {
                                 ui.label("");

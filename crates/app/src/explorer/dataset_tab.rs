@@ -13,6 +13,8 @@ pub struct BrowseState {
     pub class: Option<usize>,
     /// Only images whose path contains this (case-insensitive), or the image of this number.
     pub query: String,
+    /// The distance between two cells as last drawn (button frames and spacing included).
+    pitch: Option<f32>,
 }
 
 impl Explorer {
@@ -62,7 +64,14 @@ impl Explorer {
         ui.label(
             egui::RichText::new(format!("{} of {} images", picks.len(), self.ds.len())).weak(),
         );
-        let cols = ((ui.available_width() / (CELL.x + 8.0)).floor() as usize).max(1);
+        // Columns by the pitch the cells were last drawn at (by their nominal width an 18th
+        // column was cut at 1920 px).
+        let pitch = self
+            .browse
+            .pitch
+            .unwrap_or(CELL.x + ui.spacing().item_spacing.x);
+        let cols = ((ui.available_width() / pitch).floor() as usize).max(1);
+        let mut lefts: Vec<f32> = Vec::new();
         let rows = picks.len().div_ceil(cols);
         let ctx = ui.ctx().clone();
         let mut open = None;
@@ -76,7 +85,8 @@ impl Explorer {
                             let path = self.ds.abs_path(i);
                             let name = &self.ds.images[i].path;
                             let tex = self.thumbs.file(&ctx, &path);
-                            ui.allocate_ui(CELL, |ui| {
+                            let cell = ui.allocate_ui(CELL, |ui| {
+                                ui.set_max_width(CELL.x);
                                 ui.vertical(|ui| {
                                     let clicked = match tex {
                                         Some(t) => ui
@@ -97,23 +107,35 @@ impl Explorer {
                                             )
                                             .clicked(),
                                     };
-                                    let caption: String = name.chars().rev().take(14).collect();
-                                    ui.label(
-                                        egui::RichText::new(format!(
-                                            "{i} {}",
-                                            caption.chars().rev().collect::<String>()
-                                        ))
-                                        .small(),
-                                    );
+                                    // Its number and file name (the class is the filter),
+                                    // cut at the cell's edge with an ellipsis.
+                                    let file = std::path::Path::new(name)
+                                        .file_name()
+                                        .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
+                                    ui.add(
+                                        egui::Label::new(
+                                            egui::RichText::new(format!("{i} {file}")).small(),
+                                        )
+                                        .truncate(),
+                                    )
+                                    .on_hover_text(format!("{i}: {name}"));
                                     if clicked {
                                         open = Some(i);
                                     }
                                 });
                             });
+                            if lefts.len() < 2 {
+                                lefts.push(cell.response.rect.left());
+                            }
                         }
                     });
                 }
             });
+        if let [a, b] = lefts[..]
+            && b > a
+        {
+            self.browse.pitch = Some(b - a);
+        }
         if let Some(i) = open {
             self.image_pick = i;
             match ImageView::load_dataset(&self.ds, i) {

@@ -48,7 +48,12 @@ impl Explorer {
                 self.form.export_dir = p.display().to_string();
             }
         });
-        let ready = !self.form.export_dir.trim().is_empty() && self.sae.is_some();
+        // One export at a time (a second click started a second export into the same folder).
+        let exporting = self
+            .jobs
+            .iter()
+            .any(|j| j.title == "Export" && j.is_running());
+        let ready = !self.form.export_dir.trim().is_empty() && self.sae.is_some() && !exporting;
         if ui
             .add_enabled(ready, egui::Button::new("Export"))
             .on_hover_text("Write features.json, features.csv and png/")

@@ -157,7 +157,7 @@ impl Explorer {
         });
         // Each feature's page scrolls on its own (it shared the grid's position), from the top.
         egui::ScrollArea::vertical()
-            .id_salt(("feature_page", f))
+            .id_salt(("feature_page", &self.home, f))
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 egui::Grid::new("feature_stats")

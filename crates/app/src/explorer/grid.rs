@@ -97,7 +97,7 @@ impl Explorer {
         let mut clicked = None;
         let ctx = ui.ctx().clone();
         egui::ScrollArea::vertical()
-            .id_salt(("grid", self.scroll_order.1))
+            .id_salt(("grid", &self.home, self.scroll_order.1))
             .auto_shrink([false, false])
             .show_rows(ui, CARD.y + 6.0, rows, |ui, range| {
                 for r in range {

@@ -527,6 +527,16 @@ impl Explorer {
         }
     }
 
+    /// Takes over another explorer's jobs (switching SAE): the finished ones are not acted on
+    /// again, the running ones report here.
+    pub fn adopt_jobs(&mut self, jobs: Vec<BackgroundJob>) {
+        self.jobs_reloaded = jobs
+            .iter()
+            .filter(|j| matches!(j.state(), JobState::Done(_)))
+            .count();
+        self.jobs = jobs;
+    }
+
     /// Starts a job; the finished runs of the same job (same title) go from the list, so a
     /// message stays until the same action runs again and is not left above its newer result.
     fn push_job(&mut self, job: BackgroundJob) {

@@ -99,6 +99,13 @@ impl Explorer {
         };
         self.push_job(BackgroundJob::spawn(title, ui.ctx(), move |job| {
             let r = crate::ops::create::add_sae(&request, job)?;
+            if r.already_trained {
+                // Said, not silent: the SAE was there, so nothing was trained.
+                return Ok(format!(
+                    "{} has these settings already: nothing trained, it is the one explored now",
+                    r.sae
+                ));
+            }
             Ok(format!(
                 "{}: {} features, {} labelled from classes",
                 r.sae, r.features, r.labelled_from_classes

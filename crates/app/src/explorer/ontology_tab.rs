@@ -156,27 +156,40 @@ impl Explorer {
 
 /// The class trees side by side, one column each.
 fn class_trees_ui(ui: &mut egui::Ui, trees: &[(&str, &crate::analysis::ontology::ClassTree)]) {
+    // Side by side when each tree gets room, one under another otherwise (at 1024 px three
+    // columns drew over each other).
+    if ui.available_width() < 380.0 * trees.len() as f32 {
+        for (name, t) in trees {
+            class_tree_ui(ui, name, t);
+        }
+        return;
+    }
     ui.columns(trees.len().max(1), |cols| {
         for (ui, (name, t)) in cols.iter_mut().zip(trees) {
-            ui.label(egui::RichText::new(*name).strong());
-            if let Some(c) = &t.comparison {
-                ui.label(format!(
-                    "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
-                    c.cophenetic_correlation, c.top_split_purity
-                ));
-            }
-            let names = t.classes.clone();
-            let mut style = TreeStyle {
-                leaf_text: &|i| names[i].clone(),
-                leaf_tag: &|i| Some(names[i].clone()),
-                leaf_thumb: &mut |_| None,
-                leaf_rank: &|_| 0.0,
-                matches: None,
-                salt: name,
-            };
-            tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
+            class_tree_ui(ui, name, t);
         }
     });
+}
+
+/// One class tree: its name, its comparison with the taxonomy, and the collapsible tree.
+fn class_tree_ui(ui: &mut egui::Ui, name: &str, t: &crate::analysis::ontology::ClassTree) {
+    ui.label(egui::RichText::new(name).strong());
+    if let Some(c) = &t.comparison {
+        ui.label(format!(
+            "cophenetic correlation with the taxonomy {:.3} · top-split purity {:.2}",
+            c.cophenetic_correlation, c.top_split_purity
+        ));
+    }
+    let names = t.classes.clone();
+    let mut style = TreeStyle {
+        leaf_text: &|i| names[i].clone(),
+        leaf_tag: &|i| Some(names[i].clone()),
+        leaf_thumb: &mut |_| None,
+        leaf_rank: &|_| 0.0,
+        matches: None,
+        salt: name,
+    };
+    tree_node(ui, &t.tree, t.tree.root(), &mut style, &mut None);
 }
 
 /// A collapsible dendrogram node; leaves are buttons (clicking one sets `clicked`).

@@ -102,6 +102,8 @@ impl Explorer {
         egui::ScrollArea::vertical()
             .id_salt("ood_ranked")
             .max_height((ui.ctx().content_rect().height() * 0.4).max(4.0 * row_h))
+            // Ten rows at least (inside the scrolling page it shrank to three).
+            .min_scrolled_height(10.0 * row_h)
             .auto_shrink([false, true])
             .show_rows(ui, row_h, list.len(), |ui, rows| {
                 egui::Grid::new("ood_ranked_rows")

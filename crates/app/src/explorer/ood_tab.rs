@@ -92,7 +92,7 @@ impl Explorer {
     pub(super) fn ood_ui(&mut self, ui: &mut egui::Ui) {
         self.ood_form(ui);
         let Some(r) = &self.ood else {
-            ui.label("No OOD results yet: fill in the folders above.");
+            ui.label("No OOD results yet: fill in the folders above and press Score.");
             return;
         };
         egui::Grid::new("ood_table")

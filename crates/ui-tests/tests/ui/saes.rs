@@ -258,6 +258,17 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
         .active_sae()
         .unwrap();
     train_sae(&ws, 128, 40_000);
+    // Indexed, so switching to it opens its grid.
+    saescope_ops::analyse::build_index(
+        &saescope_ops::analyse::IndexRequest {
+            workspace: ws.clone(),
+            sae: None,
+            device: Default::default(),
+            options: Default::default(),
+        },
+        &job,
+    )
+    .unwrap();
     // The example's SAE stays the one explored; both are benchmarked on the example's images.
     saescope_ops::saes::use_sae(&ws, &first).unwrap();
     let images = folder.join("images");
@@ -279,6 +290,19 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     )
     .unwrap();
     let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
+    // The grid scrolled down before switching: the other SAE's grid opens at its top.
+    h.hover_at(egui::pos2(640.0, 600.0));
+    for _ in 0..6 {
+        h.event(egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Page,
+            delta: egui::vec2(0.0, -1.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: Default::default(),
+        });
+        h.run_steps(1);
+    }
+    h.run_steps(20);
     h.state_mut().explorer.as_mut().unwrap().select(3);
     h.get_by_label("Compare").click();
     wait_for(&mut h, |h| {
@@ -308,6 +332,17 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     h.run_steps(4);
     let home = h.state().explorer.as_ref().unwrap().home.clone().unwrap();
     assert!(home.ends_with(format!("saes/{name}")), "{}", home.display());
+    h.get_by_label("Features").click();
+    h.run_steps(4);
+    let top_card = h.state().explorer.as_ref().unwrap().order[0];
+    let y = h
+        .get_by_label_contains(&format!("#{top_card}\n"))
+        .rect()
+        .top();
+    assert!(
+        y > 150.0 && y < 400.0,
+        "the switched-to grid did not open at its top ({y})"
+    );
     // Another SAE trained from the Compare tab (the workspace already has two) becomes the
     // active one, and the explorer switches to it.
     h.get_by_label("Compare").click();
@@ -319,6 +354,10 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
             .set_value_accesskit(value);
         h.run_steps(2);
     }
+    // Below the fold now that the other SAE's closest features show their top images.
+    h.get_by_role_and_label(Role::Button, "Train SAE")
+        .scroll_to_me();
+    h.run_steps(10);
     h.get_by_role_and_label(Role::Button, "Train SAE").click();
     h.run();
     wait_for(&mut h, |h| {
@@ -329,4 +368,12 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
             .is_some_and(|home| home.ends_with("saes/topk-64-k4"))
     });
     assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(3));
+    // The training that led to the switch is still in the status row.
+    h.run_steps(2);
+    assert!(
+        h.query_all_by_label_contains("topk-64-k4: 64 features")
+            .count()
+            > 0,
+        "the finished training left the status row"
+    );
 }

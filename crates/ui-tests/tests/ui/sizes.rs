@@ -136,9 +136,32 @@ fn every_explorer_tab_scrolls_to_its_end_at_both_sizes() {
         if h.query_by_label("effect map").is_some() {
             assert_on_screen(lowest(&h, "effect map"), size, &what("the effect map"));
         }
+        // The intervention panel's widest row is inside the window (it ran off at 1024 px).
+        let painted = h
+            .get_all_by_role_and_label(Role::RadioButton, "Painted patches")
+            .next()
+            .unwrap()
+            .rect();
+        assert!(
+            painted.right() <= size.x,
+            "{}: 'Painted patches' ends at {}",
+            what("the intervention panel"),
+            painted.right()
+        );
 
         // Dataset: the last image's thumbnail.
         tab(&mut h, "Dataset");
+        h.run_steps(6);
+        // Every column of thumbnails fits (an extra one was cut at the right edge at 1920 px).
+        let right = h
+            .get_all_by_label_contains("dataset image ")
+            .map(|n| n.rect().right())
+            .fold(0f32, f32::max);
+        assert!(
+            right <= size.x,
+            "{}: thumbnails reach {right}",
+            what("the dataset grid")
+        );
         let images = h.state().explorer.as_ref().unwrap().ds.len();
         for _ in 0..3 {
             wheel(&mut h, middle, 40.0); // thumbnails arrive a few per frame
