@@ -202,25 +202,42 @@ impl Explorer {
                         Some([s.reconstruction.l0.value, y_of(s)?])
                     };
                     let ring = ui.visuals().strong_text_color();
+                    // One colour per architecture, named in a legend under the plot (inside it,
+                    // the legend hid a dot that could then not be clicked).
+                    let mut archs: Vec<&str> =
+                        scored.iter().map(|r| r.summary.architecture.as_str()).collect();
+                    archs.sort_unstable();
+                    archs.dedup();
+                    let colour = |i: usize| {
+                        const PALETTE: [(u8, u8, u8); 6] = [
+                            (31, 119, 180),
+                            (255, 127, 14),
+                            (44, 160, 44),
+                            (214, 39, 40),
+                            (148, 103, 189),
+                            (140, 86, 75),
+                        ];
+                        let (r, g, b) = PALETTE[i % PALETTE.len()];
+                        egui::Color32::from_rgb(r, g, b)
+                    };
                     let resp = Plot::new(format!("pareto-{title}"))
                         .width(width)
                         .height(220.0)
                         .allow_scroll(false)
                         .x_axis_label("L0")
                         .y_axis_label(title)
-                        .legend(egui_plot::Legend::default().position(egui_plot::Corner::RightBottom))
                         .show(ui, |p| {
-                            let mut archs: Vec<&str> =
-                                scored.iter().map(|r| r.summary.architecture.as_str()).collect();
-                            archs.sort_unstable();
-                            archs.dedup();
-                            for arch in archs {
+                            for (i, &arch) in archs.iter().enumerate() {
                                 let pts: Vec<[f64; 2]> = scored
                                     .iter()
                                     .filter(|r| r.summary.architecture == arch)
                                     .filter_map(|r| point(r, |b| &b.trained))
                                     .collect();
-                                p.points(Points::new(arch, PlotPoints::from(pts)).radius(4.0));
+                                p.points(
+                                    Points::new(arch, PlotPoints::from(pts))
+                                        .radius(4.0)
+                                        .color(colour(i)),
+                                );
                             }
                             let controls: Vec<[f64; 2]> = scored
                                 .iter()
@@ -245,6 +262,19 @@ impl Explorer {
                                 );
                             }
                         });
+                    ui.horizontal_wrapped(|ui| {
+                        let key = |ui: &mut egui::Ui, c: egui::Color32, text: &str| {
+                            let (rect, _) =
+                                ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
+                            ui.painter().circle_filled(rect.center(), 4.0, c);
+                            ui.label(text);
+                        };
+                        for (i, arch) in archs.iter().enumerate() {
+                            key(ui, colour(i), arch);
+                        }
+                        key(ui, egui::Color32::GRAY, "controls (untrained, PCA)");
+                        key(ui, ring, "active (ringed)");
+                    });
                     let dots: Vec<(String, egui::Pos2)> = scored
                         .iter()
                         .filter_map(|r| {

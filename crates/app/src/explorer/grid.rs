@@ -50,7 +50,8 @@ impl Explorer {
         }
         self.order = v;
         if self.scroll_order.0.as_ref() != Some(&key) {
-            self.scroll_order = (Some(key.clone()), self.scroll_order.1 + 1);
+            let fresh = GRIDS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.scroll_order = (Some(key.clone()), fresh);
         }
         self.order_key = Some(key);
     }

@@ -191,6 +191,9 @@ pub enum ExportWhat {
     SearchResult,
 }
 
+/// Grid orders shown so far (an explorer opened, a new sort): each scrolls apart from the rest.
+static GRIDS_OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Labels are saved this long after the last keystroke.
 const AUTOSAVE_AFTER: Duration = Duration::from_millis(600);
 /// Every card has this exact size, so the grid's column count is exact.
@@ -241,7 +244,11 @@ impl Explorer {
             search: String::new(),
             order: Vec::new(),
             order_key: None,
-            scroll_order: (None, 0),
+            // Each explorer opened (another SAE, the same one again) starts its grid at the top.
+            scroll_order: (
+                None,
+                GRIDS_OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ),
             label_edit: String::new(),
             label_changed: None,
             nearest: None,
@@ -393,10 +400,20 @@ impl Explorer {
                 matches!(j.state(), JobState::Done(_))
                     && matches!(j.title.as_str(), "Train SAE" | "Load SAE")
             }) {
-                // Another SAE was trained or loaded (the compare page): it is now the active one.
-                self.switch_to = Workspace::open(&self.ws.dir)
+                // Another SAE was trained or loaded (the compare page): it is now the active
+                // one. Only when it is not the one explored already: a later job finishing (a
+                // benchmark) switched to it again, and reset the tab.
+                let active = Workspace::open(&self.ws.dir)
                     .and_then(|w| w.active_sae())
                     .ok();
+                let explored = self
+                    .home
+                    .as_ref()
+                    .and_then(|h| h.file_name())
+                    .map(|n| n.to_string_lossy().into_owned());
+                if active.is_some() && active != explored {
+                    self.switch_to = active;
+                }
             }
             if self.index.is_none()
                 && let Some(h) = &self.home

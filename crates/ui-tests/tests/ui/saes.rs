@@ -376,4 +376,38 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
             > 0,
         "the finished training left the status row"
     );
+    // A benchmark run after that training stays on the Compare tab (the finished training
+    // switched the explorer again, to the Features tab, when any later job ended).
+    h.get_by_label("Compare").click();
+    h.run_steps(4);
+    h.get_by_label("Measure SAEs on labelled images")
+        .scroll_to_me();
+    h.run_steps(6);
+    h.get_by_label("Measure SAEs on labelled images").click();
+    h.run_steps(4);
+    let images = folder.join("images");
+    for field in ["Fit images", "Eval images"] {
+        let f = h.get_by_role_and_label(Role::TextInput, field);
+        f.focus();
+        f.type_text(images.to_str().unwrap());
+        h.run_steps(2);
+    }
+    h.get_by_role_and_label(Role::Button, "Run the benchmark")
+        .scroll_to_me();
+    h.run_steps(6);
+    h.get_by_role_and_label(Role::Button, "Run the benchmark")
+        .click();
+    wait_for(&mut h, |h| {
+        h.state().explorer.as_ref().is_some_and(|x| {
+            x.jobs
+                .iter()
+                .any(|j| j.title == "Benchmark" && !j.is_running())
+        })
+    });
+    h.run_steps(6);
+    assert_eq!(
+        h.state().explorer.as_ref().unwrap().tab,
+        saescope_app::explorer::Tab::Compare,
+        "the finished benchmark switched the tab"
+    );
 }
