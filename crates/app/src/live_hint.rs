@@ -76,7 +76,12 @@ pub fn live_hint_settled(
             crate::jobs::run_detached(move || {
                 let a = work(&asked);
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
-                s.answer = Some((asked, a));
+                // Only the answer to the latest question is kept: an earlier, slower one
+                // (a parent folder typed on the way) arriving last left the field on
+                // "checking…" for good.
+                if s.asked == asked {
+                    s.answer = Some((asked, a));
+                }
                 ctx.request_repaint();
             });
         }
@@ -331,5 +336,42 @@ mod tests {
         assert_eq!(rough_time(61.0), "about 2 min");
         assert_eq!(rough_time(5400.0), "about 1.5 h");
         assert_eq!(rough_time(3.0 * 86400.0), "about 3 days");
+    }
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    /// The answer for a prefix typed on the way is slow and arrives after the answer for the
+    /// whole input: the whole input's answer is the one shown.
+    fn slow_for_prefixes(input: &str) -> Answer {
+        if input == "ab" {
+            Ok(Hint::line("whole"))
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(Hint::line("prefix"))
+        }
+    }
+
+    #[test]
+    fn a_slow_answer_to_an_earlier_input_never_hides_the_latest() {
+        let ctx = egui::Context::default();
+        let mut got = None;
+        let start = std::time::Instant::now();
+        let mut frame = 0;
+        while start.elapsed().as_millis() < 900 {
+            let input = if frame == 0 { "a" } else { "ab" };
+            let mut out = ctx.run_ui(egui::RawInput::default(), |ui| {
+                got = live_hint(ui, "field", input, slow_for_prefixes);
+            });
+            out.textures_delta.clear(); // nothing uploads them here
+            frame += 1;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        match got {
+            Some(Ok(h)) => assert_eq!(h.text, "whole"),
+            other => panic!("the field shows {other:?} after the prefix's answer arrived"),
+        }
     }
 }
