@@ -208,18 +208,6 @@ impl Explorer {
                         scored.iter().map(|r| r.summary.architecture.as_str()).collect();
                     archs.sort_unstable();
                     archs.dedup();
-                    let colour = |i: usize| {
-                        const PALETTE: [(u8, u8, u8); 6] = [
-                            (31, 119, 180),
-                            (255, 127, 14),
-                            (44, 160, 44),
-                            (214, 39, 40),
-                            (148, 103, 189),
-                            (140, 86, 75),
-                        ];
-                        let (r, g, b) = PALETTE[i % PALETTE.len()];
-                        egui::Color32::from_rgb(r, g, b)
-                    };
                     let resp = Plot::new(format!("pareto-{title}"))
                         .width(width)
                         .height(220.0)
@@ -236,7 +224,7 @@ impl Explorer {
                                 p.points(
                                     Points::new(arch, PlotPoints::from(pts))
                                         .radius(4.0)
-                                        .color(colour(i)),
+                                        .color(super::plot_axes::series_colour(i)),
                                 );
                             }
                             let controls: Vec<[f64; 2]> = scored
@@ -270,7 +258,7 @@ impl Explorer {
                             ui.label(text);
                         };
                         for (i, arch) in archs.iter().enumerate() {
-                            key(ui, colour(i), arch);
+                            key(ui, super::plot_axes::series_colour(i), arch);
                         }
                         key(ui, egui::Color32::GRAY, "controls (untrained, PCA)");
                         key(ui, ring, "active (ringed)");

@@ -113,22 +113,6 @@ impl Explorer {
             });
         ui.label(egui::RichText::new("ROC curves").strong());
         // The legend sits beside the plot, never over the curves.
-        let color = |i: usize| {
-            const TAB10: [(u8, u8, u8); 10] = [
-                (31, 119, 180),
-                (255, 127, 14),
-                (44, 160, 44),
-                (214, 39, 40),
-                (148, 103, 189),
-                (140, 86, 75),
-                (227, 119, 194),
-                (127, 127, 127),
-                (188, 189, 34),
-                (23, 190, 207),
-            ];
-            let (r, g, b) = TAB10[i % TAB10.len()];
-            egui::Color32::from_rgb(r, g, b)
-        };
         ui.horizontal_top(|ui| {
             egui_plot::Plot::new("roc")
                 .height(240.0)
@@ -152,7 +136,7 @@ impl Explorer {
                                 format!("{} · {}", m.method, m.ood_set),
                                 egui_plot::PlotPoints::from(pts),
                             )
-                            .color(color(i)),
+                            .color(super::plot_axes::series_colour(i)),
                         );
                     }
                 });
@@ -161,7 +145,8 @@ impl Explorer {
                     ui.horizontal(|ui| {
                         let (rect, _) =
                             ui.allocate_exact_size(egui::vec2(14.0, 4.0), egui::Sense::hover());
-                        ui.painter().rect_filled(rect, 1.0, color(i));
+                        ui.painter()
+                            .rect_filled(rect, 1.0, super::plot_axes::series_colour(i));
                         ui.label(format!("{} · {} ({:.3})", m.method, m.ood_set, m.auroc))
                             .on_hover_text(method_help(&m.method));
                     });

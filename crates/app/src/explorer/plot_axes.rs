@@ -81,6 +81,25 @@ pub fn count_label(mark: GridMark, _range: &RangeInclusive<f64>) -> String {
     }
 }
 
+/// The colour of the `i`-th series of a plot (matplotlib's tab10, repeating), so every plot of
+/// the explorer colours its series alike.
+pub fn series_colour(i: usize) -> egui::Color32 {
+    const TAB10: [(u8, u8, u8); 10] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = TAB10[i % TAB10.len()];
+    egui::Color32::from_rgb(r, g, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
