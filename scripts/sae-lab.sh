@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
-# The SAE lab's science run (issue F) at the scale one 2-core session allows, on the real
-# DINOv2-small at layer 10 over cifar10 (docs/BENCHMARKS.md, "The SAE lab: the benchmark"):
+# The SAE lab's science run (issue F) on the real DINOv2-small at layer 10 over cifar10
+# (docs/BENCHMARKS.md, "The SAE lab: the benchmark"), at one of two scales (SCALE):
+#
+# SCALE=reduced (default; what one 2-core session allowed first):
 #   data      links: train = the first 200 files of each cifar10/train class (2,000 images,
 #             514 k tokens); fit = the first 50 of those per class (the probes are fit here);
 #             select = train files 201–250 of each class (500 images no SAE sees), where the
 #             selection rule reads its scores; test = the first 100 files of each cifar10/test
 #             class (1,000 images), scored once, after the choice.
-#   extract   three workspaces at layer 10: lab (train), select, test (the last two only feed
-#             their stored activations to eval through --reuse).
 #   sweep     16 SAEs in one pass: topk, batchtopk, matryoshka, jumprelu × d_sae 1,536 and 3,072
 #             × k (L0 target for jumprelu) 16 and 48, one pass over the 514 k tokens each; then
 #             topk and matryoshka at 3,072 / k 32 on three passes (1.54 M tokens).
-#   bench     saescope eval over every SAE without the spliced probe, then with it for six
-#             (the four architectures at 3,072 / k 16, and the two three-pass SAEs); probes
-#             fit on `fit`, scored on `select`.
+#   bench     the spliced probe for the four architectures at 3,072 / k 16 and the two
+#             three-pass SAEs.
+#
+# SCALE=full (all of cifar10/train, 10,000 images, 2.57 M tokens, as the product's own pipeline):
+#   data      fit = the first 100 files of each cifar10/train class (1,000 images the SAEs saw,
+#             as every probe's training images); select = cifar10/test files 901–1000 of each
+#             class (1,000 images no SAE sees); test = cifar10/test files 1–200 of each class
+#             (2,000 images), scored once, after the choice. (cifar10/train has no image left
+#             that the SAEs do not train on, so select comes from the test split, disjoint from
+#             test.)
+#   extract   train = every cifar10/train image (TRAIN_WS= an existing workspace of exactly that
+#             extraction, e.g. dinov2-pipeline.sh's ws-train, skips its 35 minutes).
+#   sweep     16 SAEs in one pass: topk, batchtopk, matryoshka, jumprelu × d_sae 768 and 1,536 ×
+#             k 16 and 48, one pass over the 2.57 M tokens each; then topk and matryoshka at
+#             1,536 / k 32 on three passes (7.71 M tokens; the product's adopted SAE, 1,536 / k 32,
+#             had one pass).
+#   bench     the spliced probe for the four architectures at 1,536 / k 48 and the two
+#             three-pass SAEs.
+#
+# Both scales:
+#   extract   workspaces at layer 10: train, select, test (the last two only feed their stored
+#             activations to eval through --reuse).
+#   bench     saescope eval over every SAE of the sweeps without the spliced probe, then with it
+#             for six; probes fit on `fit`, scored on `select`.
 #   choose    the committed selection rule (below), reading only bench's select scores.
 #   test      the chosen SAE scored on `test` (probes fit on `fit`).
-# Usage: scripts/sae-lab.sh STAGE… (default: all), OUT=/tmp/lab by default.
+# Usage: SCALE=reduced|full scripts/sae-lab.sh STAGE… (default: all), OUT=/tmp/lab by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${SAESCOPE_SHARED:-../shared}"
@@ -35,43 +56,87 @@ links() {
   done
 }
 
+scale="${SCALE:-reduced}"
+case "$scale" in
+  reduced)
+    train_ws="$out/ws-train"
+    sweeps=("lab topk,batchtopk,matryoshka,jumprelu 1536,3072 16,48 514000"
+      "lab3 topk,matryoshka 3072 32 1542000")
+    spliced=(lab-topk-3072-k16 lab-batchtopk-3072-k16 lab-matryoshka-3072-k16
+      lab-jumprelu-3072-k16 lab3-topk-3072-k32 lab3-matryoshka-3072-k32) ;;
+  full)
+    train_ws="${TRAIN_WS:-$out/ws-train}"
+    sweeps=("full topk,batchtopk,matryoshka,jumprelu 768,1536 16,48 2570000"
+      "full3 topk,matryoshka 1536 32 7710000")
+    spliced=(full-topk-1536-k48 full-batchtopk-1536-k48 full-matryoshka-1536-k48
+      full-jumprelu-1536-k48 full3-topk-1536-k32 full3-matryoshka-1536-k32) ;;
+  *) echo "SCALE is reduced or full, not $scale" >&2; exit 2 ;;
+esac
+
 stage_data() {
-  links train 1 200 "$out/train"
-  links train 1 50 "$out/fit"
-  links train 201 250 "$out/select"
-  links test 1 100 "$out/test"
+  if [ "$scale" = reduced ]; then
+    links train 1 200 "$out/train"
+    links train 1 50 "$out/fit"
+    links train 201 250 "$out/select"
+    links test 1 100 "$out/test"
+  else
+    links train 1 100 "$out/fit"
+    links test 901 1000 "$out/select"
+    links test 1 200 "$out/test"
+  fi
+}
+
+# extract IMAGES WORKSPACE (a complete store is checked and kept, not extracted again).
+extract() {
+  "$bin" extract --model "$shared/models/dinov2-small" --layer 10 --images "$1" \
+    --workspace "$2" --batch 32 --json | tail -1 | cut -c1-300
 }
 
 stage_extract() {
-  for split in train select test; do
-    ws="$out/ws-$split"
-    "$bin" extract --model "$shared/models/dinov2-small" --layer 10 --images "$out/$split" \
-      --workspace "$ws" --batch 32 --json | tail -1 | cut -c1-300
-  done
+  if [ "$scale" = reduced ]; then
+    extract "$out/train" "$train_ws"
+  elif [ -z "${TRAIN_WS:-}" ]; then
+    extract "$shared/data/cifar10/train" "$train_ws"
+  fi
+  extract "$out/select" "$out/ws-select"
+  extract "$out/test" "$out/ws-test"
+}
+
+# The names a sweep line trains: PREFIX-ARCH-D_SAE-kK.
+sweep_names() {
+  read -r name archs widths ks _ <<<"$1"
+  for a in ${archs//,/ }; do for d in ${widths//,/ }; do for k in ${ks//,/ }; do
+    echo "$name-$a-$d-k$k"
+  done; done; done
 }
 
 stage_sweep() {
-  "$bin" sweep --workspace "$out/ws-train" --name lab --arch topk,batchtopk,matryoshka,jumprelu \
-    --d-sae 1536,3072 --k 16,48 --tokens 514000 --json | tail -1 | cut -c1-400
-  "$bin" sweep --workspace "$out/ws-train" --name lab3 --arch topk,matryoshka --d-sae 3072 \
-    --k 32 --tokens 1542000 --json | tail -1 | cut -c1-400
+  for line in "${sweeps[@]}"; do
+    read -r name archs widths ks tokens <<<"$line"
+    "$bin" sweep --workspace "$train_ws" --name "$name" --arch "$archs" --d-sae "$widths" \
+      --k "$ks" --tokens "$tokens" --json | tail -1 | cut -c1-400
+  done
 }
 
 stage_bench() {
+  local all=()
+  for line in "${sweeps[@]}"; do
+    for n in $(sweep_names "$line"); do all+=(--sae "$n"); done
+  done
   # Every SAE with its controls on every metric but the spliced probe (the slow one: the model's
   # last block once per SAE and control)...
-  "$bin" eval --workspace "$out/ws-train" --fit "$out/fit" --images "$out/select" \
+  "$bin" eval --workspace "$train_ws" "${all[@]}" --fit "$out/fit" --images "$out/select" \
     --reuse "$out/ws-select" --no-spliced --json >"$out/bench.out"
   tail -1 "$out/bench.out" >"$out/bench-all.json"
-  cp "$out/ws-train/benchmark.csv" "$out/bench-all.csv"
-  # ...then the spliced probe for the four architectures at one width and sparsity (3,072, k 16)
-  # and the two three-pass SAEs, with their controls.
-  "$bin" eval --workspace "$out/ws-train" --fit "$out/fit" --images "$out/select" \
-    --reuse "$out/ws-select" --sae lab-topk-3072-k16 --sae lab-batchtopk-3072-k16 \
-    --sae lab-matryoshka-3072-k16 --sae lab-jumprelu-3072-k16 --sae lab3-topk-3072-k32 \
-    --sae lab3-matryoshka-3072-k32 --json >"$out/bench-spliced.out"
+  cp "$train_ws/benchmark.csv" "$out/bench-all.csv"
+  # ...then the spliced probe for six chosen before any score (see the head of this file), with
+  # their controls.
+  local six=()
+  for n in "${spliced[@]}"; do six+=(--sae "$n"); done
+  "$bin" eval --workspace "$train_ws" "${six[@]}" --fit "$out/fit" --images "$out/select" \
+    --reuse "$out/ws-select" --json >"$out/bench-spliced.out"
   tail -1 "$out/bench-spliced.out" >"$out/bench.json"
-  cp "$out/ws-train/benchmark.csv" "$out/bench-spliced.csv"
+  cp "$train_ws/benchmark.csv" "$out/bench-spliced.csv"
 }
 
 # The selection rule, fixed before any score was seen: among SAEs whose trained FVE separates
@@ -79,18 +144,26 @@ stage_bench() {
 # spliced-probe drop on the select images; drops within 0.5 points of the best count as tied,
 # and a tie goes to the smaller L0, then the smaller d_sae. (The spliced probe ran for the six
 # SAEs of bench's second part only, so the rule chooses among those; changed, for time, before
-# any score was seen.)
+# any score was seen.) Should no SAE pass all three filters, the FVE-separation filter is
+# dropped and the choice says so (added before the full scale's first score was seen).
 stage_choose() {
   python3 - "$out/bench.json" >"$out/chosen.txt" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
-ok = []
-for s in r["saes"]:
-    t = s["trained"]
-    fve_sep = next(v["separates"] for v in s["verdicts"] if v["metric"] == "fve")
-    rec = t["reconstruction"]
-    if fve_sep and rec["l0"]["value"] <= 64 and rec["dead_fraction"] <= 0.05:
-        ok.append((t["spliced_drop"], rec["l0"]["value"], s["d_sae"], s["name"]))
+def candidates(need_fve_separation):
+    ok = []
+    for s in r["saes"]:
+        t = s["trained"]
+        fve_sep = next(v["separates"] for v in s["verdicts"] if v["metric"] == "fve")
+        rec = t["reconstruction"]
+        if (fve_sep or not need_fve_separation) and rec["l0"]["value"] <= 64 \
+                and rec["dead_fraction"] <= 0.05:
+            ok.append((t["spliced_drop"], rec["l0"]["value"], s["d_sae"], s["name"]))
+    return ok
+ok = candidates(True)
+if not ok:
+    ok = candidates(False)
+    print("no SAE's FVE separates from both controls: chosen without that filter", file=sys.stderr)
 best = min(d for d, *_ in ok)
 tied = sorted((l0, d_sae, name) for d, l0, d_sae, name in ok if d <= best + 0.005)
 print(tied[0][2])
@@ -100,7 +173,7 @@ EOF
 
 stage_test() {
   chosen=$(cat "$out/chosen.txt")
-  "$bin" eval --workspace "$out/ws-train" --sae "$chosen" --fit "$out/fit" \
+  "$bin" eval --workspace "$train_ws" --sae "$chosen" --fit "$out/fit" \
     --images "$out/test" --reuse "$out/ws-test" --json >"$out/test.out"
   tail -1 "$out/test.out" >"$out/test.json"
 }
