@@ -41,6 +41,8 @@ pub struct BackgroundJob {
     /// When the current stage (unit and total) began, and its count then: rate and ETA are
     /// per stage, so a job of several stages (extract → train → index) or a resumed one reads right.
     stage: Arc<Mutex<(Instant, u64)>>,
+    /// Whether the view holding the job has acted on its success ([`Self::newly_done`]).
+    acted_on: AtomicBool,
 }
 
 /// The value a finished job hands back to the view that started it, taken once. It is in place
@@ -135,6 +137,7 @@ impl BackgroundJob {
             progress,
             ended,
             stage,
+            acted_on: AtomicBool::new(false),
         };
         (job, JobOutput(output))
     }
@@ -146,6 +149,12 @@ impl BackgroundJob {
     /// The last progress the work reported.
     pub fn progress(&self) -> Option<Progress> {
         self.progress.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// True once, on the first call after the job succeeded: the view acts on what it produced
+    /// then, and never again when later jobs end.
+    pub fn newly_done(&self) -> bool {
+        matches!(self.state(), JobState::Done(_)) && !self.acted_on.swap(true, Ordering::Relaxed)
     }
 
     pub fn state(&self) -> JobState {
@@ -303,6 +312,8 @@ mod tests {
             BackgroundJob::spawn_with_output("sum", &ctx, |_| Ok((41 + 1, "ok".into())));
         assert_eq!(wait(&job), JobState::Done("ok".into()));
         assert!(matches!(out.ended(&job), Some(Ended::Done(42))));
+        assert!(job.newly_done(), "a finished job is new once");
+        assert!(!job.newly_done(), "and never again");
         let job = BackgroundJob::spawn("boom", &ctx, |_| -> crate::Result<String> {
             panic!("a bug in the work")
         });

@@ -113,7 +113,6 @@ pub struct Explorer {
     /// Where models and SAEs run for jobs started here (the app's status-bar choice).
     pub device: crate::device::DeviceChoice,
     pub export_what: ExportWhat,
-    jobs_reloaded: usize,
     /// Everything typed into the explorer's forms (remembered per workspace).
     pub form: FormInputs,
     /// Causal effects measured for this SAE's features, and the feature page's class choice.
@@ -264,7 +263,6 @@ impl Explorer {
             backbone: Default::default(),
             device: Default::default(),
             export_what: ExportWhat::Labelled,
-            jobs_reloaded: 0,
             form: FormInputs::default(),
             effects: analyses.effects,
             effect_class: 0,
@@ -385,69 +383,16 @@ impl Explorer {
         } else if self.label_changed.is_some() {
             ui.ctx().request_repaint_after(AUTOSAVE_AFTER);
         }
-        // Reload what newly finished jobs produced.
-        let done = self
+        // Act once on what each newly finished job produced (never again when a later job
+        // ends: that reloaded imported labels over newer edits and reset the Compare tab).
+        let finished: Vec<String> = self
             .jobs
             .iter()
-            .filter(|j| matches!(j.state(), JobState::Done(_)))
-            .count();
-        if done > self.jobs_reloaded {
-            self.jobs_reloaded = done;
-            self.jobs_finished += 1;
-            if self.sae.is_none() {
-                self.adopt_new_sae();
-            } else if self.jobs.iter().any(|j| {
-                matches!(j.state(), JobState::Done(_))
-                    && matches!(j.title.as_str(), "Train SAE" | "Load SAE")
-            }) {
-                // Another SAE was trained or loaded (the compare page): it is now the active
-                // one. Only when it is not the one explored already: a later job finishing (a
-                // benchmark) switched to it again, and reset the tab.
-                let active = Workspace::open(&self.ws.dir)
-                    .and_then(|w| w.active_sae())
-                    .ok();
-                let explored = self
-                    .home
-                    .as_ref()
-                    .and_then(|h| h.file_name())
-                    .map(|n| n.to_string_lossy().into_owned());
-                if active.is_some() && active != explored {
-                    self.switch_to = active;
-                }
-            }
-            if self.index.is_none()
-                && let Some(h) = &self.home
-                && crate::analysis::index::index_dir(h).exists()
-            {
-                match load_index(h) {
-                    Ok(i) => self.index = Some(i),
-                    Err(e) => self.error = Some(crate::Failure::new(e)),
-                }
-            }
-            self.load_results();
-            // A finished benchmark's figures fill the Compare tab.
-            if self
-                .jobs
-                .iter()
-                .any(|j| matches!(j.state(), JobState::Done(_)) && j.title == "Benchmark")
-            {
-                self.compare = Default::default();
-            }
-            // Imported labels show at once.
-            if let Some(h) = &self.home
-                && self
-                    .jobs
-                    .iter()
-                    .any(|j| matches!(j.state(), JobState::Done(_)) && j.title == "Import labels")
-            {
-                match crate::analysis::labels::Labels::load(h) {
-                    Ok(l) => {
-                        self.labels = l;
-                        self.order_key = None;
-                    }
-                    Err(e) => self.error = Some(crate::Failure::new(e)),
-                }
-            }
+            .filter(|j| j.newly_done())
+            .map(|j| j.title.clone())
+            .collect();
+        if !finished.is_empty() {
+            self.after_jobs(&finished);
         }
         let dropped: Option<std::path::PathBuf> = ui.ctx().input(|i| {
             i.raw
@@ -544,13 +489,61 @@ impl Explorer {
         }
     }
 
+    /// Reloads what the jobs titled `finished`, just ended well, produced.
+    fn after_jobs(&mut self, finished: &[String]) {
+        let ended = |title: &str| finished.iter().any(|t| t == title);
+        self.jobs_finished += 1;
+        if self.sae.is_none() {
+            self.adopt_new_sae();
+        } else if ended("Train SAE") || ended("Load SAE") {
+            // Another SAE was trained or loaded (the compare page): it is now the active one,
+            // unless it is the one explored already.
+            let active = Workspace::open(&self.ws.dir)
+                .and_then(|w| w.active_sae())
+                .ok();
+            let explored = self
+                .home
+                .as_ref()
+                .and_then(|h| h.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+            if active.is_some() && active != explored {
+                self.switch_to = active;
+            }
+        }
+        if self.index.is_none()
+            && let Some(h) = &self.home
+            && crate::analysis::index::index_dir(h).exists()
+        {
+            match load_index(h) {
+                Ok(i) => self.index = Some(i),
+                Err(e) => self.error = Some(crate::Failure::new(e)),
+            }
+        }
+        self.load_results();
+        // A finished benchmark's figures fill the Compare tab.
+        if ended("Benchmark") {
+            self.compare = Default::default();
+        }
+        // Imported labels show at once.
+        if ended("Import labels")
+            && let Some(h) = &self.home
+        {
+            match crate::analysis::labels::Labels::load(h) {
+                Ok(l) => {
+                    self.labels = l;
+                    self.order_key = None;
+                }
+                Err(e) => self.error = Some(crate::Failure::new(e)),
+            }
+        }
+    }
+
     /// Takes over another explorer's jobs (switching SAE): the finished ones are not acted on
     /// again, the running ones report here.
     pub fn adopt_jobs(&mut self, jobs: Vec<BackgroundJob>) {
-        self.jobs_reloaded = jobs
-            .iter()
-            .filter(|j| matches!(j.state(), JobState::Done(_)))
-            .count();
+        for j in &jobs {
+            j.newly_done();
+        }
         self.jobs = jobs;
     }
 
@@ -564,17 +557,8 @@ impl Explorer {
                 t => t,
             }
         }
-        let mut dropped_done = 0;
-        self.jobs.retain(|j| {
-            let state = j.state();
-            let keep = action(&j.title) != action(&job.title) || state == JobState::Running;
-            if !keep && matches!(state, JobState::Done(_)) {
-                dropped_done += 1;
-            }
-            keep
-        });
-        // Finished jobs were counted as reloaded; keep the count in step with the list.
-        self.jobs_reloaded = self.jobs_reloaded.saturating_sub(dropped_done);
+        self.jobs
+            .retain(|j| action(&j.title) != action(&job.title) || j.is_running());
         self.jobs.push(job);
     }
 

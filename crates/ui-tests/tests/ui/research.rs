@@ -73,6 +73,18 @@ fn labels_are_imported_heatmaps_saved_and_saes_measured_from_the_explorer() {
         "the explorer shows the imported label at once"
     );
 
+    // An edit still in memory (made within the autosave delay) survives a later job's end: the
+    // import's reload ran again whenever any job finished.
+    h.state_mut()
+        .explorer
+        .as_mut()
+        .unwrap()
+        .labels
+        .labels
+        .get_mut(&9)
+        .unwrap()
+        .text = "edited since".into();
+
     // The image view saves the shown feature's heatmap as a PNG.
     h.get_by_role_and_label(Role::Button, "Image").click();
     h.run_steps(2);
@@ -95,6 +107,12 @@ fn labels_are_imported_heatmaps_saved_and_saes_measured_from_the_explorer() {
     h.get_by_role_and_label(Role::Button, "Save heatmap PNGs")
         .click();
     wait_for(&mut h, |h| job_message(h, "Save heatmaps").is_some());
+    h.run_steps(2);
+    assert_eq!(
+        h.state().explorer.as_ref().unwrap().labels.labels[&9].text,
+        "edited since",
+        "a later job's end reloaded the imported labels over an edit"
+    );
     let png = pngs.join(format!("heatmap-{shown}.png"));
     assert!(
         saescope_core::store::dataset::load_rgb(&png).is_ok(),
