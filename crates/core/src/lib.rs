@@ -8,6 +8,7 @@ pub mod analysis;
 pub mod backbone;
 pub mod device;
 pub mod error;
+pub mod fingerprint;
 pub mod fix;
 pub mod fsutil;
 pub mod job;

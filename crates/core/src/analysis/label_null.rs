@@ -68,16 +68,13 @@ fn null_path(ws: &Workspace, top_n: usize) -> PathBuf {
 /// Identifies the store and images the null was computed over.
 fn store_key(store: &ActivationStore, classes: &[Option<u32>]) -> String {
     let m = &store.manifest;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |v: u64| h = (h ^ v).wrapping_mul(0x100_0000_01b3);
-    for s in &m.shards {
-        eat(s.rows as u64);
-        eat(s.bytes);
-        eat(s.first_image as u64);
-    }
-    for c in classes {
-        eat(c.map_or(u64::MAX, u64::from));
-    }
+    let shards = m
+        .shards
+        .iter()
+        .flat_map(|s| [s.rows as u64, s.bytes, s.first_image as u64]);
+    let h = crate::fingerprint::fnv1a(
+        shards.chain(classes.iter().map(|c| c.map_or(u64::MAX, u64::from))),
+    );
     format!(
         "d_model={} rows={} tokens={:?} fnv={h:016x}",
         m.d_model,

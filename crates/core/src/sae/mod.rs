@@ -158,17 +158,15 @@ impl Sae {
     /// Changes whenever the weights do (FNV-1a over every 7th weight, with d_sae): binds an
     /// index or an imported copy to the SAE it came from.
     pub fn fingerprint(&self) -> String {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for v in self
-            .w_enc
-            .iter()
-            .chain(&self.b_enc)
-            .chain(&self.w_dec)
-            .chain(&self.b_dec)
-            .step_by(7)
-        {
-            h = (h ^ v.to_bits() as u64).wrapping_mul(0x100_0000_01b3);
-        }
+        let h = crate::fingerprint::fnv1a(
+            self.w_enc
+                .iter()
+                .chain(&self.b_enc)
+                .chain(&self.w_dec)
+                .chain(&self.b_dec)
+                .step_by(7)
+                .map(|v| v.to_bits() as u64),
+        );
         format!("d_sae={} fnv={h:016x}", self.d_sae)
     }
 
