@@ -246,8 +246,15 @@ impl BackgroundJob {
 
 /// A view's jobs in one row that never grows, so starting or finishing a job never pushes the
 /// page down: the newest running job (else the newest one) on one line, and "All jobs (N)",
-/// which opens every job in full in a window over the page.
-pub fn status_area(ui: &mut egui::Ui, view: &str, jobs: &[BackgroundJob], show_all: &mut bool) {
+/// which opens every job in full in a window over the page. `idle` is the row's text while the
+/// view has no job (empty where the view shows other work's progress itself).
+pub fn status_area(
+    ui: &mut egui::Ui,
+    view: &str,
+    idle: &str,
+    jobs: &[BackgroundJob],
+    show_all: &mut bool,
+) {
     let running = jobs.iter().filter(|j| j.is_running()).count();
     ui.horizontal(|ui| {
         ui.set_min_height(ui.spacing().interact_size.y);
@@ -264,7 +271,7 @@ pub fn status_area(ui: &mut egui::Ui, view: &str, jobs: &[BackgroundJob], show_a
         match shown {
             Some(j) => j.line(ui, true),
             None => {
-                ui.label(egui::RichText::new("No jobs yet").weak());
+                ui.label(egui::RichText::new(idle).weak());
             }
         }
     });

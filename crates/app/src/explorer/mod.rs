@@ -457,7 +457,13 @@ impl Explorer {
                 .weak(),
             );
         }
-        super::jobs::status_area(ui, "explorer", &self.jobs, &mut self.show_all_jobs);
+        super::jobs::status_area(
+            ui,
+            "explorer",
+            "No jobs yet",
+            &self.jobs,
+            &mut self.show_all_jobs,
+        );
         if let Some(e) = &self.error
             && super::error_ui(ui, e)
         {

@@ -77,7 +77,8 @@ impl SteerView {
                     }
                 });
         }
-        crate::jobs::status_area(ui, "steering", &self.jobs, &mut self.show_all_jobs);
+        // Generations show their own progress beside "Add slider": "No jobs yet" read wrong after one.
+        crate::jobs::status_area(ui, "steering", "", &self.jobs, &mut self.show_all_jobs);
         if let Some(e) = &self.error {
             ui.colored_label(ui.visuals().error_fg_color, crate::words::shown(e));
         }
