@@ -38,8 +38,8 @@ pub struct BackgroundJob {
     progress: Arc<Mutex<Option<Progress>>>,
     /// How the work ended (`JobState::Running` is never its value).
     ended: poll_promise::Promise<JobState>,
-    /// When the current stage (unit and total) began, and its count then: rate and ETA are
-    /// per stage, so a job of several stages (extract → train → index) or a resumed one reads right.
+    /// When the current stage began ([`starts_stage`]), and its count then: rate and ETA are per
+    /// stage, so a job of several stages (extract → train → index) or a resumed one reads right.
     stage: Arc<Mutex<(Instant, u64)>>,
     /// Whether the view holding the job has acted on its success ([`Self::newly_done`]).
     acted_on: AtomicBool,
@@ -73,6 +73,13 @@ impl<T> JobOutput<T> {
     }
 }
 
+/// Whether report `new` begins a stage after `old`: another unit or total, or a count that went
+/// back (the benchmark counts the same images again for each SAE and control; its rate and ETA
+/// read from the first one's start, far off).
+fn starts_stage(old: Option<&Progress>, new: &Progress) -> bool {
+    old.is_none_or(|old| old.unit != new.unit || old.total != new.total || new.done < old.done)
+}
+
 impl BackgroundJob {
     /// Runs `work` on a new thread; its `Ok` text is shown when it finishes.
     pub fn spawn(
@@ -99,10 +106,9 @@ impl BackgroundJob {
         let c3 = ctx.clone();
         let job = Job::new(cancel.clone(), move |pr: &Progress| {
             if let Ok(mut g) = p.lock() {
-                let new_stage = g
-                    .as_ref()
-                    .is_none_or(|old: &Progress| old.unit != pr.unit || old.total != pr.total);
-                if new_stage && let Ok(mut t) = st.lock() {
+                if starts_stage(g.as_ref(), pr)
+                    && let Ok(mut t) = st.lock()
+                {
                     *t = (Instant::now(), pr.done);
                 }
                 *g = Some(pr.clone());
@@ -310,6 +316,22 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         job.state()
+    }
+
+    #[test]
+    fn a_stage_starts_on_a_new_unit_or_total_or_a_count_that_went_back() {
+        let at = |done, total, unit| Progress {
+            done,
+            total,
+            unit,
+            message: String::new(),
+        };
+        let old = at(90, 100, "images");
+        assert!(starts_stage(None, &old));
+        assert!(!starts_stage(Some(&old), &at(95, 100, "images")));
+        assert!(starts_stage(Some(&old), &at(10, 100, "images")));
+        assert!(starts_stage(Some(&old), &at(95, 200, "images")));
+        assert!(starts_stage(Some(&old), &at(95, 100, "tokens")));
     }
 
     #[test]
