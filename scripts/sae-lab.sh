@@ -37,6 +37,7 @@
 #             for six; probes fit on `fit`, scored on `select`.
 #   choose    the committed selection rule (below), reading only bench's select scores.
 #   test      the chosen SAE scored on `test` (probes fit on `fit`).
+#   table     the results as markdown tables (not in the default stages).
 # Usage: SCALE=reduced|full scripts/sae-lab.sh STAGE… (default: all), OUT=/tmp/lab by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -176,6 +177,47 @@ stage_test() {
   "$bin" eval --workspace "$train_ws" --sae "$chosen" --fit "$out/fit" \
     --images "$out/test" --reuse "$out/ws-test" --json >"$out/test.out"
   tail -1 "$out/test.out" >"$out/test.json"
+}
+
+# The markdown tables of docs/BENCHMARKS.md from bench's and test's JSON.
+stage_table() {
+  python3 - "$out" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+def pct(x): return f"{100 * x:.1f}%"
+def v(e, f="{:.3f}"): return "–" if e is None else f.format(e["value"])
+def rows(path, spliced):
+    r = json.load(open(path))
+    print(f"{os.path.basename(path)}: fit {r['n_fit']} images, scored on {r['n_eval_labelled']}; "
+          f"clean probe {r['clean_accuracy']['value']:.3f} (SE {r['clean_accuracy']['se']:.3f}), "
+          f"chance {r['chance']:.3f}\n")
+    if spliced:
+        print("| SAE | variant | L0 | FVE | spliced probe | drop (points) | sparse probe |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print("| SAE | variant | width | L0 | FVE | dead | dense | sparse probe | mono | Moran's I | not above controls on |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in sorted(r["saes"], key=lambda s: s["name"]):
+        fails = ", ".join(f"{x['metric']} ({'/'.join(x['not_beaten'])})"
+                          for x in s["verdicts"] if not x["separates"])
+        for i, var in enumerate(("trained", "untrained", "pca")):
+            t = s[var]
+            rec = t["reconstruction"]
+            name = f"**{s['name']}**" if i == 0 else ""
+            if spliced:
+                drop = "–" if t["spliced_drop"] is None else f"{100 * t['spliced_drop']:.1f}"
+                print(f"| {name} | {var} | {rec['l0']['value']:.1f} | {rec['fve']['value']:.3f} | "
+                      f"{v(t['spliced_accuracy'])} | {drop} | {v(t['sparse_probe'])} |")
+            else:
+                print(f"| {name} | {var} | {t['width']} | {rec['l0']['value']:.1f} | "
+                      f"{rec['fve']['value']:.3f} | {pct(rec['dead_fraction'])} | "
+                      f"{pct(rec['dense_fraction'])} | {v(t['sparse_probe'])} | "
+                      f"{v(t['monosemanticity'])} | {v(t['morans_i'])} | {fails if i == 0 else ''} |")
+    print()
+for f, spliced in (("bench-all.json", False), ("bench.json", True), ("test.json", True)):
+    if os.path.exists(os.path.join(out, f)):
+        rows(os.path.join(out, f), spliced)
+EOF
 }
 
 stages=("$@")
