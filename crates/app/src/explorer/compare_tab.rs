@@ -36,12 +36,29 @@ impl Explorer {
             .rows
             .get_or_insert_with(|| compare_rows(&self.ws))
             .clone();
+        // Figures scored on other images do not compare: say where they come from.
+        let mut folders: Vec<&std::path::Path> = rows
+            .iter()
+            .filter_map(|r| r.eval_images.as_deref())
+            .collect();
+        folders.sort();
+        folders.dedup();
         ui.horizontal(|ui| {
-            ui.label(format!(
-                "{} SAEs. Figures come from `saescope eval` (probes, controls and the images \
-                 they were scored on are in WS/benchmark.json).",
-                rows.len()
+            let head = ui.label(format!(
+                "{} SAEs. Figures come from `saescope eval`{} (probes and controls are in each \
+                 SAE's benchmark.json).",
+                rows.len(),
+                match folders.as_slice() {
+                    [one] => format!(
+                        ", scored on {}",
+                        one.file_name().unwrap_or(one.as_os_str()).to_string_lossy()
+                    ),
+                    _ => String::new(),
+                }
             ));
+            if let [one] = folders.as_slice() {
+                head.on_hover_text(one.display().to_string());
+            }
             if ui
                 .button("Refresh")
                 .on_hover_text("Read the SAEs and their figures again")
@@ -50,6 +67,16 @@ impl Explorer {
                 self.compare = CompareState::default();
             }
         });
+        if folders.len() > 1 {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!(
+                    "These figures were scored on {} different image folders: compare only SAEs \
+                     scored on the same images (hover an SAE's name for its folder).",
+                    folders.len()
+                ),
+            );
+        }
         egui::ScrollArea::vertical()
             .id_salt("compare_scroll")
             .show(ui, |ui| {
@@ -127,7 +154,10 @@ impl Explorer {
                             } else if ui.button("Use").on_hover_text(format!("Explore {} instead", s.name)).clicked() {
                                 self.switch_to = Some(s.name.clone());
                             }
-                            ui.label(&s.name);
+                            let name = ui.label(&s.name);
+                            if let Some(folder) = &r.eval_images {
+                                name.on_hover_text(format!("Figures scored on {}", folder.display()));
+                            }
                             ui.label(&s.architecture);
                             ui.label(s.d_sae.to_string());
                             ui.label(f(s.k, 0));

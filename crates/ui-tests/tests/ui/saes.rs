@@ -410,4 +410,32 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
         saescope_app::explorer::Tab::Compare,
         "the finished benchmark switched the tab"
     );
+    // Figures scored on other images are flagged, not set side by side silently.
+    h.get_by_label_contains("scored on images (probes");
+    assert!(
+        h.query_by_label_contains("different image folders")
+            .is_none()
+    );
+    let elsewhere = folder.join("images-b");
+    std::os::unix::fs::symlink(&images, &elsewhere).unwrap();
+    saescope_ops::benchmark::benchmark(
+        &saescope_ops::benchmark::BenchmarkRequest {
+            workspace: ws.clone(),
+            saes: vec![first.clone()],
+            device: Default::default(),
+            fit: images.clone(),
+            eval: elsewhere,
+            stores: Vec::new(),
+            options: saescope_ops::analysis::benchmark::BenchmarkOptions {
+                spliced: false,
+                sample_rows: 2000,
+                ..Default::default()
+            },
+        },
+        &job,
+    )
+    .unwrap();
+    h.get_by_role_and_label(Role::Button, "Refresh").click();
+    h.run_steps(4);
+    h.get_by_label_contains("scored on 2 different image folders");
 }
