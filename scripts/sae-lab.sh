@@ -25,10 +25,10 @@
 #             extraction, e.g. dinov2-pipeline.sh's ws-train, skips its 35 minutes).
 #   sweep     16 SAEs in one pass: topk, batchtopk, matryoshka, jumprelu × d_sae 768 and 1,536 ×
 #             k 16 and 48, one pass over the 2.57 M tokens each; then topk and matryoshka at
-#             1,536 / k 32 on three passes (7.71 M tokens; the product's adopted SAE, 1,536 / k 32,
-#             had one pass).
+#             1,536 / k 32 on four passes (10.28 M tokens; the SAEs of the earlier selection work,
+#             1,536 / k 32 among them, had 2–8 M).
 #   bench     the spliced probe for the four architectures at 1,536 / k 48 and the two
-#             three-pass SAEs.
+#             four-pass SAEs.
 #
 # Both scales:
 #   extract   workspaces at layer 10: train, select, test (the last two only feed their stored
@@ -68,9 +68,9 @@ case "$scale" in
   full)
     train_ws="${TRAIN_WS:-$out/ws-train}"
     sweeps=("full topk,batchtopk,matryoshka,jumprelu 768,1536 16,48 2570000"
-      "full3 topk,matryoshka 1536 32 7710000")
+      "full4 topk,matryoshka 1536 32 10280000")
     spliced=(full-topk-1536-k48 full-batchtopk-1536-k48 full-matryoshka-1536-k48
-      full-jumprelu-1536-k48 full3-topk-1536-k32 full3-matryoshka-1536-k32) ;;
+      full-jumprelu-1536-k48 full4-topk-1536-k32 full4-matryoshka-1536-k32) ;;
   *) echo "SCALE is reduced or full, not $scale" >&2; exit 2 ;;
 esac
 
