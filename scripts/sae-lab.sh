@@ -37,6 +37,8 @@
 #             for six; probes fit on `fit`, scored on `select`.
 #   choose    the committed selection rule (below), reading only bench's select scores.
 #   test      the chosen SAE scored on `test` (probes fit on `fit`).
+#   probe_all_train  after the choice: the pipeline's linear probe (fit on all of cifar10/train)
+#             clean and spliced on the test images, for the chosen SAE and PROBE_SAES (not default).
 #   table     the results as markdown tables (not in the default stages).
 # Usage: SCALE=reduced|full scripts/sae-lab.sh STAGE… (default: all), OUT=/tmp/lab by default.
 set -euo pipefail
@@ -177,6 +179,22 @@ stage_test() {
   "$bin" eval --workspace "$train_ws" --sae "$chosen" --fit "$out/fit" \
     --images "$out/test" --reuse "$out/ws-test" --json >"$out/test.out"
   tail -1 "$out/test.out" >"$out/test.json"
+}
+
+# After the choice, not part of it: the linear probe as the product's pipeline measures it (fit
+# on every cifar10/train image, read from the store; L2 chosen on a fifth of them), clean and
+# spliced, scored on the test images, for the chosen SAE and any others named in PROBE_SAES
+# (e.g. the earlier pipeline's topk-1536-k32), each once.
+stage_probe_all_train() {
+  for sae in $(cat "$out/chosen.txt") ${PROBE_SAES:-}; do
+    "$bin" probe --model "$shared/models/dinov2-small" --workspace "$train_ws" --spliced \
+      --sae "$sae" --fit "$shared/data/cifar10/train" --eval "$out/test" --reuse "$out/ws-test" \
+      --json | tail -1 >"$out/probe-all-train-$sae.json"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); c, s = r['clean']['accuracy'], \
+      r['spliced']['accuracy']; print(f'{sys.argv[2]}: fit {r[\"n_fit\"]}, test {r[\"n_eval\"]}: \
+      clean {c:.4f} spliced {s:.4f} drop {100 * (c - s):.2f} points')" \
+      "$out/probe-all-train-$sae.json" "$sae"
+  done
 }
 
 # The markdown tables of docs/BENCHMARKS.md from bench's and test's JSON.

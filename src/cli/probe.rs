@@ -1,6 +1,6 @@
 //! `saescope probe`: Linear probe: multinomial logistic regression on the pooled output, fit on one
 //! folder's images and scored on another's (classes = sub-folder names). With --spliced, also with
-//! the tapped layer replaced by the workspace SAE's reconstruction.
+//! the tapped layer replaced by an SAE's reconstruction (--sae, else the workspace's active one).
 
 use super::*;
 
@@ -20,6 +20,10 @@ pub struct ProbeArgs {
     /// Workspace whose layer and SAE --spliced uses.
     #[arg(long, required_if_eq("spliced", "true"))]
     workspace: Option<PathBuf>,
+    /// The SAE --spliced uses: a name under WS/saes/ or an SAE folder. Default: the
+    /// workspace's active SAE.
+    #[arg(long, requires = "spliced")]
+    sae: Option<PathBuf>,
     /// Fixed L2 strength instead of the held-out choice.
     #[arg(long)]
     l2: Option<f64>,
@@ -38,6 +42,7 @@ pub fn run(a: ProbeArgs, ctx: &Ctx) -> Result<()> {
         eval,
         spliced,
         workspace,
+        sae,
         l2,
         reuse,
         batch,
@@ -51,6 +56,7 @@ pub fn run(a: ProbeArgs, ctx: &Ctx) -> Result<()> {
             eval,
             workspace,
             spliced,
+            sae,
             options: ops::analysis::probe::ProbeOptions {
                 batch,
                 l2,

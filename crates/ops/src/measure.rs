@@ -64,9 +64,12 @@ pub struct ProbeRequest {
     /// Folder the probe is scored on.
     pub eval: PathBuf,
     /// A workspace of this model: the probe taps its layer (reading its stored activations),
-    /// and with `spliced` also replaces that layer by its active SAE's reconstruction.
+    /// and with `spliced` also replaces that layer by an SAE's reconstruction (`sae`).
     pub workspace: Option<PathBuf>,
     pub spliced: bool,
+    /// The SAE `spliced` uses: a name under WS/saes/ or an SAE folder; `None` for the
+    /// workspace's active SAE.
+    pub sae: Option<PathBuf>,
     pub options: ProbeOptions,
 }
 
@@ -102,7 +105,7 @@ pub fn probe(r: &ProbeRequest, job: &Job) -> Result<ProbeReport> {
         Some(dir) => {
             let ws = Workspace::open(dir)?;
             let sae = if r.spliced {
-                Some(workflow::workspace_sae(&ws, None)?.on_device(&device)?)
+                Some(workflow::workspace_sae(&ws, r.sae.as_deref())?.on_device(&device)?)
             } else {
                 None
             };

@@ -104,7 +104,7 @@ impl Explorer {
                 )
                 .on_hover_text(
                     "Logistic regression on the pooled output, fit on the fit images and scored \
-                     on the eval images, with the layer clean and replaced by the active SAE's \
+                     on the eval images, with the layer clean and replaced by the explored SAE's \
                      reconstruction (saescope probe --spliced)",
                 )
                 .clicked()
@@ -116,6 +116,8 @@ impl Explorer {
                     eval: eval.clone(),
                     workspace: Some(self.ws.dir.clone()),
                     spliced: true,
+                    // The explored SAE, even if another process made another one active.
+                    sae: self.home.clone(),
                     options: Default::default(),
                 };
                 self.push_job(BackgroundJob::spawn("Linear probe", ui.ctx(), move |job| {
