@@ -12,10 +12,18 @@ pub(crate) fn sae_table_ui(
         .num_columns(10)
         .striped(true)
         .show(ui, |ui| {
+            // The figures here are the SAE's own (its training run, or a loaded SAE measured on
+            // the stored rows); the Compare tab's come from `saescope eval` on labelled images,
+            // so the two can differ.
+            let own = "From its training run (or, for a loaded SAE, measured on this workspace's \
+                       stored rows); the Compare tab shows the benchmark's, on labelled images";
             for h in [
                 "", "SAE", "Type", "Latents", "k", "Tokens", "FVE", "L0", "Dead", "Analyses",
             ] {
-                ui.strong(h);
+                let header = ui.strong(h);
+                if matches!(h, "FVE" | "L0" | "Dead") {
+                    header.on_hover_text(own);
+                }
             }
             ui.end_row();
             for s in saes {

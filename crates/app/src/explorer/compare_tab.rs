@@ -175,7 +175,9 @@ impl Explorer {
                                 .benchmark
                                 .as_ref()
                                 .map_or(Vec::new(), |b| b.not_separating());
-                            // One per line: the table stays narrow enough for a laptop.
+                            // One per line, named as the column headers name them: the table
+                            // stays narrow enough for a laptop.
+                            let failing: Vec<&str> = failing.into_iter().map(metric_name).collect();
                             ui.label(egui::RichText::new(failing.join("\n")).weak());
                             ui.end_row();
                             if let Some(e) = &r.problem {
@@ -209,7 +211,15 @@ impl Explorer {
             ("FVE", |v| Some(v.reconstruction.fve.value)),
             ("probe drop (points)", |v| v.spliced_drop.map(|d| d * 100.0)),
         ];
-        let width = ((ui.available_width() - 16.0) / 2.0).max(240.0);
+        // Side by side when both fit at a readable width, else one under the other; each
+        // plot's column (legend included) keeps to its width, so nothing runs past the window.
+        let avail = ui.available_width();
+        let width = if avail >= 2.0 * 420.0 + 24.0 {
+            (avail - 24.0) / 2.0
+        } else {
+            avail - 8.0
+        }
+        .max(240.0);
         ui.horizontal_wrapped(|ui| {
             for (title, y_of) in plots {
                 if !scored
@@ -225,6 +235,7 @@ impl Explorer {
                     continue;
                 }
                 ui.vertical(|ui| {
+                    ui.set_width(width);
                     ui.label(format!("L0 vs {title}: click a dot to explore that SAE"));
                     let point = |r: &CompareRow, v: fn(&SaeBenchmarkRef) -> &crate::analysis::benchmark::VariantScores| {
                         let b = r.benchmark.as_ref()?;
@@ -244,6 +255,8 @@ impl Explorer {
                         .allow_scroll(false)
                         .x_axis_label("L0")
                         .y_axis_label(title)
+                        .y_grid_spacer(egui_plot::uniform_grid_spacer(super::plot_axes::linear_steps))
+                        .x_grid_spacer(egui_plot::uniform_grid_spacer(super::plot_axes::linear_steps))
                         .show(ui, |p| {
                             for (i, &arch) in archs.iter().enumerate() {
                                 let pts: Vec<[f64; 2]> = scored
@@ -301,19 +314,24 @@ impl Explorer {
                             Some((r.summary.name.clone(), at))
                         })
                         .collect();
-                    if resp.response.clicked()
-                        && let Some(pos) = resp.response.interact_pointer_pos()
-                    {
-                        let nearest = dots
-                            .iter()
+                    let nearest = |pos: egui::Pos2| {
+                        dots.iter()
                             .map(|(name, at)| (at.distance(pos), name.clone()))
-                            .min_by(|a, b| a.0.total_cmp(&b.0));
-                        if let Some((d, name)) = nearest
-                            && d <= PICK_RADIUS
-                            && active.as_deref() != Some(name.as_str())
-                        {
-                            self.switch_to = Some(name);
-                        }
+                            .min_by(|a, b| a.0.total_cmp(&b.0))
+                            .filter(|(d, _)| *d <= PICK_RADIUS)
+                            .map(|(_, name)| name)
+                    };
+                    // The SAE under the pointer, named before the click that switches to it.
+                    if let Some(name) = resp.response.hover_pos().and_then(nearest) {
+                        resp.response.clone().on_hover_text(format!(
+                            "{name}: click to explore it"
+                        ));
+                    }
+                    if resp.response.clicked()
+                        && let Some(name) = resp.response.interact_pointer_pos().and_then(nearest)
+                        && active.as_deref() != Some(name.as_str())
+                    {
+                        self.switch_to = Some(name);
                     }
                     if title == "FVE" {
                         self.compare.dots = dots;
@@ -433,3 +451,15 @@ impl Explorer {
 }
 
 type SaeBenchmarkRef = crate::analysis::benchmark::SaeBenchmark;
+
+/// A benchmark metric's name as the Compare table's headers show it.
+fn metric_name(metric: &str) -> &str {
+    match metric {
+        "fve" => "FVE",
+        "spliced_accuracy" => "Probe drop",
+        "sparse_probe" => "Sparse probe",
+        "monosemanticity" => "Mono",
+        "morans_i" => "Moran's I",
+        other => other,
+    }
+}

@@ -72,6 +72,22 @@ pub fn value_text(x: f64) -> String {
     }
 }
 
+/// Linear grid steps of 1, 2 or 5 × 10ⁿ with about five labelled marks over the visible range
+/// (egui_plot's default powers of ten left a 0–10 axis with one label).
+pub fn linear_steps(input: egui_plot::GridInput) -> [f64; 3] {
+    let span = (input.bounds.1 - input.bounds.0)
+        .abs()
+        .max(f64::MIN_POSITIVE);
+    let raw = span / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    [step / 5.0, step, step * 5.0]
+}
+
 /// A count axis's marks: whole non-negative numbers only.
 pub fn count_label(mark: GridMark, _range: &RangeInclusive<f64>) -> String {
     if mark.value < 0.0 || (mark.value - mark.value.round()).abs() > 1e-6 {

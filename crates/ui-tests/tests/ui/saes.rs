@@ -257,6 +257,28 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
         .unwrap()
         .active_sae()
         .unwrap();
+    // Two more architectures, so the plots and legends carry several series.
+    for arch in [
+        saescope_core::sae::train::TrainArch::BatchTopK,
+        saescope_core::sae::train::TrainArch::Matryoshka {
+            prefixes: saescope_core::sae::train::Prefixes::Sampled { n: 4 },
+        },
+    ] {
+        saescope_ops::build::train(
+            &saescope_ops::build::TrainRequest {
+                workspace: ws.clone(),
+                device: Default::default(),
+                options: saescope_core::sae::workflow::TrainOptions {
+                    arch,
+                    tokens: Some(20_000),
+                    batch: 512,
+                    ..saescope_core::sae::workflow::TrainOptions::topk(96, 4)
+                },
+            },
+            &job,
+        )
+        .unwrap();
+    }
     train_sae(&ws, 128, 40_000);
     // Indexed, so switching to it opens its grid.
     saescope_ops::analyse::build_index(
@@ -281,7 +303,7 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
             eval: images,
             stores: Vec::new(),
             options: saescope_ops::analysis::benchmark::BenchmarkOptions {
-                spliced: false,
+                spliced: true,
                 sample_rows: 2000,
                 ..Default::default()
             },
@@ -289,6 +311,31 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
         &job,
     )
     .unwrap();
+    // At 1024×640 both Pareto plots, legends included, stay inside the window. (On the 19-SAE
+    // DINOv2 workspace the probe-drop plot ran past the right edge; this example's three
+    // architectures did not reproduce that with the old layout, so this guards, not proves.)
+    let mut small = explorer_on(&ws, egui::vec2(1024.0, 640.0));
+    small.get_by_label("Compare").click();
+    wait_for(&mut small, |h| {
+        h.state()
+            .explorer
+            .as_ref()
+            .is_some_and(|x| x.compare_ready())
+    });
+    let plot = "L0 vs probe drop (points): click a dot to explore that SAE";
+    small.run_steps(4);
+    small.get_by_label(plot).scroll_to_me();
+    small.run_steps(6);
+    let keys: Vec<egui::Rect> = small
+        .query_all_by_label("active (ringed)")
+        .map(|n| n.rect())
+        .chain([small.get_by_label(plot).rect()])
+        .collect();
+    assert_eq!(keys.len(), 3, "two legends and the second plot's title");
+    for r in keys {
+        assert!(r.right() <= 1024.0, "past the window's right edge: {r:?}");
+    }
+    drop(small);
     let mut h = explorer_on(&ws, egui::vec2(1280.0, 800.0));
     // The grid scrolled down before switching: the other SAE's grid opens at its top.
     h.hover_at(egui::pos2(640.0, 600.0));
@@ -321,9 +368,9 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
         2
     );
     let dots = h.state().explorer.as_ref().unwrap().compare_dots().to_vec();
-    assert_eq!(dots.len(), 2, "{dots:?}");
+    assert_eq!(dots.len(), 4, "{dots:?}");
     h.snapshot("explorer_compare");
-    let (name, at) = dots.iter().find(|(n, _)| *n != first).unwrap().clone();
+    let (name, at) = dots.iter().find(|(n, _)| n == "topk-128-k4").unwrap().clone();
     h.hover_at(at);
     h.run();
     h.drag_at(at);
@@ -347,6 +394,9 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     // active one, and the explorer switches to it.
     h.get_by_label("Compare").click();
     h.run_steps(2);
+    // Below both Pareto plots now that they have probe-drop figures.
+    h.get_by_label("Train or load another SAE").scroll_to_me();
+    h.run_steps(6);
     h.get_by_label("Train or load another SAE").click();
     h.run_steps(2);
     for (field, value) in [("features", 64.0), ("k", 4.0), ("M tokens", 0.03)] {
@@ -367,7 +417,7 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
             .and_then(|x| x.home.as_ref())
             .is_some_and(|home| home.ends_with("saes/topk-64-k4"))
     });
-    assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(3));
+    assert_eq!(h.state().open.as_ref().map(|o| o.saes.len()), Some(5));
     // The training that led to the switch is still in the status row.
     h.run_steps(2);
     assert!(
