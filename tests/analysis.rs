@@ -454,16 +454,23 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     assert_eq!(names, [("topk-256-k8", false), ("topk-64-k4", true)]);
     // The spliced probe of a named SAE rather than the active one: the first SAE's figure again.
     let named = run_json(
-        cmd(&["probe", "--spliced", "--sae", "topk-256-k8", "--model"], &ws)
-            .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
-            .arg("--model-config")
-            .arg(&config)
-            .arg("--fit")
-            .arg(&train)
-            .arg("--eval")
-            .arg(&test),
+        cmd(
+            &["probe", "--spliced", "--sae", "topk-256-k8", "--model"],
+            &ws,
+        )
+        .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
+        .arg("--model-config")
+        .arg(&config)
+        .arg("--fit")
+        .arg(&train)
+        .arg("--eval")
+        .arg(&test),
     );
-    assert_eq!(named["spliced"]["accuracy"].as_f64(), Some(spliced), "{named}");
+    assert_eq!(
+        named["spliced"]["accuracy"].as_f64(),
+        Some(spliced),
+        "{named}"
+    );
     // The same SAE loaded from elsewhere (its SAELens files alone, no training report): once
     // indexed, its FVE, L0 and dead share are measured on this workspace's stored rows, and
     // match the figures its training run reported.

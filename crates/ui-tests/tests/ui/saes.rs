@@ -370,7 +370,11 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     let dots = h.state().explorer.as_ref().unwrap().compare_dots().to_vec();
     assert_eq!(dots.len(), 4, "{dots:?}");
     h.snapshot("explorer_compare");
-    let (name, at) = dots.iter().find(|(n, _)| n == "topk-128-k4").unwrap().clone();
+    let (name, at) = dots
+        .iter()
+        .find(|(n, _)| n == "topk-128-k4")
+        .unwrap()
+        .clone();
     h.hover_at(at);
     h.run();
     h.drag_at(at);
