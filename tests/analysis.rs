@@ -385,16 +385,19 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
     // Linear probe on the pooled output, clean and with layer 3 replaced by the SAE's
     // reconstruction. The fit images are the workspace's own, so their layer-3 activations are
     // read from its store; the eval images are computed.
-    let p = run_json(
-        cmd(&["probe", "--spliced", "--model"], &ws)
+    let probe = |first: &[&str]| {
+        let mut c = cmd(first, &ws);
+        c.arg("--model")
             .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
             .arg("--model-config")
             .arg(&config)
             .arg("--fit")
             .arg(&train)
             .arg("--eval")
-            .arg(&test),
-    );
+            .arg(&test);
+        run_json(&mut c)
+    };
+    let p = probe(&["probe", "--spliced"]);
     assert_eq!(p["n_fit"], 240, "{p}");
     assert_eq!(p["n_eval"], 120, "{p}");
     assert_eq!(p["images_read_from_store"], 240, "{p}");
@@ -453,19 +456,7 @@ fn index_labels_export_heatmap_ood_and_tree_on_vit_cifar10() {
         .collect();
     assert_eq!(names, [("topk-256-k8", false), ("topk-64-k4", true)]);
     // The spliced probe of a named SAE rather than the active one: the first SAE's figure again.
-    let named = run_json(
-        cmd(
-            &["probe", "--spliced", "--sae", "topk-256-k8", "--model"],
-            &ws,
-        )
-        .arg(shared_path("models/vit-cifar10/vit_cifar10.pth"))
-        .arg("--model-config")
-        .arg(&config)
-        .arg("--fit")
-        .arg(&train)
-        .arg("--eval")
-        .arg(&test),
-    );
+    let named = probe(&["probe", "--spliced", "--sae", "topk-256-k8"]);
     assert_eq!(
         named["spliced"]["accuracy"].as_f64(),
         Some(spliced),
