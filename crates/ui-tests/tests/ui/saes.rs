@@ -294,23 +294,7 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     // The example's SAE stays the one explored; both are benchmarked on the example's images.
     saescope_ops::saes::use_sae(&ws, &first).unwrap();
     let images = folder.join("images");
-    saescope_ops::benchmark::benchmark(
-        &saescope_ops::benchmark::BenchmarkRequest {
-            workspace: ws.clone(),
-            saes: Vec::new(),
-            device: Default::default(),
-            fit: images.clone(),
-            eval: images,
-            stores: Vec::new(),
-            options: saescope_ops::analysis::benchmark::BenchmarkOptions {
-                spliced: true,
-                sample_rows: 2000,
-                ..Default::default()
-            },
-        },
-        &job,
-    )
-    .unwrap();
+    benchmark(&ws, Vec::new(), &images, &images, true);
     // At 1024×640 both Pareto plots, legends included, stay inside the window. (On the 19-SAE
     // DINOv2 workspace the probe-drop plot ran past the right edge; this example's three
     // architectures did not reproduce that with the old layout, so this guards, not proves.)
@@ -472,24 +456,35 @@ fn compare_tab_plots_matches_features_and_switches_on_a_click() {
     );
     let elsewhere = folder.join("images-b");
     std::os::unix::fs::symlink(&images, &elsewhere).unwrap();
+    benchmark(&ws, vec![first.clone()], &images, &elsewhere, false);
+    h.get_by_role_and_label(Role::Button, "Refresh").click();
+    h.run_steps(4);
+    h.get_by_label_contains("scored on 2 different image folders");
+}
+
+/// `saescope eval` of `saes` (all when empty): probes fit on `fit`, everything scored on `eval`.
+fn benchmark(
+    ws: &std::path::Path,
+    saes: Vec<String>,
+    fit: &std::path::Path,
+    eval: &std::path::Path,
+    spliced: bool,
+) {
     saescope_ops::benchmark::benchmark(
         &saescope_ops::benchmark::BenchmarkRequest {
-            workspace: ws.clone(),
-            saes: vec![first.clone()],
+            workspace: ws.to_path_buf(),
+            saes,
             device: Default::default(),
-            fit: images.clone(),
-            eval: elsewhere,
+            fit: fit.to_path_buf(),
+            eval: eval.to_path_buf(),
             stores: Vec::new(),
             options: saescope_ops::analysis::benchmark::BenchmarkOptions {
-                spliced: false,
+                spliced,
                 sample_rows: 2000,
                 ..Default::default()
             },
         },
-        &job,
+        &saescope_core::job::Job::default(),
     )
     .unwrap();
-    h.get_by_role_and_label(Role::Button, "Refresh").click();
-    h.run_steps(4);
-    h.get_by_label_contains("scored on 2 different image folders");
 }
