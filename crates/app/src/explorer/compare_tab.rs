@@ -107,13 +107,6 @@ impl Explorer {
         &self.compare.dots
     }
 
-    fn active_name(&self) -> Option<String> {
-        self.home
-            .as_ref()
-            .and_then(|h| h.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-    }
-
     fn compare_table_ui(&mut self, ui: &mut egui::Ui, rows: &[CompareRow]) {
         let active = self.active_name();
         let f = |e: Option<f64>, digits: usize| e.map_or("–".into(), |v| format!("{v:.digits$}"));
@@ -316,10 +309,10 @@ impl Explorer {
                         .collect();
                     let nearest = |pos: egui::Pos2| {
                         dots.iter()
-                            .map(|(name, at)| (at.distance(pos), name.clone()))
+                            .map(|(name, at)| (at.distance(pos), name))
                             .min_by(|a, b| a.0.total_cmp(&b.0))
                             .filter(|(d, _)| *d <= PICK_RADIUS)
-                            .map(|(_, name)| name)
+                            .map(|(_, name)| name.clone())
                     };
                     // The SAE under the pointer, named before the click that switches to it.
                     if let Some(name) = resp.response.hover_pos().and_then(nearest) {

@@ -507,12 +507,7 @@ impl Explorer {
             let active = Workspace::open(&self.ws.dir)
                 .and_then(|w| w.active_sae())
                 .ok();
-            let explored = self
-                .home
-                .as_ref()
-                .and_then(|h| h.file_name())
-                .map(|n| n.to_string_lossy().into_owned());
-            if active.is_some() && active != explored {
+            if active.is_some() && active != self.active_name() {
                 self.switch_to = active;
             }
         }
@@ -542,6 +537,14 @@ impl Explorer {
                 Err(e) => self.error = Some(crate::Failure::new(e)),
             }
         }
+    }
+
+    /// The name of the SAE explored here (its folder under WS/saes/).
+    fn active_name(&self) -> Option<String> {
+        self.home
+            .as_ref()
+            .and_then(|h| h.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
     }
 
     /// Takes over another explorer's jobs (switching SAE): the finished ones are not acted on
